@@ -1,0 +1,1 @@
+// Placeholder for a layer of src/ that has no sources yet.

@@ -1,0 +1,80 @@
+#include "core/backend.h"
+
+#include <map>
+
+#include "core/error.h"
+
+namespace myelin {
+
+namespace {
+
+std::map<std::pair<std::string, DeviceKind>, KernelFactory>& kernels() {
+  static std::map<std::pair<std::string, DeviceKind>, KernelFactory> k;
+  return k;
+}
+
+std::map<DeviceKind, BackendFactory>& backends() {
+  static std::map<DeviceKind, BackendFactory> b;
+  return b;
+}
+
+const char* kind_name(DeviceKind k) {
+  return k == DeviceKind::cpu ? "cpu" : "cuda";
+}
+
+class FnKernel : public Kernel {
+ public:
+  FnKernel(KernelFn fn, const Node& node) : fn_(std::move(fn)), node_(node) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    fn_(in, out, ctx, node_);
+  }
+
+ private:
+  KernelFn fn_;
+  Node node_;
+};
+
+}  // namespace
+
+void register_kernel(const std::string& op, DeviceKind device, KernelFactory f) {
+  if (!kernels().emplace(std::pair{op, device}, std::move(f)).second)
+    throw Error("kernel for " + op + " on " + kind_name(device) + " registered twice");
+}
+
+void register_kernel_fn(const std::string& op, DeviceKind device, KernelFn fn) {
+  register_kernel(op, device, [fn](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    return std::make_unique<FnKernel>(fn, s.node);
+  });
+}
+
+const KernelFactory* find_kernel(const std::string& op, DeviceKind device) {
+  auto it = kernels().find({op, device});
+  return it == kernels().end() ? nullptr : &it->second;
+}
+
+std::unique_ptr<Kernel> make_kernel(const KernelSpec& spec) {
+  const KernelFactory* f = find_kernel(spec.node.op, spec.backend.device().kind);
+  if (!f)
+    throw UnsupportedError("op " + spec.node.op + " (layer '" + spec.node.name +
+                           "') has no kernel on " + spec.backend.device().str());
+  return (*f)(spec);
+}
+
+void register_backend(DeviceKind kind, BackendFactory f) {
+  backends()[kind] = std::move(f);
+}
+
+bool has_backend(DeviceKind kind) {
+  return backends().count(kind) != 0;
+}
+
+std::unique_ptr<Backend> make_backend(Device d, const BackendOptions& opts) {
+  auto it = backends().find(d.kind);
+  if (it == backends().end())
+    throw UnsupportedError("this build of myelin has no " + std::string(kind_name(d.kind)) +
+                           " engine (rebuild with -DMYELIN_CUDA=ON on a machine with nvcc)");
+  return it->second(d, opts);
+}
+
+}  // namespace myelin

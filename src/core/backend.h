@@ -1,0 +1,109 @@
+// Backends (a device's memory, copies and synchronisation) and kernels (one op on one device).
+// Each engine registers a backend factory and a kernel factory per op; a graph compiled for a
+// device whose engine lacks a kernel for one of its ops fails at compile time, naming the op.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/op_registry.h"
+
+namespace myelin {
+
+struct BackendOptions {
+  int threads = 0;                 // CPU threads; 0 = all cores
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16 (CUDA)
+  size_t workspace_limit = 256u << 20;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual const BackendOptions& options() const = 0;
+  virtual void* allocate(size_t bytes) = 0;  // throws DeviceError naming the size
+  virtual void deallocate(void* p) = 0;
+  // Copies between host and this device (either side may be the host).
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy_from_host(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void fill_zero(void* p, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+};
+
+// A device buffer that frees itself.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& b, size_t bytes)
+      : backend_(&b), bytes_(bytes), ptr_(bytes ? b.allocate(bytes) : nullptr) {}
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    std::swap(backend_, o.backend_);
+    std::swap(bytes_, o.bytes_);
+    std::swap(ptr_, o.ptr_);
+    return *this;
+  }
+  ~Buffer() {
+    if (ptr_) backend_->deallocate(ptr_);
+  }
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* backend_ = nullptr;
+  size_t bytes_ = 0;
+  void* ptr_ = nullptr;
+};
+
+// Per-step facts a kernel may need.
+struct StepContext {
+  uint64_t seed = 0;  // dropout masks are a pure function of (seed, step, node, element)
+  uint64_t step = 0;
+  void* workspace = nullptr;  // shared scratch of Program::workspace_bytes()
+};
+
+// One op on one device, prepared once for its node's shapes (descriptors, algorithms,
+// primitives), then run every step on tensors whose shapes never change.
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                   const StepContext& ctx) = 0;
+  virtual size_t workspace_bytes() const { return 0; }
+};
+
+struct KernelSpec {  // what a factory sees
+  const Node& node;
+  const Graph& graph;
+  int node_index;
+  Backend& backend;
+  TensorType input(int i) const {
+    const Value& v = graph.value(node.inputs.at(i));
+    return {v.shape, v.dtype};
+  }
+  TensorType output(int i) const {
+    const Value& v = graph.value(node.outputs.at(i));
+    return {v.shape, v.dtype};
+  }
+};
+
+using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelSpec&)>;
+using KernelFn = std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                                    const StepContext&, const Node&)>;
+
+void register_kernel(const std::string& op, DeviceKind device, KernelFactory f);
+// For stateless kernels: a plain function of inputs, outputs and the node's attributes.
+void register_kernel_fn(const std::string& op, DeviceKind device, KernelFn f);
+const KernelFactory* find_kernel(const std::string& op, DeviceKind device);
+std::unique_ptr<Kernel> make_kernel(const KernelSpec& spec);  // throws UnsupportedError
+
+using BackendFactory = std::function<std::unique_ptr<Backend>(Device, const BackendOptions&)>;
+void register_backend(DeviceKind kind, BackendFactory f);
+// Throws UnsupportedError when this build has no engine for the device.
+std::unique_ptr<Backend> make_backend(Device d, const BackendOptions& opts = {});
+bool has_backend(DeviceKind kind);
+
+}  // namespace myelin

@@ -1,0 +1,103 @@
+// The graph IR: values (typed, shaped edges) and nodes (op applications), in topological
+// order by construction. Adding a node infers its output shapes through the op registry, so a
+// mismatch is reported where it is made.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/attrs.h"
+#include "core/tensor.h"
+
+namespace myelin {
+
+using ValueId = int;
+constexpr ValueId kNoValue = -1;
+
+enum class ValueKind : uint8_t {
+  activation,  // computed by a node, lives in the arena
+  input,       // fed each step (images, labels)
+  param,       // trained weights, persistent
+  state,       // persistent but not trained (batch-norm running statistics)
+};
+
+// How a parameter or state starts: "constant" (value), "gaussian" (std), "uniform" (scale),
+// "xavier", "msra".
+struct Init {
+  std::string kind = "constant";
+  double value = 0.0;
+};
+
+struct Value {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::f32;
+  ValueKind kind = ValueKind::activation;
+  int producer = -1;  // node index, -1 for inputs/params/states
+  Init init;
+  double lr_mult = 1.0;     // per-parameter learning-rate multiplier
+  double decay_mult = 1.0;  // per-parameter weight-decay multiplier
+};
+
+enum class Phase : uint8_t { forward, backward };
+
+struct Node {
+  std::string op;
+  std::string name;  // the layer this node belongs to (backward nodes keep their layer's name)
+  Attrs attrs;
+  std::vector<ValueId> inputs;
+  std::vector<ValueId> outputs;
+  Phase phase = Phase::forward;
+};
+
+class Graph {
+ public:
+  explicit Graph(bool training = true) : training_(training) {}
+
+  bool training() const { return training_; }
+
+  ValueId input(const std::string& name, Shape shape, DType dtype = DType::f32);
+  ValueId param(const std::string& name, Shape shape, Init init, DType dtype = DType::f32);
+  ValueId state(const std::string& name, Shape shape, Init init);
+
+  // Applies an op (primitive or composite) and returns its outputs. `name` is the layer name.
+  std::vector<ValueId> add(const std::string& op, const std::string& name,
+                           const std::vector<ValueId>& inputs, const Attrs& attrs = {});
+  ValueId add1(const std::string& op, const std::string& name, const std::vector<ValueId>& inputs,
+               const Attrs& attrs = {}) {
+    return add(op, name, inputs, attrs).at(0);
+  }
+
+  const Value& value(ValueId id) const { return values_.at(id); }
+  Value& value(ValueId id) { return values_.at(id); }
+  const std::vector<Value>& values() const { return values_; }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  ValueId find(const std::string& name) const;  // kNoValue if absent
+
+  // Values that must survive the whole step (loss, accuracy, gradients).
+  void keep(ValueId id);
+  const std::vector<ValueId>& kept() const { return kept_; }
+  bool is_kept(ValueId id) const;
+
+  // Nodes added from here on are marked as backward (used by autodiff).
+  void set_phase(Phase p) { phase_ = p; }
+  // Names a new value uniquely: "conv1.out", "conv1.out.1", ...
+  std::string unique_name(const std::string& base) const;
+
+  // Lowest-level append; no composite expansion. Used by the registry and autodiff.
+  std::vector<ValueId> append_primitive(const std::string& op, const std::string& name,
+                                        const std::vector<ValueId>& inputs, const Attrs& attrs);
+
+  std::vector<ValueId> params() const;  // in creation order
+  std::string dump() const;             // one line per node, for debugging and --verbose
+
+ private:
+  ValueId add_value(Value v);
+
+  bool training_;
+  Phase phase_ = Phase::forward;
+  std::vector<Value> values_;
+  std::vector<Node> nodes_;
+  std::vector<ValueId> kept_;
+};
+
+}  // namespace myelin

@@ -1,0 +1,22 @@
+// The memory planner: gives every activation an offset in one arena, reusing the space of
+// values whose last reader has run. A step then allocates nothing.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "core/graph.h"
+
+namespace myelin {
+
+struct MemoryPlan {
+  std::vector<int64_t> offset;  // per value; -1 for values not in the arena
+  std::vector<ValueId> alias;   // per value: the value whose memory it shares (itself if none)
+  size_t arena_bytes = 0;
+  size_t naive_bytes = 0;  // what one buffer per value would take, for reports
+};
+
+constexpr size_t kArenaAlignment = 256;  // bytes; enough for AVX-512 and cuDNN
+
+MemoryPlan plan_memory(const Graph& g);
+
+}  // namespace myelin

@@ -1,0 +1,85 @@
+// Local response normalization across channels (AlexNet's) and batch normalization.
+#include "ops/common.h"
+
+namespace myelin {
+
+namespace {
+
+std::vector<TensorType> infer_lrn(const Node& n, const std::vector<TensorType>& in) {
+  expect(in[0].shape.rank() == 4, n, in, "input must be [N, C, H, W]");
+  LrnParams p(n.attrs);
+  expect(p.size >= 1 && p.size % 2 == 1, n, in, "size must be a positive odd number");
+  return {in[0]};
+}
+
+std::vector<TensorType> infer_lrn_grad(const Node& n, const std::vector<TensorType>& in) {
+  expect(in[0].shape == in[1].shape && in[1].shape == in[2].shape, n, in,
+         "dy, x and y must have the same shape");
+  return {in[0]};
+}
+
+// batch_norm(x[N, C, ...], gamma[C], beta[C], running_mean[C], running_var[C]).
+// Training: outputs y, the batch mean and 1/sqrt(var + eps) (saved for backward), and updates
+// the running statistics. Inference: y from the running statistics.
+std::vector<TensorType> infer_bn(const Node& n, const std::vector<TensorType>& in) {
+  expect(in[0].shape.rank() >= 2, n, in, "input must be [N, C, ...]");
+  Shape c{in[0].shape[1]};
+  for (int i = 1; i < 5; ++i)
+    expect(in[i].shape == c, n, in, "gamma, beta and statistics must be [C]");
+  if (!BatchNormParams(n.attrs).training) return {in[0]};
+  return {in[0], {c, DType::f32}, {c, DType::f32}};
+}
+
+std::vector<ValueId> expand_bn(Graph& g, const std::string& name, const std::vector<ValueId>& in,
+                               const Attrs& attrs) {
+  Attrs a = attrs;
+  a.set("training", int64_t{g.training() ? 1 : 0});
+  return {g.append_primitive("batch_norm", name, in, a).at(0)};
+}
+
+// batch_norm_grad(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
+std::vector<TensorType> infer_bn_grad(const Node& n, const std::vector<TensorType>& in) {
+  expect(in[0].shape == in[1].shape, n, in, "dy and x must have the same shape");
+  return {in[0], in[2], in[2]};
+}
+
+std::vector<ValueId> grad_bn(GradBuilder& g) {
+  const Node& n = g.node();
+  if (n.outputs.size() < 3)
+    throw Error("batch_norm '" + n.name + "': no gradient in inference mode");
+  auto r = g.add("batch_norm_grad", {g.grad_out(0), g.in(0), g.in(1), g.out(1), g.out(2)}, n.attrs);
+  return {r[0], r[1], r[2], kNoValue, kNoValue};
+}
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_op({.name = "lrn",
+               .infer = infer_lrn,
+               .grad =
+                   [](GradBuilder& g) {
+                     return std::vector{
+                         g.add1("lrn_grad", {g.grad_out(0), g.in(0), g.out(0)}, g.node().attrs)};
+                   },
+               .doc = "local response normalization across channels: size, alpha, beta, k"});
+  register_op({.name = "lrn_grad",
+               .min_inputs = 3,
+               .max_inputs = 3,
+               .infer = infer_lrn_grad,
+               .doc = "(dy, x, y) -> dx"});
+  register_op(
+      {.name = "batch_norm",
+       .min_inputs = 5,
+       .max_inputs = 5,
+       .infer = infer_bn,
+       .grad = grad_bn,
+       .expand = expand_bn,
+       .doc = "batch normalization: x, gamma, beta, running mean, running var; eps, momentum"});
+  register_op({.name = "batch_norm_grad",
+               .min_inputs = 5,
+               .max_inputs = 5,
+               .infer = infer_bn_grad,
+               .doc = "(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta"});
+}
+
+}  // namespace myelin
