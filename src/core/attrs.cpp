@@ -40,6 +40,16 @@ std::vector<int64_t> Attrs::ints(const std::string& key, std::vector<int64_t> df
   wrong_type(key, "a list of integers");
 }
 
+std::vector<double> Attrs::floats(const std::string& key, std::vector<double> dflt) const {
+  auto it = map_.find(key);
+  if (it == map_.end()) return dflt;
+  if (auto* v = std::get_if<std::vector<double>>(&it->second)) return *v;
+  if (auto* v = std::get_if<std::vector<int64_t>>(&it->second))
+    return std::vector<double>(v->begin(), v->end());
+  if (auto* v = std::get_if<double>(&it->second)) return {*v};
+  wrong_type(key, "a list of numbers");
+}
+
 std::vector<int64_t> Attrs::pair(const std::string& key, int64_t dflt) const {
   auto it = map_.find(key);
   if (it == map_.end()) return {dflt, dflt};

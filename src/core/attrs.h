@@ -8,7 +8,8 @@
 
 namespace myelin {
 
-using AttrValue = std::variant<int64_t, double, std::string, std::vector<int64_t>>;
+using AttrValue =
+    std::variant<int64_t, double, std::string, std::vector<int64_t>, std::vector<double>>;
 
 class Attrs {
  public:
@@ -24,6 +25,7 @@ class Attrs {
   double f(const std::string& key, double dflt) const;  // accepts an integer too
   std::string s(const std::string& key, const std::string& dflt) const;
   std::vector<int64_t> ints(const std::string& key, std::vector<int64_t> dflt) const;
+  std::vector<double> floats(const std::string& key, std::vector<double> dflt) const;
   // A pair for 2-D ops: an integer k means {k, k}.
   std::vector<int64_t> pair(const std::string& key, int64_t dflt) const;
 

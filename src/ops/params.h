@@ -104,3 +104,8 @@ inline uint32_t dropout_threshold(double ratio) {
 }
 
 }  // namespace myelin
+
+namespace myelin {
+// State tensors per parameter for a solver (velocity; or first and second moments).
+int optimizer_slots(const std::string& solver);
+}  // namespace myelin

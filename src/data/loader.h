@@ -1,0 +1,55 @@
+// Loader threads: read examples, apply transforms, assemble float batches, prefetch ahead of the
+// trainer. Deterministic: the same seed gives the same batches in the same order.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "data/dataset.h"
+
+namespace myelin {
+
+struct Transforms {
+  double scale = 1.0 / 255;         // pixel * scale after mean subtraction
+  std::vector<float> mean;          // per channel (pixel units), or empty
+  std::shared_ptr<std::vector<float>> mean_image;  // C*H*W (pixel units), or null
+  int crop = 0;                     // random crop to crop x crop in training, center crop in test
+  int pad = 0;                      // zero-pad each side before a random crop
+  bool mirror = false;              // random horizontal flip (training only)
+};
+
+struct LoaderOptions {
+  int64_t batch = 64;
+  bool shuffle = true;
+  bool training = true;    // random crop/mirror only when training
+  bool drop_last = true;   // a partial last batch is dropped (graph shapes are static)
+  uint64_t seed = 1;
+  int threads = 2;
+  int prefetch = 4;        // batches ready ahead
+  Transforms transforms;
+};
+
+struct Batch {
+  Tensor images;  // [B, C, H', W'] f32
+  Tensor labels;  // [B] i32
+  int64_t count = 0;  // real examples (== B unless drop_last is false)
+  int64_t epoch = 0, index = 0;  // which batch of which epoch
+};
+
+class Loader {
+ public:
+  Loader(std::shared_ptr<Dataset> data, LoaderOptions opts);
+  ~Loader();
+  // Starts the epoch `epoch` (the shuffle order depends on seed and epoch), skipping the first
+  // `skip_batches` (for resuming mid-epoch).
+  void start_epoch(int64_t epoch, int64_t skip_batches = 0);
+  // The next batch of the epoch; false at its end.
+  bool next(Batch& out);
+  int64_t batches_per_epoch() const;
+  Shape batch_shape() const;  // [B, C, H', W'] after crop
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace myelin
