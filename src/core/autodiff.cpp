@@ -40,13 +40,29 @@ std::map<ValueId, ValueId> differentiate(Graph& g, ValueId loss, const std::vect
   if (g.value(loss).shape.numel() != 1)
     throw ShapeError("the loss '" + g.value(loss).name + "' must be a scalar, got shape " +
                      g.value(loss).shape.str());
-  std::vector<bool> req = requires_grad(g, wrt);
-  int forward_nodes = static_cast<int>(g.nodes().size());
-  std::vector<std::vector<ValueId>> parts(g.values().size());
-
   g.set_phase(Phase::backward);
   Attrs one{{"value", 1.0}, {"shape", g.value(loss).shape.dims}};
-  parts[loss].push_back(g.add1("fill", g.value(loss).name, {}, one));
+  ValueId seed = g.add1("fill", g.value(loss).name, {}, one);
+  g.set_phase(Phase::forward);
+  return differentiate(g, {{loss, seed}}, wrt);
+}
+
+std::map<ValueId, ValueId> differentiate(Graph& g,
+                                         const std::vector<std::pair<ValueId, ValueId>>& seeds,
+                                         const std::vector<ValueId>& wrt) {
+  std::vector<bool> req = requires_grad(g, wrt);
+  int forward_nodes = 0;  // nodes before the first backward node
+  while (forward_nodes < static_cast<int>(g.nodes().size()) &&
+         g.nodes()[forward_nodes].phase == Phase::forward)
+    ++forward_nodes;
+  std::vector<std::vector<ValueId>> parts(g.values().size());
+  for (auto [v, dv] : seeds) {
+    if (g.value(v).shape != g.value(dv).shape)
+      throw ShapeError("gradient seed for '" + g.value(v).name + "' has shape " +
+                       g.value(dv).shape.str() + ", expected " + g.value(v).shape.str());
+    parts[v].push_back(dv);
+  }
+  g.set_phase(Phase::backward);
 
   for (int i = forward_nodes - 1; i >= 0; --i) {
     Node node = g.nodes()[i];  // copy: the vector grows below

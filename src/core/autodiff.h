@@ -12,4 +12,10 @@ namespace myelin {
 // gradients are kept (they survive the step for the optimizer).
 std::map<ValueId, ValueId> differentiate(Graph& g, ValueId loss, const std::vector<ValueId>& wrt);
 
+// The general form: `seeds` pairs a value with the value holding its incoming gradient (same
+// shape), e.g. an input fed with random data to test an op's vector-Jacobian product.
+std::map<ValueId, ValueId> differentiate(Graph& g,
+                                         const std::vector<std::pair<ValueId, ValueId>>& seeds,
+                                         const std::vector<ValueId>& wrt);
+
 }  // namespace myelin

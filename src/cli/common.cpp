@@ -1,0 +1,49 @@
+#include "cli/common.h"
+
+#include <cstdio>
+#include <random>
+
+namespace myelin::cli {
+
+std::vector<Flag> device_flags() {
+  return {{"device", "DEV", "cpu, cuda or cuda:N", "cpu"},
+          {"threads", "T", "CPU threads for kernels", "all cores"},
+          {"precision", "P", "fp32, tf32, bf16 or fp16 (CUDA)", "fp32"}};
+}
+
+Device device_from(const Args& a) { return Device::parse(a.str("device", "cpu")); }
+
+BackendOptions backend_from(const Args& a) {
+  BackendOptions o;
+  o.threads = static_cast<int>(a.integer("threads", 0));
+  o.precision = a.str("precision", "fp32");
+  if (o.precision != "fp32" && o.precision != "tf32" && o.precision != "bf16" && o.precision != "fp16")
+    throw UsageError("--precision must be fp32, tf32, bf16 or fp16, got '" + o.precision + "'");
+  if (o.threads < 0) throw UsageError("--threads must be positive");
+  return o;
+}
+
+bool wants_help(const std::vector<std::string>& argv, const std::string& text) {
+  for (const std::string& a : argv)
+    if (a == "--help" || a == "-h") {
+      std::fputs(text.c_str(), stdout);
+      return true;
+    }
+  return false;
+}
+
+Batch synthetic_batch(const Shape& images, int64_t classes, uint64_t seed) {
+  Batch b;
+  b.images = Tensor::empty(images, DType::f32);
+  b.labels = Tensor::empty(Shape{images[0]}, DType::i32);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  float* x = b.images.f32();
+  for (int64_t i = 0; i < b.images.numel(); ++i) x[i] = u(rng);
+  auto* y = b.labels.data_as<int32_t>();
+  for (int64_t i = 0; i < images[0]; ++i) y[i] = static_cast<int32_t>(rng() % classes);
+  b.count = images[0];
+  return b;
+}
+
+}  // namespace myelin::cli

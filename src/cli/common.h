@@ -1,0 +1,23 @@
+// Flags and helpers shared by several subcommands.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "core/error.h"
+#include "train/session.h"
+
+namespace myelin::cli {
+
+// --device, --threads, --precision
+std::vector<Flag> device_flags();
+Device device_from(const Args& a);
+BackendOptions backend_from(const Args& a);
+
+// Prints help and returns true when --help or -h is among the arguments.
+bool wants_help(const std::vector<std::string>& argv, const std::string& text);
+
+// A random batch (uniform images in [-1, 1], labels in [0, classes)) for timing.
+Batch synthetic_batch(const Shape& images, int64_t classes, uint64_t seed);
+
+}  // namespace myelin::cli

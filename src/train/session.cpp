@@ -1,0 +1,267 @@
+#include "train/session.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/autodiff.h"
+#include "core/error.h"
+#include "ops/params.h"
+
+namespace myelin {
+
+namespace {
+
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+bool is_persistent(const Value& v) { return v.kind == ValueKind::param || v.kind == ValueKind::state; }
+
+}  // namespace
+
+void init_tensor(Tensor& host, const Init& init, uint64_t seed, const std::string& name) {
+  float* p = host.f32();
+  int64_t n = host.numel();
+  int64_t fan_in = host.shape().rank() > 1 ? n / host.shape()[0] : n;
+  std::mt19937_64 rng(seed ^ hash_name(name));
+  auto fill_uniform = [&](double a) {
+    std::uniform_real_distribution<double> d(-a, a);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(d(rng));
+  };
+  auto fill_normal = [&](double s) {
+    std::normal_distribution<double> d(0.0, s);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(d(rng));
+  };
+  if (init.kind == "constant") {
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(init.value);
+  } else if (init.kind == "uniform") {
+    fill_uniform(init.value);
+  } else if (init.kind == "gaussian") {
+    fill_normal(init.value);
+  } else if (init.kind == "xavier") {
+    fill_uniform(std::sqrt(3.0 / static_cast<double>(fan_in)));
+  } else if (init.kind == "msra") {
+    fill_normal(std::sqrt(2.0 / static_cast<double>(fan_in)));
+  } else {
+    throw Error("'" + name + "': unknown init '" + init.kind +
+                "' (expected constant, uniform, gaussian, xavier or msra)");
+  }
+}
+
+Hyper Hyper::from(const Recipe& r, double lr, int64_t step) {
+  Hyper h;
+  bool adam = r.solver == "adam" || r.solver == "adamw";
+  h.lr = static_cast<float>(lr);
+  h.beta1 = static_cast<float>(adam ? r.beta1 : r.momentum);
+  h.beta2 = static_cast<float>(r.beta2);
+  h.eps = static_cast<float>(r.eps);
+  h.weight_decay = static_cast<float>(r.weight_decay);
+  h.t = static_cast<float>(step + 1);
+  h.grad_scale = 1.0f / static_cast<float>(std::max<int64_t>(1, r.accumulate));
+  return h;
+}
+
+Session::Session(const NetworkSpec& spec, const SessionOptions& opts)
+    : spec_(spec), opts_(opts), backend_(make_backend(opts.device, opts.backend)) {
+  if (opts_.train) build_train(opts_.batch);
+  if (opts_.eval) build_eval(opts_.eval_batch > 0 ? opts_.eval_batch : opts_.batch);
+}
+
+Session::~Session() = default;
+
+Program& Session::train_program() {
+  if (!train_) throw Error("this session was built without a training program");
+  return *train_;
+}
+
+Program& Session::eval_program() {
+  if (!eval_) throw Error("this session was built without an evaluation program");
+  return *eval_;
+}
+
+Tensor Session::device_tensor(Shape s, DType t, std::vector<Buffer>& owner) {
+  owner.emplace_back(*backend_, aligned(static_cast<size_t>(s.numel()) * dtype_size(t)));
+  return Tensor(owner.back().data(), std::move(s), t, backend_->device());
+}
+
+// Appends gradient accumulation (optional), clipping (optional) and the optimizer update.
+void Session::build_train(int64_t batch) {
+  const Recipe& r = opts_.recipe;
+  train_net_ = build_network(spec_, batch, true, r.label_smoothing);
+  Graph& g = train_net_.graph;
+  std::vector<ValueId> params = g.params();
+  std::map<ValueId, ValueId> grads = differentiate(g, train_net_.loss, params);
+  std::vector<ValueId> ps, gs;
+  for (ValueId p : params)
+    if (grads.count(p)) ps.push_back(p), gs.push_back(grads[p]);
+
+  g.set_phase(Phase::backward);
+  accumulating_ = r.accumulate > 1;
+  if (accumulating_)
+    for (size_t i = 0; i < ps.size(); ++i) {
+      ValueId acc = g.state(g.value(ps[i]).name + ".acc", g.value(ps[i]).shape, Init{});
+      g.add("accumulate_grad", "update", {acc, gs[i]});
+      gs[i] = acc;
+    }
+  forward_end_ = 0;
+  while (g.nodes()[forward_end_].phase == Phase::forward) ++forward_end_;
+  backward_end_ = static_cast<int>(g.nodes().size());
+
+  int slots = optimizer_slots(r.solver);
+  std::vector<ValueId> inputs{g.input("solver.hp", Shape{8})};
+  inputs.insert(inputs.end(), ps.begin(), ps.end());
+  inputs.insert(inputs.end(), gs.begin(), gs.end());
+  std::vector<double> lr_mult, decay_mult;
+  for (ValueId p : ps) {
+    const Value& v = g.value(p);
+    lr_mult.push_back(v.lr_mult);
+    decay_mult.push_back(v.decay_mult);
+    for (int s = 0; s < slots; ++s)
+      inputs.push_back(g.state(v.name + ".opt" + std::to_string(s), v.shape, Init{}));
+  }
+  if (r.clip_grad_norm > 0) inputs.push_back(g.add1("global_norm_sq", "update", gs));
+  Attrs a{{"solver", r.solver},
+          {"count", static_cast<int64_t>(ps.size())},
+          {"lr_mult", lr_mult},
+          {"decay_mult", decay_mult},
+          {"clip", r.clip_grad_norm},
+          {"zero_grads", int64_t{accumulating_ ? 1 : 0}}};
+  g.add("optimizer_update", "update", inputs, a);
+  g.set_phase(Phase::forward);
+
+  allocate_persistent(g);
+  train_ = std::make_unique<Program>(g, *backend_);
+  bind_persistent(*train_);
+  hp_ = device_tensor(Shape{8}, DType::f32, buffers_);
+  train_data_ = device_tensor(g.value(train_net_.data).shape, DType::f32, buffers_);
+  train_label_ = device_tensor(g.value(train_net_.label).shape, DType::i32, buffers_);
+  train_->bind("solver.hp", hp_);
+  train_->bind(train_net_.data, train_data_);
+  train_->bind(train_net_.label, train_label_);
+}
+
+void Session::build_eval(int64_t batch) {
+  eval_net_ = build_network(spec_, batch, false, opts_.recipe.label_smoothing);
+  Graph& g = eval_net_.graph;
+  allocate_persistent(g);
+  eval_ = std::make_unique<Program>(g, *backend_);
+  bind_persistent(*eval_);
+  eval_data_ = device_tensor(g.value(eval_net_.data).shape, DType::f32, buffers_);
+  eval_label_ = device_tensor(g.value(eval_net_.label).shape, DType::i32, buffers_);
+  eval_->bind(eval_net_.data, eval_data_);
+  eval_->bind(eval_net_.label, eval_label_);
+}
+
+// Parameters and states shared by both programs get device memory once, initialised on the
+// host from their Init and copied over.
+void Session::allocate_persistent(const Graph& g) {
+  for (const Value& v : g.values()) {
+    if (!is_persistent(v) || persistent_.count(v.name)) continue;
+    Tensor host = Tensor::empty(v.shape, v.dtype);
+    if (v.dtype == DType::f32) init_tensor(host, v.init, opts_.seed, v.name);
+    Tensor dev = device_tensor(v.shape, v.dtype, buffers_);
+    backend_->copy_from_host(dev.data(), host.data(), host.nbytes());
+    persistent_[v.name] = {dev};
+    if (v.kind == ValueKind::param)
+      params_.push_back(v.name);
+    else if (v.name.find(".opt") != std::string::npos || v.name.ends_with(".acc"))
+      slots_.push_back(v.name);
+    else
+      states_.push_back(v.name);
+  }
+}
+
+void Session::bind_persistent(Program& p) {
+  for (size_t i = 0; i < p.graph().values().size(); ++i) {
+    const Value& v = p.graph().values()[i];
+    if (is_persistent(v)) p.bind(static_cast<ValueId>(i), persistent_.at(v.name).device);
+  }
+}
+
+void Session::feed(const Batch& b) {
+  if (b.images.shape() != train_data_.shape())
+    throw ShapeError("batch images " + b.images.shape().str() + " do not match the network input " +
+                     train_data_.shape().str());
+  backend_->copy_from_host(train_data_.data(), b.images.data(), b.images.nbytes());
+  backend_->copy_from_host(train_label_.data(), b.labels.data(), b.labels.nbytes());
+}
+
+void Session::forward_backward(uint64_t step) {
+  StepContext ctx{opts_.seed, step};
+  train_program().run_range(ctx, 0, backward_end_);
+}
+
+void Session::update(const Hyper& h, uint64_t step) {
+  float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, h.grad_scale, 0};
+  backend_->copy_from_host(hp_.data(), hp, sizeof(hp));
+  StepContext ctx{opts_.seed, step};
+  Program& p = train_program();
+  p.run_range(ctx, backward_end_, static_cast<int>(p.graph().nodes().size()));
+}
+
+namespace {
+float read_scalar(Backend& b, const Program& p, ValueId v) {
+  if (v == kNoValue) return 0;
+  float x = 0;
+  b.copy_to_host(&x, p.tensor(v).data(), sizeof(float));
+  return x;
+}
+}  // namespace
+
+StepStats Session::last_stats() {
+  Program& p = train_program();
+  backend_->synchronize();
+  return {read_scalar(*backend_, p, train_net_.loss), read_scalar(*backend_, p, train_net_.top1),
+          read_scalar(*backend_, p, train_net_.top5)};
+}
+
+StepStats Session::evaluate(const Batch& b, Tensor* logits_host) {
+  Program& p = eval_program();
+  if (b.images.shape() != eval_data_.shape())
+    throw ShapeError("batch images " + b.images.shape().str() + " do not match the network input " +
+                     eval_data_.shape().str());
+  backend_->copy_from_host(eval_data_.data(), b.images.data(), b.images.nbytes());
+  backend_->copy_from_host(eval_label_.data(), b.labels.data(), b.labels.nbytes());
+  p.run(StepContext{opts_.seed, 0});
+  if (logits_host) {
+    Tensor logits = p.tensor(eval_net_.logits);
+    *logits_host = Tensor::empty(logits.shape(), logits.dtype());
+    backend_->copy_to_host(logits_host->data(), logits.data(), logits.nbytes());
+  }
+  backend_->synchronize();
+  return {read_scalar(*backend_, p, eval_net_.loss), read_scalar(*backend_, p, eval_net_.top1),
+          read_scalar(*backend_, p, eval_net_.top5)};
+}
+
+std::vector<std::string> Session::param_names() const { return params_; }
+std::vector<std::string> Session::state_names() const { return states_; }
+std::vector<std::string> Session::slot_names() const { return slots_; }
+
+Tensor Session::read(const std::string& name) {
+  auto it = persistent_.find(name);
+  if (it == persistent_.end()) throw Error("the network has no tensor named '" + name + "'");
+  const Tensor& d = it->second.device;
+  Tensor host = Tensor::empty(d.shape(), d.dtype());
+  backend_->copy_to_host(host.data(), d.data(), d.nbytes());
+  backend_->synchronize();
+  return host;
+}
+
+void Session::write(const std::string& name, const Tensor& host) {
+  auto it = persistent_.find(name);
+  if (it == persistent_.end()) throw Error("the network has no tensor named '" + name + "'");
+  const Tensor& d = it->second.device;
+  if (host.shape() != d.shape() || host.dtype() != d.dtype())
+    throw ShapeError("'" + name + "': the network expects " + d.shape().str() + " " +
+                     dtype_name(d.dtype()) + ", got " + host.shape().str() + " " +
+                     dtype_name(host.dtype()));
+  backend_->copy_from_host(d.data(), host.data(), host.nbytes());
+  backend_->synchronize();
+}
+
+}  // namespace myelin

@@ -1,0 +1,105 @@
+// A Session is a network compiled for one device: parameters and states in device memory,
+// initialised from their Init with a seed; a training Program (forward, backward, optimizer
+// update) and an evaluation Program (inference mode) that share them. The trainer, `myelin
+// time`, `test` and `classify` all drive networks through it.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/executor.h"
+#include "data/loader.h"
+#include "model/network.h"
+
+namespace myelin {
+
+struct SessionOptions {
+  Device device;
+  BackendOptions backend;
+  int64_t batch = 64;
+  int64_t eval_batch = 0;  // 0: same as batch
+  uint64_t seed = 1;
+  bool train = true;       // build the training program
+  bool eval = true;        // build the evaluation program
+  Recipe recipe;           // solver, clipping, accumulation, label smoothing
+};
+
+struct StepStats {
+  float loss = 0, top1 = 0, top5 = 0;
+};
+
+// The eight numbers the optimizer_update op reads each step (see ops/optimizer.cpp).
+struct Hyper {
+  float lr = 0.01f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
+  float t = 1, grad_scale = 1;
+  static Hyper from(const Recipe& r, double lr, int64_t step);
+};
+
+class Session {
+ public:
+  Session(const NetworkSpec& spec, const SessionOptions& opts);
+  ~Session();
+
+  Backend& backend() { return *backend_; }
+  const NetworkSpec& spec() const { return spec_; }
+  const SessionOptions& options() const { return opts_; }
+  Program& train_program();
+  Program& eval_program();
+  const BuiltNetwork& train_net() const { return train_net_; }
+  const BuiltNetwork& eval_net() const { return eval_net_; }
+
+  // Training program node ranges: [0, forward_end) forward, [forward_end, backward_end)
+  // backward (and gradient accumulation), [backward_end, nodes) the optimizer update.
+  int forward_end() const { return forward_end_; }
+  int backward_end() const { return backward_end_; }
+
+  // Copies a host batch into the training program's inputs.
+  void feed(const Batch& b);
+  // Forward and backward on the fed batch (gradients accumulate when recipe.accumulate > 1).
+  void forward_backward(uint64_t step);
+  // Applies the optimizer update with these hyper-parameters.
+  void update(const Hyper& h, uint64_t step);
+  // The loss and accuracies of the last forward pass (copies three scalars to the host).
+  StepStats last_stats();
+  // Evaluates one batch in inference mode; optionally copies out the logits [B, classes].
+  StepStats evaluate(const Batch& b, Tensor* logits_host = nullptr);
+
+  // Persistent tensors by name: parameters ("conv1.weight"), states ("bn1.running_mean") and
+  // solver slots ("conv1.weight.opt0"). Host copies, for checkpoints.
+  std::vector<std::string> param_names() const;
+  std::vector<std::string> state_names() const;  // batch-norm statistics
+  std::vector<std::string> slot_names() const;   // optimizer states
+  Tensor read(const std::string& name);          // host copy
+  void write(const std::string& name, const Tensor& host);  // checks shape
+  bool has(const std::string& name) const { return persistent_.count(name) != 0; }
+
+ private:
+  struct Persistent {
+    Tensor device;  // a slice of one of the buffers below
+  };
+  void build_train(int64_t batch);
+  void build_eval(int64_t batch);
+  void allocate_persistent(const Graph& g);
+  void init_persistent(const Graph& g);
+  void bind_persistent(Program& p);
+  Tensor device_tensor(Shape s, DType t, std::vector<Buffer>& owner);
+
+  NetworkSpec spec_;
+  SessionOptions opts_;
+  std::unique_ptr<Backend> backend_;
+  BuiltNetwork train_net_, eval_net_;
+  std::unique_ptr<Program> train_, eval_;
+  std::map<std::string, Persistent> persistent_;
+  std::vector<std::string> params_, states_, slots_;
+  std::vector<Buffer> buffers_;
+  Tensor hp_, train_data_, train_label_, eval_data_, eval_label_;
+  int forward_end_ = 0, backward_end_ = 0;
+  bool accumulating_ = false;
+};
+
+// Fills a host tensor from an Init (xavier/msra use fan-in = numel / shape[0]); deterministic in
+// (seed, name).
+void init_tensor(Tensor& host, const Init& init, uint64_t seed, const std::string& name);
+
+}  // namespace myelin
