@@ -115,9 +115,9 @@ void check_solver(const Config& c, int steps = 5) {
   inputs.insert(inputs.end(), gs.begin(), gs.end());
   inputs.insert(inputs.end(), ss.begin(), ss.end());
   if (c.clip > 0) inputs.push_back(g.add1("global_norm_sq", "norm", gs));
-  Attrs a{{"solver", c.solver},         {"count", int64_t{n}},
-          {"lr_mult", c.lr_mult},       {"decay_mult", c.decay_mult},
-          {"clip", c.clip},             {"zero_grads", int64_t{c.zero_grads ? 1 : 0}}};
+  Attrs a{{"solver", c.solver},   {"count", int64_t{n}},
+          {"lr_mult", c.lr_mult}, {"decay_mult", c.decay_mult},
+          {"clip", c.clip},       {"zero_grads", int64_t{c.zero_grads ? 1 : 0}}};
   g.add("optimizer_update", "update", inputs, a);
 
   auto backend = make_backend(Device::cpu(), BackendOptions{.threads = 2});
@@ -147,7 +147,7 @@ void check_solver(const Config& c, int steps = 5) {
       grads.push_back(random_values(rng, kShapes[i].numel(), 1.0 / t));
       copy_in(gt[i], grads.back());
     }
-    float h[8] = {float(c.lr), float(c.momentum), float(c.beta2), float(c.eps),
+    float h[8] = {float(c.lr), float(c.momentum), float(c.beta2),      float(c.eps),
                   float(c.wd), float(t),          float(c.grad_scale), 0};
     std::copy(h, h + 8, hpt.f32());
     ref.c.lr = h[0], ref.c.momentum = h[1], ref.c.beta2 = h[2], ref.c.eps = h[3], ref.c.wd = h[4];
@@ -191,8 +191,7 @@ TEST(Solvers, MatchPyTorchWithoutWeightDecay) {
 
 TEST(Solvers, ClipByGlobalNormOfScaledGradients) {
   // Gradients of norm ~30 scaled by 0.25; a clip at 1 makes every step clip.
-  for (const char* s : kSolvers)
-    check_solver(Config{.solver = s, .grad_scale = 0.25, .clip = 1.0});
+  for (const char* s : kSolvers) check_solver(Config{.solver = s, .grad_scale = 0.25, .clip = 1.0});
   // A threshold far above the norm leaves the gradients alone.
   check_solver(Config{.solver = "sgd", .clip = 1e6});
 }
@@ -215,7 +214,8 @@ TEST(Solvers, GlobalNormSqAndAccumulateGrad) {
   std::mt19937 rng(7);
   Tensor at = Tensor::empty(Shape{1000, 7}), bt = Tensor::empty(Shape{5}),
          acct = Tensor::empty(Shape{1000, 7});
-  Doubles av = random_values(rng, 7000), bv = random_values(rng, 5), accv = random_values(rng, 7000);
+  Doubles av = random_values(rng, 7000), bv = random_values(rng, 5),
+          accv = random_values(rng, 7000);
   copy_in(at, av), copy_in(bt, bv), copy_in(acct, accv);
   prog.bind("a", at), prog.bind("b", bt), prog.bind("acc", acct);
   prog.run(StepContext{});
@@ -235,8 +235,10 @@ TEST(Solvers, UnknownSolverIsRejectedWithTheChoices) {
   ValueId s = g.state("s", Shape{3}, {});
   try {
     g.add("optimizer_update", "update", {hp, p, gr, s},
-          Attrs{{"solver", std::string("lbfgs")}, {"count", int64_t{1}},
-                {"lr_mult", std::vector<double>{1}}, {"decay_mult", std::vector<double>{1}}});
+          Attrs{{"solver", std::string("lbfgs")},
+                {"count", int64_t{1}},
+                {"lr_mult", std::vector<double>{1}},
+                {"decay_mult", std::vector<double>{1}}});
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("adamw"), std::string::npos) << e.what();

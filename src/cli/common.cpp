@@ -23,6 +23,37 @@ BackendOptions backend_from(const Args& a) {
   return o;
 }
 
+std::vector<Flag> data_flags() {
+  return {{"size", "HxW", "image folders: resize to this size", "first image"},
+          {"resize", "MODE", "image folders: crop, squash or fill", "squash"},
+          {"channels", "C", "image folders: 1 (gray) or 3 (color)", "from images"},
+          {"val-percent", "P", "image folders without a test set: validation share", "20"}};
+}
+
+OpenOptions open_options(const Args& a) {
+  OpenOptions o;
+  if (a.has("size")) {
+    std::string s = a.str("size");
+    auto x = s.find('x');
+    try {
+      o.resize_h = std::stoll(s.substr(0, x));
+      o.resize_w = x == std::string::npos ? o.resize_h : std::stoll(s.substr(x + 1));
+    } catch (const std::exception&) {
+      throw UsageError("--size expects HxW (e.g. 64x64), got '" + s + "'");
+    }
+    if (o.resize_h < 1 || o.resize_w < 1) throw UsageError("--size must be positive");
+  }
+  o.resize_mode = a.str("resize", "squash");
+  if (o.resize_mode != "crop" && o.resize_mode != "squash" && o.resize_mode != "fill")
+    throw UsageError("--resize must be crop, squash or fill, got '" + o.resize_mode + "'");
+  o.channels = static_cast<int>(a.integer("channels", 0));
+  if (o.channels != 0 && o.channels != 1 && o.channels != 3)
+    throw UsageError("--channels must be 1 or 3");
+  o.validation_percent = a.number("val-percent", 20);
+  o.seed = static_cast<uint64_t>(a.integer("seed", 1));
+  return o;
+}
+
 bool wants_help(const std::vector<std::string>& argv, const std::string& text) {
   for (const std::string& a : argv)
     if (a == "--help" || a == "-h") {

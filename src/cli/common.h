@@ -14,6 +14,10 @@ std::vector<Flag> device_flags();
 Device device_from(const Args& a);
 BackendOptions backend_from(const Args& a);
 
+// --size, --resize, --channels, --val-percent: how image folders are read.
+std::vector<Flag> data_flags();
+OpenOptions open_options(const Args& a);
+
 // Prints help and returns true when --help or -h is among the arguments.
 bool wants_help(const std::vector<std::string>& argv, const std::string& text);
 

@@ -12,6 +12,8 @@
 
 namespace myelin {
 
+struct StepContext;
+
 struct BackendOptions {
   int threads = 0;                 // CPU threads; 0 = all cores
   std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16 (CUDA)
@@ -31,6 +33,18 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void fill_zero(void* p, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // Optional: the whole step as one device graph (CUDA). capture() records the device work that
+  // `body` enqueues without running it and returns true; a backend without graphs returns false
+  // and runs nothing (run `body` each step instead). replay() runs the recorded work for this
+  // step's seed and step, and returns false when nothing was captured.
+  virtual bool capture(const std::function<void()>& body) {
+    (void)body;
+    return false;
+  }
+  virtual bool replay(const StepContext& ctx) {
+    (void)ctx;
+    return false;
+  }
 };
 
 // A device buffer that frees itself.

@@ -55,7 +55,7 @@ bool GradBuilder::needs_grad(int input) const {
 }
 
 std::vector<ValueId> GradBuilder::add(const std::string& op, const std::vector<ValueId>& inputs,
-                                      const Attrs& attrs) {
+                                      Attrs attrs) {
   std::string name = node().name;  // copy: appending may reallocate the node vector
   return graph_.add(op, name, inputs, attrs);
 }

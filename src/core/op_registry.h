@@ -34,10 +34,11 @@ class GradBuilder {
   const Shape& shape(ValueId v) const { return graph_.value(v).shape; }
   bool needs_grad(int input) const;  // false for labels, integer inputs, etc.
 
+  // `attrs` is taken by value: callers often pass node().attrs, which adding nodes may move.
   std::vector<ValueId> add(const std::string& op, const std::vector<ValueId>& inputs,
-                           const Attrs& attrs = {});
-  ValueId add1(const std::string& op, const std::vector<ValueId>& inputs, const Attrs& attrs = {}) {
-    return add(op, inputs, attrs).at(0);
+                           Attrs attrs = {});
+  ValueId add1(const std::string& op, const std::vector<ValueId>& inputs, Attrs attrs = {}) {
+    return add(op, inputs, std::move(attrs)).at(0);
   }
 
  private:

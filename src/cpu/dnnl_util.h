@@ -25,8 +25,8 @@ inline memory::desc plain_desc(const Shape& s) {
 // f32 with format_tag::any: the primitive chooses (often a blocked layout such as nChw16c).
 memory::desc any_desc(const memory::dims& d);
 
-[[noreturn]] void throw_dnnl_error(const dnnl::error& e, const Node& n,
-                                   const std::string& primitive);
+[[noreturn]] void throw_dnnl_error(const dnnl::error& e, const std::string& op,
+                                   const std::string& layer, const std::string& primitive);
 
 // Runs f(); a dnnl::error becomes a DeviceError naming the primitive and the node's layer.
 template <class F>
@@ -34,7 +34,7 @@ auto dnnl_call(const Node& n, const std::string& primitive, F&& f) -> decltype(f
   try {
     return f();
   } catch (const dnnl::error& e) {
-    throw_dnnl_error(e, n, primitive);
+    throw_dnnl_error(e, n.op, n.name, primitive);
   }
 }
 

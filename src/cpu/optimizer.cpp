@@ -62,7 +62,7 @@ void update_elements(const ParamJob& j, const StepScalars& k, float scale) {
       p[e] -= j.lr * s0[e];
     } else if constexpr (S == Solver::nesterov) {
       s0[e] = k.b1 * s0[e] + gi;
-      p[e] -= j.lr * (gi + k.b1 * s0[e]) * 1.00001f;
+      p[e] -= j.lr * (gi + k.b1 * s0[e]);
     } else if constexpr (S == Solver::adam || S == Solver::adamw) {
       s0[e] = k.b1 * s0[e] + (1 - k.b1) * gi;
       s1[e] = k.b2 * s1[e] + (1 - k.b2) * gi * gi;
@@ -142,7 +142,7 @@ class OptimizerUpdateKernel : public Kernel {
   // Global-norm clipping as torch.nn.utils.clip_grad_norm_: the norm of the scaled gradients.
   double clip_factor(const std::vector<Tensor>& in, float grad_scale) const {
     if (clip_ <= 0) return 1.0;
-    double norm = std::sqrt(static_cast<double>(in.back().data_as<float>()[0]));
+    double norm = std::sqrt(static_cast<double>(in.back().data_as<float>()[0])) * grad_scale;
     return std::min(1.0, clip_ / (norm + 1e-6));
   }
 
@@ -186,8 +186,8 @@ void global_norm_sq(const std::vector<Tensor>& in, const std::vector<Tensor>& ou
   out[0].f32()[0] = static_cast<float>(total);
 }
 
-void accumulate_grad(const std::vector<Tensor>& in, const std::vector<Tensor>&,
-                     const StepContext&, const Node&) {
+void accumulate_grad(const std::vector<Tensor>& in, const std::vector<Tensor>&, const StepContext&,
+                     const Node&) {
   float* __restrict acc = in[0].f32();
   const float* __restrict g = in[1].f32();
   int64_t n = in[0].numel();

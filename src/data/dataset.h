@@ -22,6 +22,16 @@ class Dataset {
   // Throws DataError naming the file and offset when the stored data is corrupt.
   virtual void read(int64_t index, uint8_t* pixels, int32_t* label) const = 0;
   virtual std::string describe() const = 0;  // "fashion-mnist train: 60000 x [1, 28, 28], 10 classes"
+
+  // The label of example `index` alone. Cheap for IDX, image folders and stores; the default
+  // reads the whole example.
+  virtual int32_t label(int64_t index) const;
+  // Examples per class, label order.
+  virtual std::vector<int64_t> class_counts() const;
+  // The mean example, C*H*W floats in pixel units (0..255), for Transforms::mean_image or
+  // mean per channel. Stores keep it precomputed; other datasets compute it on each call by
+  // reading every example (with a few threads), so keep the result.
+  virtual std::shared_ptr<std::vector<float>> mean_image() const;
 };
 
 struct DatasetSplits {
@@ -36,6 +46,9 @@ struct OpenOptions {
   double validation_percent = 20;      // image folders without a separate test set
   uint64_t seed = 1;                   // for the validation split
 };
+
+// Per-channel means (pixel units) of a mean image of shape [C, H, W].
+std::vector<float> channel_means(const std::vector<float>& mean_image, const Shape& chw);
 
 // `spec` is "fashion-mnist" or "mnist" (Debian's dataset packages), a directory of IDX files, an
 // image folder (one subfolder per class), a list file ("path label" per line), or a packed store

@@ -32,6 +32,8 @@ struct Recipe {
   std::vector<double> mean;          // per channel
   int64_t crop = 0, pad = 0;
   bool mirror = false;
+
+  bool operator==(const Recipe&) const = default;
 };
 
 // One layer as written: its op, its name, the values it reads and names, and its attributes.
@@ -71,5 +73,39 @@ std::vector<std::string> standard_networks();  // names under models/
 // training=false, dropout is the identity and batch norm uses running statistics.
 BuiltNetwork build_network(const NetworkSpec& spec, int64_t batch, bool training,
                            double label_smoothing = 0.0);
+
+// --- Additions (model layer) ---
+
+// The directories searched for standard networks, in order: $MYELIN_MODELS (':'-separated),
+// <executable dir>/../models, <executable dir>/../share/myelin/models, the source tree's models/.
+std::vector<std::string> model_search_path();
+
+// The spec written back as a network file (only values that differ from the defaults);
+// parse_network(write_network(s), f) is equivalent to s.
+std::string write_network(const NetworkSpec& spec);
+
+// Same network and recipe: everything but `file` and the layers' line numbers.
+bool equivalent(const NetworkSpec& a, const NetworkSpec& b);
+
+// Layer types a network file may use, with one line of help each and their keys.
+struct LayerHelp {
+  std::string type, doc;
+  std::vector<std::string> keys;  // "filters (required)", "stride = 1", ...
+};
+std::vector<LayerHelp> layer_help();
+
+// Size and cost of a built network, per example (batch-independent).
+struct LayerCost {
+  std::string name, type;
+  Shape output;          // with the batch dimension
+  int64_t params = 0;    // trained parameters of this layer
+  int64_t flops = 0;     // forward, per example; a multiply-add counts 2
+};
+struct NetworkCost {
+  int64_t params = 0, flops = 0;
+  std::vector<LayerCost> layers;
+};
+NetworkCost network_cost(const NetworkSpec& spec);
+std::string describe_network(const NetworkSpec& spec);  // a table: layer, output, params, FLOPs
 
 }  // namespace myelin

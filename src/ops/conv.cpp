@@ -50,7 +50,7 @@ Attrs with(Attrs a, const std::string& key, const Shape& s) {
 }
 
 std::vector<ValueId> grad_conv(GradBuilder& g) {
-  const Attrs& a = g.node().attrs;
+  Attrs a = g.node().attrs;  // a copy: adding nodes below may reallocate the node vector
   ValueId dy = g.grad_out(0), x = g.in(0), w = g.in(1);
   std::vector<ValueId> r(g.node().inputs.size(), kNoValue);
   if (g.needs_grad(0))

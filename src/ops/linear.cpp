@@ -45,7 +45,7 @@ std::vector<TensorType> infer_ip(const Node& n, const std::vector<TensorType>& i
 
 std::vector<ValueId> grad_ip(GradBuilder& g) {
   ValueId dy = g.grad_out(0), x = g.in(0), w = g.in(1);
-  const Shape& xs = g.shape(x);
+  Shape xs = g.shape(x);  // a copy: adding nodes may move the values
   std::vector<ValueId> r(g.node().inputs.size(), kNoValue);
   if (g.needs_grad(0)) {
     ValueId dx = g.add1("matmul", {dy, w});

@@ -36,6 +36,9 @@ struct OpCase {
   // Values where the reference is not differentiable (ReLU at 0, max-pool ties) are avoided by
   // drawing inputs away from them; a case may also transform its random inputs:
   std::function<void(std::vector<Doubles>& in)> prepare;
+  // Perf mode times the op at these input shapes when set (the checks keep `inputs`); attrs must
+  // suit both. prepare is not applied to them: timing needs no particular values.
+  std::vector<TensorType> perf_inputs;
 };
 
 // Registers a case at static-initialisation time (from tests/support/cases_*.cpp).
@@ -74,8 +77,10 @@ std::string case_test_name(const OpCase& c);
 // Lets GoogleTest print a case by name in failure messages.
 void PrintTo(const OpCase& c, std::ostream* os);
 
-// MYELIN_OP_PERF=1: run_case also times forward and forward+backward (fwd_ms, bwd_ms) and records
-// a row; perf_report() formats every row recorded so far as a table (empty when none).
+// MYELIN_OP_PERF=1: run_case also times forward and forward+backward (fwd_ms, and bwd_ms holds
+// forward+backward; 0 without grad_inputs), the median of several runs after a warm-up, at
+// perf_inputs when set, and records a row; perf_report() formats the rows recorded so far as a
+// table (empty when none).
 bool perf_mode();
 std::string perf_report();
 

@@ -1,0 +1,239 @@
+// AlexNet training throughput on the CUDA engine: models/alexnet.yaml through a Session (SGD with
+// momentum 0.9, weight decay 5e-4, as bench/torch_alexnet_bench.py), synthetic 227x227 inputs,
+// the whole step (forward, backward, update) captured once as a CUDA graph and replayed.
+// Prints one row per (precision, batch): images/s, step time, achieved TFLOP/s; with --gemm the
+// engine's own matrix-product ceiling per precision; with --profile the step's time per op.
+//
+//   alexnet_gpu_bench [--batches 64,128,256] [--precisions fp32,tf32,bf16] [--iters 30]
+//                     [--device cuda] [--model alexnet] [--gemm] [--profile] [--json FILE]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/executor.h"
+#include "ops/flops.h"
+#include "train/session.h"
+
+using namespace myelin;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::vector<int64_t> batches{64, 128, 256};
+  std::vector<std::string> precisions{"fp32", "tf32", "bf16"};
+  int iters = 30;
+  std::string device = "cuda", model = "alexnet", json;
+  bool gemm = false, profile = false;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--batches") {
+      o.batches.clear();
+      for (const std::string& b : split(value())) o.batches.push_back(std::stoll(b));
+    } else if (a == "--precisions") {
+      o.precisions = split(value());
+    } else if (a == "--iters") {
+      o.iters = std::stoi(value());
+    } else if (a == "--device") {
+      o.device = value();
+    } else if (a == "--model") {
+      o.model = value();
+    } else if (a == "--json") {
+      o.json = value();
+    } else if (a == "--gemm") {
+      o.gemm = true;
+    } else if (a == "--profile") {
+      o.profile = true;
+    } else {
+      throw UsageError("unknown flag " + a);
+    }
+  }
+  return o;
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+Batch synthetic(const Shape& images, int64_t classes) {
+  Batch b;
+  b.images = Tensor::empty(images, DType::f32);
+  b.labels = Tensor::empty(Shape{images[0]}, DType::i32);
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int64_t i = 0; i < b.images.numel(); ++i) b.images.f32()[i] = u(rng);
+  for (int64_t i = 0; i < images[0]; ++i)
+    b.labels.data_as<int32_t>()[i] = static_cast<int32_t>(rng() % classes);
+  b.count = images[0];
+  return b;
+}
+
+struct Row {
+  std::string precision;
+  int64_t batch = 0;
+  double images_per_s = 0, step_ms = 0, tflops = 0, eager_images_per_s = 0, compile_s = 0;
+  double loss_first = 0, loss_last = 0;
+  size_t graph_nodes = 0;
+  bool captured = false;
+};
+
+// Milliseconds per call of `step` over `iters` calls (after `warm` untimed ones).
+template <class F>
+double time_ms(Backend& b, int warm, int iters, F step) {
+  for (int i = 0; i < warm; ++i) step(i);
+  b.synchronize();
+  auto t0 = Clock::now();
+  for (int i = 0; i < iters; ++i) step(warm + i);
+  b.synchronize();
+  return seconds_since(t0) * 1000 / iters;
+}
+
+void print_profile(Program& p, uint64_t seed) {
+  std::map<std::string, double> by_op;
+  double total = 0;
+  for (int rep = 0; rep < 3; ++rep)
+    p.run_profiled({seed, uint64_t(100 + rep)}, [&](int node, double ms) {
+      if (rep == 0) return;  // first pass warms caches
+      by_op[p.graph().nodes()[node].op] += ms / 2;
+      total += ms / 2;
+    });
+  std::vector<std::pair<double, std::string>> rows;
+  for (auto& [op, ms] : by_op) rows.push_back({ms, op});
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("  profile (synchronised per node, so slower than the graph): %.2f ms\n", total);
+  for (auto& [ms, op] : rows)
+    std::printf("    %-28s %8.3f ms %5.1f%%\n", op.c_str(), ms, 100 * ms / total);
+}
+
+Row measure(const NetworkSpec& spec, const Options& opt, const std::string& precision,
+            int64_t batch) {
+  SessionOptions so;
+  so.device = Device::parse(opt.device);
+  so.backend.precision = precision;
+  so.batch = batch;
+  so.eval = false;
+  so.recipe = spec.recipe;
+  Row r{precision, batch};
+  auto t0 = Clock::now();
+  Session s(spec, so);
+  r.compile_s = seconds_since(t0);
+  Program& p = s.train_program();
+  s.feed(synthetic(p.graph().value(s.train_net().data).shape, spec.classes));
+  Hyper h = Hyper::from(spec.recipe, spec.recipe.lr, 0);
+  Backend& b = s.backend();
+  auto eager_step = [&](int i) {
+    s.forward_backward(static_cast<uint64_t>(i));
+    s.update(h, static_cast<uint64_t>(i));
+  };
+  eager_step(0);
+  r.loss_first = s.last_stats().loss;
+  double eager_ms = time_ms(b, 1, std::max(3, opt.iters / 5), eager_step);
+  r.eager_images_per_s = 1000.0 * batch / eager_ms;
+  uint64_t seed = so.seed;
+  r.captured = b.capture([&] { p.run(StepContext{seed, 0}); });
+  double ms = r.captured
+                  ? time_ms(b, 3, opt.iters,
+                            [&](int i) { b.replay(StepContext{seed, uint64_t(1000 + i)}); })
+                  : time_ms(b, 3, opt.iters, eager_step);
+  r.loss_last = s.last_stats().loss;
+  double flops = 0;
+  for (const Node& n : p.graph().nodes()) flops += node_flops(p.graph(), n);
+  r.step_ms = ms;
+  r.images_per_s = 1000.0 * batch / ms;
+  r.tflops = flops / (ms * 1e-3) / 1e12;
+  if (opt.profile && batch == opt.batches.back()) print_profile(p, seed);
+  return r;
+}
+
+// The engine's own matrix product at 8192^3 per precision: the ceiling the step is measured
+// against (fp32 tensors; tf32/bf16/fp16 through cuBLASLt's fast compute types).
+void measure_gemm(const Options& opt) {
+  const int64_t n = 8192;
+  for (const std::string& precision : opt.precisions) {
+    BackendOptions bo;
+    bo.precision = precision;
+    auto b = make_backend(Device::parse(opt.device), bo);
+    Graph g(false);
+    ValueId a = g.input("a", Shape{n, n}), c = g.input("b", Shape{n, n});
+    g.keep(g.add1("matmul", "mm", {a, c}));
+    Program p(g, *b);
+    Buffer ba(*b, n * n * 4), bb(*b, n * n * 4);
+    std::vector<float> host(static_cast<size_t>(n * n));
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (float& x : host) x = u(rng);
+    b->copy_from_host(ba.data(), host.data(), host.size() * 4);
+    b->copy_from_host(bb.data(), host.data(), host.size() * 4);
+    p.bind("a", Tensor(ba.data(), Shape{n, n}, DType::f32, b->device()));
+    p.bind("b", Tensor(bb.data(), Shape{n, n}, DType::f32, b->device()));
+    double ms = time_ms(*b, 2, 10, [&](int) { p.run({}); });
+    std::printf("gemm %s 8192^3: %.3f ms, %.1f TFLOP/s\n", precision.c_str(), ms,
+                2.0 * n * n * n / (ms * 1e-3) / 1e12);
+  }
+}
+
+void write_json(const std::string& path, const std::vector<Row>& rows) {
+  std::ofstream out(path);
+  out << "[\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    out << "  {\"precision\": \"" << r.precision << "\", \"batch\": " << r.batch
+        << ", \"images_per_second\": " << r.images_per_s << ", \"step_ms\": " << r.step_ms
+        << ", \"tflops\": " << r.tflops << ", \"eager_images_per_second\": "
+        << r.eager_images_per_s << ", \"captured\": " << (r.captured ? "true" : "false") << "}"
+        << (i + 1 < rows.size() ? ",\n" : "\n");
+  }
+  out << "]\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Options opt = parse(argc, argv);
+    if (opt.gemm) measure_gemm(opt);
+    NetworkSpec spec = load_network(opt.model);
+    std::vector<Row> rows;
+    std::printf("%-6s %6s %10s %9s %9s %11s %8s %8s %s\n", "prec", "batch", "images/s", "step ms",
+                "TFLOP/s", "eager img/s", "build s", "loss", "");
+    for (const std::string& precision : opt.precisions)
+      for (int64_t batch : opt.batches) {
+        Row r = measure(spec, opt, precision, batch);
+        rows.push_back(r);
+        std::printf("%-6s %6lld %10.0f %9.3f %9.1f %11.0f %8.1f %8.3f %s\n", precision.c_str(),
+                    static_cast<long long>(batch), r.images_per_s, r.step_ms, r.tflops,
+                    r.eager_images_per_s, r.compile_s, r.loss_last,
+                    r.captured ? "(CUDA graph)" : "(eager)");
+        std::fflush(stdout);
+      }
+    if (!opt.json.empty()) write_json(opt.json, rows);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "alexnet_gpu_bench: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,200 @@
+// Batch normalization on x[N, C, S...] (S = 1 for [N, C]) as OpenMP loops: each thread owns a
+// range of channels and streams every (n, c) row of its range, so [N, C] and [N, C, H, W] share
+// one code path. Statistics accumulate in double, variance in a second pass (no cancellation).
+// Own loops rather than oneDNN's primitive because the op's contract (invstd output, running
+// statistics updated in place with the unbiased variance, gradient from invstd) would need a
+// conversion pass around oneDNN's anyway, and the work is bandwidth-bound.
+#include <omp.h>
+
+#include <cmath>
+
+#include "cpu/cpu_backend.h"
+#include "ops/params.h"
+
+namespace myelin::cpu {
+
+namespace {
+
+struct BnGeometry {
+  int64_t n, c, s;  // batch, channels, elements per (n, c) row
+  explicit BnGeometry(const Shape& x) : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])) {}
+  int64_t per_channel() const { return n * s; }
+};
+
+// Calls f(c0, c1) on each thread's share of the channels.
+template <class F>
+void for_channel_ranges(int64_t channels, int threads, F f) {
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t c0 = channels * t / nt, c1 = channels * (t + 1) / nt;
+    if (c0 < c1) f(c0, c1);
+  }
+}
+
+double row_sum(const float* r, int64_t len) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < len; ++i) acc += r[i];
+  return acc;
+}
+
+double row_centered_sumsq(const float* r, int64_t len, double mean) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < len; ++i) acc += (r[i] - mean) * (r[i] - mean);
+  return acc;
+}
+
+// y = x * scale[c] + shift[c] over channels [c0, c1).
+void affine_rows(const BnGeometry& g, const float* x, float* y, const float* scale,
+                 const float* shift, int64_t c0, int64_t c1) {
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* xr = x + (n * g.c + c) * g.s;
+      float* yr = y + (n * g.c + c) * g.s;
+      const float a = scale[c], b = shift[c];
+#pragma omp simd
+      for (int64_t i = 0; i < g.s; ++i) yr[i] = xr[i] * a + b;
+    }
+}
+
+// batch_norm(x, gamma, beta, running_mean, running_var) -> y [, mean, invstd]
+class BatchNormForward : public Kernel {
+ public:
+  explicit BatchNormForward(const KernelSpec& s)
+      : g_(s.input(0).shape), p_(s.node.attrs), threads_(cpu_backend(s).threads()) {}
+  // Per channel: two doubles of statistics, two floats of scale and shift.
+  size_t workspace_bytes() const override { return g_.c * (2 * sizeof(double) + 2 * sizeof(float)); }
+
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    auto* mean = static_cast<double*>(ctx.workspace);
+    double* var = mean + g_.c;
+    auto* scale = reinterpret_cast<float*>(var + g_.c);
+    float* shift = scale + g_.c;
+    const float *x = in[0].f32(), *gamma = in[1].f32(), *beta = in[2].f32();
+    float *run_mean = in[3].f32(), *run_var = in[4].f32();
+    if (!p_.training) {
+      for (int64_t c = 0; c < g_.c; ++c) {
+        scale[c] = static_cast<float>(gamma[c] / std::sqrt(double(run_var[c]) + p_.eps));
+        shift[c] = beta[c] - run_mean[c] * scale[c];
+      }
+      for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
+        affine_rows(g_, x, out[0].f32(), scale, shift, c0, c1);
+      });
+      return;
+    }
+    for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
+      batch_statistics(x, mean, var, c0, c1);
+      for (int64_t c = c0; c < c1; ++c) {
+        double invstd = 1.0 / std::sqrt(var[c] + p_.eps);
+        out[1].f32()[c] = static_cast<float>(mean[c]);
+        out[2].f32()[c] = static_cast<float>(invstd);
+        scale[c] = static_cast<float>(gamma[c] * invstd);
+        shift[c] = static_cast<float>(beta[c] - mean[c] * gamma[c] * invstd);
+        update_running(run_mean[c], run_var[c], mean[c], var[c]);
+      }
+      affine_rows(g_, x, out[0].f32(), scale, shift, c0, c1);
+    });
+  }
+
+ private:
+  void batch_statistics(const float* x, double* mean, double* var, int64_t c0, int64_t c1) const {
+    for (int64_t c = c0; c < c1; ++c) mean[c] = var[c] = 0;
+    for (int64_t n = 0; n < g_.n; ++n)
+      for (int64_t c = c0; c < c1; ++c) mean[c] += row_sum(x + (n * g_.c + c) * g_.s, g_.s);
+    for (int64_t c = c0; c < c1; ++c) mean[c] /= static_cast<double>(g_.per_channel());
+    for (int64_t n = 0; n < g_.n; ++n)
+      for (int64_t c = c0; c < c1; ++c)
+        var[c] += row_centered_sumsq(x + (n * g_.c + c) * g_.s, g_.s, mean[c]);
+    for (int64_t c = c0; c < c1; ++c) var[c] /= static_cast<double>(g_.per_channel());
+  }
+
+  // running = momentum * running + (1 - momentum) * batch, with the unbiased batch variance.
+  void update_running(float& run_mean, float& run_var, double mean, double var) const {
+    double m = static_cast<double>(g_.per_channel());
+    double unbiased = m > 1 ? var * m / (m - 1) : var;
+    run_mean = static_cast<float>(p_.momentum * run_mean + (1 - p_.momentum) * mean);
+    run_var = static_cast<float>(p_.momentum * run_var + (1 - p_.momentum) * unbiased);
+  }
+
+  BnGeometry g_;
+  BatchNormParams p_;
+  int threads_;
+};
+
+// batch_norm_grad(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta, through the batch
+// statistics: dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+class BatchNormGrad : public Kernel {
+ public:
+  explicit BatchNormGrad(const KernelSpec& s)
+      : g_(s.input(0).shape), threads_(cpu_backend(s).threads()) {}
+  size_t workspace_bytes() const override { return g_.c * 3 * sizeof(float); }
+
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    const float *dy = in[0].f32(), *x = in[1].f32(), *gamma = in[2].f32(), *mean = in[3].f32(),
+                *invstd = in[4].f32();
+    float *dgamma = out[1].f32(), *dbeta = out[2].f32();
+    auto* a = static_cast<float*>(ctx.workspace);  // dx = a*dy + b*x + k per channel
+    float *b = a + g_.c, *k = b + g_.c;
+    for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
+      reduce(dy, x, mean, c0, c1, dbeta, dgamma);  // dgamma holds sum(dy * (x - mean)) here
+      double m = static_cast<double>(g_.per_channel());
+      for (int64_t c = c0; c < c1; ++c) {
+        double is = invstd[c], gi = gamma[c] * is, sdy = dbeta[c], sdxm = dgamma[c];
+        a[c] = static_cast<float>(gi);
+        b[c] = static_cast<float>(-gi * is * is * sdxm / m);
+        k[c] = static_cast<float>(-gi * sdy / m + gi * is * is * sdxm * mean[c] / m);
+        dgamma[c] = static_cast<float>(sdxm * is);
+      }
+      for (int64_t n = 0; n < g_.n; ++n)
+        for (int64_t c = c0; c < c1; ++c) {
+          int64_t o = (n * g_.c + c) * g_.s;
+          const float ac = a[c], bc = b[c], kc = k[c];
+#pragma omp simd
+          for (int64_t i = 0; i < g_.s; ++i) out[0].f32()[o + i] = ac * dy[o + i] + bc * x[o + i] + kc;
+        }
+    });
+  }
+
+ private:
+  // sum_dy[c] = sum(dy), sum_dxm[c] = sum(dy * (x - mean)) over channels [c0, c1).
+  void reduce(const float* dy, const float* x, const float* mean, int64_t c0, int64_t c1,
+              float* sum_dy, float* sum_dxm) const {
+    for (int64_t c = c0; c < c1; ++c) {
+      double sdy = 0, sdxm = 0;
+      const double mc = mean[c];
+      for (int64_t n = 0; n < g_.n; ++n) {
+        int64_t o = (n * g_.c + c) * g_.s;
+#pragma omp simd reduction(+ : sdy, sdxm)
+        for (int64_t i = 0; i < g_.s; ++i) {
+          sdy += dy[o + i];
+          sdxm += dy[o + i] * (x[o + i] - mc);
+        }
+      }
+      sum_dy[c] = static_cast<float>(sdy);
+      sum_dxm[c] = static_cast<float>(sdxm);
+    }
+  }
+
+  BnGeometry g_;
+  int threads_;
+};
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_kernel("batch_norm", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    return std::make_unique<BatchNormForward>(s);
+                  });
+  register_kernel("batch_norm_grad", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    return std::make_unique<BatchNormGrad>(s);
+                  });
+}
+
+}  // namespace myelin::cpu

@@ -1,0 +1,181 @@
+#include "cpu/dnnl_util.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+namespace myelin::cpu {
+
+namespace {
+
+constexpr size_t kScratchAlign = 64;  // a cache line; oneDNN's own alignment
+
+memory::format_tag plain_tag(size_t rank) {
+  using tag = memory::format_tag;
+  static const tag tags[] = {tag::a, tag::ab, tag::abc, tag::abcd, tag::abcde, tag::abcdef};
+  if (rank == 0 || rank > 6)
+    throw UnsupportedError("oneDNN tensors have 1 to 6 dimensions, got " + std::to_string(rank));
+  return tags[rank - 1];
+}
+
+}  // namespace
+
+memory::dims dnnl_dims(const Shape& s) {
+  if (s.rank() == 0) return {1};
+  return memory::dims(s.dims.begin(), s.dims.end());
+}
+
+memory::desc plain_desc(const memory::dims& d) {
+  return memory::desc(d, memory::data_type::f32, plain_tag(d.size()));
+}
+
+memory::desc any_desc(const memory::dims& d) {
+  return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
+}
+
+void throw_dnnl_error(const dnnl::error& e, const std::string& op, const std::string& layer,
+                      const std::string& primitive) {
+  throw DeviceError("oneDNN " + primitive + " for " + op + " '" + layer + "' failed: " +
+                    e.what() + " (status " + std::to_string(static_cast<int>(e.status)) + ")");
+}
+
+dnnl::primitive_attr user_scratchpad_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+bool forced_layout(bool& blocked) {
+  const char* v = std::getenv("MYELIN_CPU_LAYOUT");
+  if (!v || !*v || std::strcmp(v, "auto") == 0) return false;
+  blocked = std::strcmp(v, "blocked") == 0;
+  return true;
+}
+
+DnnlSequence::Slot DnnlSequence::add_slot(Source s, int index, const memory::desc& md) {
+  SlotInfo info{s, index, 0, memory()};
+  if (s == Source::workspace) {
+    info.offset = workspace_bytes_;
+    workspace_bytes_ += (md.get_size() + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
+  }
+  try {
+    info.mem = memory(md, backend_->engine(), DNNL_MEMORY_NONE);
+  } catch (const dnnl::error& e) {
+    throw_dnnl_error(e, op_, layer_, "memory");
+  }
+  slots_.push_back(std::move(info));
+  return static_cast<Slot>(slots_.size() - 1);
+}
+
+DnnlSequence::Slot DnnlSequence::scratch(const memory::desc& md) {
+  return add_slot(Source::workspace, -1, md);
+}
+
+DnnlSequence::Step DnnlSequence::make_step(const dnnl::primitive& p,
+                                           const std::vector<std::pair<int, Slot>>& args,
+                                           const std::string& what) {
+  Step step{p, {}, what};
+  for (auto [arg, slot] : args) step.args.emplace(arg, slots_.at(slot).mem);
+  return step;
+}
+
+DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& plain,
+                                          const memory::desc& want) {
+  Slot user = input(index, plain);
+  if (want == plain) return user;
+  Slot staged = scratch(want);
+  dnnl::reorder r;
+  try {
+    r = dnnl::reorder(
+        dnnl::reorder::primitive_desc(backend_->engine(), plain, backend_->engine(), want));
+  } catch (const dnnl::error& e) {
+    throw_dnnl_error(e, op_, layer_, "reorder");
+  }
+  steps_.push_back(make_step(r, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, staged}},
+                             "reorder"));
+  ++reorders_;
+  return staged;
+}
+
+DnnlSequence::Slot DnnlSequence::output_as(int index, const memory::desc& plain,
+                                           const memory::desc& have) {
+  Slot user = output(index, plain);
+  if (have == plain) return user;
+  Slot staged = scratch(have);
+  dnnl::reorder r;
+  try {
+    r = dnnl::reorder(
+        dnnl::reorder::primitive_desc(backend_->engine(), have, backend_->engine(), plain));
+  } catch (const dnnl::error& e) {
+    throw_dnnl_error(e, op_, layer_, "reorder");
+  }
+  post_.push_back(make_step(r, {{DNNL_ARG_FROM, staged}, {DNNL_ARG_TO, user}},
+                            "reorder"));
+  ++reorders_;
+  return staged;
+}
+
+void DnnlSequence::add(const dnnl::primitive& p, const std::vector<std::pair<int, Slot>>& args,
+                       const memory::desc& scratchpad, const std::string& what) {
+  std::vector<std::pair<int, Slot>> all = args;
+  if (scratchpad.get_size() > 0) all.emplace_back(DNNL_ARG_SCRATCHPAD, scratch(scratchpad));
+  steps_.push_back(make_step(p, all, what));
+}
+
+void DnnlSequence::run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                       void* workspace) {
+  auto* ws = static_cast<std::byte*>(workspace);
+  for (SlotInfo& s : slots_) {
+    void* p = s.source == Source::input    ? in[s.index].data()
+              : s.source == Source::output ? out[s.index].data()
+                                           : ws + s.offset;
+    s.mem.set_data_handle(p);
+  }
+  dnnl::stream& stream = backend_->stream();
+  const Step* current = nullptr;
+  try {
+    for (const Step& st : steps_) current = &st, st.prim.execute(stream, st.args);
+    for (const Step& st : post_) current = &st, st.prim.execute(stream, st.args);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw_dnnl_error(e, op_, layer_, current ? current->what : "stream");
+  }
+}
+
+double DnnlSequence::time_ms(const std::vector<Shape>& in_shapes,
+                             const std::vector<Shape>& out_shapes, int reps) {
+  std::vector<Tensor> in, out;
+  for (const Shape& s : in_shapes) {
+    in.push_back(Tensor::empty(s));
+    std::fill_n(in.back().f32(), s.numel(), 0.5f);  // no denormals, no NaNs
+  }
+  for (const Shape& s : out_shapes) out.push_back(Tensor::empty(s));
+  std::vector<std::byte> ws(workspace_bytes_ + kScratchAlign);
+  void* aligned = ws.data() + (kScratchAlign - reinterpret_cast<uintptr_t>(ws.data()) % kScratchAlign);
+  run(in, out, aligned);  // warm-up: first-touch pages, JIT caches
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    run(in, out, aligned);
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+std::string DnnlSequence::describe() const {
+  std::string s;
+  auto name = [](const Step& st) -> std::string {
+    if (st.what == "reorder") return "reorder";
+    const char* impl = nullptr;
+    dnnl_primitive_desc_query(st.prim.get_primitive_desc(), dnnl_query_impl_info_str, 0, &impl);
+    return st.what + "(" + (impl ? impl : "?") + ")";
+  };
+  for (const Step& st : steps_) s += (s.empty() ? "" : ", ") + name(st);
+  for (const Step& st : post_) s += ", " + name(st);
+  return s;
+}
+
+}  // namespace myelin::cpu

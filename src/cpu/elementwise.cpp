@@ -1,0 +1,121 @@
+// CPU kernels for the elementwise ops: add, mul, bias_add, bias_grad, fill.
+#include <cstdint>
+#include <memory>
+
+#include "core/backend.h"
+#include "core/error.h"
+
+namespace myelin {
+
+namespace {
+
+// Below this many elements an OpenMP team costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
+void add_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const StepContext&,
+                const Node&) {
+  const float* a = in[0].f32();
+  const float* b = in[1].f32();
+  float* y = out[0].f32();
+  int64_t n = out[0].numel();
+#pragma omp parallel for simd if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void mul_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const StepContext&,
+                const Node&) {
+  const float* a = in[0].f32();
+  const float* b = in[1].f32();
+  float* y = out[0].f32();
+  int64_t n = out[0].numel();
+#pragma omp parallel for simd if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+
+// x viewed as [outer = N, C, inner = product of the dimensions after 1].
+struct ChannelLayout {
+  int64_t outer, channels, inner = 1;
+  explicit ChannelLayout(const Shape& s) : outer(s[0]), channels(s[1]) {
+    for (int d = 2; d < s.rank(); ++d) inner *= s[d];
+  }
+};
+
+void bias_add_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                     const StepContext&, const Node&) {
+  ChannelLayout l(in[0].shape());
+  const float* x = in[0].f32();
+  const float* b = in[1].f32();
+  float* y = out[0].f32();
+  int64_t rows = l.outer * l.channels;
+#pragma omp parallel for if (out[0].numel() >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    float bias = b[r % l.channels];
+    const float* xr = x + r * l.inner;
+    float* yr = y + r * l.inner;
+#pragma omp simd
+    for (int64_t i = 0; i < l.inner; ++i) yr[i] = xr[i] + bias;
+  }
+}
+
+// db[c] = sum over n and the inner positions of dy[n, c, ...]. Each row is summed in float
+// (vectorised), the rows of a channel in double so large batches keep their precision.
+void bias_grad_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                      const StepContext&, const Node&) {
+  ChannelLayout l(in[0].shape());
+  const float* dy = in[0].f32();
+  float* db = out[0].f32();
+#pragma omp parallel for if (in[0].numel() >= kParallelMin)
+  for (int64_t c = 0; c < l.channels; ++c) {
+    double sum = 0;
+    for (int64_t n = 0; n < l.outer; ++n) {
+      const float* row = dy + (n * l.channels + c) * l.inner;
+      float row_sum = 0;
+#pragma omp simd reduction(+ : row_sum)
+      for (int64_t i = 0; i < l.inner; ++i) row_sum += row[i];
+      sum += row_sum;
+    }
+    db[c] = static_cast<float>(sum);
+  }
+}
+
+template <class T>
+void fill_with(const Tensor& t, T value) {
+  T* p = t.data_as<T>();
+  int64_t n = t.numel();
+#pragma omp parallel for simd if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
+
+// fill checks its dtype when the program is compiled, not on the first step.
+class FillKernel : public Kernel {
+ public:
+  explicit FillKernel(const KernelSpec& s) : value_(s.node.attrs.f("value", 0.0)) {
+    DType t = s.output(0).dtype;
+    if (t != DType::f32 && t != DType::i32 && t != DType::i64)
+      throw UnsupportedError("fill '" + s.node.name + "': no CPU kernel for dtype " +
+                             dtype_name(t) + " (f32, i32, i64)");
+  }
+  void run(const std::vector<Tensor>&, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    if (out[0].dtype() == DType::f32) return fill_with(out[0], static_cast<float>(value_));
+    if (out[0].dtype() == DType::i32) return fill_with(out[0], static_cast<int32_t>(value_));
+    fill_with(out[0], static_cast<int64_t>(value_));
+  }
+
+ private:
+  double value_;
+};
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_kernel_fn("add", DeviceKind::cpu, add_kernel);
+  register_kernel_fn("mul", DeviceKind::cpu, mul_kernel);
+  register_kernel_fn("bias_add", DeviceKind::cpu, bias_add_kernel);
+  register_kernel_fn("bias_grad", DeviceKind::cpu, bias_grad_kernel);
+  register_kernel("fill", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    return std::make_unique<FillKernel>(s);
+  });
+}
+
+}  // namespace myelin

@@ -1,0 +1,101 @@
+// Launchers of the engine's own CUDA kernels (llm.c style: plain functions of pointers, sizes and
+// a stream, implemented in the .cu files beside this). They never synchronise or allocate, so
+// they may be captured into a CUDA graph; each checks its launch and throws DeviceError.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+#include "cuda/cuda_backend.h"
+#include "ops/params.h"
+
+namespace myelin::cuda {
+
+// --- elementwise.cu ---------------------------------------------------------------------------
+void add_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s);
+void mul_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s);
+void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s);
+// y[o, c, i] = x[o, c, i] + b[c] (x may equal y).
+void bias_add_f32(const float* x, const float* b, float* y, int64_t outer, int64_t channels,
+                  int64_t inner, cudaStream_t s);
+// db[c] = sum over o and i of dy[o, c, i]; `partials` holds bias_grad_partials() floats.
+void bias_grad_f32(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                   float* partials, cudaStream_t s);
+size_t bias_grad_partials(int64_t outer, int64_t channels, int64_t inner);
+void fill(void* p, DType t, double value, int64_t n, cudaStream_t s);
+void activation_forward(ActKind k, float alpha, const float* x, float* y, int64_t n,
+                        cudaStream_t s);
+void activation_backward(ActKind k, float alpha, const float* dy, const float* x, const float* y,
+                         float* dx, int64_t n, cudaStream_t s);
+// y = keep ? x * scale : 0 with the mask of ops/params.h keyed by the device's {seed, step}.
+void dropout_f32(const float* x, float* y, int64_t n, const unsigned long long* step_state,
+                 int node, uint32_t threshold, float scale, cudaStream_t s);
+void write_step_state(unsigned long long* state, uint64_t seed, uint64_t step, cudaStream_t s);
+
+// --- cast.cu: fp32 <-> bf16/fp16 for the reduced-precision paths ----------------------------
+// `half_type` is DType::bf16 or DType::f16.
+void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s);
+// y = float(x16) (+ b[c] when b is not null, laid out [outer, channels, inner]).
+void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
+                    int64_t channels, int64_t inner, cudaStream_t s);
+
+// --- pool.cu ----------------------------------------------------------------------------------
+struct PoolDims {
+  int64_t planes, h, w, oh, ow;  // planes = N * C
+  int kh, kw, sh, sw, ph, pw;
+  bool include_pad;
+};
+void max_pool_forward(const float* x, float* y, const PoolDims& d, cudaStream_t s);
+// Each dy goes to the first element of its window equal to y (the CPU engine's rule).
+void max_pool_backward(const float* dy, const float* x, const float* y, float* dx,
+                       const PoolDims& d, cudaStream_t s);
+void avg_pool_forward(const float* x, float* y, const PoolDims& d, cudaStream_t s);
+void avg_pool_backward(const float* dy, float* dx, const PoolDims& d, cudaStream_t s);
+
+// --- lrn.cu: across channels, y = x / (k + alpha/size * sum x^2)^beta --------------------------
+struct LrnDims {
+  int64_t n, c, hw;
+  int size;
+  float alpha, beta, k;
+};
+bool lrn_size_supported(int size);  // odd sizes up to 15
+void lrn_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s);
+void lrn_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
+                  cudaStream_t s);
+
+// --- loss.cu ----------------------------------------------------------------------------------
+// Labels outside [0, k) are reported to `report` under `site` (see CudaBackend).
+void xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,
+                  float smoothing, float* loss, DeviceReport* report, int site, cudaStream_t s);
+void xent_backward(const float* dloss, const float* logits, const int32_t* labels, int64_t n,
+                   int64_t k, float smoothing, float* dx, DeviceReport* report, int site,
+                   cudaStream_t s);
+void top_k_accuracy(const float* logits, const int32_t* labels, int64_t n, int64_t k, int top,
+                    float* out, DeviceReport* report, int site, cudaStream_t s);
+
+// --- optimizer.cu: every parameter in one launch ---------------------------------------------
+enum class SolverKind : int { sgd, nesterov, adam, adamw, rmsprop, adagrad };
+struct MtTensor {  // one parameter's tensors
+  float* p;
+  float* g;
+  float* s0;
+  float* s1;
+  long long n;
+  float lr_mult, decay_mult;
+};
+struct MtChunk {  // a block's share: elements [begin, end) of tensor `tensor`
+  int tensor;
+  long long begin, end;
+};
+constexpr long long kMtChunk = 32768;
+// hp and norm_sq are device pointers (norm_sq null when clip == 0).
+void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
+                      const float* hp, const float* norm_sq, SolverKind solver, float clip,
+                      bool zero_grads, cudaStream_t s);
+// out[0] = sum of squares of every element; partials holds chunk_count floats.
+void sum_squares(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, float* partials,
+                 float* out, cudaStream_t s);
+
+}  // namespace myelin::cuda

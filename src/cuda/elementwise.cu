@@ -1,0 +1,289 @@
+// Elementwise kernels: add, mul, accumulate, bias add and its gradient, fill, activations,
+// dropout (the counter-based mask of ops/params.h, keyed by the step state in device memory).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "core/error.h"
+#include "cuda/device_kernels.h"
+#include "cuda/launch.cuh"
+
+namespace myelin::cuda {
+
+namespace {
+
+__global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = a[i] + b[i];
+}
+
+__global__ void mul_kernel(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = a[i] * b[i];
+}
+
+__global__ void accumulate_kernel(float* acc, const float* g, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) acc[i] += g[i];
+}
+
+__global__ void bias_add_kernel(const float* x, const float* b, float* y, int64_t n,
+                                int64_t channels, int64_t inner) {
+  for (int64_t i = global_index(); i < n; i += grid_stride())
+    y[i] = x[i] + b[(i / inner) % channels];
+}
+
+// Block (c, s) sums channel c over the s-th slice of the outer dimension; inner is contiguous.
+__global__ void bias_grad_planes(const float* dy, float* partials, int64_t outer,
+                                 int64_t channels, int64_t inner, int64_t rows_per_slice) {
+  int64_t c = blockIdx.x, s = blockIdx.y;
+  int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
+  float sum = 0;
+  for (int64_t o = o0; o < o1; ++o) {
+    const float* p = dy + (o * channels + c) * inner;
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) sum += p[i];
+  }
+  __shared__ float warp_sums[32];
+  sum = warp_sum(sum);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = sum;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) partials[s * channels + c] = v;
+  }
+}
+
+// inner == 1 ([N, C] from a fully connected layer): threads run along C, coalesced.
+__global__ void bias_grad_columns(const float* dy, float* partials, int64_t outer,
+                                  int64_t channels, int64_t rows_per_slice) {
+  int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t s = blockIdx.y;
+  if (c >= channels) return;
+  int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
+  float sum = 0;
+  for (int64_t o = o0; o < o1; ++o) sum += dy[o * channels + c];
+  partials[s * channels + c] = sum;
+}
+
+__global__ void sum_slices(const float* partials, float* db, int64_t channels, int64_t slices) {
+  int64_t c = global_index();
+  if (c >= channels) return;
+  float sum = 0;
+  for (int64_t s = 0; s < slices; ++s) sum += partials[s * channels + c];
+  db[c] = sum;
+}
+
+template <class T>
+__global__ void fill_kernel(T* p, T v, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) p[i] = v;
+}
+
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2 / pi)
+
+template <ActKind K>
+__device__ __forceinline__ float act(float x, float alpha) {
+  if constexpr (K == ActKind::relu) return x > 0.f ? x : 0.f;
+  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? x : alpha * x;
+  if constexpr (K == ActKind::sigmoid) return 1.f / (1.f + expf(-x));
+  if constexpr (K == ActKind::tanh) return tanhf(x);
+  if constexpr (K == ActKind::elu) return x > 0.f ? x : alpha * (expf(x) - 1.f);
+  if constexpr (K == ActKind::gelu) {
+    float t = tanhf(kGeluC * (x + 0.044715f * x * x * x));
+    return 0.5f * x * (1.f + t);
+  }
+  return x;
+}
+
+template <ActKind K>
+__device__ __forceinline__ float act_grad(float dy, float x, float y, float alpha) {
+  if constexpr (K == ActKind::relu) return x > 0.f ? dy : 0.f;
+  if constexpr (K == ActKind::leaky_relu) return x > 0.f ? dy : alpha * dy;
+  if constexpr (K == ActKind::sigmoid) return dy * y * (1.f - y);
+  if constexpr (K == ActKind::tanh) return dy * (1.f - y * y);
+  if constexpr (K == ActKind::elu) return x > 0.f ? dy : dy * alpha * expf(x);
+  if constexpr (K == ActKind::gelu) {
+    float t = tanhf(kGeluC * (x + 0.044715f * x * x * x));
+    float dt = (1.f - t * t) * kGeluC * (1.f + 3.f * 0.044715f * x * x);
+    return dy * (0.5f * (1.f + t) + 0.5f * x * dt);
+  }
+  return dy;
+}
+
+template <ActKind K>
+__global__ void act_forward(const float* x, float* y, int64_t n, float alpha) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = act<K>(x[i], alpha);
+}
+
+template <ActKind K>
+__global__ void act_backward(const float* dy, const float* x, const float* y, float* dx,
+                             int64_t n, float alpha) {
+  for (int64_t i = global_index(); i < n; i += grid_stride())
+    dx[i] = act_grad<K>(dy[i], x[i], y[i], alpha);
+}
+
+__global__ void dropout_kernel(const float* x, float* y, int64_t n,
+                               const unsigned long long* state, int node, uint32_t threshold,
+                               float scale) {
+  __shared__ unsigned long long key;
+  if (threadIdx.x == 0) key = dropout_key(state[0], state[1], node);
+  __syncthreads();
+  for (int64_t i = global_index(); i < n; i += grid_stride())
+    y[i] = dropout_keep(key, static_cast<uint64_t>(i), threshold) ? x[i] * scale : 0.f;
+}
+
+__global__ void step_state_kernel(unsigned long long* state, unsigned long long seed,
+                                  unsigned long long step) {
+  state[0] = seed;
+  state[1] = step;
+}
+
+template <ActKind K>
+void launch_act(const float* x, float* y, int64_t n, float alpha, cudaStream_t s) {
+  act_forward<K><<<blocks_for(n), kThreads, 0, s>>>(x, y, n, alpha);
+}
+
+template <ActKind K>
+void launch_act_grad(const float* dy, const float* x, const float* y, float* dx, int64_t n,
+                     float alpha, cudaStream_t s) {
+  act_backward<K><<<blocks_for(n), kThreads, 0, s>>>(dy, x, y, dx, n, alpha);
+}
+
+// Slices of the outer dimension so that about four blocks per SM share the work.
+int64_t bias_slices(int64_t outer, int64_t column_blocks) {
+  int64_t want = (4 * 132 + column_blocks - 1) / column_blocks;
+  return want < 1 ? 1 : (want > outer ? (outer < 1 ? 1 : outer) : want);
+}
+
+int64_t column_blocks(int64_t channels, int64_t inner) {
+  return inner == 1 ? (channels + kThreads - 1) / kThreads : channels;
+}
+
+}  // namespace
+
+void add_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s) {
+  add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n);
+  check_launch("add_kernel", "");
+}
+
+void mul_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s) {
+  mul_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n);
+  check_launch("mul_kernel", "");
+}
+
+void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s) {
+  accumulate_kernel<<<blocks_for(n), kThreads, 0, s>>>(acc, g, n);
+  check_launch("accumulate_kernel", "");
+}
+
+void bias_add_f32(const float* x, const float* b, float* y, int64_t outer, int64_t channels,
+                  int64_t inner, cudaStream_t s) {
+  int64_t n = outer * channels * inner;
+  bias_add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, b, y, n, channels, inner);
+  check_launch("bias_add_kernel", "");
+}
+
+size_t bias_grad_partials(int64_t outer, int64_t channels, int64_t inner) {
+  return static_cast<size_t>(bias_slices(outer, column_blocks(channels, inner)) * channels);
+}
+
+void bias_grad_f32(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                   float* partials, cudaStream_t s) {
+  int64_t cols = column_blocks(channels, inner);
+  int64_t slices = bias_slices(outer, cols);
+  int64_t rows = (outer + slices - 1) / slices;
+  dim3 grid(static_cast<unsigned>(cols), static_cast<unsigned>(slices));
+  if (inner == 1)
+    bias_grad_columns<<<grid, kThreads, 0, s>>>(dy, partials, outer, channels, rows);
+  else
+    bias_grad_planes<<<grid, kThreads, 0, s>>>(dy, partials, outer, channels, inner, rows);
+  check_launch("bias_grad", "");
+  sum_slices<<<blocks_for(channels), kThreads, 0, s>>>(partials, db, channels, slices);
+  check_launch("sum_slices", "");
+}
+
+void fill(void* p, DType t, double v, int64_t n, cudaStream_t s) {
+  unsigned b = blocks_for(n);
+  switch (t) {
+    case DType::f32:
+      fill_kernel<<<b, kThreads, 0, s>>>(static_cast<float*>(p), static_cast<float>(v), n);
+      break;
+    case DType::bf16:
+      fill_kernel<<<b, kThreads, 0, s>>>(static_cast<__nv_bfloat16*>(p),
+                                         __float2bfloat16_rn(static_cast<float>(v)), n);
+      break;
+    case DType::f16:
+      fill_kernel<<<b, kThreads, 0, s>>>(static_cast<__half*>(p),
+                                         __float2half_rn(static_cast<float>(v)), n);
+      break;
+    case DType::i32:
+      fill_kernel<<<b, kThreads, 0, s>>>(static_cast<int32_t*>(p), static_cast<int32_t>(v), n);
+      break;
+    case DType::i64:
+      fill_kernel<<<b, kThreads, 0, s>>>(static_cast<int64_t*>(p), static_cast<int64_t>(v), n);
+      break;
+    case DType::u8:
+      fill_kernel<<<b, kThreads, 0, s>>>(static_cast<uint8_t*>(p), static_cast<uint8_t>(v), n);
+      break;
+  }
+  check_launch("fill_kernel", "");
+}
+
+void activation_forward(ActKind k, float alpha, const float* x, float* y, int64_t n,
+                        cudaStream_t s) {
+  switch (k) {
+    case ActKind::relu:
+      launch_act<ActKind::relu>(x, y, n, alpha, s);
+      break;
+    case ActKind::leaky_relu:
+      launch_act<ActKind::leaky_relu>(x, y, n, alpha, s);
+      break;
+    case ActKind::sigmoid:
+      launch_act<ActKind::sigmoid>(x, y, n, alpha, s);
+      break;
+    case ActKind::tanh:
+      launch_act<ActKind::tanh>(x, y, n, alpha, s);
+      break;
+    case ActKind::elu:
+      launch_act<ActKind::elu>(x, y, n, alpha, s);
+      break;
+    case ActKind::gelu:
+      launch_act<ActKind::gelu>(x, y, n, alpha, s);
+      break;
+  }
+  check_launch("act_forward", "");
+}
+
+void activation_backward(ActKind k, float alpha, const float* dy, const float* x, const float* y,
+                         float* dx, int64_t n, cudaStream_t s) {
+  switch (k) {
+    case ActKind::relu:
+      launch_act_grad<ActKind::relu>(dy, x, y, dx, n, alpha, s);
+      break;
+    case ActKind::leaky_relu:
+      launch_act_grad<ActKind::leaky_relu>(dy, x, y, dx, n, alpha, s);
+      break;
+    case ActKind::sigmoid:
+      launch_act_grad<ActKind::sigmoid>(dy, x, y, dx, n, alpha, s);
+      break;
+    case ActKind::tanh:
+      launch_act_grad<ActKind::tanh>(dy, x, y, dx, n, alpha, s);
+      break;
+    case ActKind::elu:
+      launch_act_grad<ActKind::elu>(dy, x, y, dx, n, alpha, s);
+      break;
+    case ActKind::gelu:
+      launch_act_grad<ActKind::gelu>(dy, x, y, dx, n, alpha, s);
+      break;
+  }
+  check_launch("act_backward", "");
+}
+
+void dropout_f32(const float* x, float* y, int64_t n, const unsigned long long* step_state,
+                 int node, uint32_t threshold, float scale, cudaStream_t s) {
+  dropout_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, y, n, step_state, node, threshold, scale);
+  check_launch("dropout_kernel", "");
+}
+
+void write_step_state(unsigned long long* state, uint64_t seed, uint64_t step, cudaStream_t s) {
+  step_state_kernel<<<1, 1, 0, s>>>(state, seed, step);
+  check_launch("step_state_kernel", "publishing the step's seed and step");
+}
+
+}  // namespace myelin::cuda

@@ -1,0 +1,152 @@
+// Local response normalisation across channels, fused: one thread per (image, pixel) walks the
+// channels once, keeping the window's values in register rings. Forward reads x once and writes
+// y; backward reads x, y, dy once and writes dx, recomputing each scale from x:
+//   scale_c = k + alpha/size * sum_{|j-c|<=h} x_j^2,   y_c = x_c * scale_c^-beta
+//   dx_c = dy_c * scale_c^-beta - 2 alpha beta / size * x_c * sum_{|j-c|<=h} dy_j y_j / scale_j
+// The rings are indexed by channel mod S; unrolling the channel loop by S makes every index a
+// compile-time constant, so the rings stay in registers.
+#include "core/error.h"
+#include "cuda/device_kernels.h"
+#include "cuda/launch.cuh"
+
+namespace myelin::cuda {
+
+namespace {
+
+__device__ __forceinline__ float pow_neg(float scale, float beta) {
+  return exp2f(-beta * log2f(scale));
+}
+
+template <int S>
+__global__ void lrn_forward_kernel(const float* x, float* y, int64_t n, int c_count, int64_t hw,
+                                   float alpha_n, float beta, float k) {
+  constexpr int H = S / 2;
+  int64_t idx = global_index();
+  if (idx >= n * hw) return;
+  int64_t base = idx / hw * c_count * hw + idx % hw;
+  float sq[S], xr[S];
+#pragma unroll
+  for (int r = 0; r < S; ++r) sq[r] = xr[r] = 0.f;
+  const int lead_end = c_count + H;
+  for (int l0 = 0; l0 < lead_end; l0 += S) {
+#pragma unroll
+    for (int r = 0; r < S; ++r) {
+      int l = l0 + r;  // leading channel; the window [l - S + 1, l] is centred at c = l - H
+      if (l < lead_end) {
+        float v = l < c_count ? x[base + l * hw] : 0.f;
+        sq[r] = v * v;
+        xr[r] = v;
+        int c = l - H;
+        if (c >= 0) {
+          float sum = 0.f;
+#pragma unroll
+          for (int j = 0; j < S; ++j) sum += sq[j];
+          y[base + c * hw] = xr[(r - H + S) % S] * pow_neg(k + alpha_n * sum, beta);
+        }
+      }
+    }
+  }
+}
+
+template <int S>
+__global__ void lrn_backward_kernel(const float* dy, const float* x, const float* y, float* dx,
+                                    int64_t n, int c_count, int64_t hw, float alpha_n, float beta,
+                                    float k, float coef) {
+  constexpr int H = S / 2;
+  int64_t idx = global_index();
+  if (idx >= n * hw) return;
+  int64_t base = idx / hw * c_count * hw + idx % hw;
+  float sq[S], xr[S], pw[S], t[S], dyr[S];
+#pragma unroll
+  for (int r = 0; r < S; ++r) sq[r] = xr[r] = pw[r] = t[r] = dyr[r] = 0.f;
+  const int lead_end = c_count + 2 * H;
+  for (int l0 = 0; l0 < lead_end; l0 += S) {
+#pragma unroll
+    for (int r = 0; r < S; ++r) {
+      int l = l0 + r;  // x's leading channel
+      if (l < lead_end) {
+        float v = l < c_count ? x[base + l * hw] : 0.f;
+        sq[r] = v * v;
+        xr[r] = v;
+        int j = l - H;  // the window of squares is centred at j
+        if (j >= 0) {
+          const int slot_j = (r - H + S) % S;
+          float tj = 0.f, pj = 0.f, dyj = 0.f;
+          if (j < c_count) {
+            float sum = 0.f;
+#pragma unroll
+            for (int q = 0; q < S; ++q) sum += sq[q];
+            float scale = k + alpha_n * sum;
+            pj = pow_neg(scale, beta);
+            dyj = dy[base + j * hw];
+            tj = dyj * y[base + j * hw] / scale;
+          }
+          pw[slot_j] = pj;
+          t[slot_j] = tj;
+          dyr[slot_j] = dyj;
+          int c = j - H;  // the ring of t now holds exactly c's window
+          if (c >= 0) {
+            const int slot_c = (r - 2 * H + 2 * S) % S;
+            float tsum = 0.f;
+#pragma unroll
+            for (int q = 0; q < S; ++q) tsum += t[q];
+            dx[base + c * hw] = dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <int S>
+void launch_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
+  lrn_forward_kernel<S><<<blocks_for_all(d.n * d.hw), kThreads, 0, s>>>(
+      x, y, d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k);
+}
+
+template <int S>
+void launch_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
+                     cudaStream_t s) {
+  lrn_backward_kernel<S><<<blocks_for_all(d.n * d.hw), kThreads, 0, s>>>(
+      dy, x, y, dx, d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k,
+      2.f * d.alpha * d.beta / d.size);
+}
+
+}  // namespace
+
+bool lrn_size_supported(int size) {
+  return size >= 1 && size <= 15 && size % 2 == 1;
+}
+
+#define MYELIN_LRN_SIZES(F) F(1) F(3) F(5) F(7) F(9) F(11) F(13) F(15)
+
+void lrn_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
+  switch (d.size) {
+#define CASE(S)                       \
+  case S:                             \
+    launch_forward<S>(x, y, d, s);    \
+    break;
+    MYELIN_LRN_SIZES(CASE)
+#undef CASE
+    default:
+      throw DeviceError("lrn: size " + std::to_string(d.size) + " is not supported on CUDA");
+  }
+  check_launch("lrn_forward", "");
+}
+
+void lrn_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
+                  cudaStream_t s) {
+  switch (d.size) {
+#define CASE(S)                                 \
+  case S:                                       \
+    launch_backward<S>(dy, x, y, dx, d, s);     \
+    break;
+    MYELIN_LRN_SIZES(CASE)
+#undef CASE
+    default:
+      throw DeviceError("lrn_grad: size " + std::to_string(d.size) + " is not supported on CUDA");
+  }
+  check_launch("lrn_backward", "");
+}
+
+}  // namespace myelin::cuda

@@ -1,0 +1,253 @@
+// Convolution forward, data gradient and filter gradient on cuDNN (the legacy convolution API,
+// which cuDNN 9 keeps). Each kernel searches its algorithm once, when the program is compiled
+// (cudnnFind*Ex on scratch buffers, under BackendOptions::workspace_limit), and the backend
+// caches the choice per shape and precision, so the forward and backward programs of a session
+// and repeated builds search once.
+//
+// Precision: fp32 uses FMA math only (no TF32); tf32 allows tensor-op math on fp32 tensors;
+// bf16/fp16 cast the operands to 16 bits in the kernel's workspace, convolve with fp32
+// accumulation and cast the result back (adding the bias in the same pass), so activations and
+// master weights stay fp32 in the graph.
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
+
+#include <algorithm>
+
+#include "cuda/device_kernels.h"
+#include "cuda/kernel_util.h"
+
+namespace myelin::cuda {
+
+namespace {
+
+enum class ConvDir { forward, backward_data, backward_filter };
+
+const char* dir_name(ConvDir d) {
+  switch (d) {
+    case ConvDir::forward:
+      return "fwd";
+    case ConvDir::backward_data:
+      return "bwd_data";
+    case ConvDir::backward_filter:
+      return "bwd_filter";
+  }
+  return "?";
+}
+
+std::string key_of(ConvDir d, const Shape& x, const Shape& w, const ConvParams& p,
+                   Precision prec, size_t limit) {
+  std::string k = std::string(dir_name(d)) + x.str() + w.str();
+  for (int64_t v : {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.groups}) {
+    k.push_back(',');
+    k.append(std::to_string(v));
+  }
+  k.append(precision_name(prec));
+  k.append(std::to_string(limit));
+  return k;
+}
+
+// Device scratch for the algorithm search, freed when the search is done.
+struct Scratch {
+  CudaBackend& b;
+  void* p;
+  Scratch(CudaBackend& be, size_t bytes) : b(be), p(be.allocate(std::max<size_t>(bytes, 256))) {
+    // Small nonzero values (0x3c3c...: about 0.01 as fp32 or bf16): zeros can time faster.
+    MYELIN_CHECK(cudaMemsetAsync(p, 0x3c, std::max<size_t>(bytes, 256), be.stream()),
+                 "filling the algorithm search's scratch");
+  }
+  ~Scratch() { b.deallocate(p); }
+};
+
+class ConvKernel : public CudaKernel {
+ public:
+  ConvKernel(const KernelSpec& s, ConvDir dir) : CudaKernel(s), dir_(dir), p_(s.node.attrs) {
+    require_f32(s);
+    if (dir == ConvDir::forward) {
+      x_ = s.input(0).shape, w_ = s.input(1).shape, y_ = s.output(0).shape;
+      has_bias_ = s.node.inputs.size() == 3;
+    } else if (dir == ConvDir::backward_data) {
+      y_ = s.input(0).shape, w_ = s.input(1).shape, x_ = s.output(0).shape;
+    } else {
+      y_ = s.input(0).shape, x_ = s.input(1).shape, w_ = s.output(0).shape;
+    }
+    Precision prec = be_.precision();
+    half_ = prec == Precision::bf16 || prec == Precision::fp16;
+    half_type_ = prec == Precision::fp16 ? DType::f16 : DType::bf16;
+    dt_ = !half_ ? CUDNN_DATA_FLOAT : (prec == Precision::fp16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16);
+    describe_tensors(prec == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
+    choose_algorithm(prec);
+  }
+
+  size_t workspace_bytes() const override {
+    size_t total = align256(algo_.workspace);
+    if (half_) total += align256(io_bytes(x_)) + align256(io_bytes(w_)) + align256(io_bytes(y_));
+    return total;
+  }
+
+ private:
+  size_t io_bytes(const Shape& s) const {
+    return static_cast<size_t>(s.numel()) * (half_ ? 2 : 4);
+  }
+
+  void describe_tensors(cudnnMathType_t math) {
+    xd_.set(dt_, x_[0], x_[1], x_[2], x_[3], where_);
+    yd_.set(dt_, y_[0], y_[1], y_[2], y_[3], where_);
+    MYELIN_CHECK(cudnnSetFilter4dDescriptor(wd_, dt_, CUDNN_TENSOR_NCHW, static_cast<int>(w_[0]),
+                                            static_cast<int>(w_[1]), static_cast<int>(w_[2]),
+                                            static_cast<int>(w_[3])),
+                 where_);
+    MYELIN_CHECK(cudnnSetConvolution2dDescriptor(
+                     cd_, static_cast<int>(p_.pad_h), static_cast<int>(p_.pad_w),
+                     static_cast<int>(p_.stride_h), static_cast<int>(p_.stride_w),
+                     static_cast<int>(p_.dil_h), static_cast<int>(p_.dil_w),
+                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                 where_);
+    MYELIN_CHECK(cudnnSetConvolutionGroupCount(cd_, static_cast<int>(p_.groups)), where_);
+    MYELIN_CHECK(cudnnSetConvolutionMathType(cd_, math), where_);
+    int n, c, h, w;
+    MYELIN_CHECK(cudnnGetConvolution2dForwardOutputDim(cd_, xd_, wd_, &n, &c, &h, &w), where_);
+    if (Shape{n, c, h, w} != y_)
+      throw ShapeError(where_ + ": cuDNN computes an output of " + Shape{n, c, h, w}.str());
+  }
+
+  void choose_algorithm(Precision prec) {
+    std::string key = key_of(dir_, x_, w_, p_, prec, be_.options().workspace_limit);
+    if (const ConvAlgo* a = be_.cached_conv_algo(key)) {
+      algo_ = *a;
+    } else {
+      algo_ = search(prec);
+      be_.cache_conv_algo(key, algo_);
+    }
+    MYELIN_CHECK(cudnnSetConvolutionMathType(cd_, algo_.math), where_);
+  }
+
+  template <class Perf>
+  ConvAlgo pick(const Perf* perf, int count, Precision prec, size_t limit) const {
+    for (int i = 0; i < count; ++i) {
+      const Perf& r = perf[i];
+      if (r.status != CUDNN_STATUS_SUCCESS || r.memory > limit) continue;
+      if (prec == Precision::fp32 && r.mathType != CUDNN_FMA_MATH &&
+          r.mathType != CUDNN_DEFAULT_MATH)
+        continue;
+      return ConvAlgo{static_cast<int>(r.algo), r.mathType, r.memory, r.time};
+    }
+    throw UnsupportedError(where_ + ": cuDNN has no " + dir_name(dir_) + " algorithm for " +
+                           precision_name(prec) + " within a workspace of " +
+                           std::to_string(limit >> 20) + " MiB");
+  }
+
+  ConvAlgo search(Precision prec) {
+    size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
+    Scratch x(be_, io_bytes(x_)), w(be_, io_bytes(w_)), y(be_, io_bytes(y_)), ws(be_, limit);
+    cudnnHandle_t h = be_.cudnn();
+    int count = 0;
+    if (dir_ == ConvDir::forward) {
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      MYELIN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, xd_, x.p, wd_, w.p, cd_, yd_, y.p,
+                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                          &count, perf, ws.p, limit),
+                   where_);
+      return pick(perf, count, prec, limit);
+    }
+    if (dir_ == ConvDir::backward_data) {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+      MYELIN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+                       h, wd_, w.p, yd_, y.p, cd_, xd_, x.p,
+                       CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf, ws.p, limit),
+                   where_);
+      return pick(perf, count, prec, limit);
+    }
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    MYELIN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                     h, xd_, x.p, yd_, y.p, cd_, wd_, w.p,
+                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf, ws.p, limit),
+                 where_);
+    return pick(perf, count, prec, limit);
+  }
+
+  // fp32 pointers of x, w and y in this direction's inputs and outputs.
+  struct Operands {
+    float *x, *w, *y;
+  };
+  Operands operands(const std::vector<Tensor>& in, const std::vector<Tensor>& out) const {
+    if (dir_ == ConvDir::forward) return {in[0].f32(), in[1].f32(), out[0].f32()};
+    if (dir_ == ConvDir::backward_data) return {out[0].f32(), in[1].f32(), in[0].f32()};
+    return {in[1].f32(), out[0].f32(), in[0].f32()};
+  }
+
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext& ctx) override {
+    Operands o = operands(in, out);
+    WorkspaceCarver carve(ctx.workspace);
+    void* ws = carve.take(algo_.workspace);
+    if (!half_) {
+      convolve(o.x, o.w, o.y, ws);
+      if (has_bias_)
+        bias_add_f32(o.y, in[2].f32(), o.y, y_[0], y_[1], y_[2] * y_[3], stream());
+      return;
+    }
+    void *x16 = carve.take(io_bytes(x_)), *w16 = carve.take(io_bytes(w_)),
+         *y16 = carve.take(io_bytes(y_));
+    // Cast the operands this direction reads, convolve in 16 bits, cast the result back.
+    if (dir_ != ConvDir::backward_data) cast_to_half(o.x, x16, half_type_, x_.numel(), stream());
+    if (dir_ != ConvDir::backward_filter) cast_to_half(o.w, w16, half_type_, w_.numel(), stream());
+    if (dir_ != ConvDir::forward) cast_to_half(o.y, y16, half_type_, y_.numel(), stream());
+    convolve(x16, w16, y16, ws);
+    if (dir_ == ConvDir::forward)
+      cast_from_half(y16, half_type_, o.y, has_bias_ ? in[2].f32() : nullptr, y_[0], y_[1],
+                     y_[2] * y_[3], stream());
+    else if (dir_ == ConvDir::backward_data)
+      cast_from_half(x16, half_type_, o.x, nullptr, 1, 1, x_.numel(), stream());
+    else
+      cast_from_half(w16, half_type_, o.w, nullptr, 1, 1, w_.numel(), stream());
+  }
+
+  void convolve(void* x, void* w, void* y, void* ws) {
+    const float one = 1.f, zero = 0.f;
+    cudnnHandle_t h = be_.cudnn();
+    if (dir_ == ConvDir::forward)
+      MYELIN_CHECK(cudnnConvolutionForward(h, &one, xd_, x, wd_, w, cd_,
+                                           static_cast<cudnnConvolutionFwdAlgo_t>(algo_.algo), ws,
+                                           algo_.workspace, &zero, yd_, y),
+                   "");
+    else if (dir_ == ConvDir::backward_data)
+      MYELIN_CHECK(cudnnConvolutionBackwardData(
+                       h, &one, wd_, w, yd_, y, cd_,
+                       static_cast<cudnnConvolutionBwdDataAlgo_t>(algo_.algo), ws,
+                       algo_.workspace, &zero, xd_, x),
+                   "");
+    else
+      MYELIN_CHECK(cudnnConvolutionBackwardFilter(
+                       h, &one, xd_, x, yd_, y, cd_,
+                       static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo_.algo), ws,
+                       algo_.workspace, &zero, wd_, w),
+                   "");
+  }
+
+  ConvDir dir_;
+  ConvParams p_;
+  Shape x_, w_, y_;
+  bool has_bias_ = false;
+  bool half_ = false;
+  DType half_type_ = DType::bf16;
+  cudnnDataType_t dt_ = CUDNN_DATA_FLOAT;
+  TensorDesc xd_, yd_;
+  FilterDesc wd_;
+  ConvDesc cd_;
+  ConvAlgo algo_;
+};
+
+KernelFactory conv(ConvDir d) {
+  return [d](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    return std::make_unique<ConvKernel>(s, d);
+  };
+}
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_kernel("conv2d", DeviceKind::cuda, conv(ConvDir::forward));
+  register_kernel("conv2d_grad_input", DeviceKind::cuda, conv(ConvDir::backward_data));
+  register_kernel("conv2d_grad_weight", DeviceKind::cuda, conv(ConvDir::backward_filter));
+}
+
+}  // namespace myelin::cuda

@@ -1,0 +1,99 @@
+// Normalisation: LRN across channels (own fused kernels, lrn.cu) and batch normalisation on
+// cuDNN (spatial mode: statistics per channel over N and every axis after C). Training updates
+// the running statistics in place as the CPU engine does: running = momentum * running +
+// (1 - momentum) * batch, with the unbiased batch variance for running_var (cuDNN's
+// exponentialAverageFactor is 1 - momentum), and saves the mean and 1/sqrt(var + eps).
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
+
+#include "cuda/device_kernels.h"
+#include "cuda/kernel_util.h"
+
+namespace myelin::cuda {
+
+namespace {
+
+class LrnKernel : public CudaKernel {
+ public:
+  LrnKernel(const KernelSpec& s, bool backward) : CudaKernel(s), backward_(backward) {
+    require_f32(s);
+    LrnParams p(s.node.attrs);
+    if (!lrn_size_supported(static_cast<int>(p.size)))
+      throw UnsupportedError(where_ + ": the CUDA kernel takes odd sizes up to 15, got " +
+                             std::to_string(p.size));
+    Shape x = s.input(0).shape;
+    d_ = LrnDims{x[0], x[1], x[2] * x[3], static_cast<int>(p.size), static_cast<float>(p.alpha),
+                 static_cast<float>(p.beta), static_cast<float>(p.k)};
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext&) override {
+    if (backward_)  // (dy, x, y) -> dx
+      lrn_backward(in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(), d_, stream());
+    else
+      lrn_forward(in[0].f32(), out[0].f32(), d_, stream());
+  }
+
+  bool backward_;
+  LrnDims d_{};
+};
+
+// x viewed as [N, C, rest, 1]; gamma, beta and statistics as cuDNN's derived [1, C, 1, 1].
+class BatchNormKernel : public CudaKernel {
+ public:
+  BatchNormKernel(const KernelSpec& s, bool backward)
+      : CudaKernel(s), backward_(backward), p_(s.node.attrs) {
+    require_f32(s);
+    Shape x = s.input(backward ? 1 : 0).shape;
+    xd_.set(CUDNN_DATA_FLOAT, x[0], x[1], inner_size(x, 2), 1, where_);
+    MYELIN_CHECK(cudnnDeriveBNTensorDescriptor(bnd_, xd_, CUDNN_BATCHNORM_SPATIAL), where_);
+    if (p_.eps < CUDNN_BN_MIN_EPSILON)
+      throw UnsupportedError(where_ + ": eps below cuDNN's minimum");
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext&) override {
+    const float one = 1.f, zero = 0.f;
+    cudnnHandle_t h = be_.cudnn();
+    if (backward_) {  // (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
+      MYELIN_CHECK(cudnnBatchNormalizationBackward(
+                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd_, in[1].data(),
+                       xd_, in[0].data(), xd_, out[0].data(), bnd_, in[2].data(), out[1].data(),
+                       out[2].data(), p_.eps, in[3].data(), in[4].data()),
+                   "");
+    } else if (p_.training) {  // (x, gamma, beta, rmean, rvar) -> y, mean, invstd
+      MYELIN_CHECK(cudnnBatchNormalizationForwardTraining(
+                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_, in[0].data(), xd_,
+                       out[0].data(), bnd_, in[1].data(), in[2].data(), 1.0 - p_.momentum,
+                       in[3].data(), in[4].data(), p_.eps, out[1].data(), out[2].data()),
+                   "");
+    } else {
+      MYELIN_CHECK(cudnnBatchNormalizationForwardInference(
+                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_, in[0].data(), xd_,
+                       out[0].data(), bnd_, in[1].data(), in[2].data(), in[3].data(),
+                       in[4].data(), p_.eps),
+                   "");
+    }
+  }
+
+  bool backward_;
+  BatchNormParams p_;
+  TensorDesc xd_, bnd_;
+};
+
+template <class K, bool Backward>
+std::unique_ptr<Kernel> make(const KernelSpec& s) {
+  return std::make_unique<K>(s, Backward);
+}
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_kernel("lrn", DeviceKind::cuda, make<LrnKernel, false>);
+  register_kernel("lrn_grad", DeviceKind::cuda, make<LrnKernel, true>);
+  register_kernel("batch_norm", DeviceKind::cuda, make<BatchNormKernel, false>);
+  register_kernel("batch_norm_grad", DeviceKind::cuda, make<BatchNormKernel, true>);
+}
+
+}  // namespace myelin::cuda

@@ -1,0 +1,156 @@
+// CUDA kernels of the pointwise ops: add, mul, accumulate_grad, bias_add, bias_grad, fill,
+// activation (+grad) and dropout (+grad). The math is in elementwise.cu; these classes check
+// dtypes once, when the program is compiled, and launch on the backend's stream.
+#include "cuda/device_kernels.h"
+#include "cuda/kernel_util.h"
+
+namespace myelin::cuda {
+
+namespace {
+
+// A kernel that needs only the backend, its label and a launch function.
+class LaunchKernel : public CudaKernel {
+ public:
+  using Launch = std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                                    cudaStream_t)>;
+  LaunchKernel(const KernelSpec& s, Launch f) : CudaKernel(s), launch_(std::move(f)) {
+    require_f32(s);
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext&) override {
+    launch_(in, out, stream());
+  }
+
+  Launch launch_;
+};
+
+KernelFactory binary(void (*f)(const float*, const float*, float*, int64_t, cudaStream_t)) {
+  return [f](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    return std::make_unique<LaunchKernel>(
+        s, [f](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
+          f(in[0].f32(), in[1].f32(), out[0].f32(), out[0].numel(), st);
+        });
+  };
+}
+
+std::unique_ptr<Kernel> make_accumulate(const KernelSpec& s) {
+  return std::make_unique<LaunchKernel>(
+      s, [](const std::vector<Tensor>& in, const std::vector<Tensor>&, cudaStream_t st) {
+        accumulate_f32(in[0].f32(), in[1].f32(), in[0].numel(), st);
+      });
+}
+
+std::unique_ptr<Kernel> make_bias_add(const KernelSpec& s) {
+  Shape x = s.input(0).shape;
+  int64_t outer = x[0], channels = x[1], inner = inner_size(x, 2);
+  return std::make_unique<LaunchKernel>(
+      s, [=](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
+        bias_add_f32(in[0].f32(), in[1].f32(), out[0].f32(), outer, channels, inner, st);
+      });
+}
+
+class BiasGradKernel : public CudaKernel {
+ public:
+  explicit BiasGradKernel(const KernelSpec& s) : CudaKernel(s) {
+    require_f32(s);
+    Shape x = s.input(0).shape;
+    outer_ = x[0], channels_ = x[1], inner_ = inner_size(x, 2);
+  }
+  size_t workspace_bytes() const override {
+    return sizeof(float) * bias_grad_partials(outer_, channels_, inner_);
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext& ctx) override {
+    bias_grad_f32(in[0].f32(), out[0].f32(), outer_, channels_, inner_,
+                  static_cast<float*>(ctx.workspace), stream());
+  }
+
+  int64_t outer_, channels_, inner_;
+};
+
+class FillKernel : public CudaKernel {
+ public:
+  explicit FillKernel(const KernelSpec& s) : CudaKernel(s), value_(s.node.attrs.f("value", 0.0)) {}
+
+ private:
+  void launch(const std::vector<Tensor>&, const std::vector<Tensor>& out,
+              const StepContext&) override {
+    fill(out[0].data(), out[0].dtype(), value_, out[0].numel(), stream());
+  }
+
+  double value_;
+};
+
+std::unique_ptr<Kernel> make_activation(const KernelSpec& s) {
+  ActParams p(s.node.attrs);
+  float alpha = static_cast<float>(p.alpha);
+  return std::make_unique<LaunchKernel>(
+      s, [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                    cudaStream_t st) {
+        activation_forward(p.kind, alpha, in[0].f32(), out[0].f32(), out[0].numel(), st);
+      });
+}
+
+std::unique_ptr<Kernel> make_activation_grad(const KernelSpec& s) {
+  ActParams p(s.node.attrs);
+  float alpha = static_cast<float>(p.alpha);
+  return std::make_unique<LaunchKernel>(
+      s, [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                    cudaStream_t st) {
+        activation_backward(p.kind, alpha, in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(),
+                            out[0].numel(), st);
+      });
+}
+
+// Forward and backward share the mask: keyed by the forward node and the device's step state.
+class DropoutKernel : public CudaKernel {
+ public:
+  explicit DropoutKernel(const KernelSpec& s) : CudaKernel(s) {
+    require_f32(s);
+    double ratio = DropoutParams(s.node.attrs).ratio;
+    if (!s.node.attrs.has("forward_node"))
+      throw Error(op_label(s.node) +
+                  ": attribute forward_node is missing (the mask needs the forward node's index)");
+    node_ = static_cast<int>(s.node.attrs.i("forward_node", 0));
+    threshold_ = dropout_threshold(ratio);
+    scale_ = static_cast<float>(1.0 / (1.0 - ratio));
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext& ctx) override {
+    be_.publish_step(ctx);
+    dropout_f32(in[0].f32(), out[0].f32(), out[0].numel(), be_.step_state(), node_, threshold_,
+                scale_, stream());
+  }
+
+  int node_ = 0;
+  uint32_t threshold_ = 0;
+  float scale_ = 1;
+};
+
+template <class K>
+std::unique_ptr<Kernel> make(const KernelSpec& s) {
+  return std::make_unique<K>(s);
+}
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_kernel("add", DeviceKind::cuda, binary(add_f32));
+  register_kernel("mul", DeviceKind::cuda, binary(mul_f32));
+  register_kernel("accumulate_grad", DeviceKind::cuda, make_accumulate);
+  register_kernel("bias_add", DeviceKind::cuda, make_bias_add);
+  register_kernel("bias_grad", DeviceKind::cuda, make<BiasGradKernel>);
+  register_kernel("fill", DeviceKind::cuda, make<FillKernel>);
+  register_kernel("activation", DeviceKind::cuda, make_activation);
+  register_kernel("activation_grad", DeviceKind::cuda, make_activation_grad);
+  register_kernel("dropout", DeviceKind::cuda, make<DropoutKernel>);
+  register_kernel("dropout_grad", DeviceKind::cuda, make<DropoutKernel>);
+}
+
+}  // namespace myelin::cuda

@@ -1,0 +1,68 @@
+// Max and average pooling (own kernels, pool.cu), with the CPU engine's window rules.
+#include "cuda/device_kernels.h"
+#include "cuda/kernel_util.h"
+
+namespace myelin::cuda {
+
+namespace {
+
+enum class PoolOp { max_forward, max_backward, avg_forward, avg_backward };
+
+class PoolKernel : public CudaKernel {
+ public:
+  PoolKernel(const KernelSpec& s, PoolOp op) : CudaKernel(s), op_(op) {
+    require_f32(s);
+    bool forward = op == PoolOp::max_forward || op == PoolOp::avg_forward;
+    Shape x = forward ? s.input(0).shape : s.output(0).shape;
+    Shape y = forward ? s.output(0).shape : s.input(0).shape;
+    PoolParams p(s.node.attrs);
+    d_ = PoolDims{x[0] * x[1],
+                  x[2],
+                  x[3],
+                  y[2],
+                  y[3],
+                  static_cast<int>(p.kernel_h),
+                  static_cast<int>(p.kernel_w),
+                  static_cast<int>(p.stride_h),
+                  static_cast<int>(p.stride_w),
+                  static_cast<int>(p.pad_h),
+                  static_cast<int>(p.pad_w),
+                  p.count_include_pad};
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+              const StepContext&) override {
+    switch (op_) {
+      case PoolOp::max_forward:
+        return max_pool_forward(in[0].f32(), out[0].f32(), d_, stream());
+      case PoolOp::max_backward:  // (dy, x, y) -> dx
+        return max_pool_backward(in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(), d_,
+                                 stream());
+      case PoolOp::avg_forward:
+        return avg_pool_forward(in[0].f32(), out[0].f32(), d_, stream());
+      case PoolOp::avg_backward:
+        return avg_pool_backward(in[0].f32(), out[0].f32(), d_, stream());
+    }
+  }
+
+  PoolOp op_;
+  PoolDims d_{};
+};
+
+KernelFactory pool(PoolOp op) {
+  return [op](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    return std::make_unique<PoolKernel>(s, op);
+  };
+}
+
+}  // namespace
+
+MYELIN_REGISTER_OPS {
+  register_kernel("max_pool2d", DeviceKind::cuda, pool(PoolOp::max_forward));
+  register_kernel("max_pool2d_grad", DeviceKind::cuda, pool(PoolOp::max_backward));
+  register_kernel("avg_pool2d", DeviceKind::cuda, pool(PoolOp::avg_forward));
+  register_kernel("avg_pool2d_grad", DeviceKind::cuda, pool(PoolOp::avg_backward));
+}
+
+}  // namespace myelin::cuda

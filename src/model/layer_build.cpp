@@ -1,0 +1,177 @@
+// Each layer type as graph ops. Layers arrive canonical (model/layers.cpp): keys checked,
+// defaults left out, so every getter below falls back to the same default as the table.
+#include "model/layer_build.h"
+
+#include "model/layers.h"
+
+namespace myelin::layer_build {
+
+namespace {
+
+[[noreturn]] void fail(const LayerSpec& l, const std::string& what) {
+  throw ShapeError(l.type + " '" + l.name + "': " + what);
+}
+
+const Shape& shape_of(const Graph& g, ValueId v) {
+  return g.value(v).shape;
+}
+
+void need_rank(const Graph& g, const LayerSpec& l, ValueId v, int rank, const char* form) {
+  const Shape& s = shape_of(g, v);
+  if (s.rank() != rank) fail(l, std::string("needs an input of ") + form + ", got " + s.str());
+}
+
+ValueId param(Graph& g, const LayerSpec& l, const std::string& suffix, Shape shape,
+              const std::string& init_key, const std::string& init_dflt, double lr,
+              double decay) {
+  if (bounded_numel(shape.dims) < 0) fail(l, suffix + " of " + shape.str() + " is too large");
+  ValueId p = g.param(l.name + "." + suffix, std::move(shape),
+                      parse_init(l.attrs.s(init_key, init_dflt), init_key));
+  g.value(p).lr_mult = lr;
+  g.value(p).decay_mult = decay;
+  return p;
+}
+
+// [x, weight, bias?] for conv, deconv and fc.
+std::vector<ValueId> with_weights(Graph& g, const LayerSpec& l, ValueId x, Shape w,
+                                  int64_t outputs) {
+  const Attrs& a = l.attrs;
+  std::vector<ValueId> in{x, param(g, l, "weight", std::move(w), "init", "xavier",
+                                   a.f("lr_mult", 1.0), a.f("decay_mult", 1.0))};
+  if (a.i("bias", 1))
+    in.push_back(param(g, l, "bias", Shape{outputs}, "bias_init", "constant(0)",
+                       a.f("bias_lr_mult", 1.0), a.f("bias_decay_mult", 1.0)));
+  return in;
+}
+
+Attrs pick(const Attrs& a, std::initializer_list<const char*> keys) {
+  Attrs r;
+  for (const char* k : keys)
+    if (a.has(k)) r.set(k, a.items().at(k));
+  return r;
+}
+
+void check_groups(const LayerSpec& l, int64_t channels, int64_t filters, int64_t groups) {
+  if (channels % groups != 0 || filters % groups != 0)
+    fail(l, "groups (" + std::to_string(groups) + ") must divide the input channels (" +
+                std::to_string(channels) + ") and filters (" + std::to_string(filters) + ")");
+}
+
+}  // namespace
+
+ValueId conv(Graph& g, const LayerSpec& l, In in) {
+  need_rank(g, l, in[0], 4, "[N, C, H, W]");
+  const Shape& x = shape_of(g, in[0]);
+  int64_t filters = l.attrs.i("filters", 1), groups = l.attrs.i("groups", 1);
+  auto k = l.attrs.pair("kernel", 1);
+  check_groups(l, x[1], filters, groups);
+  auto ins = with_weights(g, l, in[0], Shape{filters, x[1] / groups, k[0], k[1]}, filters);
+  return g.add1("conv2d", l.name, ins, pick(l.attrs, {"stride", "pad", "dilation", "groups"}));
+}
+
+ValueId deconv(Graph& g, const LayerSpec& l, In in) {
+  need_rank(g, l, in[0], 4, "[N, C, H, W]");
+  const Shape x = shape_of(g, in[0]);
+  int64_t filters = l.attrs.i("filters", 1), groups = l.attrs.i("groups", 1);
+  auto k = l.attrs.pair("kernel", 1), s = l.attrs.pair("stride", 1), p = l.attrs.pair("pad", 0),
+       d = l.attrs.pair("dilation", 1), op = l.attrs.pair("output_padding", 0);
+  check_groups(l, x[1], filters, groups);
+  Dims out{filters};
+  for (int i = 0; i < 2; ++i) {
+    // Bounded: extents, strides and kernels are at most 2^40 and 2^16, so no overflow.
+    int64_t o = (x[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + 1 + op[i];
+    if (o <= 0) fail(l, "output would be empty for input " + x.str() + " (padding too large)");
+    out.push_back(o);
+  }
+  if (bounded_numel(out) < 0) fail(l, "output is too large for input " + x.str());
+  auto ins = with_weights(g, l, in[0], Shape{x[1], filters / groups, k[0], k[1]}, filters);
+  return g.add1("conv_transpose2d", l.name, ins,
+                pick(l.attrs, {"stride", "pad", "dilation", "groups", "output_padding"}));
+}
+
+ValueId pool(Graph& g, const LayerSpec& l, In in) {
+  need_rank(g, l, in[0], 4, "[N, C, H, W]");
+  if (l.attrs.has("global"))
+    return g.add1("global_" + l.attrs.s("global", "avg") + "_pool", l.name, in);
+  std::string mode = l.attrs.s("mode", "max");
+  Attrs a = pick(l.attrs, {"kernel", "stride", "pad", "ceil_mode"});
+  if (mode == "avg" && l.attrs.has("count_include_pad"))
+    a.set("count_include_pad", l.attrs.i("count_include_pad", 1));
+  return g.add1(mode + "_pool2d", l.name, in, a);
+}
+
+ValueId activation(Graph& g, const LayerSpec& l, In in) {
+  return g.add1(l.type, l.name, in, pick(l.attrs, {"alpha"}));
+}
+
+ValueId lrn(Graph& g, const LayerSpec& l, In in) {
+  need_rank(g, l, in[0], 4, "[N, C, H, W]");
+  return g.add1("lrn", l.name, in, pick(l.attrs, {"size", "alpha", "beta", "k"}));
+}
+
+ValueId dropout(Graph& g, const LayerSpec& l, In in) {
+  return g.add1("dropout", l.name, in, Attrs{{"ratio", l.attrs.f("ratio", 0.5)}});
+}
+
+ValueId fc(Graph& g, const LayerSpec& l, In in) {
+  const Shape& x = shape_of(g, in[0]);
+  if (x.rank() < 2) fail(l, "needs an input of [N, ...], got " + x.str());
+  int64_t outputs = l.attrs.i("outputs", 1);
+  int64_t features = bounded_numel(Dims(x.dims.begin() + 1, x.dims.end()));
+  auto ins = with_weights(g, l, in[0], Shape{outputs, features}, outputs);
+  return g.add1("inner_product", l.name, ins);
+}
+
+ValueId batch_norm(Graph& g, const LayerSpec& l, In in) {
+  const Shape& x = shape_of(g, in[0]);
+  if (x.rank() < 2) fail(l, "needs an input of [N, C, ...], got " + x.str());
+  const int64_t c = x[1];
+  double lr = l.attrs.f("lr_mult", 1.0), decay = l.attrs.f("decay_mult", 1.0);
+  ValueId gamma = param(g, l, "gamma", Shape{c}, "gamma_init", "constant(1)", lr, decay);
+  ValueId beta = param(g, l, "beta", Shape{c}, "beta_init", "constant(0)", lr, decay);
+  ValueId mean = g.state(l.name + ".running_mean", Shape{c}, Init{"constant", 0.0});
+  ValueId var = g.state(l.name + ".running_var", Shape{c}, Init{"constant", 1.0});
+  return g.add1("batch_norm", l.name, {in[0], gamma, beta, mean, var},
+                Attrs{{"eps", l.attrs.f("eps", 1e-5)}, {"momentum", l.attrs.f("momentum", 0.9)}});
+}
+
+ValueId softmax(Graph& g, const LayerSpec& l, In in) {
+  return g.add1("softmax", l.name, in);
+}
+
+ValueId add(Graph& g, const LayerSpec& l, In in) {
+  ValueId y = g.add1("add", l.name, {in[0], in[1]});
+  for (size_t i = 2; i < in.size(); ++i) y = g.add1("add", l.name, {y, in[i]});
+  return y;
+}
+
+ValueId mul(Graph& g, const LayerSpec& l, In in) {
+  return g.add1("mul", l.name, in);
+}
+
+ValueId concat(Graph& g, const LayerSpec& l, In in) {
+  int64_t axis = l.attrs.i("axis", 1);
+  for (ValueId v : in)
+    if (axis >= shape_of(g, v).rank())
+      fail(l, "axis " + std::to_string(axis) + " is out of range for input " +
+                  shape_of(g, v).str());
+  return g.add1("concat", l.name, in, Attrs{{"axis", axis}});
+}
+
+ValueId flatten(Graph& g, const LayerSpec& l, In in) {
+  int64_t axis = l.attrs.i("axis", 1);
+  const Shape& x = shape_of(g, in[0]);
+  if (axis >= x.rank())
+    fail(l, "axis " + std::to_string(axis) + " needs an input of more than " +
+                std::to_string(axis) + " dimensions, got " + x.str());
+  return g.add1("flatten", l.name, in, Attrs{{"axis", axis}});
+}
+
+ValueId reshape(Graph& g, const LayerSpec& l, In in) {
+  const Shape& x = shape_of(g, in[0]);
+  Dims shape{x[0]};
+  for (int64_t d : l.attrs.ints("shape", {})) shape.push_back(d);
+  return g.add1("reshape", l.name, in, Attrs{{"shape", shape}});
+}
+
+}  // namespace myelin::layer_build

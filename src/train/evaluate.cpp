@@ -1,0 +1,232 @@
+#include "train/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "core/error.h"
+#include "data/batch_transform.h"
+#include "data/dataset_util.h"
+#include "data/image_codec.h"
+#include "data/io.h"
+#include "data/resize.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/session.h"
+
+namespace myelin {
+
+using json = nlohmann::json;
+
+Transforms transforms_from(const Recipe& r) {
+  Transforms t;
+  t.scale = r.scale;
+  for (double m : r.mean) t.mean.push_back(static_cast<float>(m));
+  t.crop = static_cast<int>(r.crop);
+  t.pad = static_cast<int>(r.pad);
+  t.mirror = r.mirror;
+  return t;
+}
+
+json EvalResult::to_json() const {
+  std::vector<json> per;
+  for (double a : per_class) per.push_back(std::isfinite(a) ? json(a) : json(nullptr));
+  return {{"examples", examples},
+          {"loss", loss},
+          {"top1", top1},
+          {"top5", top5},
+          {"class_names", class_names},
+          {"per_class_accuracy", per},
+          {"confusion", confusion},
+          {"seconds", seconds},
+          {"images_per_second", images_per_second}};
+}
+
+std::string EvalResult::report() const {
+  std::string s;
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "%lld examples: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%.0f img/s)\n",
+                static_cast<long long>(examples), top1 * 100, top5 * 100, loss, images_per_second);
+  s += buf;
+  size_t width = 5;
+  for (const std::string& n : class_names) width = std::max(width, n.size());
+  s += "\nper class:\n";
+  for (int c = 0; c < classes; ++c) {
+    std::snprintf(buf, sizeof buf, "  %-*s %6.2f%%\n", static_cast<int>(width),
+                  c < static_cast<int>(class_names.size()) ? class_names[c].c_str() : "?",
+                  per_class[c] * 100);
+    s += buf;
+  }
+  s += "\nconfusion (rows: true class, columns: predicted):\n";
+  for (int c = 0; c < classes; ++c) {
+    s += "  ";
+    for (int p = 0; p < classes; ++p) {
+      std::snprintf(buf, sizeof buf, "%6lld",
+                    static_cast<long long>(confusion[static_cast<size_t>(c) * classes + p]));
+      s += buf;
+    }
+    s += "\n";
+  }
+  return s;
+}
+
+EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names) {
+  auto t0 = std::chrono::steady_clock::now();
+  int classes = static_cast<int>(s.spec().classes);
+  ClassificationTally tally(classes);
+  loader.start_epoch(0);
+  Batch b;
+  Tensor logits;
+  while (loader.next(b)) {
+    s.evaluate(b, &logits);
+    tally.add(logits.f32(), b.labels.data_as<int32_t>(), b.count);
+  }
+  EvalResult r;
+  r.examples = tally.examples();
+  r.loss = tally.loss(), r.top1 = tally.top1(), r.top5 = tally.top5();
+  r.classes = classes;
+  r.class_names = names;
+  r.per_class = tally.per_class_accuracy();
+  r.confusion = tally.confusion();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.images_per_second = r.seconds > 0 ? static_cast<double>(r.examples) / r.seconds : 0;
+  return r;
+}
+
+namespace {
+
+std::string metadata_of(const std::string& weights, const std::string& key) {
+  TensorFile f = read_safetensors(resolve_weights_path(weights));
+  auto it = f.metadata.find(key);
+  return it == f.metadata.end() ? std::string() : it->second;
+}
+
+NetworkSpec resolve_spec(const std::optional<NetworkSpec>& spec, const std::string& model,
+                         const std::string& weights) {
+  if (spec) return *spec;
+  if (!model.empty()) return load_network(model);
+  std::string from_weights = metadata_of(weights, "model");
+  if (from_weights.empty()) from_weights = metadata_of(weights, "network");
+  if (from_weights.empty())
+    throw UsageError("no network given, and the weights file " + resolve_weights_path(weights) +
+                     " does not name one: pass --model");
+  return load_network(from_weights);
+}
+
+std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::string& device,
+                                           int threads, const std::string& precision, int64_t batch,
+                                           const std::string& weights) {
+  if (weights.empty()) throw UsageError("no weights given (--weights FILE or run directory)");
+  SessionOptions so;
+  so.device = Device::parse(device);
+  so.backend.threads = threads;
+  so.backend.precision = precision;
+  so.batch = so.eval_batch = batch;
+  so.train = false;
+  so.recipe = spec.recipe;
+  auto s = std::make_unique<Session>(spec, so);
+  load_weights(*s, weights, true);
+  return s;
+}
+
+std::vector<std::string> class_names_from(const std::string& weights, int classes) {
+  std::string text = metadata_of(weights, "class_names");
+  json j = json::parse(text, nullptr, false);
+  std::vector<std::string> names;
+  if (j.is_array())
+    for (const json& n : j)
+      if (n.is_string()) names.push_back(n.get<std::string>());
+  if (static_cast<int>(names.size()) != classes) names = data::numbered_classes(classes);
+  return names;
+}
+
+}  // namespace
+
+EvalResult evaluate(const EvalOptions& o) {
+  NetworkSpec spec = resolve_spec(o.spec, o.model, o.weights);
+  DatasetSplits splits = open_dataset(o.data, o.open);
+  std::shared_ptr<Dataset> data = o.train_split ? splits.train : splits.test;
+  if (!data)
+    throw UsageError("dataset '" + o.data + "' has no " + (o.train_split ? "training" : "test") +
+                     " set");
+  if (o.limit > 0 && o.limit < data->size()) {
+    std::vector<int64_t> first(static_cast<size_t>(o.limit));
+    std::iota(first.begin(), first.end(), 0);
+    data = std::make_shared<data::SubsetDataset>(data, first, data->describe());
+  }
+  if (data->num_classes() > spec.classes)
+    throw UsageError("dataset '" + o.data + "' has " + std::to_string(data->num_classes()) +
+                     " classes, network '" + spec.name + "' only " + std::to_string(spec.classes));
+  int64_t batch = std::max<int64_t>(1, std::min(o.batch, data->size()));
+  auto session = inference_session(spec, o.device, o.threads, o.precision, batch, o.weights);
+  LoaderOptions lo;
+  lo.batch = batch;
+  lo.shuffle = false;
+  lo.training = false;
+  lo.drop_last = false;
+  lo.threads = o.loader_threads;
+  lo.transforms = transforms_from(spec.recipe);
+  Loader loader(data, lo);
+  std::vector<std::string> names = data->class_names();
+  names.resize(static_cast<size_t>(spec.classes));
+  return evaluate_batches(*session, loader, names);
+}
+
+std::vector<Classification> classify(const ClassifyOptions& o,
+                                     const std::vector<std::string>& images) {
+  if (images.empty()) throw UsageError("no images to classify");
+  NetworkSpec spec = resolve_spec(o.spec, o.model, o.weights);
+  if (spec.input.size() != 3)
+    throw UsageError("network '" + spec.name + "' does not take [C, H, W] images");
+  int c = static_cast<int>(spec.input[0]), h = static_cast<int>(spec.input[1]),
+      w = static_cast<int>(spec.input[2]);
+  int64_t batch = std::min<int64_t>(static_cast<int64_t>(images.size()), 64);
+  auto session = inference_session(spec, o.device, o.threads, o.precision, batch, o.weights);
+  Transforms t = transforms_from(spec.recipe);
+  t.crop = 0, t.pad = 0, t.mirror = false;  // images are resized to the input itself
+  data::BatchTransform transform(t, Shape{c, h, w}, false, 1);
+  data::ResizeMode mode = data::parse_resize_mode(o.resize_mode);
+  std::vector<std::string> names = o.class_names.empty()
+                                       ? class_names_from(o.weights, static_cast<int>(spec.classes))
+                                       : o.class_names;
+  int classes = static_cast<int>(spec.classes);
+  int k = std::clamp(o.top_k, 1, classes);
+  std::vector<Classification> out;
+  std::vector<uint8_t> pixels(static_cast<size_t>(c) * h * w);
+  data::RawImage raw;
+  for (size_t first = 0; first < images.size(); first += static_cast<size_t>(batch)) {
+    Batch b;
+    b.images = Tensor::empty(Shape{batch, c, h, w});
+    b.labels = Tensor::empty(Shape{batch}, DType::i32);
+    size_t n = std::min(images.size() - first, static_cast<size_t>(batch));
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<uint8_t> bytes = data::read_file(images[first + i]);
+      data::decode_image(images[first + i], bytes.data(), bytes.size(), raw, c == 1 ? 1 : 0);
+      data::resize_to_chw(raw, h, w, c, mode, pixels.data());
+      transform.apply(pixels.data(), b.images.f32() + i * pixels.size(), 0,
+                      static_cast<int64_t>(i));
+    }
+    b.count = static_cast<int64_t>(n);
+    Tensor logits;
+    session->evaluate(b, &logits);
+    for (size_t i = 0; i < n; ++i) {
+      const float* row = logits.f32() + i * classes;
+      double max = *std::max_element(row, row + classes), sum = 0;
+      for (int j = 0; j < classes; ++j) sum += std::exp(static_cast<double>(row[j]) - max);
+      std::vector<int> order(static_cast<size_t>(classes));
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](int a, int b2) { return row[a] > row[b2]; });
+      Classification r{images[first + i], {}};
+      for (int j = 0; j < k; ++j)
+        r.top.push_back({order[j], names.at(order[j]), std::exp(row[order[j]] - max) / sum});
+      out.push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
+}  // namespace myelin

@@ -1,0 +1,473 @@
+#include "train/trainer.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+
+#include "data/dataset_util.h"
+#include "data/loader.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/metrics.h"
+#include "train/schedule.h"
+#include "train/session.h"
+
+namespace myelin {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+
+// The first SIGINT/SIGTERM asks the loop to stop after its step; a second one stops at once.
+void on_signal(int sig) {
+  if (g_signal != 0) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_signal = sig;
+}
+
+class SignalGuard {
+ public:
+  explicit SignalGuard(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+    g_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalGuard() {
+    if (!enabled_) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  bool enabled_;
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::shared_ptr<Dataset> first_n(std::shared_ptr<Dataset> d, int64_t n) {
+  if (!d || n <= 0 || n >= d->size()) return d;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  std::string name = d->describe();
+  return std::make_shared<data::SubsetDataset>(std::move(d), std::move(idx), name);
+}
+
+std::string string_field(const json& j, const char* key, const std::string& dflt) {
+  auto it = j.is_object() ? j.find(key) : j.end();
+  return it != j.end() && it->is_string() ? it->get<std::string>() : dflt;
+}
+
+int64_t int_field(const json& j, const char* key, int64_t dflt) {
+  auto it = j.is_object() ? j.find(key) : j.end();
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
+}
+
+void check_recipe(const Recipe& r) {
+  if (r.batch < 1) throw UsageError("batch must be at least 1, got " + std::to_string(r.batch));
+  if (r.accumulate < 1)
+    throw UsageError("accumulate must be at least 1, got " + std::to_string(r.accumulate));
+  if (r.clip_grad_norm < 0) throw UsageError("clip_grad_norm must not be negative");
+}
+
+// Mean loss and accuracy over the batches since it was last taken.
+struct Window {
+  double loss = 0, top1 = 0, seconds = 0;
+  int64_t batches = 0;
+  void add(float l, float t) { loss += l, top1 += t, ++batches; }
+  double mean_loss() const { return batches ? loss / static_cast<double>(batches) : 0; }
+  double mean_top1() const { return batches ? top1 / static_cast<double>(batches) : 0; }
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& o, const TrainObserver& obs) : o_(o), obs_(obs) {}
+  TrainResult run();
+
+ private:
+  void resolve_inputs();
+  void open_data();
+  void build_session();
+  void init_state();
+  void open_metrics();
+  void loop();
+  bool train_step(const Batch& b);
+  void after_update();
+  [[noreturn]] void diverged(float loss, const Batch& b);
+  void write_train_event();
+  void test_pass();
+  void snapshot();
+  TrainResult finish(bool stopped);
+  double epoch() const {
+    return static_cast<double>(st_.epoch) +
+           static_cast<double>(st_.batch_in_epoch) / static_cast<double>(bpe_);
+  }
+  double elapsed() const { return start_seconds_ + seconds_since(t_start_); }
+  bool stop_requested() const { return g_signal != 0 || (obs_.should_stop && obs_.should_stop()); }
+
+  const TrainOptions& o_;
+  const TrainObserver& obs_;
+  std::string resume_dir_;
+  std::optional<Checkpoint> resume_;
+  json prev_options_ = json::object();
+  std::string model_, data_spec_;
+  NetworkSpec spec_;
+  Recipe recipe_;
+  uint64_t seed_ = 1;
+  int64_t train_limit_ = 0, test_limit_ = 0;
+  std::shared_ptr<Dataset> train_data_, test_data_;
+  std::vector<std::string> class_names_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Loader> train_loader_, test_loader_;
+  int64_t bpe_ = 0, max_iter_ = 0, eval_every_ = 0, snapshot_every_ = 0, log_every_ = 0;
+  TrainerState st_;
+  std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<Progress> progress_;
+  Window window_, update_window_;
+  double lr_ = 0, train_seconds_ = 0, start_seconds_ = 0, last_eval_seconds_ = 0;
+  int64_t start_iter_ = 0;
+  Clock::time_point t_start_ = Clock::now();
+  std::optional<EvalResult> last_test_;
+  int64_t last_test_iter_ = -1;
+  std::string last_checkpoint_;
+};
+
+// Model, data, recipe and seed: the flags given, else the resumed run's, else the defaults.
+void Trainer::resolve_inputs() {
+  if (o_.out_dir.empty()) throw UsageError("no output directory given (--out DIR)");
+  if (!o_.resume.empty()) {
+    resume_dir_ = find_checkpoint(o_.resume);
+    resume_ = load_checkpoint(resume_dir_);
+    prev_options_ = resume_->state.options;
+  }
+  model_ = !o_.model.empty() ? o_.model : string_field(prev_options_, "model", "");
+  if (o_.spec)
+    spec_ = *o_.spec;
+  else if (!model_.empty())
+    spec_ = load_network(model_);
+  else
+    throw UsageError("no network given (--model NAME|FILE)");
+  if (model_.empty()) model_ = spec_.name;
+  recipe_ = o_.overrides.apply(resume_ ? resume_->state.recipe : spec_.recipe);
+  check_recipe(recipe_);
+  seed_ = resume_ ? resume_->state.seed : o_.seed;
+  data_spec_ = !o_.data.empty() ? o_.data : string_field(prev_options_, "data", "fashion-mnist");
+  train_limit_ = o_.train_limit > 0 ? o_.train_limit : int_field(prev_options_, "train_limit", 0);
+  test_limit_ = o_.test_limit > 0 ? o_.test_limit : int_field(prev_options_, "test_limit", 0);
+}
+
+void Trainer::open_data() {
+  DatasetSplits splits = open_dataset(data_spec_, o_.open);
+  train_data_ = first_n(splits.train, train_limit_);
+  test_data_ = first_n(splits.test, test_limit_);
+  if (!train_data_) throw UsageError("dataset '" + data_spec_ + "' has no training set");
+  if (train_data_->num_classes() > spec_.classes)
+    throw UsageError("dataset '" + data_spec_ + "' has " +
+                     std::to_string(train_data_->num_classes()) + " classes but network '" +
+                     spec_.name + "' has " + std::to_string(spec_.classes) + " outputs");
+  class_names_ = train_data_->class_names();
+  class_names_.resize(static_cast<size_t>(spec_.classes));
+  LoaderOptions lo;
+  lo.batch = recipe_.batch;
+  lo.seed = seed_;
+  lo.threads = o_.loader_threads;
+  lo.transforms = transforms_from(recipe_);
+  train_loader_ = std::make_unique<Loader>(train_data_, lo);
+  Shape bs = train_loader_->batch_shape();
+  Dims example(bs.dims.begin() + 1, bs.dims.end());
+  if (example != spec_.input)
+    throw UsageError("dataset '" + data_spec_ + "' gives examples of " + Shape(example).str() +
+                     (recipe_.crop ? " (after crop)" : "") + ", network '" + spec_.name +
+                     "' takes " + Shape(spec_.input).str());
+  bpe_ = train_loader_->batches_per_epoch();
+  if (test_data_) {
+    lo.batch = std::max<int64_t>(1, std::min(o_.eval_batch, test_data_->size()));
+    lo.shuffle = lo.training = lo.drop_last = false;
+    test_loader_ = std::make_unique<Loader>(test_data_, lo);
+  }
+}
+
+void Trainer::build_session() {
+  SessionOptions so;
+  so.device = Device::parse(o_.device);
+  so.backend.threads = o_.threads;
+  so.backend.precision = o_.precision;
+  so.batch = recipe_.batch;
+  so.eval_batch = test_data_ ? std::max<int64_t>(1, std::min(o_.eval_batch, test_data_->size()))
+                             : recipe_.batch;
+  so.seed = seed_;
+  so.recipe = recipe_;
+  session_ = std::make_unique<Session>(spec_, so);
+}
+
+void Trainer::init_state() {
+  int64_t updates_per_epoch = std::max<int64_t>(1, bpe_ / recipe_.accumulate);
+  max_iter_ = recipe_.max_iter > 0 ? recipe_.max_iter : recipe_.epochs * bpe_ / recipe_.accumulate;
+  if (max_iter_ <= 0)
+    throw UsageError("nothing to train: " + std::to_string(recipe_.epochs) + " epochs of " +
+                     std::to_string(bpe_) + " batches give no update");
+  check_schedule(recipe_, max_iter_);
+  eval_every_ = o_.eval_every > 0 ? o_.eval_every : updates_per_epoch;
+  snapshot_every_ = o_.snapshot_every != 0 ? o_.snapshot_every : updates_per_epoch;
+  log_every_ = o_.log_every > 0 ? o_.log_every : std::max<int64_t>(1, updates_per_epoch / 20);
+  json options = o_.to_json();
+  options["model"] = model_, options["data"] = data_spec_, options["seed"] = seed_;
+  options["train_limit"] = train_limit_, options["test_limit"] = test_limit_;
+  if (resume_) {
+    restore_checkpoint(*session_, *resume_, resume_dir_);
+    st_ = resume_->state;
+  } else if (!o_.weights.empty()) {
+    WeightsReport r = load_weights(*session_, o_.weights, false);
+    if (!o_.quiet) std::fprintf(stderr, "%s\n", r.summary().c_str());
+  }
+  st_.seed = seed_;
+  st_.network = spec_.name;
+  st_.class_names = class_names_;
+  st_.recipe = recipe_;
+  st_.max_iter = max_iter_;
+  st_.options = options;
+  start_iter_ = st_.iteration;
+  start_seconds_ = st_.seconds;
+}
+
+void Trainer::open_metrics() {
+  fs::create_directories(o_.out_dir);
+  std::string path = (fs::path(o_.out_dir) / "metrics.jsonl").string();
+  bool append = resume_ && fs::exists(path);
+  if (append) truncate_metrics_after(path, st_.iteration);
+  log_ = std::make_unique<MetricsLog>(path, !append, obs_.on_event);
+  progress_ = std::make_unique<Progress>(o_.quiet, max_iter_);
+  log_->write({{"event", resume_ ? "resume" : "start"},
+               {"iter", st_.iteration},
+               {"network", spec_.name},
+               {"dataset", train_data_->describe()},
+               {"train_examples", train_data_->size()},
+               {"test_examples", test_data_ ? test_data_->size() : 0},
+               {"device", o_.device},
+               {"batch", recipe_.batch},
+               {"batches_per_epoch", bpe_},
+               {"max_iter", max_iter_},
+               {"seed", seed_},
+               {"recipe", recipe_to_json(recipe_)},
+               {"options", st_.options}});
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%s %s on %s (%lld training, %lld test examples): %lld iterations of batch %lld "
+                "(%lld per epoch) on %s, from iteration %lld",
+                resume_ ? "resuming" : "training", spec_.name.c_str(), data_spec_.c_str(),
+                static_cast<long long>(train_data_->size()),
+                static_cast<long long>(test_data_ ? test_data_->size() : 0),
+                static_cast<long long>(max_iter_), static_cast<long long>(recipe_.batch),
+                static_cast<long long>(bpe_ / recipe_.accumulate), o_.device.c_str(),
+                static_cast<long long>(st_.iteration));
+  progress_->line(line);
+}
+
+void Trainer::loop() {
+  train_loader_->start_epoch(st_.epoch, st_.batch_in_epoch);
+  Batch b;
+  while (st_.iteration < max_iter_) {
+    if (!train_loader_->next(b)) {
+      ++st_.epoch;
+      st_.batch_in_epoch = 0;
+      train_loader_->start_epoch(st_.epoch);
+      continue;
+    }
+    if (!train_step(b)) continue;  // accumulating gradients
+    after_update();
+    if (st_.iteration < max_iter_ && stop_requested()) return;
+  }
+}
+
+// One batch forward and backward; the update once `accumulate` batches have been seen.
+bool Trainer::train_step(const Batch& b) {
+  auto t0 = Clock::now();
+  session_->feed(b);
+  session_->forward_backward(static_cast<uint64_t>(st_.micro_batches));
+  StepStats s = session_->last_stats();
+  if (!std::isfinite(s.loss)) diverged(s.loss, b);
+  ++st_.micro_batches;
+  st_.batch_in_epoch = b.index + 1;
+  window_.add(s.loss, s.top1);
+  update_window_.add(s.loss, s.top1);
+  bool update = st_.micro_batches % recipe_.accumulate == 0;
+  if (update) {
+    lr_ = lr_at(recipe_, st_.iteration, max_iter_);
+    session_->update(Hyper::from(recipe_, lr_, st_.iteration),
+                     static_cast<uint64_t>(st_.iteration));
+    ++st_.iteration;
+  }
+  double dt = seconds_since(t0);
+  train_seconds_ += dt;
+  window_.seconds += dt;
+  return update;
+}
+
+void Trainer::diverged(float loss, const Batch& b) {
+  int64_t it = st_.iteration + 1;
+  std::string what = std::isnan(loss) ? "NaN" : "infinite";
+  std::string msg = "training diverged: the loss is " + what + " at iteration " +
+                    std::to_string(it) + " (epoch " + std::to_string(b.epoch) + ", batch " +
+                    std::to_string(b.index) + ", learning rate " +
+                    std::to_string(lr_at(recipe_, st_.iteration, max_iter_)) +
+                    "); lower the learning rate or clip gradients (clip_grad_norm)";
+  log_->write({{"event", "error"}, {"iter", it}, {"message", msg}});
+  progress_->finish();
+  throw DivergedError(msg, it);
+}
+
+void Trainer::after_update() {
+  StepInfo info{st_.iteration, epoch(), static_cast<float>(update_window_.mean_loss()),
+                static_cast<float>(update_window_.mean_top1()), lr_};
+  update_window_ = {};
+  if (obs_.on_step) obs_.on_step(info);
+  int64_t done = st_.iteration - start_iter_;
+  double per_iter = done > 0 ? train_seconds_ / static_cast<double>(done) : 0;
+  double eta = per_iter * static_cast<double>(max_iter_ - st_.iteration);
+  progress_->update(st_.iteration, epoch(), info.loss, lr_,
+                    static_cast<double>(done * recipe_.batch * recipe_.accumulate) /
+                        std::max(train_seconds_, 1e-9),
+                    eta);
+  bool last = st_.iteration == max_iter_;
+  if (st_.iteration % log_every_ == 0 || last) write_train_event();
+  if (!last && test_loader_ && st_.iteration % eval_every_ == 0) test_pass();
+  if (!last && snapshot_every_ > 0 && st_.iteration % snapshot_every_ == 0) snapshot();
+}
+
+void Trainer::write_train_event() {
+  int64_t done = st_.iteration - start_iter_;
+  double per_iter = done > 0 ? train_seconds_ / static_cast<double>(done) : 0;
+  int64_t evals_left = test_loader_ ? (max_iter_ - st_.iteration) / eval_every_ + 1 : 0;
+  double eta = per_iter * static_cast<double>(max_iter_ - st_.iteration) +
+               last_eval_seconds_ * static_cast<double>(evals_left);
+  double ips = window_.seconds > 0
+                   ? static_cast<double>(window_.batches * recipe_.batch) / window_.seconds
+                   : 0;
+  log_->write({{"event", "train"},
+               {"iter", st_.iteration},
+               {"epoch", epoch()},
+               {"loss", window_.mean_loss()},
+               {"top1", window_.mean_top1()},
+               {"lr", lr_},
+               {"images_per_second", ips},
+               {"eta_seconds", eta}});
+  window_ = {};
+}
+
+void Trainer::test_pass() {
+  EvalResult r = evaluate_batches(*session_, *test_loader_, class_names_);
+  last_eval_seconds_ = r.seconds;
+  if (r.top1 > st_.best_top1) st_.best_top1 = r.top1, st_.best_iter = st_.iteration;
+  log_->write({{"event", "test"},
+               {"iter", st_.iteration},
+               {"epoch", epoch()},
+               {"loss", r.loss},
+               {"top1", r.top1},
+               {"top5", r.top5},
+               {"examples", r.examples},
+               {"seconds", r.seconds}});
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "iter %lld  test: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)",
+                static_cast<long long>(st_.iteration), r.loss, r.top1 * 100, r.top5 * 100,
+                static_cast<long long>(r.examples));
+  progress_->line(line);
+  last_test_ = std::move(r);
+  last_test_iter_ = st_.iteration;
+}
+
+void Trainer::snapshot() {
+  st_.seconds = elapsed();
+  last_checkpoint_ = save_checkpoint(o_.out_dir, capture_checkpoint(*session_, st_), o_.keep);
+  log_->write({{"event", "snapshot"}, {"iter", st_.iteration}, {"path", last_checkpoint_}});
+}
+
+TrainResult Trainer::finish(bool stopped) {
+  if (!stopped && test_loader_ && last_test_iter_ != st_.iteration) test_pass();
+  snapshot();
+  TrainResult r;
+  r.iterations = st_.iteration;
+  r.epochs = epoch();
+  r.seconds = st_.seconds;
+  r.best_top1 = st_.best_top1, r.best_iter = st_.best_iter;
+  r.stopped = stopped;
+  r.checkpoint = last_checkpoint_;
+  progress_->finish();
+  if (stopped) {
+    log_->write({{"event", "stopped"},
+                 {"iter", st_.iteration},
+                 {"reason", g_signal != 0 ? "signal" : "requested"},
+                 {"checkpoint", last_checkpoint_}});
+    progress_->line("stopped at iteration " + std::to_string(st_.iteration) +
+                    "; continue with --resume " + o_.out_dir);
+    return r;
+  }
+  r.weights = (fs::path(o_.out_dir) / "weights.safetensors").string();
+  write_safetensors(r.weights, capture_checkpoint(*session_, st_).weights.tensors,
+                    weights_metadata(st_));
+  if (last_test_)
+    r.test_top1 = last_test_->top1, r.test_top5 = last_test_->top5, r.test_loss = last_test_->loss;
+  log_->write({{"event", "end"},
+               {"iter", st_.iteration},
+               {"test_accuracy", r.test_top1},
+               {"test_top5", r.test_top5},
+               {"test_loss", r.test_loss},
+               {"best_accuracy", st_.best_top1},
+               {"best_iter", st_.best_iter},
+               {"seconds", r.seconds},
+               {"iterations", r.iterations},
+               {"weights", r.weights}});
+  progress_->line("done: " + std::to_string(r.iterations) + " iterations in " +
+                  format_duration(r.seconds) + ", test top-1 " +
+                  (r.test_top1 >= 0 ? std::to_string(r.test_top1 * 100) + "%" : "n/a") +
+                  "; weights in " + r.weights);
+  return r;
+}
+
+TrainResult Trainer::run() {
+  SignalGuard guard(o_.handle_signals);
+  resolve_inputs();
+  open_data();
+  build_session();
+  init_state();
+  open_metrics();
+  try {
+    loop();
+    return finish(st_.iteration < max_iter_);
+  } catch (const DivergedError&) {
+    throw;  // already logged
+  } catch (const std::exception& e) {
+    log_->write({{"event", "error"}, {"iter", st_.iteration}, {"message", e.what()}});
+    progress_->finish();
+    throw;
+  }
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& options, const TrainObserver& observer) {
+  return Trainer(options, observer).run();
+}
+
+}  // namespace myelin

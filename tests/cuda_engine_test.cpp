@@ -1,0 +1,344 @@
+// The CUDA engine beyond single ops: the backend (device query, memory, errors), the captured
+// step (CUDA graph replay gives the eager result and a fresh dropout mask per step), dropout
+// masks identical to the CPU engine's, the one-launch optimizer against the CPU solver, label
+// errors, and a whole small training step (AlexNet's layer types) against the CPU engine.
+// Without a GPU every test that needs one reports itself SKIPPED.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "core/autodiff.h"
+#include "core/error.h"
+#include "core/executor.h"
+#include "cuda/cuda_info.h"
+#include "ops/params.h"
+
+using namespace myelin;
+
+namespace {
+
+#define REQUIRE_GPU()                                                                    \
+  if (cuda_device_count() == 0)                                                          \
+  GTEST_SKIP() << "no CUDA device on this machine (cudaGetDeviceCount reports none); run " \
+                  "scripts/gpu-check.sh on a GPU machine"
+
+using Host = std::map<std::string, std::vector<float>>;
+
+std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1, float hi = 1) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+uint64_t name_seed(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Runs `g` on a device: every input, parameter and state gets deterministic random data (labels
+// below `classes`, "hp" the given hyper-parameters), `steps` steps run (eagerly, or captured
+// once and replayed when `graph_replay`), and the named values come back to the host.
+struct Net {
+  Graph graph;
+  int classes = 10;
+  std::vector<float> hp;
+  float scale = 1;  // random data in [-scale, scale]
+  std::vector<std::string> watch;  // values a test compares
+};
+
+Host run_on(const Net& r, Device d, const std::vector<std::string>& read, int steps = 1,
+            bool graph_replay = false, const std::string& precision = "fp32") {
+  BackendOptions o;
+  o.precision = precision;
+  auto backend = make_backend(d, o);
+  Program p(r.graph, *backend);
+  std::vector<Buffer> buffers;
+  for (size_t v = 0; v < r.graph.values().size(); ++v) {
+    const Value& val = r.graph.values()[v];
+    if (val.kind == ValueKind::activation) continue;
+    size_t n = static_cast<size_t>(val.shape.numel());
+    buffers.emplace_back(*backend, std::max<size_t>(n * dtype_size(val.dtype), 4));
+    if (val.dtype == DType::i32) {
+      std::vector<int32_t> labels(n);
+      std::mt19937 rng(static_cast<uint32_t>(name_seed(val.name)));
+      for (auto& l : labels) l = static_cast<int32_t>(rng() % r.classes);
+      backend->copy_from_host(buffers.back().data(), labels.data(), n * 4);
+    } else {
+      std::vector<float> data = val.name == "hp" ? r.hp : random_floats(n, name_seed(val.name),
+                                                                         -r.scale, r.scale);
+      if (val.name.find(".opt") != std::string::npos) std::fill(data.begin(), data.end(), 0.f);
+      backend->copy_from_host(buffers.back().data(), data.data(), n * 4);
+    }
+    p.bind(static_cast<ValueId>(v), Tensor(buffers.back().data(), val.shape, val.dtype, d));
+  }
+  if (graph_replay && backend->capture([&] { p.run(StepContext{7, 0}); })) {
+    for (int s = 0; s < steps; ++s) EXPECT_TRUE(backend->replay(StepContext{7, uint64_t(s)}));
+  } else {
+    for (int s = 0; s < steps; ++s) p.run(StepContext{7, uint64_t(s)});
+  }
+  backend->synchronize();
+  Host out;
+  for (const std::string& name : read) {
+    Tensor t = p.tensor(name);
+    std::vector<float> h(static_cast<size_t>(t.numel()));
+    backend->copy_to_host(h.data(), t.data(), t.nbytes());
+    out[name] = h;
+  }
+  return out;
+}
+
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double d = 0, n = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    n += double(b[i]) * b[i];
+  }
+  return n > 0 ? std::sqrt(d / n) : std::sqrt(d);
+}
+
+// Names an op of `g` without a kernel on the device, or "".
+std::string missing_kernel(const Graph& g, DeviceKind k) {
+  for (const Node& n : g.nodes())
+    if (!op_def(n.op).is_view && !find_kernel(n.op, k)) return n.op;
+  return "";
+}
+
+}  // namespace
+
+TEST(CudaDevice, QueryListsEveryDevice) {
+  int count = cuda_device_count();
+  EXPECT_GE(count, 0);
+  std::string text = describe_cuda_devices();
+  EXPECT_NE(text.find("cuda: runtime"), std::string::npos) << text;
+  REQUIRE_GPU();
+  std::vector<CudaDeviceInfo> devices = cuda_devices();
+  ASSERT_EQ(static_cast<int>(devices.size()), count);
+  for (const CudaDeviceInfo& d : devices) {
+    EXPECT_FALSE(d.name.empty());
+    EXPECT_GT(d.total_bytes, size_t{1} << 30);
+    EXPECT_GT(d.free_bytes, 0u);
+    EXPECT_GE(d.cc_major, 7);
+    EXPECT_GT(d.multiprocessors, 0);
+  }
+  EXPECT_NE(text.find("cuda:0"), std::string::npos) << text;
+  std::printf("%s", text.c_str());
+}
+
+TEST(CudaBackend, CopiesRoundTripAndReportsBadRequests) {
+  REQUIRE_GPU();
+  auto b = make_backend(Device::cuda(0));
+  std::vector<float> h = random_floats(1000, 1), back(1000, 0.f);
+  Buffer buf(*b, 4000), buf2(*b, 4000);
+  b->copy_from_host(buf.data(), h.data(), 4000);
+  b->copy(buf2.data(), buf.data(), 4000);
+  b->copy_to_host(back.data(), buf2.data(), 4000);
+  EXPECT_EQ(h, back);
+  try {
+    b->allocate(size_t{1} << 50);
+    FAIL() << "a 1 PiB allocation succeeded";
+  } catch (const DeviceError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("cudaMalloc of 1125899906842624 bytes"), std::string::npos) << m;
+    EXPECT_NE(m.find("free of"), std::string::npos) << m;
+  }
+  EXPECT_THROW(make_backend(Device::cuda(cuda_device_count())), DeviceError);
+  BackendOptions bad;
+  bad.precision = "fp8";
+  EXPECT_THROW(make_backend(Device::cuda(0), bad), UsageError);
+  // The backend still works after the failures.
+  b->copy_to_host(back.data(), buf.data(), 4000);
+  EXPECT_EQ(h, back);
+}
+
+TEST(CudaDropout, MaskIsTheCpuEnginesBitForBit) {
+  REQUIRE_GPU();
+  const int64_t n = 100003;
+  Net r{Graph(true)};
+  ValueId x = r.graph.input("x", Shape{n});
+  ValueId y = r.graph.add1("dropout", "drop", {x}, Attrs{{"ratio", 0.4}});
+  r.graph.keep(y);
+  Host gpu = run_on(r, Device::cuda(0), {"x", r.graph.value(y).name});
+  const std::vector<float>& xs = gpu["x"];
+  const std::vector<float>& ys = gpu[r.graph.value(y).name];
+  uint64_t key = dropout_key(7, 0, static_cast<int>(r.graph.nodes()[0].attrs.i("forward_node", 0)));
+  uint32_t threshold = dropout_threshold(0.4);
+  float scale = static_cast<float>(1.0 / 0.6);
+  int64_t wrong = 0, kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    bool keep = dropout_keep(key, static_cast<uint64_t>(i), threshold);
+    kept += keep;
+    wrong += ys[i] != (keep ? xs[i] * scale : 0.f);
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_NEAR(double(kept) / n, 0.6, 0.01);
+  if (find_kernel("dropout", DeviceKind::cpu)) {
+    Host cpu = run_on(r, Device::cpu(), {r.graph.value(y).name});
+    EXPECT_EQ(cpu[r.graph.value(y).name], ys) << "CPU and CUDA masks differ";
+  }
+}
+
+// The captured step replays with each step's own seed and step: replay(s) equals an eager run
+// of step s, and two steps draw different masks.
+TEST(CudaGraph, ReplayMatchesEagerStepsWithFreshMasks) {
+  REQUIRE_GPU();
+  Net r{Graph(true)};
+  ValueId x = r.graph.input("x", Shape{64, 256});
+  ValueId w = r.graph.param("w", Shape{128, 256}, Init{});
+  ValueId h = r.graph.add1("inner_product", "fc", {x, w});
+  ValueId y = r.graph.add1("dropout", "drop", {r.graph.add1("relu", "relu", {h})});
+  r.graph.keep(y);
+  std::string name = r.graph.value(y).name;
+  for (int steps : {1, 3}) {
+    Host eager = run_on(r, Device::cuda(0), {name}, steps, false);
+    Host replay = run_on(r, Device::cuda(0), {name}, steps, true);
+    EXPECT_EQ(eager[name], replay[name]) << "after " << steps << " steps";
+  }
+  Host one = run_on(r, Device::cuda(0), {name}, 1, true);
+  Host three = run_on(r, Device::cuda(0), {name}, 3, true);
+  EXPECT_NE(one[name], three[name]) << "the replayed step kept step 0's mask";
+}
+
+// SGD with momentum, Adam and AdamW with global-norm clipping, over several parameters of odd
+// sizes (chunks end mid-tensor), against the CPU solver.
+TEST(CudaOptimizer, OneLaunchUpdateMatchesTheCpuSolver) {
+  REQUIRE_GPU();
+  if (!find_kernel("optimizer_update", DeviceKind::cpu)) GTEST_SKIP() << "no CPU solver yet";
+  for (std::string solver : {"sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad"}) {
+    Net r{Graph(true)};
+    r.hp = {0.05f, 0.9f, 0.99f, 1e-6f, 1e-3f, 3.f, 0.5f, 0.f};
+    int slots = optimizer_slots(solver);
+    std::vector<Shape> shapes = {Shape{70001}, Shape{33, 17}, Shape{5}};
+    std::vector<ValueId> ps, gs, ss;
+    std::vector<std::string> names;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      std::string n = "p" + std::to_string(i);
+      ps.push_back(r.graph.param(n, shapes[i], Init{}));
+      gs.push_back(r.graph.input("g" + std::to_string(i), shapes[i]));
+      for (int s = 0; s < slots; ++s)
+        ss.push_back(r.graph.state(n + ".opt" + std::to_string(s), shapes[i], Init{}));
+      names.push_back(n);
+    }
+    std::vector<ValueId> in{r.graph.input("hp", Shape{8})};
+    in.insert(in.end(), ps.begin(), ps.end());
+    in.insert(in.end(), gs.begin(), gs.end());
+    in.insert(in.end(), ss.begin(), ss.end());
+    in.push_back(r.graph.add1("global_norm_sq", "norm", gs));
+    Attrs a{{"solver", solver},
+            {"count", int64_t{3}},
+            {"lr_mult", std::vector<double>{1.0, 2.0, 0.5}},
+            {"decay_mult", std::vector<double>{1.0, 0.0, 1.0}},
+            {"clip", 0.8}};
+    r.graph.add("optimizer_update", "update", in, a);
+    for (ValueId s : ss) names.push_back(r.graph.value(s).name);
+    Host gpu = run_on(r, Device::cuda(0), names, 2);
+    Host cpu = run_on(r, Device::cpu(), names, 2);
+    for (const std::string& n : names)
+      EXPECT_LT(rel_error(gpu[n], cpu[n]), 2e-6) << solver << " " << n;
+  }
+}
+
+TEST(CudaLoss, BadLabelIsAnErrorNamingOpAndLabel) {
+  REQUIRE_GPU();
+  Net r{Graph(true)};
+  r.classes = 1000;  // labels drawn below 1000 for 4 classes: some are out of range
+  ValueId logits = r.graph.input("logits", Shape{16, 4});
+  ValueId labels = r.graph.input("labels", Shape{16}, DType::i32);
+  r.graph.keep(r.graph.add1("softmax_cross_entropy", "loss", {logits, labels}));
+  try {
+    run_on(r, Device::cuda(0), {});
+    FAIL() << "labels up to 999 for 4 classes were accepted";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("softmax_cross_entropy 'loss': label "), std::string::npos) << m;
+    EXPECT_NE(m.find("is outside [0, 4)"), std::string::npos) << m;
+  }
+}
+
+namespace {
+
+// AlexNet's layer types at a small size: grouped conv with bias, ReLU, LRN, overlapping max
+// pooling, average pooling, inner products with dropout, softmax cross-entropy, top-k, SGD.
+Net small_alexnet(int64_t batch) {
+  Net r{Graph(true)};
+  Graph& g = r.graph;
+  r.hp = {0.01f, 0.9f, 0.999f, 1e-8f, 5e-4f, 1.f, 1.f, 0.f};
+  r.scale = 0.5f;
+  ValueId x = g.input("data", Shape{batch, 3, 23, 23});
+  ValueId label = g.input("label", Shape{batch}, DType::i32);
+  auto conv = [&](ValueId in, const std::string& n, int64_t o, int64_t c, int64_t k,
+                  Attrs a) {
+    ValueId w = g.param(n + ".weight", Shape{o, c, k, k}, Init{});
+    ValueId b = g.param(n + ".bias", Shape{o}, Init{});
+    return g.add1("relu", n + ".relu", {g.add1("conv2d", n, {in, w, b}, a)});
+  };
+  ValueId h = conv(x, "conv1", 16, 3, 5, Attrs{{"stride", int64_t{2}}});
+  h = g.add1("lrn", "norm1", {h}, Attrs{{"size", int64_t{5}}, {"alpha", 1e-2}});
+  h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{3}}, {"stride", int64_t{2}}});
+  h = conv(h, "conv2", 24, 8, 3, Attrs{{"pad", int64_t{1}}, {"groups", int64_t{2}}});
+  h = g.add1("avg_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{2}}});
+  ValueId w3 = g.param("fc3.weight", Shape{32, 24 * 2 * 2}, Init{});
+  ValueId b3 = g.param("fc3.bias", Shape{32}, Init{});
+  h = g.add1("dropout", "drop3", {g.add1("relu", "relu3", {g.add1("inner_product", "fc3", {h, w3, b3})})});
+  ValueId w4 = g.param("fc4.weight", Shape{10, 32}, Init{});
+  ValueId logits = g.add1("inner_product", "fc4", {h, w4});
+  ValueId loss = g.add1("softmax_cross_entropy", "loss", {logits, label});
+  ValueId top1 = g.add1("top_k_accuracy", "top1", {logits, label});
+  g.keep(loss);
+  g.keep(top1);
+  r.watch = {g.value(loss).name, g.value(top1).name};
+  std::vector<ValueId> params = g.params();
+  auto grads = differentiate(g, loss, params);
+  g.set_phase(Phase::backward);
+  std::vector<ValueId> in{g.input("hp", Shape{8})}, ps, gs, vs;
+  for (ValueId p : params) {
+    ps.push_back(p);
+    gs.push_back(grads.at(p));
+    vs.push_back(g.state(g.value(p).name + ".opt0", g.value(p).shape, Init{}));
+  }
+  in.insert(in.end(), ps.begin(), ps.end());
+  in.insert(in.end(), gs.begin(), gs.end());
+  in.insert(in.end(), vs.begin(), vs.end());
+  std::vector<double> ones(params.size(), 1.0);
+  g.add("optimizer_update", "update", in,
+        Attrs{{"solver", std::string("sgd")},
+              {"count", static_cast<int64_t>(params.size())},
+              {"lr_mult", ones},
+              {"decay_mult", ones}});
+  g.set_phase(Phase::forward);
+  return r;
+}
+
+std::vector<std::string> watched(const Net& r) {
+  std::vector<std::string> names = r.watch;
+  for (ValueId p : r.graph.params()) names.push_back(r.graph.value(p).name);
+  return names;
+}
+
+}  // namespace
+
+TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
+  REQUIRE_GPU();
+  Net r = small_alexnet(8);
+  if (std::string op = missing_kernel(r.graph, DeviceKind::cpu); !op.empty())
+    GTEST_SKIP() << "the CPU engine has no kernel for " << op << " yet";
+  std::vector<std::string> names = watched(r);
+  Host cpu = run_on(r, Device::cpu(), names, 2);
+  Host gpu = run_on(r, Device::cuda(0), names, 2);
+  Host replay = run_on(r, Device::cuda(0), names, 2, true);
+  for (const std::string& n : names) {
+    EXPECT_LT(rel_error(gpu[n], cpu[n]), 1e-5) << n;
+    EXPECT_LT(rel_error(replay[n], gpu[n]), 1e-6) << n << " (graph replay vs eager)";
+  }
+  for (std::string prec : {"tf32", "bf16"}) {
+    Host low = run_on(r, Device::cuda(0), names, 1, true, prec);
+    Host ref = run_on(r, Device::cuda(0), names, 1, false);
+    EXPECT_LT(rel_error(low[r.watch[0]], ref[r.watch[0]]), prec == "tf32" ? 1e-3 : 2e-2) << prec;
+  }
+}
