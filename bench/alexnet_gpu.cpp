@@ -6,6 +6,7 @@
 //
 //   alexnet_gpu_bench [--batches 64,128,256] [--precisions fp32,tf32,bf16] [--iters 30]
 //                     [--device cuda] [--model alexnet] [--gemm] [--profile] [--json FILE]
+//                     [--workspace-mb MB]   (cuDNN workspace limit; default BackendOptions')
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +34,7 @@ struct Options {
   int iters = 30;
   std::string device = "cuda", model = "alexnet", json;
   bool gemm = false, profile = false;
+  size_t workspace_mb = 0;  // 0: BackendOptions' default
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -64,6 +66,8 @@ Options parse(int argc, char** argv) {
       o.model = value();
     } else if (a == "--json") {
       o.json = value();
+    } else if (a == "--workspace-mb") {
+      o.workspace_mb = static_cast<size_t>(std::stoll(value()));
     } else if (a == "--gemm") {
       o.gemm = true;
     } else if (a == "--profile") {
@@ -134,6 +138,7 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   SessionOptions so;
   so.device = Device::parse(opt.device);
   so.backend.precision = precision;
+  if (opt.workspace_mb) so.backend.workspace_limit = opt.workspace_mb << 20;
   so.batch = batch;
   so.eval = false;
   so.recipe = spec.recipe;
@@ -155,10 +160,11 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   r.eager_images_per_s = 1000.0 * batch / eager_ms;
   uint64_t seed = so.seed;
   r.captured = b.capture([&] { p.run(StepContext{seed, 0}); });
-  double ms = r.captured
-                  ? time_ms(b, 3, opt.iters,
-                            [&](int i) { b.replay(StepContext{seed, uint64_t(1000 + i)}); })
-                  : time_ms(b, 3, opt.iters, eager_step);
+  double ms = r.captured ? time_ms(b, 3, opt.iters,
+                                   [&](int i) {
+                                     b.replay(StepContext{seed, uint64_t(1000 + i)});
+                                   })
+                         : time_ms(b, 3, opt.iters, eager_step);
   r.loss_last = s.last_stats().loss;
   double flops = 0;
   for (const Node& n : p.graph().nodes()) flops += node_flops(p.graph(), n);
@@ -203,8 +209,8 @@ void write_json(const std::string& path, const std::vector<Row>& rows) {
     const Row& r = rows[i];
     out << "  {\"precision\": \"" << r.precision << "\", \"batch\": " << r.batch
         << ", \"images_per_second\": " << r.images_per_s << ", \"step_ms\": " << r.step_ms
-        << ", \"tflops\": " << r.tflops << ", \"eager_images_per_second\": "
-        << r.eager_images_per_s << ", \"captured\": " << (r.captured ? "true" : "false") << "}"
+        << ", \"tflops\": " << r.tflops << ", \"eager_images_per_second\": " << r.eager_images_per_s
+        << ", \"captured\": " << (r.captured ? "true" : "false") << "}"
         << (i + 1 < rows.size() ? ",\n" : "\n");
   }
   out << "]\n";
@@ -224,9 +230,9 @@ int main(int argc, char** argv) {
       for (int64_t batch : opt.batches) {
         Row r = measure(spec, opt, precision, batch);
         rows.push_back(r);
-        std::printf("%-6s %6lld %10.0f %9.3f %9.1f %11.0f %8.1f %8.3f %s\n", precision.c_str(),
-                    static_cast<long long>(batch), r.images_per_s, r.step_ms, r.tflops,
-                    r.eager_images_per_s, r.compile_s, r.loss_last,
+        std::printf("%-6s %6lld %10.0f %9.3f %9.1f %11.0f %8.1f %5.2f>%-6.3f %s\n",
+                    precision.c_str(), static_cast<long long>(batch), r.images_per_s, r.step_ms,
+                    r.tflops, r.eager_images_per_s, r.compile_s, r.loss_first, r.loss_last,
                     r.captured ? "(CUDA graph)" : "(eager)");
         std::fflush(stdout);
       }

@@ -27,8 +27,11 @@ Lenet build(int64_t batch) {
   Graph& g = n.g;
   ValueId x = g.input("data", Shape{batch, 1, 28, 28});
   ValueId labels = g.input("label", Shape{batch}, DType::i32);
-  auto param = [&](const std::string& name, Shape s) { return g.param(name, s, {"gaussian", 0.1}); };
-  ValueId h = g.add1("conv2d", "conv1", {x, param("conv1.w", {20, 1, 5, 5}), param("conv1.b", {20})});
+  auto param = [&](const std::string& name, Shape s) {
+    return g.param(name, s, {"gaussian", 0.1});
+  };
+  ValueId h =
+      g.add1("conv2d", "conv1", {x, param("conv1.w", {20, 1, 5, 5}), param("conv1.b", {20})});
   h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}});
   h = g.add1("conv2d", "conv2", {h, param("conv2.w", {50, 20, 5, 5}), param("conv2.b", {50})});
   h = g.add1("max_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{2}}});
@@ -57,7 +60,9 @@ Lenet build(int64_t batch) {
 
 // FLOPs of the nodes whose GFLOP/s are worth reporting (multiply-add = 2).
 double node_flops(const Graph& g, const Node& n) {
-  auto sh = [&](int i, bool out = false) { return g.value(out ? n.outputs[i] : n.inputs[i]).shape; };
+  auto sh = [&](int i, bool out = false) {
+    return g.value(out ? n.outputs[i] : n.inputs[i]).shape;
+  };
   if (n.op == "conv2d" || n.op == "conv2d_grad_input" || n.op == "conv2d_grad_weight") {
     Shape y = n.op == "conv2d" ? sh(0, true) : sh(0);
     Shape w = n.op == "conv2d_grad_weight" ? sh(0, true) : sh(1);
@@ -116,10 +121,11 @@ int main(int argc, char** argv) {
   }
   std::sort(step_ms.begin(), step_ms.end());
   double med = step_ms[step_ms.size() / 2];
-  std::printf("LeNet batch %lld, %d threads: step median %.2f ms (min %.2f), %.0f img/s at the median; "
-              "compile %.0f ms, workspace %zu KiB, arena %zu KiB\n",
-              static_cast<long long>(batch), threads, med, step_ms[0], batch * 1000.0 / med,
-              compile_ms, prog.workspace_bytes() / 1024, prog.plan().arena_bytes / 1024);
+  std::printf(
+      "LeNet batch %lld, %d threads: step median %.2f ms (min %.2f), %.0f img/s at the median; "
+      "compile %.0f ms, workspace %zu KiB, arena %zu KiB\n",
+      static_cast<long long>(batch), threads, med, step_ms[0], batch * 1000.0 / med, compile_ms,
+      prog.workspace_bytes() / 1024, prog.plan().arena_bytes / 1024);
   size_t nodes = prog.graph().nodes().size();
   std::vector<std::vector<double>> per(nodes);
   for (int i = 0; i < iters; ++i)

@@ -15,14 +15,15 @@
 
 namespace {
 
+// Never freed: the atexit clean-up runs after static destructors would have run.
 const std::string& scratch_dir() {
-  static const std::string dir = [] {
+  static const std::string& dir = *new std::string([] {
     std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
     std::string d = base + "/myelin-fuzz-idx-" + std::to_string(::getpid());
     std::filesystem::create_directories(d);
     std::atexit([] { std::filesystem::remove_all(scratch_dir()); });
     return d;
-  }();
+  }());
   return dir;
 }
 

@@ -19,14 +19,15 @@
 
 namespace {
 
+// Never freed: the atexit clean-up runs after static destructors would have run.
 const std::string& scratch_dir() {
-  static const std::string dir = [] {
+  static const std::string& dir = *new std::string([] {
     std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
     std::string d = base + "/myelin-fuzz-store-" + std::to_string(::getpid());
     std::filesystem::create_directories(d);
     std::atexit([] { std::filesystem::remove_all(scratch_dir()); });
     return d;
-  }();
+  }());
   return dir;
 }
 
@@ -58,7 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = dir + "/train.mstore";
   {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   }
   try {
     myelin::DatasetSplits s = myelin::open_dataset(dir);

@@ -17,7 +17,9 @@ namespace {
 
 const char* kFashion = "/usr/share/datasets/fashion-mnist";
 
-bool have_fashion() { return std::filesystem::exists(std::string(kFashion) + "/train-images-idx3-ubyte.gz"); }
+bool have_fashion() {
+  return std::filesystem::exists(std::string(kFashion) + "/train-images-idx3-ubyte.gz");
+}
 
 // Expects `f` to throw a myelin::Error whose message contains every one of `parts`.
 template <class F>
@@ -26,7 +28,8 @@ std::string expect_error(F f, std::initializer_list<std::string> parts) {
     f();
   } catch (const Error& e) {
     std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
     return msg;
   }
   ADD_FAILURE() << "expected a myelin::Error";
@@ -140,7 +143,8 @@ TEST(Idx, ClassNamesComeFromLabelsTxt) {
   TempDir dir;
   SmallIdx train(12, 3, 4);
   train.write(dir.str(), "train", false);
-  myelin::testing::write_bytes(dir / "labels.txt", {'c', 'a', 't', '\n', 'd', 'o', 'g', '\n', 'o', 'w', 'l', '\n'});
+  myelin::testing::write_bytes(dir / "labels.txt",
+                               {'c', 'a', 't', '\n', 'd', 'o', 'g', '\n', 'o', 'w', 'l', '\n'});
   OpenOptions o;
   o.validation_percent = 0;
   DatasetSplits s = open_dataset(dir.str(), o);
@@ -212,11 +216,27 @@ TEST(IdxErrors, LabelOutOfRangeOfLabelsTxtNamesTheOffset) {
   SmallIdx train(12, 5, 9);
   train.write(dir.str(), "train", false);
   myelin::testing::write_bytes(dir / "labels.txt", {'a', '\n', 'b', '\n'});
-  expect_error([&] { open_dataset(dir.str()); }, {dir / "train-labels-idx1-ubyte", "out of range", "2 classes"});
+  expect_error([&] { open_dataset(dir.str()); },
+               {dir / "train-labels-idx1-ubyte", "out of range", "2 classes"});
 }
 
 TEST(IdxErrors, MissingDatasetsSayWhatToInstallOrPass) {
   if (!std::filesystem::exists("/usr/share/datasets/mnist"))
-    expect_error([] { open_dataset("mnist"); }, {"MNIST is not installed", "/usr/share/datasets/mnist"});
-  expect_error([] { open_dataset("no-such-dataset-here"); }, {"no-such-dataset-here", "fashion-mnist"});
+    expect_error([] { open_dataset("mnist"); },
+                 {"MNIST is not installed", "/usr/share/datasets/mnist"});
+  expect_error([] { open_dataset("no-such-dataset-here"); },
+               {"no-such-dataset-here", "fashion-mnist"});
+}
+
+TEST(IdxErrors, ResizingAFixedShapeDatasetIsAnErrorNotIgnored) {
+  TempDir dir;
+  SmallIdx train(10, 2, 10);
+  train.write(dir.str(), "train", false);
+  OpenOptions o;
+  o.resize_h = o.resize_w = 32;
+  expect_error([&] { open_dataset(dir.str(), o); }, {"[1, 5, 7]", "image folders"});
+  o.resize_h = 5;
+  o.resize_w = 7;
+  o.channels = 1;
+  EXPECT_NO_THROW(open_dataset(dir.str(), o)) << "asking for the shape it has is fine";
 }

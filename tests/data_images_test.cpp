@@ -21,7 +21,8 @@ std::string expect_error(F f, std::initializer_list<std::string> parts) {
     f();
   } catch (const Error& e) {
     std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
     return msg;
   }
   ADD_FAILURE() << "expected a myelin::Error";
@@ -43,7 +44,8 @@ std::vector<uint8_t> gradient(int w, int h, int c, int seed) {
 std::vector<uint8_t> planar(const std::vector<uint8_t>& hwc, int w, int h, int c) {
   std::vector<uint8_t> out(hwc.size());
   for (int k = 0; k < c; ++k)
-    for (int i = 0; i < w * h; ++i) out[static_cast<size_t>(k) * w * h + i] = hwc[static_cast<size_t>(i) * c + k];
+    for (int i = 0; i < w * h; ++i)
+      out[static_cast<size_t>(k) * w * h + i] = hwc[static_cast<size_t>(i) * c + k];
   return out;
 }
 
@@ -93,9 +95,11 @@ TEST(ImageFolder, SameSizeImagesComeBackExactly) {
   o.channels = 3;
   DatasetSplits color = open_dataset(f.root, o);
   int32_t label = -1;
-  EXPECT_EQ(read_example(*color.train, 0, &label), planar(tf::random_pixels(12, 16, 3, 1), 12, 16, 3));
+  EXPECT_EQ(read_example(*color.train, 0, &label),
+            planar(tf::random_pixels(12, 16, 3, 1), 12, 16, 3));
   EXPECT_EQ(label, 0);
-  EXPECT_EQ(read_example(*color.train, 4, &label), planar(tf::random_pixels(12, 16, 3, 5), 12, 16, 3));
+  EXPECT_EQ(read_example(*color.train, 4, &label),
+            planar(tf::random_pixels(12, 16, 3, 5), 12, 16, 3));
   EXPECT_EQ(label, 1);
   // A gray image in a color dataset: the gray plane three times.
   std::vector<uint8_t> gray = tf::random_pixels(12, 16, 1, 6), g3;
@@ -120,7 +124,8 @@ TEST(ImageFolder, JpegDecodesCloseToItsSource) {
   o.resize_h = 24;
   o.resize_w = 30;
   DatasetSplits s = open_dataset(f.root, o);
-  std::vector<uint8_t> want = planar(gradient(30, 24, 3, 3), 30, 24, 3), got = read_example(*s.train, 2);
+  std::vector<uint8_t> want = planar(gradient(30, 24, 3, 3), 30, 24, 3),
+                       got = read_example(*s.train, 2);
   double err = 0;
   for (size_t i = 0; i < want.size(); ++i) err += std::abs(int(want[i]) - int(got[i]));
   EXPECT_LT(err / want.size(), 3.0) << "mean absolute error of a quality-95 JPEG";
@@ -139,7 +144,8 @@ TEST(Resize, SquashFillAndCropPlaceThePictureAsDocumented) {
 
   o.resize_mode = "crop";  // scale 1 (covers), middle 10 columns: 5 of each half
   auto crop = read_example(*open_dataset(dir / "set", o).train, 0);
-  for (int x = 0; x < 10; ++x) EXPECT_EQ(crop[static_cast<size_t>(3 * 10 + x)], x < 5 ? 50 : 200) << x;
+  for (int x = 0; x < 10; ++x)
+    EXPECT_EQ(crop[static_cast<size_t>(3 * 10 + x)], x < 5 ? 50 : 200) << x;
 
   o.resize_mode = "fill";  // scale 0.5 to fit: 10x5 picture in rows 2..6, black bars around
   auto fill = read_example(*open_dataset(dir / "set", o).train, 0);
@@ -151,10 +157,12 @@ TEST(Resize, SquashFillAndCropPlaceThePictureAsDocumented) {
 
   o.resize_mode = "squash";  // stretched 2:1, pixel centres aligned: no column straddles the seam
   auto squash = read_example(*open_dataset(dir / "set", o).train, 0);
-  for (int x = 0; x < 10; ++x) EXPECT_EQ(squash[static_cast<size_t>(4 * 10 + x)], x < 5 ? 50 : 200) << x;
+  for (int x = 0; x < 10; ++x)
+    EXPECT_EQ(squash[static_cast<size_t>(4 * 10 + x)], x < 5 ? 50 : 200) << x;
   o.resize_w = 7;  // 20 -> 7: column 3's centre falls between source columns 9 and 10
   auto blend = read_example(*open_dataset(dir / "set", o).train, 0);
-  EXPECT_EQ(blend[static_cast<size_t>(2 * 7 + 3)], 125) << "bilinear: the seam column blends both halves";
+  EXPECT_EQ(blend[static_cast<size_t>(2 * 7 + 3)], 125)
+      << "bilinear: the seam column blends both halves";
   EXPECT_EQ(blend[static_cast<size_t>(2 * 7 + 0)], 50);
 
   o.resize_mode = "stretch";
@@ -174,7 +182,8 @@ TEST(ImageFolder, ValidationSplitIsStratifiedAndDeterministic) {
   EXPECT_EQ(a.train->size(), 21);
   EXPECT_EQ(a.test->class_counts(), (std::vector<int64_t>{3, 3, 3}));
   std::vector<std::vector<uint8_t>> va, vb, vc;
-  for (int64_t i = 0; i < 9; ++i) va.push_back(read_example(*a.test, i)), vb.push_back(read_example(*b.test, i));
+  for (int64_t i = 0; i < 9; ++i)
+    va.push_back(read_example(*a.test, i)), vb.push_back(read_example(*b.test, i));
   EXPECT_EQ(va, vb);
   o.seed = 12;
   DatasetSplits c = open_dataset(dir / "set", o);
@@ -221,7 +230,8 @@ TEST(ImageErrors, NonImageFileInAClassFolderNamesItAndItsFirstBytes) {
   std::string notes = f.root + "/cat/notes.txt";
   std::string text = "Hello, world";
   tf::write_bytes(notes, std::vector<uint8_t>(text.begin(), text.end()));
-  expect_error([&] { open_dataset(f.root); }, {notes, "not a PNG or JPEG", "48 65 6c 6c", "'Hello, w'"});
+  expect_error([&] { open_dataset(f.root); },
+               {notes, "not a PNG or JPEG", "48 65 6c 6c", "'Hello, w'"});
 }
 
 TEST(ImageErrors, EmptyClassFolderIsNamed) {
@@ -276,11 +286,13 @@ TEST(ImageErrors, MalformedListLinesNameFileAndLine) {
     tf::write_bytes(dir / "list.txt", std::vector<uint8_t>(text.begin(), text.end()));
   };
   write_list("a.png 0\na.png 1\njust-a-path\n");
-  expect_error([&] { open_dataset(dir / "list.txt"); }, {dir / "list.txt" + ":3", "expected 'path label'"});
+  expect_error([&] { open_dataset(dir / "list.txt"); },
+               {dir / "list.txt" + ":3", "expected 'path label'"});
   write_list("a.png 0\na.png cat\n");
   expect_error([&] { open_dataset(dir / "list.txt"); }, {dir / "list.txt" + ":2", "'cat'"});
   write_list("a.png 0\nmissing.png 1\n");
-  expect_error([&] { open_dataset(dir / "list.txt"); }, {dir / "list.txt" + ":2", "missing.png", "cannot open"});
+  expect_error([&] { open_dataset(dir / "list.txt"); },
+               {dir / "list.txt" + ":2", "missing.png", "cannot open"});
 }
 
 TEST(ImageErrors, ProbingRejectsImpossibleSizesBeforeAllocating) {
@@ -294,5 +306,13 @@ TEST(ImageErrors, ProbingRejectsImpossibleSizesBeforeAllocating) {
   uLong crc = crc32(0, bytes.data() + 12, 17);
   for (int k = 0; k < 4; ++k) bytes[29 + k] = static_cast<uint8_t>(crc >> (24 - 8 * k));
   data::RawImage img;
-  expect_error([&] { data::decode_image(path, bytes.data(), bytes.size(), img); }, {path, "corrupt PNG"});
+  expect_error([&] { data::decode_image(path, bytes.data(), bytes.size(), img); },
+               {path, "corrupt PNG"});
+}
+
+TEST(ImageErrors, ASymlinkLoopIsAnErrorNotAStackOverflow) {
+  TempDir dir;
+  tf::write_png(dir / "set/a/x.png", tf::random_pixels(4, 4, 1, 1), 4, 4, 1);
+  std::filesystem::create_directory_symlink("..", dir / "set/a/loop");
+  expect_error([&] { open_dataset(dir / "set"); }, {"symbolic link loop"});
 }

@@ -28,7 +28,9 @@ class CountingDataset : public Dataset {
     *label = static_cast<int32_t>(i % 7);
   }
   std::string describe() const override { return "counting"; }
-  static uint8_t pixel(int64_t i, int64_t k) { return static_cast<uint8_t>((i * 31 + k) % 251 + 1); }
+  static uint8_t pixel(int64_t i, int64_t k) {
+    return static_cast<uint8_t>((i * 31 + k) % 251 + 1);
+  }
 
  private:
   int64_t n_, bad_, c_;
@@ -60,7 +62,8 @@ std::vector<Copy> run_epoch(Loader& l, int64_t epoch, int64_t skip = 0) {
 int64_t example_of(const float* row, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     bool same = true;
-    for (int k = 0; k < 30 && same; ++k) same = row[k] == static_cast<float>(CountingDataset::pixel(i, k));
+    for (int k = 0; k < 30 && same; ++k)
+      same = row[k] == static_cast<float>(CountingDataset::pixel(i, k));
     if (same) return i;
   }
   return -1;
@@ -180,7 +183,8 @@ TEST(Loader, MeanImageIsSubtractedPixelByPixel) {
   Copy b = run_epoch(l, 0).at(0);
   for (int64_t r = 0; r < 5; ++r)
     for (int k = 0; k < 30; ++k)
-      ASSERT_FLOAT_EQ(b.images[static_cast<size_t>(r * 30 + k)], CountingDataset::pixel(r, k) - 0.5f * k);
+      ASSERT_FLOAT_EQ(b.images[static_cast<size_t>(r * 30 + k)],
+                      CountingDataset::pixel(r, k) - 0.5f * k);
 }
 
 TEST(Loader, TestModeCentreCropsAndNeverFlips) {
@@ -196,7 +200,8 @@ TEST(Loader, TestModeCentreCropsAndNeverFlips) {
   for (int64_t r = 0; r < 6; ++r)  // rows 1..3, columns 1..3 of the 6 x 5 image
     for (int y = 0; y < 3; ++y)
       for (int x = 0; x < 3; ++x)
-        ASSERT_EQ(b.images[static_cast<size_t>(r * 9 + y * 3 + x)], CountingDataset::pixel(r, (y + 1) * 5 + x + 1));
+        ASSERT_EQ(b.images[static_cast<size_t>(r * 9 + y * 3 + x)],
+                  CountingDataset::pixel(r, (y + 1) * 5 + x + 1));
 }
 
 TEST(Loader, TrainingCropsArePaddedWindowsAndSomeAreMirrored) {
@@ -220,7 +225,9 @@ TEST(Loader, TrainingCropsArePaddedWindowsAndSomeAreMirrored) {
           for (int y = 0; y < 5 && same; ++y)
             for (int x = 0; x < 5 && same; ++x) {
               int sy = y0 + y - 2, sx = x0 + (flip ? 4 - x : x) - 2;
-              float want = (sy < 0 || sy >= 6 || sx < 0 || sx >= 5) ? 0.0f : CountingDataset::pixel(r, sy * 5 + sx);
+              float want = (sy < 0 || sy >= 6 || sx < 0 || sx >= 5)
+                               ? 0.0f
+                               : CountingDataset::pixel(r, sy * 5 + sx);
               same = out[y * 5 + x] == want;
             }
           if (same) found = true, flipped += flip, moved += (y0 != 2 || x0 != 2);
@@ -281,8 +288,9 @@ TEST(Loader, FashionMnistThroughput) {
   auto t0 = std::chrono::steady_clock::now();
   while (l.next(b)) images += b.count;
   double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("loader: %lld Fashion-MNIST images in %.3f s = %.0f images/s (2 threads, pad+crop+mirror)\n",
-              static_cast<long long>(images), sec, images / sec);
+  std::printf(
+      "loader: %lld Fashion-MNIST images in %.3f s = %.0f images/s (2 threads, pad+crop+mirror)\n",
+      static_cast<long long>(images), sec, images / sec);
   EXPECT_EQ(images, 60000 / 64 * 64);
   EXPECT_GT(images / sec, 50000.0);
 }

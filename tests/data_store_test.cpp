@@ -25,7 +25,8 @@ std::string expect_error(F f, std::initializer_list<std::string> parts) {
     f();
   } catch (const Error& e) {
     std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
     return msg;
   }
   ADD_FAILURE() << "expected a myelin::Error";
@@ -87,7 +88,8 @@ TEST(Store, FashionMnistRoundTripsWithStatsAndProgress) {
   TempDir dir;
   std::vector<CreateProgress> seen;
   auto t0 = std::chrono::steady_clock::now();
-  StoreInfo info = create_store("fashion-mnist", dir / "fm", {}, [&](const CreateProgress& p) { seen.push_back(p); });
+  StoreInfo info = create_store("fashion-mnist", dir / "fm", {},
+                                [&](const CreateProgress& p) { seen.push_back(p); });
   double create_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(info.splits.size(), 2u);
   EXPECT_EQ(info.splits[0].count, 60000);
@@ -101,7 +103,9 @@ TEST(Store, FashionMnistRoundTripsWithStatsAndProgress) {
   EXPECT_EQ(seen.back().split, "val");
   EXPECT_EQ(seen.back().done, 10000);
   for (size_t i = 1; i < seen.size(); ++i) {
-    if (seen[i].split == seen[i - 1].split) EXPECT_GE(seen[i].done, seen[i - 1].done);
+    if (seen[i].split == seen[i - 1].split) {
+      EXPECT_GE(seen[i].done, seen[i - 1].done);
+    }
   }
 
   t0 = std::chrono::steady_clock::now();
@@ -174,7 +178,8 @@ TEST(StoreErrors, TruncatedFileNamesPathAndSizes) {
                {path, "at byte " + std::to_string(full - 100), "truncated", std::to_string(full)});
   b.resize(60);
   tf::write_bytes(path, b);
-  expect_error([&] { open_dataset(dir / "store"); }, {path, "shorter than the 128-byte store header"});
+  expect_error([&] { open_dataset(dir / "store"); },
+               {path, "shorter than the 128-byte store header"});
 }
 
 TEST(StoreErrors, WrongMagicAndDamagedHeader) {
@@ -183,7 +188,8 @@ TEST(StoreErrors, WrongMagicAndDamagedHeader) {
   patch(path, data::hdr::width, "\x07\x00", 2);
   expect_error([&] { open_dataset(dir / "store"); }, {path + " at byte 124", "header checksum"});
   patch(path, 0, "GIF89a", 6);
-  expect_error([&] { open_dataset(dir / "store"); }, {path + " at byte 0", "not a Myelin dataset store", "GIF89a"});
+  expect_error([&] { open_dataset(dir / "store"); },
+               {path + " at byte 0", "not a Myelin dataset store", "GIF89a"});
 }
 
 TEST(StoreErrors, SizesThatDisagreeWithTheFileNameTheField) {

@@ -1,10 +1,12 @@
 // Every op case of tests/support/cases_*.cpp on the CUDA engine (cuda:0): fp32 forward and
-// gradients at the case's own tolerances; tf32, bf16 and fp16 forward at the tolerance scaled by
-// precision_factor(). Without a GPU every test reports itself SKIPPED, never passed.
-// MYELIN_OP_PERF=1 also prints a timing table; each case prints its errors on one line
+// gradients at the case's own tolerances; tf32, bf16 and fp16 at the tolerances scaled by
+// precision_factor() (with a floor per format, see reduced_tolerance()). Without a GPU every test
+// reports itself SKIPPED, never passed. MYELIN_OP_PERF=1 also prints a timing table; each case
+// prints its errors on one line
 // ("[cuda fp32] conv2d/basic fwd 1.2e-07 grad 3.4e-06 ...") for gpu-check.sh's summary.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <set>
@@ -56,16 +58,29 @@ TEST_P(OpCaseCuda, Fp32MatchesReferenceAndFiniteDifferences) {
         << c.name << " gradient of input " << c.grad_inputs[i] << ": " << r.detail;
 }
 
-// Reduced precision changes the matrix products and convolutions only; the forward error must
-// stay within the case's tolerance times the precision's factor.
-TEST_P(OpCaseCuda, ReducedPrecisionForward) {
+// precision_factor() scales a case's fp32 tolerance. A K-term product whose operands are rounded
+// to tf32 (unit roundoff 2^-11 = 4.9e-4) has a relative error near 3e-4 to 4e-4 on its own (the
+// first H100 run measured 3.9e-4 for matmul/*), so each format also gets a floor of about two
+// unit roundoffs.
+double reduced_tolerance(double fp32_tol, const std::string& precision) {
+  double floor = precision == "tf32" ? 1e-3 : precision == "bf16" ? 1e-2 : 2e-3;
+  return std::max(fp32_tol * test::precision_factor(precision), floor);
+}
+
+// Reduced precision changes the matrix products and convolutions only: forward and gradients
+// must stay within the scaled tolerances (the gradients check the 16-bit backward kernels).
+TEST_P(OpCaseCuda, ReducedPrecision) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
   const OpCase& c = GetParam();
   for (std::string precision : {"tf32", "bf16", "fp16"}) {
     test::CaseResult r = test::run_case(c, Device::cuda(0), precision);
     print_errors(c, precision, r);
-    double tol = c.fwd_tol * test::precision_factor(precision);
-    EXPECT_LT(r.fwd_error, tol) << c.name << " " << precision << " forward: " << r.detail;
+    EXPECT_LT(r.fwd_error, reduced_tolerance(c.fwd_tol, precision))
+        << c.name << " " << precision << " forward: " << r.detail;
+    for (size_t i = 0; i < r.grad_errors.size(); ++i)
+      EXPECT_LT(r.grad_errors[i], reduced_tolerance(c.grad_tol, precision))
+          << c.name << " " << precision << " gradient of input " << c.grad_inputs[i] << ": "
+          << r.detail;
   }
 }
 

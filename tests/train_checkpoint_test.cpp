@@ -23,6 +23,14 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
+class RemoveTemporaries : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    fs::remove_all(fs::temp_directory_path() / ("myelin-ckpt-" + std::to_string(::getpid())));
+  }
+};
+const auto* const remove_temporaries = ::testing::AddGlobalTestEnvironment(new RemoveTemporaries);
+
 Tensor random_tensor(Shape s, uint32_t seed) {
   Tensor t = Tensor::empty(std::move(s));
   std::mt19937 rng(seed);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -29,6 +30,15 @@ fs::path temp_root() {
   }();
   return root;
 }
+
+// Removes the runs at exit unless MYELIN_KEEP_TEST_FILES is set (to look at a failure).
+class RemoveRuns : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!std::getenv("MYELIN_KEEP_TEST_FILES")) fs::remove_all(temp_root());
+  }
+};
+const auto* const remove_runs = ::testing::AddGlobalTestEnvironment(new RemoveRuns);
 
 std::vector<json> read_metrics(const fs::path& dir) {
   std::ifstream in(dir / "metrics.jsonl");
@@ -164,9 +174,10 @@ TEST_F(TrainedMlp, WritesMetricsCheckpointsAndWeights) {
       ++tests;
       EXPECT_EQ(e["examples"], 10000) << "the test pass covers every test image";
     }
-    if (e["event"] == "train")
+    if (e["event"] == "train") {
       for (const char* k : {"iter", "epoch", "loss", "lr", "images_per_second", "eta_seconds"})
         EXPECT_TRUE(e.contains(k)) << k;
+    }
   }
   EXPECT_EQ(tests, 2);  // after each epoch
   EXPECT_EQ(fs::read_symlink(fs::path(dir()) / "checkpoints" / "latest"), "iter-000250");
@@ -226,7 +237,9 @@ TEST_F(TrainedMlp, ClassifiesImageFiles) {
     double sum = 0;
     for (size_t k = 0; k < 5; ++k) {
       sum += out[i].top[k].probability;
-      if (k) EXPECT_GE(out[i].top[k - 1].probability, out[i].top[k].probability);
+      if (k) {
+        EXPECT_GE(out[i].top[k - 1].probability, out[i].top[k].probability);
+      }
       EXPECT_EQ(out[i].top[k].name, ds.test->class_names()[out[i].top[k].label]);
     }
     EXPECT_LE(sum, 1.0 + 1e-9);
@@ -277,7 +290,37 @@ TEST_F(TrainedMlp, FineTunesFromWeightsAndRejectsBadWeightFiles) {
   EXPECT_NE(msg.find("encoder.w"), std::string::npos) << msg;
 }
 
+TEST_F(TrainedMlp, ResumingWithAnotherNetworkSaysWhatDoesNotFit) {
+  TrainOptions o = mlp_options("wrong-network");
+  o.model = "lenet";
+  o.resume = dir();
+  std::string msg = error_of(o);
+  EXPECT_NE(msg.find("does not fit network 'lenet'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'conv1.weight' is missing"), std::string::npos) << msg;
+}
+
+// The CPU convolution times its plain and blocked implementations when a program is compiled
+// and keeps the faster, so two processes may sum in different orders (~1e-7 apart, growing with
+// training). Exact resumption needs the same kernels: this test pins the layout.
+class PinnedConvLayout {
+ public:
+  PinnedConvLayout() {
+    if (const char* v = std::getenv("MYELIN_CPU_LAYOUT")) old_ = v;
+    ::setenv("MYELIN_CPU_LAYOUT", "plain", 1);
+  }
+  ~PinnedConvLayout() {
+    if (old_)
+      ::setenv("MYELIN_CPU_LAYOUT", old_->c_str(), 1);
+    else
+      ::unsetenv("MYELIN_CPU_LAYOUT");
+  }
+
+ private:
+  std::optional<std::string> old_;
+};
+
 TEST(Train, ResumeReproducesTheUninterruptedRun) {
+  PinnedConvLayout pinned;
   TrainOptions whole = tiny_options("whole");
   std::vector<float> expected;
   TrainObserver obs;
@@ -353,7 +396,10 @@ TEST(Train, SigintFinishesTheStepAndCheckpoints) {
   o.handle_signals = true;
   TrainObserver obs;
   obs.on_step = [](const StepInfo& s) {
-    if (s.iter == 3) std::raise(SIGINT);
+    if (s.iter == 3) {
+      std::raise(SIGINT);
+      std::raise(SIGINT);  // delivered twice at once, as `timeout` does: still a clean stop
+    }
   };
   TrainResult r = train(o, obs);
   EXPECT_TRUE(r.stopped);

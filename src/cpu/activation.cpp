@@ -18,12 +18,18 @@ EltwiseAlgo eltwise_algo(const ActParams& p) {
   using alg = dnnl::algorithm;
   float a = static_cast<float>(p.alpha);
   switch (p.kind) {
-    case ActKind::relu: return {alg::eltwise_relu, 0.0f, false};
-    case ActKind::leaky_relu: return {alg::eltwise_relu, a, false};
-    case ActKind::sigmoid: return {alg::eltwise_logistic_use_dst_for_bwd, 0.0f, true};
-    case ActKind::tanh: return {alg::eltwise_tanh_use_dst_for_bwd, 0.0f, true};
-    case ActKind::elu: return {alg::eltwise_elu, a, false};
-    case ActKind::gelu: return {alg::eltwise_gelu_tanh, 0.0f, false};
+    case ActKind::relu:
+      return {alg::eltwise_relu, 0.0f, false};
+    case ActKind::leaky_relu:
+      return {alg::eltwise_relu, a, false};
+    case ActKind::sigmoid:
+      return {alg::eltwise_logistic_use_dst_for_bwd, 0.0f, true};
+    case ActKind::tanh:
+      return {alg::eltwise_tanh_use_dst_for_bwd, 0.0f, true};
+    case ActKind::elu:
+      return {alg::eltwise_elu, a, false};
+    case ActKind::gelu:
+      return {alg::eltwise_gelu_tanh, 0.0f, false};
   }
   throw Error("activation: unhandled kind");
 }

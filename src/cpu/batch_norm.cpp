@@ -65,7 +65,9 @@ class BatchNormForward : public Kernel {
   explicit BatchNormForward(const KernelSpec& s)
       : g_(s.input(0).shape), p_(s.node.attrs), threads_(cpu_backend(s).threads()) {}
   // Per channel: two doubles of statistics, two floats of scale and shift.
-  size_t workspace_bytes() const override { return g_.c * (2 * sizeof(double) + 2 * sizeof(float)); }
+  size_t workspace_bytes() const override {
+    return g_.c * (2 * sizeof(double) + 2 * sizeof(float));
+  }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext& ctx) override {
@@ -155,7 +157,8 @@ class BatchNormGrad : public Kernel {
           int64_t o = (n * g_.c + c) * g_.s;
           const float ac = a[c], bc = b[c], kc = k[c];
 #pragma omp simd
-          for (int64_t i = 0; i < g_.s; ++i) out[0].f32()[o + i] = ac * dy[o + i] + bc * x[o + i] + kc;
+          for (int64_t i = 0; i < g_.s; ++i)
+            out[0].f32()[o + i] = ac * dy[o + i] + bc * x[o + i] + kc;
         }
     });
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -36,14 +37,19 @@ memory::desc any_desc(const memory::dims& d) {
 
 void throw_dnnl_error(const dnnl::error& e, const std::string& op, const std::string& layer,
                       const std::string& primitive) {
-  throw DeviceError("oneDNN " + primitive + " for " + op + " '" + layer + "' failed: " +
-                    e.what() + " (status " + std::to_string(static_cast<int>(e.status)) + ")");
+  throw DeviceError("oneDNN " + primitive + " for " + op + " '" + layer + "' failed: " + e.what() +
+                    " (status " + std::to_string(static_cast<int>(e.status)) + ")");
 }
 
 dnnl::primitive_attr user_scratchpad_attr() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   return attr;
+}
+
+bool verbose() {
+  static const bool on = std::getenv("MYELIN_CPU_VERBOSE") != nullptr;
+  return on;
 }
 
 bool forced_layout(bool& blocked) {
@@ -92,8 +98,7 @@ DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& plain,
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, "reorder");
   }
-  steps_.push_back(make_step(r, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, staged}},
-                             "reorder"));
+  steps_.push_back(make_step(r, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, staged}}, "reorder"));
   ++reorders_;
   return staged;
 }
@@ -110,8 +115,7 @@ DnnlSequence::Slot DnnlSequence::output_as(int index, const memory::desc& plain,
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, "reorder");
   }
-  post_.push_back(make_step(r, {{DNNL_ARG_FROM, staged}, {DNNL_ARG_TO, user}},
-                            "reorder"));
+  post_.push_back(make_step(r, {{DNNL_ARG_FROM, staged}, {DNNL_ARG_TO, user}}, "reorder"));
   ++reorders_;
   return staged;
 }
@@ -121,6 +125,9 @@ void DnnlSequence::add(const dnnl::primitive& p, const std::vector<std::pair<int
   std::vector<std::pair<int, Slot>> all = args;
   if (scratchpad.get_size() > 0) all.emplace_back(DNNL_ARG_SCRATCHPAD, scratch(scratchpad));
   steps_.push_back(make_step(p, all, what));
+  if (verbose())
+    std::fprintf(stderr, "myelin cpu: %s '%s': %s\n", op_.c_str(), layer_.c_str(),
+                 describe().c_str());
 }
 
 void DnnlSequence::run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
@@ -143,26 +150,31 @@ void DnnlSequence::run(const std::vector<Tensor>& in, const std::vector<Tensor>&
   }
 }
 
-double DnnlSequence::time_ms(const std::vector<Shape>& in_shapes,
-                             const std::vector<Shape>& out_shapes, int reps) {
-  std::vector<Tensor> in, out;
+TrialTensors::TrialTensors(const std::vector<Shape>& in_shapes,
+                           const std::vector<Shape>& out_shapes, size_t workspace_bytes)
+    : workspace_(workspace_bytes + kScratchAlign) {
   for (const Shape& s : in_shapes) {
     in.push_back(Tensor::empty(s));
     std::fill_n(in.back().f32(), s.numel(), 0.5f);  // no denormals, no NaNs
   }
   for (const Shape& s : out_shapes) out.push_back(Tensor::empty(s));
-  std::vector<std::byte> ws(workspace_bytes_ + kScratchAlign);
-  void* aligned = ws.data() + (kScratchAlign - reinterpret_cast<uintptr_t>(ws.data()) % kScratchAlign);
-  run(in, out, aligned);  // warm-up: first-touch pages, JIT caches
-  std::vector<double> ms;
+}
+
+void* TrialTensors::workspace() {
+  auto addr = reinterpret_cast<uintptr_t>(workspace_.data());
+  return workspace_.data() + (kScratchAlign - addr % kScratchAlign) % kScratchAlign;
+}
+
+double DnnlSequence::min_ms(TrialTensors& t, int reps) {
+  double best = 1e300;
   for (int r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
-    run(in, out, aligned);
-    ms.push_back(
+    run(t.in, t.out, t.workspace());
+    best = std::min(
+        best,
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  return best;
 }
 
 std::string DnnlSequence::describe() const {

@@ -1,5 +1,11 @@
 // Matrix products on row-major SGEMM: matmul (trans_a, trans_b) and inner_product
 // (x[N, ...] as [N, K], w[O, K], b[O]? -> x w^T + b).
+//
+// The SGEMM is oneDNN's (dnnl_sgemm), not OpenBLAS's: as fast on these shapes, and it runs on
+// the same OpenMP threads as every other kernel. OpenBLAS's own pthreads busy-wait after each
+// call, so on a 2-core machine the OpenMP kernel that follows (a convolution, a pooling
+// gradient) shares a core with a spinning thread and stalls for scheduler ticks.
+// MYELIN_CPU_GEMM=openblas switches back, for measuring exactly that.
 #include <cblas.h>
 
 #include <algorithm>
@@ -19,15 +25,21 @@ struct Gemm {
   int64_t ldb() const { return tb ? k : n; }
 };
 
-bool use_dnnl_sgemm() {
-  const char* v = std::getenv("MYELIN_CPU_GEMM");
-  return v && std::strcmp(v, "dnnl") == 0;
+bool use_openblas() {
+  static const bool on = [] {
+    const char* v = std::getenv("MYELIN_CPU_GEMM");
+    return v && std::strcmp(v, "openblas") == 0;
+  }();
+  return on;
 }
 
 void sgemm(const Gemm& g, const float* a, const float* b, float beta, float* c) {
-  if (use_dnnl_sgemm()) {
-    dnnl::sgemm(g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', g.m, g.n, g.k, 1.0f, a, g.lda(), b, g.ldb(),
-                beta, c, g.n);
+  if (!use_openblas()) {
+    dnnl_status_t st = dnnl_sgemm(g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', g.m, g.n, g.k, 1.0f, a,
+                                  g.lda(), b, g.ldb(), beta, c, g.n);
+    if (st != dnnl_success)
+      throw DeviceError("oneDNN sgemm (" + std::to_string(g.m) + "x" + std::to_string(g.n) + "x" +
+                        std::to_string(g.k) + ") failed with status " + std::to_string(st));
     return;
   }
   cblas_sgemm(CblasRowMajor, g.ta ? CblasTrans : CblasNoTrans, g.tb ? CblasTrans : CblasNoTrans,

@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "core/error.h"
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
 
@@ -10,10 +11,18 @@ namespace myelin::cuda {
 
 namespace {
 
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ void store(__half* p, float v) {
+  *p = __float2half_rn(v);
+}
+__device__ __forceinline__ float load(const __nv_bfloat16* p) {
+  return __bfloat162float(*p);
+}
+__device__ __forceinline__ float load(const __half* p) {
+  return __half2float(*p);
+}
 
 template <class H>
 __global__ void to_half_kernel(const float* x, H* y, int64_t n) {
@@ -31,8 +40,8 @@ __global__ void to_half_kernel(const float* x, H* y, int64_t n) {
 }
 
 template <class H>
-__global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n,
-                                 int64_t channels, int64_t inner) {
+__global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n, int64_t channels,
+                                 int64_t inner) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     float v = load(x + i);
     if (b) v += b[(i / inner) % channels];
@@ -40,7 +49,121 @@ __global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n
   }
 }
 
+// [n][c][hw] fp32 -> [n][hw][c] 16-bit through a 32x32 shared-memory tile: reads coalesced
+// along hw, writes along c.
+// Channels c_count..c_pad-1 of the output are zeros (tensor cores want a multiple of 8).
+template <class H>
+__global__ void nchw_to_nhwc_kernel(const float* x, H* y, int c_count, int c_pad, int hw_count) {
+  __shared__ float tile[32][33];
+  int hw0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
+  const float* xp = x + static_cast<size_t>(blockIdx.z) * c_count * hw_count;
+  H* yp = y + static_cast<size_t>(blockIdx.z) * c_pad * hw_count;
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    int c = c0 + j, hw = hw0 + threadIdx.x;
+    if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = xp[size_t(c) * hw_count + hw];
+  }
+  __syncthreads();
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    int hw = hw0 + j, c = c0 + threadIdx.x;
+    if (c < c_pad && hw < hw_count)
+      store(yp + size_t(hw) * c_pad + c, c < c_count ? tile[threadIdx.x][j] : 0.f);
+  }
+}
+
+// [n][hw][c] 16-bit -> [n][c][hw] fp32 (+ b[c]).
+// Reads channels [0, c_count) of rows c_pad long.
+template <class H>
+__global__ void nhwc_to_nchw_kernel(const H* x, float* y, const float* b, int c_count, int c_pad,
+                                    int hw_count) {
+  __shared__ float tile[32][33];
+  int hw0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
+  const H* xp = x + static_cast<size_t>(blockIdx.z) * c_pad * hw_count;
+  float* yp = y + static_cast<size_t>(blockIdx.z) * c_count * hw_count;
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    int hw = hw0 + j, c = c0 + threadIdx.x;
+    if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = load(xp + size_t(hw) * c_pad + c);
+  }
+  __syncthreads();
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    int c = c0 + j, hw = hw0 + threadIdx.x;
+    if (c < c_count && hw < hw_count)
+      yp[size_t(c) * hw_count + hw] = tile[threadIdx.x][j] + (b ? b[c] : 0.f);
+  }
+}
+
+// Few channels (an image's 3): one thread per pixel, looping over the channels.
+template <class H>
+__global__ void nchw_to_nhwc_narrow(const float* x, H* y, int c_count, int c_pad, int64_t hw_count,
+                                    int64_t pixels) {
+  for (int64_t i = global_index(); i < pixels; i += grid_stride()) {
+    int64_t n = i / hw_count, hw = i % hw_count;
+    const float* xp = x + n * c_count * hw_count + hw;
+    H* yp = y + i * c_pad;
+    for (int c = 0; c < c_pad; ++c) store(yp + c, c < c_count ? xp[c * hw_count] : 0.f);
+  }
+}
+
+template <class H>
+__global__ void nhwc_to_nchw_narrow(const H* x, float* y, const float* b, int c_count, int c_pad,
+                                    int64_t hw_count, int64_t pixels) {
+  for (int64_t i = global_index(); i < pixels; i += grid_stride()) {
+    int64_t n = i / hw_count, hw = i % hw_count;
+    float* yp = y + n * c_count * hw_count + hw;
+    const H* xp = x + i * c_pad;
+    for (int c = 0; c < c_count; ++c) yp[c * hw_count] = load(xp + c) + (b ? b[c] : 0.f);
+  }
+}
+
+constexpr int kNarrow = 8;
+
+dim3 tile_grid(int64_t n, int64_t c, int64_t hw) {
+  return dim3(static_cast<unsigned>((hw + 31) / 32), static_cast<unsigned>((c + 31) / 32),
+              static_cast<unsigned>(n));
+}
+
+template <class H>
+void to_nhwc(const float* x, H* y, int64_t n, int64_t c, int64_t c_pad, int64_t hw,
+             cudaStream_t s) {
+  int ci = static_cast<int>(c), pi = static_cast<int>(c_pad);
+  if (c <= kNarrow)
+    nchw_to_nhwc_narrow<<<blocks_for(n * hw), kThreads, 0, s>>>(x, y, ci, pi, hw, n * hw);
+  else
+    nchw_to_nhwc_kernel<<<tile_grid(n, c, hw), dim3(32, 8), 0, s>>>(x, y, ci, pi,
+                                                                    static_cast<int>(hw));
+}
+
+template <class H>
+void from_nhwc(const H* x, float* y, const float* b, int64_t n, int64_t c, int64_t c_pad,
+               int64_t hw, cudaStream_t s) {
+  int ci = static_cast<int>(c), pi = static_cast<int>(c_pad);
+  if (c <= kNarrow)
+    nhwc_to_nchw_narrow<<<blocks_for(n * hw), kThreads, 0, s>>>(x, y, b, ci, pi, hw, n * hw);
+  else
+    nhwc_to_nchw_kernel<<<tile_grid(n, c, hw), dim3(32, 8), 0, s>>>(x, y, b, ci, pi,
+                                                                    static_cast<int>(hw));
+}
+
 }  // namespace
+
+void cast_to_half_nhwc(const float* x, void* y, DType half_type, int64_t n, int64_t c,
+                       int64_t c_pad, int64_t hw, cudaStream_t s) {
+  if (n > 65535) throw DeviceError("cast_to_half_nhwc: more than 65535 images");
+  if (half_type == DType::bf16)
+    to_nhwc(x, static_cast<__nv_bfloat16*>(y), n, c, c_pad, hw, s);
+  else
+    to_nhwc(x, static_cast<__half*>(y), n, c, c_pad, hw, s);
+  check_launch("cast_to_half_nhwc", "");
+}
+
+void cast_from_half_nhwc(const void* x, DType half_type, float* y, const float* b, int64_t n,
+                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s) {
+  if (n > 65535) throw DeviceError("cast_from_half_nhwc: more than 65535 images");
+  if (half_type == DType::bf16)
+    from_nhwc(static_cast<const __nv_bfloat16*>(x), y, b, n, c, c_pad, hw, s);
+  else
+    from_nhwc(static_cast<const __half*>(x), y, b, n, c, c_pad, hw, s);
+  check_launch("cast_from_half_nhwc", "");
+}
 
 void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s) {
   unsigned blocks = blocks_for((n + 3) / 4);
@@ -55,8 +178,8 @@ void cast_from_half(const void* x, DType half_type, float* y, const float* b, in
                     int64_t channels, int64_t inner, cudaStream_t s) {
   int64_t n = outer * channels * inner;
   if (half_type == DType::bf16)
-    from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y,
-                                                        b, n, channels, inner);
+    from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, b,
+                                                        n, channels, inner);
   else
     from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(x), y, b, n,
                                                         channels, inner);

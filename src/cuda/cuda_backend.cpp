@@ -65,8 +65,7 @@ CudaBackend::CudaBackend(Device d, const BackendOptions& opts)
                              cudaHostAllocMapped),
                where);
   *report_host_ = DeviceReport{0, 0, 0, 0};
-  MYELIN_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&report_device_), report_host_,
-                                        0),
+  MYELIN_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&report_device_), report_host_, 0),
                where);
   MYELIN_CHECK(cudaStreamSynchronize(stream_), where);
 }
@@ -104,9 +103,9 @@ void* CudaBackend::allocate(size_t bytes) {
     cudaGetLastError();  // clear the sticky-free error so later calls work
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    throw DeviceError("cudaMalloc of " + std::to_string(bytes) + " bytes (" + mib(bytes) +
-                      ") on " + device_.str() + " failed: " + cudaGetErrorString(e) + "; " +
-                      mib(free) + " free of " + mib(total));
+    throw DeviceError("cudaMalloc of " + std::to_string(bytes) + " bytes (" + mib(bytes) + ") on " +
+                      device_.str() + " failed: " + cudaGetErrorString(e) + "; " + mib(free) +
+                      " free of " + mib(total));
   }
   return p;
 }

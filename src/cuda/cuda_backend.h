@@ -32,10 +32,10 @@ struct ConvAlgo {
 // A kernel that finds bad data records it here (first one wins); the host reads it after a
 // synchronisation. Lives in mapped host memory, so no copy is needed.
 struct DeviceReport {
-  int flag;            // 0: nothing reported
-  int site;            // CudaBackend::register_report_site
-  long long value;     // the bad value (a label)
-  long long index;     // where (an example)
+  int flag;         // 0: nothing reported
+  int site;         // CudaBackend::register_report_site
+  long long value;  // the bad value (a label)
+  long long index;  // where (an example)
 };
 
 class StepGraph;

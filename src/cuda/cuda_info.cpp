@@ -58,7 +58,8 @@ CudaVersions cuda_versions() {
 std::string describe_cuda_devices() {
   CudaVersions v = cuda_versions();
   char line[320];
-  std::snprintf(line, sizeof line, "cuda: runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu, cuBLASLt %d\n",
+  std::snprintf(line, sizeof line,
+                "cuda: runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu, cuBLASLt %d\n",
                 v.runtime / 1000, v.runtime % 1000 / 10, v.driver / 1000, v.driver % 1000 / 10,
                 v.cudnn / 10000, v.cudnn % 10000 / 100, v.cudnn % 100, v.cublas);
   std::string s = line;

@@ -41,6 +41,14 @@ void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStrea
 void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
                     int64_t channels, int64_t inner, cudaStream_t s);
 
+// The same with a layout change: x [n, c, hw] fp32 <-> [n, hw, c_pad] 16-bit (NHWC for cuDNN's
+// tensor-core convolutions; filters [K, C, R, S] <-> [K, R, S, C] likewise). Channels
+// [c, c_pad) are written as zeros and skipped on the way back. n <= 65535.
+void cast_to_half_nhwc(const float* x, void* y, DType half_type, int64_t n, int64_t c,
+                       int64_t c_pad, int64_t hw, cudaStream_t s);
+void cast_from_half_nhwc(const void* x, DType half_type, float* y, const float* b, int64_t n,
+                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s);
+
 // --- pool.cu ----------------------------------------------------------------------------------
 struct PoolDims {
   int64_t planes, h, w, oh, ow;  // planes = N * C
@@ -67,8 +75,8 @@ void lrn_backward(const float* dy, const float* x, const float* y, float* dx, co
 
 // --- loss.cu ----------------------------------------------------------------------------------
 // Labels outside [0, k) are reported to `report` under `site` (see CudaBackend).
-void xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,
-                  float smoothing, float* loss, DeviceReport* report, int site, cudaStream_t s);
+void xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k, float smoothing,
+                  float* loss, DeviceReport* report, int site, cudaStream_t s);
 void xent_backward(const float* dloss, const float* logits, const int32_t* labels, int64_t n,
                    int64_t k, float smoothing, float* dx, DeviceReport* report, int site,
                    cudaStream_t s);

@@ -30,8 +30,8 @@ __global__ void bias_add_kernel(const float* x, const float* b, float* y, int64_
 }
 
 // Block (c, s) sums channel c over the s-th slice of the outer dimension; inner is contiguous.
-__global__ void bias_grad_planes(const float* dy, float* partials, int64_t outer,
-                                 int64_t channels, int64_t inner, int64_t rows_per_slice) {
+__global__ void bias_grad_planes(const float* dy, float* partials, int64_t outer, int64_t channels,
+                                 int64_t inner, int64_t rows_per_slice) {
   int64_t c = blockIdx.x, s = blockIdx.y;
   int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
   float sum = 0;
@@ -51,8 +51,8 @@ __global__ void bias_grad_planes(const float* dy, float* partials, int64_t outer
 }
 
 // inner == 1 ([N, C] from a fully connected layer): threads run along C, coalesced.
-__global__ void bias_grad_columns(const float* dy, float* partials, int64_t outer,
-                                  int64_t channels, int64_t rows_per_slice) {
+__global__ void bias_grad_columns(const float* dy, float* partials, int64_t outer, int64_t channels,
+                                  int64_t rows_per_slice) {
   int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t s = blockIdx.y;
   if (c >= channels) return;
@@ -112,15 +112,14 @@ __global__ void act_forward(const float* x, float* y, int64_t n, float alpha) {
 }
 
 template <ActKind K>
-__global__ void act_backward(const float* dy, const float* x, const float* y, float* dx,
-                             int64_t n, float alpha) {
+__global__ void act_backward(const float* dy, const float* x, const float* y, float* dx, int64_t n,
+                             float alpha) {
   for (int64_t i = global_index(); i < n; i += grid_stride())
     dx[i] = act_grad<K>(dy[i], x[i], y[i], alpha);
 }
 
-__global__ void dropout_kernel(const float* x, float* y, int64_t n,
-                               const unsigned long long* state, int node, uint32_t threshold,
-                               float scale) {
+__global__ void dropout_kernel(const float* x, float* y, int64_t n, const unsigned long long* state,
+                               int node, uint32_t threshold, float scale) {
   __shared__ unsigned long long key;
   if (threadIdx.x == 0) key = dropout_key(state[0], state[1], node);
   __syncthreads();
@@ -145,9 +144,9 @@ void launch_act_grad(const float* dy, const float* x, const float* y, float* dx,
   act_backward<K><<<blocks_for(n), kThreads, 0, s>>>(dy, x, y, dx, n, alpha);
 }
 
-// Slices of the outer dimension so that about four blocks per SM share the work.
+// Slices of the outer dimension so that about eight blocks per SM (of 132) share the work.
 int64_t bias_slices(int64_t outer, int64_t column_blocks) {
-  int64_t want = (4 * 132 + column_blocks - 1) / column_blocks;
+  int64_t want = (8 * 132 + column_blocks - 1) / column_blocks;
   return want < 1 ? 1 : (want > outer ? (outer < 1 ? 1 : outer) : want);
 }
 

@@ -38,12 +38,11 @@ void require_f32(const KernelSpec& s) {
 }
 
 void TensorDesc::set(cudnnDataType_t t, int64_t n, int64_t c, int64_t h, int64_t w,
-                     const std::string& where) {
+                     const std::string& where, cudnnTensorFormat_t format) {
   for (int64_t v : {n, c, h, w})
     if (v > INT_MAX) throw UnsupportedError(where + ": a dimension exceeds cuDNN's int range");
-  MYELIN_CHECK(cudnnSetTensor4dDescriptor(d_, CUDNN_TENSOR_NCHW, t, static_cast<int>(n),
-                                          static_cast<int>(c), static_cast<int>(h),
-                                          static_cast<int>(w)),
+  MYELIN_CHECK(cudnnSetTensor4dDescriptor(d_, format, t, static_cast<int>(n), static_cast<int>(c),
+                                          static_cast<int>(h), static_cast<int>(w)),
                where);
 }
 

@@ -67,7 +67,9 @@ class TensorDesc {
   ~TensorDesc() { cudnnDestroyTensorDescriptor(d_); }
   TensorDesc(const TensorDesc&) = delete;
   TensorDesc& operator=(const TensorDesc&) = delete;
-  void set(cudnnDataType_t t, int64_t n, int64_t c, int64_t h, int64_t w, const std::string& where);
+  // Dimensions are logical (n, c, h, w) whatever the memory format.
+  void set(cudnnDataType_t t, int64_t n, int64_t c, int64_t h, int64_t w, const std::string& where,
+           cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW);
   operator cudnnTensorDescriptor_t() const { return d_; }
 
  private:

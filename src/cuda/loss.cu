@@ -12,8 +12,7 @@ namespace {
 
 constexpr int kReduceThreads = 1024;
 
-__device__ bool valid_label(int32_t label, int64_t k, int64_t row, DeviceReport* report,
-                            int site) {
+__device__ bool valid_label(int32_t label, int64_t k, int64_t row, DeviceReport* report, int site) {
   if (label >= 0 && label < k) return true;
   if (atomicCAS(&report->flag, 0, 1) == 0) {
     report->site = site;
@@ -48,8 +47,8 @@ __global__ void xent_forward_kernel(const float* x, const int32_t* labels, int64
     for (int64_t j = lane; j < k; j += 32) rs += row[j];
     rs = warp_sum(rs);
     if (ok)
-      total += static_cast<double>(lse) - (1.0 - eps) * row[label] -
-               static_cast<double>(eps) / k * rs;
+      total +=
+          static_cast<double>(lse) - (1.0 - eps) * row[label] - static_cast<double>(eps) / k * rs;
   }
   __shared__ double sums[32];
   if (lane == 0) sums[warp] = total;
@@ -106,8 +105,8 @@ __global__ void top_k_kernel(const float* x, const int32_t* labels, int64_t n, i
 
 }  // namespace
 
-void xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,
-                  float smoothing, float* loss, DeviceReport* report, int site, cudaStream_t s) {
+void xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k, float smoothing,
+                  float* loss, DeviceReport* report, int site, cudaStream_t s) {
   xent_forward_kernel<<<1, kReduceThreads, 0, s>>>(logits, labels, n, k, smoothing, loss, report,
                                                    site);
   check_launch("xent_forward", "");

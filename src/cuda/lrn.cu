@@ -17,31 +17,52 @@ __device__ __forceinline__ float pow_neg(float scale, float beta) {
   return exp2f(-beta * log2f(scale));
 }
 
+// Threads split the channels into chunks of kChunk (with a halo of the window's half on each
+// side) so that even a small batch has enough threads in flight; consecutive threads take
+// consecutive pixels, so every load and store is coalesced.
+constexpr int kChunk = 32;
+
+struct Slice {
+  int64_t base;    // offset of channel 0 of this thread's pixel
+  int begin, end;  // the channels this thread writes
+};
+
+__device__ __forceinline__ bool slice_of(int64_t idx, int64_t n, int c_count, int64_t hw,
+                                         Slice& s) {
+  int chunks = (c_count + kChunk - 1) / kChunk;
+  if (idx >= n * chunks * hw) return false;
+  int64_t p = idx % hw, rest = idx / hw;
+  int k = static_cast<int>(rest % chunks);
+  s.base = rest / chunks * c_count * hw + p;
+  s.begin = k * kChunk;
+  s.end = min(c_count, s.begin + kChunk);
+  return true;
+}
+
 template <int S>
 __global__ void lrn_forward_kernel(const float* x, float* y, int64_t n, int c_count, int64_t hw,
                                    float alpha_n, float beta, float k) {
   constexpr int H = S / 2;
-  int64_t idx = global_index();
-  if (idx >= n * hw) return;
-  int64_t base = idx / hw * c_count * hw + idx % hw;
+  Slice sl;
+  if (!slice_of(global_index(), n, c_count, hw, sl)) return;
   float sq[S], xr[S];
 #pragma unroll
   for (int r = 0; r < S; ++r) sq[r] = xr[r] = 0.f;
-  const int lead_end = c_count + H;
-  for (int l0 = 0; l0 < lead_end; l0 += S) {
+  const int first = sl.begin - H, last = sl.end + H;  // leading channels [first, last)
+  for (int l0 = first; l0 < last; l0 += S) {
 #pragma unroll
     for (int r = 0; r < S; ++r) {
       int l = l0 + r;  // leading channel; the window [l - S + 1, l] is centred at c = l - H
-      if (l < lead_end) {
-        float v = l < c_count ? x[base + l * hw] : 0.f;
+      if (l < last) {
+        float v = l >= 0 && l < c_count ? x[sl.base + l * hw] : 0.f;
         sq[r] = v * v;
         xr[r] = v;
         int c = l - H;
-        if (c >= 0) {
+        if (c >= sl.begin) {
           float sum = 0.f;
 #pragma unroll
           for (int j = 0; j < S; ++j) sum += sq[j];
-          y[base + c * hw] = xr[(r - H + S) % S] * pow_neg(k + alpha_n * sum, beta);
+          y[sl.base + c * hw] = xr[(r - H + S) % S] * pow_neg(k + alpha_n * sum, beta);
         }
       }
     }
@@ -53,61 +74,62 @@ __global__ void lrn_backward_kernel(const float* dy, const float* x, const float
                                     int64_t n, int c_count, int64_t hw, float alpha_n, float beta,
                                     float k, float coef) {
   constexpr int H = S / 2;
-  int64_t idx = global_index();
-  if (idx >= n * hw) return;
-  int64_t base = idx / hw * c_count * hw + idx % hw;
+  Slice sl;
+  if (!slice_of(global_index(), n, c_count, hw, sl)) return;
   float sq[S], xr[S], pw[S], t[S], dyr[S];
 #pragma unroll
   for (int r = 0; r < S; ++r) sq[r] = xr[r] = pw[r] = t[r] = dyr[r] = 0.f;
-  const int lead_end = c_count + 2 * H;
-  for (int l0 = 0; l0 < lead_end; l0 += S) {
+  const int first = sl.begin - 2 * H, last = sl.end + 2 * H;  // x's leading channels
+  for (int l0 = first; l0 < last; l0 += S) {
 #pragma unroll
     for (int r = 0; r < S; ++r) {
-      int l = l0 + r;  // x's leading channel
-      if (l < lead_end) {
-        float v = l < c_count ? x[base + l * hw] : 0.f;
+      int l = l0 + r;
+      if (l < last) {
+        float v = l >= 0 && l < c_count ? x[sl.base + l * hw] : 0.f;
         sq[r] = v * v;
         xr[r] = v;
         int j = l - H;  // the window of squares is centred at j
-        if (j >= 0) {
-          const int slot_j = (r - H + S) % S;
-          float tj = 0.f, pj = 0.f, dyj = 0.f;
-          if (j < c_count) {
-            float sum = 0.f;
+        const int slot_j = (r - H + S) % S;
+        float tj = 0.f, pj = 0.f, dyj = 0.f;
+        if (j >= sl.begin - H && j >= 0 && j < c_count) {
+          float sum = 0.f;
 #pragma unroll
-            for (int q = 0; q < S; ++q) sum += sq[q];
-            float scale = k + alpha_n * sum;
-            pj = pow_neg(scale, beta);
-            dyj = dy[base + j * hw];
-            tj = dyj * y[base + j * hw] / scale;
-          }
-          pw[slot_j] = pj;
-          t[slot_j] = tj;
-          dyr[slot_j] = dyj;
-          int c = j - H;  // the ring of t now holds exactly c's window
-          if (c >= 0) {
-            const int slot_c = (r - 2 * H + 2 * S) % S;
-            float tsum = 0.f;
+          for (int q = 0; q < S; ++q) sum += sq[q];
+          float scale = k + alpha_n * sum;
+          pj = pow_neg(scale, beta);
+          dyj = dy[sl.base + j * hw];
+          tj = dyj * y[sl.base + j * hw] / scale;
+        }
+        pw[slot_j] = pj;
+        t[slot_j] = tj;
+        dyr[slot_j] = dyj;
+        int c = j - H;  // the ring of t now holds exactly c's window
+        if (c >= sl.begin) {
+          const int slot_c = (r - 2 * H + 2 * S) % S;
+          float tsum = 0.f;
 #pragma unroll
-            for (int q = 0; q < S; ++q) tsum += t[q];
-            dx[base + c * hw] = dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum;
-          }
+          for (int q = 0; q < S; ++q) tsum += t[q];
+          dx[sl.base + c * hw] = dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum;
         }
       }
     }
   }
 }
 
+int64_t lrn_threads(const LrnDims& d) {
+  return d.n * ((d.c + kChunk - 1) / kChunk) * d.hw;
+}
+
 template <int S>
 void launch_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
-  lrn_forward_kernel<S><<<blocks_for_all(d.n * d.hw), kThreads, 0, s>>>(
+  lrn_forward_kernel<S><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
       x, y, d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k);
 }
 
 template <int S>
 void launch_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
                      cudaStream_t s) {
-  lrn_backward_kernel<S><<<blocks_for_all(d.n * d.hw), kThreads, 0, s>>>(
+  lrn_backward_kernel<S><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
       dy, x, y, dx, d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k,
       2.f * d.alpha * d.beta / d.size);
 }
@@ -122,9 +144,9 @@ bool lrn_size_supported(int size) {
 
 void lrn_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
   switch (d.size) {
-#define CASE(S)                       \
-  case S:                             \
-    launch_forward<S>(x, y, d, s);    \
+#define CASE(S)                    \
+  case S:                          \
+    launch_forward<S>(x, y, d, s); \
     break;
     MYELIN_LRN_SIZES(CASE)
 #undef CASE
@@ -137,9 +159,9 @@ void lrn_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
 void lrn_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
                   cudaStream_t s) {
   switch (d.size) {
-#define CASE(S)                                 \
-  case S:                                       \
-    launch_backward<S>(dy, x, y, dx, d, s);     \
+#define CASE(S)                             \
+  case S:                                   \
+    launch_backward<S>(dy, x, y, dx, d, s); \
     break;
     MYELIN_LRN_SIZES(CASE)
 #undef CASE

@@ -21,8 +21,13 @@ class LrnKernel : public CudaKernel {
       throw UnsupportedError(where_ + ": the CUDA kernel takes odd sizes up to 15, got " +
                              std::to_string(p.size));
     Shape x = s.input(0).shape;
-    d_ = LrnDims{x[0], x[1], x[2] * x[3], static_cast<int>(p.size), static_cast<float>(p.alpha),
-                 static_cast<float>(p.beta), static_cast<float>(p.k)};
+    d_ = LrnDims{x[0],
+                 x[1],
+                 x[2] * x[3],
+                 static_cast<int>(p.size),
+                 static_cast<float>(p.alpha),
+                 static_cast<float>(p.beta),
+                 static_cast<float>(p.k)};
   }
 
  private:
@@ -58,8 +63,8 @@ class BatchNormKernel : public CudaKernel {
     cudnnHandle_t h = be_.cudnn();
     if (backward_) {  // (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
       MYELIN_CHECK(cudnnBatchNormalizationBackward(
-                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd_, in[1].data(),
-                       xd_, in[0].data(), xd_, out[0].data(), bnd_, in[2].data(), out[1].data(),
+                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd_, in[1].data(), xd_,
+                       in[0].data(), xd_, out[0].data(), bnd_, in[2].data(), out[1].data(),
                        out[2].data(), p_.eps, in[3].data(), in[4].data()),
                    "");
     } else if (p_.training) {  // (x, gamma, beta, rmean, rvar) -> y, mean, invstd
@@ -69,10 +74,10 @@ class BatchNormKernel : public CudaKernel {
                        in[3].data(), in[4].data(), p_.eps, out[1].data(), out[2].data()),
                    "");
     } else {
-      MYELIN_CHECK(cudnnBatchNormalizationForwardInference(
-                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_, in[0].data(), xd_,
-                       out[0].data(), bnd_, in[1].data(), in[2].data(), in[3].data(),
-                       in[4].data(), p_.eps),
+      MYELIN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
+                                                           xd_, in[0].data(), xd_, out[0].data(),
+                                                           bnd_, in[1].data(), in[2].data(),
+                                                           in[3].data(), in[4].data(), p_.eps),
                    "");
     }
   }

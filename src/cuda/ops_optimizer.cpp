@@ -14,8 +14,8 @@ namespace {
 
 SolverKind solver_kind(const std::string& s) {
   static const std::pair<const char*, SolverKind> kinds[] = {
-      {"sgd", SolverKind::sgd},     {"nesterov", SolverKind::nesterov},
-      {"adam", SolverKind::adam},   {"adamw", SolverKind::adamw},
+      {"sgd", SolverKind::sgd},         {"nesterov", SolverKind::nesterov},
+      {"adam", SolverKind::adam},       {"adamw", SolverKind::adamw},
       {"rmsprop", SolverKind::rmsprop}, {"adagrad", SolverKind::adagrad}};
   for (auto& [name, k] : kinds)
     if (s == name) return k;
@@ -34,10 +34,10 @@ class MultiTensorTables {
     device_tensors_ = Buffer(be, std::max<size_t>(1, sizes.size()) * sizeof(MtTensor));
     device_chunks_ = Buffer(be, std::max<size_t>(1, chunks_.size()) * sizeof(MtChunk));
     be.copy_from_host(device_chunks_.data(), chunks_.data(), chunks_.size() * sizeof(MtChunk));
-    MYELIN_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&pinned_),
-                               std::max<size_t>(1, sizes.size()) * sizeof(MtTensor),
-                               cudaHostAllocDefault),
-                 "allocating the optimizer's pointer table");
+    MYELIN_CHECK(
+        cudaHostAlloc(reinterpret_cast<void**>(&pinned_),
+                      std::max<size_t>(1, sizes.size()) * sizeof(MtTensor), cudaHostAllocDefault),
+        "allocating the optimizer's pointer table");
   }
   ~MultiTensorTables() {
     if (pinned_) cudaFreeHost(pinned_);
@@ -47,11 +47,11 @@ class MultiTensorTables {
 
   // Uploads `now` if it differs from what the device holds (stream-ordered; capturable).
   void update(const std::vector<MtTensor>& now) {
-    bool same = uploaded_ && std::equal(now.begin(), now.end(), staged_.begin(),
-                                        [](const MtTensor& a, const MtTensor& b) {
-                                          return a.p == b.p && a.g == b.g && a.s0 == b.s0 &&
-                                                 a.s1 == b.s1;
-                                        });
+    bool same =
+        uploaded_ && std::equal(now.begin(), now.end(), staged_.begin(),
+                                [](const MtTensor& a, const MtTensor& b) {
+                                  return a.p == b.p && a.g == b.g && a.s0 == b.s0 && a.s1 == b.s1;
+                                });
     if (same || now.empty()) return;
     // The pinned buffer may still feed an earlier copy: wait for it unless capturing.
     if (uploaded_ && !be_.capturing()) MYELIN_CHECK(cudaStreamSynchronize(be_.stream()), "");

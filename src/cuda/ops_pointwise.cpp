@@ -11,8 +11,8 @@ namespace {
 // A kernel that needs only the backend, its label and a launch function.
 class LaunchKernel : public CudaKernel {
  public:
-  using Launch = std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&,
-                                    cudaStream_t)>;
+  using Launch =
+      std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&, cudaStream_t)>;
   LaunchKernel(const KernelSpec& s, Launch f) : CudaKernel(s), launch_(std::move(f)) {
     require_f32(s);
   }
@@ -89,8 +89,8 @@ std::unique_ptr<Kernel> make_activation(const KernelSpec& s) {
   ActParams p(s.node.attrs);
   float alpha = static_cast<float>(p.alpha);
   return std::make_unique<LaunchKernel>(
-      s, [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-                    cudaStream_t st) {
+      s,
+      [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
         activation_forward(p.kind, alpha, in[0].f32(), out[0].f32(), out[0].numel(), st);
       });
 }
@@ -99,8 +99,8 @@ std::unique_ptr<Kernel> make_activation_grad(const KernelSpec& s) {
   ActParams p(s.node.attrs);
   float alpha = static_cast<float>(p.alpha);
   return std::make_unique<LaunchKernel>(
-      s, [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-                    cudaStream_t st) {
+      s,
+      [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
         activation_backward(p.kind, alpha, in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(),
                             out[0].numel(), st);
       });

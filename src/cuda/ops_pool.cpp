@@ -37,8 +37,7 @@ class PoolKernel : public CudaKernel {
       case PoolOp::max_forward:
         return max_pool_forward(in[0].f32(), out[0].f32(), d_, stream());
       case PoolOp::max_backward:  // (dy, x, y) -> dx
-        return max_pool_backward(in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(), d_,
-                                 stream());
+        return max_pool_backward(in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(), d_, stream());
       case PoolOp::avg_forward:
         return avg_pool_forward(in[0].f32(), out[0].f32(), d_, stream());
       case PoolOp::avg_backward:

@@ -23,15 +23,15 @@ class SoftmaxKernel : public CudaKernel {
               const StepContext&) override {
     const float one = 1.f, zero = 0.f;
     if (backward_)  // (dy, y) -> dx
-      MYELIN_CHECK(cudnnSoftmaxBackward(be_.cudnn(), CUDNN_SOFTMAX_ACCURATE,
-                                        CUDNN_SOFTMAX_MODE_CHANNEL, &one, d_, in[1].data(), d_,
-                                        in[0].data(), &zero, d_, out[0].data()),
-                   "");
+      MYELIN_CHECK(
+          cudnnSoftmaxBackward(be_.cudnn(), CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_CHANNEL,
+                               &one, d_, in[1].data(), d_, in[0].data(), &zero, d_, out[0].data()),
+          "");
     else
-      MYELIN_CHECK(cudnnSoftmaxForward(be_.cudnn(), CUDNN_SOFTMAX_ACCURATE,
-                                       CUDNN_SOFTMAX_MODE_CHANNEL, &one, d_, in[0].data(), &zero,
-                                       d_, out[0].data()),
-                   "");
+      MYELIN_CHECK(
+          cudnnSoftmaxForward(be_.cudnn(), CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_CHANNEL, &one,
+                              d_, in[0].data(), &zero, d_, out[0].data()),
+          "");
   }
 
   bool backward_;
@@ -48,8 +48,8 @@ class LossKernel : public CudaKernel {
     n_ = logits[0], k_ = logits[1];
     smoothing_ = static_cast<float>(s.node.attrs.f("label_smoothing", 0.0));
     top_ = static_cast<int>(s.node.attrs.i("k", 1));
-    site_ = be_.register_report_site(op_label(s.node),
-                                     " is outside [0, " + std::to_string(k_) + ")");
+    site_ =
+        be_.register_report_site(op_label(s.node), " is outside [0, " + std::to_string(k_) + ")");
   }
 
  private:
@@ -58,14 +58,14 @@ class LossKernel : public CudaKernel {
     DeviceReport* r = be_.report_slot();
     switch (op_) {
       case LossOp::xent:
-        return xent_forward(in[0].f32(), in[1].data_as<int32_t>(), n_, k_, smoothing_,
-                            out[0].f32(), r, site_, stream());
+        return xent_forward(in[0].f32(), in[1].data_as<int32_t>(), n_, k_, smoothing_, out[0].f32(),
+                            r, site_, stream());
       case LossOp::xent_grad:  // (dloss, logits, labels) -> dlogits
-        return xent_backward(in[0].f32(), in[1].f32(), in[2].data_as<int32_t>(), n_, k_,
-                             smoothing_, out[0].f32(), r, site_, stream());
+        return xent_backward(in[0].f32(), in[1].f32(), in[2].data_as<int32_t>(), n_, k_, smoothing_,
+                             out[0].f32(), r, site_, stream());
       case LossOp::top_k:
-        return top_k_accuracy(in[0].f32(), in[1].data_as<int32_t>(), n_, k_, top_, out[0].f32(),
-                              r, site_, stream());
+        return top_k_accuracy(in[0].f32(), in[1].data_as<int32_t>(), n_, k_, top_, out[0].f32(), r,
+                              site_, stream());
     }
   }
 

@@ -29,10 +29,9 @@ __device__ Scalars read_scalars(const float* hp, const float* norm_sq, float cli
 }
 
 template <SolverKind S>
-__global__ void __launch_bounds__(kThreads) update_kernel(const MtTensor* tensors,
-                                                          const MtChunk* chunks, const float* hp,
-                                                          const float* norm_sq, float clip,
-                                                          int zero_grads) {
+__global__ void __launch_bounds__(kThreads)
+    update_kernel(const MtTensor* tensors, const MtChunk* chunks, const float* hp,
+                  const float* norm_sq, float clip, int zero_grads) {
   const MtChunk ch = chunks[blockIdx.x];
   const MtTensor t = tensors[ch.tensor];
   const Scalars k = read_scalars<S>(hp, norm_sq, clip);
@@ -103,11 +102,10 @@ __global__ void sum_partials(const float* partials, int count, float* out) {
 }
 
 template <SolverKind S>
-void launch_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
-                   const float* hp, const float* norm_sq, float clip, bool zero_grads,
-                   cudaStream_t s) {
-  update_kernel<S><<<chunk_count, kThreads, 0, s>>>(tensors, chunks, hp, norm_sq, clip,
-                                                    zero_grads ? 1 : 0);
+void launch_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, const float* hp,
+                   const float* norm_sq, float clip, bool zero_grads, cudaStream_t s) {
+  update_kernel<S>
+      <<<chunk_count, kThreads, 0, s>>>(tensors, chunks, hp, norm_sq, clip, zero_grads ? 1 : 0);
 }
 
 }  // namespace
@@ -130,8 +128,8 @@ void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_
                                       s);
       break;
     case SolverKind::adamw:
-      launch_update<SolverKind::adamw>(tensors, chunks, chunk_count, hp, norm_sq, clip,
-                                       zero_grads, s);
+      launch_update<SolverKind::adamw>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
+                                       s);
       break;
     case SolverKind::rmsprop:
       launch_update<SolverKind::rmsprop>(tensors, chunks, chunk_count, hp, norm_sq, clip,

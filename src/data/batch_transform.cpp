@@ -10,7 +10,8 @@ namespace myelin::data {
 BatchTransform::BatchTransform(const Transforms& t, const Shape& example, bool training,
                                uint64_t seed)
     : random_(training), seed_(seed), scale_(static_cast<float>(t.scale)) {
-  if (example.rank() != 3) throw ShapeError("Loader: examples must be [C, H, W], got " + example.str());
+  if (example.rank() != 3)
+    throw ShapeError("Loader: examples must be [C, H, W], got " + example.str());
   c_ = example[0];
   h_ = example[1];
   w_ = example[2];
@@ -38,7 +39,8 @@ BatchTransform::BatchTransform(const Transforms& t, const Shape& example, bool t
   lut_.resize(static_cast<size_t>(c_) * 256);
   for (int64_t c = 0; c < c_; ++c) {
     float m = t.mean.empty() ? 0.0f : t.mean[t.mean.size() == 1 ? 0 : static_cast<size_t>(c)];
-    for (int p = 0; p < 256; ++p) lut_[static_cast<size_t>(c * 256 + p)] = (static_cast<float>(p) - m) * scale_;
+    for (int p = 0; p < 256; ++p)
+      lut_[static_cast<size_t>(c * 256 + p)] = (static_cast<float>(p) - m) * scale_;
   }
 }
 

@@ -35,6 +35,21 @@ DatasetSplits open_known(const std::string& name, const OpenOptions& opts) {
   return data::open_idx_dir(dir.string(), name, opts);
 }
 
+// IDX files and stores have a fixed shape: a size or channel count that differs from it is a
+// mistake to report, not an option to ignore.
+DatasetSplits check_fixed_shape(DatasetSplits s, const OpenOptions& opts, const std::string& spec) {
+  Shape shape = s.train->example_shape();
+  bool size_differs =
+      (opts.resize_h && opts.resize_h != shape[1]) || (opts.resize_w && opts.resize_w != shape[2]);
+  bool channels_differ = opts.channels && opts.channels != shape[0];
+  if (size_differs || channels_differ)
+    throw Error(spec + " holds examples of " + shape.str() +
+                ": resizing and channel conversion apply to image folders and list files only (" +
+                "asked for " + std::to_string(opts.channels) + " channels, " +
+                std::to_string(opts.resize_h) + "x" + std::to_string(opts.resize_w) + ")");
+  return s;
+}
+
 }  // namespace
 
 int32_t Dataset::label(int64_t index) const {
@@ -49,8 +64,8 @@ std::vector<int64_t> Dataset::class_counts() const {
   for (int64_t i = 0; i < size(); ++i) {
     int32_t l = label(i);
     if (l < 0 || l >= num_classes())
-      throw Error(describe() + ": label " + std::to_string(l) + " of example " +
-                  std::to_string(i) + " is out of range");
+      throw Error(describe() + ": label " + std::to_string(l) + " of example " + std::to_string(i) +
+                  " is out of range");
     ++counts[static_cast<size_t>(l)];
   }
   return counts;
@@ -102,20 +117,22 @@ DatasetSplits open_dataset(const std::string& spec, const OpenOptions& opts) {
   std::error_code ec;
   fs::path p(spec);
   if (!fs::exists(p, ec)) {
-    if (spec == "fashion-mnist" || spec == "mnist") return open_known(spec, opts);
+    if (spec == "fashion-mnist" || spec == "mnist")
+      return check_fixed_shape(open_known(spec, opts), opts, spec);
     throw Error("no dataset '" + spec +
                 "': expected fashion-mnist, mnist, a directory (IDX files, class folders or a "
                 "store made by `myelin dataset create`) or a list file");
   }
   if (fs::is_directory(p, ec)) {
-    if (is_store_dir(spec)) return open_store_dir(spec);
+    if (is_store_dir(spec)) return check_fixed_shape(open_store_dir(spec), opts, spec);
     if (data::has_idx_files(spec)) {
       std::string name = p.filename().string();
-      return data::open_idx_dir(spec, name.empty() ? spec : name, opts);
+      return check_fixed_shape(data::open_idx_dir(spec, name.empty() ? spec : name, opts), opts,
+                               spec);
     }
     return data::open_image_folder(spec, opts);
   }
-  if (is_store_file(spec)) return {open_store_file(spec), nullptr};
+  if (is_store_file(spec)) return check_fixed_shape({open_store_file(spec), nullptr}, opts, spec);
   return data::open_list_file(spec, opts);
 }
 

@@ -23,7 +23,9 @@ void SubsetDataset::read(int64_t index, uint8_t* pixels, int32_t* label) const {
   parent_->read(at(index), pixels, label);
 }
 
-int32_t SubsetDataset::label(int64_t index) const { return parent_->label(at(index)); }
+int32_t SubsetDataset::label(int64_t index) const {
+  return parent_->label(at(index));
+}
 
 std::string SubsetDataset::describe() const {
   return describe_dataset(name_, size(), example_shape(), num_classes());
@@ -47,7 +49,8 @@ DatasetSplits split_validation(std::shared_ptr<Dataset> all, double percent, uin
     std::vector<int64_t>& members = by_class[c];
     Rng rng(hash3(seed, 0x5e1ec7, c));
     shuffle(members, rng);
-    auto n_val = static_cast<size_t>(std::llround(static_cast<double>(members.size()) * percent / 100));
+    auto n_val =
+        static_cast<size_t>(std::llround(static_cast<double>(members.size()) * percent / 100));
     val.insert(val.end(), members.begin(), members.begin() + static_cast<ptrdiff_t>(n_val));
     train.insert(train.end(), members.begin() + static_cast<ptrdiff_t>(n_val), members.end());
   }
@@ -55,7 +58,8 @@ DatasetSplits split_validation(std::shared_ptr<Dataset> all, double percent, uin
   std::sort(train.begin(), train.end());
   std::sort(val.begin(), val.end());
   if (train.empty())
-    throw Error(name + ": a " + std::to_string(percent) + "% validation split leaves no training examples");
+    throw Error(name + ": a " + std::to_string(percent) +
+                "% validation split leaves no training examples");
   DatasetSplits s;
   s.train = std::make_shared<SubsetDataset>(all, std::move(train), name + " train");
   if (!val.empty()) s.test = std::make_shared<SubsetDataset>(all, std::move(val), name + " val");

@@ -20,12 +20,18 @@ constexpr int64_t kMaxIdxBytes = int64_t{1} << 36;
 
 const char* idx_type_name(uint8_t t) {
   switch (t) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "short";
-    case 0x0C: return "int";
-    case 0x0D: return "float";
-    case 0x0E: return "double";
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "short";
+    case 0x0C:
+      return "int";
+    case 0x0D:
+      return "float";
+    case 0x0E:
+      return "double";
   }
   return "unknown";
 }
@@ -43,12 +49,14 @@ std::vector<int64_t> read_idx_header(ByteReader& in) {
   uint8_t magic[4];
   read_exact(in, magic, 4, "4-byte magic number");
   if (magic[0] != 0 || magic[1] != 0)
-    throw DataError(in.path(), 0,
-                    "not an IDX file: expected magic 00 00 08 0N, found " + describe_bytes(magic, 4));
+    throw DataError(
+        in.path(), 0,
+        "not an IDX file: expected magic 00 00 08 0N, found " + describe_bytes(magic, 4));
   if (magic[2] != 0x08)
     throw DataError(in.path(), 2,
                     "IDX element type 0x" + describe_bytes(magic + 2, 1).substr(0, 2) + " (" +
-                        idx_type_name(magic[2]) + ") is not supported: expected 0x08 (unsigned byte)");
+                        idx_type_name(magic[2]) +
+                        ") is not supported: expected 0x08 (unsigned byte)");
   int rank = magic[3];
   if (rank < 1 || rank > 4)
     throw DataError(in.path(), 3, "IDX rank " + std::to_string(rank) + " is not in 1..4");
@@ -58,8 +66,7 @@ std::vector<int64_t> read_idx_header(ByteReader& in) {
     uint8_t b[4];
     read_exact(in, b, 4, "size of dimension " + std::to_string(i));
     int64_t d = int64_t{b[0]} << 24 | int64_t{b[1]} << 16 | int64_t{b[2]} << 8 | b[3];
-    if (d == 0)
-      throw DataError(in.path(), 4 + 4 * i, "dimension " + std::to_string(i) + " is 0");
+    if (d == 0) throw DataError(in.path(), 4 + 4 * i, "dimension " + std::to_string(i) + " is 0");
     dims[static_cast<size_t>(i)] = d;
     if (total > kMaxIdxBytes / d)
       throw DataError(in.path(), 4 + 4 * i,
@@ -132,7 +139,9 @@ struct Candidates {
   std::vector<std::string> train_images, train_labels, test_images, test_labels;
 };
 
-bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const char* part) {
+  return s.find(part) != std::string::npos;
+}
 
 // Sorts IDX-looking files by role from their names: MNIST's "train-images-idx3-ubyte.gz",
 // "t10k-labels-idx1-ubyte", and also "emnist-digits-test-images-idx3-ubyte".
@@ -145,8 +154,10 @@ Candidates scan_idx_files(const std::string& dir) {
     if (ec) throw DataError(dir, -1, "cannot list the directory: " + ec.message());
     std::string name = it->path().filename().string();
     std::string lower = name;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     if (!contains(lower, "ubyte") && !contains(lower, "idx")) continue;
+    if (!it->is_regular_file(ec)) continue;
     bool images = contains(lower, "idx3") || contains(lower, "images");
     bool labels = contains(lower, "idx1") || contains(lower, "labels");
     bool test = contains(lower, "t10k") || contains(lower, "test");
@@ -168,8 +179,9 @@ std::string pick(std::vector<std::string> files, const std::string& dir, const c
   };
   for (const auto& f : files)
     if (stem(f) != stem(files[0]))
-      throw DataError(dir, -1, std::string("several ") + role + " files (" + files[0] + ", " + f +
-                                   "): put each dataset in its own directory");
+      throw DataError(dir, -1,
+                      std::string("several ") + role + " files (" + files[0] + ", " + f +
+                          "): put each dataset in its own directory");
   return files[0];  // sorted: "x" before "x.gz"
 }
 
@@ -183,11 +195,12 @@ IdxArray read_idx(const std::string& path) {
   a.header_bytes = in.offset();
   int64_t total = 1;
   for (int64_t d : a.dims) total *= d;
-  if (!in.compressed() && static_cast<uint64_t>(total) > raw.size() - static_cast<size_t>(a.header_bytes))
-    throw DataError(path, a.header_bytes,
-                    "the header promises " + std::to_string(total) + " data bytes but the file has " +
-                        std::to_string(raw.size() - static_cast<size_t>(a.header_bytes)) +
-                        ": truncated");
+  if (!in.compressed() &&
+      static_cast<uint64_t>(total) > raw.size() - static_cast<size_t>(a.header_bytes))
+    throw DataError(
+        path, a.header_bytes,
+        "the header promises " + std::to_string(total) + " data bytes but the file has " +
+            std::to_string(raw.size() - static_cast<size_t>(a.header_bytes)) + ": truncated");
   a.data = read_payload(in, total);
   in.expect_end(std::to_string(total) + " data bytes");
   return a;
@@ -231,21 +244,25 @@ std::shared_ptr<IdxDataset> load_pair(const std::string& images_path,
                     "expected images of rank 3 [count, height, width], found rank " +
                         std::to_string(images.dims.size()));
   if (labels.dims.size() != 1)
-    throw DataError(labels_path, 3,
-                    "expected labels of rank 1 [count], found rank " + std::to_string(labels.dims.size()));
+    throw DataError(
+        labels_path, 3,
+        "expected labels of rank 1 [count], found rank " + std::to_string(labels.dims.size()));
   if (images.dims[0] != labels.dims[0])
     throw DataError(labels_path, 4,
-                    "has " + std::to_string(labels.dims[0]) + " labels but " + images_path + " has " +
-                        std::to_string(images.dims[0]) + " images: the counts must match");
+                    "has " + std::to_string(labels.dims[0]) + " labels but " + images_path +
+                        " has " + std::to_string(images.dims[0]) +
+                        " images: the counts must match");
   uint8_t max_label = *std::max_element(labels.data.begin(), labels.data.end());
   if (class_names.empty()) class_names = numbered_classes(max_label + 1);
   if (max_label >= class_names.size()) {
-    size_t at = static_cast<size_t>(
-        std::find_if(labels.data.begin(), labels.data.end(), [&](uint8_t l) { return l >= class_names.size(); }) -
-        labels.data.begin());
+    size_t at =
+        static_cast<size_t>(std::find_if(labels.data.begin(), labels.data.end(),
+                                         [&](uint8_t l) { return l >= class_names.size(); }) -
+                            labels.data.begin());
     throw DataError(labels_path, labels.header_bytes + static_cast<int64_t>(at),
-                    "label " + std::to_string(labels.data[at]) + " is out of range: this dataset has " +
-                        std::to_string(class_names.size()) + " classes");
+                    "label " + std::to_string(labels.data[at]) +
+                        " is out of range: this dataset has " + std::to_string(class_names.size()) +
+                        " classes");
   }
   return std::make_shared<IdxDataset>(std::move(images), std::move(labels), name,
                                       std::move(class_names));
@@ -263,7 +280,8 @@ DatasetSplits open_idx_dir(const std::string& dir, const std::string& name,
                            const OpenOptions& opts) {
   IdxFiles f = find_idx_files(dir);
   std::vector<std::string> classes = read_class_names_file((fs::path(dir) / "labels.txt").string());
-  if (classes.empty() && fs::path(dir).filename() == "fashion-mnist") classes = fashion_mnist_classes();
+  if (classes.empty() && fs::path(dir).filename() == "fashion-mnist")
+    classes = fashion_mnist_classes();
   if (f.test_images.empty()) {
     auto all = load_pair(f.train_images, f.train_labels, name, classes);
     return split_validation(all, opts.validation_percent, opts.seed, name);
@@ -286,8 +304,8 @@ DatasetSplits open_idx_dir(const std::string& dir, const std::string& name,
 }
 
 const std::vector<std::string>& fashion_mnist_classes() {
-  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                                 "Coat",        "Sandal",  "Shirt",    "Sneaker",
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                                  "Bag",         "Ankle boot"};
   return names;
 }

@@ -7,9 +7,9 @@
 #include <png.h>
 #include <setjmp.h>
 // jpeglib.h needs size_t and FILE declared first.
+#include <jpeglib.h>
 #include <cstdio>
 #include <cstring>
-#include <jpeglib.h>
 
 #include "core/error.h"
 #include "data/io.h"
@@ -96,7 +96,8 @@ bool png_decode(PngState& st, RawImage& out, png_bytep* rows, bool header_only) 
   out.height = static_cast<int>(png_get_image_height(st.png, st.info));
   if (!header_only) {
     size_t stride = static_cast<size_t>(out.width) * static_cast<size_t>(out.channels);
-    for (int y = 0; y < out.height; ++y) rows[y] = out.pixels.data() + static_cast<size_t>(y) * stride;
+    for (int y = 0; y < out.height; ++y)
+      rows[y] = out.pixels.data() + static_cast<size_t>(y) * stride;
     png_read_image(st.png, rows);
     png_read_end(st.png, nullptr);
   }
@@ -113,7 +114,8 @@ void decode_png(const std::string& path, const uint8_t* data, size_t size, RawIm
   probe.size = size;
   RawImage dims;
   if (!png_decode(probe, dims, nullptr, true))
-    throw DataError(path, static_cast<int64_t>(probe.pos), std::string("corrupt PNG: ") + probe.message);
+    throw DataError(path, static_cast<int64_t>(probe.pos),
+                    std::string("corrupt PNG: ") + probe.message);
   out.width = dims.width;
   out.height = dims.height;
   out.channels = dims.channels;
@@ -139,7 +141,9 @@ struct JpegState {
   int64_t error_offset = 0;  // taken before jpeg_destroy frees the source manager
 };
 
-JpegState* jpeg_state(j_common_ptr c) { return static_cast<JpegState*>(c->client_data); }
+JpegState* jpeg_state(j_common_ptr c) {
+  return static_cast<JpegState*>(c->client_data);
+}
 
 void jpeg_fail(j_common_ptr c) {
   JpegState* st = jpeg_state(c);
@@ -201,7 +205,8 @@ bool jpeg_decode(JpegState& st, const uint8_t* data, RawImage& out, bool header_
   if (!header_only) {
     jpeg_start_decompress(c);
     // Pixels were sized by the caller from the header pass.
-    size_t stride = static_cast<size_t>(c->output_width) * static_cast<size_t>(c->output_components);
+    size_t stride =
+        static_cast<size_t>(c->output_width) * static_cast<size_t>(c->output_components);
     while (c->output_scanline < c->output_height) {
       JSAMPROW row = out.pixels.data() + c->output_scanline * stride;
       jpeg_read_scanlines(c, &row, 1);

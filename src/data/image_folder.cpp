@@ -50,11 +50,15 @@ void check_image_file(const std::string& path) {
                         " (class folders may hold only images)");
 }
 
-// Every image under `dir`, nested folders included, sorted by path.
-void collect_images(const fs::path& dir, int32_t label, std::vector<ImageEntry>& out) {
+// Every image under `dir`, nested folders included, sorted by path. The depth limit stops a
+// symlink that points back up the tree.
+void collect_images(const fs::path& dir, int32_t label, std::vector<ImageEntry>& out,
+                    int depth = 0) {
+  if (depth > 32)
+    throw DataError(dir.string(), -1, "folders nest more than 32 deep: a symbolic link loop?");
   for (const fs::path& p : list_dir(dir)) {
     if (is_dir(p)) {
-      collect_images(p, label, out);
+      collect_images(p, label, out, depth + 1);
     } else {
       check_image_file(p.string());
       out.push_back({p.string(), label});
@@ -82,7 +86,8 @@ class ImageDataset : public Dataset {
     read_file_into(e.path, file);
     int c = static_cast<int>(shape_[0]);
     decode_image(e.path, file.data(), file.size(), image, c);
-    resize_to_chw(image, static_cast<int>(shape_[1]), static_cast<int>(shape_[2]), c, mode_, pixels);
+    resize_to_chw(image, static_cast<int>(shape_[1]), static_cast<int>(shape_[2]), c, mode_,
+                  pixels);
     *label = e.label;
   }
   int32_t label(int64_t index) const override { return entry(index).label; }
@@ -112,8 +117,9 @@ ImageEntry parse_list_line(const std::string& line, const std::string& file, int
   auto [end, ec] = std::from_chars(label_text.data(), label_text.data() + label_text.size(), label);
   if (ec != std::errc() || end != label_text.data() + label_text.size() || label < 0 ||
       label > 1000000)
-    throw ParseError(file, lineno, "label",
-                     "'" + label_text + "' is not a class number (0, 1, ...): expected 'path label'");
+    throw ParseError(
+        file, lineno, "label",
+        "'" + label_text + "' is not a class number (0, 1, ...): expected 'path label'");
   fs::path p(path);
   if (p.is_relative()) p = base / p;
   return {p.string(), label};
@@ -132,7 +138,8 @@ ImageList scan_image_folder(const std::string& dir) {
     size_t before = list.entries.size();
     collect_images(p, static_cast<int32_t>(list.classes.size()), list.entries);
     if (list.entries.size() == before)
-      throw DataError(p.string(), -1, "class folder is empty: every class needs at least one image");
+      throw DataError(p.string(), -1,
+                      "class folder is empty: every class needs at least one image");
     list.classes.push_back(p.filename().string());
   }
   if (list.classes.empty())
@@ -178,8 +185,8 @@ std::shared_ptr<Dataset> make_image_dataset(ImageList list, const OpenOptions& o
     throw Error("channels must be 1 (gray), 3 (color) or 0 (from the images), got " +
                 std::to_string(opts.channels));
   if (opts.resize_h < 0 || opts.resize_w < 0 || opts.resize_h > 65535 || opts.resize_w > 65535)
-    throw Error("resize size " + std::to_string(opts.resize_h) + "x" + std::to_string(opts.resize_w) +
-                " is out of range");
+    throw Error("resize size " + std::to_string(opts.resize_h) + "x" +
+                std::to_string(opts.resize_w) + " is out of range");
   int64_t h = opts.resize_h ? opts.resize_h : opts.resize_w;
   int64_t w = opts.resize_w ? opts.resize_w : opts.resize_h;
   int64_t c = opts.channels;
@@ -205,8 +212,8 @@ DatasetSplits open_image_folder(const std::string& dir, const OpenOptions& opts)
       const std::string& cls = test.classes[static_cast<size_t>(e.label)];
       auto it = std::find(train.classes.begin(), train.classes.end(), cls);
       if (it == train.classes.end())
-        throw DataError((val / cls).string(), -1, "class folder has no counterpart in " +
-                                                      (root / "train").string());
+        throw DataError((val / cls).string(), -1,
+                        "class folder has no counterpart in " + (root / "train").string());
       e.label = static_cast<int32_t>(it - train.classes.begin());
     }
     test.classes = train.classes;

@@ -15,7 +15,9 @@
 
 namespace myelin::data {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 namespace {
 
@@ -92,7 +94,9 @@ std::string describe_bytes(const uint8_t* p, size_t n, size_t max) {
   return hex + " ('" + text + "')";
 }
 
-bool is_gzip(const uint8_t* p, size_t n) { return n >= 2 && p[0] == 0x1f && p[1] == 0x8b; }
+bool is_gzip(const uint8_t* p, size_t n) {
+  return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
+}
 
 // A zlib stream header: CMF/FLG with deflate, window <= 32K and the check bits right.
 static bool is_zlib(const uint8_t* p, size_t n) {
@@ -124,8 +128,10 @@ size_t ByteReader::size_hint() const {
   // gzip's trailer holds the uncompressed size modulo 2^32; a hint only.
   if (!is_gzip(data_, size_) || size_ < 18) return size_ * 4;
   const uint8_t* t = data_ + size_ - 4;
-  return static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 |
-         static_cast<size_t>(t[2]) << 16 | static_cast<size_t>(t[3]) << 24;
+  size_t isize = static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 |
+                 static_cast<size_t>(t[2]) << 16 | static_cast<size_t>(t[3]) << 24;
+  // The trailer is the file's word only: deflate cannot expand more than ~1032:1.
+  return std::min(isize, size_ * 1032);
 }
 
 size_t ByteReader::inflate_some(uint8_t* out, size_t n) {
@@ -148,8 +154,9 @@ size_t ByteReader::inflate_some(uint8_t* out, size_t n) {
       } else if (is_gzip(zs->next_in, rest)) {
         inflateReset(zs);  // another gzip member follows
       } else {
-        throw DataError(path_, at, "unexpected bytes after the end of the compressed data (" +
-                                       describe_bytes(zs->next_in, rest) + ")");
+        throw DataError(path_, at,
+                        "unexpected bytes after the end of the compressed data (" +
+                            describe_bytes(zs->next_in, rest) + ")");
       }
     } else if (rc == Z_BUF_ERROR && static_cast<size_t>(at) == size_) {
       throw DataError(path_, at, "compressed data ends early: the file is truncated");
@@ -261,7 +268,9 @@ uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t hash3(uint64_t a, uint64_t b, uint64_t c) { return mix64(mix64(mix64(a) ^ b) ^ c); }
+uint64_t hash3(uint64_t a, uint64_t b, uint64_t c) {
+  return mix64(mix64(mix64(a) ^ b) ^ c);
+}
 
 uint64_t Rng::next() {
   state_ += 0x9e3779b97f4a7c15ull;

@@ -49,7 +49,7 @@ class ByteReader {
   std::string path_;
   const uint8_t* data_;
   size_t size_;
-  size_t pos_ = 0;  // plain: next byte
+  size_t pos_ = 0;      // plain: next byte
   void* zs_ = nullptr;  // z_stream when compressed
   bool ended_ = false;
   int64_t offset_ = 0;

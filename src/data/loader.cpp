@@ -79,8 +79,8 @@ int64_t Loader::Impl::fill(Slot& s, int64_t b, int64_t e, std::vector<uint8_t>& 
   }
   // Rows past a short last batch are zeros with label 0: shapes stay static, Batch::count says
   // how many are real.
-  std::fill(images + static_cast<size_t>(count) * out_elems, images + static_cast<size_t>(B) * out_elems,
-            0.0f);
+  std::fill(images + static_cast<size_t>(count) * out_elems,
+            images + static_cast<size_t>(B) * out_elems, 0.0f);
   std::fill(labels + count, labels + B, 0);
   return count;
 }
@@ -116,17 +116,19 @@ void Loader::Impl::worker_loop() {
   }
 }
 
-Loader::Loader(std::shared_ptr<Dataset> data, LoaderOptions opts) : impl_(std::make_unique<Impl>()) {
+Loader::Loader(std::shared_ptr<Dataset> data, LoaderOptions opts)
+    : impl_(std::make_unique<Impl>()) {
   if (!data) throw Error("Loader: no dataset");
-  if (opts.batch < 1) throw Error("Loader: batch must be at least 1, got " + std::to_string(opts.batch));
+  if (opts.batch < 1)
+    throw Error("Loader: batch must be at least 1, got " + std::to_string(opts.batch));
   if (opts.threads < 0 || opts.prefetch < 0)
     throw Error("Loader: threads and prefetch must not be negative");
   Impl& m = *impl_;
   m.data = std::move(data);
   m.opts = std::move(opts);
   m.n = m.data->size();
-  m.transform = BatchTransform(m.opts.transforms, m.data->example_shape(), m.opts.training,
-                               m.opts.seed);
+  m.transform =
+      BatchTransform(m.opts.transforms, m.data->example_shape(), m.opts.training, m.opts.seed);
   if (m.batches() == 0)
     throw Error("Loader: " + m.data->describe() + " has fewer examples than one batch of " +
                 std::to_string(m.opts.batch) + " (and drop_last is set)");
@@ -213,7 +215,9 @@ bool Loader::next(Batch& out) {
   return true;
 }
 
-int64_t Loader::batches_per_epoch() const { return impl_->batches(); }
+int64_t Loader::batches_per_epoch() const {
+  return impl_->batches();
+}
 
 Shape Loader::batch_shape() const {
   const BatchTransform& t = impl_->transform;

@@ -42,7 +42,12 @@ class Loader {
   // Starts the epoch `epoch` (the shuffle order depends on seed and epoch), skipping the first
   // `skip_batches` (for resuming mid-epoch).
   void start_epoch(int64_t epoch, int64_t skip_batches = 0);
-  // The next batch of the epoch; false at its end.
+  // The next batch of the epoch; false at its end. Batches are copied into `out`'s tensors,
+  // which are allocated only when they are missing or of another shape: pass the same Batch
+  // each step and no memory is allocated per batch. A Tensor copy shares memory, so copy the
+  // data of a batch you keep across calls. The first call without start_epoch() starts epoch
+  // 0. Rethrows the DataError of an example that failed to read (the epoch then goes on).
+  // Rows past `count` in a short last batch are zeros with label 0.
   bool next(Batch& out);
   int64_t batches_per_epoch() const;
   Shape batch_shape() const;  // [B, C, H', W'] after crop

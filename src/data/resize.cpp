@@ -61,8 +61,10 @@ void make_axes(const RawImage& src, int th, int tw, ResizeMode mode, Axis& ax, A
       double s = std::min(sx, sy);
       int w = std::clamp(static_cast<int>(std::lround(src.width * s)), 1, tw);
       int h = std::clamp(static_cast<int>(std::lround(src.height * s)), 1, th);
-      ax = make_axis(src.width, tw, (tw - w) / 2, (tw - w) / 2 + w, static_cast<double>(src.width) / w, 0);
-      ay = make_axis(src.height, th, (th - h) / 2, (th - h) / 2 + h, static_cast<double>(src.height) / h, 0);
+      ax = make_axis(src.width, tw, (tw - w) / 2, (tw - w) / 2 + w,
+                     static_cast<double>(src.width) / w, 0);
+      ay = make_axis(src.height, th, (th - h) / 2, (th - h) / 2 + h,
+                     static_cast<double>(src.height) / h, 0);
       return;
     }
   }

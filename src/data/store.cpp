@@ -144,8 +144,9 @@ StoreInfo create_store(const std::string& source, const std::string& out_dir,
                        const CreateOptions& opts, const CreateProgressFn& progress) {
   auto t0 = std::chrono::steady_clock::now();
   if (is_store_dir(out_dir) && !opts.overwrite)
-    throw Error(out_dir + " already holds a dataset store (train.mstore): choose another folder "
-                          "or overwrite it");
+    throw Error(out_dir +
+                " already holds a dataset store (train.mstore): choose another folder "
+                "or overwrite it");
   DatasetSplits src = open_dataset(source, opts.open);
   std::error_code ec;
   fs::create_directories(out_dir, ec);

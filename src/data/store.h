@@ -6,7 +6,10 @@
 // records_offset + i * C*H*W and a read is one memcpy from a read-only memory map, with no
 // B-tree, no key encoding, no lock file beside the data and no map size to guess when writing.
 // LMDB would add a dependency for features (transactions, variable-size values, updates) that a
-// write-once training set never uses. See the report in src/data for the measurement.
+// write-once training set never uses. Measured on Fashion-MNIST train (60000 x 784 B, 2-core
+// EPYC, liblmdb 0.9.24 with Caffe-style "%08d" keys, one read transaction): 60000 random reads
+// took 218 ms from LMDB and 34 ms from the .mstore (open and validation included), and the
+// LMDB file was 49.4 MB against 47.3 MB.
 //
 // Layout of a .mstore file (little-endian):
 //   0   "MYELINDS" magic, u32 version (1), u32 header bytes (128)
@@ -41,9 +44,9 @@ struct CreateOptions {
 };
 
 struct CreateProgress {
-  std::string split;    // "train" or "val"
-  int64_t done = 0;     // examples written in this split
-  int64_t total = 0;    // examples in this split
+  std::string split;  // "train" or "val"
+  int64_t done = 0;   // examples written in this split
+  int64_t total = 0;  // examples in this split
 };
 using CreateProgressFn = std::function<void(const CreateProgress&)>;
 

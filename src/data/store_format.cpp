@@ -16,7 +16,9 @@ constexpr uint64_t kMaxCount = uint64_t{1} << 40;
 constexpr uint64_t kMaxNamesBytes = uint64_t{1} << 24;
 constexpr uint32_t kMaxNameBytes = 4096;
 
-uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+uint64_t align_up(uint64_t x, uint64_t a) {
+  return (x + a - 1) / a * a;
+}
 
 template <class T>
 T load(const uint8_t* p, size_t off) {
@@ -93,13 +95,15 @@ StoreHeader decode_store_header(const std::string& path, const uint8_t* p, size_
                     "file is " + std::to_string(file_size) + " bytes, shorter than the " +
                         std::to_string(kStoreHeaderBytes) + "-byte store header: truncated");
   if (std::memcmp(p, kStoreMagic, sizeof kStoreMagic) != 0)
-    throw DataError(path, 0, "not a Myelin dataset store: expected magic 'MYELINDS', found " +
-                                 describe_bytes(p, 8));
+    throw DataError(
+        path, 0,
+        "not a Myelin dataset store: expected magic 'MYELINDS', found " + describe_bytes(p, 8));
   uint32_t version = load<uint32_t>(p, hdr::version);
   if (version != kStoreVersion)
-    throw DataError(path, hdr::version, "store version " + std::to_string(version) +
-                                            " is not supported (this build reads version " +
-                                            std::to_string(kStoreVersion) + ")");
+    throw DataError(path, hdr::version,
+                    "store version " + std::to_string(version) +
+                        " is not supported (this build reads version " +
+                        std::to_string(kStoreVersion) + ")");
   check_field(path, hdr::header_bytes, "header size", load<uint32_t>(p, hdr::header_bytes),
               kStoreHeaderBytes);
   uint32_t crc = crc32(0, p, hdr::header_crc);
@@ -137,10 +141,11 @@ StoreHeader decode_store_header(const std::string& path, const uint8_t* p, size_
   check_field(path, hdr::file_bytes, "file size", load<uint64_t>(p, hdr::file_bytes),
               expect.file_bytes);
   if (expect.file_bytes != file_size)
-    throw DataError(path, static_cast<int64_t>(std::min<uint64_t>(file_size, expect.file_bytes)),
-                    "the header says the file is " + std::to_string(expect.file_bytes) +
-                        " bytes but it is " + std::to_string(file_size) +
-                        (file_size < expect.file_bytes ? ": truncated" : ": extra data at the end"));
+    throw DataError(
+        path, static_cast<int64_t>(std::min<uint64_t>(file_size, expect.file_bytes)),
+        "the header says the file is " + std::to_string(expect.file_bytes) + " bytes but it is " +
+            std::to_string(file_size) +
+            (file_size < expect.file_bytes ? ": truncated" : ": extra data at the end"));
   expect.meta_crc = load<uint32_t>(p, hdr::meta_crc);
   expect.records_crc = load<uint32_t>(p, hdr::records_crc);
   return expect;
@@ -166,9 +171,9 @@ std::vector<std::string> decode_class_names(const std::string& path, const uint8
   uint64_t pos = h.names_offset, end = h.names_offset + h.names_bytes;
   for (uint32_t i = 0; i < h.classes; ++i) {
     if (end - pos < 4)
-      throw DataError(path, static_cast<int64_t>(pos), "class names end after " +
-                                                           std::to_string(i) + " of " +
-                                                           std::to_string(h.classes) + " names");
+      throw DataError(path, static_cast<int64_t>(pos),
+                      "class names end after " + std::to_string(i) + " of " +
+                          std::to_string(h.classes) + " names");
     uint32_t len = load<uint32_t>(file, pos);
     if (len > kMaxNameBytes || len > end - pos - 4)
       throw DataError(path, static_cast<int64_t>(pos),

@@ -23,8 +23,8 @@ constexpr size_t magic = 0, version = 8, header_bytes = 12, channels = 16, heigh
 struct StoreHeader {
   uint32_t channels = 0, height = 0, width = 0, classes = 0;
   uint64_t count = 0;
-  uint64_t names_offset = 0, names_bytes = 0, counts_offset = 0, mean_offset = 0,
-           labels_offset = 0, records_offset = 0, file_bytes = 0;
+  uint64_t names_offset = 0, names_bytes = 0, counts_offset = 0, mean_offset = 0, labels_offset = 0,
+           records_offset = 0, file_bytes = 0;
   uint32_t meta_crc = 0, records_crc = 0;
 
   uint64_t example_bytes() const { return uint64_t{channels} * height * width; }

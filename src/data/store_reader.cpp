@@ -24,8 +24,9 @@ class StoreDataset : public Dataset {
     const uint8_t* p = map_.data();
     uint32_t crc = crc32(0, p + h_.names_offset, h_.labels_end() - h_.names_offset);
     if (crc != h_.meta_crc)
-      throw DataError(path, hdr::meta_crc,
-                      "metadata checksum mismatch: class names, counts, mean or labels are corrupt");
+      throw DataError(
+          path, hdr::meta_crc,
+          "metadata checksum mismatch: class names, counts, mean or labels are corrupt");
     classes_ = decode_class_names(path, p, h_);
     load_counts();
     check_labels();
@@ -125,7 +126,8 @@ bool is_store_dir(const std::string& dir) {
 
 bool is_store_file(const std::string& path) {
   std::vector<uint8_t> head = read_head(path, sizeof kStoreMagic);
-  return head.size() == sizeof kStoreMagic && std::memcmp(head.data(), kStoreMagic, head.size()) == 0;
+  return head.size() == sizeof kStoreMagic &&
+         std::memcmp(head.data(), kStoreMagic, head.size()) == 0;
 }
 
 DatasetSplits open_store_dir(const std::string& dir) {

@@ -71,7 +71,8 @@ NetworkCost network_cost(const NetworkSpec& spec) {
   }
   // Layers that are the identity at inference (dropout) keep their input's shape.
   for (size_t i = 0; i < s.layers.size(); ++i)
-    if (cost.layers[i].output.rank() == 0 && i > 0) cost.layers[i].output = cost.layers[i - 1].output;
+    if (cost.layers[i].output.rank() == 0 && i > 0)
+      cost.layers[i].output = cost.layers[i - 1].output;
   return cost;
 }
 

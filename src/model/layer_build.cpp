@@ -22,8 +22,7 @@ void need_rank(const Graph& g, const LayerSpec& l, ValueId v, int rank, const ch
 }
 
 ValueId param(Graph& g, const LayerSpec& l, const std::string& suffix, Shape shape,
-              const std::string& init_key, const std::string& init_dflt, double lr,
-              double decay) {
+              const std::string& init_key, const std::string& init_dflt, double lr, double decay) {
   if (bounded_numel(shape.dims) < 0) fail(l, suffix + " of " + shape.str() + " is too large");
   ValueId p = g.param(l.name + "." + suffix, std::move(shape),
                       parse_init(l.attrs.s(init_key, init_dflt), init_key));
@@ -44,10 +43,18 @@ std::vector<ValueId> with_weights(Graph& g, const LayerSpec& l, ValueId x, Shape
   return in;
 }
 
-Attrs pick(const Attrs& a, std::initializer_list<const char*> keys) {
+// The op attributes of `keys`: the layer's values, else the layer table's defaults, written out
+// so that a network never depends on an op's own defaults.
+Attrs pick(const LayerSpec& l, std::initializer_list<const char*> keys) {
+  const LayerDef& def = *find_layer_def(l.type);
   Attrs r;
-  for (const char* k : keys)
-    if (a.has(k)) r.set(k, a.items().at(k));
+  for (const char* k : keys) {
+    const KeyDef* key = find_key(def, k);
+    if (l.attrs.has(k))
+      r.set(k, l.attrs.items().at(k));
+    else if (key && key->dflt)
+      r.set(k, *key->dflt);
+  }
   return r;
 }
 
@@ -66,7 +73,7 @@ ValueId conv(Graph& g, const LayerSpec& l, In in) {
   auto k = l.attrs.pair("kernel", 1);
   check_groups(l, x[1], filters, groups);
   auto ins = with_weights(g, l, in[0], Shape{filters, x[1] / groups, k[0], k[1]}, filters);
-  return g.add1("conv2d", l.name, ins, pick(l.attrs, {"stride", "pad", "dilation", "groups"}));
+  return g.add1("conv2d", l.name, ins, pick(l, {"stride", "pad", "dilation", "groups"}));
 }
 
 ValueId deconv(Graph& g, const LayerSpec& l, In in) {
@@ -86,7 +93,7 @@ ValueId deconv(Graph& g, const LayerSpec& l, In in) {
   if (bounded_numel(out) < 0) fail(l, "output is too large for input " + x.str());
   auto ins = with_weights(g, l, in[0], Shape{x[1], filters / groups, k[0], k[1]}, filters);
   return g.add1("conv_transpose2d", l.name, ins,
-                pick(l.attrs, {"stride", "pad", "dilation", "groups", "output_padding"}));
+                pick(l, {"stride", "pad", "dilation", "groups", "output_padding"}));
 }
 
 ValueId pool(Graph& g, const LayerSpec& l, In in) {
@@ -94,23 +101,22 @@ ValueId pool(Graph& g, const LayerSpec& l, In in) {
   if (l.attrs.has("global"))
     return g.add1("global_" + l.attrs.s("global", "avg") + "_pool", l.name, in);
   std::string mode = l.attrs.s("mode", "max");
-  Attrs a = pick(l.attrs, {"kernel", "stride", "pad", "ceil_mode"});
-  if (mode == "avg" && l.attrs.has("count_include_pad"))
-    a.set("count_include_pad", l.attrs.i("count_include_pad", 1));
+  Attrs a = pick(l, {"kernel", "stride", "pad", "ceil_mode"});
+  if (mode == "avg") a.set("count_include_pad", l.attrs.i("count_include_pad", 1));
   return g.add1(mode + "_pool2d", l.name, in, a);
 }
 
 ValueId activation(Graph& g, const LayerSpec& l, In in) {
-  return g.add1(l.type, l.name, in, pick(l.attrs, {"alpha"}));
+  return g.add1(l.type, l.name, in, pick(l, {"alpha"}));
 }
 
 ValueId lrn(Graph& g, const LayerSpec& l, In in) {
   need_rank(g, l, in[0], 4, "[N, C, H, W]");
-  return g.add1("lrn", l.name, in, pick(l.attrs, {"size", "alpha", "beta", "k"}));
+  return g.add1("lrn", l.name, in, pick(l, {"size", "alpha", "beta", "k"}));
 }
 
 ValueId dropout(Graph& g, const LayerSpec& l, In in) {
-  return g.add1("dropout", l.name, in, Attrs{{"ratio", l.attrs.f("ratio", 0.5)}});
+  return g.add1("dropout", l.name, in, pick(l, {"ratio"}));
 }
 
 ValueId fc(Graph& g, const LayerSpec& l, In in) {
@@ -132,7 +138,7 @@ ValueId batch_norm(Graph& g, const LayerSpec& l, In in) {
   ValueId mean = g.state(l.name + ".running_mean", Shape{c}, Init{"constant", 0.0});
   ValueId var = g.state(l.name + ".running_var", Shape{c}, Init{"constant", 1.0});
   return g.add1("batch_norm", l.name, {in[0], gamma, beta, mean, var},
-                Attrs{{"eps", l.attrs.f("eps", 1e-5)}, {"momentum", l.attrs.f("momentum", 0.9)}});
+                pick(l, {"eps", "momentum"}));
 }
 
 ValueId softmax(Graph& g, const LayerSpec& l, In in) {
@@ -153,9 +159,9 @@ ValueId concat(Graph& g, const LayerSpec& l, In in) {
   int64_t axis = l.attrs.i("axis", 1);
   for (ValueId v : in)
     if (axis >= shape_of(g, v).rank())
-      fail(l, "axis " + std::to_string(axis) + " is out of range for input " +
-                  shape_of(g, v).str());
-  return g.add1("concat", l.name, in, Attrs{{"axis", axis}});
+      fail(l,
+           "axis " + std::to_string(axis) + " is out of range for input " + shape_of(g, v).str());
+  return g.add1("concat", l.name, in, pick(l, {"axis"}));
 }
 
 ValueId flatten(Graph& g, const LayerSpec& l, In in) {
@@ -164,7 +170,7 @@ ValueId flatten(Graph& g, const LayerSpec& l, In in) {
   if (axis >= x.rank())
     fail(l, "axis " + std::to_string(axis) + " needs an input of more than " +
                 std::to_string(axis) + " dimensions, got " + x.str());
-  return g.add1("flatten", l.name, in, Attrs{{"axis", axis}});
+  return g.add1("flatten", l.name, in, pick(l, {"axis"}));
 }
 
 ValueId reshape(Graph& g, const LayerSpec& l, In in) {

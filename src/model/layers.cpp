@@ -22,8 +22,8 @@ KeyDef integer(std::string key, int64_t min, int64_t max, std::optional<int64_t>
   return k;
 }
 
-KeyDef pair(std::string key, int64_t min, int64_t max, std::optional<int64_t> dflt,
-            std::string doc, bool required = false) {
+KeyDef pair(std::string key, int64_t min, int64_t max, std::optional<int64_t> dflt, std::string doc,
+            bool required = false) {
   KeyDef k{std::move(key), KeyKind::pair, double(min), double(max)};
   if (dflt) k.dflt = *dflt;
   k.required = required;
@@ -114,8 +114,9 @@ void check_deconv(LayerSpec& l) {
        d = l.attrs.pair("dilation", 1);
   for (int i = 0; i < 2; ++i)
     if (op[i] >= std::max(s[i], d[i]))
-      throw FieldError("output_padding", "output_padding must be smaller than the stride or the "
-                                         "dilation");
+      throw FieldError("output_padding",
+                       "output_padding must be smaller than the stride or the "
+                       "dilation");
 }
 
 // pool: `max: K`, `avg: K` and `global: max|avg` are shorthands of mode/kernel.
@@ -125,13 +126,13 @@ void check_pool(LayerSpec& l) {
   for (const char* k : {"max", "avg", "global"})
     if (a.has(k)) given.push_back(k);
   if (given.size() > 1)
-    throw FieldError(given[1], "give only one of max, avg and global (both " + given[0] +
-                                   " and " + given[1] + " are given)");
+    throw FieldError(given[1], "give only one of max, avg and global (both " + given[0] + " and " +
+                                   given[1] + " are given)");
   if (a.has("global")) {
     for (const char* k : {"mode", "kernel", "stride", "pad", "ceil_mode", "count_include_pad"})
       if (a.has(k))
-        throw FieldError(k, std::string("global pooling covers the whole input; '") + k +
-                                "' does not apply");
+        throw FieldError(
+            k, std::string("global pooling covers the whole input; '") + k + "' does not apply");
     return;
   }
   for (const char* sh : {"max", "avg"}) {
@@ -176,11 +177,12 @@ std::vector<LayerDef> make_defs() {
     return LayerDef{std::move(type), std::move(doc), std::move(keys), 1, 1, b::activation};
   };
   std::vector<LayerDef> d;
-  d.push_back({"conv", "2-D convolution (weights [filters, C/groups, kh, kw])", conv_keys(false),
-               1, 1, b::conv, check_weights});
+  d.push_back({"conv", "2-D convolution (weights [filters, C/groups, kh, kw])", conv_keys(false), 1,
+               1, b::conv, check_weights});
   d.push_back({"deconv", "transposed convolution (weights [C, filters/groups, kh, kw])",
                conv_keys(true), 1, 1, b::deconv, check_deconv});
-  d.push_back({"pool", "max or average pooling: max: K, avg: K, global: avg|max, or the keys",
+  d.push_back({"pool",
+               "max or average pooling: max: K, avg: K, global: avg|max, or the keys",
                {pair("max", 1, kMaxDim, std::nullopt, "max pooling with this kernel"),
                 pair("avg", 1, kMaxDim, std::nullopt, "average pooling with this kernel"),
                 choice("global", "max|avg", std::nullopt, "pool over the whole H and W"),
@@ -190,7 +192,10 @@ std::vector<LayerDef> make_defs() {
                 pair("pad", 0, kMaxDim, 0, "padding on each side"),
                 flag("ceil_mode", false, "round the output size up (Caffe's rule)"),
                 flag("count_include_pad", true, "average over padding too")},
-               1, 1, b::pool, check_pool});
+               1,
+               1,
+               b::pool,
+               check_pool});
   d.push_back(act("relu", "max(x, 0)"));
   d.push_back(act("leaky_relu", "x if x > 0 else alpha * x",
                   {number("alpha", -1e3, 1e3, 0.01, "slope for x < 0")}));
@@ -199,38 +204,65 @@ std::vector<LayerDef> make_defs() {
   d.push_back(act("elu", "x if x > 0 else alpha * (exp(x) - 1)",
                   {number("alpha", 0, 1e3, 1.0, "scale for x < 0")}));
   d.push_back(act("gelu", "x * Phi(x)"));
-  d.push_back({"lrn", "local response normalization across channels (AlexNet)",
+  d.push_back({"lrn",
+               "local response normalization across channels (AlexNet)",
                {integer("size", 1, 1023, 5, "channels in the window (odd)"),
                 number("alpha", 0, 1e3, 1e-4, "scale"), number("beta", 0, 1e3, 0.75, "exponent"),
                 number("k", 1e-12, 1e6, 1.0, "offset")},
-               1, 1, b::lrn, check_lrn});
-  d.push_back({"dropout", "zeroes a fraction of the elements while training",
+               1,
+               1,
+               b::lrn,
+               check_lrn});
+  d.push_back({"dropout",
+               "zeroes a fraction of the elements while training",
                {number("ratio", 0, 0.999, 0.5, "fraction dropped")},
-               1, 1, b::dropout});
+               1,
+               1,
+               b::dropout});
   std::vector<KeyDef> fc_keys = {
       integer("outputs", 1, kMaxOutputs, std::nullopt, "output features")};
   for (KeyDef& w : weight_keys()) fc_keys.push_back(std::move(w));
-  d.push_back({"fc", "fully connected (inner product) over all features of each example",
-               fc_keys, 1, 1, b::fc, check_weights});
-  d.push_back({"batch_norm", "batch normalization per channel, with gamma and beta",
-               {number("eps", 1e-12, 1.0, 1e-5, "added to the variance"),
-                number("momentum", 0, 1, 0.9, "running = momentum * running + (1-momentum) * batch"),
-                init("gamma_init", "constant(1)", "initial scale"),
-                init("beta_init", "constant(0)", "initial shift"),
-                number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of gamma and beta"),
-                number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of gamma and beta")},
-               1, 1, b::batch_norm});
-  d.push_back({"softmax", "softmax over channels (not before the loss: it applies its own)", {},
-               1, 1, b::softmax});
+  d.push_back({"fc", "fully connected (inner product) over all features of each example", fc_keys,
+               1, 1, b::fc, check_weights});
+  d.push_back(
+      {"batch_norm",
+       "batch normalization per channel, with gamma and beta",
+       {number("eps", 1e-12, 1.0, 1e-5, "added to the variance"),
+        number("momentum", 0, 1, 0.9, "running = momentum * running + (1-momentum) * batch"),
+        init("gamma_init", "constant(1)", "initial scale"),
+        init("beta_init", "constant(0)", "initial shift"),
+        number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of gamma and beta"),
+        number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of gamma and beta")},
+       1,
+       1,
+       b::batch_norm});
+  d.push_back({"softmax",
+               "softmax over channels (not before the loss: it applies its own)",
+               {},
+               1,
+               1,
+               b::softmax});
   d.push_back({"add", "elementwise sum of its inputs (residual connections)", {}, 2, 64, b::add});
   d.push_back({"mul", "elementwise product of two inputs", {}, 2, 2, b::mul});
-  d.push_back({"concat", "joins its inputs along an axis",
-               {integer("axis", 1, 7, 1, "axis (1 = channels)")}, 1, 64, b::concat});
-  d.push_back({"flatten", "keeps the axes before `axis`, flattens the rest",
-               {integer("axis", 1, 7, 1, "first axis flattened")}, 1, 1, b::flatten});
-  d.push_back({"reshape", "new shape per example (the batch is kept); one -1 is inferred",
+  d.push_back({"concat",
+               "joins its inputs along an axis",
+               {integer("axis", 1, 7, 1, "axis (1 = channels)")},
+               1,
+               64,
+               b::concat});
+  d.push_back({"flatten",
+               "keeps the axes before `axis`, flattens the rest",
+               {integer("axis", 1, 7, 1, "first axis flattened")},
+               1,
+               1,
+               b::flatten});
+  d.push_back({"reshape",
+               "new shape per example (the batch is kept); one -1 is inferred",
                {ints("shape", -1, kMaxElements, "dimensions after the batch: 0 copies, -1 infers")},
-               1, 1, b::reshape, check_reshape});
+               1,
+               1,
+               b::reshape,
+               check_reshape});
   return d;
 }
 
@@ -306,13 +338,17 @@ AttrValue canonical_value(const KeyDef& k, const AttrValue& v) {
     case KeyKind::init:
       if (auto* s = std::get_if<std::string>(&v)) return init_text(parse_init(*s, k.key));
       if (auto* d = std::get_if<double>(&v)) return init_text(parse_init(format_number(*d), k.key));
-      if (auto* i = std::get_if<int64_t>(&v)) return init_text(parse_init(std::to_string(*i), k.key));
+      if (auto* i = std::get_if<int64_t>(&v))
+        return init_text(parse_init(std::to_string(*i), k.key));
       bad_value(k, "an initializer (xavier, msra, gaussian(std), uniform(scale), constant(v))", v);
     case KeyKind::ints: {
       std::vector<int64_t> xs;
-      if (auto* x = std::get_if<int64_t>(&v)) xs = {*x};
-      else if (auto* x = std::get_if<std::vector<int64_t>>(&v)) xs = *x;
-      else bad_value(k, "a list of integers", v);
+      if (auto* x = std::get_if<int64_t>(&v))
+        xs = {*x};
+      else if (auto* x = std::get_if<std::vector<int64_t>>(&v))
+        xs = *x;
+      else
+        bad_value(k, "a list of integers", v);
       for (int64_t x : xs)
         if (!in_range(k, double(x))) bad_value(k, "a list of integers in " + range, v);
       return xs;
@@ -359,7 +395,8 @@ std::string allowed_keys(const LayerDef& def) {
 void canonicalize_layer(LayerSpec& l) {
   const LayerDef* def = find_layer_def(l.type);
   if (!def)
-    throw FieldError("", "unknown layer type '" + l.type + "' (known: " + known_layer_types() + ")");
+    throw FieldError("",
+                     "unknown layer type '" + l.type + "' (known: " + known_layer_types() + ")");
   l.type = def->type;
   Attrs a;
   for (auto& [key, v] : l.attrs.items()) {
@@ -382,6 +419,27 @@ void canonicalize_layer(LayerSpec& l) {
   l.attrs = kept;
 }
 
+std::vector<LayerHelp> layer_help() {
+  std::vector<LayerHelp> help;
+  for (const LayerDef& d : layer_defs()) {
+    LayerHelp h{d.type, d.doc, {"name", "input"}};
+    if (d.type == "fc") h.doc += " (also: inner_product)";
+    for (const KeyDef& k : d.keys) {
+      std::string line = k.key;
+      if (k.required) line += " (required)";
+      if (k.dflt) {
+        std::string v = attr_text(*k.dflt);
+        if (k.kind == KeyKind::boolean) v = std::get<int64_t>(*k.dflt) ? "true" : "false";
+        if (auto* s = std::get_if<std::string>(&*k.dflt)) v = *s;
+        line += " = " + v;
+      }
+      h.keys.push_back(line + ": " + k.doc);
+    }
+    help.push_back(std::move(h));
+  }
+  return help;
+}
+
 std::string format_number(double v) {
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -395,8 +453,9 @@ Init parse_init(std::string_view text, const std::string& field) {
     return s;
   };
   text = trim(text);
-  const std::string help = "an initializer is xavier, msra, gaussian(std), uniform(scale), "
-                           "constant(value) or a number";
+  const std::string help =
+      "an initializer is xavier, msra, gaussian(std), uniform(scale), "
+      "constant(value) or a number";
   auto to_double = [&](std::string_view s, double& out) {
     s = trim(s);
     if (!s.empty() && s.front() == '+') s.remove_prefix(1);
@@ -411,7 +470,8 @@ Init parse_init(std::string_view text, const std::string& field) {
     init.kind = std::string(trim(text.substr(0, open)));
     bool has_value = open != std::string_view::npos;
     if (has_value) {
-      if (text.back() != ')' || !to_double(text.substr(open + 1, text.size() - open - 2), init.value))
+      if (text.back() != ')' ||
+          !to_double(text.substr(open + 1, text.size() - open - 2), init.value))
         throw FieldError(field, "cannot read the initializer '" + std::string(text) + "': " + help);
     }
     if (init.kind == "xavier" || init.kind == "msra") {
@@ -419,8 +479,8 @@ Init parse_init(std::string_view text, const std::string& field) {
     } else if (init.kind == "gaussian" || init.kind == "uniform") {
       if (!has_value)
         throw FieldError(field, init.kind + " needs its " +
-                                    (init.kind == "gaussian" ? "std" : "scale") + ": " +
-                                    init.kind + "(0.01)");
+                                    (init.kind == "gaussian" ? "std" : "scale") + ": " + init.kind +
+                                    "(0.01)");
       if (!(init.value > 0 && init.value <= 1e3))
         throw FieldError(field, init.kind + "'s value must be in (0, 1000]");
     } else if (init.kind != "constant") {
@@ -434,6 +494,34 @@ Init parse_init(std::string_view text, const std::string& field) {
 std::string init_text(const Init& init) {
   if (init.kind == "xavier" || init.kind == "msra") return init.kind;
   return init.kind + "(" + format_number(init.value) + ")";
+}
+
+bool printable_text(const std::string& s, bool multiline) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && !(multiline && (c == '\n' || c == '\t'))) || c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    // Lead byte: length and the smallest code point it may encode (no overlong forms).
+    int n = c >= 0xc2 && c <= 0xdf   ? 2
+            : c >= 0xe0 && c <= 0xef ? 3
+            : c >= 0xf0 && c <= 0xf4 ? 4
+                                     : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = c & (0x7f >> n);
+    for (int k = 1; k < n; ++k) {
+      unsigned char t = static_cast<unsigned char>(s[i + k]);
+      if ((t & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (t & 0x3f);
+    }
+    const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+      return false;
+    i += n;
+  }
+  return true;
 }
 
 int64_t bounded_numel(const Dims& dims) {

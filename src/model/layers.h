@@ -36,9 +36,9 @@ enum class KeyKind : uint8_t {
 struct KeyDef {
   std::string key;
   KeyKind kind;
-  double min = 0, max = 0;           // integer, pair, number and ints elements
-  std::string choices;               // choice: "max|avg"
-  std::optional<AttrValue> dflt;     // canonical specs leave out a value equal to the default
+  double min = 0, max = 0;        // integer, pair, number and ints elements
+  std::string choices;            // choice: "max|avg"
+  std::optional<AttrValue> dflt;  // canonical specs leave out a value equal to the default
   bool required = false;
   std::string doc;
 };
@@ -95,12 +95,15 @@ void check_recipe(const Recipe& r);
 std::string spec_origin(const NetworkSpec& spec);
 
 // Shared bounds of the format.
-constexpr int64_t kMaxDim = int64_t{1} << 16;        // input and kernel extents
-constexpr int64_t kMaxChannels = int64_t{1} << 20;   // filters, groups
-constexpr int64_t kMaxOutputs = int64_t{1} << 24;    // fc outputs, classes
-constexpr int64_t kMaxElements = int64_t{1} << 40;   // elements per example of any value
+constexpr int64_t kMaxDim = int64_t{1} << 16;       // input and kernel extents
+constexpr int64_t kMaxChannels = int64_t{1} << 20;  // filters, groups
+constexpr int64_t kMaxOutputs = int64_t{1} << 24;   // fc outputs, classes
+constexpr int64_t kMaxElements = int64_t{1} << 40;  // elements per example of any value
 constexpr int64_t kMaxLayers = 5000;
 constexpr int64_t kMaxBatch = int64_t{1} << 20;
+
+// Valid UTF-8 without control characters (newlines and tabs only where `multiline`).
+bool printable_text(const std::string& s, bool multiline);
 
 // Product of dims, or -1 when it would pass kMaxElements.
 int64_t bounded_numel(const Dims& dims);

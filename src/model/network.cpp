@@ -31,12 +31,15 @@ bool valid_name(const std::string& n) {
 
 void check_name(int i, const std::string& name) {
   if (!valid_name(name))
-    throw LayerError(i, "name", "layer name '" + name +
-                                    "' must be 1-128 letters, digits, '_' or '-' (no dots: "
-                                    "parameters are named NAME.weight, NAME.bias)");
+    throw LayerError(i, "name",
+                     "layer name '" + name +
+                         "' must be 1-128 letters, digits, '_' or '-' (no dots: "
+                         "parameters are named NAME.weight, NAME.bias)");
   if (kReserved.count(name))
-    throw LayerError(i, "name", "'" + name + "' is reserved for the network's own values (data, "
-                                             "label, loss, top1, top5, logits)");
+    throw LayerError(i, "name",
+                     "'" + name +
+                         "' is reserved for the network's own values (data, "
+                         "label, loss, top1, top5, logits)");
 }
 
 void check_inputs(const NetworkSpec& spec, int i, const std::map<std::string, int>& index) {
@@ -51,25 +54,31 @@ void check_inputs(const NetworkSpec& spec, int i, const std::map<std::string, in
       throw LayerError(i, "input", "unknown input '" + in + "' (earlier layers: " + known + ")");
     }
     if (it->second >= i)
-      throw LayerError(i, "input", "input '" + in + "' is " +
-                                       (it->second == i ? "this layer itself"
-                                                        : "a later layer (line " +
-                                                              std::to_string(spec.layers[it->second].line) +
-                                                              ")") +
-                                       "; a layer reads only earlier layers");
+      throw LayerError(
+          i, "input",
+          "input '" + in + "' is " +
+              (it->second == i
+                   ? "this layer itself"
+                   : "a later layer (line " + std::to_string(spec.layers[it->second].line) + ")") +
+              "; a layer reads only earlier layers");
   }
   int n = l.inputs.empty() ? 1 : static_cast<int>(l.inputs.size());
   if (n < def.min_inputs || n > def.max_inputs)
-    throw LayerError(i, "input", "a " + l.type + " layer takes " +
-                                     std::to_string(def.min_inputs) +
-                                     (def.max_inputs > def.min_inputs
-                                          ? " to " + std::to_string(def.max_inputs)
-                                          : std::string()) +
-                                     " inputs, got " + std::to_string(n) +
-                                     (l.inputs.empty() ? " (name them: input: [a, b])" : ""));
+    throw LayerError(i, "input",
+                     "a " + l.type + " layer takes " + std::to_string(def.min_inputs) +
+                         (def.max_inputs > def.min_inputs ? " to " + std::to_string(def.max_inputs)
+                                                          : std::string()) +
+                         " inputs, got " + std::to_string(n) +
+                         (l.inputs.empty() ? " (name them: input: [a, b])" : ""));
 }
 
 void check_network_fields(const NetworkSpec& spec) {
+  if (spec.name.size() > 256 || !printable_text(spec.name, false))
+    throw LayerError(-1, "name",
+                     "the network's name must be printable UTF-8 text on one line "
+                     "(at most 256 bytes)");
+  if (!printable_text(spec.description, true))
+    throw LayerError(-1, "description", "the description must be printable UTF-8 text");
   if (spec.input.empty() || spec.input.size() > 3)
     throw LayerError(-1, "input", "input must be [C, H, W] (or [C, W] or [features])");
   for (int64_t d : spec.input)
@@ -88,12 +97,13 @@ void check_network_fields(const NetworkSpec& spec) {
   }
   const Recipe& r = spec.recipe;
   if (r.mean.size() > 1 && static_cast<int64_t>(r.mean.size()) != spec.input[0])
-    throw LayerError(-1, "train.mean", "mean has " + std::to_string(r.mean.size()) +
-                                           " values; the input has " +
-                                           std::to_string(spec.input[0]) + " channels");
+    throw LayerError(-1, "train.mean",
+                     "mean has " + std::to_string(r.mean.size()) + " values; the input has " +
+                         std::to_string(spec.input[0]) + " channels");
   if (r.crop > 0 && spec.input.size() == 3 && (r.crop != spec.input[1] || r.crop != spec.input[2]))
-    throw LayerError(-1, "train.crop", "crop " + std::to_string(r.crop) +
-                                           " differs from the input's height and width");
+    throw LayerError(
+        -1, "train.crop",
+        "crop " + std::to_string(r.crop) + " differs from the input's height and width");
 }
 
 // Renames a layer's output value after the layer, so tools find it as "conv1".
@@ -122,8 +132,9 @@ ValueId logits_of(BuiltNetwork& net, const NetworkSpec& s, ValueId last, int64_t
     throw ParseError(spec_origin(s), l.line, l.type, what);
   };
   if (l.type == "softmax")
-    fail("the last layer's output is the logits and the loss applies softmax itself: remove "
-         "this softmax layer");
+    fail(
+        "the last layer's output is the logits and the loss applies softmax itself: remove "
+        "this softmax layer");
   if (out.rank() < 2 || out[0] != batch || bounded_numel(out.dims) != batch * s.classes)
     fail("the last layer must give [N, classes] = [" + std::to_string(batch) + ", " +
          std::to_string(s.classes) + "], it gives " + out.str());
@@ -208,8 +219,9 @@ void canonicalize_network(NetworkSpec& spec) {
     if (l.name.empty()) l.name = l.type + std::to_string(count[l.type]);
     check_name(i, l.name);
     if (auto it = index.find(l.name); it != index.end())
-      throw LayerError(i, "name", "duplicate layer name '" + l.name + "' (first at line " +
-                                      std::to_string(spec.layers[it->second].line) + ")");
+      throw LayerError(i, "name",
+                       "duplicate layer name '" + l.name + "' (first at line " +
+                           std::to_string(spec.layers[it->second].line) + ")");
     index[l.name] = i;
   }
   for (int i = 0; i < static_cast<int>(spec.layers.size()); ++i) {
@@ -311,11 +323,10 @@ NetworkSpec parse_file(const std::string& path) {
     std::string stem = fs::path(path).stem().string();
     auto known = standard_networks();
     bool standard = std::find(known.begin(), known.end(), stem) != known.end();
-    throw ParseError(path, 0, "", std::string(fs::exists(path, ec) ? "not a regular file"
-                                                                   : "no such file") +
-                                      (standard ? " (the standard network is named '" + stem +
-                                                      "', without .yaml)"
-                                                : ""));
+    throw ParseError(
+        path, 0, "",
+        std::string(fs::exists(path, ec) ? "not a regular file" : "no such file") +
+            (standard ? " (the standard network is named '" + stem + "', without .yaml)" : ""));
   }
   constexpr std::uintmax_t kMaxBytes = 4 << 20;
   if (fs::file_size(path, ec) > kMaxBytes)
@@ -332,7 +343,8 @@ NetworkSpec parse_file(const std::string& path) {
 NetworkSpec load_network(const std::string& name_or_path) {
   const std::string& s = name_or_path;
   auto ends_with = [&](const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   if (s.find('/') != std::string::npos || ends_with(".yaml") || ends_with(".yml"))
     return parse_file(s);
@@ -344,7 +356,8 @@ NetworkSpec load_network(const std::string& name_or_path) {
   std::string known, searched;
   for (const std::string& n : standard_networks()) known += (known.empty() ? "" : ", ") + n;
   for (const std::string& d : dirs) searched += (searched.empty() ? "" : ", ") + d;
-  throw UsageError("unknown network '" + s + "': not a file (a path has a '/' or ends in .yaml) "
+  throw UsageError("unknown network '" + s +
+                   "': not a file (a path has a '/' or ends in .yaml) "
                    "and not a standard network (standard networks: " +
                    (known.empty() ? "none found" : known) + "; searched " + searched + ")");
 }

@@ -1,5 +1,6 @@
 // Network files (YAML) to NetworkSpec. Every error names the file, the line of the offending
 // key (yaml-cpp's marks) and the key; nothing in the file is ignored silently.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include "model/layers.h"
 
@@ -81,24 +83,27 @@ class Reader {
     if (!map.IsMap()) fail(map, field, "expected " + want + ", got " + describe(map));
     std::vector<Entry> out;
     for (auto it = map.begin(); it != map.end(); ++it) {
-      if (!it->first.IsScalar()) fail(it->first, field, "keys must be names, got " + describe(it->first));
+      if (!it->first.IsScalar())
+        fail(it->first, field, "keys must be names, got " + describe(it->first));
       Entry e{it->first.Scalar(), it->first, it->second};
       for (const Entry& o : out)
         if (o.key == e.key)
-          fail(e.key_node, e.key, "'" + e.key + "' is given twice (first at line " +
-                                      std::to_string(line(o.key_node)) + ")");
+          fail(e.key_node, e.key,
+               "'" + e.key + "' is given twice (first at line " + std::to_string(line(o.key_node)) +
+                   ")");
       out.push_back(std::move(e));
     }
     return out;
   }
 
-  std::string text(const YAML::Node& n, const std::string& field) const {
-    if (!n.IsScalar()) fail(n, field, "expected text, got " + describe(n));
+  std::string text(const YAML::Node& n, const std::string& field,
+                   const std::string& want = "text") const {
+    if (!n.IsScalar()) fail(n, field, "expected " + want + ", got " + describe(n));
     return n.Scalar();
   }
 
   int64_t integer(const YAML::Node& n, const std::string& field) const {
-    std::string s = text(n, field);
+    std::string s = text(n, field, "an integer");
     int64_t v = 0;
     std::string_view t = s;
     if (!t.empty() && t.front() == '+') t.remove_prefix(1);
@@ -111,7 +116,7 @@ class Reader {
 
   double number(const YAML::Node& n, const std::string& field) const {
     double v = 0;
-    if (!parse_number(text(n, field), v))
+    if (!parse_number(text(n, field, "a number"), v))
       fail(n, field, "expected a number, got " + describe(n));
     return v;
   }
@@ -132,7 +137,7 @@ class Reader {
   }
 
   bool boolean(const YAML::Node& n, const std::string& field) const {
-    std::string s = n.IsScalar() ? n.Scalar() : "";
+    std::string s = text(n, field, "true or false");
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
     if (s == "true" || s == "yes" || s == "on") return true;
     if (s == "false" || s == "no" || s == "off") return false;
@@ -189,11 +194,56 @@ class Reader {
       auto e = entries(n, k.key, "an initializer");
       return e[0].key + "(" + text(e[0].value, k.key) + ")";
     }
-    fail(n, k.key, "expected an initializer (xavier, msra, gaussian(std), uniform(scale), "
-                   "constant(v) or a number), got " + describe(n));
+    fail(n, k.key,
+         "expected an initializer (xavier, msra, gaussian(std), uniform(scale), "
+         "constant(v) or a number), got " +
+             describe(n));
   }
 
   std::string file_;
+};
+
+// Counts the documents of a stream, stopping at the second or at an empty one. yaml-cpp 0.7's
+// LoadAll loops forever (allocating) on some malformed streams, e.g. a lone ',', because the
+// parser keeps reporting empty documents (jbeder/yaml-cpp#1040, fixed upstream by #1319 the same
+// way: stop at the first empty root).
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents = 0;
+  YAML::Mark second;  // where the second document starts
+
+  static DocumentCounter count(const std::string& text) {
+    DocumentCounter c;
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    while (c.documents < 2 && parser.HandleNextDocument(c) && !c.empty_) {
+    }
+    return c;
+  }
+
+  void OnDocumentStart(const YAML::Mark& m) override {
+    if (++documents == 2) second = m;
+    depth_ = 0, empty_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { empty_ = empty_ || depth_ == 0; }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    ++depth_;
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    ++depth_;
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  int depth_ = 0;
+  bool empty_ = false;
 };
 
 // Where each key of a layer was written (its own settings or the file's defaults).
@@ -229,7 +279,8 @@ Recipe parse_recipe(const Reader& r, const YAML::Node& node, KeyMarks& marks) {
       {"gamma", num(rc.gamma)},
       {"power", num(rc.power)},
       {"step_size", integer(rc.step_size)},
-      {"milestones", [&](const YAML::Node& n, const std::string& k) { rc.milestones = r.integers(n, k); }},
+      {"milestones",
+       [&](const YAML::Node& n, const std::string& k) { rc.milestones = r.integers(n, k); }},
       {"warmup_iters", integer(rc.warmup_iters)},
       {"clip_grad_norm", num(rc.clip_grad_norm)},
       {"accumulate", integer(rc.accumulate)},
@@ -251,8 +302,9 @@ Recipe parse_recipe(const Reader& r, const YAML::Node& node, KeyMarks& marks) {
     if (it == keys.end()) {
       std::string allowed;
       for (const std::string& n : names) allowed += (allowed.empty() ? "" : ", ") + n;
-      r.fail(e.key_node, field, "unknown training setting '" + e.key + "'" + suggest(e.key, names) +
-                                    " (allowed: " + allowed + ")");
+      r.fail(e.key_node, field,
+             "unknown training setting '" + e.key + "'" + suggest(e.key, names) +
+                 " (allowed: " + allowed + ")");
     }
     it->second(e.value, field);
     marks[field] = e.key_node;
@@ -279,8 +331,9 @@ const LayerDef& layer_type(const Reader& r, const YAML::Node& at, const std::str
   if (const LayerDef* def = find_layer_def(type)) return *def;
   std::vector<std::string> names{"inner_product"};
   for (const LayerDef& d : layer_defs()) names.push_back(d.type);
-  r.fail(at, type, "unknown layer type '" + type + "'" + suggest(type, names) +
-                       " (known: " + known_layer_types() + ")");
+  r.fail(at, type,
+         "unknown layer type '" + type + "'" + suggest(type, names) +
+             " (known: " + known_layer_types() + ")");
 }
 
 Defaults parse_defaults(const Reader& r, const YAML::Node& node) {
@@ -349,24 +402,34 @@ void parse_top(const Reader& r, const YAML::Node& root, Parsed& p) {
   YAML::Node layers;
   for (const Entry& e : r.entries(root, "", "a network: name, input, classes, layers")) {
     p.top[e.key] = e.key_node;
-    if (e.key == "name") s.name = r.text(e.value, "name");
-    else if (e.key == "description") s.description = r.text(e.value, "description");
-    else if (e.key == "input") s.input = r.integers(e.value, "input");
-    else if (e.key == "classes") s.classes = r.integer(e.value, "classes");
-    else if (e.key == "train") s.recipe = parse_recipe(r, e.value, p.top);
-    else if (e.key == "defaults") defaults = parse_defaults(r, e.value);
-    else if (e.key == "layers") layers = e.value;
+    if (e.key == "name")
+      s.name = r.text(e.value, "name");
+    else if (e.key == "description")
+      s.description = r.text(e.value, "description");
+    else if (e.key == "input")
+      s.input = r.integers(e.value, "input");
+    else if (e.key == "classes")
+      s.classes = r.integer(e.value, "classes");
+    else if (e.key == "train")
+      s.recipe = parse_recipe(r, e.value, p.top);
+    else if (e.key == "defaults")
+      defaults = parse_defaults(r, e.value);
+    else if (e.key == "layers")
+      layers = e.value;
     else
-      r.fail(e.key_node, e.key, "unknown key '" + e.key + "'" + suggest(e.key, top) +
-                                    " (a network file has: name, description, input, classes, "
-                                    "train, defaults, layers)");
+      r.fail(e.key_node, e.key,
+             "unknown key '" + e.key + "'" + suggest(e.key, top) +
+                 " (a network file has: name, description, input, classes, "
+                 "train, defaults, layers)");
   }
   for (const char* k : {"input", "classes", "layers"})
     if (!p.top.count(k))
-      r.fail(root, k, std::string("the network has no '") + k + "' (" +
-                          (k == std::string("input") ? "input: [C, H, W]"
-                           : k == std::string("classes") ? "classes: 10"
-                                                         : "layers: a list") + ")");
+      r.fail(root, k,
+             std::string("the network has no '") + k + "' (" +
+                 (k == std::string("input")     ? "input: [C, H, W]"
+                  : k == std::string("classes") ? "classes: 10"
+                                                : "layers: a list") +
+                 ")");
   if (!layers.IsSequence() || layers.size() == 0)
     r.fail(layers.IsNull() ? p.top["layers"] : layers, "layers",
            "layers must be a list of one or more layers ('- conv: {...}')");
@@ -396,24 +459,33 @@ NetworkSpec parse_network(const std::string& text, const std::string& file) {
   if (text.size() > kMaxFileBytes) throw ParseError(r.file(), 0, "", "larger than 4 MiB");
   Parsed p;
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(text);
-    if (docs.size() > 1) r.fail(docs[1], "", "the file holds several YAML documents ('---'); a "
-                                             "network file holds one");
-    if (docs.empty() || docs[0].IsNull())
-      throw ParseError(r.file(), 1, "", "empty file: a network file has name, input, classes "
-                                        "and layers");
-    if (!docs[0].IsMap())
-      r.fail(docs[0], "", "not a network file: expected a map of name, input, classes and "
-                          "layers, got " + describe(docs[0]));
-    parse_top(r, docs[0], p);
+    YAML::Node root = YAML::Load(text);
+    if (root.IsNull() && text.find_first_not_of(" \t\r\n") != std::string::npos &&
+        text[text.find_first_not_of(" \t\r\n")] != '#')
+      throw ParseError(r.file(), 1, "", "not a network file: its YAML document is empty (null)");
+    if (root.IsNull())
+      throw ParseError(r.file(), 1, "",
+                       "empty file: a network file has name, input, classes "
+                       "and layers");
+    if (DocumentCounter c = DocumentCounter::count(text); c.documents > 1)
+      throw ParseError(r.file(), c.second.line + 1, "",
+                       "the file holds several YAML documents ('---'); a network file holds one");
+    if (!root.IsMap())
+      r.fail(root, "",
+             "not a network file: expected a map of name, input, classes and "
+             "layers, got " +
+                 describe(root));
+    parse_top(r, root, p);
   } catch (const YAML::Exception& e) {
     throw ParseError(r.file(), e.mark.line >= 0 ? e.mark.line + 1 : 0, "",
                      "YAML syntax error: " + e.msg);
   }
   NetworkSpec& s = p.spec;
   s.file = r.file();
-  if (s.name.empty())
-    s.name = file.empty() ? "network" : std::filesystem::path(file).stem().string();
+  if (s.name.empty()) {
+    s.name = file.empty() ? "" : std::filesystem::path(file).stem().string();
+    if (s.name.empty() || !printable_text(s.name, false)) s.name = "network";
+  }
   try {
     canonicalize_network(s);
   } catch (const LayerError& e) {

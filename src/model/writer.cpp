@@ -90,8 +90,7 @@ std::string write_network(const NetworkSpec& spec) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   out << YAML::Key << "name" << YAML::Value << s.name;
-  if (!s.description.empty())
-    out << YAML::Key << "description" << YAML::Value << s.description;
+  if (!s.description.empty()) out << YAML::Key << "description" << YAML::Value << s.description;
   out << YAML::Key << "input" << YAML::Value << YAML::Flow << s.input;
   out << YAML::Key << "classes" << YAML::Value << s.classes;
   emit_recipe(out, s.recipe);

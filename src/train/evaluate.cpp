@@ -155,7 +155,8 @@ EvalResult evaluate(const EvalOptions& o) {
   if (o.limit > 0 && o.limit < data->size()) {
     std::vector<int64_t> first(static_cast<size_t>(o.limit));
     std::iota(first.begin(), first.end(), 0);
-    data = std::make_shared<data::SubsetDataset>(data, first, data->describe());
+    data = std::make_shared<data::SubsetDataset>(
+        data, first, o.data + " (first " + std::to_string(o.limit) + ")");
   }
   if (data->num_classes() > spec.classes)
     throw UsageError("dataset '" + o.data + "' has " + std::to_string(data->num_classes()) +

@@ -2,9 +2,12 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <numeric>
@@ -26,15 +29,28 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+std::atomic<int64_t> g_first_signal_ns{0};
+static_assert(std::atomic<int64_t>::is_always_lock_free, "used in a signal handler");
 
-// The first SIGINT/SIGTERM asks the loop to stop after its step; a second one stops at once.
+int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// The first SIGINT/SIGTERM asks the loop to stop after its step. One sent again within a second
+// is the same request delivered twice (`timeout` and supervisors signal the process and its
+// group); a later one stops at once.
 void on_signal(int sig) {
-  if (g_signal != 0) {
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
+  int64_t now = monotonic_ns();
+  if (g_signal == 0) {
+    g_first_signal_ns = now;
+    g_signal = sig;
     return;
   }
-  g_signal = sig;
+  if (now - g_first_signal_ns.load() < 1000000000) return;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
 }
 
 class SignalGuard {
@@ -66,12 +82,18 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::shared_ptr<Dataset> first_n(std::shared_ptr<Dataset> d, int64_t n) {
+std::shared_ptr<Dataset> first_n(std::shared_ptr<Dataset> d, int64_t n, const std::string& name) {
   if (!d || n <= 0 || n >= d->size()) return d;
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
-  std::string name = d->describe();
-  return std::make_shared<data::SubsetDataset>(std::move(d), std::move(idx), name);
+  return std::make_shared<data::SubsetDataset>(std::move(d), std::move(idx),
+                                               name + " (first " + std::to_string(n) + ")");
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 std::string string_field(const json& j, const char* key, const std::string& dflt) {
@@ -179,8 +201,8 @@ void Trainer::resolve_inputs() {
 
 void Trainer::open_data() {
   DatasetSplits splits = open_dataset(data_spec_, o_.open);
-  train_data_ = first_n(splits.train, train_limit_);
-  test_data_ = first_n(splits.test, test_limit_);
+  train_data_ = first_n(splits.train, train_limit_, data_spec_ + " train");
+  test_data_ = first_n(splits.test, test_limit_, data_spec_ + " test");
   if (!train_data_) throw UsageError("dataset '" + data_spec_ + "' has no training set");
   if (train_data_->num_classes() > spec_.classes)
     throw UsageError("dataset '" + data_spec_ + "' has " +
@@ -330,7 +352,7 @@ void Trainer::diverged(float loss, const Batch& b) {
   std::string msg = "training diverged: the loss is " + what + " at iteration " +
                     std::to_string(it) + " (epoch " + std::to_string(b.epoch) + ", batch " +
                     std::to_string(b.index) + ", learning rate " +
-                    std::to_string(lr_at(recipe_, st_.iteration, max_iter_)) +
+                    number(lr_at(recipe_, st_.iteration, max_iter_)) +
                     "); lower the learning rate or clip gradients (clip_grad_norm)";
   log_->write({{"event", "error"}, {"iter", it}, {"message", msg}});
   progress_->finish();
@@ -438,10 +460,10 @@ TrainResult Trainer::finish(bool stopped) {
                {"seconds", r.seconds},
                {"iterations", r.iterations},
                {"weights", r.weights}});
+  char acc[32] = "n/a";
+  if (r.test_top1 >= 0) std::snprintf(acc, sizeof acc, "%.2f%%", r.test_top1 * 100);
   progress_->line("done: " + std::to_string(r.iterations) + " iterations in " +
-                  format_duration(r.seconds) + ", test top-1 " +
-                  (r.test_top1 >= 0 ? std::to_string(r.test_top1 * 100) + "%" : "n/a") +
-                  "; weights in " + r.weights);
+                  format_duration(r.seconds) + ", test top-1 " + acc + "; weights in " + r.weights);
   return r;
 }
 

@@ -192,11 +192,16 @@ void positive_running_var(Ins& in) {
 
 double activate(ActKind k, double alpha, double x) {
   switch (k) {
-    case ActKind::relu: return x > 0 ? x : 0;
-    case ActKind::leaky_relu: return x > 0 ? x : alpha * x;
-    case ActKind::sigmoid: return 1 / (1 + std::exp(-x));
-    case ActKind::tanh: return std::tanh(x);
-    case ActKind::elu: return x > 0 ? x : alpha * (std::exp(x) - 1);
+    case ActKind::relu:
+      return x > 0 ? x : 0;
+    case ActKind::leaky_relu:
+      return x > 0 ? x : alpha * x;
+    case ActKind::sigmoid:
+      return 1 / (1 + std::exp(-x));
+    case ActKind::tanh:
+      return std::tanh(x);
+    case ActKind::elu:
+      return x > 0 ? x : alpha * (std::exp(x) - 1);
     case ActKind::gelu:
       return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
   }
@@ -299,7 +304,10 @@ void register_conv() {
 }
 
 Attrs pool_attrs(int64_t k, int64_t s, int64_t pad, int64_t ceil, int64_t include_pad) {
-  return Attrs{{"kernel", k}, {"stride", s}, {"pad", pad}, {"ceil_mode", ceil},
+  return Attrs{{"kernel", k},
+               {"stride", s},
+               {"pad", pad},
+               {"ceil_mode", ceil},
                {"count_include_pad", include_pad}};
 }
 
@@ -356,9 +364,9 @@ void register_lrn() {
                  .reference = ref_lrn,
                  .grad_inputs = {0},
                  .perf_inputs = {f32({64, 96, 27, 27})}});
-  register_case({.name = "lrn/size3_defaults_wide",  // more pixels than one 64-pixel tile
+  register_case({.name = "lrn/size3_beta0.6_wide",  // more pixels than one 64-pixel tile
                  .op = "lrn",
-                 .attrs = {{"size", int64_t{3}}, {"alpha", 0.3}},
+                 .attrs = {{"size", int64_t{3}}, {"alpha", 0.3}, {"beta", 0.6}},
                  .inputs = {f32({1, 4, 9, 9})},
                  .reference = ref_lrn,
                  .grad_inputs = {0}});
@@ -411,16 +419,18 @@ void register_activation() {
   register_case({.name = "activation/leaky_relu_composite",
                  .op = "leaky_relu",
                  .inputs = {f32({2, 3, 4})},
-                 .reference = [](const Ins& in, const Attrs&, const Types& t) {
-                   return ref_activation(in, Attrs{{"kind", std::string("leaky_relu")}}, t);
-                 },
+                 .reference =
+                     [](const Ins& in, const Attrs&, const Types& t) {
+                       return ref_activation(in, Attrs{{"kind", std::string("leaky_relu")}}, t);
+                     },
                  .grad_inputs = {0}});
   register_case({.name = "activation/elu_composite",
                  .op = "elu",
                  .inputs = {f32({2, 3, 4})},
-                 .reference = [](const Ins& in, const Attrs&, const Types& t) {
-                   return ref_activation(in, Attrs{{"kind", std::string("elu")}}, t);
-                 },
+                 .reference =
+                     [](const Ins& in, const Attrs&, const Types& t) {
+                       return ref_activation(in, Attrs{{"kind", std::string("elu")}}, t);
+                     },
                  .grad_inputs = {0}});
 }
 
@@ -428,14 +438,15 @@ void register_linear() {
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
       int64_t m = 3, k = 4, n = 5;
-      register_case({.name = std::string("matmul/") + (ta ? "t" : "n") + (tb ? "t" : "n"),
-                     .op = "matmul",
-                     .attrs = {{"trans_a", int64_t{ta}}, {"trans_b", int64_t{tb}}},
-                     .inputs = {f32(ta ? Dims{k, m} : Dims{m, k}), f32(tb ? Dims{n, k} : Dims{k, n})},
-                     .reference = ref_matmul,
-                     .grad_inputs = {0, 1},
-                     .perf_inputs = {f32(ta ? Dims{800, 64} : Dims{64, 800}),
-                                     f32(tb ? Dims{500, 800} : Dims{800, 500})}});
+      register_case(
+          {.name = std::string("matmul/") + (ta ? "t" : "n") + (tb ? "t" : "n"),
+           .op = "matmul",
+           .attrs = {{"trans_a", int64_t{ta}}, {"trans_b", int64_t{tb}}},
+           .inputs = {f32(ta ? Dims{k, m} : Dims{m, k}), f32(tb ? Dims{n, k} : Dims{k, n})},
+           .reference = ref_matmul,
+           .grad_inputs = {0, 1},
+           .perf_inputs = {f32(ta ? Dims{800, 64} : Dims{64, 800}),
+                           f32(tb ? Dims{500, 800} : Dims{800, 500})}});
     }
   register_case({.name = "inner_product/4d_bias",
                  .op = "inner_product",

@@ -88,7 +88,8 @@ inline void write_jpeg(const std::string& path, const std::vector<uint8_t>& hwc,
   jpeg_set_quality(&cinfo, quality, TRUE);
   jpeg_start_compress(&cinfo, TRUE);
   while (cinfo.next_scanline < cinfo.image_height) {
-    JSAMPROW row = const_cast<JSAMPROW>(hwc.data() + static_cast<size_t>(cinfo.next_scanline) * w * c);
+    JSAMPROW row =
+        const_cast<JSAMPROW>(hwc.data() + static_cast<size_t>(cinfo.next_scanline) * w * c);
     jpeg_write_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_compress(&cinfo);
