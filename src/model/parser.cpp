@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/text.h"
 #include "model/layers.h"
 
 namespace myelin {
@@ -19,27 +20,12 @@ namespace {
 
 constexpr size_t kMaxFileBytes = 4 << 20;
 
-// Edit distance, for "did you mean" hints on misspelt keys and types.
-size_t distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 std::string suggest(const std::string& word, const std::vector<std::string>& options) {
   std::string best;
   size_t best_d = 3;
   for (const std::string& o : options)
-    if (size_t d = distance(word, o); d < best_d) best = o, best_d = d;
+    if (size_t d = edit_distance(word, o); d < best_d) best = o, best_d = d;
   return best.empty() ? "" : " (did you mean '" + best + "'?)";
 }
 
