@@ -1,5 +1,6 @@
 // myelin train: train a network on a dataset, with checkpoints, metrics and exact resume.
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "cli/command.h"
@@ -13,8 +14,10 @@ namespace {
 const std::vector<Flag>& train_flags() {
   static const std::vector<Flag> f = [] {
     std::vector<Flag> v = {
-        {"model", "NAME|FILE", "standard network (lenet, resnet, mlp, alexnet) or a network file", ""},
-        {"data", "SPEC", "fashion-mnist, mnist, an image folder, a list file or a packed store", "fashion-mnist"},
+        {"model", "NAME|FILE", "standard network (lenet, resnet, mlp, alexnet) or a network file",
+         ""},
+        {"data", "SPEC", "fashion-mnist, mnist, an image folder, a list file or a packed store",
+         "fashion-mnist, or the resumed run's"},
         {"out", "DIR", "where metrics.jsonl, checkpoints/ and weights.safetensors go", ""},
         {"epochs", "E", "passes over the training set", "network file"},
         {"iterations", "K", "optimizer updates instead of epochs", ""},
@@ -22,6 +25,10 @@ const std::vector<Flag>& train_flags() {
         {"solver", "S", "sgd, nesterov, adam, adamw, rmsprop or adagrad", "network file"},
         {"lr", "X", "base learning rate", "network file"},
         {"momentum", "X", "momentum (sgd, nesterov)", "network file"},
+        {"beta1", "X", "Adam's first-moment decay", "0.9"},
+        {"beta2", "X", "Adam's second-moment decay", "0.999"},
+        {"rms-decay", "X", "RMSProp's squared-gradient decay", "0.99"},
+        {"eps", "X", "Adam, RMSProp and AdaGrad denominator epsilon", "1e-8"},
         {"weight-decay", "X", "L2 weight decay (decoupled for adamw)", "network file"},
         {"lr-policy", "P", "fixed, step, multistep, exp, inv, poly or cosine", "network file"},
         {"gamma", "X", "decay factor of step, multistep, exp and inv", ""},
@@ -32,9 +39,12 @@ const std::vector<Flag>& train_flags() {
         {"accumulate", "K", "batches whose gradients add up before each update", "1"},
         {"label-smoothing", "X", "softmax cross-entropy label smoothing", "0"},
         {"seed", "N", "seed for weights, shuffling and dropout", "1"},
-        {"resume", "DIR", "continue a run from its last checkpoint", ""},
+        {"resume", "DIR", "continue a run from its last checkpoint (model, data, recipe as saved)",
+         ""},
         {"weights", "FILE", "start from trained weights (fine-tuning; matched by layer name)", ""},
         {"eval-every", "K", "iterations between test passes", "every epoch"},
+        {"eval-batch", "B", "examples per batch in test passes", "100"},
+        {"log-every", "K", "iterations between train-loss events in metrics.jsonl", "auto"},
         {"snapshot-every", "K", "iterations between checkpoints", "every epoch"},
         {"keep", "K", "checkpoints kept", "3"},
         {"loader-threads", "T", "threads decoding and augmenting batches", "2"},
@@ -73,6 +83,7 @@ RecipeOverrides overrides(const Args& a) {
   if (a.has("solver")) r.solver = a.str("solver");
   if (a.has("lr-policy")) r.lr_policy = a.str("lr-policy");
   num("lr", r.lr), num("momentum", r.momentum), num("weight-decay", r.weight_decay);
+  num("beta1", r.beta1), num("beta2", r.beta2), num("rms-decay", r.rms_decay), num("eps", r.eps);
   num("gamma", r.gamma), num("clip", r.clip_grad_norm), num("label-smoothing", r.label_smoothing);
   integer("step-size", r.step_size), integer("warmup", r.warmup_iters);
   integer("accumulate", r.accumulate), integer("batch", r.batch), integer("epochs", r.epochs);
@@ -81,10 +92,17 @@ RecipeOverrides overrides(const Args& a) {
   return r;
 }
 
+// A path the user typed is kept absolute, so that --resume works from any directory.
+std::string absolute_if_path(const std::string& s) {
+  std::error_code ec;
+  if (s.empty() || !std::filesystem::exists(s, ec)) return s;
+  return std::filesystem::absolute(s, ec).lexically_normal().string();
+}
+
 TrainOptions train_options(const Args& a) {
   TrainOptions o;
-  o.model = a.str("model");
-  o.data = a.str("data", "fashion-mnist");
+  o.model = absolute_if_path(a.str("model"));
+  o.data = absolute_if_path(a.str("data"));  // empty: the resumed run's, else fashion-mnist
   o.open = open_options(a);
   o.device = a.str("device", "cpu");
   BackendOptions b = backend_from(a);
@@ -95,6 +113,8 @@ TrainOptions train_options(const Args& a) {
   o.out_dir = a.str("out");
   o.overrides = overrides(a);
   o.eval_every = a.integer("eval-every", 0);
+  o.eval_batch = a.integer("eval-batch", o.eval_batch);
+  o.log_every = a.integer("log-every", 0);
   o.snapshot_every = a.integer("snapshot-every", 0);
   o.keep = static_cast<int>(a.integer("keep", 3));
   o.resume = a.str("resume");
@@ -114,13 +134,15 @@ int run_train(const std::vector<std::string>& argv) {
       "checkpoints under OUT/checkpoints/ and the final OUT/weights.safetensors. Ctrl-C writes a\n"
       "checkpoint first; --resume OUT continues exactly where the run stopped.",
       train_flags(),
-      "  myelin train --model lenet --data fashion-mnist --device cpu --threads 2 --out runs/lenet\n"
+      "  myelin train --model lenet --data fashion-mnist --device cpu --threads 2 --out "
+      "runs/lenet\n"
       "  myelin train --model resnet --data fashion-mnist --epochs 8 --out runs/resnet\n"
       "  myelin train --model lenet --data photos/ --size 28x28 --channels 1 --out runs/photos\n"
-      "  myelin train --resume runs/lenet --model lenet --out runs/lenet\n");
+      "  myelin train --resume runs/lenet\n");
   if (wants_help(argv, help)) return 0;
   Args a("train", argv, train_flags());
-  if (!a.has("model")) throw UsageError("--model is required (e.g. --model lenet); see --help");
+  if (!a.has("model") && !a.has("resume"))
+    throw UsageError("--model is required (e.g. --model lenet); see --help");
   if (!a.has("out") && !a.has("resume"))
     throw UsageError("--out DIR is required: where metrics and checkpoints are written");
   TrainOptions o = train_options(a);

@@ -2,16 +2,18 @@
 
 #include <cstdio>
 
-#include "core/backend.h"
+#ifdef MYELIN_WITH_CUDA
+#include "cuda/cuda_info.h"
+#endif
 
 namespace myelin::cli {
 
 void print_cuda_devices() {
-  if (!has_backend(DeviceKind::cuda)) {
-    std::printf("cuda: not built (configure with -DMYELIN_CUDA=ON where nvcc is installed)\n");
-    return;
-  }
-  std::printf("cuda: built in; device listing pending (src/cuda/cuda_info.h)\n");
+#ifdef MYELIN_WITH_CUDA
+  std::fputs(describe_cuda_devices().c_str(), stdout);
+#else
+  std::printf("cuda: not built (configure with -DMYELIN_CUDA=ON where nvcc is installed)\n");
+#endif
 }
 
 }  // namespace myelin::cli

@@ -63,6 +63,7 @@ std::string describe_cuda_devices() {
                 v.runtime / 1000, v.runtime % 1000 / 10, v.driver / 1000, v.driver % 1000 / 10,
                 v.cudnn / 10000, v.cudnn % 10000 / 100, v.cudnn % 100, v.cublas);
   std::string s = line;
+  if (v.driver == 0) return s + "  no NVIDIA driver on this machine, so no GPU to use\n";
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {

@@ -177,6 +177,7 @@ void check_recipe(const Recipe& r) {
   range("weight_decay", r.weight_decay, 0, 1);
   range("beta1", r.beta1, 0, 1, true);
   range("beta2", r.beta2, 0, 1, true);
+  range("rms_decay", r.rms_decay, 0, 1, true);
   range("eps", r.eps, 1e-30, 1);
   range("gamma", r.gamma, 0, 1e3);
   range("power", r.power, 0, 1e3);

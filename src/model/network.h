@@ -16,6 +16,7 @@ struct Recipe {
   double momentum = 0.9;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double rms_decay = 0.99;           // rmsprop's moving average of squared gradients
   std::string lr_policy = "fixed";  // fixed | step | multistep | exp | inv | poly | cosine
   double gamma = 0.1, power = 1.0;
   int64_t step_size = 0;             // iterations (step policy)

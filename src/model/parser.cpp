@@ -260,6 +260,7 @@ Recipe parse_recipe(const Reader& r, const YAML::Node& node, KeyMarks& marks) {
       {"weight_decay", num(rc.weight_decay)},
       {"beta1", num(rc.beta1)},
       {"beta2", num(rc.beta2)},
+      {"rms_decay", num(rc.rms_decay)},
       {"eps", num(rc.eps)},
       {"lr_policy", str(rc.lr_policy)},
       {"gamma", num(rc.gamma)},

@@ -55,6 +55,7 @@ void emit_recipe(YAML::Emitter& out, const Recipe& r) {
   num("weight_decay", r.weight_decay, d.weight_decay);
   num("beta1", r.beta1, d.beta1);
   num("beta2", r.beta2, d.beta2);
+  num("rms_decay", r.rms_decay, d.rms_decay);
   num("eps", r.eps, d.eps);
   str("lr_policy", r.lr_policy, d.lr_policy);
   num("gamma", r.gamma, d.gamma);

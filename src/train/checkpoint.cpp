@@ -289,6 +289,7 @@ json recipe_to_json(const Recipe& r) {
           {"weight_decay", r.weight_decay},
           {"beta1", r.beta1},
           {"beta2", r.beta2},
+          {"rms_decay", r.rms_decay},
           {"eps", r.eps},
           {"lr_policy", r.lr_policy},
           {"gamma", r.gamma},
@@ -333,6 +334,7 @@ Recipe recipe_from_json(const json& j) {
   get_field(j, "weight_decay", r.weight_decay);
   get_field(j, "beta1", r.beta1);
   get_field(j, "beta2", r.beta2);
+  get_field(j, "rms_decay", r.rms_decay);
   get_field(j, "eps", r.eps);
   get_field(j, "lr_policy", r.lr_policy);
   get_field(j, "gamma", r.gamma);
@@ -446,7 +448,11 @@ void point_latest(const fs::path& dir, const std::string& name) {
   std::error_code ec;
   fs::remove(tmp, ec);
   fs::create_directory_symlink(name, tmp);
-  fs::rename(tmp, dir / "latest");
+  // A run directory copied without keeping links (cp -rL, some uploads) has 'latest' as a real
+  // directory: a stale copy of a snapshot, which the link replaces.
+  fs::path latest = dir / "latest";
+  if (fs::is_directory(fs::symlink_status(latest, ec))) fs::remove_all(latest);
+  fs::rename(tmp, latest);
   fsync_path(dir.string(), true);
 }
 

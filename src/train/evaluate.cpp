@@ -33,13 +33,18 @@ Transforms transforms_from(const Recipe& r) {
 json EvalResult::to_json() const {
   std::vector<json> per;
   for (double a : per_class) per.push_back(std::isfinite(a) ? json(a) : json(nullptr));
+  json rows = json::array();  // rows: true class, columns: predicted
+  const auto n = static_cast<size_t>(std::lround(std::sqrt(double(confusion.size()))));
+  for (size_t c = 0; c < n; ++c)
+    rows.push_back(std::vector<int64_t>(confusion.begin() + static_cast<ptrdiff_t>(c * n),
+                                        confusion.begin() + static_cast<ptrdiff_t>((c + 1) * n)));
   return {{"examples", examples},
           {"loss", loss},
           {"top1", top1},
           {"top5", top5},
           {"class_names", class_names},
           {"per_class_accuracy", per},
-          {"confusion", confusion},
+          {"confusion", rows},
           {"seconds", seconds},
           {"images_per_second", images_per_second}};
 }

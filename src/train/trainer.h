@@ -18,7 +18,7 @@ namespace myelin {
 // Flags that override the network file's Recipe; unset ones keep the file's values.
 struct RecipeOverrides {
   std::optional<std::string> solver, lr_policy;
-  std::optional<double> lr, momentum, weight_decay, beta1, beta2, eps, gamma, power;
+  std::optional<double> lr, momentum, weight_decay, beta1, beta2, rms_decay, eps, gamma, power;
   std::optional<double> clip_grad_norm, label_smoothing;
   std::optional<int64_t> step_size, warmup_iters, accumulate, batch, epochs, max_iter;
   std::optional<std::vector<int64_t>> milestones;

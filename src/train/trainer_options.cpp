@@ -28,6 +28,7 @@ Recipe RecipeOverrides::apply(Recipe r) const {
   set_if(weight_decay, r.weight_decay);
   set_if(beta1, r.beta1);
   set_if(beta2, r.beta2);
+  set_if(rms_decay, r.rms_decay);
   set_if(eps, r.eps);
   set_if(gamma, r.gamma);
   set_if(power, r.power);
@@ -53,6 +54,7 @@ json RecipeOverrides::to_json() const {
   put_if(j, "weight_decay", weight_decay);
   put_if(j, "beta1", beta1);
   put_if(j, "beta2", beta2);
+  put_if(j, "rms_decay", rms_decay);
   put_if(j, "eps", eps);
   put_if(j, "gamma", gamma);
   put_if(j, "power", power);
