@@ -1,7 +1,12 @@
 // The `myelin` program as a user runs it: train, resume without repeating the flags, test,
 // classify, time, and clear errors with a non-zero exit for bad input.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 #include <fstream>
@@ -76,6 +81,34 @@ TEST_F(Cli, ResumeNeedsOnlyTheRunDirectory) {
   std::ifstream in(copy / "run/metrics.jsonl");
   EXPECT_NE(std::string(std::istreambuf_iterator<char>(in), {}).find("\"event\":\"resume\""),
             std::string::npos);
+}
+
+// A job killed outright (no chance to checkpoint) resumes from its last periodic snapshot.
+TEST(CliKill, KilledRunResumesFromItsLastSnapshot) {
+  tf::TempDir d;
+  const std::string out = d / "run";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl(MYELIN_BINARY, MYELIN_BINARY, "train", "--model", "lenet", "--iterations", "100000",
+          "--snapshot-every", "10", "--train-limit", "3200", "--test-limit", "200", "--threads",
+          "2", "--quiet", "--out", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(out + "/checkpoints/latest") &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // likely mid-write of the next
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it was killed";
+  Outcome r = myelin("train --resume " + out + " --iterations 200 --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  json end = last_event(out + "/metrics.jsonl");
+  EXPECT_EQ(end["event"], "end");
+  EXPECT_EQ(end["iterations"], 200);
 }
 
 TEST_F(Cli, TestPrintsConfusionMatrixRowsThatAddUpToTheExamples) {
