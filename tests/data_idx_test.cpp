@@ -9,8 +9,10 @@
 #include "data/dataset.h"
 #include "data/idx.h"
 #include "support/data_files.h"
+#include "support/expect_error.h"
 
 using namespace myelin;
+using myelin::testing::expect_error;
 using myelin::testing::TempDir;
 
 namespace {
@@ -19,21 +21,6 @@ const char* kFashion = "/usr/share/datasets/fashion-mnist";
 
 bool have_fashion() {
   return std::filesystem::exists(std::string(kFashion) + "/train-images-idx3-ubyte.gz");
-}
-
-// Expects `f` to throw a myelin::Error whose message contains every one of `parts`.
-template <class F>
-std::string expect_error(F f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return msg;
-  }
-  ADD_FAILURE() << "expected a myelin::Error";
-  return "";
 }
 
 // A small IDX dataset of n random 5x7 images with labels i % classes.

@@ -8,26 +8,14 @@
 #include "data/dataset.h"
 #include "data/image_codec.h"
 #include "support/data_files.h"
+#include "support/expect_error.h"
 
 using namespace myelin;
 using myelin::testing::TempDir;
 namespace tf = myelin::testing;
+using myelin::testing::expect_error;
 
 namespace {
-
-template <class F>
-std::string expect_error(F f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return msg;
-  }
-  ADD_FAILURE() << "expected a myelin::Error";
-  return "";
-}
 
 // A smooth color gradient (JPEG keeps those nearly exact), offset by `seed`.
 std::vector<uint8_t> gradient(int w, int h, int c, int seed) {

@@ -12,26 +12,14 @@
 #include "data/store.h"
 #include "data/store_format.h"
 #include "support/data_files.h"
+#include "support/expect_error.h"
 
 using namespace myelin;
 using myelin::testing::TempDir;
 namespace tf = myelin::testing;
+using myelin::testing::expect_error;
 
 namespace {
-
-template <class F>
-std::string expect_error(F f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return msg;
-  }
-  ADD_FAILURE() << "expected a myelin::Error";
-  return "";
-}
 
 void expect_same_dataset(const Dataset& a, const Dataset& b) {
   ASSERT_EQ(a.size(), b.size());
