@@ -7,6 +7,9 @@
 //   alexnet_gpu_bench [--batches 64,128,256] [--precisions fp32,tf32,bf16] [--iters 30]
 //                     [--device cuda] [--model alexnet] [--gemm] [--profile] [--json FILE]
 //                     [--workspace-mb MB]   (cuDNN workspace limit; default BackendOptions')
+//                     [--threads N]         (CPU engine threads, with --device cpu)
+// On a device without graphs (the CPU) the step runs eagerly: one warm-up step, then --iters
+// timed steps (the 2015 `caffe time` table: --device cpu --precisions fp32 --iters 20).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +38,7 @@ struct Options {
   std::string device = "cuda", model = "alexnet", json;
   bool gemm = false, profile = false;
   size_t workspace_mb = 0;  // 0: BackendOptions' default
+  int threads = 0;          // CPU engine threads; 0: all cores
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -68,6 +72,8 @@ Options parse(int argc, char** argv) {
       o.json = value();
     } else if (a == "--workspace-mb") {
       o.workspace_mb = static_cast<size_t>(std::stoll(value()));
+    } else if (a == "--threads") {
+      o.threads = std::stoi(value());
     } else if (a == "--gemm") {
       o.gemm = true;
     } else if (a == "--profile") {
@@ -139,6 +145,7 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   so.device = Device::parse(opt.device);
   so.backend.precision = precision;
   if (opt.workspace_mb) so.backend.workspace_limit = opt.workspace_mb << 20;
+  so.backend.threads = opt.threads;
   so.batch = batch;
   so.eval = false;
   so.recipe = spec.recipe;
@@ -156,6 +163,16 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   };
   eager_step(0);
   r.loss_first = s.last_stats().loss;
+  if (so.device.kind == DeviceKind::cpu) {  // no graphs: time the eager step once
+    double ms = time_ms(b, 1, opt.iters, eager_step);
+    r.loss_last = s.last_stats().loss;
+    double flops = 0;
+    for (const Node& n : p.graph().nodes()) flops += node_flops(p.graph(), n);
+    r.step_ms = ms;
+    r.images_per_s = r.eager_images_per_s = 1000.0 * batch / ms;
+    r.tflops = flops / (ms * 1e-3) / 1e12;
+    return r;
+  }
   double eager_ms = time_ms(b, 1, std::max(3, opt.iters / 5), eager_step);
   r.eager_images_per_s = 1000.0 * batch / eager_ms;
   uint64_t seed = so.seed;

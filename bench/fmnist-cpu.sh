@@ -31,7 +31,7 @@ if /usr/bin/python3 -c 'import torch' 2> /dev/null; then
   start=$(date +%s.%N)
   /usr/bin/python3 ../shared/bench/torch_fmnist_cpu.py 4 "$threads" > "$out/torch.log" 2>&1 || true
   wall=$(echo "$(date +%s.%N) - $start" | bc)
-  peer=$(awk -v w="$wall" '/epoch/ {acc=$7; ips=$5} END {gsub(/\(/,"",ips); printf "| PyTorch LeNet, 4 epochs (SGD 0.01) | %s | - | %.0f s | %s |", acc, w, ips}' "$out/torch.log")
+  peer=$(awk -v w="$wall" '/epoch/ {acc=$9; ips=$5} END {gsub(/\(/,"",ips); printf "| PyTorch LeNet, 4 epochs (SGD 0.01) | %s | - | %.0f s | %s |", acc, w, ips}' "$out/torch.log")
 fi
 echo
 echo "Fashion-MNIST, CPU, $threads threads, $(date -u +%F), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -6,6 +6,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_kernels.h"
 #include "cuda/step_graph.h"
+#include "cuda/step_io.h"
 
 namespace myelin::cuda {
 
@@ -55,6 +56,9 @@ CudaBackend::CudaBackend(Device d, const BackendOptions& opts)
                       " CUDA device" + (count == 1 ? "" : "s") + ")");
   set_device();
   MYELIN_CHECK(cudaGetDeviceProperties(&props_, d.index), where);
+  conv_algos_ = std::make_unique<AlgoCache>(
+      std::string(props_.name) + "-cudnn" + std::to_string(cudnnGetVersion()) + "-sm" +
+      std::to_string(props_.major) + std::to_string(props_.minor));
   MYELIN_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), where);
   MYELIN_CHECK(cudnnCreate(&cudnn_), where);
   MYELIN_CHECK(cudnnSetStream(cudnn_, stream_), where);
@@ -202,13 +206,19 @@ bool CudaBackend::replay(const StepContext& ctx) {
   return true;
 }
 
+std::unique_ptr<StepIO> CudaBackend::make_step_io(void* in_dst, size_t in_bytes,
+                                                  const std::vector<const void*>& out_src,
+                                                  size_t out_bytes_each) {
+  set_device();
+  return std::make_unique<CudaStepIO>(*this, in_dst, in_bytes, out_src, out_bytes_each);
+}
+
 const ConvAlgo* CudaBackend::cached_conv_algo(const std::string& key) const {
-  auto it = conv_algos_.find(key);
-  return it == conv_algos_.end() ? nullptr : &it->second;
+  return conv_algos_->find(key);
 }
 
 void CudaBackend::cache_conv_algo(const std::string& key, const ConvAlgo& a) {
-  conv_algos_[key] = a;
+  conv_algos_->insert(key, a);
 }
 
 namespace {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "cuda/algo_cache.h"
 
 namespace myelin::cuda {
 
@@ -61,6 +62,11 @@ class CudaBackend final : public Backend {
   bool capture(const std::function<void()>& body) override;
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
+  std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,
+                                       const std::vector<const void*>& out_src,
+                                       size_t out_bytes_each) override;
+  // Throws the Error a kernel reported (bad data such as a label) since the last check, if any.
+  void raise_reports() { check_reports(); }
 
   cudaStream_t stream() const { return stream_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
@@ -106,7 +112,7 @@ class CudaBackend final : public Backend {
     std::string who, what;
   };
   std::vector<Site> sites_;
-  std::map<std::string, ConvAlgo> conv_algos_;
+  std::unique_ptr<AlgoCache> conv_algos_;  // made once the device is known
   std::unique_ptr<StepGraph> graph_;
   bool capturing_ = false;
 };

@@ -49,6 +49,7 @@ std::string key_of(ConvDir d, const Shape& x, const Shape& w, const ConvParams& 
   k.append(nhwc ? "nhwc" : "nchw");
   k.push_back(',');
   k.append(std::to_string(cpad));
+  k.push_back(',');
   k.append(std::to_string(limit));
   return k;
 }

@@ -5,6 +5,9 @@
 // exponentialAverageFactor is 1 - momentum), and saves the mean and 1/sqrt(var + eps).
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
+#include <cstdlib>
+#include <cstring>
+
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
 
@@ -43,15 +46,24 @@ class LrnKernel : public CudaKernel {
   LrnDims d_{};
 };
 
+// cuDNN's batch-norm mode: the persistent spatial kernels, or MYELIN_CUDA_BN=spatial for the
+// plain ones. Persistent is faster in training (ResNet-9 at batch 512, bf16, H200: step 8.30 ms
+// vs 9.35 ms; the first batch norm's forward 0.13 vs 0.24 ms, its backward 0.21 vs 0.60 ms).
+cudnnBatchNormMode_t bn_mode() {
+  const char* e = std::getenv("MYELIN_CUDA_BN");
+  return e && std::strcmp(e, "spatial") == 0 ? CUDNN_BATCHNORM_SPATIAL
+                                             : CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+}
+
 // x viewed as [N, C, rest, 1]; gamma, beta and statistics as cuDNN's derived [1, C, 1, 1].
 class BatchNormKernel : public CudaKernel {
  public:
   BatchNormKernel(const KernelSpec& s, bool backward)
-      : CudaKernel(s), backward_(backward), p_(s.node.attrs) {
+      : CudaKernel(s), backward_(backward), p_(s.node.attrs), mode_(bn_mode()) {
     require_f32(s);
     Shape x = s.input(backward ? 1 : 0).shape;
     xd_.set(CUDNN_DATA_FLOAT, x[0], x[1], inner_size(x, 2), 1, where_);
-    MYELIN_CHECK(cudnnDeriveBNTensorDescriptor(bnd_, xd_, CUDNN_BATCHNORM_SPATIAL), where_);
+    MYELIN_CHECK(cudnnDeriveBNTensorDescriptor(bnd_, xd_, mode_), where_);
     if (p_.eps < CUDNN_BN_MIN_EPSILON)
       throw UnsupportedError(where_ + ": eps below cuDNN's minimum");
   }
@@ -63,15 +75,15 @@ class BatchNormKernel : public CudaKernel {
     cudnnHandle_t h = be_.cudnn();
     if (backward_) {  // (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
       MYELIN_CHECK(cudnnBatchNormalizationBackward(
-                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd_, in[1].data(), xd_,
-                       in[0].data(), xd_, out[0].data(), bnd_, in[2].data(), out[1].data(),
-                       out[2].data(), p_.eps, in[3].data(), in[4].data()),
+                       h, mode_, &one, &zero, &one, &zero, xd_, in[1].data(), xd_, in[0].data(),
+                       xd_, out[0].data(), bnd_, in[2].data(), out[1].data(), out[2].data(), p_.eps,
+                       in[3].data(), in[4].data()),
                    "");
     } else if (p_.training) {  // (x, gamma, beta, rmean, rvar) -> y, mean, invstd
       MYELIN_CHECK(cudnnBatchNormalizationForwardTraining(
-                       h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_, in[0].data(), xd_,
-                       out[0].data(), bnd_, in[1].data(), in[2].data(), 1.0 - p_.momentum,
-                       in[3].data(), in[4].data(), p_.eps, out[1].data(), out[2].data()),
+                       h, mode_, &one, &zero, xd_, in[0].data(), xd_, out[0].data(), bnd_,
+                       in[1].data(), in[2].data(), 1.0 - p_.momentum, in[3].data(), in[4].data(),
+                       p_.eps, out[1].data(), out[2].data()),
                    "");
     } else {
       MYELIN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
@@ -84,6 +96,7 @@ class BatchNormKernel : public CudaKernel {
 
   bool backward_;
   BatchNormParams p_;
+  cudnnBatchNormMode_t mode_;
   TensorDesc xd_, bnd_;
 };
 

@@ -18,9 +18,13 @@ uint64_t hash_name(const std::string& s) {
   return h;
 }
 
-size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t aligned(size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
 
-bool is_persistent(const Value& v) { return v.kind == ValueKind::param || v.kind == ValueKind::state; }
+bool is_persistent(const Value& v) {
+  return v.kind == ValueKind::param || v.kind == ValueKind::state;
+}
 
 }  // namespace
 
@@ -58,7 +62,7 @@ Hyper Hyper::from(const Recipe& r, double lr, int64_t step) {
   bool adam = r.solver == "adam" || r.solver == "adamw";
   h.lr = static_cast<float>(lr);
   h.beta1 = static_cast<float>(adam ? r.beta1 : r.momentum);
-  h.beta2 = static_cast<float>(r.beta2);
+  h.beta2 = static_cast<float>(r.solver == "rmsprop" ? r.rms_decay : r.beta2);
   h.eps = static_cast<float>(r.eps);
   h.weight_decay = static_cast<float>(r.weight_decay);
   h.t = static_cast<float>(step + 1);
@@ -125,21 +129,31 @@ void Session::build_train(int64_t batch) {
       inputs.push_back(g.state(v.name + ".opt" + std::to_string(s), v.shape, Init{}));
   }
   if (r.clip_grad_norm > 0) inputs.push_back(g.add1("global_norm_sq", "update", gs));
-  Attrs a{{"solver", r.solver},
-          {"count", static_cast<int64_t>(ps.size())},
-          {"lr_mult", lr_mult},
-          {"decay_mult", decay_mult},
-          {"clip", r.clip_grad_norm},
-          {"zero_grads", int64_t{accumulating_ ? 1 : 0}}};
+  Attrs a{{"solver", r.solver},       {"count", static_cast<int64_t>(ps.size())},
+          {"lr_mult", lr_mult},       {"decay_mult", decay_mult},
+          {"clip", r.clip_grad_norm}, {"zero_grads", int64_t{accumulating_ ? 1 : 0}}};
   g.add("optimizer_update", "update", inputs, a);
   g.set_phase(Phase::forward);
 
   allocate_persistent(g);
   train_ = std::make_unique<Program>(g, *backend_);
   bind_persistent(*train_);
-  hp_ = device_tensor(Shape{8}, DType::f32, buffers_);
-  train_data_ = device_tensor(g.value(train_net_.data).shape, DType::f32, buffers_);
-  train_label_ = device_tensor(g.value(train_net_.label).shape, DType::i32, buffers_);
+  // One block for the step's inputs: images, labels, hyper-parameters.
+  Shape data_shape = g.value(train_net_.data).shape, label_shape = g.value(train_net_.label).shape;
+  labels_offset_ = aligned(static_cast<size_t>(data_shape.numel()) * sizeof(float));
+  hp_offset_ = labels_offset_ + aligned(static_cast<size_t>(label_shape.numel()) * sizeof(int32_t));
+  size_t block_bytes = hp_offset_ + 8 * sizeof(float);
+  buffers_.emplace_back(*backend_, aligned(block_bytes));
+  char* block = static_cast<char*>(buffers_.back().data());
+  train_data_ = Tensor(block, data_shape, DType::f32, backend_->device());
+  train_label_ = Tensor(block + labels_offset_, label_shape, DType::i32, backend_->device());
+  hp_ = Tensor(block + hp_offset_, Shape{8}, DType::f32, backend_->device());
+  Tensor zero = device_tensor(Shape{1}, DType::f32, buffers_);
+  backend_->fill_zero(zero.data(), sizeof(float));
+  std::vector<const void*> outs;
+  for (ValueId v : {train_net_.loss, train_net_.top1, train_net_.top5})
+    outs.push_back(v == kNoValue ? zero.data() : train_->tensor(v).data());
+  io_ = backend_->make_step_io(block, block_bytes, outs, sizeof(float));
   train_->bind("solver.hp", hp_);
   train_->bind(train_net_.data, train_data_);
   train_->bind(train_net_.label, train_label_);
@@ -187,11 +201,31 @@ void Session::feed(const Batch& b) {
   if (b.images.shape() != train_data_.shape())
     throw ShapeError("batch images " + b.images.shape().str() + " do not match the network input " +
                      train_data_.shape().str());
-  backend_->copy_from_host(train_data_.data(), b.images.data(), b.images.nbytes());
-  backend_->copy_from_host(train_label_.data(), b.labels.data(), b.labels.nbytes());
+  if (b.labels.shape() != train_label_.shape())
+    throw ShapeError("batch labels " + b.labels.shape().str() + " do not match the network's " +
+                     train_label_.shape().str());
+  if (!io_) {
+    backend_->copy_from_host(train_data_.data(), b.images.data(), b.images.nbytes());
+    backend_->copy_from_host(train_label_.data(), b.labels.data(), b.labels.nbytes());
+    return;
+  }
+  char* slot = static_cast<char*>(io_->input());
+  std::memcpy(slot, b.images.data(), b.images.nbytes());
+  std::memcpy(slot + labels_offset_, b.labels.data(), b.labels.nbytes());
+  pending_upload_ = true;
+}
+
+// The eager path: the fed batch goes up now (its hyper-parameter bytes are stale; update()
+// writes them before the optimizer reads them).
+void Session::upload_pending() {
+  if (!pending_upload_) return;
+  last_slot_ = static_cast<const char*>(io_->input());
+  io_->upload();
+  pending_upload_ = false;
 }
 
 void Session::forward_backward(uint64_t step) {
+  if (io_) upload_pending();
   StepContext ctx{opts_.seed, step};
   train_program().run_range(ctx, 0, backward_end_);
 }
@@ -202,6 +236,47 @@ void Session::update(const Hyper& h, uint64_t step) {
   StepContext ctx{opts_.seed, step};
   Program& p = train_program();
   p.run_range(ctx, backward_end_, static_cast<int>(p.graph().nodes().size()));
+}
+
+void Session::step(const Hyper& h, uint64_t step) {
+  if (accumulating_)
+    throw Error(
+        "Session::step runs whole steps; with accumulate > 1 use forward_backward and update");
+  float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, h.grad_scale, 0};
+  StepContext ctx{opts_.seed, step};
+  Program& p = train_program();
+  if (!io_) {
+    backend_->copy_from_host(hp_.data(), hp, sizeof(hp));
+    p.run(ctx);
+    host_stats_[1] = host_stats_[0];
+    host_stats_[0] = last_stats();
+    ++steps_;
+    return;
+  }
+  char* slot = static_cast<char*>(io_->input());
+  // No feed since the last step: the same batch again.
+  if (!pending_upload_ && last_slot_ && last_slot_ != slot)
+    std::memcpy(slot, last_slot_, hp_offset_);
+  std::memcpy(slot + hp_offset_, hp, sizeof(hp));
+  io_->upload();
+  pending_upload_ = false;
+  last_slot_ = slot;
+  // Step 0 runs eagerly (first-use work such as library warm-up stays out of the graph); step 1
+  // is captured, and it and every later step replay the graph.
+  if (!graph_ready_ && opts_.graph && steps_ >= 1)
+    graph_ready_ = backend_->capture([&] { p.run(ctx); });
+  if (!graph_ready_ || !backend_->replay(ctx)) p.run(ctx);
+  io_->download();
+  ++steps_;
+}
+
+StepStats Session::step_stats(int back) {
+  if (back < 0 || back > 1 || back >= steps_)
+    throw Error("no statistics of the step " + std::to_string(back) + " before the last (" +
+                std::to_string(steps_) + " steps run)");
+  if (!io_) return host_stats_[back];
+  const float* f = static_cast<const float*>(io_->downloaded(back));
+  return {f[0], f[1], f[2]};
 }
 
 namespace {
@@ -238,9 +313,15 @@ StepStats Session::evaluate(const Batch& b, Tensor* logits_host) {
           read_scalar(*backend_, p, eval_net_.top5)};
 }
 
-std::vector<std::string> Session::param_names() const { return params_; }
-std::vector<std::string> Session::state_names() const { return states_; }
-std::vector<std::string> Session::slot_names() const { return slots_; }
+std::vector<std::string> Session::param_names() const {
+  return params_;
+}
+std::vector<std::string> Session::state_names() const {
+  return states_;
+}
+std::vector<std::string> Session::slot_names() const {
+  return slots_;
+}
 
 Tensor Session::read(const std::string& name) {
   auto it = persistent_.find(name);

@@ -20,9 +20,10 @@ struct SessionOptions {
   int64_t batch = 64;
   int64_t eval_batch = 0;  // 0: same as batch
   uint64_t seed = 1;
-  bool train = true;       // build the training program
-  bool eval = true;        // build the evaluation program
-  Recipe recipe;           // solver, clipping, accumulation, label smoothing
+  bool train = true;  // build the training program
+  bool eval = true;   // build the evaluation program
+  bool graph = true;  // step(): capture the whole step as a device graph where supported
+  Recipe recipe;      // solver, clipping, accumulation, label smoothing
 };
 
 struct StepStats {
@@ -62,15 +63,28 @@ class Session {
   void update(const Hyper& h, uint64_t step);
   // The loss and accuracies of the last forward pass (copies three scalars to the host).
   StepStats last_stats();
+  // One whole training step on the fed batch: forward, backward and the optimizer update (needs
+  // recipe.accumulate == 1). Where the backend has graphs (CUDA) the first step runs eagerly, the
+  // second is captured as one graph, and every later step replays it; the fed batch travels
+  // through page-locked memory on a copy stream while the previous step runs. Does not wait for
+  // the device: read the step's loss and accuracies with step_stats().
+  void step(const Hyper& h, uint64_t step);
+  // The loss and accuracies of the step `back` step() calls before the last (0: the last one,
+  // which waits for it to finish; 1: the one before, which leaves the last one queued).
+  StepStats step_stats(int back = 0);
+  int64_t steps() const { return steps_; }            // step() calls so far
+  bool pipelined() const { return io_ != nullptr; }   // step() returns before the device is done
+  bool graph_replay() const { return graph_ready_; }  // step() replays a captured graph
+
   // Evaluates one batch in inference mode; optionally copies out the logits [B, classes].
   StepStats evaluate(const Batch& b, Tensor* logits_host = nullptr);
 
   // Persistent tensors by name: parameters ("conv1.weight"), states ("bn1.running_mean") and
   // solver slots ("conv1.weight.opt0"). Host copies, for checkpoints.
   std::vector<std::string> param_names() const;
-  std::vector<std::string> state_names() const;  // batch-norm statistics
-  std::vector<std::string> slot_names() const;   // optimizer states
-  Tensor read(const std::string& name);          // host copy
+  std::vector<std::string> state_names() const;             // batch-norm statistics
+  std::vector<std::string> slot_names() const;              // optimizer states
+  Tensor read(const std::string& name);                     // host copy
   void write(const std::string& name, const Tensor& host);  // checks shape
   bool has(const std::string& name) const { return persistent_.count(name) != 0; }
 
@@ -93,9 +107,20 @@ class Session {
   std::map<std::string, Persistent> persistent_;
   std::vector<std::string> params_, states_, slots_;
   std::vector<Buffer> buffers_;
+  void upload_pending();
+
   Tensor hp_, train_data_, train_label_, eval_data_, eval_label_;
   int forward_end_ = 0, backward_end_ = 0;
   bool accumulating_ = false;
+  // step(): images, labels and hyper-parameters form one device block (train_data_, train_label_,
+  // hp_ are slices of it) that io_ fills with one copy per step.
+  std::unique_ptr<StepIO> io_;
+  size_t labels_offset_ = 0, hp_offset_ = 0;
+  const char* last_slot_ = nullptr;  // host slot of the last upload
+  bool pending_upload_ = false;      // fed into io_'s slot, not uploaded yet
+  bool graph_ready_ = false;
+  int64_t steps_ = 0;
+  StepStats host_stats_[2];  // backends without io_: the last two steps' stats
 };
 
 // Fills a host tensor from an Init (xavier/msra use fan-in = numel / shape[0]); deterministic in

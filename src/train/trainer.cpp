@@ -135,8 +135,11 @@ class Trainer {
   void open_metrics();
   void loop();
   bool train_step(const Batch& b);
+  bool pipelined_step(const Batch& b);
+  void collect_stats(bool all);
   void after_update();
   [[noreturn]] void diverged(float loss, const Batch& b);
+  [[noreturn]] void diverged(float loss, int64_t iter, int64_t epoch, int64_t batch, double lr);
   void write_train_event();
   void test_pass();
   void snapshot();
@@ -169,6 +172,13 @@ class Trainer {
   Window window_, update_window_;
   double lr_ = 0, train_seconds_ = 0, start_seconds_ = 0, last_eval_seconds_ = 0;
   int64_t start_iter_ = 0;
+  // Pipelined steps (CUDA): a step's figures are read while the next one runs.
+  struct Pending {
+    int64_t iter = 0, epoch = 0, batch = 0;
+    double lr = 0;
+  };
+  Pending pending_[2];
+  int64_t stats_seen_ = 0;
   Clock::time_point t_start_ = Clock::now();
   std::optional<EvalResult> last_test_;
   int64_t last_test_iter_ = -1;
@@ -324,6 +334,7 @@ void Trainer::loop() {
 
 // One batch forward and backward; the update once `accumulate` batches have been seen.
 bool Trainer::train_step(const Batch& b) {
+  if (recipe_.accumulate == 1 && session_->pipelined()) return pipelined_step(b);
   auto t0 = Clock::now();
   session_->feed(b);
   session_->forward_backward(static_cast<uint64_t>(st_.micro_batches));
@@ -346,13 +357,48 @@ bool Trainer::train_step(const Batch& b) {
   return update;
 }
 
+// The whole step at once (accumulate == 1) on a device that runs it asynchronously: the step is
+// queued, then the previous step's loss is read, so the device never waits for the host.
+bool Trainer::pipelined_step(const Batch& b) {
+  auto t0 = Clock::now();
+  lr_ = lr_at(recipe_, st_.iteration, max_iter_);
+  session_->feed(b);
+  session_->step(Hyper::from(recipe_, lr_, st_.iteration), static_cast<uint64_t>(st_.iteration));
+  pending_[session_->steps() % 2] = {st_.iteration + 1, b.epoch, b.index, lr_};
+  ++st_.micro_batches;
+  ++st_.iteration;
+  st_.batch_in_epoch = b.index + 1;
+  collect_stats(false);
+  double dt = seconds_since(t0);
+  train_seconds_ += dt;
+  window_.seconds += dt;
+  return true;
+}
+
+// Adds the loss and accuracy of each finished pipelined step not yet counted; `all` waits for
+// the last one too (before events, test passes and snapshots).
+void Trainer::collect_stats(bool all) {
+  int64_t steps = session_->steps();
+  for (int64_t upto = all ? steps : steps - 1; stats_seen_ < upto; ++stats_seen_) {
+    StepStats s = session_->step_stats(static_cast<int>(steps - 1 - stats_seen_));
+    if (!std::isfinite(s.loss)) {
+      const Pending& p = pending_[(stats_seen_ + 1) % 2];
+      diverged(s.loss, p.iter, p.epoch, p.batch, p.lr);
+    }
+    window_.add(s.loss, s.top1);
+    update_window_.add(s.loss, s.top1);
+  }
+}
+
 void Trainer::diverged(float loss, const Batch& b) {
-  int64_t it = st_.iteration + 1;
+  diverged(loss, st_.iteration + 1, b.epoch, b.index, lr_at(recipe_, st_.iteration, max_iter_));
+}
+
+void Trainer::diverged(float loss, int64_t it, int64_t epoch, int64_t batch, double lr) {
   std::string what = std::isnan(loss) ? "NaN" : "infinite";
   std::string msg = "training diverged: the loss is " + what + " at iteration " +
-                    std::to_string(it) + " (epoch " + std::to_string(b.epoch) + ", batch " +
-                    std::to_string(b.index) + ", learning rate " +
-                    number(lr_at(recipe_, st_.iteration, max_iter_)) +
+                    std::to_string(it) + " (epoch " + std::to_string(epoch) + ", batch " +
+                    std::to_string(batch) + ", learning rate " + number(lr) +
                     "); lower the learning rate or clip gradients (clip_grad_norm)";
   log_->write({{"event", "error"}, {"iter", it}, {"message", msg}});
   progress_->finish();
@@ -360,6 +406,12 @@ void Trainer::diverged(float loss, const Batch& b) {
 }
 
 void Trainer::after_update() {
+  bool last = st_.iteration == max_iter_;
+  if (session_->pipelined() && recipe_.accumulate == 1 &&
+      (last || st_.iteration == start_iter_ + 1 || st_.iteration % log_every_ == 0 ||
+       (test_loader_ && st_.iteration % eval_every_ == 0) ||
+       (snapshot_every_ > 0 && st_.iteration % snapshot_every_ == 0)))
+    collect_stats(true);
   StepInfo info{st_.iteration, epoch(), static_cast<float>(update_window_.mean_loss()),
                 static_cast<float>(update_window_.mean_top1()), lr_};
   update_window_ = {};
@@ -371,7 +423,6 @@ void Trainer::after_update() {
                     static_cast<double>(done * recipe_.batch * recipe_.accumulate) /
                         std::max(train_seconds_, 1e-9),
                     eta);
-  bool last = st_.iteration == max_iter_;
   if (st_.iteration % log_every_ == 0 || last) write_train_event();
   if (!last && test_loader_ && st_.iteration % eval_every_ == 0) test_pass();
   if (!last && snapshot_every_ > 0 && st_.iteration % snapshot_every_ == 0) snapshot();
