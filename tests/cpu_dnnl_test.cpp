@@ -1,5 +1,6 @@
 // CPU-engine behaviour the op harness cannot see: batch norm's in-place running statistics, and
-// the two layouts a convolution kernel may pick (plain GEMM or oneDNN's blocked JIT) agreeing.
+// the three convolution implementations (our im2col + SGEMM, oneDNN on plain layouts, oneDNN's
+// blocked JIT) agreeing, on batches large enough for per-thread slices and chunks of images.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 
 #include "core/autodiff.h"
 #include "core/backend.h"
+#include "core/error.h"
 #include "core/executor.h"
 
 using namespace myelin;
@@ -55,8 +57,7 @@ TEST(CpuBatchNorm, TrainingUpdatesRunningStatisticsWithUnbiasedVariance) {
   }
 }
 
-// Conv forward and both gradients of LeNet's conv1 (one input channel, where oneDNN's blocked
-// kernels win) and of a strided grouped convolution, once per forced layout.
+// Conv forward and both gradients, with the implementation pinned by MYELIN_CPU_LAYOUT.
 std::vector<std::vector<float>> conv_results(const char* layout, const Shape& xs, const Shape& ws,
                                              const Attrs& attrs) {
   setenv("MYELIN_CPU_LAYOUT", layout, 1);
@@ -84,21 +85,45 @@ std::vector<std::vector<float>> conv_results(const char* layout, const Shape& xs
 }
 
 void expect_layouts_agree(const Shape& xs, const Shape& ws, const Attrs& attrs) {
-  auto plain = conv_results("plain", xs, ws, attrs),
-       blocked = conv_results("blocked", xs, ws, attrs);
+  auto gemm = conv_results("gemm", xs, ws, attrs);
   const char* names[] = {"y", "dx", "dw"};
-  for (size_t k = 0; k < plain.size(); ++k) {
-    ASSERT_EQ(plain[k].size(), blocked[k].size());
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < plain[k].size(); ++i)
-      diff += std::pow(plain[k][i] - blocked[k][i], 2), norm += std::pow(plain[k][i], 2);
-    EXPECT_GT(norm, 0) << names[k];
-    EXPECT_LT(std::sqrt(diff / norm), 1e-5) << names[k] << " differs between layouts";
+  for (const char* layout : {"plain", "blocked"}) {
+    auto other = conv_results(layout, xs, ws, attrs);
+    for (size_t k = 0; k < gemm.size(); ++k) {
+      ASSERT_EQ(gemm[k].size(), other[k].size());
+      double diff = 0, norm = 0;
+      for (size_t i = 0; i < gemm[k].size(); ++i)
+        diff += std::pow(gemm[k][i] - other[k][i], 2), norm += std::pow(gemm[k][i], 2);
+      EXPECT_GT(norm, 0) << names[k];
+      EXPECT_LT(std::sqrt(diff / norm), 1e-5) << names[k] << ": gemm and " << layout << " differ";
+    }
   }
 }
 
-TEST(CpuConv, PlainAndBlockedLayoutsAgree) {
+TEST(CpuConv, ImplementationsAgree) {
+  // LeNet's conv1 and conv2 (odd batch: uneven thread slices, several images per product).
   expect_layouts_agree(Shape{8, 1, 28, 28}, Shape{20, 1, 5, 5}, {});
-  expect_layouts_agree(Shape{4, 8, 13, 13}, Shape{16, 4, 3, 3},
-                       Attrs{{"stride", int64_t{2}}, {"pad", int64_t{1}}, {"groups", int64_t{2}}});
+  expect_layouts_agree(Shape{5, 20, 12, 12}, Shape{50, 20, 5, 5}, {});
+  // Strided, padded, grouped; one image (threaded SGEMMs instead of slices).
+  Attrs strided{{"stride", int64_t{2}}, {"pad", int64_t{1}}, {"groups", int64_t{2}}};
+  expect_layouts_agree(Shape{4, 8, 13, 13}, Shape{16, 4, 3, 3}, strided);
+  expect_layouts_agree(Shape{1, 8, 13, 13}, Shape{16, 4, 3, 3}, strided);
+  // Images too large to share a product: several chunks per thread accumulate dw.
+  expect_layouts_agree(Shape{5, 16, 24, 24}, Shape{8, 16, 5, 5}, {{"pad", int64_t{2}}});
+  // Pointwise (the image is its own column matrix), dilated, and strided 1x1 projections.
+  expect_layouts_agree(Shape{3, 8, 6, 6}, Shape{4, 8, 1, 1}, {});
+  expect_layouts_agree(Shape{3, 4, 9, 9}, Shape{6, 4, 3, 3},
+                       Attrs{{"dilation", int64_t{2}}, {"pad", int64_t{2}}});
+  expect_layouts_agree(Shape{3, 24, 14, 14}, Shape{48, 24, 1, 1}, {{"stride", int64_t{2}}});
+}
+
+TEST(CpuConv, UnknownLayoutIsAnError) {
+  setenv("MYELIN_CPU_LAYOUT", "fastest", 1);
+  Graph g(true);
+  ValueId x = g.input("x", Shape{1, 1, 5, 5});
+  ValueId w = g.input("w", Shape{1, 1, 3, 3});
+  g.keep(g.add1("conv2d", "conv", {x, w}, {}));
+  auto backend = make_backend(Device::cpu(), BackendOptions{.threads = 2});
+  EXPECT_THROW(Program(std::move(g), *backend), UnsupportedError);
+  unsetenv("MYELIN_CPU_LAYOUT");
 }

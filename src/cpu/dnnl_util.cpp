@@ -1,7 +1,6 @@
 #include "cpu/dnnl_util.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -52,11 +51,13 @@ bool verbose() {
   return on;
 }
 
-bool forced_layout(bool& blocked) {
+std::string layout_override() {
   const char* v = std::getenv("MYELIN_CPU_LAYOUT");
-  if (!v || !*v || std::strcmp(v, "auto") == 0) return false;
-  blocked = std::strcmp(v, "blocked") == 0;
-  return true;
+  std::string s = v ? v : "";
+  if (s.empty() || s == "auto") return "";
+  if (s != "gemm" && s != "plain" && s != "blocked")
+    throw UnsupportedError("MYELIN_CPU_LAYOUT='" + s + "': expected auto, gemm, plain or blocked");
+  return s;
 }
 
 DnnlSequence::Slot DnnlSequence::add_slot(Source s, int index, const memory::desc& md) {
@@ -148,33 +149,6 @@ void DnnlSequence::run(const std::vector<Tensor>& in, const std::vector<Tensor>&
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, current ? current->what : "stream");
   }
-}
-
-TrialTensors::TrialTensors(const std::vector<Shape>& in_shapes,
-                           const std::vector<Shape>& out_shapes, size_t workspace_bytes)
-    : workspace_(workspace_bytes + kScratchAlign) {
-  for (const Shape& s : in_shapes) {
-    in.push_back(Tensor::empty(s));
-    std::fill_n(in.back().f32(), s.numel(), 0.5f);  // no denormals, no NaNs
-  }
-  for (const Shape& s : out_shapes) out.push_back(Tensor::empty(s));
-}
-
-void* TrialTensors::workspace() {
-  auto addr = reinterpret_cast<uintptr_t>(workspace_.data());
-  return workspace_.data() + (kScratchAlign - addr % kScratchAlign) % kScratchAlign;
-}
-
-double DnnlSequence::min_ms(TrialTensors& t, int reps) {
-  double best = 1e300;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    run(t.in, t.out, t.workspace());
-    best = std::min(
-        best,
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
 }
 
 std::string DnnlSequence::describe() const {

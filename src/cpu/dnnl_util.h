@@ -42,17 +42,6 @@ auto dnnl_call(const Node& n, const std::string& primitive, F&& f) -> decltype(f
 // workspace instead of being allocated by the library.
 dnnl::primitive_attr user_scratchpad_attr();
 
-// Temporary inputs, outputs and workspace of a kernel's shapes, for timing candidates.
-class TrialTensors {
- public:
-  TrialTensors(const std::vector<Shape>& in, const std::vector<Shape>& out, size_t workspace_bytes);
-  std::vector<Tensor> in, out;
-  void* workspace();
-
- private:
-  std::vector<std::byte> workspace_;
-};
-
 // The primitives of one kernel over its inputs, outputs and workspace. Memory objects are made
 // once with no handle; run() points them at this step's tensors and executes in order. Layout
 // conversions (plain <-> blocked) are reorders into buffers carved from the step workspace.
@@ -81,9 +70,6 @@ class DnnlSequence {
 
   size_t workspace_bytes() const { return workspace_bytes_; }
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out, void* workspace);
-  // The fastest of `reps` runs on trial buffers (for choosing between candidate primitives when
-  // a kernel is prepared; the minimum, because this machine is shared and noise only adds).
-  double min_ms(TrialTensors& t, int reps);
   int reorder_count() const { return reorders_; }
   std::string describe() const;  // "reorder, jit:avx512_core, reorder"
 
@@ -117,8 +103,8 @@ class DnnlSequence {
 // MYELIN_CPU_VERBOSE set: kernels print the implementations they chose to stderr.
 bool verbose();
 
-// True when the user forced a layout through MYELIN_CPU_LAYOUT=plain|blocked (benchmarks);
-// `blocked` receives the choice.
-bool forced_layout(bool& blocked);
+// The convolution implementation pinned by MYELIN_CPU_LAYOUT (gemm, plain or blocked; see
+// conv.cpp), or "" when unset or "auto". Any other value throws UnsupportedError.
+std::string layout_override();
 
 }  // namespace myelin::cpu

@@ -1,4 +1,5 @@
-// Pooling kernels. oneDNN's pooling primitives on plain NCHW for max forward and for average
+// Pooling kernels. Own row kernels for 2x2 max pooling with stride 2 (the common case), else
+// oneDNN's pooling primitives on plain NCHW for max forward and for average
 // forward and backward (where oneDNN's divisor is ours); OpenMP loops over (n, c) planes for
 // the max gradient, which recomputes each window's argmax from x and y so that no workspace
 // outlives the forward pass, and for averages oneDNN would divide differently.
@@ -7,11 +8,14 @@
 // ceil_mode the last window may overhang the right padding; the overhang is never counted, so
 // count_include_pad divides by the window clipped to [-pad, in + pad) and the exclusive divisor
 // counts the real elements only.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "cpu/dnnl_util.h"
+#include "cpu/simd.h"
 #include "ops/params.h"
 
 namespace myelin::cpu {
@@ -134,6 +138,130 @@ class AvgPoolForwardLoop : public Kernel {
             for (int64_t ix = g.cols.begin[ox]; ix < g.cols.end[ox]; ++ix) sum += xp[iy * g.w + ix];
           yp[oy * g.ow + ox] = sum / g.divisor(oy, ox);
         }
+    }
+  }
+
+ private:
+  PoolGeometry g_;
+};
+
+// 2x2 windows with stride 2, no padding, all inside the input (LeNet's and the ResNet's
+// pools): every input element lies in at most one window, so both passes stream whole rows, and
+// the gradient writes each dx element exactly once (no zero fill, no scatter). Rows and columns
+// past the last window (odd sizes) get no gradient.
+bool is_pair_pool(const PoolGeometry& g) {
+  const PoolParams& p = g.p;
+  return p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
+         p.pad_w == 0 && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
+}
+
+MYELIN_VECTOR_CLONES void pair_max_row(const float* x0, const float* x1, float* y, int64_t ow) {
+  for (int64_t j = 0; j < ow; ++j)
+    y[j] = std::max(std::max(x0[2 * j], x0[2 * j + 1]), std::max(x1[2 * j], x1[2 * j + 1]));
+}
+
+// dy of window j to its first element (row-major) equal to the window's maximum y, for the
+// windows of a row pair. Bitwise, not short-circuit, logic: no branch to mispredict.
+void pair_max_grad_scalar(const float* x0, const float* x1, const float* y, const float* dy,
+                          float* dx0, float* dx1, int64_t ow) {
+  for (int64_t j = 0; j < ow; ++j) {
+    const float m = y[j], d = dy[j];
+    const int a = x0[2 * j] == m, b = (x0[2 * j + 1] == m) & !a;
+    const int c = (x1[2 * j] == m) & !(a | b), e = (x1[2 * j + 1] == m) & !(a | b | c);
+    dx0[2 * j] = a ? d : 0.0f;
+    dx0[2 * j + 1] = b ? d : 0.0f;
+    dx1[2 * j] = c ? d : 0.0f;
+    dx1[2 * j + 1] = e ? d : 0.0f;
+  }
+}
+
+// The same, 16 windows at a time (the last block masked): even and odd columns split apart by
+// permutes, compared as masks, and the selected gradients interleaved back.
+__attribute__((target("avx512f"))) void pair_max_grad_avx512(const float* x0, const float* x1,
+                                                             const float* y, const float* dy,
+                                                             float* dx0, float* dx1, int64_t ow) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  auto mask = [](int64_t n) {
+    return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+  };
+  for (int64_t j = 0; j < ow; j += 16) {
+    const __mmask16 w = mask(ow - j), ia = mask(2 * (ow - j)), ib = mask(2 * (ow - j) - 16);
+    const __m512 r0a = _mm512_maskz_loadu_ps(ia, x0 + 2 * j);
+    const __m512 r0b = _mm512_maskz_loadu_ps(ib, x0 + 2 * j + 16);
+    const __m512 r1a = _mm512_maskz_loadu_ps(ia, x1 + 2 * j);
+    const __m512 r1b = _mm512_maskz_loadu_ps(ib, x1 + 2 * j + 16);
+    const __m512 m = _mm512_maskz_loadu_ps(w, y + j), d = _mm512_maskz_loadu_ps(w, dy + j);
+    const __mmask16 a =
+        _mm512_mask_cmp_ps_mask(w, _mm512_permutex2var_ps(r0a, even, r0b), m, _CMP_EQ_OQ);
+    const __mmask16 b = _mm512_mask_cmp_ps_mask(
+        static_cast<__mmask16>(w & ~a), _mm512_permutex2var_ps(r0a, odd, r0b), m, _CMP_EQ_OQ);
+    const __mmask16 c =
+        _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(w & ~(a | b)),
+                                _mm512_permutex2var_ps(r1a, even, r1b), m, _CMP_EQ_OQ);
+    const __mmask16 e =
+        _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(w & ~(a | b | c)),
+                                _mm512_permutex2var_ps(r1a, odd, r1b), m, _CMP_EQ_OQ);
+    const __m512 da = _mm512_maskz_mov_ps(a, d), db = _mm512_maskz_mov_ps(b, d);
+    const __m512 dc = _mm512_maskz_mov_ps(c, d), de = _mm512_maskz_mov_ps(e, d);
+    _mm512_mask_storeu_ps(dx0 + 2 * j, ia, _mm512_permutex2var_ps(da, lo, db));
+    _mm512_mask_storeu_ps(dx0 + 2 * j + 16, ib, _mm512_permutex2var_ps(da, hi, db));
+    _mm512_mask_storeu_ps(dx1 + 2 * j, ia, _mm512_permutex2var_ps(dc, lo, de));
+    _mm512_mask_storeu_ps(dx1 + 2 * j + 16, ib, _mm512_permutex2var_ps(dc, hi, de));
+  }
+}
+
+void pair_max_grad_row(const float* x0, const float* x1, const float* y, const float* dy,
+                       float* dx0, float* dx1, int64_t ow) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512)
+    pair_max_grad_avx512(x0, x1, y, dy, dx0, dx1, ow);
+  else
+    pair_max_grad_scalar(x0, x1, y, dy, dx0, dx1, ow);
+}
+
+class PairMaxPool : public Kernel {
+ public:
+  explicit PairMaxPool(const KernelSpec& s) : g_(s.input(0).shape, s.node.attrs) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    const float* x = in[0].f32();
+    float* y = out[0].f32();
+    const PoolGeometry& g = g_;
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < g.n * g.c; ++plane)
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float* x0 = x + (plane * g.h + 2 * oy) * g.w;
+        pair_max_row(x0, x0 + g.w, y + (plane * g.oh + oy) * g.ow, g.ow);
+      }
+  }
+
+ private:
+  PoolGeometry g_;
+};
+
+class PairMaxPoolGrad : public Kernel {
+ public:
+  explicit PairMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
+    float* dx = out[0].f32();
+    const PoolGeometry& g = g_;
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < g.n * g.c; ++plane) {
+      float* dxp = dx + plane * g.h * g.w;
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const int64_t row = 2 * oy * g.w, at = (plane * g.oh + oy) * g.ow;
+        const float* x0 = x + plane * g.h * g.w + row;
+        pair_max_grad_row(x0, x0 + g.w, y + at, dy + at, dxp + row, dxp + row + g.w, g.ow);
+        for (int64_t r = row; r < row + 2 * g.w; r += g.w)  // an odd width's last column
+          std::fill(dxp + r + 2 * g.ow, dxp + r + g.w, 0.0f);
+      }
+      std::fill(dxp + 2 * g.oh * g.w, dxp + g.h * g.w, 0.0f);  // an odd height's last row
     }
   }
 
@@ -271,11 +399,15 @@ std::unique_ptr<Kernel> make_avg_pool_grad(const KernelSpec& s) {
 MYELIN_REGISTER_OPS {
   register_kernel("max_pool2d", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    if (is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs)))
+                      return std::make_unique<PairMaxPool>(s);
                     return std::make_unique<DnnlPool>(s, dnnl::algorithm::pooling_max, false);
                   });
   register_kernel("avg_pool2d", DeviceKind::cpu, make_avg_pool);
   register_kernel("max_pool2d_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs)))
+                      return std::make_unique<PairMaxPoolGrad>(s);
                     return std::make_unique<MaxPoolGrad>(s);
                   });
   register_kernel("avg_pool2d_grad", DeviceKind::cpu, make_avg_pool_grad);

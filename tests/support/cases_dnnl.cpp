@@ -284,6 +284,26 @@ void register_conv() {
                  .inputs = {f32({1, 3, 7, 8}), f32({2, 3, 3, 2})},
                  .reference = ref_conv,
                  .grad_inputs = {0, 1}});
+  // Five images: uneven per-thread slices of the batch, several images per SGEMM.
+  register_case({.name = "conv2d/batch5_groups2",
+                 .op = "conv2d",
+                 .attrs = conv_attrs({2, 2}, {1, 1}, {1, 1}, 2),
+                 .inputs = {f32({5, 4, 6, 6}), f32({6, 2, 3, 3}), f32({6})},
+                 .reference = ref_conv,
+                 .grad_inputs = {0, 1, 2}});
+  register_case({.name = "conv2d/pointwise",  // 1x1: images are their own column matrices
+                 .op = "conv2d",
+                 .inputs = {f32({3, 4, 5, 5}), f32({6, 4, 1, 1})},
+                 .reference = ref_conv,
+                 .grad_inputs = {0, 1},
+                 .perf_inputs = {f32({128, 24, 14, 14}), f32({48, 24, 1, 1})}});
+  register_case({.name = "conv2d/resnet_3x3",  // the small ResNet's 24-channel convolutions
+                 .op = "conv2d",
+                 .attrs = conv_attrs({1, 1}, {1, 1}, {1, 1}, 1),
+                 .inputs = {f32({2, 3, 6, 6}), f32({5, 3, 3, 3})},
+                 .reference = ref_conv,
+                 .grad_inputs = {0, 1},
+                 .perf_inputs = {f32({128, 24, 14, 14}), f32({24, 24, 3, 3})}});
   // As its own op (transposed convolution's forward); its gradients run conv2d and
   // conv2d_grad_weight with the roles of dy and x exchanged.
   Attrs gi = conv_attrs({2, 2}, {1, 1}, {1, 1}, 1);
@@ -319,6 +339,7 @@ void register_pool() {
   };
   const Variant variants[] = {
       {"k2s2", {2, 3, 6, 6}, pool_attrs(2, 2, 0, 0, 1)},
+      {"k2s2_odd", {2, 3, 7, 5}, pool_attrs(2, 2, 0, 0, 1)},  // a last row and column unpooled
       {"k3s2_pad1", {1, 2, 7, 7}, pool_attrs(3, 2, 1, 0, 1)},
       {"k3s2_pad1_exclude_pad", {1, 2, 7, 7}, pool_attrs(3, 2, 1, 0, 0)},
       {"ceil_overhang", {1, 2, 6, 6}, pool_attrs(3, 2, 0, 1, 1)},

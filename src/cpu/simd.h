@@ -1,0 +1,6 @@
+// Vector code for the CPU engine's own loops. The build targets baseline x86-64 (SSE2) so the
+// program runs anywhere; hot loops are compiled again for AVX2 and AVX-512 and the best clone
+// for the running CPU is picked when the program loads (GCC function multiversioning).
+#pragma once
+
+#define MYELIN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
