@@ -109,6 +109,7 @@ struct Row {
   double loss_first = 0, loss_last = 0;
   size_t graph_nodes = 0;
   bool captured = false;
+  double act_mib = 0, act16_mib = 0;  // activations (naive sum), of which stored in 16 bits
 };
 
 // Milliseconds per call of `step` over `iters` calls (after `warm` untimed ones).
@@ -154,6 +155,12 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   Session s(spec, so);
   r.compile_s = seconds_since(t0);
   Program& p = s.train_program();
+  for (const Value& v : p.graph().values()) {
+    if (v.kind != ValueKind::activation) continue;
+    double mib = static_cast<double>(v.shape.numel()) * dtype_size(v.dtype) / (1 << 20);
+    r.act_mib += mib;
+    if (v.dtype == DType::bf16 || v.dtype == DType::f16) r.act16_mib += mib;
+  }
   s.feed(synthetic(p.graph().value(s.train_net().data).shape, spec.classes));
   Hyper h = Hyper::from(spec.recipe, spec.recipe.lr, 0);
   Backend& b = s.backend();
@@ -251,6 +258,9 @@ int main(int argc, char** argv) {
                     precision.c_str(), static_cast<long long>(batch), r.images_per_s, r.step_ms,
                     r.tflops, r.eager_images_per_s, r.compile_s, r.loss_first, r.loss_last,
                     r.captured ? "(CUDA graph)" : "(eager)");
+        if (r.act16_mib > 0)
+          std::printf("       activations %.0f MiB, %.0f MiB of them in 16 bits\n", r.act_mib,
+                      r.act16_mib);
         std::fflush(stdout);
       }
     if (!opt.json.empty()) write_json(opt.json, rows);

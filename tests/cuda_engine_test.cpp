@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <random>
 
@@ -337,9 +338,13 @@ TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
     EXPECT_LT(rel_error(replay[n], gpu[n]), 1e-6) << n << " (graph replay vs eager)";
   }
   // Reduced precision: the loss of the first forward pass, and each parameter's change over two
-  // steps (forward, backward and update in 16 bits), against fp32.
+  // steps (forward, backward and update in 16 bits), against fp32; bf16 and fp16 with the
+  // activations stored in fp32 and in 16 bits (MYELIN_CUDA_BF16_STORAGE, read by the backend).
   Host start = run_on(r, Device::cuda(0), names, 0);
-  for (std::string prec : {"tf32", "bf16", "fp16"}) {
+  for (std::string prec : {"tf32", "bf16", "fp16", "bf16 storage", "fp16 storage"}) {
+    bool storage = prec.ends_with(" storage");
+    setenv("MYELIN_CUDA_BF16_STORAGE", storage ? "1" : "0", 1);
+    prec = prec.substr(0, 4);
     Host low = run_on(r, Device::cuda(0), names, 2, true, prec);
     Host first = run_on(r, Device::cuda(0), names, 1, true, prec);
     Host ref = run_on(r, Device::cuda(0), names, 1, false);
@@ -352,7 +357,37 @@ TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
         d_low[k] = low[n][k] - start[n][k];
         d_ref[k] = gpu[n][k] - start[n][k];
       }
-      EXPECT_LT(rel_error(d_low, d_ref), 10 * tol) << prec << " update of " << n;
+      EXPECT_LT(rel_error(d_low, d_ref), 10 * tol)
+          << prec << (storage ? " (16-bit storage)" : "") << " update of " << n;
     }
   }
+  unsetenv("MYELIN_CUDA_BF16_STORAGE");
+}
+
+// Under bf16 with MYELIN_CUDA_BF16_STORAGE=1 the backend stores activations in 16 bits where every
+// kernel touching them takes it; inputs, parameters, the loss and the gradients stay fp32.
+TEST(CudaTraining, Bf16StorageKeepsMasterValuesInFp32) {
+  REQUIRE_GPU();
+  Net r = small_alexnet(8);
+  setenv("MYELIN_CUDA_BF16_STORAGE", "1", 1);
+  BackendOptions o;
+  o.precision = "bf16";
+  auto backend = make_backend(Device::cuda(0), o);
+  unsetenv("MYELIN_CUDA_BF16_STORAGE");
+  Graph g = r.graph;
+  backend->choose_storage(g);
+  int half = 0;
+  for (size_t v = 0; v < g.values().size(); ++v) {
+    const Value& val = g.values()[v];
+    if (val.dtype == DType::bf16) {
+      ++half;
+      EXPECT_EQ(val.kind, ValueKind::activation) << val.name;
+      EXPECT_FALSE(g.is_kept(static_cast<ValueId>(v))) << val.name;
+    }
+    if (val.kind != ValueKind::activation) {
+      EXPECT_EQ(val.dtype, r.graph.values()[v].dtype) << val.name;
+    }
+  }
+  EXPECT_GT(half, 10);
+  for (const std::string& n : r.watch) EXPECT_EQ(g.value(g.find(n)).dtype, DType::f32) << n;
 }

@@ -49,6 +49,11 @@ class Backend {
     (void)ctx;
     return false;
   }
+  // Optional: the storage type of activations. Before a Program plans its memory it lets the
+  // backend change the dtype of activation values in its copy of the graph: the CUDA engine under
+  // --precision bf16/fp16 stores activations and their gradients in 16 bits where every kernel
+  // that touches them takes that. Inputs, parameters, states and kept values are never changed.
+  virtual void choose_storage(Graph& g) const { (void)g; }
   // Optional: asynchronous, double-buffered step inputs and outputs (CUDA; see StepIO). Returns
   // null where the backend has none (then copy_from_host and copy_to_host do the work).
   virtual std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,

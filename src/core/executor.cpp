@@ -7,8 +7,19 @@
 
 namespace myelin {
 
+namespace {
+
+Graph with_storage(Graph g, const Backend& b) {
+  b.choose_storage(g);
+  return g;
+}
+
+}  // namespace
+
 Program::Program(Graph graph, Backend& backend)
-    : graph_(std::move(graph)), backend_(backend), plan_(plan_memory(graph_)) {
+    : graph_(with_storage(std::move(graph), backend)),
+      backend_(backend),
+      plan_(plan_memory(graph_)) {
   size_t workspace = 0;
   for (size_t i = 0; i < graph_.nodes().size(); ++i) {
     const Node& n = graph_.nodes()[i];

@@ -53,14 +53,14 @@ __global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n
 // along hw, writes along c.
 // Channels c_count..c_pad-1 of the output are zeros (tensor cores want a multiple of 8).
 template <class H>
-__global__ void nchw_to_nhwc_kernel(const float* x, H* y, int c_count, int c_pad, int hw_count) {
+__global__ void nchw_to_nhwc_kernel(FPtr x, H* y, int c_count, int c_pad, int hw_count) {
   __shared__ float tile[32][33];
   int hw0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
-  const float* xp = x + static_cast<size_t>(blockIdx.z) * c_count * hw_count;
+  const size_t xp = static_cast<size_t>(blockIdx.z) * c_count * hw_count;
   H* yp = y + static_cast<size_t>(blockIdx.z) * c_pad * hw_count;
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
     int c = c0 + j, hw = hw0 + threadIdx.x;
-    if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = xp[size_t(c) * hw_count + hw];
+    if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = ld(x, xp + size_t(c) * hw_count + hw);
   }
   __syncthreads();
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
@@ -73,12 +73,12 @@ __global__ void nchw_to_nhwc_kernel(const float* x, H* y, int c_count, int c_pad
 // [n][hw][c] 16-bit -> [n][c][hw] fp32 (+ b[c]).
 // Reads channels [0, c_count) of rows c_pad long.
 template <class H>
-__global__ void nhwc_to_nchw_kernel(const H* x, float* y, const float* b, int c_count, int c_pad,
+__global__ void nhwc_to_nchw_kernel(const H* x, FPtr y, const float* b, int c_count, int c_pad,
                                     int hw_count) {
   __shared__ float tile[32][33];
   int hw0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const H* xp = x + static_cast<size_t>(blockIdx.z) * c_pad * hw_count;
-  float* yp = y + static_cast<size_t>(blockIdx.z) * c_count * hw_count;
+  const size_t yp = static_cast<size_t>(blockIdx.z) * c_count * hw_count;
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
     int hw = hw0 + j, c = c0 + threadIdx.x;
     if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = load(xp + size_t(hw) * c_pad + c);
@@ -87,30 +87,30 @@ __global__ void nhwc_to_nchw_kernel(const H* x, float* y, const float* b, int c_
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
     int c = c0 + j, hw = hw0 + threadIdx.x;
     if (c < c_count && hw < hw_count)
-      yp[size_t(c) * hw_count + hw] = tile[threadIdx.x][j] + (b ? b[c] : 0.f);
+      st(y, yp + size_t(c) * hw_count + hw, tile[threadIdx.x][j] + (b ? b[c] : 0.f));
   }
 }
 
 // Few channels (an image's 3): one thread per pixel, looping over the channels.
 template <class H>
-__global__ void nchw_to_nhwc_narrow(const float* x, H* y, int c_count, int c_pad, int64_t hw_count,
+__global__ void nchw_to_nhwc_narrow(FPtr x, H* y, int c_count, int c_pad, int64_t hw_count,
                                     int64_t pixels) {
   for (int64_t i = global_index(); i < pixels; i += grid_stride()) {
     int64_t n = i / hw_count, hw = i % hw_count;
-    const float* xp = x + n * c_count * hw_count + hw;
+    const int64_t xp = n * c_count * hw_count + hw;
     H* yp = y + i * c_pad;
-    for (int c = 0; c < c_pad; ++c) store(yp + c, c < c_count ? xp[c * hw_count] : 0.f);
+    for (int c = 0; c < c_pad; ++c) store(yp + c, c < c_count ? ld(x, xp + c * hw_count) : 0.f);
   }
 }
 
 template <class H>
-__global__ void nhwc_to_nchw_narrow(const H* x, float* y, const float* b, int c_count, int c_pad,
+__global__ void nhwc_to_nchw_narrow(const H* x, FPtr y, const float* b, int c_count, int c_pad,
                                     int64_t hw_count, int64_t pixels) {
   for (int64_t i = global_index(); i < pixels; i += grid_stride()) {
     int64_t n = i / hw_count, hw = i % hw_count;
-    float* yp = y + n * c_count * hw_count + hw;
+    const int64_t yp = n * c_count * hw_count + hw;
     const H* xp = x + i * c_pad;
-    for (int c = 0; c < c_count; ++c) yp[c * hw_count] = load(xp + c) + (b ? b[c] : 0.f);
+    for (int c = 0; c < c_count; ++c) st(y, yp + c * hw_count, load(xp + c) + (b ? b[c] : 0.f));
   }
 }
 
@@ -122,8 +122,7 @@ dim3 tile_grid(int64_t n, int64_t c, int64_t hw) {
 }
 
 template <class H>
-void to_nhwc(const float* x, H* y, int64_t n, int64_t c, int64_t c_pad, int64_t hw,
-             cudaStream_t s) {
+void to_nhwc(FPtr x, H* y, int64_t n, int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s) {
   int ci = static_cast<int>(c), pi = static_cast<int>(c_pad);
   if (c <= kNarrow)
     nchw_to_nhwc_narrow<<<blocks_for(n * hw), kThreads, 0, s>>>(x, y, ci, pi, hw, n * hw);
@@ -133,8 +132,8 @@ void to_nhwc(const float* x, H* y, int64_t n, int64_t c, int64_t c_pad, int64_t 
 }
 
 template <class H>
-void from_nhwc(const H* x, float* y, const float* b, int64_t n, int64_t c, int64_t c_pad,
-               int64_t hw, cudaStream_t s) {
+void from_nhwc(const H* x, FPtr y, const float* b, int64_t n, int64_t c, int64_t c_pad, int64_t hw,
+               cudaStream_t s) {
   int ci = static_cast<int>(c), pi = static_cast<int>(c_pad);
   if (c <= kNarrow)
     nhwc_to_nchw_narrow<<<blocks_for(n * hw), kThreads, 0, s>>>(x, y, b, ci, pi, hw, n * hw);
@@ -145,8 +144,8 @@ void from_nhwc(const H* x, float* y, const float* b, int64_t n, int64_t c, int64
 
 }  // namespace
 
-void cast_to_half_nhwc(const float* x, void* y, DType half_type, int64_t n, int64_t c,
-                       int64_t c_pad, int64_t hw, cudaStream_t s) {
+void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, int64_t c_pad,
+                       int64_t hw, cudaStream_t s) {
   if (n > 65535) throw DeviceError("cast_to_half_nhwc: more than 65535 images");
   if (half_type == DType::bf16)
     to_nhwc(x, static_cast<__nv_bfloat16*>(y), n, c, c_pad, hw, s);
@@ -155,7 +154,7 @@ void cast_to_half_nhwc(const float* x, void* y, DType half_type, int64_t n, int6
   check_launch("cast_to_half_nhwc", "");
 }
 
-void cast_from_half_nhwc(const void* x, DType half_type, float* y, const float* b, int64_t n,
+void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
                          int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s) {
   if (n > 65535) throw DeviceError("cast_from_half_nhwc: more than 65535 images");
   if (half_type == DType::bf16)

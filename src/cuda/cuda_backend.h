@@ -62,6 +62,9 @@ class CudaBackend final : public Backend {
   bool capture(const std::function<void()>& body) override;
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
+  // Under bf16/fp16: activations and their gradients in 16 bits where the kernels take it
+  // (storage.cpp; on with MYELIN_CUDA_BF16_STORAGE=1, off by default until verified on a GPU).
+  void choose_storage(Graph& g) const override;
   std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,
                                        const std::vector<const void*>& out_src,
                                        size_t out_bytes_each) override;
@@ -99,6 +102,7 @@ class CudaBackend final : public Backend {
   Device device_;
   BackendOptions opts_;
   Precision precision_;
+  bool storage16_ = false;  // choose_storage may store activations in 16 bits
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
@@ -116,6 +120,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<StepGraph> graph_;
   bool capturing_ = false;
 };
+
+// MYELIN_CUDA_BF16_STORAGE is "1".
+bool storage16_enabled();
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

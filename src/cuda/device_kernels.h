@@ -13,25 +13,36 @@
 
 namespace myelin::cuda {
 
+// A floating-point tensor's storage for the kernels that take fp32, bf16 or fp16 operands (under
+// --precision bf16/fp16 activations and their gradients are stored in 16 bits, see
+// CudaBackend::choose_storage). Kernels load and store through it and compute in fp32.
+struct FPtr {
+  void* p;
+  int type;  // 0: f32, 1: bf16, 2: f16
+};
+FPtr fptr(const Tensor& t);  // throws UnsupportedError unless t is f32, bf16 or f16
+inline FPtr fptr(float* p) {
+  return FPtr{p, 0};
+}
+
 // --- elementwise.cu ---------------------------------------------------------------------------
-void add_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s);
+void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s);
 void mul_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s);
 void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s);
 // y[o, c, i] = x[o, c, i] + b[c] (x may equal y).
-void bias_add_f32(const float* x, const float* b, float* y, int64_t outer, int64_t channels,
-                  int64_t inner, cudaStream_t s);
+void bias_add(FPtr x, const float* b, FPtr y, int64_t outer, int64_t channels, int64_t inner,
+              cudaStream_t s);
 // db[c] = sum over o and i of dy[o, c, i]; `partials` holds bias_grad_partials() floats.
-void bias_grad_f32(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
-                   float* partials, cudaStream_t s);
+void bias_grad(FPtr dy, float* db, int64_t outer, int64_t channels, int64_t inner, float* partials,
+               cudaStream_t s);
 size_t bias_grad_partials(int64_t outer, int64_t channels, int64_t inner);
 void fill(void* p, DType t, double value, int64_t n, cudaStream_t s);
-void activation_forward(ActKind k, float alpha, const float* x, float* y, int64_t n,
-                        cudaStream_t s);
-void activation_backward(ActKind k, float alpha, const float* dy, const float* x, const float* y,
-                         float* dx, int64_t n, cudaStream_t s);
+void activation_forward(ActKind k, float alpha, FPtr x, FPtr y, int64_t n, cudaStream_t s);
+void activation_backward(ActKind k, float alpha, FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n,
+                         cudaStream_t s);
 // y = keep ? x * scale : 0 with the mask of ops/params.h keyed by the device's {seed, step}.
-void dropout_f32(const float* x, float* y, int64_t n, const unsigned long long* step_state,
-                 int node, uint32_t threshold, float scale, cudaStream_t s);
+void dropout(FPtr x, FPtr y, int64_t n, const unsigned long long* step_state, int node,
+             uint32_t threshold, float scale, cudaStream_t s);
 void write_step_state(unsigned long long* state, uint64_t seed, uint64_t step, cudaStream_t s);
 
 // --- cast.cu: fp32 <-> bf16/fp16 for the reduced-precision paths ----------------------------
@@ -44,9 +55,9 @@ void cast_from_half(const void* x, DType half_type, float* y, const float* b, in
 // The same with a layout change: x [n, c, hw] fp32 <-> [n, hw, c_pad] 16-bit (NHWC for cuDNN's
 // tensor-core convolutions; filters [K, C, R, S] <-> [K, R, S, C] likewise). Channels
 // [c, c_pad) are written as zeros and skipped on the way back. n <= 65535.
-void cast_to_half_nhwc(const float* x, void* y, DType half_type, int64_t n, int64_t c,
-                       int64_t c_pad, int64_t hw, cudaStream_t s);
-void cast_from_half_nhwc(const void* x, DType half_type, float* y, const float* b, int64_t n,
+void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, int64_t c_pad,
+                       int64_t hw, cudaStream_t s);
+void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
                          int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s);
 
 // --- pool.cu ----------------------------------------------------------------------------------
@@ -55,12 +66,14 @@ struct PoolDims {
   int kh, kw, sh, sw, ph, pw;
   bool include_pad;
 };
-void max_pool_forward(const float* x, float* y, const PoolDims& d, cudaStream_t s);
+void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
 // Each dy goes to the first element of its window equal to y (the CPU engine's rule).
-void max_pool_backward(const float* dy, const float* x, const float* y, float* dx,
-                       const PoolDims& d, cudaStream_t s);
-void avg_pool_forward(const float* x, float* y, const PoolDims& d, cudaStream_t s);
-void avg_pool_backward(const float* dy, float* dx, const PoolDims& d, cudaStream_t s);
+// dy is added with atomics into fp32: into dx itself, or into `scratch` (planes * h * w floats)
+// when dx is 16-bit, then stored.
+void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
+                       cudaStream_t s);
+void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
+void avg_pool_backward(FPtr dy, FPtr dx, const PoolDims& d, cudaStream_t s);
 
 // --- lrn.cu: across channels, y = x / (k + alpha/size * sum x^2)^beta --------------------------
 struct LrnDims {
@@ -68,10 +81,10 @@ struct LrnDims {
   int size;
   float alpha, beta, k;
 };
-bool lrn_size_supported(int size);  // odd sizes up to 15
-void lrn_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s);
-void lrn_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
-                  cudaStream_t s);
+bool lrn_size_supported(int size);    // odd sizes up to 15
+bool lrn16_size_supported(int size);  // with 16-bit storage (one type for every operand): 3, 5
+void lrn_forward(FPtr x, FPtr y, const LrnDims& d, cudaStream_t s);
+void lrn_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStream_t s);
 
 // --- loss.cu ----------------------------------------------------------------------------------
 // Labels outside [0, k) are reported to `report` under `site` (see CudaBackend).

@@ -11,8 +11,8 @@ namespace myelin::cuda {
 
 namespace {
 
-__global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = a[i] + b[i];
+__global__ void add_kernel(FPtr a, FPtr b, FPtr y, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) st(y, i, ld(a, i) + ld(b, i));
 }
 
 __global__ void mul_kernel(const float* a, const float* b, float* y, int64_t n) {
@@ -23,21 +23,21 @@ __global__ void accumulate_kernel(float* acc, const float* g, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) acc[i] += g[i];
 }
 
-__global__ void bias_add_kernel(const float* x, const float* b, float* y, int64_t n,
-                                int64_t channels, int64_t inner) {
+__global__ void bias_add_kernel(FPtr x, const float* b, FPtr y, int64_t n, int64_t channels,
+                                int64_t inner) {
   for (int64_t i = global_index(); i < n; i += grid_stride())
-    y[i] = x[i] + b[(i / inner) % channels];
+    st(y, i, ld(x, i) + b[(i / inner) % channels]);
 }
 
 // Block (c, s) sums channel c over the s-th slice of the outer dimension; inner is contiguous.
-__global__ void bias_grad_planes(const float* dy, float* partials, int64_t outer, int64_t channels,
+__global__ void bias_grad_planes(FPtr dy, float* partials, int64_t outer, int64_t channels,
                                  int64_t inner, int64_t rows_per_slice) {
   int64_t c = blockIdx.x, s = blockIdx.y;
   int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
   float sum = 0;
   for (int64_t o = o0; o < o1; ++o) {
-    const float* p = dy + (o * channels + c) * inner;
-    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) sum += p[i];
+    const int64_t p = (o * channels + c) * inner;
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) sum += ld(dy, p + i);
   }
   __shared__ float warp_sums[32];
   sum = warp_sum(sum);
@@ -51,14 +51,14 @@ __global__ void bias_grad_planes(const float* dy, float* partials, int64_t outer
 }
 
 // inner == 1 ([N, C] from a fully connected layer): threads run along C, coalesced.
-__global__ void bias_grad_columns(const float* dy, float* partials, int64_t outer, int64_t channels,
+__global__ void bias_grad_columns(FPtr dy, float* partials, int64_t outer, int64_t channels,
                                   int64_t rows_per_slice) {
   int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t s = blockIdx.y;
   if (c >= channels) return;
   int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
   float sum = 0;
-  for (int64_t o = o0; o < o1; ++o) sum += dy[o * channels + c];
+  for (int64_t o = o0; o < o1; ++o) sum += ld(dy, o * channels + c);
   partials[s * channels + c] = sum;
 }
 
@@ -107,24 +107,26 @@ __device__ __forceinline__ float act_grad(float dy, float x, float y, float alph
 }
 
 template <ActKind K>
-__global__ void act_forward(const float* x, float* y, int64_t n, float alpha) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = act<K>(x[i], alpha);
+__global__ void act_forward(FPtr x, FPtr y, int64_t n, float alpha) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) st(y, i, act<K>(ld(x, i), alpha));
 }
 
 template <ActKind K>
-__global__ void act_backward(const float* dy, const float* x, const float* y, float* dx, int64_t n,
-                             float alpha) {
+__global__ void act_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n, float alpha) {
+  // relu, leaky relu and elu read x only, sigmoid and tanh y only: load what the rule uses.
+  constexpr bool kX = K != ActKind::sigmoid && K != ActKind::tanh;
+  constexpr bool kY = K == ActKind::sigmoid || K == ActKind::tanh;
   for (int64_t i = global_index(); i < n; i += grid_stride())
-    dx[i] = act_grad<K>(dy[i], x[i], y[i], alpha);
+    st(dx, i, act_grad<K>(ld(dy, i), kX ? ld(x, i) : 0.f, kY ? ld(y, i) : 0.f, alpha));
 }
 
-__global__ void dropout_kernel(const float* x, float* y, int64_t n, const unsigned long long* state,
-                               int node, uint32_t threshold, float scale) {
+__global__ void dropout_kernel(FPtr x, FPtr y, int64_t n, const unsigned long long* state, int node,
+                               uint32_t threshold, float scale) {
   __shared__ unsigned long long key;
   if (threadIdx.x == 0) key = dropout_key(state[0], state[1], node);
   __syncthreads();
   for (int64_t i = global_index(); i < n; i += grid_stride())
-    y[i] = dropout_keep(key, static_cast<uint64_t>(i), threshold) ? x[i] * scale : 0.f;
+    st(y, i, dropout_keep(key, static_cast<uint64_t>(i), threshold) ? ld(x, i) * scale : 0.f);
 }
 
 __global__ void step_state_kernel(unsigned long long* state, unsigned long long seed,
@@ -134,13 +136,12 @@ __global__ void step_state_kernel(unsigned long long* state, unsigned long long 
 }
 
 template <ActKind K>
-void launch_act(const float* x, float* y, int64_t n, float alpha, cudaStream_t s) {
+void launch_act(FPtr x, FPtr y, int64_t n, float alpha, cudaStream_t s) {
   act_forward<K><<<blocks_for(n), kThreads, 0, s>>>(x, y, n, alpha);
 }
 
 template <ActKind K>
-void launch_act_grad(const float* dy, const float* x, const float* y, float* dx, int64_t n,
-                     float alpha, cudaStream_t s) {
+void launch_act_grad(FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n, float alpha, cudaStream_t s) {
   act_backward<K><<<blocks_for(n), kThreads, 0, s>>>(dy, x, y, dx, n, alpha);
 }
 
@@ -156,7 +157,7 @@ int64_t column_blocks(int64_t channels, int64_t inner) {
 
 }  // namespace
 
-void add_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s) {
+void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s) {
   add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n);
   check_launch("add_kernel", "");
 }
@@ -171,8 +172,8 @@ void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s) {
   check_launch("accumulate_kernel", "");
 }
 
-void bias_add_f32(const float* x, const float* b, float* y, int64_t outer, int64_t channels,
-                  int64_t inner, cudaStream_t s) {
+void bias_add(FPtr x, const float* b, FPtr y, int64_t outer, int64_t channels, int64_t inner,
+              cudaStream_t s) {
   int64_t n = outer * channels * inner;
   bias_add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, b, y, n, channels, inner);
   check_launch("bias_add_kernel", "");
@@ -182,8 +183,8 @@ size_t bias_grad_partials(int64_t outer, int64_t channels, int64_t inner) {
   return static_cast<size_t>(bias_slices(outer, column_blocks(channels, inner)) * channels);
 }
 
-void bias_grad_f32(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
-                   float* partials, cudaStream_t s) {
+void bias_grad(FPtr dy, float* db, int64_t outer, int64_t channels, int64_t inner, float* partials,
+               cudaStream_t s) {
   int64_t cols = column_blocks(channels, inner);
   int64_t slices = bias_slices(outer, cols);
   int64_t rows = (outer + slices - 1) / slices;
@@ -224,8 +225,7 @@ void fill(void* p, DType t, double v, int64_t n, cudaStream_t s) {
   check_launch("fill_kernel", "");
 }
 
-void activation_forward(ActKind k, float alpha, const float* x, float* y, int64_t n,
-                        cudaStream_t s) {
+void activation_forward(ActKind k, float alpha, FPtr x, FPtr y, int64_t n, cudaStream_t s) {
   switch (k) {
     case ActKind::relu:
       launch_act<ActKind::relu>(x, y, n, alpha, s);
@@ -249,8 +249,8 @@ void activation_forward(ActKind k, float alpha, const float* x, float* y, int64_
   check_launch("act_forward", "");
 }
 
-void activation_backward(ActKind k, float alpha, const float* dy, const float* x, const float* y,
-                         float* dx, int64_t n, cudaStream_t s) {
+void activation_backward(ActKind k, float alpha, FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n,
+                         cudaStream_t s) {
   switch (k) {
     case ActKind::relu:
       launch_act_grad<ActKind::relu>(dy, x, y, dx, n, alpha, s);
@@ -274,8 +274,8 @@ void activation_backward(ActKind k, float alpha, const float* dy, const float* x
   check_launch("act_backward", "");
 }
 
-void dropout_f32(const float* x, float* y, int64_t n, const unsigned long long* step_state,
-                 int node, uint32_t threshold, float scale, cudaStream_t s) {
+void dropout(FPtr x, FPtr y, int64_t n, const unsigned long long* step_state, int node,
+             uint32_t threshold, float scale, cudaStream_t s) {
   dropout_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, y, n, step_state, node, threshold, scale);
   check_launch("dropout_kernel", "");
 }

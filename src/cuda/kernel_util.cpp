@@ -1,5 +1,7 @@
 #include "cuda/kernel_util.h"
 
+#include "cuda/device_kernels.h"
+
 #include <climits>
 
 namespace myelin::cuda {
@@ -35,6 +37,31 @@ void require_f32(const KernelSpec& s) {
   for (size_t i = 0; i < s.node.inputs.size(); ++i) check(s.input(static_cast<int>(i)), "input", i);
   for (size_t i = 0; i < s.node.outputs.size(); ++i)
     check(s.output(static_cast<int>(i)), "output", i);
+}
+
+void require_float(const KernelSpec& s) {
+  auto check = [&](TensorType t, const char* what, size_t i) {
+    if (!is_float(t.dtype))
+      throw UnsupportedError(op_label(s.node) + " on cuda: " + what + " " + std::to_string(i) +
+                             " is " + dtype_name(t.dtype) + "; expected f32, bf16 or f16");
+  };
+  for (size_t i = 0; i < s.node.inputs.size(); ++i) check(s.input(static_cast<int>(i)), "input", i);
+  for (size_t i = 0; i < s.node.outputs.size(); ++i)
+    check(s.output(static_cast<int>(i)), "output", i);
+}
+
+FPtr fptr(const Tensor& t) {
+  switch (t.dtype()) {
+    case DType::f32:
+      return FPtr{t.data(), 0};
+    case DType::bf16:
+      return FPtr{t.data(), 1};
+    case DType::f16:
+      return FPtr{t.data(), 2};
+    default:
+      throw UnsupportedError(std::string("a CUDA kernel got a ") + dtype_name(t.dtype()) +
+                             " tensor where it takes f32, bf16 or f16");
+  }
 }
 
 void TensorDesc::set(cudnnDataType_t t, int64_t n, int64_t c, int64_t h, int64_t w,

@@ -18,6 +18,9 @@ std::string describe(const KernelSpec& s);
 // Throws UnsupportedError unless every floating-point input and output is f32 (the engine keeps
 // activations in fp32 and reduces precision inside the kernels that benefit).
 void require_f32(const KernelSpec& s);
+// Throws UnsupportedError unless every input and output is f32, bf16 or f16: for the kernels that
+// load and store through FPtr (device_kernels.h) and so take 16-bit activations.
+void require_float(const KernelSpec& s);
 
 // Base of the engine's kernels: a device failure inside launch() is rethrown naming the op, the
 // layer and the shapes, so the launch functions need not carry that text.

@@ -1,10 +1,14 @@
 // Launch shapes and grid-stride loops shared by the engine's .cu files.
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_kernels.h"
 
 namespace myelin::cuda {
 
@@ -44,6 +48,51 @@ __device__ __forceinline__ double warp_sum(double v) {
 
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Element i of an fp32, bf16 or fp16 tensor, in fp32 (the type is uniform across a launch, so the
+// branch costs no divergence).
+__device__ __forceinline__ float ld(FPtr a, int64_t i) {
+  if (a.type == 1) return __bfloat162float(static_cast<const __nv_bfloat16*>(a.p)[i]);
+  if (a.type == 2) return __half2float(static_cast<const __half*>(a.p)[i]);
+  return static_cast<const float*>(a.p)[i];
+}
+
+__device__ __forceinline__ void st(FPtr a, int64_t i, float v) {
+  if (a.type == 1)
+    static_cast<__nv_bfloat16*>(a.p)[i] = __float2bfloat16_rn(v);
+  else if (a.type == 2)
+    static_cast<__half*>(a.p)[i] = __float2half_rn(v);
+  else
+    static_cast<float*>(a.p)[i] = v;
+}
+
+// Typed storage, for kernels templated on it (where runtime-typed FPtr loads in fully unrolled
+// loops would multiply the code).
+__device__ __forceinline__ float to_float(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float to_float(__half v) {
+  return __half2float(v);
+}
+template <class T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16_rn(v);
+  else if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(v);
+  else
+    return v;
+}
+
+// v rounded to `type`'s precision (0: f32, 1: bf16, 2: f16), as st() would store it.
+__device__ __forceinline__ float rounded(int type, float v) {
+  if (type == 1) return __bfloat162float(__float2bfloat16_rn(v));
+  if (type == 2) return __half2float(__float2half_rn(v));
   return v;
 }
 

@@ -39,8 +39,8 @@ __device__ __forceinline__ bool slice_of(int64_t idx, int64_t n, int c_count, in
   return true;
 }
 
-template <int S>
-__global__ void lrn_forward_kernel(const float* x, float* y, int64_t n, int c_count, int64_t hw,
+template <int S, class T>
+__global__ void lrn_forward_kernel(const T* x, T* y, int64_t n, int c_count, int64_t hw,
                                    float alpha_n, float beta, float k) {
   constexpr int H = S / 2;
   Slice sl;
@@ -54,7 +54,7 @@ __global__ void lrn_forward_kernel(const float* x, float* y, int64_t n, int c_co
     for (int r = 0; r < S; ++r) {
       int l = l0 + r;  // leading channel; the window [l - S + 1, l] is centred at c = l - H
       if (l < last) {
-        float v = l >= 0 && l < c_count ? x[sl.base + l * hw] : 0.f;
+        float v = l >= 0 && l < c_count ? to_float(x[sl.base + l * hw]) : 0.f;
         sq[r] = v * v;
         xr[r] = v;
         int c = l - H;
@@ -62,17 +62,18 @@ __global__ void lrn_forward_kernel(const float* x, float* y, int64_t n, int c_co
           float sum = 0.f;
 #pragma unroll
           for (int j = 0; j < S; ++j) sum += sq[j];
-          y[sl.base + c * hw] = xr[(r - H + S) % S] * pow_neg(k + alpha_n * sum, beta);
+          y[sl.base + c * hw] =
+              from_float<T>(xr[(r - H + S) % S] * pow_neg(k + alpha_n * sum, beta));
         }
       }
     }
   }
 }
 
-template <int S>
-__global__ void lrn_backward_kernel(const float* dy, const float* x, const float* y, float* dx,
-                                    int64_t n, int c_count, int64_t hw, float alpha_n, float beta,
-                                    float k, float coef) {
+template <int S, class T>
+__global__ void lrn_backward_kernel(const T* dy, const T* x, const T* y, T* dx, int64_t n,
+                                    int c_count, int64_t hw, float alpha_n, float beta, float k,
+                                    float coef) {
   constexpr int H = S / 2;
   Slice sl;
   if (!slice_of(global_index(), n, c_count, hw, sl)) return;
@@ -85,7 +86,7 @@ __global__ void lrn_backward_kernel(const float* dy, const float* x, const float
     for (int r = 0; r < S; ++r) {
       int l = l0 + r;
       if (l < last) {
-        float v = l >= 0 && l < c_count ? x[sl.base + l * hw] : 0.f;
+        float v = l >= 0 && l < c_count ? to_float(x[sl.base + l * hw]) : 0.f;
         sq[r] = v * v;
         xr[r] = v;
         int j = l - H;  // the window of squares is centred at j
@@ -97,8 +98,8 @@ __global__ void lrn_backward_kernel(const float* dy, const float* x, const float
           for (int q = 0; q < S; ++q) sum += sq[q];
           float scale = k + alpha_n * sum;
           pj = pow_neg(scale, beta);
-          dyj = dy[sl.base + j * hw];
-          tj = dyj * y[sl.base + j * hw] / scale;
+          dyj = to_float(dy[sl.base + j * hw]);
+          tj = dyj * to_float(y[sl.base + j * hw]) / scale;
         }
         pw[slot_j] = pj;
         t[slot_j] = tj;
@@ -109,7 +110,7 @@ __global__ void lrn_backward_kernel(const float* dy, const float* x, const float
           float tsum = 0.f;
 #pragma unroll
           for (int q = 0; q < S; ++q) tsum += t[q];
-          dx[sl.base + c * hw] = dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum;
+          dx[sl.base + c * hw] = from_float<T>(dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum);
         }
       }
     }
@@ -120,17 +121,18 @@ int64_t lrn_threads(const LrnDims& d) {
   return d.n * ((d.c + kChunk - 1) / kChunk) * d.hw;
 }
 
-template <int S>
-void launch_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
-  lrn_forward_kernel<S><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
-      x, y, d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k);
+template <int S, class T>
+void launch_forward(FPtr x, FPtr y, const LrnDims& d, cudaStream_t s) {
+  lrn_forward_kernel<S, T><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
+      static_cast<const T*>(x.p), static_cast<T*>(y.p), d.n, static_cast<int>(d.c), d.hw,
+      d.alpha / d.size, d.beta, d.k);
 }
 
-template <int S>
-void launch_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
-                     cudaStream_t s) {
-  lrn_backward_kernel<S><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
-      dy, x, y, dx, d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k,
+template <int S, class T>
+void launch_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStream_t s) {
+  lrn_backward_kernel<S, T><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
+      static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
+      static_cast<T*>(dx.p), d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k,
       2.f * d.alpha * d.beta / d.size);
 }
 
@@ -140,31 +142,66 @@ bool lrn_size_supported(int size) {
   return size >= 1 && size <= 15 && size % 2 == 1;
 }
 
+bool lrn16_size_supported(int size) {
+  return size == 3 || size == 5;
+}
+
 #define MYELIN_LRN_SIZES(F) F(1) F(3) F(5) F(7) F(9) F(11) F(13) F(15)
 
-void lrn_forward(const float* x, float* y, const LrnDims& d, cudaStream_t s) {
-  switch (d.size) {
-#define CASE(S)                    \
-  case S:                          \
-    launch_forward<S>(x, y, d, s); \
+// All operands share one storage type; 16-bit storage has kernels for sizes 3 and 5 only (each
+// (size, type) pair is a fully unrolled kernel: all of them would make this file slow to build).
+void lrn_forward(FPtr x, FPtr y, const LrnDims& d, cudaStream_t s) {
+  if (x.type != y.type || (x.type != 0 && !lrn16_size_supported(d.size)))
+    throw DeviceError("lrn: no kernel for these storage types at size " + std::to_string(d.size));
+  switch (d.size * 4 + x.type) {
+#define CASE(S)                           \
+  case S * 4:                             \
+    launch_forward<S, float>(x, y, d, s); \
     break;
     MYELIN_LRN_SIZES(CASE)
 #undef CASE
+    case 3 * 4 + 1:
+      launch_forward<3, __nv_bfloat16>(x, y, d, s);
+      break;
+    case 5 * 4 + 1:
+      launch_forward<5, __nv_bfloat16>(x, y, d, s);
+      break;
+    case 3 * 4 + 2:
+      launch_forward<3, __half>(x, y, d, s);
+      break;
+    case 5 * 4 + 2:
+      launch_forward<5, __half>(x, y, d, s);
+      break;
     default:
       throw DeviceError("lrn: size " + std::to_string(d.size) + " is not supported on CUDA");
   }
   check_launch("lrn_forward", "");
 }
 
-void lrn_backward(const float* dy, const float* x, const float* y, float* dx, const LrnDims& d,
-                  cudaStream_t s) {
-  switch (d.size) {
-#define CASE(S)                             \
-  case S:                                   \
-    launch_backward<S>(dy, x, y, dx, d, s); \
+void lrn_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStream_t s) {
+  if (dy.type != x.type || y.type != x.type || dx.type != x.type ||
+      (x.type != 0 && !lrn16_size_supported(d.size)))
+    throw DeviceError("lrn_grad: no kernel for these storage types at size " +
+                      std::to_string(d.size));
+  switch (d.size * 4 + x.type) {
+#define CASE(S)                                    \
+  case S * 4:                                      \
+    launch_backward<S, float>(dy, x, y, dx, d, s); \
     break;
     MYELIN_LRN_SIZES(CASE)
 #undef CASE
+    case 3 * 4 + 1:
+      launch_backward<3, __nv_bfloat16>(dy, x, y, dx, d, s);
+      break;
+    case 5 * 4 + 1:
+      launch_backward<5, __nv_bfloat16>(dy, x, y, dx, d, s);
+      break;
+    case 3 * 4 + 2:
+      launch_backward<3, __half>(dy, x, y, dx, d, s);
+      break;
+    case 5 * 4 + 2:
+      launch_backward<5, __half>(dy, x, y, dx, d, s);
+      break;
     default:
       throw DeviceError("lrn_grad: size " + std::to_string(d.size) + " is not supported on CUDA");
   }

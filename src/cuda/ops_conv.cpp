@@ -69,7 +69,7 @@ struct Scratch {
 class ConvKernel : public CudaKernel {
  public:
   ConvKernel(const KernelSpec& s, ConvDir dir) : CudaKernel(s), dir_(dir), p_(s.node.attrs) {
-    require_f32(s);
+    require_float(s);
     if (dir == ConvDir::forward) {
       x_ = s.input(0).shape, w_ = s.input(1).shape, y_ = s.output(0).shape;
       has_bias_ = s.node.inputs.size() == 3;
@@ -92,6 +92,7 @@ class ConvKernel : public CudaKernel {
     cpad_ = x_[1];
     if (nhwc_ && p_.groups == 1 && x_[1] % 8 != 0 && pad && std::strcmp(pad, "1") == 0)
       cpad_ = (x_[1] + 7) / 8 * 8;
+    check_storage(s);
     describe_tensors(prec == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
     choose_algorithm(prec);
   }
@@ -186,55 +187,88 @@ class ConvKernel : public CudaKernel {
     return pick(perf, count, prec, limit);
   }
 
-  // fp32 pointers of x, w and y in this direction's inputs and outputs.
+  // The weights, bias and weight gradient are fp32 (master weights, fp32 accumulation); x and y
+  // (or their gradients) may be stored in the precision's 16-bit type (CudaBackend::
+  // choose_storage), and then need no cast in the NCHW layout and half the traffic in NHWC.
+  void check_storage(const KernelSpec& s) const {
+    auto want = [&](TensorType t, bool may_be_16, const char* what) {
+      if (t.dtype == DType::f32 || (may_be_16 && half_ && t.dtype == half_type_)) return;
+      throw UnsupportedError(where_ + ": " + what + " is " + dtype_name(t.dtype) +
+                             " under --precision " + precision_name(be_.precision()));
+    };
+    if (dir_ == ConvDir::forward) {
+      want(s.input(0), true, "the input");
+      want(s.input(1), false, "the filter");
+      if (has_bias_) want(s.input(2), false, "the bias");
+      want(s.output(0), true, "the output");
+    } else if (dir_ == ConvDir::backward_data) {
+      want(s.input(0), true, "the output gradient");
+      want(s.input(1), false, "the filter");
+      want(s.output(0), true, "the input gradient");
+    } else {
+      want(s.input(0), true, "the output gradient");
+      want(s.input(1), true, "the input");
+      want(s.output(0), false, "the filter gradient");
+    }
+  }
+
+  // x, w and y (or their gradients) in this direction's inputs and outputs.
   struct Operands {
-    float *x, *w, *y;
+    FPtr x, w, y;
   };
   Operands operands(const std::vector<Tensor>& in, const std::vector<Tensor>& out) const {
-    if (dir_ == ConvDir::forward) return {in[0].f32(), in[1].f32(), out[0].f32()};
-    if (dir_ == ConvDir::backward_data) return {out[0].f32(), in[1].f32(), in[0].f32()};
-    return {in[1].f32(), out[0].f32(), in[0].f32()};
+    if (dir_ == ConvDir::forward) return {fptr(in[0]), fptr(in[1]), fptr(out[0])};
+    if (dir_ == ConvDir::backward_data) return {fptr(out[0]), fptr(in[1]), fptr(in[0])};
+    return {fptr(in[1]), fptr(out[0]), fptr(in[0])};
   }
 
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext& ctx) override {
     Operands o = operands(in, out);
+    const float* bias = has_bias_ ? in[2].f32() : nullptr;
     WorkspaceCarver carve(ctx.workspace);
     void* ws = carve.take(algo_.workspace);
     if (!half_) {
-      convolve(o.x, o.w, o.y, ws);
-      if (has_bias_) bias_add_f32(o.y, in[2].f32(), o.y, y_[0], y_[1], y_[2] * y_[3], stream());
+      convolve(o.x.p, o.w.p, o.y.p, ws);
+      if (bias) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream());
       return;
     }
     void *x16 = carve.take(io_bytes(x_)), *w16 = carve.take(io_bytes(w_)),
          *y16 = carve.take(io_bytes(y_));
+    // In NCHW an operand already stored in 16 bits is used in place.
+    if (!nhwc_ && o.x.type != 0) x16 = o.x.p;
+    if (!nhwc_ && o.y.type != 0) y16 = o.y.p;
     // Cast the operands this direction reads, convolve in 16 bits, cast the result back.
     if (dir_ != ConvDir::backward_data) to_half(o.x, x16, x_);
     if (dir_ != ConvDir::backward_filter) to_half(o.w, w16, w_);
     if (dir_ != ConvDir::forward) to_half(o.y, y16, y_);
     convolve(x16, w16, y16, ws);
     if (dir_ == ConvDir::forward)
-      from_half(y16, o.y, has_bias_ ? in[2].f32() : nullptr, y_);
+      from_half(y16, o.y, bias, y_);
     else if (dir_ == ConvDir::backward_data)
       from_half(x16, o.x, nullptr, x_);
     else
       from_half(w16, o.w, nullptr, w_);
   }
 
-  void to_half(const float* t, void* t16, const Shape& s) {
+  void to_half(FPtr t, void* t16, const Shape& s) {
+    if (t.p == t16) return;  // used in place
     int64_t c_pad = &s == &y_ ? s[1] : channels(s);
     if (nhwc_)
       cast_to_half_nhwc(t, t16, half_type_, s[0], s[1], c_pad, s[2] * s[3], stream());
     else
-      cast_to_half(t, t16, half_type_, s.numel(), stream());
+      cast_to_half(static_cast<const float*>(t.p), t16, half_type_, s.numel(), stream());
   }
 
-  void from_half(const void* t16, float* t, const float* bias, const Shape& s) {
+  void from_half(const void* t16, FPtr t, const float* bias, const Shape& s) {
     int64_t c_pad = &s == &y_ ? s[1] : channels(s);
     if (nhwc_)
       cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], c_pad, s[2] * s[3], stream());
-    else
-      cast_from_half(t16, half_type_, t, bias, s[0], s[1], s[2] * s[3], stream());
+    else if (t.p != t16)
+      cast_from_half(t16, half_type_, static_cast<float*>(t.p), bias, s[0], s[1], s[2] * s[3],
+                     stream());
+    else if (bias)  // written in place: add the bias there
+      bias_add(t, bias, t, s[0], s[1], s[2] * s[3], stream());
   }
 
   void convolve(void* x, void* w, void* y, void* ws) {

@@ -2,9 +2,11 @@
 // column-major product C^T = op(B)^T op(A)^T, so no transposes are materialised. The algorithm
 // comes from cuBLASLt's heuristic once, when the program is compiled; inner_product adds its
 // bias in the matmul epilogue. Precision: fp32 exact (no TF32); tf32 through cuBLAS's fast-TF32
-// compute type; bf16/fp16 cast both operands to 16 bits in the kernel's workspace and multiply
-// with fp32 accumulation into the fp32 output. (cuBLAS's FAST_16BF compute type on fp32 operands
-// measured the same speed and error as TF32 on an H100, so it is not used.)
+// compute type; bf16/fp16 multiply 16-bit operands with fp32 accumulation: an operand stored in
+// fp32 (weights, or activations CudaBackend::choose_storage left in fp32) is cast in the
+// kernel's workspace, one stored in 16 bits is used in place; the output is written in its own
+// storage type (16-bit activations, fp32 weight gradients). (cuBLAS's FAST_16BF compute type on
+// fp32 operands measured the same speed and error as TF32 on an H100, so it is not used.)
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
 
@@ -24,17 +26,29 @@ class MatmulKernel : public CudaKernel {
   MatmulKernel(const KernelSpec& s, int64_t ar, int64_t ac, bool ta, int64_t br, int64_t bc,
                bool tb, bool bias)
       : CudaKernel(s), bias_(bias) {
-    require_f32(s);
+    require_float(s);
     int64_t m = ta ? ac : ar, n = tb ? br : bc;
     ws_limit_ = std::min(kLtWorkspace, be_.options().workspace_limit);
     Precision prec = be_.precision();
     if (prec == Precision::bf16 || prec == Precision::fp16) {
       half_type_ = prec == Precision::bf16 ? DType::bf16 : DType::f16;
-      a_elems_ = ar * ac, b_elems_ = br * bc;
+      if (s.input(0).dtype == DType::f32) a_elems_ = ar * ac;
+      if (s.input(1).dtype == DType::f32) b_elems_ = br * bc;
     }
+    for (int i = 0; i < static_cast<int>(s.node.inputs.size()); ++i) {
+      DType t = s.input(i).dtype;
+      if (t != DType::f32 && (i == 2 || t != half_type_))
+        throw UnsupportedError(where_ + ": input " + std::to_string(i) + " is " + dtype_name(t) +
+                               " under --precision " + precision_name(prec));
+    }
+    DType out_type = s.output(0).dtype;
+    if (out_type != DType::f32 && out_type != half_type_)
+      throw UnsupportedError(where_ + ": the output is " + dtype_name(out_type) +
+                             " under --precision " + precision_name(prec));
     cudaDataType_t io = half_type_ == DType::bf16  ? CUDA_R_16BF
                         : half_type_ == DType::f16 ? CUDA_R_16F
                                                    : CUDA_R_32F;
+    cudaDataType_t out = out_type == DType::f32 ? CUDA_R_32F : io;
     auto check = [&](cublasStatus_t st, const char* call) { cuda::check(st, call, where_); };
     check(cublasLtMatmulDescCreate(&desc_, compute_type(be_.precision()), CUDA_R_32F),
           "cublasLtMatmulDescCreate");
@@ -46,14 +60,28 @@ class MatmulKernel : public CudaKernel {
     // Column-major views: the first operand is B (bc x br), the second A (ac x ar).
     check(cublasLtMatrixLayoutCreate(&la_, io, bc, br, bc), "cublasLtMatrixLayoutCreate");
     check(cublasLtMatrixLayoutCreate(&lb_, io, ac, ar, ac), "cublasLtMatrixLayoutCreate");
-    check(cublasLtMatrixLayoutCreate(&ld_, CUDA_R_32F, n, m, n), "cublasLtMatrixLayoutCreate");
+    check(cublasLtMatrixLayoutCreate(&ld_, out, n, m, n), "cublasLtMatrixLayoutCreate");
+    // With a 16-bit output the epilogue takes a 16-bit bias (cuBLASLt rejected an fp32 one:
+    // CUBLAS_STATUS_INVALID_VALUE on an H200): the fp32 master bias is cast each step, n values.
+    bias16_ = bias_ && out != CUDA_R_32F;
     if (bias_ && !choose(CUBLASLT_EPILOGUE_BIAS))
       bias_in_epilogue_ = false;
     else if (bias_)
       bias_in_epilogue_ = true;
-    if (!bias_in_epilogue_ && !choose(CUBLASLT_EPILOGUE_DEFAULT))
-      throw UnsupportedError(where_ + ": cuBLASLt has no algorithm for this product in " +
-                             precision_name(be_.precision()));
+    if (!bias_in_epilogue_ && !choose(CUBLASLT_EPILOGUE_DEFAULT)) {
+      if (out == CUDA_R_32F)
+        throw UnsupportedError(where_ + ": cuBLASLt has no algorithm for this product in " +
+                               precision_name(be_.precision()));
+      // No 16-bit output for this product: an fp32 one in the workspace, cast afterwards.
+      cublasLtMatrixLayoutDestroy(ld_);
+      ld_ = nullptr;
+      check(cublasLtMatrixLayoutCreate(&ld_, CUDA_R_32F, n, m, n), "cublasLtMatrixLayoutCreate");
+      d32_ = true, bias16_ = false;
+      bias_in_epilogue_ = bias_ && choose(CUBLASLT_EPILOGUE_BIAS);
+      if (!bias_in_epilogue_ && !choose(CUBLASLT_EPILOGUE_DEFAULT))
+        throw UnsupportedError(where_ + ": cuBLASLt has no algorithm for this product in " +
+                               precision_name(be_.precision()));
+    }
     m_ = m, n_ = n;
   }
 
@@ -66,7 +94,9 @@ class MatmulKernel : public CudaKernel {
   }
 
   size_t workspace_bytes() const override {
-    return align256(ws_limit_) + align256(a_elems_ * 2) + align256(b_elems_ * 2);
+    return align256(ws_limit_) + align256(a_elems_ * 2) + align256(b_elems_ * 2) +
+           (bias16_ ? align256(static_cast<size_t>(n_) * 2) : 0) +
+           (d32_ ? align256(static_cast<size_t>(m_ * n_) * 4) : 0);
   }
 
  private:
@@ -85,7 +115,9 @@ class MatmulKernel : public CudaKernel {
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(be_.cublaslt(), desc_, la_, lb_, ld_, ld_,
                                                        pref_, 1, &heuristic_, &found);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED ||
+        (st == CUBLAS_STATUS_INVALID_VALUE && epilogue != CUBLASLT_EPILOGUE_DEFAULT))
+      return false;
     cuda::check(st, "cublasLtMatmulAlgoGetHeuristic", where_);
     return found > 0;
   }
@@ -93,20 +125,28 @@ class MatmulKernel : public CudaKernel {
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext& ctx) override {
     const float one = 1.f, zero = 0.f;
-    float* d = out[0].f32();
     WorkspaceCarver carve(ctx.workspace);
     void* ws = carve.take(ws_limit_);
+    void* d = d32_ ? carve.take(static_cast<size_t>(m_ * n_) * 4) : out[0].data();
     const void* a = in[0].data();
     const void* b16 = in[1].data();
     if (a_elems_) {
       void* a16 = carve.take(a_elems_ * 2);
-      void* bb = carve.take(b_elems_ * 2);
       cast_to_half(in[0].f32(), a16, half_type_, a_elems_, stream());
+      a = a16;
+    }
+    if (b_elems_) {
+      void* bb = carve.take(b_elems_ * 2);
       cast_to_half(in[1].f32(), bb, half_type_, b_elems_, stream());
-      a = a16, b16 = bb;
+      b16 = bb;
     }
     if (bias_in_epilogue_) {
-      const float* b = in[2].f32();
+      const void* b = in[2].data();
+      if (bias16_) {
+        void* b16 = carve.take(static_cast<size_t>(n_) * 2);
+        cast_to_half(in[2].f32(), b16, half_type_, n_, stream());
+        b = b16;
+      }
       MYELIN_CHECK(
           cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b),
           "");
@@ -114,10 +154,16 @@ class MatmulKernel : public CudaKernel {
     MYELIN_CHECK(cublasLtMatmul(be_.cublaslt(), desc_, &one, b16, la_, a, lb_, &zero, d, ld_, d,
                                 ld_, &heuristic_.algo, ws, ws_limit_, stream()),
                  "");
-    if (bias_ && !bias_in_epilogue_) bias_add_f32(d, in[2].f32(), d, m_, n_, 1, stream());
+    FPtr product = d32_ ? FPtr{d, 0} : fptr(out[0]);
+    if (bias_ && !bias_in_epilogue_)
+      bias_add(product, in[2].f32(), fptr(out[0]), m_, n_, 1, stream());
+    else if (d32_)
+      cast_to_half(static_cast<const float*>(d), out[0].data(), half_type_, m_ * n_, stream());
   }
 
   bool bias_ = false, bias_in_epilogue_ = false;
+  bool bias16_ = false;  // 16-bit output: the epilogue reads a 16-bit copy of the bias
+  bool d32_ = false;     // 16-bit output written through an fp32 product in the workspace
   int64_t m_ = 0, n_ = 0;
   DType half_type_ = DType::f32;      // bf16/f16: the operands are cast to it
   size_t a_elems_ = 0, b_elems_ = 0;  // elements of the 16-bit copies (0: none)

@@ -18,11 +18,19 @@ namespace {
 class LrnKernel : public CudaKernel {
  public:
   LrnKernel(const KernelSpec& s, bool backward) : CudaKernel(s), backward_(backward) {
-    require_f32(s);
+    require_float(s);
     LrnParams p(s.node.attrs);
     if (!lrn_size_supported(static_cast<int>(p.size)))
       throw UnsupportedError(where_ + ": the CUDA kernel takes odd sizes up to 15, got " +
                              std::to_string(p.size));
+    bool mixed = false;
+    for (size_t i = 0; i < s.node.inputs.size(); ++i)
+      mixed = mixed || s.input(static_cast<int>(i)).dtype != s.output(0).dtype;
+    if (mixed ||
+        (s.output(0).dtype != DType::f32 && !lrn16_size_supported(static_cast<int>(p.size))))
+      throw UnsupportedError(where_ +
+                             ": the CUDA kernel takes one storage type for all operands, "
+                             "16-bit at sizes 3 and 5 only");
     Shape x = s.input(0).shape;
     d_ = LrnDims{x[0],
                  x[1],
@@ -37,9 +45,9 @@ class LrnKernel : public CudaKernel {
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext&) override {
     if (backward_)  // (dy, x, y) -> dx
-      lrn_backward(in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(), d_, stream());
+      lrn_backward(fptr(in[0]), fptr(in[1]), fptr(in[2]), fptr(out[0]), d_, stream());
     else
-      lrn_forward(in[0].f32(), out[0].f32(), d_, stream());
+      lrn_forward(fptr(in[0]), fptr(out[0]), d_, stream());
   }
 
   bool backward_;

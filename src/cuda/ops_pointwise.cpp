@@ -13,8 +13,13 @@ class LaunchKernel : public CudaKernel {
  public:
   using Launch =
       std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&, cudaStream_t)>;
-  LaunchKernel(const KernelSpec& s, Launch f) : CudaKernel(s), launch_(std::move(f)) {
-    require_f32(s);
+  // any_float: the launch loads and stores through FPtr (f32, bf16 or f16 tensors).
+  LaunchKernel(const KernelSpec& s, Launch f, bool any_float = false)
+      : CudaKernel(s), launch_(std::move(f)) {
+    if (any_float)
+      require_float(s);
+    else
+      require_f32(s);
   }
 
  private:
@@ -35,6 +40,15 @@ KernelFactory binary(void (*f)(const float*, const float*, float*, int64_t, cuda
   };
 }
 
+std::unique_ptr<Kernel> make_add(const KernelSpec& s) {
+  return std::make_unique<LaunchKernel>(
+      s,
+      [](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
+        add_any(fptr(in[0]), fptr(in[1]), fptr(out[0]), out[0].numel(), st);
+      },
+      true);
+}
+
 std::unique_ptr<Kernel> make_accumulate(const KernelSpec& s) {
   return std::make_unique<LaunchKernel>(
       s, [](const std::vector<Tensor>& in, const std::vector<Tensor>&, cudaStream_t st) {
@@ -46,15 +60,19 @@ std::unique_ptr<Kernel> make_bias_add(const KernelSpec& s) {
   Shape x = s.input(0).shape;
   int64_t outer = x[0], channels = x[1], inner = inner_size(x, 2);
   return std::make_unique<LaunchKernel>(
-      s, [=](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
-        bias_add_f32(in[0].f32(), in[1].f32(), out[0].f32(), outer, channels, inner, st);
-      });
+      s,
+      [=](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
+        bias_add(fptr(in[0]), in[1].f32(), fptr(out[0]), outer, channels, inner, st);
+      },
+      true);
 }
 
 class BiasGradKernel : public CudaKernel {
  public:
   explicit BiasGradKernel(const KernelSpec& s) : CudaKernel(s) {
-    require_f32(s);
+    require_float(s);
+    if (s.output(0).dtype != DType::f32)
+      throw UnsupportedError(where_ + ": the bias gradient must be f32");
     Shape x = s.input(0).shape;
     outer_ = x[0], channels_ = x[1], inner_ = inner_size(x, 2);
   }
@@ -65,8 +83,8 @@ class BiasGradKernel : public CudaKernel {
  private:
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext& ctx) override {
-    bias_grad_f32(in[0].f32(), out[0].f32(), outer_, channels_, inner_,
-                  static_cast<float*>(ctx.workspace), stream());
+    bias_grad(fptr(in[0]), out[0].f32(), outer_, channels_, inner_,
+              static_cast<float*>(ctx.workspace), stream());
   }
 
   int64_t outer_, channels_, inner_;
@@ -91,8 +109,9 @@ std::unique_ptr<Kernel> make_activation(const KernelSpec& s) {
   return std::make_unique<LaunchKernel>(
       s,
       [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
-        activation_forward(p.kind, alpha, in[0].f32(), out[0].f32(), out[0].numel(), st);
-      });
+        activation_forward(p.kind, alpha, fptr(in[0]), fptr(out[0]), out[0].numel(), st);
+      },
+      true);
 }
 
 std::unique_ptr<Kernel> make_activation_grad(const KernelSpec& s) {
@@ -101,16 +120,17 @@ std::unique_ptr<Kernel> make_activation_grad(const KernelSpec& s) {
   return std::make_unique<LaunchKernel>(
       s,
       [p, alpha](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
-        activation_backward(p.kind, alpha, in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(),
+        activation_backward(p.kind, alpha, fptr(in[0]), fptr(in[1]), fptr(in[2]), fptr(out[0]),
                             out[0].numel(), st);
-      });
+      },
+      true);
 }
 
 // Forward and backward share the mask: keyed by the forward node and the device's step state.
 class DropoutKernel : public CudaKernel {
  public:
   explicit DropoutKernel(const KernelSpec& s) : CudaKernel(s) {
-    require_f32(s);
+    require_float(s);
     double ratio = DropoutParams(s.node.attrs).ratio;
     if (!s.node.attrs.has("forward_node"))
       throw Error(op_label(s.node) +
@@ -124,8 +144,8 @@ class DropoutKernel : public CudaKernel {
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext& ctx) override {
     be_.publish_step(ctx);
-    dropout_f32(in[0].f32(), out[0].f32(), out[0].numel(), be_.step_state(), node_, threshold_,
-                scale_, stream());
+    dropout(fptr(in[0]), fptr(out[0]), out[0].numel(), be_.step_state(), node_, threshold_, scale_,
+            stream());
   }
 
   int node_ = 0;
@@ -141,7 +161,7 @@ std::unique_ptr<Kernel> make(const KernelSpec& s) {
 }  // namespace
 
 MYELIN_REGISTER_OPS {
-  register_kernel("add", DeviceKind::cuda, binary(add_f32));
+  register_kernel("add", DeviceKind::cuda, make_add);
   register_kernel("mul", DeviceKind::cuda, binary(mul_f32));
   register_kernel("accumulate_grad", DeviceKind::cuda, make_accumulate);
   register_kernel("bias_add", DeviceKind::cuda, make_bias_add);

@@ -11,10 +11,13 @@ enum class PoolOp { max_forward, max_backward, avg_forward, avg_backward };
 class PoolKernel : public CudaKernel {
  public:
   PoolKernel(const KernelSpec& s, PoolOp op) : CudaKernel(s), op_(op) {
-    require_f32(s);
+    require_float(s);
     bool forward = op == PoolOp::max_forward || op == PoolOp::avg_forward;
     Shape x = forward ? s.input(0).shape : s.output(0).shape;
     Shape y = forward ? s.output(0).shape : s.input(0).shape;
+    // A 16-bit max-pool gradient is accumulated in fp32 scratch first.
+    if (op == PoolOp::max_backward && s.output(0).dtype != DType::f32)
+      scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
     PoolParams p(s.node.attrs);
     d_ = PoolDims{x[0] * x[1],
                   x[2],
@@ -30,22 +33,26 @@ class PoolKernel : public CudaKernel {
                   p.count_include_pad};
   }
 
+  size_t workspace_bytes() const override { return scratch_; }
+
  private:
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-              const StepContext&) override {
+              const StepContext& ctx) override {
     switch (op_) {
       case PoolOp::max_forward:
-        return max_pool_forward(in[0].f32(), out[0].f32(), d_, stream());
+        return max_pool_forward(fptr(in[0]), fptr(out[0]), d_, stream());
       case PoolOp::max_backward:  // (dy, x, y) -> dx
-        return max_pool_backward(in[0].f32(), in[1].f32(), in[2].f32(), out[0].f32(), d_, stream());
+        return max_pool_backward(fptr(in[0]), fptr(in[1]), fptr(in[2]), fptr(out[0]),
+                                 static_cast<float*>(ctx.workspace), d_, stream());
       case PoolOp::avg_forward:
-        return avg_pool_forward(in[0].f32(), out[0].f32(), d_, stream());
+        return avg_pool_forward(fptr(in[0]), fptr(out[0]), d_, stream());
       case PoolOp::avg_backward:
-        return avg_pool_backward(in[0].f32(), out[0].f32(), d_, stream());
+        return avg_pool_backward(fptr(in[0]), fptr(out[0]), d_, stream());
     }
   }
 
   PoolOp op_;
+  size_t scratch_ = 0;
   PoolDims d_{};
 };
 
