@@ -15,15 +15,11 @@
 #include "core/executor.h"
 #include "cuda/cuda_info.h"
 #include "ops/params.h"
+#include "support/require_gpu.h"
 
 using namespace myelin;
 
 namespace {
-
-#define REQUIRE_GPU()                                                                      \
-  if (cuda_device_count() == 0)                                                            \
-  GTEST_SKIP() << "no CUDA device on this machine (cudaGetDeviceCount reports none); run " \
-                  "scripts/gpu-check.sh on a GPU machine"
 
 using Host = std::map<std::string, std::vector<float>>;
 

@@ -11,16 +11,12 @@
 
 #include "core/error.h"
 #include "cuda/cuda_info.h"
+#include "support/require_gpu.h"
 #include "train/session.h"
 
 using namespace myelin;
 
 namespace {
-
-#define REQUIRE_GPU()                                                                      \
-  if (cuda_device_count() == 0)                                                            \
-  GTEST_SKIP() << "no CUDA device on this machine (cudaGetDeviceCount reports none); run " \
-                  "scripts/gpu-check.sh on a GPU machine"
 
 // Convolution, batch norm, pooling, a residual add, dropout and an inner product: the kinds of
 // layers whose state (running statistics, momentum, dropout step) a replayed graph must carry.
