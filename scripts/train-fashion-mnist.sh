@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/build.sh cpu
+bash scripts/build.sh  # the same configuration as scripts/test.sh, so neither rebuilds the other
 threads="$(nproc)"
 exec build/myelin train --model lenet --data fashion-mnist --device cpu --threads "$threads" \
   --out runs/lenet "$@"

@@ -14,7 +14,8 @@ namespace {
 const std::vector<Flag>& train_flags() {
   static const std::vector<Flag> f = [] {
     std::vector<Flag> v = {
-        {"model", "NAME|FILE", "standard network (lenet, resnet, mlp, alexnet) or a network file",
+        {"model", "NAME|FILE",
+         "a network file, or a standard one in models/ (lenet, resnet, resnet9, mlp, alexnet, ...)",
          ""},
         {"data", "SPEC", "fashion-mnist, mnist, an image folder, a list file or a packed store",
          "fashion-mnist, or the resumed run's"},
@@ -127,7 +128,8 @@ TrainOptions train_options(const Args& a) {
 
 int run_train(const std::vector<std::string>& argv) {
   const std::string help = help_text(
-      "myelin train --model NAME|FILE --data SPEC --out DIR [flags]",
+      "myelin train --model NAME|FILE --data SPEC --out DIR [flags]\n       myelin train --resume "
+      "DIR [flags]",
       "Trains a network. The network file's `train:` section gives the recipe (solver, learning\n"
       "rate and policy, batch, epochs, augmentation); flags override it. Writes OUT/metrics.jsonl\n"
       "(one JSON event per line; the last is {\"event\": \"end\", \"test_accuracy\": ...}),\n"
