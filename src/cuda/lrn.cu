@@ -146,32 +146,26 @@ bool lrn16_size_supported(int size) {
   return size == 3 || size == 5;
 }
 
-#define MYELIN_LRN_SIZES(F) F(1) F(3) F(5) F(7) F(9) F(11) F(13) F(15)
+// Every (size, storage type) pair with a kernel: F(size, element type, FPtr type code). Each pair
+// is a fully unrolled kernel, so 16-bit storage has sizes 3 and 5 only (all of them would make
+// this file slow to build). All operands share one storage type.
+// clang-format off
+#define MYELIN_LRN_KERNELS(F)                                                      \
+  F(1, float, 0) F(3, float, 0) F(5, float, 0) F(7, float, 0) F(9, float, 0)       \
+  F(11, float, 0) F(13, float, 0) F(15, float, 0)                                  \
+  F(3, __nv_bfloat16, 1) F(5, __nv_bfloat16, 1) F(3, __half, 2) F(5, __half, 2)
+// clang-format on
 
-// All operands share one storage type; 16-bit storage has kernels for sizes 3 and 5 only (each
-// (size, type) pair is a fully unrolled kernel: all of them would make this file slow to build).
 void lrn_forward(FPtr x, FPtr y, const LrnDims& d, cudaStream_t s) {
   if (x.type != y.type || (x.type != 0 && !lrn16_size_supported(d.size)))
     throw DeviceError("lrn: no kernel for these storage types at size " + std::to_string(d.size));
   switch (d.size * 4 + x.type) {
-#define CASE(S)                           \
-  case S * 4:                             \
-    launch_forward<S, float>(x, y, d, s); \
+#define CASE(S, T, K)                 \
+  case S * 4 + K:                     \
+    launch_forward<S, T>(x, y, d, s); \
     break;
-    MYELIN_LRN_SIZES(CASE)
+    MYELIN_LRN_KERNELS(CASE)
 #undef CASE
-    case 3 * 4 + 1:
-      launch_forward<3, __nv_bfloat16>(x, y, d, s);
-      break;
-    case 5 * 4 + 1:
-      launch_forward<5, __nv_bfloat16>(x, y, d, s);
-      break;
-    case 3 * 4 + 2:
-      launch_forward<3, __half>(x, y, d, s);
-      break;
-    case 5 * 4 + 2:
-      launch_forward<5, __half>(x, y, d, s);
-      break;
     default:
       throw DeviceError("lrn: size " + std::to_string(d.size) + " is not supported on CUDA");
   }
@@ -184,24 +178,12 @@ void lrn_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStream
     throw DeviceError("lrn_grad: no kernel for these storage types at size " +
                       std::to_string(d.size));
   switch (d.size * 4 + x.type) {
-#define CASE(S)                                    \
-  case S * 4:                                      \
-    launch_backward<S, float>(dy, x, y, dx, d, s); \
+#define CASE(S, T, K)                          \
+  case S * 4 + K:                              \
+    launch_backward<S, T>(dy, x, y, dx, d, s); \
     break;
-    MYELIN_LRN_SIZES(CASE)
+    MYELIN_LRN_KERNELS(CASE)
 #undef CASE
-    case 3 * 4 + 1:
-      launch_backward<3, __nv_bfloat16>(dy, x, y, dx, d, s);
-      break;
-    case 5 * 4 + 1:
-      launch_backward<5, __nv_bfloat16>(dy, x, y, dx, d, s);
-      break;
-    case 3 * 4 + 2:
-      launch_backward<3, __half>(dy, x, y, dx, d, s);
-      break;
-    case 5 * 4 + 2:
-      launch_backward<5, __half>(dy, x, y, dx, d, s);
-      break;
     default:
       throw DeviceError("lrn_grad: size " + std::to_string(d.size) + " is not supported on CUDA");
   }
