@@ -135,6 +135,8 @@ class Trainer {
   void open_metrics();
   void loop();
   bool train_step(const Batch& b);
+  // Whole steps queued on a device that runs them asynchronously (CUDA, accumulate == 1).
+  bool pipelined() const { return recipe_.accumulate == 1 && session_->pipelined(); }
   bool pipelined_step(const Batch& b);
   void collect_stats(bool all);
   void after_update();
@@ -334,7 +336,7 @@ void Trainer::loop() {
 
 // One batch forward and backward; the update once `accumulate` batches have been seen.
 bool Trainer::train_step(const Batch& b) {
-  if (recipe_.accumulate == 1 && session_->pipelined()) return pipelined_step(b);
+  if (pipelined()) return pipelined_step(b);
   auto t0 = Clock::now();
   session_->feed(b);
   session_->forward_backward(static_cast<uint64_t>(st_.micro_batches));
@@ -406,12 +408,14 @@ void Trainer::diverged(float loss, int64_t it, int64_t epoch, int64_t batch, dou
 }
 
 void Trainer::after_update() {
-  bool last = st_.iteration == max_iter_;
-  if (session_->pipelined() && recipe_.accumulate == 1 &&
-      (last || st_.iteration == start_iter_ + 1 || st_.iteration % log_every_ == 0 ||
-       (test_loader_ && st_.iteration % eval_every_ == 0) ||
-       (snapshot_every_ > 0 && st_.iteration % snapshot_every_ == 0)))
-    collect_stats(true);
+  const int64_t it = st_.iteration;
+  const bool last = it == max_iter_;
+  const bool log = last || it % log_every_ == 0;
+  const bool test = !last && test_loader_ && it % eval_every_ == 0;
+  const bool snap = !last && snapshot_every_ > 0 && it % snapshot_every_ == 0;
+  // Events, test passes and snapshots report the figures of every step so far (the last one's
+  // only arrive when it finishes), as does the first progress line.
+  if (pipelined() && (log || test || snap || it == start_iter_ + 1)) collect_stats(true);
   StepInfo info{st_.iteration, epoch(), static_cast<float>(update_window_.mean_loss()),
                 static_cast<float>(update_window_.mean_top1()), lr_};
   update_window_ = {};
@@ -423,9 +427,9 @@ void Trainer::after_update() {
                     static_cast<double>(done * recipe_.batch * recipe_.accumulate) /
                         std::max(train_seconds_, 1e-9),
                     eta);
-  if (st_.iteration % log_every_ == 0 || last) write_train_event();
-  if (!last && test_loader_ && st_.iteration % eval_every_ == 0) test_pass();
-  if (!last && snapshot_every_ > 0 && st_.iteration % snapshot_every_ == 0) snapshot();
+  if (log) write_train_event();
+  if (test) test_pass();
+  if (snap) snapshot();
 }
 
 void Trainer::write_train_event() {
