@@ -10,7 +10,6 @@ namespace myelin::cli {
 
 namespace {
 
-
 const Flag* find_flag(const std::vector<Flag>& flags, const std::string& name) {
   for (const Flag& f : flags)
     if (f.name == name) return &f;
@@ -18,11 +17,10 @@ const Flag* find_flag(const std::vector<Flag>& flags, const std::string& name) {
 }
 
 std::string suggestion(const std::vector<Flag>& flags, const std::string& name) {
-  const Flag* best = nullptr;
-  size_t best_d = 3;
-  for (const Flag& f : flags)
-    if (size_t d = edit_distance(f.name, name); d < best_d) best = &f, best_d = d;
-  return best ? " (did you mean --" + best->name + "?)" : "";
+  std::vector<std::string> names;
+  for (const Flag& f : flags) names.push_back(f.name);
+  std::string best = closest_match(name, names);
+  return best.empty() ? "" : " (did you mean --" + best + "?)";
 }
 
 }  // namespace

@@ -57,13 +57,9 @@ void prefer_passive_openmp(const std::string& command, char** argv) {
 }
 
 std::string closest_command(const std::string& name) {
-  std::string best;
-  size_t best_d = 3;  // suggest only near misses
-  for (const Command& c : commands()) {
-    size_t d = myelin::edit_distance(name, c.name);
-    if (d < best_d) best_d = d, best = c.name;
-  }
-  return best;
+  std::vector<std::string> names;
+  for (const Command& c : commands()) names.push_back(c.name);
+  return myelin::closest_match(name, names);
 }
 
 }  // namespace myelin::cli

@@ -20,4 +20,12 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+std::string closest_match(const std::string& word, const std::vector<std::string>& options) {
+  std::string best;
+  size_t best_d = 3;
+  for (const std::string& o : options)
+    if (size_t d = edit_distance(word, o); d < best_d) best = o, best_d = d;
+  return best;
+}
+
 }  // namespace myelin

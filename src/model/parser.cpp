@@ -20,12 +20,8 @@ namespace {
 
 constexpr size_t kMaxFileBytes = 4 << 20;
 
-
 std::string suggest(const std::string& word, const std::vector<std::string>& options) {
-  std::string best;
-  size_t best_d = 3;
-  for (const std::string& o : options)
-    if (size_t d = edit_distance(word, o); d < best_d) best = o, best_d = d;
+  std::string best = closest_match(word, options);
   return best.empty() ? "" : " (did you mean '" + best + "'?)";
 }
 
