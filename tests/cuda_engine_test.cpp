@@ -13,6 +13,7 @@
 #include "core/autodiff.h"
 #include "core/error.h"
 #include "core/executor.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/cuda_info.h"
 #include "ops/params.h"
 #include "support/require_gpu.h"
@@ -335,17 +336,26 @@ TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
   }
   // Reduced precision: the loss of the first forward pass, and each parameter's change over two
   // steps (forward, backward and update in 16 bits), against fp32; bf16 and fp16 with the
-  // activations stored in fp32 and in 16 bits (MYELIN_CUDA_BF16_STORAGE, read by the backend).
+  // activations stored in fp32 or 16 bits (MYELIN_CUDA_BF16_STORAGE) and NCHW or NHWC
+  // (MYELIN_CUDA_LAYOUT), read by the backend.
   Host start = run_on(r, Device::cuda(0), names, 0);
-  for (std::string prec : {"tf32", "bf16", "fp16", "bf16 storage", "fp16 storage"}) {
-    bool storage = prec.ends_with(" storage");
-    setenv("MYELIN_CUDA_BF16_STORAGE", storage ? "1" : "0", 1);
-    prec = prec.substr(0, 4);
+  struct Variant {
+    std::string precision, storage, layout;
+  };
+  std::vector<Variant> variants{{"tf32", "0", "nchw"}};
+  for (std::string prec : {"bf16", "fp16"})
+    for (std::string storage : {"0", "1"})
+      for (std::string layout : {"nchw", "nhwc"}) variants.push_back({prec, storage, layout});
+  for (const Variant& v : variants) {
+    setenv("MYELIN_CUDA_BF16_STORAGE", v.storage.c_str(), 1);
+    setenv("MYELIN_CUDA_LAYOUT", v.layout.c_str(), 1);
+    const std::string& prec = v.precision;
+    std::string what = prec + " storage=" + v.storage + " " + v.layout;
     Host low = run_on(r, Device::cuda(0), names, 2, true, prec);
     Host first = run_on(r, Device::cuda(0), names, 1, true, prec);
     Host ref = run_on(r, Device::cuda(0), names, 1, false);
     double tol = prec == "tf32" ? 2e-3 : prec == "bf16" ? 3e-2 : 5e-3;
-    EXPECT_LT(rel_error(first[r.watch[0]], ref[r.watch[0]]), tol) << prec << " loss";
+    EXPECT_LT(rel_error(first[r.watch[0]], ref[r.watch[0]]), tol) << what << " loss";
     for (size_t i = 2; i < names.size(); ++i) {
       const std::string& n = names[i];
       std::vector<float> d_low(start[n].size()), d_ref(start[n].size());
@@ -353,25 +363,19 @@ TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
         d_low[k] = low[n][k] - start[n][k];
         d_ref[k] = gpu[n][k] - start[n][k];
       }
-      EXPECT_LT(rel_error(d_low, d_ref), 10 * tol)
-          << prec << (storage ? " (16-bit storage)" : "") << " update of " << n;
+      EXPECT_LT(rel_error(d_low, d_ref), 10 * tol) << what << " update of " << n;
     }
   }
   unsetenv("MYELIN_CUDA_BF16_STORAGE");
+  unsetenv("MYELIN_CUDA_LAYOUT");
 }
 
-// Under bf16 with MYELIN_CUDA_BF16_STORAGE=1 the backend stores activations in 16 bits where every
-// kernel touching them takes it; inputs, parameters, the loss and the gradients stay fp32.
-TEST(CudaTraining, Bf16StorageKeepsMasterValuesInFp32) {
-  REQUIRE_GPU();
+// Under bf16 the backend stores activations in 16 bits where every kernel touching them takes it;
+// inputs, parameters, the loss and the gradients stay fp32. (Planning needs no device.)
+TEST(CudaStorage, Bf16StorageKeepsMasterValuesInFp32) {
   Net r = small_alexnet(8);
-  setenv("MYELIN_CUDA_BF16_STORAGE", "1", 1);
-  BackendOptions o;
-  o.precision = "bf16";
-  auto backend = make_backend(Device::cuda(0), o);
-  unsetenv("MYELIN_CUDA_BF16_STORAGE");
   Graph g = r.graph;
-  backend->choose_storage(g);
+  cuda::plan_storage(g, cuda::Precision::bf16, true, true);
   int half = 0;
   for (size_t v = 0; v < g.values().size(); ++v) {
     const Value& val = g.values()[v];
@@ -386,4 +390,46 @@ TEST(CudaTraining, Bf16StorageKeepsMasterValuesInFp32) {
   }
   EXPECT_GT(half, 10);
   for (const std::string& n : r.watch) EXPECT_EQ(g.value(g.find(n)).dtype, DType::f32) << n;
+}
+
+// Channels-last where the kernels take it: the convolution blocks' activations and their
+// gradients; NCHW for the input, what the inner products read (through flatten or directly), and
+// anything not 4-D. Nodes whose kernels index every operand alike (ReLU, LRN) see one layout.
+TEST(CudaStorage, ConvolutionActivationsAreChannelsLast) {
+  Net r = small_alexnet(8);
+  Graph g = r.graph;
+  cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+  auto layout_of = [&](const std::string& layer, const std::string& op, int output) {
+    for (const Node& n : g.nodes())
+      if (n.name == layer && n.op == op) return g.value(n.outputs.at(output)).layout;
+    ADD_FAILURE() << "no " << op << " in " << layer;
+    return Layout::nchw;
+  };
+  for (auto [layer, op] :
+       std::vector<std::pair<std::string, std::string>>{{"conv1", "conv2d"},
+                                                        {"conv1.relu", "activation"},
+                                                        {"norm1", "lrn"},
+                                                        {"pool1", "max_pool2d"},
+                                                        {"conv2", "conv2d"},
+                                                        {"conv2.relu", "activation"},
+                                                        {"norm1", "lrn_grad"},
+                                                        {"pool1", "max_pool2d_grad"},
+                                                        {"conv2", "conv2d_grad_input"}})
+    EXPECT_EQ(layout_of(layer, op, 0), Layout::nhwc) << layer << " " << op;
+  EXPECT_EQ(layout_of("pool2", "avg_pool2d", 0), Layout::nchw) << "read by an inner product";
+  EXPECT_EQ(g.value(g.find("data")).layout, Layout::nchw);
+  for (const Value& v : g.values())
+    if (v.layout == Layout::nhwc) {
+      EXPECT_EQ(v.shape.rank(), 4) << v.name;
+      EXPECT_EQ(v.kind, ValueKind::activation) << v.name;
+    }
+  for (const Node& n : g.nodes())
+    if (n.op == "activation" || n.op == "activation_grad" || n.op == "lrn" || n.op == "lrn_grad") {
+      for (ValueId v : n.inputs)
+        EXPECT_EQ(g.value(v).layout, g.value(n.outputs[0]).layout) << n.name;
+    }
+  // fp32 and tf32 keep NCHW everywhere (cuDNN convolves fp32 NCHW in place).
+  Graph f = r.graph;
+  cuda::plan_storage(f, cuda::Precision::tf32, true, true);
+  for (const Value& v : f.values()) EXPECT_EQ(v.layout, Layout::nchw) << v.name;
 }

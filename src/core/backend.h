@@ -49,6 +49,13 @@ class Backend {
     (void)ctx;
     return false;
   }
+  // Optional: fusing ops in the Program's copy of the graph before anything else sees it; runs
+  // before choose_storage and memory planning. The CPU engine folds a ReLU into the convolution,
+  // inner product or batch norm producing its input where nothing else reads that input, so the
+  // input leaves the graph and the arena (MYELIN_CPU_FUSE=0 turns it off, for A/B timing). A
+  // rewrite keeps ValueIds (Graph::remove_nodes) and kept values, and removes nodes of the
+  // forward and backward passes only: Session counts the optimizer update's nodes from the end.
+  virtual void fuse(Graph& g) const { (void)g; }
   // Optional: the storage type of activations. Before a Program plans its memory it lets the
   // backend change the dtype of activation values in its copy of the graph: the CUDA engine under
   // --precision bf16/fp16 stores activations and their gradients in 16 bits where every kernel
@@ -137,6 +144,8 @@ struct KernelSpec {  // what a factory sees
     const Value& v = graph.value(node.outputs.at(i));
     return {v.shape, v.dtype};
   }
+  bool input_nhwc(int i) const { return graph.value(node.inputs.at(i)).layout == Layout::nhwc; }
+  bool output_nhwc(int i) const { return graph.value(node.outputs.at(i)).layout == Layout::nhwc; }
 };
 
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelSpec&)>;

@@ -27,6 +27,11 @@ struct Init {
   double value = 0.0;
 };
 
+// How a 4-D value's elements lie in memory. Shapes are always logical [N, C, H, W]; a backend may
+// store an activation channels-last (Backend::choose_storage) where every kernel touching it
+// takes that. Everything else (inputs, parameters, views, kept values) is nchw.
+enum class Layout : uint8_t { nchw, nhwc };
+
 struct Value {
   std::string name;
   Shape shape;
@@ -36,6 +41,7 @@ struct Value {
   Init init;
   double lr_mult = 1.0;     // per-parameter learning-rate multiplier
   double decay_mult = 1.0;  // per-parameter weight-decay multiplier
+  Layout layout = Layout::nchw;
 };
 
 enum class Phase : uint8_t { forward, backward };
@@ -72,6 +78,13 @@ class Graph {
   const std::vector<Value>& values() const { return values_; }
   const std::vector<Node>& nodes() const { return nodes_; }
   ValueId find(const std::string& name) const;  // kNoValue if absent
+
+  // Rewrites (Backend::fuse): change nodes in place, then remove_nodes, which drops the listed
+  // nodes and sets every value's producer from the nodes left, so a rewrite may also move an
+  // output from one node to another. ValueIds stay valid: a value no node produces any more keeps
+  // its place, with producer -1, and gets no memory. The caller keeps the order topological.
+  Node& node(int index) { return nodes_.at(index); }
+  void remove_nodes(const std::vector<int>& indices);
 
   // Values that must survive the whole step (loss, accuracy, gradients).
   void keep(ValueId id);

@@ -62,8 +62,8 @@ class CudaBackend final : public Backend {
   bool capture(const std::function<void()>& body) override;
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
-  // Under bf16/fp16: activations and their gradients in 16 bits where the kernels take it
-  // (storage.cpp; on with MYELIN_CUDA_BF16_STORAGE=1, off by default until verified on a GPU).
+  // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
+  // kernels take it (storage.cpp).
   void choose_storage(Graph& g) const override;
   std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,
                                        const std::vector<const void*>& out_src,
@@ -121,8 +121,13 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
 };
 
-// MYELIN_CUDA_BF16_STORAGE is "1".
+// 16-bit activation storage under bf16/fp16 (unless MYELIN_CUDA_BF16_STORAGE=0).
 bool storage16_enabled();
+// Channels-last activations under bf16/fp16 (unless MYELIN_CUDA_LAYOUT=nchw).
+bool nhwc_enabled(Precision p);
+// What choose_storage does, without a device: under bf16/fp16, stores g's activations in 16 bits
+// (storage16) and channels-last (nhwc) where every kernel touching them takes it.
+void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

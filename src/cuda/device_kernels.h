@@ -60,16 +60,35 @@ void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, i
 void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
                          int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s);
 
+// --- fold.cu: stride folding (space-to-depth) for thin strided convolutions -----------------
+struct FoldDims {
+  int64_t n, c;
+  int h, w;    // the input
+  int kh, kw;  // the filter
+  int stride, pad_h, pad_w;
+  int fh, fw;    // the folded input: output size + folded filter size - 1
+  int fkh, fkw;  // the folded filter: ceil(kh / stride), ceil(kw / stride)
+};
+// x (NCHW or NHWC, any float type) -> x' [n, fh, fw, c*s*s] in half_type.
+void fold_input(FPtr x, bool x_nhwc, void* out, DType half_type, const FoldDims& d, cudaStream_t s);
+// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, c*s*s] in half_type, and a gradient back (the taps
+// past the filter are dropped).
+void fold_filter(const float* w, void* wf, DType half_type, const FoldDims& d, int64_t k,
+                 cudaStream_t s);
+void unfold_filter(const void* wf, float* w, DType half_type, const FoldDims& d, int64_t k,
+                   cudaStream_t s);
+
 // --- pool.cu ----------------------------------------------------------------------------------
 struct PoolDims {
-  int64_t planes, h, w, oh, ow;  // planes = N * C
+  int64_t n, c, h, w, oh, ow;
   int kh, kw, sh, sw, ph, pw;
   bool include_pad;
+  bool x_nhwc, y_nhwc, dx_nhwc, dy_nhwc;  // each operand's layout
 };
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
 // Each dy goes to the first element of its window equal to y (the CPU engine's rule).
-// dy is added with atomics into fp32: into dx itself, or into `scratch` (planes * h * w floats)
-// when dx is 16-bit, then stored.
+// dy is added with atomics into fp32: into dx itself, or into `scratch` (n * c * h * w
+// floats) when dx is 16-bit, then stored.
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s);
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
@@ -80,6 +99,7 @@ struct LrnDims {
   int64_t n, c, hw;
   int size;
   float alpha, beta, k;
+  bool nhwc;  // every operand's layout (they agree)
 };
 bool lrn_size_supported(int size);    // odd sizes up to 15
 bool lrn16_size_supported(int size);  // with 16-bit storage (one type for every operand): 3, 5

@@ -5,12 +5,17 @@
 // and repeated builds search once.
 //
 // Precision: fp32 uses FMA math only (no TF32); tf32 allows tensor-op math on fp32 tensors;
-// bf16/fp16 cast the operands to 16 bits in the kernel's workspace, convolve with fp32
-// accumulation and cast the result back (adding the bias in the same pass), so activations and
-// master weights stay fp32 in the graph. The 16-bit copies are NHWC (filters KRSC): the casts
-// transpose as they convert, and cuDNN runs its tensor-core kernels without layout conversions
-// of its own (AlexNet bf16 b256 on an H100: 16,300 img/s NHWC vs 15,278 NCHW).
-// MYELIN_CUDA_CONV_LAYOUT=nchw keeps them NCHW, for comparison.
+// bf16/fp16 convolve 16-bit NHWC operands (filters KRSC) with fp32 accumulation: cuDNN runs its
+// tensor-core kernels without layout conversions of its own (AlexNet bf16 b256 on an H100:
+// 16,300 img/s NHWC vs 15,278 NCHW). An activation stored that way (CudaBackend::choose_storage)
+// is used in place; any other (fp32, or NCHW) is cast into the kernel's workspace, transposing as
+// it converts, and the result cast back (adding the bias in the same pass). The fp32 master
+// weights are cast every step.
+//
+// Thin strided inputs (under 8 channels, stride > 1, ungrouped: AlexNet's conv1 on RGB) are not
+// what tensor cores take; there the forward pass and the filter gradient fold the stride into the
+// channels (fold.cu: 3 channels at stride 4 become 48 at stride 1) and convolve that instead.
+// MYELIN_CUDA_FOLD=0 turns it off.
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
 #include <algorithm>
@@ -38,17 +43,19 @@ const char* dir_name(ConvDir d) {
   return "?";
 }
 
-std::string key_of(ConvDir d, const Shape& x, const Shape& w, const ConvParams& p, Precision prec,
-                   bool nhwc, int64_t cpad, size_t limit) {
-  std::string k = std::string(dir_name(d)) + x.str() + w.str();
-  for (int64_t v : {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.groups}) {
+// The convolution cuDNN computes: the node's, or its stride-folded equivalent.
+struct Problem {
+  Shape x, w;  // logical [N, C, H, W] and [K, C / groups, R, S]
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+};
+
+std::string key_of(ConvDir d, const Problem& q, const Shape& y, Precision prec, size_t limit) {
+  std::string k = std::string(dir_name(d)) + q.x.str() + q.w.str() + y.str();
+  for (int64_t v : {q.stride_h, q.stride_w, q.pad_h, q.pad_w, q.dil_h, q.dil_w, q.groups}) {
     k.push_back(',');
     k.append(std::to_string(v));
   }
   k.append(precision_name(prec));
-  k.append(nhwc ? "nhwc" : "nchw");
-  k.push_back(',');
-  k.append(std::to_string(cpad));
   k.push_back(',');
   k.append(std::to_string(limit));
   return k;
@@ -65,6 +72,11 @@ struct Scratch {
   }
   ~Scratch() { b.deallocate(p); }
 };
+
+bool fold_enabled() {
+  const char* e = std::getenv("MYELIN_CUDA_FOLD");
+  return !(e && std::strcmp(e, "0") == 0);
+}
 
 class ConvKernel : public CudaKernel {
  public:
@@ -83,49 +95,76 @@ class ConvKernel : public CudaKernel {
     half_type_ = prec == Precision::fp16 ? DType::f16 : DType::bf16;
     dt_ = !half_ ? CUDNN_DATA_FLOAT
                  : (prec == Precision::fp16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16);
-    const char* layout = std::getenv("MYELIN_CUDA_CONV_LAYOUT");
-    nhwc_ = half_ && !(layout && std::strcmp(layout, "nchw") == 0);
-    // MYELIN_CUDA_CONV_PAD=1 pads an ungrouped convolution's input channels with zeros to a
-    // multiple of 8 (what tensor cores take). Off by default: on an H100 it made AlexNet's bf16
-    // batch-256 step slower (14,777 img/s padded vs 16,300 unpadded; conv1 has 3 channels).
-    const char* pad = std::getenv("MYELIN_CUDA_CONV_PAD");
-    cpad_ = x_[1];
-    if (nhwc_ && p_.groups == 1 && x_[1] % 8 != 0 && pad && std::strcmp(pad, "1") == 0)
-      cpad_ = (x_[1] + 7) / 8 * 8;
+    layouts(s);
     check_storage(s);
+    q_ = Problem{x_,       w_,       p_.stride_h, p_.stride_w, p_.pad_h,
+                 p_.pad_w, p_.dil_h, p_.dil_w,    p_.groups};
+    if (fold_enabled() && half_ && dir_ != ConvDir::backward_data && p_.groups == 1 && x_[1] < 8 &&
+        p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 && p_.dil_w == 1 &&
+        x_[1] * p_.stride_h * p_.stride_h % 8 == 0)
+      fold();
+    // An operand already stored as cuDNN takes it (16-bit NHWC) is used in place.
+    x_direct_ = !half_ || (x_nhwc_ && x16_ && !folded_);
+    y_direct_ = !half_ || (y_nhwc_ && y16_);
     describe_tensors(prec == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
     choose_algorithm(prec);
   }
 
   size_t workspace_bytes() const override {
     size_t total = align256(algo_.workspace);
-    if (half_) total += align256(io_bytes(x_)) + align256(io_bytes(w_)) + align256(io_bytes(y_));
+    if (half_) total += align256(bytes(q_.w));
+    if (!x_direct_) total += align256(bytes(q_.x));
+    if (!y_direct_) total += align256(bytes(y_));
     return total;
   }
 
  private:
-  // Bytes of x, w or y as cuDNN sees them (with padded channels for x and w).
-  size_t io_bytes(const Shape& s) const {
-    size_t padded = static_cast<size_t>(s.numel() / s[1] * (&s == &y_ ? s[1] : channels(s)));
-    return padded * (half_ ? 2 : 4);
+  // Where x and y (or their gradients) live in this direction's inputs and outputs, and how.
+  void layouts(const KernelSpec& s) {
+    auto nhwc = [&](bool output, int k) { return output ? s.output_nhwc(k) : s.input_nhwc(k); };
+    auto is16 = [&](TensorType t) { return t.dtype != DType::f32; };
+    if (dir_ == ConvDir::forward) {
+      x_nhwc_ = nhwc(false, 0), y_nhwc_ = nhwc(true, 0);
+      x16_ = is16(s.input(0)), y16_ = is16(s.output(0));
+    } else if (dir_ == ConvDir::backward_data) {
+      y_nhwc_ = nhwc(false, 0), x_nhwc_ = nhwc(true, 0);
+      y16_ = is16(s.input(0)), x16_ = is16(s.output(0));
+    } else {
+      y_nhwc_ = nhwc(false, 0), x_nhwc_ = nhwc(false, 1);
+      y16_ = is16(s.input(0)), x16_ = is16(s.input(1));
+    }
+    if (!half_ && (x_nhwc_ || y_nhwc_))
+      throw UnsupportedError(where_ + ": NHWC operands need --precision bf16 or fp16");
   }
-  int64_t channels(const Shape& s) const { return cpad_ != x_[1] ? cpad_ : s[1]; }
+
+  // The stride-s problem over C channels as a stride-1 one over C*s*s channels (fold.cu).
+  void fold() {
+    const int64_t s = p_.stride_h, fkh = (w_[2] + s - 1) / s, fkw = (w_[3] + s - 1) / s;
+    auto i = [](int64_t v) { return static_cast<int>(v); };
+    fd_ = FoldDims{
+        x_[0],       x_[1],       i(x_[2]),           i(x_[3]),           i(w_[2]), i(w_[3]), i(s),
+        i(p_.pad_h), i(p_.pad_w), i(y_[2] + fkh - 1), i(y_[3] + fkw - 1), i(fkh),   i(fkw)};
+    const int64_t c = x_[1] * s * s;
+    q_ = Problem{Shape{x_[0], c, fd_.fh, fd_.fw}, Shape{w_[0], c, fkh, fkw}, 1, 1, 0, 0, 1, 1, 1};
+    folded_ = true;
+  }
+
+  // Bytes of a tensor as cuDNN sees it.
+  size_t bytes(const Shape& s) const { return static_cast<size_t>(s.numel()) * (half_ ? 2 : 4); }
 
   void describe_tensors(cudnnMathType_t math) {
-    cudnnTensorFormat_t format = nhwc_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
-    xd_.set(dt_, x_[0], cpad_, x_[2], x_[3], where_, format);
+    cudnnTensorFormat_t format = half_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    xd_.set(dt_, q_.x[0], q_.x[1], q_.x[2], q_.x[3], where_, format);
     yd_.set(dt_, y_[0], y_[1], y_[2], y_[3], where_, format);
-    int wc = static_cast<int>(p_.groups == 1 ? cpad_ : w_[1]);
-    MYELIN_CHECK(cudnnSetFilter4dDescriptor(wd_, dt_, format, static_cast<int>(w_[0]), wc,
-                                            static_cast<int>(w_[2]), static_cast<int>(w_[3])),
+    auto i = [](int64_t v) { return static_cast<int>(v); };
+    MYELIN_CHECK(cudnnSetFilter4dDescriptor(wd_, dt_, format, i(q_.w[0]), i(q_.w[1]), i(q_.w[2]),
+                                            i(q_.w[3])),
                  where_);
-    MYELIN_CHECK(cudnnSetConvolution2dDescriptor(
-                     cd_, static_cast<int>(p_.pad_h), static_cast<int>(p_.pad_w),
-                     static_cast<int>(p_.stride_h), static_cast<int>(p_.stride_w),
-                     static_cast<int>(p_.dil_h), static_cast<int>(p_.dil_w),
-                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+    MYELIN_CHECK(cudnnSetConvolution2dDescriptor(cd_, i(q_.pad_h), i(q_.pad_w), i(q_.stride_h),
+                                                 i(q_.stride_w), i(q_.dil_h), i(q_.dil_w),
+                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                  where_);
-    MYELIN_CHECK(cudnnSetConvolutionGroupCount(cd_, static_cast<int>(p_.groups)), where_);
+    MYELIN_CHECK(cudnnSetConvolutionGroupCount(cd_, i(q_.groups)), where_);
     MYELIN_CHECK(cudnnSetConvolutionMathType(cd_, math), where_);
     int n, c, h, w;
     MYELIN_CHECK(cudnnGetConvolution2dForwardOutputDim(cd_, xd_, wd_, &n, &c, &h, &w), where_);
@@ -134,7 +173,7 @@ class ConvKernel : public CudaKernel {
   }
 
   void choose_algorithm(Precision prec) {
-    std::string key = key_of(dir_, x_, w_, p_, prec, nhwc_, cpad_, be_.options().workspace_limit);
+    std::string key = key_of(dir_, q_, y_, prec, be_.options().workspace_limit);
     if (const ConvAlgo* a = be_.cached_conv_algo(key)) {
       algo_ = *a;
     } else {
@@ -143,7 +182,6 @@ class ConvKernel : public CudaKernel {
     }
     MYELIN_CHECK(cudnnSetConvolutionMathType(cd_, algo_.math), where_);
   }
-
   template <class Perf>
   ConvAlgo pick(const Perf* perf, int count, Precision prec, size_t limit) const {
     for (int i = 0; i < count; ++i) {
@@ -160,7 +198,7 @@ class ConvKernel : public CudaKernel {
 
   ConvAlgo search(Precision prec) {
     size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
-    Scratch x(be_, io_bytes(x_)), w(be_, io_bytes(w_)), y(be_, io_bytes(y_)), ws(be_, limit);
+    Scratch x(be_, bytes(q_.x)), w(be_, bytes(q_.w)), y(be_, bytes(y_)), ws(be_, limit);
     cudnnHandle_t h = be_.cudnn();
     int count = 0;
     if (dir_ == ConvDir::forward) {
@@ -189,7 +227,7 @@ class ConvKernel : public CudaKernel {
 
   // The weights, bias and weight gradient are fp32 (master weights, fp32 accumulation); x and y
   // (or their gradients) may be stored in the precision's 16-bit type (CudaBackend::
-  // choose_storage), and then need no cast in the NCHW layout and half the traffic in NHWC.
+  // choose_storage).
   void check_storage(const KernelSpec& s) const {
     auto want = [&](TensorType t, bool may_be_16, const char* what) {
       if (t.dtype == DType::f32 || (may_be_16 && half_ && t.dtype == half_type_)) return;
@@ -233,42 +271,57 @@ class ConvKernel : public CudaKernel {
       if (bias) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream());
       return;
     }
-    void *x16 = carve.take(io_bytes(x_)), *w16 = carve.take(io_bytes(w_)),
-         *y16 = carve.take(io_bytes(y_));
-    // In NCHW an operand already stored in 16 bits is used in place.
-    if (!nhwc_ && o.x.type != 0) x16 = o.x.p;
-    if (!nhwc_ && o.y.type != 0) y16 = o.y.p;
+    void* w16 = carve.take(bytes(q_.w));
+    void* x16 = x_direct_ ? o.x.p : carve.take(bytes(q_.x));
+    void* y16 = y_direct_ ? o.y.p : carve.take(bytes(y_));
     // Cast the operands this direction reads, convolve in 16 bits, cast the result back.
-    if (dir_ != ConvDir::backward_data) to_half(o.x, x16, x_);
-    if (dir_ != ConvDir::backward_filter) to_half(o.w, w16, w_);
-    if (dir_ != ConvDir::forward) to_half(o.y, y16, y_);
+    if (dir_ != ConvDir::backward_data) x_to_half(o.x, x16);
+    if (dir_ != ConvDir::backward_filter) w_to_half(o.w, w16);
+    if (dir_ != ConvDir::forward) to_half(o.y, y_nhwc_, y16, y_);
     convolve(x16, w16, y16, ws);
     if (dir_ == ConvDir::forward)
-      from_half(y16, o.y, bias, y_);
+      from_half(y16, o.y, y_nhwc_, bias, y_);
     else if (dir_ == ConvDir::backward_data)
-      from_half(x16, o.x, nullptr, x_);
+      from_half(x16, o.x, x_nhwc_, nullptr, x_);
+    else if (folded_)
+      unfold_filter(w16, static_cast<float*>(o.w.p), half_type_, fd_, w_[0], stream());
     else
-      from_half(w16, o.w, nullptr, w_);
+      from_half(w16, o.w, false, nullptr, w_);
   }
 
-  void to_half(FPtr t, void* t16, const Shape& s) {
+  void x_to_half(FPtr x, void* x16) {
+    if (folded_)
+      fold_input(x, x_nhwc_, x16, half_type_, fd_, stream());
+    else
+      to_half(x, x_nhwc_, x16, x_);
+  }
+
+  void w_to_half(FPtr w, void* w16) {
+    if (folded_)
+      fold_filter(static_cast<const float*>(w.p), w16, half_type_, fd_, w_[0], stream());
+    else
+      to_half(w, false, w16, w_);
+  }
+
+  // t (stored NCHW in any type, or NHWC fp32) into cuDNN's 16-bit NHWC copy t16.
+  void to_half(FPtr t, bool nhwc, void* t16, const Shape& s) {
     if (t.p == t16) return;  // used in place
-    int64_t c_pad = &s == &y_ ? s[1] : channels(s);
-    if (nhwc_)
-      cast_to_half_nhwc(t, t16, half_type_, s[0], s[1], c_pad, s[2] * s[3], stream());
-    else
+    if (nhwc)
       cast_to_half(static_cast<const float*>(t.p), t16, half_type_, s.numel(), stream());
+    else
+      cast_to_half_nhwc(t, t16, half_type_, s[0], s[1], s[1], s[2] * s[3], stream());
   }
 
-  void from_half(const void* t16, FPtr t, const float* bias, const Shape& s) {
-    int64_t c_pad = &s == &y_ ? s[1] : channels(s);
-    if (nhwc_)
-      cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], c_pad, s[2] * s[3], stream());
-    else if (t.p != t16)
-      cast_from_half(t16, half_type_, static_cast<float*>(t.p), bias, s[0], s[1], s[2] * s[3],
-                     stream());
-    else if (bias)  // written in place: add the bias there
-      bias_add(t, bias, t, s[0], s[1], s[2] * s[3], stream());
+  // The result t16 back into t, plus the bias (per channel) when given.
+  void from_half(const void* t16, FPtr t, bool nhwc, const float* bias, const Shape& s) {
+    int64_t hw = s.numel() / (s[0] * s[1]);
+    if (t.p == t16) {  // written in place: add the bias there
+      if (bias) bias_add(t, bias, t, s[0] * hw, s[1], 1, stream());
+    } else if (nhwc) {
+      cast_from_half(t16, half_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1, stream());
+    } else {
+      cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], s[1], hw, stream());
+    }
   }
 
   void convolve(void* x, void* w, void* y, void* ws) {
@@ -296,9 +349,14 @@ class ConvKernel : public CudaKernel {
   ConvDir dir_;
   ConvParams p_;
   Shape x_, w_, y_;
+  Problem q_;  // what cuDNN convolves
   bool has_bias_ = false;
-  bool half_ = false, nhwc_ = false;
-  int64_t cpad_ = 0;  // input channels as cuDNN sees them (x_[1], or padded to a multiple of 8)
+  bool half_ = false;
+  bool x_nhwc_ = false, y_nhwc_ = false;    // how x and y (or their gradients) are stored
+  bool x16_ = false, y16_ = false;          // ... in 16 bits
+  bool x_direct_ = true, y_direct_ = true;  // ... as cuDNN takes them: used in place
+  bool folded_ = false;                     // the stride folded into the channels
+  FoldDims fd_{};
   DType half_type_ = DType::bf16;
   cudnnDataType_t dt_ = CUDNN_DATA_FLOAT;
   TensorDesc xd_, yd_;

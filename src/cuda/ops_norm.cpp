@@ -38,7 +38,8 @@ class LrnKernel : public CudaKernel {
                  static_cast<int>(p.size),
                  static_cast<float>(p.alpha),
                  static_cast<float>(p.beta),
-                 static_cast<float>(p.k)};
+                 static_cast<float>(p.k),
+                 s.input_nhwc(0)};
   }
 
  private:

@@ -56,9 +56,17 @@ std::unique_ptr<Kernel> make_accumulate(const KernelSpec& s) {
       });
 }
 
-std::unique_ptr<Kernel> make_bias_add(const KernelSpec& s) {
+// x as [outer, channels, inner]: [N, C, HW] in NCHW, [N * HW, C, 1] in NHWC.
+void bias_dims(const KernelSpec& s, int64_t& outer, int64_t& channels, int64_t& inner) {
   Shape x = s.input(0).shape;
-  int64_t outer = x[0], channels = x[1], inner = inner_size(x, 2);
+  channels = x[1];
+  inner = s.input_nhwc(0) ? 1 : inner_size(x, 2);
+  outer = x.numel() / (channels * inner);
+}
+
+std::unique_ptr<Kernel> make_bias_add(const KernelSpec& s) {
+  int64_t outer, channels, inner;
+  bias_dims(s, outer, channels, inner);
   return std::make_unique<LaunchKernel>(
       s,
       [=](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
@@ -73,8 +81,7 @@ class BiasGradKernel : public CudaKernel {
     require_float(s);
     if (s.output(0).dtype != DType::f32)
       throw UnsupportedError(where_ + ": the bias gradient must be f32");
-    Shape x = s.input(0).shape;
-    outer_ = x[0], channels_ = x[1], inner_ = inner_size(x, 2);
+    bias_dims(s, outer_, channels_, inner_);
   }
   size_t workspace_bytes() const override {
     return sizeof(float) * bias_grad_partials(outer_, channels_, inner_);

@@ -1,4 +1,5 @@
-// Max and average pooling (own kernels, pool.cu), with the CPU engine's window rules.
+// Max and average pooling (own kernels, pool.cu), with the CPU engine's window rules, each operand
+// NCHW or NHWC.
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
 
@@ -19,7 +20,8 @@ class PoolKernel : public CudaKernel {
     if (op == PoolOp::max_backward && s.output(0).dtype != DType::f32)
       scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
     PoolParams p(s.node.attrs);
-    d_ = PoolDims{x[0] * x[1],
+    d_ = PoolDims{x[0],
+                  x[1],
                   x[2],
                   x[3],
                   y[2],
@@ -31,6 +33,13 @@ class PoolKernel : public CudaKernel {
                   static_cast<int>(p.pad_h),
                   static_cast<int>(p.pad_w),
                   p.count_include_pad};
+    // Each operand's layout: forward (x) -> y; max backward (dy, x, y) -> dx; average (dy) -> dx.
+    if (forward) {
+      d_.x_nhwc = s.input_nhwc(0), d_.y_nhwc = s.output_nhwc(0);
+    } else {
+      d_.dy_nhwc = s.input_nhwc(0), d_.dx_nhwc = s.output_nhwc(0);
+      if (op == PoolOp::max_backward) d_.x_nhwc = s.input_nhwc(1), d_.y_nhwc = s.input_nhwc(2);
+    }
   }
 
   size_t workspace_bytes() const override { return scratch_; }

@@ -1,7 +1,9 @@
-// Max and average pooling (NCHW) with the CPU engine's windows: output o covers input rows
-// [o*stride - pad, +kernel), clipped to the input; with count_include_pad the divisor counts the
-// window clipped to [-pad, in + pad) (Caffe/PyTorch). Backward max gives each dy to the first
-// element of its window equal to y; backward average gathers, so it needs no atomics.
+// Max and average pooling, each operand NCHW or NHWC, with the CPU engine's windows: output o
+// covers input rows [o*stride - pad, +kernel), clipped to the input; with count_include_pad the
+// divisor counts the window clipped to [-pad, in + pad) (Caffe/PyTorch). Backward max gives each dy
+// to the first element of its window equal to y; backward average gathers, so it needs no atomics.
+#include <algorithm>
+
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
 
@@ -25,32 +27,63 @@ __device__ __forceinline__ Win window(const PoolDims& d, int oy, int ox) {
   return w;
 }
 
+// Where element (n, c, y, x) of a [n, C, H, W] tensor lies, in either layout.
+// I is int where every offset fits (32-bit division is much cheaper), else int64_t.
+template <class I>
+__device__ __forceinline__ I at(bool nhwc, I n, I c, int y, int x, I C, I H, I W) {
+  return nhwc ? ((n * H + y) * W + x) * C + c : ((n * C + c) * H + y) * W + x;
+}
+
+template <class I>
+struct Pos {
+  I n, c;
+  int y, x;
+};
+
+// The element at offset i of a [n, C, H, W] tensor: threads walk a tensor in its memory order,
+// so their loads and stores are coalesced in either layout.
+template <class I>
+__device__ __forceinline__ Pos<I> pos_of(I i, bool nhwc, I C, I H, I W) {
+  if (nhwc) {
+    I r = i / C;
+    return {r / (H * W), i % C, static_cast<int>(r / W % H), static_cast<int>(r % W)};
+  }
+  I r = i / (H * W);
+  return {r / C, r % C, static_cast<int>(i / W % H), static_cast<int>(i % W)};
+}
+
+template <class I>
 __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
-  int64_t total = d.planes * d.oh * d.ow;
-  for (int64_t o = global_index(); o < total; o += grid_stride()) {
-    int ox = static_cast<int>(o % d.ow), oy = static_cast<int>(o / d.ow % d.oh);
-    const int64_t xp = o / (d.oh * d.ow) * d.h * d.w;
-    Win w = window(d, oy, ox);
+  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
+          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const I total = static_cast<I>(d.n) * C * OH * OW;
+  for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
+    Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
+    Win w = window(d, q.y, q.x);
     float m = -INFINITY;
     for (int iy = w.h0; iy < w.h1; ++iy)
-      for (int ix = w.w0; ix < w.w1; ++ix) m = fmaxf(m, ld(x, xp + iy * d.w + ix));
+      for (int ix = w.w0; ix < w.w1; ++ix)
+        m = fmaxf(m, ld(x, at(d.x_nhwc, q.n, q.c, iy, ix, C, H, W)));
     st(y, o, m);
   }
 }
 
 // Each dy goes to the first element of its window equal to y, compared in y's precision (y may
 // be stored in fewer bits than x), added with atomics into fp32 dx (windows may overlap).
+template <class I>
 __global__ void max_backward(FPtr dy, FPtr x, FPtr y, float* dx, PoolDims d) {
-  int64_t total = d.planes * d.oh * d.ow;
-  for (int64_t o = global_index(); o < total; o += grid_stride()) {
-    int ox = static_cast<int>(o % d.ow), oy = static_cast<int>(o / d.ow % d.oh);
-    int64_t plane = o / (d.oh * d.ow) * d.h * d.w;
-    Win w = window(d, oy, ox);
+  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
+          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const I total = static_cast<I>(d.n) * C * OH * OW;
+  for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
+    Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
+    Win w = window(d, q.y, q.x);
     float m = ld(y, o);
     for (int iy = w.h0; iy < w.h1; ++iy)
       for (int ix = w.w0; ix < w.w1; ++ix)
-        if (rounded(y.type, ld(x, plane + iy * d.w + ix)) == m) {
-          atomicAdd(dx + plane + iy * d.w + ix, ld(dy, o));
+        if (rounded(y.type, ld(x, at(d.x_nhwc, q.n, q.c, iy, ix, C, H, W))) == m) {
+          atomicAdd(dx + at(d.dx_nhwc, q.n, q.c, iy, ix, C, H, W),
+                    ld(dy, at(d.dy_nhwc, q.n, q.c, q.y, q.x, C, OH, OW)));
           iy = w.h1;  // first match only
           break;
         }
@@ -61,15 +94,17 @@ __global__ void store_kernel(const float* x, FPtr y, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) st(y, i, x[i]);
 }
 
+template <class I>
 __global__ void avg_forward(FPtr x, FPtr y, PoolDims d) {
-  int64_t total = d.planes * d.oh * d.ow;
-  for (int64_t o = global_index(); o < total; o += grid_stride()) {
-    int ox = static_cast<int>(o % d.ow), oy = static_cast<int>(o / d.ow % d.oh);
-    const int64_t xp = o / (d.oh * d.ow) * d.h * d.w;
-    Win w = window(d, oy, ox);
+  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
+          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const I total = static_cast<I>(d.n) * C * OH * OW;
+  for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
+    Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
+    Win w = window(d, q.y, q.x);
     float sum = 0;
     for (int iy = w.h0; iy < w.h1; ++iy)
-      for (int ix = w.w0; ix < w.w1; ++ix) sum += ld(x, xp + iy * d.w + ix);
+      for (int ix = w.w0; ix < w.w1; ++ix) sum += ld(x, at(d.x_nhwc, q.n, q.c, iy, ix, C, H, W));
     st(y, o, sum / static_cast<float>(w.divisor));
   }
 }
@@ -81,35 +116,51 @@ __device__ __forceinline__ void covering(int i, int k, int s, int p, int out, in
   hi = min((i + p) / s, out - 1);
 }
 
+template <class I>
 __global__ void avg_backward(FPtr dy, FPtr dx, PoolDims d) {
-  int64_t total = d.planes * d.h * d.w;
-  for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    int ix = static_cast<int>(i % d.w), iy = static_cast<int>(i / d.w % d.h);
-    const int64_t dyp = i / (d.h * d.w) * d.oh * d.ow;
+  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
+          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const I total = static_cast<I>(d.n) * C * H * W;
+  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
+    Pos<I> q = pos_of(i, d.dx_nhwc, C, H, W);
     int y0, y1, x0, x1;
-    covering(iy, d.kh, d.sh, d.ph, static_cast<int>(d.oh), y0, y1);
-    covering(ix, d.kw, d.sw, d.pw, static_cast<int>(d.ow), x0, x1);
+    covering(q.y, d.kh, d.sh, d.ph, static_cast<int>(d.oh), y0, y1);
+    covering(q.x, d.kw, d.sw, d.pw, static_cast<int>(d.ow), x0, x1);
     float sum = 0;
     for (int oy = y0; oy <= y1; ++oy)
       for (int ox = x0; ox <= x1; ++ox)
-        sum += ld(dy, dyp + oy * d.ow + ox) / static_cast<float>(window(d, oy, ox).divisor);
+        sum += ld(dy, at(d.dy_nhwc, q.n, q.c, oy, ox, C, OH, OW)) /
+               static_cast<float>(window(d, oy, ox).divisor);
     st(dx, i, sum);
   }
 }
 
 }  // namespace
 
+// Every offset of every operand fits an int, with room for the grid stride.
+bool small(const PoolDims& d) {
+  return std::max(d.h * d.w, d.oh * d.ow) * d.n * d.c < (int64_t{1} << 30);
+}
+
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
-  max_forward<<<blocks_for(d.planes * d.oh * d.ow), kThreads, 0, s>>>(x, y, d);
+  unsigned blocks = blocks_for(d.n * d.c * d.oh * d.ow);
+  if (small(d))
+    max_forward<int><<<blocks, kThreads, 0, s>>>(x, y, d);
+  else
+    max_forward<int64_t><<<blocks, kThreads, 0, s>>>(x, y, d);
   check_launch("max_pool_forward", "");
 }
 
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s) {
-  int64_t n = d.planes * d.h * d.w;
+  int64_t n = d.n * d.c * d.h * d.w;
   float* acc = dx.type == 0 ? static_cast<float*>(dx.p) : scratch;
   MYELIN_CHECK(cudaMemsetAsync(acc, 0, sizeof(float) * n, s), "max_pool_backward");
-  max_backward<<<blocks_for(d.planes * d.oh * d.ow), kThreads, 0, s>>>(dy, x, y, acc, d);
+  unsigned blocks = blocks_for(d.n * d.c * d.oh * d.ow);
+  if (small(d))
+    max_backward<int><<<blocks, kThreads, 0, s>>>(dy, x, y, acc, d);
+  else
+    max_backward<int64_t><<<blocks, kThreads, 0, s>>>(dy, x, y, acc, d);
   check_launch("max_pool_backward", "");
   if (acc != dx.p) {
     store_kernel<<<blocks_for(n), kThreads, 0, s>>>(acc, dx, n);
@@ -118,12 +169,20 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
 }
 
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
-  avg_forward<<<blocks_for(d.planes * d.oh * d.ow), kThreads, 0, s>>>(x, y, d);
+  unsigned blocks = blocks_for(d.n * d.c * d.oh * d.ow);
+  if (small(d))
+    avg_forward<int><<<blocks, kThreads, 0, s>>>(x, y, d);
+  else
+    avg_forward<int64_t><<<blocks, kThreads, 0, s>>>(x, y, d);
   check_launch("avg_pool_forward", "");
 }
 
 void avg_pool_backward(FPtr dy, FPtr dx, const PoolDims& d, cudaStream_t s) {
-  avg_backward<<<blocks_for(d.planes * d.h * d.w), kThreads, 0, s>>>(dy, dx, d);
+  unsigned blocks = blocks_for(d.n * d.c * d.h * d.w);
+  if (small(d))
+    avg_backward<int><<<blocks, kThreads, 0, s>>>(dy, dx, d);
+  else
+    avg_backward<int64_t><<<blocks, kThreads, 0, s>>>(dy, dx, d);
   check_launch("avg_pool_backward", "");
 }
 

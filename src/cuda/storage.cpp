@@ -1,23 +1,29 @@
-// 16-bit activation storage under --precision bf16/fp16 (CudaBackend::choose_storage).
+// How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout.
 //
-// Before, every activation stayed fp32 in the arena and each cuDNN/cuBLASLt call cast its
-// operands to 16 bits and its result back, so every convolution read and wrote its activations
-// twice more than needed, and the elementwise ops moved fp32. Now an activation (or activation
-// gradient) is stored in the precision's 16-bit type when the node that writes it and every node
-// that reads it have a kernel that takes 16-bit storage there (the table below); those kernels
-// load and store through FPtr and compute in fp32. Parameters, optimizer state, inputs and kept
-// values (loss, accuracy, weight gradients) stay fp32, and so does anything a kernel without a
-// 16-bit path touches (batch norm, softmax, the losses: the logits are small). A view shares its
-// source's storage, so a source and its views are decided together.
+// Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
+// precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there
+// (the table below); those kernels load and store through FPtr and compute in fp32. Without it
+// each cuDNN/cuBLASLt call would cast its operands to 16 bits and its result back, and the
+// elementwise ops would move fp32. Parameters, optimizer state, inputs and kept values (loss,
+// accuracy, weight gradients) stay fp32, and so does anything a kernel without a 16-bit path
+// touches (softmax, the losses: the logits are small).
 //
-// Off by default: MYELIN_CUDA_BF16_STORAGE=1 turns it on (without it every activation stays fp32:
-// the cast-per-call path). Tests: cuda_engine_test runs the small AlexNet both ways.
+// Layout. A 4-D activation is stored channels-last (NHWC) when every node touching it takes that:
+// cuDNN's tensor-core convolutions work in NHWC, so an NCHW activation costs a transposing copy on
+// the way in and out of every convolution. Convolutions and pooling take each operand in either
+// layout (they transpose what is not NHWC); elementwise kernels, LRN and bias take either as long
+// as all their operands agree; views (flatten) and the rest want NCHW. Batch norm stays NCHW:
+// cuDNN's NHWC fp32 batch norm made ResNet-9's step 4x slower (H200: 17.9 vs 4.5 ms).
+//
+// Both under --precision bf16/fp16 only (fp32 and tf32 convolve NCHW fp32 in place).
+// MYELIN_CUDA_BF16_STORAGE=0 keeps activations fp32; MYELIN_CUDA_LAYOUT=nchw keeps them NCHW.
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <vector>
 
 #include "core/op_registry.h"
+#include "core/value_choice.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device_kernels.h"
 #include "ops/params.h"
@@ -27,10 +33,22 @@ namespace myelin::cuda {
 namespace {
 
 struct Slots {
-  std::vector<int> in, out;  // the input and output slots that may be 16-bit
+  std::vector<int> in, out;  // the input and output slots that take the property
+  bool tied = false;         // all of them must agree (the kernel indexes them alike)
 };
 
-const Slots* slots_of(const std::string& op) {
+bool has(const std::vector<int>& v, size_t k) {
+  for (int i : v)
+    if (static_cast<size_t>(i) == k) return true;
+  return false;
+}
+
+bool takes(const Slots* s, bool output, size_t k) {
+  return s && has(output ? s->out : s->in, k);
+}
+
+// The slots whose kernels load and store 16-bit storage.
+const Slots* type_slots(const Node& n) {
   static const std::map<std::string, Slots> table = {
       {"conv2d", {{0}, {0}}},
       {"conv2d_grad_input", {{0}, {0}}},
@@ -45,87 +63,98 @@ const Slots* slots_of(const std::string& op) {
       {"max_pool2d_grad", {{0, 1, 2}, {0}}},
       {"avg_pool2d", {{0}, {0}}},
       {"avg_pool2d_grad", {{0}, {0}}},
-      {"lrn", {{0}, {0}}},
-      {"lrn_grad", {{0, 1, 2}, {0}}},
+      {"lrn", {{0}, {0}, true}},
+      {"lrn_grad", {{0, 1, 2}, {0}, true}},
       {"add", {{0, 1}, {0}}},
       {"bias_add", {{0}, {0}}},
       {"bias_grad", {{0}, {}}},
   };
-  auto it = table.find(op);
-  return it == table.end() ? nullptr : &it->second;
-}
-
-// The slots of node n that may be 16-bit; null for none. LRN's 16-bit kernels exist for some
-// sizes only, and take one storage type for all their operands (see uniform below).
-const Slots* slots_of(const Node& n) {
+  // LRN's 16-bit kernels exist for some sizes only.
   if ((n.op == "lrn" || n.op == "lrn_grad") &&
       !lrn16_size_supported(static_cast<int>(LrnParams(n.attrs).size)))
     return nullptr;
-  return slots_of(n.op);
+  auto it = table.find(n.op);
+  return it == table.end() ? nullptr : &it->second;
 }
 
-bool uniform(const Node& n) {
-  return n.op == "lrn" || n.op == "lrn_grad";
+// The slots whose kernels take NHWC, and whether they must agree.
+const Slots* layout_slots(const Node& n) {
+  static const std::map<std::string, Slots> table = {
+      {"conv2d", {{0}, {0}}},
+      {"conv2d_grad_input", {{0}, {0}}},
+      {"conv2d_grad_weight", {{0, 1}, {}}},
+      {"max_pool2d", {{0}, {0}}},
+      {"max_pool2d_grad", {{0, 1, 2}, {0}}},
+      {"avg_pool2d", {{0}, {0}}},
+      {"avg_pool2d_grad", {{0}, {0}}},
+      {"activation", {{0}, {0}, true}},
+      {"activation_grad", {{0, 1, 2}, {0}, true}},
+      {"dropout", {{0}, {0}, true}},
+      {"dropout_grad", {{0}, {0}, true}},
+      {"add", {{0, 1}, {0}, true}},
+      {"mul", {{0, 1}, {0}, true}},
+      {"accumulate_grad", {{0, 1}, {}, true}},
+      {"fill", {{}, {0}}},
+      {"lrn", {{0}, {0}, true}},
+      {"lrn_grad", {{0, 1, 2}, {0}, true}},
+      {"bias_add", {{0}, {0}, true}},
+      {"bias_grad", {{0}, {}}},
+  };
+  auto it = table.find(n.op);
+  return it == table.end() ? nullptr : &it->second;
 }
 
-bool has(const std::vector<int>& v, size_t k) {
-  for (int i : v)
-    if (static_cast<size_t>(i) == k) return true;
-  return false;
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, value) == 0;
+}
+
+void choose_types(Graph& g, DType half) {
+  ChoiceRules rules{
+      [](const Node& n, bool output, size_t k) {
+        return op_def(n.op).is_view || takes(type_slots(n), output, k);
+      },
+      [](const Node& n) {
+        const Slots* s = type_slots(n);
+        return s && s->tied;
+      },
+      [](const Value& v) { return v.kind == ValueKind::activation && v.dtype == DType::f32; }};
+  std::vector<char> chosen = choose_values(g, rules);
+  for (size_t v = 0; v < chosen.size(); ++v)
+    if (chosen[v]) g.value(static_cast<ValueId>(v)).dtype = half;
+}
+
+void choose_layouts(Graph& g) {
+  ChoiceRules rules{
+      [](const Node& n, bool output, size_t k) { return takes(layout_slots(n), output, k); },
+      [](const Node& n) {
+        const Slots* s = layout_slots(n);
+        return s && s->tied;
+      },
+      [](const Value& v) { return v.kind == ValueKind::activation && v.shape.rank() == 4; }};
+  std::vector<char> chosen = choose_values(g, rules);
+  for (size_t v = 0; v < chosen.size(); ++v)
+    if (chosen[v]) g.value(static_cast<ValueId>(v)).layout = Layout::nhwc;
 }
 
 }  // namespace
 
 bool storage16_enabled() {
-  const char* e = std::getenv("MYELIN_CUDA_BF16_STORAGE");
-  return e && std::strcmp(e, "1") == 0;
+  return !env_is("MYELIN_CUDA_BF16_STORAGE", "0");
+}
+
+bool nhwc_enabled(Precision p) {
+  return (p == Precision::bf16 || p == Precision::fp16) && !env_is("MYELIN_CUDA_LAYOUT", "nchw");
+}
+
+void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
+  if (p != Precision::bf16 && p != Precision::fp16) return;
+  if (nhwc) choose_layouts(g);
+  if (storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
 }
 
 void CudaBackend::choose_storage(Graph& g) const {
-  if (precision_ != Precision::bf16 && precision_ != Precision::fp16) return;
-  if (!storage16_) return;
-  DType half = precision_ == Precision::fp16 ? DType::f16 : DType::bf16;
-  size_t count = g.values().size();
-  std::vector<ValueId> root(count);
-  for (size_t v = 0; v < count; ++v) root[v] = static_cast<ValueId>(v);
-  for (const Node& n : g.nodes())
-    if (op_def(n.op).is_view) root[n.outputs[0]] = root[n.inputs[0]];
-  std::vector<char> ok(count, 1), used(count, 0);
-  for (const Node& n : g.nodes()) {
-    if (op_def(n.op).is_view) continue;  // its uses are its output's consumers
-    const Slots* s = slots_of(n);
-    for (size_t k = 0; k < n.inputs.size(); ++k) {
-      ValueId r = root[n.inputs[k]];
-      used[r] = 1;
-      if (!s || !has(s->in, k)) ok[r] = 0;
-    }
-    for (size_t k = 0; k < n.outputs.size(); ++k)
-      if (!s || !has(s->out, k)) ok[root[n.outputs[k]]] = 0;
-  }
-  for (ValueId v : g.kept()) ok[root[v]] = 0;
-  // A value nobody reads is an output the caller reads as fp32.
-  for (size_t v = 0; v < count; ++v) {
-    const Value& val = g.value(static_cast<ValueId>(v));
-    if (!used[v] || val.kind != ValueKind::activation || val.dtype != DType::f32) ok[v] = 0;
-  }
-  auto is16 = [&](ValueId v) { return ok[root[v]] != 0; };
-  // A node whose kernel takes one storage type for all its operands: if some stay fp32, all do
-  // (turning a value back to fp32 never breaks another kernel, so this settles).
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (const Node& n : g.nodes()) {
-      if (!uniform(n)) continue;
-      bool any16 = false, any32 = false;
-      for (const auto* list : {&n.inputs, &n.outputs})
-        for (ValueId v : *list) (is16(v) ? any16 : any32) = true;
-      if (!(any16 && any32)) continue;
-      for (const auto* list : {&n.inputs, &n.outputs})
-        for (ValueId v : *list) ok[root[v]] = 0;
-      changed = true;
-    }
-  }
-  for (size_t v = 0; v < count; ++v)
-    if (is16(static_cast<ValueId>(v))) g.value(static_cast<ValueId>(v)).dtype = half;
+  plan_storage(g, precision_, storage16_, nhwc_enabled(precision_));
 }
 
 }  // namespace myelin::cuda

@@ -304,6 +304,19 @@ void register_conv() {
                  .reference = ref_conv,
                  .grad_inputs = {0, 1},
                  .perf_inputs = {f32({128, 24, 14, 14}), f32({24, 24, 3, 3})}});
+  // Thin strided inputs: the CUDA engine folds the stride into the channels under bf16/fp16.
+  register_case({.name = "conv2d/alexnet_conv1",  // 3 channels, 11x11 at stride 4
+                 .op = "conv2d",
+                 .attrs = conv_attrs({4, 4}, {0, 0}, {1, 1}, 1),
+                 .inputs = {f32({2, 3, 31, 31}), f32({4, 3, 11, 11}), f32({4})},
+                 .reference = ref_conv,
+                 .grad_inputs = {0, 1, 2}});
+  register_case({.name = "conv2d/thin_stride2_pad2",  // the padding lands in the folded blocks
+                 .op = "conv2d",
+                 .attrs = conv_attrs({2, 2}, {2, 2}, {1, 1}, 1),
+                 .inputs = {f32({2, 2, 9, 10}), f32({3, 2, 5, 5})},
+                 .reference = ref_conv,
+                 .grad_inputs = {0, 1}});
   // As its own op (transposed convolution's forward); its gradients run conv2d and
   // conv2d_grad_weight with the roles of dy and x exchanged.
   Attrs gi = conv_attrs({2, 2}, {1, 1}, {1, 1}, 1);
