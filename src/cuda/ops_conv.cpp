@@ -16,6 +16,11 @@
 // what tensor cores take; there the forward pass and the filter gradient fold the stride into the
 // channels (fold.cu: 3 channels at stride 4 become 48 at stride 1) and convolve that instead.
 // MYELIN_CUDA_FOLD=0 turns it off.
+//
+// Grouped convolutions (AlexNet's conv2, conv4, conv5) run one ungrouped convolution per group,
+// each on a packed copy of its group's channels: cuDNN's grouped kernels ran them at a third of
+// the ungrouped speed, and it takes no strided channel slices (no algorithm for them).
+// MYELIN_CUDA_SPLIT_GROUPS=0 keeps them whole.
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
 #include <algorithm>
@@ -43,15 +48,17 @@ const char* dir_name(ConvDir d) {
   return "?";
 }
 
-// The convolution cuDNN computes: the node's, or its stride-folded equivalent.
+// The convolution cuDNN computes: the node's, its stride-folded equivalent, or one group of it.
 struct Problem {
   Shape x, w;  // logical [N, C, H, W] and [K, C / groups, R, S]
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  int64_t slices = 1;  // run per group, on packed copies of the group's channels of x and y
 };
 
 std::string key_of(ConvDir d, const Problem& q, const Shape& y, Precision prec, size_t limit) {
   std::string k = std::string(dir_name(d)) + q.x.str() + q.w.str() + y.str();
-  for (int64_t v : {q.stride_h, q.stride_w, q.pad_h, q.pad_w, q.dil_h, q.dil_w, q.groups}) {
+  for (int64_t v :
+       {q.stride_h, q.stride_w, q.pad_h, q.pad_w, q.dil_h, q.dil_w, q.groups, q.slices}) {
     k.push_back(',');
     k.append(std::to_string(v));
   }
@@ -73,9 +80,9 @@ struct Scratch {
   ~Scratch() { b.deallocate(p); }
 };
 
-bool fold_enabled() {
-  const char* e = std::getenv("MYELIN_CUDA_FOLD");
-  return !(e && std::strcmp(e, "0") == 0);
+bool env_off(const char* name) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, "0") == 0;
 }
 
 class ConvKernel : public CudaKernel {
@@ -99,10 +106,11 @@ class ConvKernel : public CudaKernel {
     check_storage(s);
     q_ = Problem{x_,       w_,       p_.stride_h, p_.stride_w, p_.pad_h,
                  p_.pad_w, p_.dil_h, p_.dil_w,    p_.groups};
-    if (fold_enabled() && half_ && dir_ != ConvDir::backward_data && p_.groups == 1 && x_[1] < 8 &&
-        p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 && p_.dil_w == 1 &&
-        x_[1] * p_.stride_h * p_.stride_h % 8 == 0)
+    if (!env_off("MYELIN_CUDA_FOLD") && half_ && dir_ != ConvDir::backward_data && p_.groups == 1 &&
+        x_[1] < 8 && p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 &&
+        p_.dil_w == 1 && x_[1] * p_.stride_h * p_.stride_h % 8 == 0)
       fold();
+    if (!env_off("MYELIN_CUDA_SPLIT_GROUPS") && half_ && p_.groups > 1) split();
     // An operand already stored as cuDNN takes it (16-bit NHWC) is used in place.
     x_direct_ = !half_ || (x_nhwc_ && x16_ && !folded_);
     y_direct_ = !half_ || (y_nhwc_ && y16_);
@@ -112,9 +120,10 @@ class ConvKernel : public CudaKernel {
 
   size_t workspace_bytes() const override {
     size_t total = align256(algo_.workspace);
-    if (half_) total += align256(bytes(q_.w));
-    if (!x_direct_) total += align256(bytes(q_.x));
+    if (half_) total += align256(bytes(folded_ ? q_.w : w_));
+    if (!x_direct_) total += align256(bytes(folded_ ? q_.x : x_));
     if (!y_direct_) total += align256(bytes(y_));
+    if (q_.slices > 1) total += align256(bytes(q_.x)) + align256(slice_bytes_y());
     return total;
   }
 
@@ -149,13 +158,24 @@ class ConvKernel : public CudaKernel {
     folded_ = true;
   }
 
+  // One group at a time: groups of channels of x and y, and the filters of the group.
+  void split() {
+    const int64_t g = p_.groups;
+    q_.x = Shape{x_[0], x_[1] / g, x_[2], x_[3]};
+    q_.w = Shape{w_[0] / g, w_[1], w_[2], w_[3]};
+    q_.groups = 1;
+    q_.slices = g;
+  }
+
+  size_t slice_bytes_y() const { return bytes(y_) / q_.slices; }
+
   // Bytes of a tensor as cuDNN sees it.
   size_t bytes(const Shape& s) const { return static_cast<size_t>(s.numel()) * (half_ ? 2 : 4); }
 
   void describe_tensors(cudnnMathType_t math) {
     cudnnTensorFormat_t format = half_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     xd_.set(dt_, q_.x[0], q_.x[1], q_.x[2], q_.x[3], where_, format);
-    yd_.set(dt_, y_[0], y_[1], y_[2], y_[3], where_, format);
+    yd_.set(dt_, y_[0], y_[1] / q_.slices, y_[2], y_[3], where_, format);
     auto i = [](int64_t v) { return static_cast<int>(v); };
     MYELIN_CHECK(cudnnSetFilter4dDescriptor(wd_, dt_, format, i(q_.w[0]), i(q_.w[1]), i(q_.w[2]),
                                             i(q_.w[3])),
@@ -168,7 +188,7 @@ class ConvKernel : public CudaKernel {
     MYELIN_CHECK(cudnnSetConvolutionMathType(cd_, math), where_);
     int n, c, h, w;
     MYELIN_CHECK(cudnnGetConvolution2dForwardOutputDim(cd_, xd_, wd_, &n, &c, &h, &w), where_);
-    if (Shape{n, c, h, w} != y_)
+    if (Shape{n, c * q_.slices, h, w} != y_)
       throw ShapeError(where_ + ": cuDNN computes an output of " + Shape{n, c, h, w}.str());
   }
 
@@ -198,7 +218,7 @@ class ConvKernel : public CudaKernel {
 
   ConvAlgo search(Precision prec) {
     size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
-    Scratch x(be_, bytes(q_.x)), w(be_, bytes(q_.w)), y(be_, bytes(y_)), ws(be_, limit);
+    Scratch x(be_, bytes(q_.x)), w(be_, bytes(q_.w)), y(be_, bytes(y_) / q_.slices), ws(be_, limit);
     cudnnHandle_t h = be_.cudnn();
     int count = 0;
     if (dir_ == ConvDir::forward) {
@@ -271,14 +291,17 @@ class ConvKernel : public CudaKernel {
       if (bias) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream());
       return;
     }
-    void* w16 = carve.take(bytes(q_.w));
-    void* x16 = x_direct_ ? o.x.p : carve.take(bytes(q_.x));
+    void* w16 = carve.take(bytes(folded_ ? q_.w : w_));
+    void* x16 = x_direct_ ? o.x.p : carve.take(bytes(folded_ ? q_.x : x_));
     void* y16 = y_direct_ ? o.y.p : carve.take(bytes(y_));
     // Cast the operands this direction reads, convolve in 16 bits, cast the result back.
     if (dir_ != ConvDir::backward_data) x_to_half(o.x, x16);
     if (dir_ != ConvDir::backward_filter) w_to_half(o.w, w16);
     if (dir_ != ConvDir::forward) to_half(o.y, y_nhwc_, y16, y_);
-    convolve(x16, w16, y16, ws);
+    if (q_.slices > 1)
+      convolve_groups(x16, w16, y16, ws, carve.take(bytes(q_.x)), carve.take(slice_bytes_y()));
+    else
+      convolve(x16, w16, y16, ws);
     if (dir_ == ConvDir::forward)
       from_half(y16, o.y, y_nhwc_, bias, y_);
     else if (dir_ == ConvDir::backward_data)
@@ -322,6 +345,31 @@ class ConvKernel : public CudaKernel {
     } else {
       cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], s[1], hw, stream());
     }
+  }
+
+  // One convolution per group: its channels of x and y (NHWC) copied in and out of the packed
+  // buffers xg and yg, its filters (KRSC, contiguous) used in place.
+  void convolve_groups(void* x, void* w, void* y, void* ws, void* xg, void* yg) {
+    const size_t e = 2, pixels_x = x_.numel() / x_[1], pixels_y = y_.numel() / y_[1];
+    const size_t cx = q_.x[1] * e, cy = q_.w[0] * e;
+    auto at = [](void* p, size_t off) { return static_cast<char*>(p) + off; };
+    for (int64_t g = 0; g < q_.slices; ++g) {
+      void* xs = at(x, g * cx);
+      void* ys = at(y, g * cy);
+      if (dir_ != ConvDir::backward_data) copy_columns(xg, cx, xs, x_[1] * e, pixels_x);
+      if (dir_ != ConvDir::forward) copy_columns(yg, cy, ys, y_[1] * e, pixels_y);
+      convolve(xg, at(w, g * q_.w.numel() * e), yg, ws);
+      if (dir_ == ConvDir::forward) copy_columns(ys, y_[1] * e, yg, cy, pixels_y);
+      if (dir_ == ConvDir::backward_data) copy_columns(xs, x_[1] * e, xg, cx, pixels_x);
+    }
+  }
+
+  // rows x width bytes between pitched buffers: the row pitch is the width where packed.
+  void copy_columns(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t rows) {
+    const size_t width = std::min(dst_pitch, src_pitch);
+    MYELIN_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
+                                   cudaMemcpyDeviceToDevice, stream()),
+                 where_);
   }
 
   void convolve(void* x, void* w, void* y, void* ws) {
