@@ -9,7 +9,9 @@ namespace myelin {
 
 namespace {
 
+// The backend's rewrites of the program's copy of the graph, before its memory is planned.
 Graph with_storage(Graph g, const Backend& b) {
+  b.fuse(g);
   b.choose_storage(g);
   return g;
 }

@@ -87,6 +87,18 @@ std::vector<ValueId> Graph::append_primitive(const std::string& op, const std::s
   return nodes_.back().outputs;
 }
 
+void Graph::remove_nodes(const std::vector<int>& indices) {
+  std::vector<bool> drop(nodes_.size(), false);
+  for (int i : indices) drop.at(i) = true;
+  std::vector<Node> left;
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (!drop[i]) left.push_back(std::move(nodes_[i]));
+  nodes_ = std::move(left);
+  for (Value& v : values_) v.producer = -1;
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    for (ValueId v : nodes_[i].outputs) values_[v].producer = static_cast<int>(i);
+}
+
 std::vector<ValueId> Graph::params() const {
   std::vector<ValueId> p;
   for (size_t i = 0; i < values_.size(); ++i)
@@ -97,7 +109,9 @@ std::vector<ValueId> Graph::params() const {
 std::string Graph::dump() const {
   std::ostringstream os;
   for (const Node& n : nodes_) {
-    os << (n.phase == Phase::backward ? "  bwd " : "  fwd ") << n.name << " = " << n.op << "(";
+    os << (n.phase == Phase::backward ? "  bwd " : "  fwd ") << n.name << " = " << n.op;
+    if (n.attrs.has("post")) os << "+" << n.attrs.s("post", "");  // fused by Backend::fuse
+    os << "(";
     for (size_t i = 0; i < n.inputs.size(); ++i) os << (i ? ", " : "") << values_[n.inputs[i]].name;
     os << ") ->";
     for (ValueId v : n.outputs) os << " " << values_[v].name << values_[v].shape.str();

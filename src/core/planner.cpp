@@ -42,6 +42,7 @@ std::vector<Interval> lifetimes(const Graph& g, const std::vector<ValueId>& alia
   for (size_t v = 0; v < iv.size(); ++v) {
     const Value& val = g.value(static_cast<ValueId>(v));
     if (alias[v] != static_cast<ValueId>(v) || val.kind != ValueKind::activation) continue;
+    if (iv[v].first == end) continue;  // no node writes it any more (fused away: Backend::fuse)
     out.push_back({static_cast<ValueId>(v), iv[v].first, iv[v].last,
                    aligned(static_cast<size_t>(val.shape.numel()) * dtype_size(val.dtype))});
   }

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "cpu/cpu_backend.h"
+#include "cpu/fuse.h"
 #include "cpu/simd.h"
 #include "ops/params.h"
 
@@ -67,6 +68,13 @@ MYELIN_VECTOR_CLONES void row_affine(const float* x, float* y, int64_t len, floa
   for (int64_t i = 0; i < len; ++i) y[i] = x[i] * a + b;
 }
 
+// row_affine followed by a fused ReLU (ResNet's conv -> BN -> ReLU), in the same pass.
+MYELIN_VECTOR_CLONES void row_affine_relu(const float* x, float* y, int64_t len, float a, float b,
+                                          float slope) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) y[i] = relu_with_slope(x[i] * a + b, slope);
+}
+
 // Adds sum(dy) and sum(dy * (x - mean)) of one row to the running totals.
 MYELIN_VECTOR_CLONES void row_grad_sums(const float* dy, const float* x, int64_t len, float mean,
                                         double& sum_dy, double& sum_dxm) {
@@ -90,12 +98,16 @@ MYELIN_VECTOR_CLONES void row_grad_input(const float* dy, const float* x, float*
   for (int64_t i = 0; i < len; ++i) dx[i] = a * dy[i] + b * x[i] + k;
 }
 
-// y = x * scale[c] + shift[c] over channels [c0, c1).
+// y = x * scale[c] + shift[c] over channels [c0, c1), then the fused ReLU if there is one.
 void affine_rows(const BnGeometry& g, const float* x, float* y, const float* scale,
-                 const float* shift, int64_t c0, int64_t c1) {
+                 const float* shift, const PostRelu& post, int64_t c0, int64_t c1) {
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t c = c0; c < c1; ++c) {
-      row_affine(x + (n * g.c + c) * g.s, y + (n * g.c + c) * g.s, g.s, scale[c], shift[c]);
+      const int64_t o = (n * g.c + c) * g.s;
+      if (post.on)
+        row_affine_relu(x + o, y + o, g.s, scale[c], shift[c], post.slope);
+      else
+        row_affine(x + o, y + o, g.s, scale[c], shift[c]);
     }
 }
 
@@ -103,7 +115,10 @@ void affine_rows(const BnGeometry& g, const float* x, float* y, const float* sca
 class BatchNormForward : public Kernel {
  public:
   explicit BatchNormForward(const KernelSpec& s)
-      : g_(s.input(0).shape), p_(s.node.attrs), threads_(cpu_backend(s).threads()) {}
+      : g_(s.input(0).shape),
+        p_(s.node.attrs),
+        post_(s.node.attrs),
+        threads_(cpu_backend(s).threads()) {}
   // Per channel: two doubles of statistics, two floats of scale and shift.
   size_t workspace_bytes() const override {
     return g_.c * (2 * sizeof(double) + 2 * sizeof(float));
@@ -123,7 +138,7 @@ class BatchNormForward : public Kernel {
         shift[c] = beta[c] - run_mean[c] * scale[c];
       }
       for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
-        affine_rows(g_, x, out[0].f32(), scale, shift, c0, c1);
+        affine_rows(g_, x, out[0].f32(), scale, shift, post_, c0, c1);
       });
       return;
     }
@@ -137,7 +152,7 @@ class BatchNormForward : public Kernel {
         shift[c] = static_cast<float>(beta[c] - mean[c] * gamma[c] * invstd);
         update_running(run_mean[c], run_var[c], mean[c], var[c]);
       }
-      affine_rows(g_, x, out[0].f32(), scale, shift, c0, c1);
+      affine_rows(g_, x, out[0].f32(), scale, shift, post_, c0, c1);
     });
   }
 
@@ -163,6 +178,7 @@ class BatchNormForward : public Kernel {
 
   BnGeometry g_;
   BatchNormParams p_;
+  PostRelu post_;
   int threads_;
 };
 

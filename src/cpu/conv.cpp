@@ -1,13 +1,14 @@
-// Convolution kernels: conv2d (bias fused), conv2d_grad_input, conv2d_grad_weight. Each node
-// gets one of three implementations, chosen by a fixed rule on its geometry (conv_impl below,
-// so that runs are reproducible): our im2col + SGEMM (conv_gemm.cpp), oneDNN on the plain
-// NCHW/OIHW tensors (its own im2col + GEMM), or oneDNN on the layouts it chooses (blocked
-// nChw16c with a direct JIT kernel, bracketed by reorders).
+// Convolution kernels: conv2d (bias and a fused ReLU in its epilogue), conv2d_grad_input,
+// conv2d_grad_weight. Each node gets one of three implementations, chosen by a fixed rule on its
+// geometry (conv_impl below, so that runs are reproducible): our im2col + SGEMM (conv_gemm.cpp),
+// oneDNN on the plain NCHW/OIHW tensors (its own im2col + GEMM), or oneDNN on the layouts it
+// chooses (blocked nChw16c with a direct JIT kernel, bracketed by reorders).
 #include <algorithm>
 #include <cstdio>
 
 #include "cpu/conv_gemm.h"
 #include "cpu/dnnl_util.h"
+#include "cpu/fuse.h"
 
 namespace myelin::cpu {
 
@@ -51,8 +52,16 @@ dnnl::convolution_forward::primitive_desc forward_pd(const ConvGeometry& g, bool
   return {d, attr, eng};
 }
 
-void build_forward(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl::engine& eng) {
-  auto pd = forward_pd(g, blocked, eng, user_scratchpad_attr());
+// A fused ReLU is a oneDNN eltwise post-op: applied in the convolution's own output loop.
+void build_forward(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl::engine& eng,
+                   const PostRelu& post) {
+  dnnl::primitive_attr attr = user_scratchpad_attr();
+  if (post.on) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, post.slope, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  auto pd = forward_pd(g, blocked, eng, attr);
   auto x = seq.input_as(0, plain_desc(g.x), pd.src_desc());
   auto w = seq.input_as(1, plain_desc(g.w_dnnl), pd.weights_desc());
   auto y = seq.output_as(0, plain_desc(g.y), pd.dst_desc());
@@ -109,7 +118,7 @@ DnnlSequence build(const KernelSpec& s, ConvPass pass, bool blocked) {
   DnnlSequence seq(cpu_backend(s), s.node);
   dnnl::engine& eng = cpu_backend(s).engine();
   dnnl_call(s.node, pass_primitive(pass), [&] {
-    if (pass == ConvPass::forward) build_forward(seq, g, blocked, eng);
+    if (pass == ConvPass::forward) build_forward(seq, g, blocked, eng, PostRelu(s.node.attrs));
     if (pass == ConvPass::grad_input) build_grad_input(seq, g, blocked, eng);
     if (pass == ConvPass::grad_weight) build_grad_weight(seq, g, blocked, eng);
   });

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/fuse.h"
 #include "cpu/simd.h"
 #include "cpu/small_gemm.h"
 #include "ops/params.h"
@@ -133,7 +134,10 @@ struct ThreadScratch {
 class GemmConv : public Kernel {
  public:
   GemmConv(const KernelSpec& s, ConvPass pass)
-      : s_(conv_shape(s, pass)), pass_(pass), threads_(cpu_backend(s).threads()) {
+      : s_(conv_shape(s, pass)),
+        pass_(pass),
+        threads_(cpu_backend(s).threads()),
+        post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {
     const int64_t per_thread = (s_.n + threads_ - 1) / threads_;
     chunk_ = std::clamp<int64_t>(kChunkFloats / std::max<int64_t>(1, s_.k() * s_.p()), 1,
                                  std::max<int64_t>(1, per_thread));
@@ -193,8 +197,8 @@ class GemmConv : public Kernel {
           good = grad_weight(in[0].f32(), in[1].f32(), dw, cb, nb, g, cb == b0, sc);
         if (!good) ok = false;
       }
-      if (pass_ == ConvPass::forward && s_.has_bias)
-        add_bias(in[2].f32(), out[0].f32() + cb * s_.o * s_.p(), nb);
+      if (pass_ == ConvPass::forward && (s_.has_bias || post_.on))
+        epilogue(s_.has_bias ? in[2].f32() : nullptr, out[0].f32() + cb * s_.o * s_.p(), nb);
     }
   }
 
@@ -292,20 +296,29 @@ class GemmConv : public Kernel {
     }
   }
 
-  void add_bias(const float* bias, float* y, int64_t nb) const {
+  // Adds the bias (if any) and applies a fused ReLU (if any) to a chunk's outputs while they
+  // are still in cache.
+  void epilogue(const float* bias, float* y, int64_t nb) const {
     const int64_t p = s_.p();
+    const PostRelu post = post_;
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t o = 0; o < s_.o; ++o) {
         float* r = y + (b * s_.o + o) * p;
-        const float v = bias[o];
+        const float v = bias ? bias[o] : 0.0f;
+        if (!post.on) {
 #pragma omp simd
-        for (int64_t i = 0; i < p; ++i) r[i] += v;
+          for (int64_t i = 0; i < p; ++i) r[i] += v;
+          continue;
+        }
+#pragma omp simd
+        for (int64_t i = 0; i < p; ++i) r[i] = post(r[i] + v);
       }
   }
 
   ConvShape s_;
   ConvPass pass_;
   int threads_;
+  PostRelu post_;  // forward only
   int64_t chunk_ = 1, col_floats_ = 0, rows_floats_ = 0, dw_floats_ = 0;
   bool small_output_ = false;  // weight gradient by small_gemm_nt instead of SGEMM
 };

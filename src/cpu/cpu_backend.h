@@ -19,6 +19,9 @@ class CpuBackend : public Backend {
   void copy_from_host(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
   void fill_zero(void* p, size_t bytes) override;
   void synchronize() override {}
+  // Fuses each ReLU into the convolution, inner product or batch norm that produces its input
+  // where nothing else reads that input (fuse.cpp). MYELIN_CPU_FUSE=0 turns it off.
+  void fuse(Graph& g) const override;
 
   int threads() const { return threads_; }
   dnnl::engine& engine() { return engine_; }

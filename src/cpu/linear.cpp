@@ -1,5 +1,6 @@
 // Matrix products on row-major SGEMM: matmul (trans_a, trans_b) and inner_product
-// (x[N, ...] as [N, K], w[O, K], b[O]? -> x w^T + b).
+// (x[N, ...] as [N, K], w[O, K], b[O]? -> x w^T + b, then a fused ReLU if CpuBackend::fuse set
+// one).
 //
 // The SGEMM is oneDNN's (dnnl_sgemm), not OpenBLAS's: as fast on these shapes, and it runs on
 // the same OpenMP threads as every other kernel. OpenBLAS's own pthreads busy-wait after each
@@ -13,6 +14,7 @@
 #include <cstring>
 
 #include "cpu/dnnl_util.h"
+#include "cpu/fuse.h"
 
 namespace myelin::cpu {
 
@@ -67,7 +69,8 @@ class MatmulKernel : public Kernel {
 
 class InnerProductKernel : public Kernel {
  public:
-  explicit InnerProductKernel(const KernelSpec& s) : has_bias_(s.node.inputs.size() == 3) {
+  explicit InnerProductKernel(const KernelSpec& s)
+      : has_bias_(s.node.inputs.size() == 3), post_(s.node.attrs) {
     const Shape& x = s.input(0).shape;
     g_.tb = true;
     g_.m = x[0], g_.k = x.numel() / x[0], g_.n = s.input(1).shape[0];
@@ -80,11 +83,18 @@ class InnerProductKernel : public Kernel {
       for (int64_t r = 0; r < g_.m; ++r) std::copy_n(b, g_.n, y + r * g_.n);
     }
     sgemm(g_, in[0].f32(), in[1].f32(), has_bias_ ? 1.0f : 0.0f, y);
+    if (post_.on) {  // a fused ReLU, over the output the product has just written (in cache)
+      const PostRelu post = post_;
+      const int64_t len = g_.m * g_.n;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) y[i] = post(y[i]);
+    }
   }
 
  private:
   Gemm g_;
   bool has_bias_;
+  PostRelu post_;
 };
 
 }  // namespace

@@ -112,8 +112,6 @@ void Session::build_train(int64_t batch) {
       g.add("accumulate_grad", "update", {acc, gs[i]});
       gs[i] = acc;
     }
-  forward_end_ = 0;
-  while (g.nodes()[forward_end_].phase == Phase::forward) ++forward_end_;
   backward_end_ = static_cast<int>(g.nodes().size());
 
   int slots = optimizer_slots(r.solver);
@@ -137,6 +135,12 @@ void Session::build_train(int64_t batch) {
 
   allocate_persistent(g);
   train_ = std::make_unique<Program>(g, *backend_);
+  // The node ranges, counted in the program's copy of the graph: the backend may have removed
+  // nodes of the forward and backward passes from it (Backend::fuse), never of the update.
+  const Graph& pg = train_->graph();
+  backward_end_ = static_cast<int>(pg.nodes().size() - (g.nodes().size() - backward_end_));
+  forward_end_ = 0;
+  while (pg.nodes()[forward_end_].phase == Phase::forward) ++forward_end_;
   bind_persistent(*train_);
   // One block for the step's inputs: images, labels, hyper-parameters.
   Shape data_shape = g.value(train_net_.data).shape, label_shape = g.value(train_net_.label).shape;
