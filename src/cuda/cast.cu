@@ -41,12 +41,18 @@ __global__ void to_half_kernel(const float* x, H* y, int64_t n) {
 
 template <class H>
 __global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n, int64_t channels,
-                                 int64_t inner) {
+                                 int64_t inner, bool relu) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     float v = load(x + i);
     if (b) v += b[(i / inner) % channels];
-    y[i] = v;
+    y[i] = relu ? fmaxf(v, 0.f) : v;
   }
+}
+
+// The result of a convolution: plus its bias, through its fused ReLU.
+__device__ __forceinline__ float epilogue(float v, const float* b, int c, bool relu) {
+  v += b ? b[c] : 0.f;
+  return relu ? fmaxf(v, 0.f) : v;
 }
 
 // [n][c][hw] fp32 -> [n][hw][c] 16-bit through a 32x32 shared-memory tile: reads coalesced
@@ -74,7 +80,7 @@ __global__ void nchw_to_nhwc_kernel(FPtr x, H* y, int c_count, int c_pad, int hw
 // Reads channels [0, c_count) of rows c_pad long.
 template <class H>
 __global__ void nhwc_to_nchw_kernel(const H* x, FPtr y, const float* b, int c_count, int c_pad,
-                                    int hw_count) {
+                                    int hw_count, bool relu) {
   __shared__ float tile[32][33];
   int hw0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const H* xp = x + static_cast<size_t>(blockIdx.z) * c_pad * hw_count;
@@ -87,7 +93,7 @@ __global__ void nhwc_to_nchw_kernel(const H* x, FPtr y, const float* b, int c_co
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
     int c = c0 + j, hw = hw0 + threadIdx.x;
     if (c < c_count && hw < hw_count)
-      st(y, yp + size_t(c) * hw_count + hw, tile[threadIdx.x][j] + (b ? b[c] : 0.f));
+      st(y, yp + size_t(c) * hw_count + hw, epilogue(tile[threadIdx.x][j], b, c, relu));
   }
 }
 
@@ -105,12 +111,12 @@ __global__ void nchw_to_nhwc_narrow(FPtr x, H* y, int c_count, int c_pad, int64_
 
 template <class H>
 __global__ void nhwc_to_nchw_narrow(const H* x, FPtr y, const float* b, int c_count, int c_pad,
-                                    int64_t hw_count, int64_t pixels) {
+                                    int64_t hw_count, int64_t pixels, bool relu) {
   for (int64_t i = global_index(); i < pixels; i += grid_stride()) {
     int64_t n = i / hw_count, hw = i % hw_count;
     const int64_t yp = n * c_count * hw_count + hw;
     const H* xp = x + i * c_pad;
-    for (int c = 0; c < c_count; ++c) st(y, yp + c * hw_count, load(xp + c) + (b ? b[c] : 0.f));
+    for (int c = 0; c < c_count; ++c) st(y, yp + c * hw_count, epilogue(load(xp + c), b, c, relu));
   }
 }
 
@@ -133,13 +139,13 @@ void to_nhwc(FPtr x, H* y, int64_t n, int64_t c, int64_t c_pad, int64_t hw, cuda
 
 template <class H>
 void from_nhwc(const H* x, FPtr y, const float* b, int64_t n, int64_t c, int64_t c_pad, int64_t hw,
-               cudaStream_t s) {
+               cudaStream_t s, bool relu) {
   int ci = static_cast<int>(c), pi = static_cast<int>(c_pad);
   if (c <= kNarrow)
-    nhwc_to_nchw_narrow<<<blocks_for(n * hw), kThreads, 0, s>>>(x, y, b, ci, pi, hw, n * hw);
+    nhwc_to_nchw_narrow<<<blocks_for(n * hw), kThreads, 0, s>>>(x, y, b, ci, pi, hw, n * hw, relu);
   else
     nhwc_to_nchw_kernel<<<tile_grid(n, c, hw), dim3(32, 8), 0, s>>>(x, y, b, ci, pi,
-                                                                    static_cast<int>(hw));
+                                                                    static_cast<int>(hw), relu);
 }
 
 }  // namespace
@@ -155,12 +161,12 @@ void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, i
 }
 
 void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
-                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s) {
+                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu) {
   if (n > 65535) throw DeviceError("cast_from_half_nhwc: more than 65535 images");
   if (half_type == DType::bf16)
-    from_nhwc(static_cast<const __nv_bfloat16*>(x), y, b, n, c, c_pad, hw, s);
+    from_nhwc(static_cast<const __nv_bfloat16*>(x), y, b, n, c, c_pad, hw, s, relu);
   else
-    from_nhwc(static_cast<const __half*>(x), y, b, n, c, c_pad, hw, s);
+    from_nhwc(static_cast<const __half*>(x), y, b, n, c, c_pad, hw, s, relu);
   check_launch("cast_from_half_nhwc", "");
 }
 
@@ -174,14 +180,14 @@ void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStrea
 }
 
 void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
-                    int64_t channels, int64_t inner, cudaStream_t s) {
+                    int64_t channels, int64_t inner, cudaStream_t s, bool relu) {
   int64_t n = outer * channels * inner;
   if (half_type == DType::bf16)
     from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, b,
-                                                        n, channels, inner);
+                                                        n, channels, inner, relu);
   else
     from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(x), y, b, n,
-                                                        channels, inner);
+                                                        channels, inner, relu);
   check_launch("from_half_kernel", "");
 }
 

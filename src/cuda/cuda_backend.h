@@ -62,6 +62,9 @@ class CudaBackend final : public Backend {
   bool capture(const std::function<void()>& body) override;
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
+  // A ReLU after a convolution becomes the convolution's epilogue (ops/fuse.h; storage.cpp).
+  // MYELIN_CUDA_FUSE=0 turns it off.
+  void fuse(Graph& g) const override;
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
   // kernels take it (storage.cpp).
   void choose_storage(Graph& g) const override;

@@ -29,9 +29,10 @@ inline FPtr fptr(float* p) {
 void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s);
 void mul_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s);
 void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s);
-// y[o, c, i] = x[o, c, i] + b[c] (x may equal y).
+// y[o, c, i] = x[o, c, i] + b[c] (x may equal y; b may be null), then max(y, 0) when relu (an op's
+// fused ReLU: Backend::fuse).
 void bias_add(FPtr x, const float* b, FPtr y, int64_t outer, int64_t channels, int64_t inner,
-              cudaStream_t s);
+              cudaStream_t s, bool relu = false);
 // db[c] = sum over o and i of dy[o, c, i]; `partials` holds bias_grad_partials() floats.
 void bias_grad(FPtr dy, float* db, int64_t outer, int64_t channels, int64_t inner, float* partials,
                cudaStream_t s);
@@ -48,9 +49,10 @@ void write_step_state(unsigned long long* state, uint64_t seed, uint64_t step, c
 // --- cast.cu: fp32 <-> bf16/fp16 for the reduced-precision paths ----------------------------
 // `half_type` is DType::bf16 or DType::f16.
 void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s);
-// y = float(x16) (+ b[c] when b is not null, laid out [outer, channels, inner]).
+// y = float(x16) (+ b[c] when b is not null, laid out [outer, channels, inner]); max(y, 0) when
+// relu.
 void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
-                    int64_t channels, int64_t inner, cudaStream_t s);
+                    int64_t channels, int64_t inner, cudaStream_t s, bool relu = false);
 
 // The same with a layout change: x [n, c, hw] fp32 <-> [n, hw, c_pad] 16-bit (NHWC for cuDNN's
 // tensor-core convolutions; filters [K, C, R, S] <-> [K, R, S, C] likewise). Channels
@@ -58,7 +60,7 @@ void cast_from_half(const void* x, DType half_type, float* y, const float* b, in
 void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, int64_t c_pad,
                        int64_t hw, cudaStream_t s);
 void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
-                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s);
+                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu = false);
 
 // --- fold.cu: stride folding (space-to-depth) for thin strided convolutions -----------------
 struct FoldDims {

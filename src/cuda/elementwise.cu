@@ -24,9 +24,11 @@ __global__ void accumulate_kernel(float* acc, const float* g, int64_t n) {
 }
 
 __global__ void bias_add_kernel(FPtr x, const float* b, FPtr y, int64_t n, int64_t channels,
-                                int64_t inner) {
-  for (int64_t i = global_index(); i < n; i += grid_stride())
-    st(y, i, ld(x, i) + b[(i / inner) % channels]);
+                                int64_t inner, bool relu) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+    float v = ld(x, i) + (b ? b[(i / inner) % channels] : 0.f);
+    st(y, i, relu ? fmaxf(v, 0.f) : v);
+  }
 }
 
 // Block (c, s) sums channel c over the s-th slice of the outer dimension; inner is contiguous.
@@ -173,9 +175,9 @@ void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s) {
 }
 
 void bias_add(FPtr x, const float* b, FPtr y, int64_t outer, int64_t channels, int64_t inner,
-              cudaStream_t s) {
+              cudaStream_t s, bool relu) {
   int64_t n = outer * channels * inner;
-  bias_add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, b, y, n, channels, inner);
+  bias_add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, b, y, n, channels, inner, relu);
   check_launch("bias_add_kernel", "");
 }
 

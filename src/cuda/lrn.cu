@@ -5,9 +5,10 @@
 //   dx_c = dy_c * scale_c^-beta - 2 alpha beta / size * x_c * sum_{|j-c|<=h} dy_j y_j / scale_j
 // The rings are indexed by channel mod S; unrolling the channel loop by S makes every index a
 // compile-time constant, so the rings stay in registers.
-// In NHWC (channels contiguous) a block stages a tile of whole pixels in shared memory instead.
-// (Walking the channels per pixel there made AlexNet's LRN 5x slower than in NCHW, and reading
-// each window from global memory per element 2-3x slower.)
+// In NHWC (channels contiguous) threads take channels and stage each pixel in shared memory
+// instead (walking the channels per pixel there made AlexNet's LRN 5x slower than in NCHW).
+#include <algorithm>
+
 #include "core/error.h"
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
@@ -120,98 +121,100 @@ __global__ void lrn_backward_kernel(const T* dy, const T* x, const T* y, T* dx, 
   }
 }
 
-// NHWC: a block takes a tile of whole pixels (contiguous in memory), stages it in shared memory
-// and computes every window there, so each operand is read once, coalesced.
-constexpr int kTileElems = 2048;  // about; a tile holds whole pixels, at least one
+// NHWC: a block row (threadIdx.y) takes one pixel, its threads its channels. The pixel's channels
+// are staged in shared memory with the window's half of zeros on each side, so every window is S
+// unrolled reads without bounds checks; loads and stores are coalesced along the channels.
+struct NhwcLaunch {
+  dim3 block;
+  unsigned blocks;
+  int row;  // floats per staged row: c + 2 * (size / 2)
+};
 
-int tile_pixels(int c_count) {
-  return c_count >= kTileElems ? 1 : kTileElems / c_count;
+NhwcLaunch nhwc_launch(const LrnDims& d, int rows_per_pixel) {
+  const int c = static_cast<int>(d.c), bx = std::min(256, (c + 31) / 32 * 32);
+  const int by = std::max(1, 256 / bx);
+  NhwcLaunch l{dim3(bx, by), static_cast<unsigned>((d.n * d.hw + by - 1) / by),
+               c + 2 * (d.size / 2)};
+  if (sizeof(float) * l.row * rows_per_pixel * by > 48 * 1024)
+    throw DeviceError("lrn: " + std::to_string(c) + " channels in NHWC (at most 6000)");
+  return l;
 }
 
-// The window of channel c: [c - h, c + h] clipped to [0, c_count).
-__device__ __forceinline__ float window_sum(const float* v, int c, int c_count, int h) {
-  float sum = 0.f;
-  for (int j = max(0, c - h); j <= min(c_count - 1, c + h); ++j) sum += v[j];
-  return sum;
-}
-
-template <class T>
-__global__ void lrn_forward_nhwc(const T* x, T* y, int64_t pixels, int c_count, int tile, int h,
-                                 float alpha_n, float beta, float k) {
-  extern __shared__ float sq[];  // x^2 of the tile
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * tile * c_count;
-  const int count =
-      static_cast<int>(min(int64_t{tile}, pixels - blockIdx.x * int64_t{tile})) * c_count;
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    float v = to_float(x[first + e]);
-    sq[e] = v * v;
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    int c = e % c_count;
-    float scale = k + alpha_n * window_sum(sq + (e - c), c, c_count, h);
-    y[first + e] = from_float<T>(to_float(x[first + e]) * pow_neg(scale, beta));
-  }
-}
-
-template <class T>
-__global__ void lrn_backward_nhwc(const T* dy, const T* x, const T* y, T* dx, int64_t pixels,
-                                  int c_count, int tile, int h, float alpha_n, float beta, float k,
-                                  float coef) {
+template <int S, class T>
+__global__ void lrn_forward_nhwc(const T* x, T* y, int64_t pixels, int c_count, float alpha_n,
+                                 float beta, float k) {
+  constexpr int H = S / 2;
   extern __shared__ float smem[];
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * tile * c_count;
-  const int count =
-      static_cast<int>(min(int64_t{tile}, pixels - blockIdx.x * int64_t{tile})) * c_count;
-  float* sq = smem;                      // x^2
-  float* pw = smem + tile * c_count;     // scale^-beta
-  float* t = smem + 2 * tile * c_count;  // dy * y / scale
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    float v = to_float(x[first + e]);
-    sq[e] = v * v;
+  const int r = c_count + 2 * H;
+  float* xr = smem + threadIdx.y * r;
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  const bool live = p < pixels;
+  for (int i = threadIdx.x; i < r; i += blockDim.x) {
+    const int c = i - H;
+    xr[i] = live && c >= 0 && c < c_count ? to_float(x[p * c_count + c]) : 0.f;
   }
   __syncthreads();
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    int c = e % c_count;
-    float scale = k + alpha_n * window_sum(sq + (e - c), c, c_count, h);
-    pw[e] = pow_neg(scale, beta);
-    t[e] = to_float(dy[first + e]) * to_float(y[first + e]) / scale;
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < count; e += blockDim.x) {
-    int c = e % c_count;
-    float tsum = window_sum(t + (e - c), c, c_count, h);
-    dx[first + e] =
-        from_float<T>(to_float(dy[first + e]) * pw[e] - coef * to_float(x[first + e]) * tsum);
+  if (!live) return;
+  for (int c = threadIdx.x; c < c_count; c += blockDim.x) {
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < S; ++j) sum += xr[c + j] * xr[c + j];
+    y[p * c_count + c] = from_float<T>(xr[c + H] * pow_neg(k + alpha_n * sum, beta));
   }
 }
 
-template <class T>
-void launch_nhwc(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, bool backward,
-                 cudaStream_t s) {
-  int64_t pixels = d.n * d.hw;
-  int c = static_cast<int>(d.c), h = d.size / 2, tile = tile_pixels(c);
-  unsigned blocks = static_cast<unsigned>((pixels + tile - 1) / tile);
-  size_t smem = sizeof(float) * static_cast<size_t>(tile) * c * (backward ? 3 : 1);
-  if (smem > 48 * 1024)
-    throw DeviceError("lrn: " + std::to_string(c) + " channels in NHWC (at most 4096)");
-  float an = d.alpha / d.size;
-  if (backward)
-    lrn_backward_nhwc<T><<<blocks, kThreads, smem, s>>>(
-        static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
-        static_cast<T*>(dx.p), pixels, c, tile, h, an, d.beta, d.k,
-        2.f * d.alpha * d.beta / d.size);
-  else
-    lrn_forward_nhwc<T><<<blocks, kThreads, smem, s>>>(
-        static_cast<const T*>(x.p), static_cast<T*>(y.p), pixels, c, tile, h, an, d.beta, d.k);
+template <int S, class T>
+__global__ void lrn_backward_nhwc(const T* dy, const T* x, const T* y, T* dx, int64_t pixels,
+                                  int c_count, float alpha_n, float beta, float k, float coef) {
+  constexpr int H = S / 2;
+  extern __shared__ float smem[];
+  const int r = c_count + 2 * H;
+  float* xr = smem + threadIdx.y * 2 * r;  // x
+  float* tr = xr + r;                      // dy * y / scale
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  const bool live = p < pixels;
+  const int64_t base = p * c_count;
+  for (int i = threadIdx.x; i < r; i += blockDim.x) {
+    const int c = i - H;
+    xr[i] = live && c >= 0 && c < c_count ? to_float(x[base + c]) : 0.f;
+    tr[i] = 0.f;
+  }
+  __syncthreads();
+  auto scale_of = [&](int c) {
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < S; ++j) sum += xr[c + j] * xr[c + j];
+    return k + alpha_n * sum;
+  };
+  if (live)
+    for (int c = threadIdx.x; c < c_count; c += blockDim.x)
+      tr[c + H] = to_float(dy[base + c]) * to_float(y[base + c]) / scale_of(c);
+  __syncthreads();
+  if (!live) return;
+  for (int c = threadIdx.x; c < c_count; c += blockDim.x) {
+    float tsum = 0.f;
+#pragma unroll
+    for (int j = 0; j < S; ++j) tsum += tr[c + j];
+    dx[base + c] = from_float<T>(to_float(dy[base + c]) * pow_neg(scale_of(c), beta) -
+                                 coef * xr[c + H] * tsum);
+  }
 }
 
-void lrn_nhwc(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, bool backward, cudaStream_t s) {
-  if (x.type == 0)
-    launch_nhwc<float>(dy, x, y, dx, d, backward, s);
-  else if (x.type == 1)
-    launch_nhwc<__nv_bfloat16>(dy, x, y, dx, d, backward, s);
-  else
-    launch_nhwc<__half>(dy, x, y, dx, d, backward, s);
+template <int S, class T>
+void launch_forward_nhwc(FPtr x, FPtr y, const LrnDims& d, cudaStream_t s) {
+  NhwcLaunch l = nhwc_launch(d, 1);
+  lrn_forward_nhwc<S, T><<<l.blocks, l.block, sizeof(float) * l.row * l.block.y, s>>>(
+      static_cast<const T*>(x.p), static_cast<T*>(y.p), d.n * d.hw, static_cast<int>(d.c),
+      d.alpha / d.size, d.beta, d.k);
+}
+
+template <int S, class T>
+void launch_backward_nhwc(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStream_t s) {
+  NhwcLaunch l = nhwc_launch(d, 2);
+  lrn_backward_nhwc<S, T><<<l.blocks, l.block, sizeof(float) * 2 * l.row * l.block.y, s>>>(
+      static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
+      static_cast<T*>(dx.p), d.n * d.hw, static_cast<int>(d.c), d.alpha / d.size, d.beta, d.k,
+      2.f * d.alpha * d.beta / d.size);
 }
 
 int64_t lrn_threads(const LrnDims& d) {
@@ -256,14 +259,13 @@ bool lrn16_size_supported(int size) {
 void lrn_forward(FPtr x, FPtr y, const LrnDims& d, cudaStream_t s) {
   if (x.type != y.type || (x.type != 0 && !lrn16_size_supported(d.size)))
     throw DeviceError("lrn: no kernel for these storage types at size " + std::to_string(d.size));
-  if (d.nhwc) {
-    lrn_nhwc(x, x, y, y, d, false, s);
-    return check_launch("lrn_forward", "");
-  }
   switch (d.size * 4 + x.type) {
-#define CASE(S, T, K)                 \
-  case S * 4 + K:                     \
-    launch_forward<S, T>(x, y, d, s); \
+#define CASE(S, T, K)                        \
+  case S * 4 + K:                            \
+    if (d.nhwc)                              \
+      launch_forward_nhwc<S, T>(x, y, d, s); \
+    else                                     \
+      launch_forward<S, T>(x, y, d, s);      \
     break;
     MYELIN_LRN_KERNELS(CASE)
 #undef CASE
@@ -278,14 +280,13 @@ void lrn_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStream
       (x.type != 0 && !lrn16_size_supported(d.size)))
     throw DeviceError("lrn_grad: no kernel for these storage types at size " +
                       std::to_string(d.size));
-  if (d.nhwc) {
-    lrn_nhwc(dy, x, y, dx, d, true, s);
-    return check_launch("lrn_backward", "");
-  }
   switch (d.size * 4 + x.type) {
-#define CASE(S, T, K)                          \
-  case S * 4 + K:                              \
-    launch_backward<S, T>(dy, x, y, dx, d, s); \
+#define CASE(S, T, K)                                 \
+  case S * 4 + K:                                     \
+    if (d.nhwc)                                       \
+      launch_backward_nhwc<S, T>(dy, x, y, dx, d, s); \
+    else                                              \
+      launch_backward<S, T>(dy, x, y, dx, d, s);      \
     break;
     MYELIN_LRN_KERNELS(CASE)
 #undef CASE

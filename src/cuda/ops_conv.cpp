@@ -92,6 +92,7 @@ class ConvKernel : public CudaKernel {
     if (dir == ConvDir::forward) {
       x_ = s.input(0).shape, w_ = s.input(1).shape, y_ = s.output(0).shape;
       has_bias_ = s.node.inputs.size() == 3;
+      relu_ = s.node.attrs.s("post", "") == "relu";  // a fused ReLU (CudaBackend::fuse)
     } else if (dir == ConvDir::backward_data) {
       y_ = s.input(0).shape, w_ = s.input(1).shape, x_ = s.output(0).shape;
     } else {
@@ -288,7 +289,7 @@ class ConvKernel : public CudaKernel {
     void* ws = carve.take(algo_.workspace);
     if (!half_) {
       convolve(o.x.p, o.w.p, o.y.p, ws);
-      if (bias) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream());
+      if (bias || relu_) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream(), relu_);
       return;
     }
     void* w16 = carve.take(bytes(folded_ ? q_.w : w_));
@@ -303,7 +304,7 @@ class ConvKernel : public CudaKernel {
     else
       convolve(x16, w16, y16, ws);
     if (dir_ == ConvDir::forward)
-      from_half(y16, o.y, y_nhwc_, bias, y_);
+      from_half(y16, o.y, y_nhwc_, bias, y_, relu_);
     else if (dir_ == ConvDir::backward_data)
       from_half(x16, o.x, x_nhwc_, nullptr, x_);
     else if (folded_)
@@ -335,15 +336,18 @@ class ConvKernel : public CudaKernel {
       cast_to_half_nhwc(t, t16, half_type_, s[0], s[1], s[1], s[2] * s[3], stream());
   }
 
-  // The result t16 back into t, plus the bias (per channel) when given.
-  void from_half(const void* t16, FPtr t, bool nhwc, const float* bias, const Shape& s) {
+  // The result t16 back into t, plus the bias (per channel) when given, through the ReLU when
+  // relu.
+  void from_half(const void* t16, FPtr t, bool nhwc, const float* bias, const Shape& s,
+                 bool relu = false) {
     int64_t hw = s.numel() / (s[0] * s[1]);
     if (t.p == t16) {  // written in place: add the bias there
-      if (bias) bias_add(t, bias, t, s[0] * hw, s[1], 1, stream());
+      if (bias || relu) bias_add(t, bias, t, s[0] * hw, s[1], 1, stream(), relu);
     } else if (nhwc) {
-      cast_from_half(t16, half_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1, stream());
+      cast_from_half(t16, half_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1, stream(),
+                     relu);
     } else {
-      cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], s[1], hw, stream());
+      cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], s[1], hw, stream(), relu);
     }
   }
 
@@ -399,6 +403,7 @@ class ConvKernel : public CudaKernel {
   Shape x_, w_, y_;
   Problem q_;  // what cuDNN convolves
   bool has_bias_ = false;
+  bool relu_ = false;  // forward: a fused ReLU after the bias
   bool half_ = false;
   bool x_nhwc_ = false, y_nhwc_ = false;    // how x and y (or their gradients) are stored
   bool x16_ = false, y16_ = false;          // ... in 16 bits

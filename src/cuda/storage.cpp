@@ -1,4 +1,5 @@
-// How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout.
+// How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout;
+// and the ReLUs it fuses into convolutions first (CudaBackend::fuse).
 //
 // Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
 // precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there
@@ -26,6 +27,7 @@
 #include "core/value_choice.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device_kernels.h"
+#include "ops/fuse.h"
 #include "ops/params.h"
 
 namespace myelin::cuda {
@@ -151,6 +153,12 @@ void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
   if (p != Precision::bf16 && p != Precision::fp16) return;
   if (nhwc) choose_layouts(g);
   if (storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
+}
+
+void CudaBackend::fuse(Graph& g) const {
+  if (env_is("MYELIN_CUDA_FUSE", "0")) return;
+  fuse_relus(
+      g, [](const Node& producer, double slope) { return producer.op == "conv2d" && slope == 0; });
 }
 
 void CudaBackend::choose_storage(Graph& g) const {

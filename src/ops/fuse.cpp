@@ -1,0 +1,59 @@
+#include "ops/fuse.h"
+
+#include <optional>
+
+#include "ops/params.h"
+
+namespace myelin {
+
+namespace {
+
+// The slope below 0 of a ReLU or leaky ReLU node (forward or gradient); none for other
+// activations and for a negative slope, where y > 0 no longer means x > 0.
+std::optional<double> relu_slope(const Node& n) {
+  if (n.op != "activation" && n.op != "activation_grad") return std::nullopt;
+  ActParams p(n.attrs);
+  if (p.kind == ActKind::relu) return 0.0;
+  if (p.kind == ActKind::leaky_relu && p.alpha >= 0) return p.alpha;
+  return std::nullopt;
+}
+
+}  // namespace
+
+void fuse_relus(Graph& g, const std::function<bool(const Node&, double)>& takes) {
+  std::vector<std::vector<int>> readers(g.values().size());
+  for (size_t i = 0; i < g.nodes().size(); ++i)
+    for (ValueId v : g.nodes()[i].inputs) readers[v].push_back(static_cast<int>(i));
+  std::vector<int> fused;  // the ReLU nodes now done by their producers
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& relu = g.nodes()[i];
+    std::optional<double> slope = relu_slope(relu);
+    if (relu.op != "activation" || !slope) continue;
+    const ValueId t = relu.inputs[0], y = relu.outputs[0];
+    // A value fused away earlier in this pass keeps its old producer, a ReLU: never fused twice.
+    const int p = g.value(t).producer;
+    if (p < 0 || g.is_kept(t) || g.value(t).dtype != DType::f32) continue;
+    const Node& prod = g.nodes()[p];
+    if (!takes(prod, *slope) || prod.outputs[0] != t || prod.attrs.has("post")) continue;
+    std::vector<int> grads;
+    bool only_relu = true;
+    for (int r : readers[t]) {
+      const Node& n = g.nodes()[r];
+      if (r == static_cast<int>(i)) continue;
+      bool its_grad = n.op == "activation_grad" && n.inputs[0] != t && n.inputs[1] == t &&
+                      n.inputs[2] == y && relu_slope(n) == slope;
+      only_relu = only_relu && its_grad;
+      grads.push_back(r);
+    }
+    if (!only_relu) continue;
+    Node& pn = g.node(p);
+    pn.attrs.set("post", std::string("relu"));
+    if (*slope != 0) pn.attrs.set("post_slope", *slope);
+    pn.outputs[0] = y;
+    for (int r : grads) g.node(r).inputs[1] = y;
+    fused.push_back(static_cast<int>(i));
+  }
+  g.remove_nodes(fused);
+}
+
+}  // namespace myelin

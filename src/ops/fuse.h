@@ -1,0 +1,19 @@
+// Folding a ReLU into the op that produces its input (Backend::fuse): the producing node gets
+// attrs "post" = "relu" (and "post_slope" for a leaky ReLU) and writes the ReLU's output itself,
+// while the producer's result is still in cache, and the pre-activation value leaves the arena.
+//
+// Only where nothing else needs the pre-activation t: its readers are the ReLU and the ReLU's
+// gradient, and it is not kept. The gradient node activation_grad(dy, x, y) then reads y in place
+// of x: a ReLU's gradient only asks whether x > 0, and y > 0 exactly when x > 0 (also for a leaky
+// ReLU with a slope >= 0).
+#pragma once
+#include <functional>
+
+#include "core/graph.h"
+
+namespace myelin {
+
+// Fuses every ReLU (or leaky ReLU, slope >= 0) whose producer `takes(producer, slope)`.
+void fuse_relus(Graph& g, const std::function<bool(const Node& producer, double slope)>& takes);
+
+}  // namespace myelin
