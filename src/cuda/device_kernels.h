@@ -71,13 +71,14 @@ struct FoldDims {
   int fh, fw;    // the folded input: output size + folded filter size - 1
   int fkh, fkw;  // the folded filter: ceil(kh / stride), ceil(kw / stride)
 };
-// x (NCHW or NHWC, any float type) -> x' [n, fh, fw, c*s*s] in half_type.
-void fold_input(FPtr x, bool x_nhwc, void* out, DType half_type, const FoldDims& d, cudaStream_t s);
-// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, c*s*s] in half_type, and a gradient back (the taps
-// past the filter are dropped).
-void fold_filter(const float* w, void* wf, DType half_type, const FoldDims& d, int64_t k,
+// x (NCHW or NHWC, any float type) -> x' of type `type`: 16-bit [n, fh, fw, c*s*s] (NHWC) or
+// fp32 [n, c*s*s, fh, fw] (NCHW), as cuDNN convolves each.
+void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, cudaStream_t s);
+// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, c*s*s] (16-bit) or [k, c*s*s, fkh, fkw] (fp32), and a
+// gradient back (the taps past the filter are dropped).
+void fold_filter(const float* w, void* wf, DType type, const FoldDims& d, int64_t k,
                  cudaStream_t s);
-void unfold_filter(const void* wf, float* w, DType half_type, const FoldDims& d, int64_t k,
+void unfold_filter(const void* wf, float* w, DType type, const FoldDims& d, int64_t k,
                    cudaStream_t s);
 
 // --- pool.cu ----------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ struct PoolDims {
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
 // Each dy goes to the first element of its window equal to y (the CPU engine's rule).
 // dy is added with atomics into fp32: into dx itself, or into `scratch` (n * c * h * w
-// floats) when dx is 16-bit, then stored.
+// floats) when dx is 16-bit, then stored. (Gathering instead, each dx scanning the windows that
+// cover it, made AlexNet's pool1 backward 5x slower.)
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s);
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);

@@ -3,7 +3,7 @@
 // into s x s blocks, with the filter cut the same way:
 //   x'[n, (c, by, bx), Y, X] = x[n, c, s*Y + by - pad, s*X + bx - pad]   (0 outside x)
 //   w'[k, (c, by, bx), ay, ax] = w[k, c, s*ay + by, s*ax + bx]          (0 past the filter)
-// x' is written NHWC and w' KRSC, 16-bit, ready for cuDNN's tensor-core kernels.
+// x' and w' are written as cuDNN takes them: 16-bit NHWC and KRSC, or fp32 NCHW and KCRS.
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
 
@@ -11,37 +11,49 @@ namespace myelin::cuda {
 
 namespace {
 
+// Element i of a [n, c, h, w] tensor stored channels-last or not, as (n, c, y, x).
+struct At {
+  int64_t n;
+  int c, y, x;
+};
+__device__ __forceinline__ At at_of(int64_t i, bool last, int c, int h, int w) {
+  if (last) {
+    const int64_t p = i / c;
+    return {p / (int64_t{w} * h), static_cast<int>(i % c), static_cast<int>(p / w % h),
+            static_cast<int>(p % w)};
+  }
+  const int64_t p = i / (int64_t{w} * h);
+  return {p / c, static_cast<int>(p % c), static_cast<int>(i / w % h), static_cast<int>(i % w)};
+}
+
 template <class T>
-__global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, FoldDims d) {
+__global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, bool out_nhwc, FoldDims d) {
   const int s = d.stride, cf = static_cast<int>(d.c) * s * s;
   const int64_t total = d.n * d.fh * d.fw * cf;
   for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    const int k = static_cast<int>(i % cf);
-    const int64_t p = i / cf;
-    const int fx = static_cast<int>(p % d.fw), fy = static_cast<int>(p / d.fw % d.fh);
-    const int64_t n = p / (d.fw * d.fh);
-    const int c = k / (s * s), iy = s * fy + k / s % s - d.pad_h, ix = s * fx + k % s - d.pad_w;
+    const At a = at_of(i, out_nhwc, cf, d.fh, d.fw);
+    const int c = a.c / (s * s), iy = s * a.y + a.c / s % s - d.pad_h,
+              ix = s * a.x + a.c % s - d.pad_w;
     float v = 0.f;
     if (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
-      v = ld(x,
-             nhwc ? ((n * d.h + iy) * d.w + ix) * d.c + c : ((n * d.c + c) * d.h + iy) * d.w + ix);
+      v = ld(x, nhwc ? ((a.n * d.h + iy) * d.w + ix) * d.c + c
+                     : ((a.n * d.c + c) * d.h + iy) * d.w + ix);
     out[i] = from_float<T>(v);
   }
 }
 
-// w [k, c, kh, kw] fp32 <-> w' [k, fkh, fkw, c*s*s] 16-bit (to_folded), each thread one w' element.
+// w [k, c, kh, kw] fp32 <-> w' [k, c*s*s, fkh, fkw] in KRSC (krsc) or KCRS order (to_folded),
+// each thread one w' element.
 template <class T>
-__global__ void fold_filter_kernel(float* w, T* wf, FoldDims d, int64_t k_count, bool to_folded) {
+__global__ void fold_filter_kernel(float* w, T* wf, bool krsc, FoldDims d, int64_t k_count,
+                                   bool to_folded) {
   const int s = d.stride, cf = static_cast<int>(d.c) * s * s;
   const int64_t total = k_count * d.fkh * d.fkw * cf;
   for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    const int j = static_cast<int>(i % cf);
-    const int64_t p = i / cf;
-    const int ax = static_cast<int>(p % d.fkw), ay = static_cast<int>(p / d.fkw % d.fkh);
-    const int64_t k = p / (d.fkw * d.fkh);
-    const int c = j / (s * s), r = s * ay + j / s % s, t = s * ax + j % s;
+    const At a = at_of(i, krsc, cf, d.fkh, d.fkw);
+    const int c = a.c / (s * s), r = s * a.y + a.c / s % s, t = s * a.x + a.c % s;
     const bool inside = r < d.kh && t < d.kw;
-    const int64_t at = ((k * d.c + c) * d.kh + r) * d.kw + t;
+    const int64_t at = ((a.n * d.c + c) * d.kh + r) * d.kw + t;
     if (to_folded)
       wf[i] = from_float<T>(inside ? w[at] : 0.f);
     else if (inside)
@@ -50,41 +62,49 @@ __global__ void fold_filter_kernel(float* w, T* wf, FoldDims d, int64_t k_count,
 }
 
 template <class T>
-void launch_filter(float* w, void* wf, const FoldDims& d, int64_t k, bool to_folded,
+void launch_filter(float* w, void* wf, bool krsc, const FoldDims& d, int64_t k, bool to_folded,
                    cudaStream_t s) {
   fold_filter_kernel<<<blocks_for(k * d.fkh * d.fkw * d.c * d.stride * d.stride), kThreads, 0, s>>>(
-      w, static_cast<T*>(wf), d, k, to_folded);
+      w, static_cast<T*>(wf), krsc, d, k, to_folded);
+}
+
+// f(T) for the element type of `type`: fp32, bf16 or fp16.
+template <class F>
+void with_type(DType type, F&& f) {
+  if (type == DType::f32)
+    f(float{});
+  else if (type == DType::bf16)
+    f(__nv_bfloat16{});
+  else
+    f(__half{});
 }
 
 }  // namespace
 
-void fold_input(FPtr x, bool x_nhwc, void* out, DType half_type, const FoldDims& d,
-                cudaStream_t s) {
+void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, cudaStream_t s) {
+  const bool out_nhwc = type != DType::f32;
   unsigned blocks = blocks_for(d.n * d.fh * d.fw * d.c * d.stride * d.stride);
-  if (half_type == DType::bf16)
-    fold_input_kernel<<<blocks, kThreads, 0, s>>>(x, x_nhwc, static_cast<__nv_bfloat16*>(out), d);
-  else
-    fold_input_kernel<<<blocks, kThreads, 0, s>>>(x, x_nhwc, static_cast<__half*>(out), d);
+  with_type(type, [&](auto t) {
+    using T = decltype(t);
+    fold_input_kernel<<<blocks, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), out_nhwc, d);
+  });
   check_launch("fold_input", "");
 }
 
-void fold_filter(const float* w, void* wf, DType half_type, const FoldDims& d, int64_t k,
+void fold_filter(const float* w, void* wf, DType type, const FoldDims& d, int64_t k,
                  cudaStream_t s) {
   float* wm = const_cast<float*>(w);  // only read when folding
-  if (half_type == DType::bf16)
-    launch_filter<__nv_bfloat16>(wm, wf, d, k, true, s);
-  else
-    launch_filter<__half>(wm, wf, d, k, true, s);
+  with_type(type,
+            [&](auto t) { launch_filter<decltype(t)>(wm, wf, type != DType::f32, d, k, true, s); });
   check_launch("fold_filter", "");
 }
 
-void unfold_filter(const void* wf, float* w, DType half_type, const FoldDims& d, int64_t k,
+void unfold_filter(const void* wf, float* w, DType type, const FoldDims& d, int64_t k,
                    cudaStream_t s) {
   void* src = const_cast<void*>(wf);  // only read when unfolding
-  if (half_type == DType::bf16)
-    launch_filter<__nv_bfloat16>(w, src, d, k, false, s);
-  else
-    launch_filter<__half>(w, src, d, k, false, s);
+  with_type(type, [&](auto t) {
+    launch_filter<decltype(t)>(w, src, type != DType::f32, d, k, false, s);
+  });
   check_launch("unfold_filter", "");
 }
 

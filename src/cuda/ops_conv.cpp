@@ -107,13 +107,13 @@ class ConvKernel : public CudaKernel {
     check_storage(s);
     q_ = Problem{x_,       w_,       p_.stride_h, p_.stride_w, p_.pad_h,
                  p_.pad_w, p_.dil_h, p_.dil_w,    p_.groups};
-    if (!env_off("MYELIN_CUDA_FOLD") && half_ && dir_ != ConvDir::backward_data && p_.groups == 1 &&
+    if (!env_off("MYELIN_CUDA_FOLD") && dir_ != ConvDir::backward_data && p_.groups == 1 &&
         x_[1] < 8 && p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 &&
         p_.dil_w == 1 && x_[1] * p_.stride_h * p_.stride_h % 8 == 0)
       fold();
     if (!env_off("MYELIN_CUDA_SPLIT_GROUPS") && half_ && p_.groups > 1) split();
     // An operand already stored as cuDNN takes it (16-bit NHWC) is used in place.
-    x_direct_ = !half_ || (x_nhwc_ && x16_ && !folded_);
+    x_direct_ = !folded_ && (!half_ || (x_nhwc_ && x16_));
     y_direct_ = !half_ || (y_nhwc_ && y16_);
     describe_tensors(prec == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
     choose_algorithm(prec);
@@ -121,7 +121,7 @@ class ConvKernel : public CudaKernel {
 
   size_t workspace_bytes() const override {
     size_t total = align256(algo_.workspace);
-    if (half_) total += align256(bytes(folded_ ? q_.w : w_));
+    if (half_ || folded_) total += align256(bytes(folded_ ? q_.w : w_));
     if (!x_direct_) total += align256(bytes(folded_ ? q_.x : x_));
     if (!y_direct_) total += align256(bytes(y_));
     if (q_.slices > 1) total += align256(bytes(q_.x)) + align256(slice_bytes_y());
@@ -287,6 +287,7 @@ class ConvKernel : public CudaKernel {
     const float* bias = has_bias_ ? in[2].f32() : nullptr;
     WorkspaceCarver carve(ctx.workspace);
     void* ws = carve.take(algo_.workspace);
+    if (!half_ && folded_) return launch_folded32(o, bias, ws, carve);
     if (!half_) {
       convolve(o.x.p, o.w.p, o.y.p, ws);
       if (bias || relu_) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream(), relu_);
@@ -311,6 +312,22 @@ class ConvKernel : public CudaKernel {
       unfold_filter(w16, static_cast<float*>(o.w.p), half_type_, fd_, w_[0], stream());
     else
       from_half(w16, o.w, false, nullptr, w_);
+  }
+
+  // fp32 and tf32: fold x and w (NCHW, KCRS) into the workspace, convolve into y (or into the
+  // folded filter gradient, unfolded afterwards).
+  void launch_folded32(const Operands& o, const float* bias, void* ws, WorkspaceCarver& carve) {
+    void* wf = carve.take(bytes(q_.w));
+    void* xf = carve.take(bytes(q_.x));
+    fold_input(o.x, false, xf, DType::f32, fd_, stream());
+    if (dir_ == ConvDir::backward_filter) {
+      convolve(xf, wf, o.y.p, ws);
+      unfold_filter(wf, static_cast<float*>(o.w.p), DType::f32, fd_, w_[0], stream());
+      return;
+    }
+    fold_filter(static_cast<const float*>(o.w.p), wf, DType::f32, fd_, w_[0], stream());
+    convolve(xf, wf, o.y.p, ws);
+    if (bias || relu_) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream(), relu_);
   }
 
   void x_to_half(FPtr x, void* x16) {
