@@ -59,7 +59,9 @@ TEST(Planner, ReusesMemoryOfDeadValues) {
   MemoryPlan plan = plan_memory(g);
   EXPECT_EQ(plan.naive_bytes, 8u * 16 * 1024 * 4);
   EXPECT_LE(plan.arena_bytes, 2u * 16 * 1024 * 4);  // a chain needs two live buffers at most
-  for (const Node& n : g.nodes())                   // no node's output overlaps its input
-    if (g.value(n.inputs[0]).kind == ValueKind::activation)
+  for (const Node& n : g.nodes()) {                 // no node's output overlaps its input
+    if (g.value(n.inputs[0]).kind == ValueKind::activation) {
       EXPECT_NE(plan.offset[n.inputs[0]], plan.offset[n.outputs[0]]);
+    }
+  }
 }

@@ -56,10 +56,12 @@ class Backend {
   // rewrite keeps ValueIds (Graph::remove_nodes) and kept values, and removes nodes of the
   // forward and backward passes only: Session counts the optimizer update's nodes from the end.
   virtual void fuse(Graph& g) const { (void)g; }
-  // Optional: the storage type of activations. Before a Program plans its memory it lets the
-  // backend change the dtype of activation values in its copy of the graph: the CUDA engine under
-  // --precision bf16/fp16 stores activations and their gradients in 16 bits where every kernel
-  // that touches them takes that. Inputs, parameters, states and kept values are never changed.
+  // Optional: the storage type and layout of activations. Before a Program plans its memory it
+  // lets the backend change the dtype and Layout of activation values in its copy of the graph:
+  // the CUDA engine under --precision bf16/fp16 stores activations and their gradients in 16 bits
+  // (and channels-last) where every kernel that touches them takes that; the CPU engine keeps
+  // them in oneDNN's blocked nchw16c between kernels that take it. Inputs, parameters, states and
+  // kept values are never changed.
   virtual void choose_storage(Graph& g) const { (void)g; }
   // Optional: asynchronous, double-buffered step inputs and outputs (CUDA; see StepIO). Returns
   // null where the backend has none (then copy_from_host and copy_to_host do the work).
@@ -146,6 +148,8 @@ struct KernelSpec {  // what a factory sees
   }
   bool input_nhwc(int i) const { return graph.value(node.inputs.at(i)).layout == Layout::nhwc; }
   bool output_nhwc(int i) const { return graph.value(node.outputs.at(i)).layout == Layout::nhwc; }
+  Layout input_layout(int i) const { return graph.value(node.inputs.at(i)).layout; }
+  Layout output_layout(int i) const { return graph.value(node.outputs.at(i)).layout; }
 };
 
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelSpec&)>;

@@ -2,10 +2,13 @@
 // conv2d_grad_weight. Each node gets one of three implementations, chosen by a fixed rule on its
 // geometry (conv_impl below, so that runs are reproducible): our im2col + SGEMM (conv_gemm.cpp),
 // oneDNN on the plain NCHW/OIHW tensors (its own im2col + GEMM), or oneDNN on the layouts it
-// chooses (blocked nChw16c with a direct JIT kernel, bracketed by reorders).
+// chooses (blocked nChw16c with a direct JIT kernel). The blocked kernels take each activation as
+// it is stored (plain, or nChw16c where CpuBackend::choose_storage kept it blocked between ops) and
+// reorder only what differs from the primitive's choice.
 #include <algorithm>
 #include <cstdio>
 
+#include "cpu/blocked.h"
 #include "cpu/conv_gemm.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/fuse.h"
@@ -19,6 +22,7 @@ struct ConvGeometry {
   memory::dims w_dnnl;  // [G, O/G, C/G, kh, kw] when grouped
   memory::dims strides, dilates, pad_l, pad_r;
   bool has_bias = false;
+  memory::desc x_md, y_md;  // x and y (or their gradients) as stored
 };
 
 ConvGeometry conv_geometry(const KernelSpec& s, ConvPass pass) {
@@ -34,6 +38,11 @@ ConvGeometry conv_geometry(const KernelSpec& s, ConvPass pass) {
   // Symmetric padding: the output size is the floor rule of window_out, which oneDNN applies.
   g.pad_l = {c.ph, c.pw};
   g.pad_r = {c.ph, c.pw};
+  auto in = [&](int i, const Shape& sh) { return stored_desc(sh, s.input_layout(i)); };
+  auto out = [&](int i, const Shape& sh) { return stored_desc(sh, s.output_layout(i)); };
+  if (pass == ConvPass::forward) g.x_md = in(0, g.x), g.y_md = out(0, g.y);
+  if (pass == ConvPass::grad_input) g.y_md = in(0, g.y), g.x_md = out(0, g.x);
+  if (pass == ConvPass::grad_weight) g.y_md = in(0, g.y), g.x_md = in(1, g.x);
   return g;
 }
 
@@ -62,9 +71,9 @@ void build_forward(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl:
     attr.set_post_ops(ops);
   }
   auto pd = forward_pd(g, blocked, eng, attr);
-  auto x = seq.input_as(0, plain_desc(g.x), pd.src_desc());
+  auto x = seq.input_as(0, g.x_md, pd.src_desc());
   auto w = seq.input_as(1, plain_desc(g.w_dnnl), pd.weights_desc());
-  auto y = seq.output_as(0, plain_desc(g.y), pd.dst_desc());
+  auto y = seq.output_as(0, g.y_md, pd.dst_desc());
   std::vector<std::pair<int, DnnlSequence::Slot>> args{
       {DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}};
   if (g.has_bias) args.emplace_back(DNNL_ARG_BIAS, seq.input(2, plain_desc(memory::dims{g.w[0]})));
@@ -78,9 +87,9 @@ void build_grad_input(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dn
       conv_desc(g.w_dnnl, blocked), conv_desc(dnnl_dims(g.y), blocked), g.strides, g.dilates,
       g.pad_l, g.pad_r);
   dnnl::convolution_backward_data::primitive_desc pd(d, user_scratchpad_attr(), eng, hint);
-  auto dy = seq.input_as(0, plain_desc(g.y), pd.diff_dst_desc());
+  auto dy = seq.input_as(0, g.y_md, pd.diff_dst_desc());
   auto w = seq.input_as(1, plain_desc(g.w_dnnl), pd.weights_desc());
-  auto dx = seq.output_as(0, plain_desc(g.x), pd.diff_src_desc());
+  auto dx = seq.output_as(0, g.x_md, pd.diff_src_desc());
   seq.add(dnnl::convolution_backward_data(pd),
           {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, dx}},
           pd.scratchpad_desc(), "convolution_backward_data");
@@ -93,8 +102,8 @@ void build_grad_weight(DnnlSequence& seq, const ConvGeometry& g, bool blocked, d
       conv_desc(g.w_dnnl, blocked), conv_desc(dnnl_dims(g.y), blocked), g.strides, g.dilates,
       g.pad_l, g.pad_r);
   dnnl::convolution_backward_weights::primitive_desc pd(d, user_scratchpad_attr(), eng, hint);
-  auto dy = seq.input_as(0, plain_desc(g.y), pd.diff_dst_desc());
-  auto x = seq.input_as(1, plain_desc(g.x), pd.src_desc());
+  auto dy = seq.input_as(0, g.y_md, pd.diff_dst_desc());
+  auto x = seq.input_as(1, g.x_md, pd.src_desc());
   auto dw = seq.output_as(0, plain_desc(g.w_dnnl), pd.diff_weights_desc());
   seq.add(dnnl::convolution_backward_weights(pd),
           {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_WEIGHTS, dw}},
@@ -180,6 +189,13 @@ KernelFactory conv_factory() {
 }
 
 }  // namespace
+
+bool conv_takes_blocked(const Node& n, const Graph& g) {
+  ConvPass pass = n.op == "conv2d"              ? ConvPass::forward
+                  : n.op == "conv2d_grad_input" ? ConvPass::grad_input
+                                                : ConvPass::grad_weight;
+  return conv_impl(conv_shape(n, g, pass)) == ConvImpl::blocked;
+}
 
 MYELIN_REGISTER_OPS {
   register_kernel("conv2d", DeviceKind::cpu, conv_factory<ConvPass::forward>());

@@ -325,20 +325,22 @@ class GemmConv : public Kernel {
 
 }  // namespace
 
-ConvShape conv_shape(const KernelSpec& s, ConvPass pass) {
-  ConvParams p(s.node.attrs);
+ConvShape conv_shape(const Node& n, const Graph& g, ConvPass pass) {
+  ConvParams p(n.attrs);
+  auto in = [&](int i) { return g.value(n.inputs.at(i)).shape; };
+  auto out = [&](int i) { return g.value(n.outputs.at(i)).shape; };
   Shape x, w, y;
   bool bias = false;
   switch (pass) {
     case ConvPass::forward:
-      x = s.input(0).shape, w = s.input(1).shape, y = s.output(0).shape;
-      bias = s.node.inputs.size() == 3;
+      x = in(0), w = in(1), y = out(0);
+      bias = n.inputs.size() == 3;
       break;
     case ConvPass::grad_input:
-      y = s.input(0).shape, w = s.input(1).shape, x = s.output(0).shape;
+      y = in(0), w = in(1), x = out(0);
       break;
     case ConvPass::grad_weight:
-      y = s.input(0).shape, x = s.input(1).shape, w = s.output(0).shape;
+      y = in(0), x = in(1), w = out(0);
       break;
   }
   return {x[0],       x[1],       x[2],    x[3],    y[1],    y[2],    y[3],     w[2], w[3],

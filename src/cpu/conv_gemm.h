@@ -26,7 +26,10 @@ struct ConvShape {
   }
 };
 
-ConvShape conv_shape(const KernelSpec& s, ConvPass pass);
+ConvShape conv_shape(const Node& n, const Graph& g, ConvPass pass);
+inline ConvShape conv_shape(const KernelSpec& s, ConvPass pass) {
+  return conv_shape(s.node, s.graph, pass);
+}
 
 std::unique_ptr<Kernel> make_gemm_conv(const KernelSpec& s, ConvPass pass);
 

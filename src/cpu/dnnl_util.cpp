@@ -30,6 +30,12 @@ memory::desc plain_desc(const memory::dims& d) {
   return memory::desc(d, memory::data_type::f32, plain_tag(d.size()));
 }
 
+memory::desc stored_desc(const Shape& s, Layout layout) {
+  if (layout == Layout::nhwc) throw UnsupportedError("the CPU engine stores no NHWC values");
+  if (layout == Layout::nchw) return plain_desc(s);
+  return memory::desc(dnnl_dims(s), memory::data_type::f32, memory::format_tag::nChw16c);
+}
+
 memory::desc any_desc(const memory::dims& d) {
   return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
 }
@@ -87,15 +93,15 @@ DnnlSequence::Step DnnlSequence::make_step(const dnnl::primitive& p,
   return step;
 }
 
-DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& plain,
+DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& stored,
                                           const memory::desc& want) {
-  Slot user = input(index, plain);
-  if (want == plain) return user;
+  Slot user = input(index, stored);
+  if (want == stored) return user;
   Slot staged = scratch(want);
   dnnl::reorder r;
   try {
     r = dnnl::reorder(
-        dnnl::reorder::primitive_desc(backend_->engine(), plain, backend_->engine(), want));
+        dnnl::reorder::primitive_desc(backend_->engine(), stored, backend_->engine(), want));
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, "reorder");
   }
@@ -104,15 +110,15 @@ DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& plain,
   return staged;
 }
 
-DnnlSequence::Slot DnnlSequence::output_as(int index, const memory::desc& plain,
+DnnlSequence::Slot DnnlSequence::output_as(int index, const memory::desc& stored,
                                            const memory::desc& have) {
-  Slot user = output(index, plain);
-  if (have == plain) return user;
+  Slot user = output(index, stored);
+  if (have == stored) return user;
   Slot staged = scratch(have);
   dnnl::reorder r;
   try {
     r = dnnl::reorder(
-        dnnl::reorder::primitive_desc(backend_->engine(), have, backend_->engine(), plain));
+        dnnl::reorder::primitive_desc(backend_->engine(), have, backend_->engine(), stored));
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, "reorder");
   }

@@ -22,6 +22,8 @@ memory::desc plain_desc(const memory::dims& d);
 inline memory::desc plain_desc(const Shape& s) {
   return plain_desc(dnnl_dims(s));
 }
+// f32 as a value is stored (Value::layout): row-major, or nChw16c for nchw16c (blocked.h).
+memory::desc stored_desc(const Shape& s, Layout layout);
 // f32 with format_tag::any: the primitive chooses (often a blocked layout such as nChw16c).
 memory::desc any_desc(const memory::dims& d);
 
@@ -44,7 +46,8 @@ dnnl::primitive_attr user_scratchpad_attr();
 
 // The primitives of one kernel over its inputs, outputs and workspace. Memory objects are made
 // once with no handle; run() points them at this step's tensors and executes in order. Layout
-// conversions (plain <-> blocked) are reorders into buffers carved from the step workspace.
+// conversions (between the stored layout and the primitive's) are reorders into buffers carved from
+// the step workspace.
 class DnnlSequence {
  public:
   using Slot = int;
@@ -52,17 +55,17 @@ class DnnlSequence {
   DnnlSequence(CpuBackend& backend, const Node& node)
       : backend_(&backend), op_(node.op), layer_(node.name) {}
 
-  // Kernel input/output `index` in its plain layout `md`.
+  // Kernel input/output `index`, stored as `md`.
   Slot input(int index, const memory::desc& md) { return add_slot(Source::input, index, md); }
   Slot output(int index, const memory::desc& md) { return add_slot(Source::output, index, md); }
   Slot scratch(const memory::desc& md);  // a buffer in the workspace
 
-  // Input `index` (plain layout `plain`) as the primitive wants it: the input itself when the
+  // Input `index` (stored as `stored`) as the primitive wants it: the input itself when the
   // layouts agree, else a workspace buffer filled by a reorder that runs before the primitive.
-  Slot input_as(int index, const memory::desc& plain, const memory::desc& want);
-  // Output `index` (plain layout `plain`) as the primitive produces it (`have`): the output
+  Slot input_as(int index, const memory::desc& stored, const memory::desc& want);
+  // Output `index` (stored as `stored`) as the primitive produces it (`have`): the output
   // itself, or a workspace buffer reordered into the output after the primitives.
-  Slot output_as(int index, const memory::desc& plain, const memory::desc& have);
+  Slot output_as(int index, const memory::desc& stored, const memory::desc& have);
 
   // Appends a primitive; `scratchpad` is its pd's scratchpad_desc() (may be empty).
   void add(const dnnl::primitive& p, const std::vector<std::pair<int, Slot>>& args,

@@ -1,9 +1,12 @@
-// CPU kernels for the elementwise ops: add, mul, bias_add, bias_grad, fill.
+// CPU kernels for the elementwise ops: add, mul, bias_add, bias_grad, fill. add, mul and fill
+// index their operands alike, so they work on any layout all operands share; bias_grad also
+// reads nchw16c (blocked.h), a convolution's output gradient kept blocked.
 #include <cstdint>
 #include <memory>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "cpu/blocked.h"
 
 namespace myelin {
 
@@ -59,12 +62,10 @@ void bias_add_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& o
 
 // db[c] = sum over n and the inner positions of dy[n, c, ...]. Each row is summed in float
 // (vectorised), the rows of a channel in double so large batches keep their precision.
-void bias_grad_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-                      const StepContext&, const Node&) {
-  ChannelLayout l(in[0].shape());
-  const float* dy = in[0].f32();
-  float* db = out[0].f32();
-#pragma omp parallel for if (in[0].numel() >= kParallelMin)
+void bias_grad_plain(const Tensor& dy_t, float* db) {
+  ChannelLayout l(dy_t.shape());
+  const float* dy = dy_t.f32();
+#pragma omp parallel for if (dy_t.numel() >= kParallelMin)
   for (int64_t c = 0; c < l.channels; ++c) {
     double sum = 0;
     for (int64_t n = 0; n < l.outer; ++n) {
@@ -77,6 +78,42 @@ void bias_grad_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& 
     db[c] = static_cast<float>(sum);
   }
 }
+
+// The same on nchw16c dy ([N, C/16, H*W, 16]): the 16 channels of a block are summed in the lanes
+// of one vector over each (n, block) row.
+void bias_grad_blocked(const Tensor& dy_t, float* db) {
+  constexpr int64_t B = cpu::kChannelBlock;
+  ChannelLayout l(dy_t.shape());
+  const float* dy = dy_t.f32();
+#pragma omp parallel for if (dy_t.numel() >= kParallelMin)
+  for (int64_t cb = 0; cb < l.channels / B; ++cb) {
+    double sum[B] = {};
+    for (int64_t n = 0; n < l.outer; ++n) {
+      const float* row = dy + (n * l.channels / B + cb) * l.inner * B;
+      float row_sum[B] = {};
+      for (int64_t i = 0; i < l.inner; ++i)
+#pragma omp simd
+        for (int64_t k = 0; k < B; ++k) row_sum[k] += row[i * B + k];
+      for (int64_t k = 0; k < B; ++k) sum[k] += row_sum[k];
+    }
+    for (int64_t k = 0; k < B; ++k) db[cb * B + k] = static_cast<float>(sum[k]);
+  }
+}
+
+class BiasGradKernel : public Kernel {
+ public:
+  explicit BiasGradKernel(const KernelSpec& s) : blocked_(s.input_layout(0) == Layout::nchw16c) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    if (blocked_)
+      bias_grad_blocked(in[0], out[0].f32());
+    else
+      bias_grad_plain(in[0], out[0].f32());
+  }
+
+ private:
+  bool blocked_;
+};
 
 template <class T>
 void fill_with(const Tensor& t, T value) {
@@ -112,7 +149,9 @@ MYELIN_REGISTER_OPS {
   register_kernel_fn("add", DeviceKind::cpu, add_kernel);
   register_kernel_fn("mul", DeviceKind::cpu, mul_kernel);
   register_kernel_fn("bias_add", DeviceKind::cpu, bias_add_kernel);
-  register_kernel_fn("bias_grad", DeviceKind::cpu, bias_grad_kernel);
+  register_kernel("bias_grad", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    return std::make_unique<BiasGradKernel>(s);
+  });
   register_kernel("fill", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
     return std::make_unique<FillKernel>(s);
   });

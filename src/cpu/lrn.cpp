@@ -1,17 +1,20 @@
 // Local response normalization across channels (Caffe's and oneDNN's convention, alpha divided
 // by size): y_c = x_c * s_c^-beta, s_c = k + alpha/size * sum_{|j-c| <= size/2} x_j^2, and
 //   dx_i = dy_i * s_i^-beta - 2*alpha*beta/size * x_i * sum_{|c-i| <= size/2} dy_c * y_c / s_c
-// Forward is oneDNN's lrn on plain NCHW (its JIT kernel; measured faster than a loop here and
-// than its blocked kernel plus reorders). The gradient is an OpenMP loop over tiles of kTile
-// pixels x all channels (the sliding channel sums vectorize over pixels) from x, y and dy alone:
-// oneDNN's backward wants the forward's workspace, which no other op keeps, and recomputing it
-// blocked (two reorders in, one out) measured slower than this loop.
+// Forward is oneDNN's lrn on the tensors as stored, NCHW or nChw16c (blocked.h; its JIT kernels;
+// measured faster than a loop here and than its blocked kernel plus reorders). The gradient is an
+// OpenMP loop over tiles of kTile pixels x all channels (the sliding channel sums vectorize over
+// pixels, or over channels when blocked) from x, y and dy alone: oneDNN's backward wants the
+// forward's workspace, which no other op keeps, and recomputing it blocked (two reorders in, one
+// out) measured slower than this loop.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/blocked.h"
 #include "cpu/dnnl_util.h"
+#include "cpu/simd.h"
 #include "ops/params.h"
 
 namespace myelin::cpu {
@@ -23,7 +26,7 @@ class LrnForward : public Kernel {
   explicit LrnForward(const KernelSpec& s) : seq_(cpu_backend(s), s.node) {
     LrnParams p(s.node.attrs);
     dnnl_call(s.node, "lrn_forward", [&] {
-      auto md = plain_desc(s.input(0).shape);
+      auto md = stored_desc(s.input(0).shape, s.input_layout(0));
       dnnl::lrn_forward::desc d(
           dnnl::prop_kind::forward_inference, dnnl::algorithm::lrn_across_channels, md, p.size,
           static_cast<float>(p.alpha), static_cast<float>(p.beta), static_cast<float>(p.k));
@@ -130,6 +133,84 @@ class LrnGrad : public Kernel {
   int64_t n_ = 0, c_ = 0, hw_ = 0;
 };
 
+// The window sums of BlockedLrnGrad over one pixel's channels (contiguous), adding the terms in
+// LrnGrad's order (channel c - size/2 first), so that both layouts give the same sums.
+MYELIN_VECTOR_CLONES void channel_window_sums(const float* row, float* sums, int64_t c,
+                                              int64_t half) {
+  std::fill_n(sums, c, 0.0f);
+  for (int64_t d = -half; d <= half; ++d)
+    for (int64_t j = std::max<int64_t>(0, -d); j < std::min(c, c - d); ++j) sums[j] += row[j + d];
+}
+
+// lrn_grad(dy, x, y) -> dx on nChw16c tensors: LrnGrad's arithmetic on tiles of kTile pixels whose
+// scratch rows hold each pixel's channels together ([pixel][channel]), so every loop runs over 16
+// contiguous channels of a block and the window sums over a pixel's contiguous channels.
+class BlockedLrnGrad : public Kernel {
+ public:
+  static constexpr int64_t kTile = 64, B = kChannelBlock;
+
+  explicit BlockedLrnGrad(const KernelSpec& s)
+      : p_(s.node.attrs), threads_(cpu_backend(s).threads()) {
+    const Shape& x = s.input(0).shape;
+    n_ = x[0], c_ = x[1], hw_ = x[2] * x[3];
+  }
+  size_t workspace_bytes() const override {
+    return static_cast<size_t>(threads_) * 2 * c_ * kTile * sizeof(float);
+  }
+
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    int64_t tiles = (hw_ + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t t = 0; t < n_ * tiles; ++t) {
+      float* scale = static_cast<float*>(ctx.workspace) + omp_get_thread_num() * 2 * c_ * kTile;
+      int64_t n = t / tiles, p0 = (t % tiles) * kTile, base = (n * c_ * hw_ + p0 * B);
+      backward(std::min(kTile, hw_ - p0), in[0].f32() + base, in[1].f32() + base,
+               in[2].f32() + base, out[0].f32() + base, scale, scale + c_ * kTile);
+    }
+  }
+
+ private:
+  // f(element offset in the tensors from the tile's start, index in the scratch rows) over the
+  // tile's len pixels x all channels, block by block.
+  template <class F>
+  void each(int64_t len, F f) const {
+    for (int64_t cb = 0; cb < c_ / B; ++cb)
+      for (int64_t i = 0; i < len; ++i)
+#pragma omp simd
+        for (int64_t l = 0; l < B; ++l) f(cb * hw_ * B + i * B + l, i * c_ + cb * B + l);
+  }
+
+  void window_sums(const float* rows, float* sums, int64_t len) const {
+    for (int64_t i = 0; i < len; ++i)
+      channel_window_sums(rows + i * c_, sums + i * c_, c_, p_.size / 2);
+  }
+
+  void backward(int64_t len, const float* dy, const float* x, const float* y, float* dx,
+                float* scale, float* rows) const {
+    const float a = static_cast<float>(p_.alpha / p_.size), k = static_cast<float>(p_.k);
+    const float b = static_cast<float>(p_.beta);
+    const bool three_quarters = p_.beta == 0.75;
+    each(len, [&](int64_t e, int64_t r) { rows[r] = x[e] * x[e]; });
+    window_sums(rows, scale, len);
+    each(len, [&](int64_t, int64_t r) { scale[r] = k + a * scale[r]; });
+    each(len, [&](int64_t e, int64_t r) { rows[r] = dy[e] * y[e] / scale[r]; });
+    if (three_quarters)  // as LrnGrad::times_pow
+      each(len, [&](int64_t e, int64_t r) {
+        dx[e] = dy[e] / std::sqrt(scale[r] * std::sqrt(scale[r]));
+      });
+    else
+      each(len, [&](int64_t e, int64_t r) { dx[e] = dy[e] * std::pow(scale[r], -b); });
+    window_sums(rows, scale, len);
+    const float coeff = static_cast<float>(2 * p_.alpha * p_.beta / p_.size);
+    each(len, [&](int64_t e, int64_t r) { dx[e] -= coeff * x[e] * scale[r]; });
+  }
+
+  LrnParams p_;
+  int threads_;
+  int64_t n_ = 0, c_ = 0, hw_ = 0;
+};
+
 }  // namespace
 
 MYELIN_REGISTER_OPS {
@@ -137,6 +218,7 @@ MYELIN_REGISTER_OPS {
     return std::make_unique<LrnForward>(s);
   });
   register_kernel("lrn_grad", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+    if (s.input_layout(0) == Layout::nchw16c) return std::make_unique<BlockedLrnGrad>(s);
     return std::make_unique<LrnGrad>(s);
   });
 }

@@ -1,8 +1,9 @@
 // Pooling kernels. Own row kernels for 2x2 max pooling with stride 2 (the common case), else
-// oneDNN's pooling primitives on plain NCHW for max forward and for average
-// forward and backward (where oneDNN's divisor is ours); OpenMP loops over (n, c) planes for
-// the max gradient, which recomputes each window's argmax from x and y so that no workspace
-// outlives the forward pass, and for averages oneDNN would divide differently.
+// oneDNN's pooling primitives for max forward and for average forward and backward (where
+// oneDNN's divisor is ours), on plain NCHW or on blocked nChw16c (blocked.h); OpenMP loops over
+// (n, c) planes, or (n, 16-channel block) planes when blocked, for the max gradient, which
+// recomputes each window's argmax from x and y so that no workspace outlives the forward pass,
+// and for averages oneDNN would divide differently.
 //
 // Windows follow Caffe/PyTorch: output o covers input rows [o*stride - pad, +kernel). With
 // ceil_mode the last window may overhang the right padding; the overhang is never counted, so
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/blocked.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/simd.h"
 #include "ops/params.h"
@@ -78,15 +80,17 @@ dnnl::pooling_forward::desc pooling_desc(const PoolGeometry& g, dnnl::prop_kind 
           {g.pad_r_h(), g.pad_r_w()}};
 }
 
-// oneDNN pooling on plain NCHW tensors: max forward (inference kind: no workspace), average
-// forward (training kind, which needs no workspace for averages and gets the JIT kernel), and
-// average backward.
+// oneDNN pooling on tensors as stored (NCHW or nChw16c, the same on both sides): max forward
+// (inference kind: no workspace), average forward (training kind, which needs no workspace for
+// averages and gets the JIT kernel), and average backward.
 class DnnlPool : public Kernel {
  public:
   DnnlPool(const KernelSpec& s, dnnl::algorithm alg, bool backward) : seq_(cpu_backend(s), s.node) {
     Shape x = backward ? Shape(s.node.attrs.ints("input_shape", {})) : s.input(0).shape;
     PoolGeometry g(x, s.node.attrs);
-    auto src = plain_desc(x), dst = plain_desc(Shape{g.n, g.c, g.oh, g.ow});
+    // The source of the forward pass is the output of the backward pass.
+    Layout layout = backward ? s.output_layout(0) : s.input_layout(0);
+    auto src = stored_desc(x, layout), dst = stored_desc(Shape{g.n, g.c, g.oh, g.ow}, layout);
     dnnl::engine& eng = cpu_backend(s).engine();
     auto prop = alg == dnnl::algorithm::pooling_max ? dnnl::prop_kind::forward_inference
                                                     : dnnl::prop_kind::forward_training;
@@ -341,6 +345,59 @@ class MaxPoolGrad : public Kernel {
   bool full_windows_;
 };
 
+// One window of a max gradient on nchw16c: in each of the 16 lanes (channels), dy goes to the
+// first of the window's elements (row-major, row stride `w` pixels) equal to the lane's maximum;
+// what is left to give drops to 0 once given, so the other elements add 0.
+MYELIN_VECTOR_CLONES void blocked_window_grad(const float* x, float* dx, const float* m,
+                                              const float* dy, int64_t rows, int64_t cols,
+                                              int64_t w) {
+  constexpr int64_t B = kChannelBlock;
+  float left[B];
+  for (int64_t l = 0; l < B; ++l) left[l] = dy[l];
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float* xv = x + (r * w + c) * B;
+      float* dv = dx + (r * w + c) * B;
+#pragma omp simd
+      for (int64_t l = 0; l < B; ++l) {
+        const bool hit = xv[l] == m[l];
+        dv[l] += hit ? left[l] : 0.0f;
+        left[l] = hit ? 0.0f : left[l];
+      }
+    }
+}
+
+// max_pool2d_grad on nchw16c: MaxPoolGrad's rule on planes of 16-channel vectors. Windows are
+// visited in the same order as there, so every dx element sums the same terms in the same order.
+class BlockedMaxPoolGrad : public Kernel {
+ public:
+  explicit BlockedMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    constexpr int64_t B = kChannelBlock;
+    const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
+    float* dx = out[0].f32();
+    const PoolGeometry& g = g_;
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < g.n * g.c / B; ++plane) {
+      const float* xp = x + plane * g.h * g.w * B;
+      float* dxp = dx + plane * g.h * g.w * B;
+      std::fill_n(dxp, g.h * g.w * B, 0.0f);
+      for (int64_t oy = 0; oy < g.oh; ++oy)
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const int64_t at = ((plane * g.oh + oy) * g.ow + ox) * B;
+          const int64_t corner = (g.rows.begin[oy] * g.w + g.cols.begin[ox]) * B;
+          blocked_window_grad(xp + corner, dxp + corner, y + at, dy + at,
+                              g.rows.end[oy] - g.rows.begin[oy], g.cols.end[ox] - g.cols.begin[ox],
+                              g.w);
+        }
+    }
+  }
+
+ private:
+  PoolGeometry g_;
+};
+
 // avg_pool2d_grad(dy) -> dx where oneDNN's divisor differs: each dy spread evenly over its
 // window's real elements.
 class AvgPoolGrad : public Kernel {
@@ -394,18 +451,31 @@ std::unique_ptr<Kernel> make_avg_pool_grad(const KernelSpec& s) {
   return std::make_unique<DnnlPool>(s, avg_algorithm(g.p), true);
 }
 
+bool blocked(const KernelSpec& s) {
+  return s.output_layout(0) == Layout::nchw16c;
+}
+
 }  // namespace
+
+// All but average pooling where oneDNN divides differently (its loops are plain).
+bool pool_takes_blocked(const Node& n, const Graph& g) {
+  if (n.op == "max_pool2d" || n.op == "max_pool2d_grad") return true;
+  Shape x =
+      n.op == "avg_pool2d" ? g.value(n.inputs.at(0)).shape : Shape(n.attrs.ints("input_shape", {}));
+  return dnnl_avg_matches(PoolGeometry(x, n.attrs));
+}
 
 MYELIN_REGISTER_OPS {
   register_kernel("max_pool2d", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-                    if (is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs)))
+                    if (!blocked(s) && is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs)))
                       return std::make_unique<PairMaxPool>(s);
                     return std::make_unique<DnnlPool>(s, dnnl::algorithm::pooling_max, false);
                   });
   register_kernel("avg_pool2d", DeviceKind::cpu, make_avg_pool);
   register_kernel("max_pool2d_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    if (blocked(s)) return std::make_unique<BlockedMaxPoolGrad>(s);
                     if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs)))
                       return std::make_unique<PairMaxPoolGrad>(s);
                     return std::make_unique<MaxPoolGrad>(s);
