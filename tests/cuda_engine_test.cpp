@@ -433,3 +433,39 @@ TEST(CudaStorage, ConvolutionActivationsAreChannelsLast) {
   cuda::plan_storage(f, cuda::Precision::tf32, true, true);
   for (const Value& v : f.values()) EXPECT_EQ(v.layout, Layout::nchw) << v.name;
 }
+
+// By default the backend stores 16-bit channels-last activations only in networks without batch
+// norm (see storage.cpp); the environment decides otherwise.
+TEST(CudaStorage, BatchNormNetworksKeepFp32ByDefault) {
+  REQUIRE_GPU();
+  unsetenv("MYELIN_CUDA_BF16_STORAGE");
+  unsetenv("MYELIN_CUDA_LAYOUT");
+  BackendOptions o;
+  o.precision = "bf16";
+  auto backend = make_backend(Device::cuda(0), o);
+  auto count16 = [&](Graph g) {
+    backend->choose_storage(g);
+    int n = 0;
+    for (const Value& v : g.values()) n += v.dtype == DType::bf16 || v.layout == Layout::nhwc;
+    return n;
+  };
+  Net plain = small_alexnet(8);
+  EXPECT_GT(count16(plain.graph), 10);
+  Graph bn(true);
+  ValueId x = bn.input("data", Shape{8, 3, 12, 12});
+  ValueId w = bn.param("conv.weight", Shape{8, 3, 3, 3}, Init{});
+  ValueId h = bn.add1("conv2d", "conv", {x, w});
+  ValueId gamma = bn.param("bn.gamma", Shape{8}, Init{}),
+          beta = bn.param("bn.beta", Shape{8}, Init{});
+  ValueId mean = bn.state("bn.mean", Shape{8}, Init{}), var = bn.state("bn.var", Shape{8}, Init{});
+  h = bn.add1("batch_norm", "bn", {h, gamma, beta, mean, var});
+  h = bn.add1("relu", "relu", {h});
+  h = bn.add1("max_pool2d", "pool", {h}, Attrs{{"kernel", int64_t{2}}});
+  ValueId w2 = bn.param("conv2.weight", Shape{8, 8, 3, 3}, Init{});
+  ValueId out = bn.add1("conv2d", "conv2", {h, w2});
+  bn.keep(out);
+  EXPECT_EQ(count16(bn), 0);
+  setenv("MYELIN_CUDA_BF16_STORAGE", "1", 1);
+  EXPECT_GT(count16(bn), 0);
+  unsetenv("MYELIN_CUDA_BF16_STORAGE");
+}

@@ -49,8 +49,7 @@ std::string op_label(const Node& n) {
 CudaBackend::CudaBackend(Device d, const BackendOptions& opts)
     : device_(d),
       opts_(opts),
-      precision_(parse_precision(opts.precision)),
-      storage16_(storage16_enabled()) {
+      precision_(parse_precision(opts.precision)) {
   std::string where = "creating the CUDA backend on " + d.str();
   int count = 0;
   MYELIN_CHECK(cudaGetDeviceCount(&count), where);

@@ -66,7 +66,7 @@ class CudaBackend final : public Backend {
   // MYELIN_CUDA_FUSE=0 turns it off.
   void fuse(Graph& g) const override;
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
-  // kernels take it (storage.cpp).
+  // kernels take it, in networks without batch norm unless the environment says (storage.cpp).
   void choose_storage(Graph& g) const override;
   std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,
                                        const std::vector<const void*>& out_src,
@@ -105,7 +105,6 @@ class CudaBackend final : public Backend {
   Device device_;
   BackendOptions opts_;
   Precision precision_;
-  bool storage16_ = false;  // choose_storage may store activations in 16 bits
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
@@ -124,10 +123,6 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
 };
 
-// 16-bit activation storage under bf16/fp16 (unless MYELIN_CUDA_BF16_STORAGE=0).
-bool storage16_enabled();
-// Channels-last activations under bf16/fp16 (unless MYELIN_CUDA_LAYOUT=nchw).
-bool nhwc_enabled(Precision p);
 // What choose_storage does, without a device: under bf16/fp16, stores g's activations in 16 bits
 // (storage16) and channels-last (nhwc) where every kernel touching them takes it.
 void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
