@@ -4,72 +4,26 @@
 // blocks exactly the values between kernels that take the layout.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdlib>
-#include <map>
-#include <random>
 #include <set>
+#include <string>
 
-#include "core/autodiff.h"
-#include "core/backend.h"
-#include "core/executor.h"
+#include "support/step_compare.h"
 
 using namespace myelin;
+using namespace myelin::test;
 
 namespace {
 
-struct Net {
-  Graph graph;
-  std::vector<ValueId> compared;
-};
-
-struct Builder {
-  Graph& g;
-  ValueId conv(ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a = {}) {
-    const Shape& xs = g.value(x).shape;
-    ValueId w = g.param(name + ".weight", Shape{o, xs[1], k, k}, Init{});
-    ValueId b = g.param(name + ".bias", Shape{o}, Init{});
-    return g.add1("conv2d", name, {x, w, b}, a);
-  }
-  ValueId conv_relu(ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a = {}) {
-    return g.add1("relu", name + "_relu", {conv(x, name, o, k, a)});
-  }
-  ValueId bn(ValueId x, const std::string& name) {
-    Shape c{g.value(x).shape[1]};
-    return g.add1("batch_norm", name,
-                  {x, g.param(name + ".gamma", c, Init{}), g.param(name + ".beta", c, Init{}),
-                   g.state(name + ".mean", c, Init{}), g.state(name + ".var", c, Init{})});
-  }
-  ValueId fc(ValueId x, const std::string& name, int64_t o) {
-    const Shape& xs = g.value(x).shape;
-    ValueId w = g.param(name + ".weight", Shape{o, xs.numel() / xs[0]}, Init{});
-    return g.add1("inner_product", name, {x, w, g.param(name + ".bias", Shape{o}, Init{})});
-  }
-};
-
 const Attrs pad1{{"pad", int64_t{1}}};
-
-// Ends a network: loss over `logits`, gradients of every parameter (the data is one), all kept.
-Net finish(Graph g, ValueId logits) {
-  Net n{std::move(g), {}};
-  Graph& gr = n.graph;
-  ValueId label = gr.input("label", Shape{gr.value(logits).shape[0]}, DType::i32);
-  ValueId loss = gr.add1("softmax_cross_entropy", "loss", {logits, label});
-  gr.keep(loss);
-  gr.keep(logits);
-  n.compared = {loss, logits};
-  if (!gr.training()) return n;
-  for (auto [p, dp] : differentiate(gr, loss, gr.params())) n.compared.push_back(dp);
-  return n;
-}
 
 // AlexNet-like: a thin first convolution (im2col + SGEMM, NCHW), then 16 -> 32 channels on
 // oneDNN's blocked kernels, a padded 3x3 max pooling (9x9: one whole and one partial LRN tile of
 // 64 pixels), LRN across the two channel blocks, another blocked convolution, an average pooling
 // and a last convolution whose output the inner product reads as NCHW.
-Net alexnet_like(bool training, ValueId* data = nullptr) {
+StepNet alexnet_like(bool training, ValueId* data = nullptr) {
   Graph g(training);
-  Builder b{g};
+  StepBuilder b{g};
   ValueId x = g.param("data", Shape{3, 3, 18, 18}, Init{});
   if (data) *data = x;
   ValueId h = b.conv_relu(x, "conv1", 16, 3, pad1);
@@ -80,60 +34,29 @@ Net alexnet_like(bool training, ValueId* data = nullptr) {
   h = b.conv_relu(h, "conv3", 32, 3, pad1);
   h = g.add1("avg_pool2d", "pool3", {h}, Attrs{{"kernel", int64_t{2}}});
   h = b.conv_relu(h, "conv4", 16, 3, pad1);
-  return finish(std::move(g), b.fc(h, "fc", 10));
+  return finish_step_net(std::move(g), b.fc(h, "fc", 10));
 }
 
 // ResNet-like: a stem with batch norm (NCHW), a residual block of blocked convolutions whose sum
 // of the main path and a 1x1 projection stays blocked through its ReLU, then batch norm again.
-Net resnet_like(bool training) {
+StepNet resnet_like(bool training) {
   Graph g(training);
-  Builder b{g};
+  StepBuilder b{g};
   ValueId x = g.param("data", Shape{4, 2, 9, 9}, Init{});
   ValueId h = g.add1("relu", "stem_relu", {b.bn(b.conv(x, "stem", 16, 3, pad1), "stem_bn")});
   ValueId r = b.conv(b.conv_relu(h, "res_a", 16, 3, pad1), "res_b", 16, 3, pad1);
   ValueId s = g.add1("add", "sum", {r, b.conv(h, "proj", 16, 1)});
   s = g.add1("relu", "sum_relu", {s});
   h = g.add1("relu", "head_relu", {b.bn(b.conv(s, "head", 16, 3, pad1), "head_bn")});
-  return finish(std::move(g), b.fc(h, "fc", 6));
+  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
 }
 
-struct Result {
-  std::map<std::string, std::vector<float>> values;  // by value name
-  Graph graph{true};                                 // the program's graph
-};
-
-// Compiles `net` on the CPU with blocked storage on or off, binds deterministic random
-// parameters, states and labels, runs one step and reads the compared values.
-Result run(const Net& net, bool blocked) {
-  setenv("MYELIN_CPU_BLOCKED", blocked ? "1" : "0", 1);
-  auto backend = make_backend(Device::cpu(), BackendOptions{.threads = 2});
-  Program p(net.graph, *backend);
-  unsetenv("MYELIN_CPU_BLOCKED");
-  std::mt19937 rng(7);
-  std::vector<Tensor> bound;
-  for (size_t v = 0; v < net.graph.values().size(); ++v) {
-    const Value& val = net.graph.values()[v];
-    if (val.kind == ValueKind::activation) continue;
-    Tensor t = Tensor::empty(val.shape, val.dtype);
-    bool positive = val.name.ends_with(".var") || val.name.ends_with(".gamma");
-    std::uniform_real_distribution<float> d(positive ? 0.5f : -1.0f, positive ? 1.5f : 1.0f);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if (val.dtype == DType::i32)
-        t.data_as<int32_t>()[i] = static_cast<int32_t>(rng() % 6);
-      else
-        t.f32()[i] = d(rng);
-    }
-    p.bind(static_cast<ValueId>(v), t);
-    bound.push_back(std::move(t));
-  }
-  p.run(StepContext{.seed = 3});
-  Result r;
-  for (ValueId v : net.compared) {
-    Tensor t = p.tensor(v);
-    r.values[net.graph.value(v).name].assign(t.f32(), t.f32() + t.numel());
-  }
-  r.graph = p.graph();
-  return r;
+// MYELIN_CPU_BLOCKED on or off; labels in [0, 6), step seed 3.
+StepResult run(const StepNet& net, bool blocked) {
+  return run_step(
+      net, blocked,
+      StepOptions{
+          .switch_env = "MYELIN_CPU_BLOCKED", .bind_seed = 7, .label_classes = 6, .step_seed = 3});
 }
 
 std::set<std::string> blocked_values(const Graph& g) {
@@ -144,20 +67,11 @@ std::set<std::string> blocked_values(const Graph& g) {
 }
 
 // Blocked and plain steps agree value by value, and the blocked one did block something.
-void expect_same_step(const Net& net) {
-  Result off = run(net, false), on = run(net, true);
+void expect_same_step(const StepNet& net) {
+  StepResult off = run(net, false), on = run(net, true);
   EXPECT_TRUE(blocked_values(off.graph).empty());
   EXPECT_FALSE(blocked_values(on.graph).empty());
-  for (const auto& [name, want] : off.values) {
-    const std::vector<float>& got = on.values.at(name);
-    ASSERT_EQ(got.size(), want.size()) << name;
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < want.size(); ++i)
-      diff = std::max(diff, std::abs(double(got[i]) - want[i])),
-      norm = std::max(norm, std::abs(double(want[i])));
-    EXPECT_GT(norm, 0) << name;
-    EXPECT_LE(diff, 1e-5 * norm) << name << ": blocked and plain steps differ";
-  }
+  expect_steps_match(off, on, 1e-5, "blocked and plain steps differ");
 }
 
 }  // namespace
@@ -178,8 +92,8 @@ TEST(CpuBlocked, InferenceGraphsMatch) {
 // Which values the plan blocks: those between kernels that take nChw16c, with 16k channels.
 TEST(CpuBlocked, PlanBlocksTheChainBetweenBlockedKernels) {
   ValueId data = kNoValue;
-  Net net = alexnet_like(true, &data);
-  Result r = run(net, true);
+  StepNet net = alexnet_like(true, &data);
+  StepResult r = run(net, true);
   const Graph& g = r.graph;
   auto layout = [&](const std::string& name) {
     ValueId v = g.find(name);
@@ -206,7 +120,7 @@ TEST(CpuBlocked, PlanBlocksTheChainBetweenBlockedKernels) {
 // Batch norm reads and writes NCHW; the residual block between it and the next one is blocked,
 // its sum and ReLU included (elementwise kernels on operands that agree).
 TEST(CpuBlocked, PlanBlocksTheResidualBlockBetweenBatchNorms) {
-  Result r = run(resnet_like(true), true);
+  StepResult r = run(resnet_like(true), true);
   const Graph& g = r.graph;
   auto layout = [&](const std::string& name) {
     ValueId v = g.find(name);
@@ -221,11 +135,11 @@ TEST(CpuBlocked, PlanBlocksTheResidualBlockBetweenBatchNorms) {
 }
 
 TEST(CpuBlocked, KeptValuesAndPlainConvolutionsStayPlain) {
-  Net net = alexnet_like(true);
+  StepNet net = alexnet_like(true);
   ValueId pooled = net.graph.find("pool2.max_pool2d");
   ASSERT_NE(pooled, kNoValue);
   net.graph.keep(pooled);
-  Result r = run(net, true);
+  StepResult r = run(net, true);
   // Kept: the pooling's input and the LRN after it (tied to it) stay NCHW with it.
   EXPECT_EQ(r.graph.value(pooled).layout, Layout::nchw);
   EXPECT_EQ(r.graph.value(r.graph.find("conv2_relu.activation")).layout, Layout::nchw);
@@ -233,7 +147,7 @@ TEST(CpuBlocked, KeptValuesAndPlainConvolutionsStayPlain) {
   EXPECT_EQ(r.graph.value(r.graph.find("conv3_relu.activation")).layout, Layout::nchw16c);
   // Convolutions pinned to im2col + SGEMM take no blocked operand, so nothing is blocked.
   setenv("MYELIN_CPU_LAYOUT", "gemm", 1);
-  Result gemm = run(alexnet_like(true), true);
+  StepResult gemm = run(alexnet_like(true), true);
   unsetenv("MYELIN_CPU_LAYOUT");
   EXPECT_TRUE(blocked_values(gemm.graph).empty());
 }

@@ -52,10 +52,20 @@ __device__ __forceinline__ Pos<I> pos_of(I i, bool nhwc, I C, I H, I W) {
   return {r / C, r % C, static_cast<int>(i / W % H), static_cast<int>(i % W)};
 }
 
+// The sizes of the input (C, H, W) and the output (OH, OW) in the kernel's index type.
+template <class I>
+struct Sizes {
+  I C, H, W, OH, OW;
+};
+template <class I>
+__device__ __forceinline__ Sizes<I> sizes(const PoolDims& d) {
+  return {static_cast<I>(d.c), static_cast<I>(d.h), static_cast<I>(d.w), static_cast<I>(d.oh),
+          static_cast<I>(d.ow)};
+}
+
 template <class I>
 __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
-  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
-          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
   const I total = static_cast<I>(d.n) * C * OH * OW;
   for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
     Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
@@ -72,8 +82,7 @@ __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
 // be stored in fewer bits than x), added with atomics into fp32 dx (windows may overlap).
 template <class I>
 __global__ void max_backward(FPtr dy, FPtr x, FPtr y, float* dx, PoolDims d) {
-  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
-          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
   const I total = static_cast<I>(d.n) * C * OH * OW;
   for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
     Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
@@ -96,8 +105,7 @@ __global__ void store_kernel(const float* x, FPtr y, int64_t n) {
 
 template <class I>
 __global__ void avg_forward(FPtr x, FPtr y, PoolDims d) {
-  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
-          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
   const I total = static_cast<I>(d.n) * C * OH * OW;
   for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
     Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
@@ -118,8 +126,7 @@ __device__ __forceinline__ void covering(int i, int k, int s, int p, int out, in
 
 template <class I>
 __global__ void avg_backward(FPtr dy, FPtr dx, PoolDims d) {
-  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w),
-          OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
   const I total = static_cast<I>(d.n) * C * H * W;
   for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
     Pos<I> q = pos_of(i, d.dx_nhwc, C, H, W);
