@@ -83,6 +83,11 @@ Program& Session::train_program() {
   return *train_;
 }
 
+void Session::add_eval(int64_t batch) {
+  if (eval_) throw Error("this session has an evaluation program already");
+  build_eval(batch);
+}
+
 Program& Session::eval_program() {
   if (!eval_) throw Error("this session was built without an evaluation program");
   return *eval_;

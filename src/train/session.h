@@ -47,6 +47,9 @@ class Session {
   const SessionOptions& options() const { return opts_; }
   Program& train_program();
   Program& eval_program();
+  // Builds the evaluation program for batches of `batch` (for a session made with eval = false,
+  // once the batch is known: the trainer builds the training program while its data loads).
+  void add_eval(int64_t batch);
   const BuiltNetwork& train_net() const { return train_net_; }
   const BuiltNetwork& eval_net() const { return eval_net_; }
 

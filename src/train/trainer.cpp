@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <numeric>
 
@@ -131,6 +132,7 @@ class Trainer {
   void resolve_inputs();
   void open_data();
   void build_session();
+  void add_eval_program();
   void init_state();
   void open_metrics();
   void loop();
@@ -242,17 +244,23 @@ void Trainer::open_data() {
   }
 }
 
+// The training program only: build_session runs while open_data loads the data, and the
+// evaluation program's batch depends on the test set's size (add_eval_program).
 void Trainer::build_session() {
   SessionOptions so;
   so.device = Device::parse(o_.device);
   so.backend.threads = o_.threads;
   so.backend.precision = o_.precision;
   so.batch = recipe_.batch;
-  so.eval_batch = test_data_ ? std::max<int64_t>(1, std::min(o_.eval_batch, test_data_->size()))
-                             : recipe_.batch;
+  so.eval = false;
   so.seed = seed_;
   so.recipe = recipe_;
   session_ = std::make_unique<Session>(spec_, so);
+}
+
+void Trainer::add_eval_program() {
+  session_->add_eval(test_data_ ? std::max<int64_t>(1, std::min(o_.eval_batch, test_data_->size()))
+                                : recipe_.batch);
 }
 
 void Trainer::init_state() {
@@ -525,8 +533,15 @@ TrainResult Trainer::finish(bool stopped) {
 TrainResult Trainer::run() {
   SignalGuard guard(o_.handle_signals);
   resolve_inputs();
-  open_data();
-  build_session();
+  {
+    // Loading the data (gunzip, decoding) and building the training program (device set-up,
+    // cuDNN's algorithm search) take about as long as each other: both at once. open_data and
+    // build_session touch different members; get() rethrows open_data's errors.
+    auto data = std::async(std::launch::async, [this] { open_data(); });
+    build_session();
+    data.get();
+  }
+  add_eval_program();
   init_state();
   open_metrics();
   try {
