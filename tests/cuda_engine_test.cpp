@@ -15,6 +15,7 @@
 #include "core/executor.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_info.h"
+#include "ops/fuse.h"
 #include "ops/params.h"
 #include "support/require_gpu.h"
 
@@ -432,6 +433,29 @@ TEST(CudaStorage, ConvolutionActivationsAreChannelsLast) {
   Graph f = r.graph;
   cuda::plan_storage(f, cuda::Precision::tf32, true, true);
   for (const Value& v : f.values()) EXPECT_EQ(v.layout, Layout::nchw) << v.name;
+}
+
+// The CUDA engine's fusions (no device needed): conv1's ReLU runs in conv1, and its gradient in
+// norm1's gradient, since norm1 reads the ReLU's output; conv2's ReLU feeds pooling, so its
+// gradient stays a node of its own.
+TEST(CudaStorage, ReluGradientFoldsIntoTheLrnGradient) {
+  Net r = small_alexnet(8);
+  Graph g = r.graph;
+  fuse_relus(g, [](const Node& p, double slope) { return p.op == "conv2d" && slope == 0; });
+  fuse_relu_grads(g, [](const Node& n) { return n.op == "lrn_grad"; });
+  int relu_grads = 0, masked = 0;
+  for (const Node& n : g.nodes()) {
+    if (n.op == "activation_grad") {
+      ++relu_grads;
+      EXPECT_NE(n.name, "conv1.relu");
+    }
+    if (n.op == "lrn_grad") {
+      EXPECT_EQ(n.attrs.s("post", ""), "relu_grad");
+      ++masked;
+    }
+  }
+  EXPECT_EQ(masked, 1);
+  EXPECT_EQ(relu_grads, 2);  // conv2's and fc3's
 }
 
 // By default the backend stores 16-bit channels-last activations only in networks without batch

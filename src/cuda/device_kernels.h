@@ -104,6 +104,9 @@ struct LrnDims {
   int size;
   float alpha, beta, k;
   bool nhwc;  // every operand's layout (they agree)
+  // Backward: the LRN's input is a ReLU's output and the ReLU's gradient is fused in (dx = 0
+  // where x <= 0; CudaBackend::fuse).
+  bool relu_mask = false;
 };
 bool lrn_size_supported(int size);    // odd sizes up to 15
 bool lrn16_size_supported(int size);  // with 16-bit storage (one type for every operand): 3, 5

@@ -77,7 +77,7 @@ __global__ void lrn_forward_kernel(const T* x, T* y, int64_t n, int c_count, int
 template <int S, class T>
 __global__ void lrn_backward_kernel(const T* dy, const T* x, const T* y, T* dx, int64_t n,
                                     int c_count, int64_t hw, float alpha_n, float beta, float k,
-                                    float coef) {
+                                    float coef, bool relu_mask) {
   constexpr int H = S / 2;
   Slice sl;
   if (!slice_of(global_index(), n, c_count, hw, sl)) return;
@@ -114,7 +114,8 @@ __global__ void lrn_backward_kernel(const T* dy, const T* x, const T* y, T* dx, 
           float tsum = 0.f;
 #pragma unroll
           for (int q = 0; q < S; ++q) tsum += t[q];
-          dx[sl.base + c * hw] = from_float<T>(dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum);
+          const float g = dyr[slot_c] * pw[slot_c] - coef * xr[slot_c] * tsum;
+          dx[sl.base + c * hw] = from_float<T>(relu_mask && xr[slot_c] <= 0.f ? 0.f : g);
         }
       }
     }
@@ -165,7 +166,8 @@ __global__ void lrn_forward_nhwc(const T* x, T* y, int64_t pixels, int c_count, 
 
 template <int S, class T>
 __global__ void lrn_backward_nhwc(const T* dy, const T* x, const T* y, T* dx, int64_t pixels,
-                                  int c_count, float alpha_n, float beta, float k, float coef) {
+                                  int c_count, float alpha_n, float beta, float k, float coef,
+                                  bool relu_mask) {
   constexpr int H = S / 2;
   extern __shared__ float smem[];
   const int r = c_count + 2 * H;
@@ -195,8 +197,8 @@ __global__ void lrn_backward_nhwc(const T* dy, const T* x, const T* y, T* dx, in
     float tsum = 0.f;
 #pragma unroll
     for (int j = 0; j < S; ++j) tsum += tr[c + j];
-    dx[base + c] = from_float<T>(to_float(dy[base + c]) * pow_neg(scale_of(c), beta) -
-                                 coef * xr[c + H] * tsum);
+    const float g = to_float(dy[base + c]) * pow_neg(scale_of(c), beta) - coef * xr[c + H] * tsum;
+    dx[base + c] = from_float<T>(relu_mask && xr[c + H] <= 0.f ? 0.f : g);
   }
 }
 
@@ -214,7 +216,7 @@ void launch_backward_nhwc(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cu
   lrn_backward_nhwc<S, T><<<l.blocks, l.block, sizeof(float) * 2 * l.row * l.block.y, s>>>(
       static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
       static_cast<T*>(dx.p), d.n * d.hw, static_cast<int>(d.c), d.alpha / d.size, d.beta, d.k,
-      2.f * d.alpha * d.beta / d.size);
+      2.f * d.alpha * d.beta / d.size, d.relu_mask);
 }
 
 int64_t lrn_threads(const LrnDims& d) {
@@ -233,7 +235,7 @@ void launch_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, const LrnDims& d, cudaStr
   lrn_backward_kernel<S, T><<<blocks_for_all(lrn_threads(d)), kThreads, 0, s>>>(
       static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
       static_cast<T*>(dx.p), d.n, static_cast<int>(d.c), d.hw, d.alpha / d.size, d.beta, d.k,
-      2.f * d.alpha * d.beta / d.size);
+      2.f * d.alpha * d.beta / d.size, d.relu_mask);
 }
 
 }  // namespace

@@ -39,7 +39,8 @@ class LrnKernel : public CudaKernel {
                  static_cast<float>(p.alpha),
                  static_cast<float>(p.beta),
                  static_cast<float>(p.k),
-                 s.input_nhwc(0)};
+                 s.input_nhwc(0),
+                 backward && s.node.attrs.s("post", "") == "relu_grad"};
   }
 
  private:

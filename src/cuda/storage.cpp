@@ -1,5 +1,6 @@
 // How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout;
-// and the ReLUs it fuses into convolutions first (CudaBackend::fuse).
+// and the ReLUs it fuses into convolutions (and their gradients into LRN's) first
+// (CudaBackend::fuse).
 //
 // Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
 // precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there
@@ -154,6 +155,7 @@ void CudaBackend::fuse(Graph& g) const {
   if (env_is("MYELIN_CUDA_FUSE", "0")) return;
   fuse_relus(
       g, [](const Node& producer, double slope) { return producer.op == "conv2d" && slope == 0; });
+  fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
 }
 
 void CudaBackend::choose_storage(Graph& g) const {

@@ -56,4 +56,27 @@ void fuse_relus(Graph& g, const std::function<bool(const Node&, double)>& takes)
   g.remove_nodes(fused);
 }
 
+void fuse_relu_grads(Graph& g, const std::function<bool(const Node&)>& takes) {
+  std::vector<int> readers(g.values().size(), 0);
+  for (const Node& n : g.nodes())
+    for (ValueId v : n.inputs) ++readers[v];
+  std::vector<int> fused;  // the ReLU gradient nodes now done by the node before them
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& a = g.nodes()[i];
+    if (a.op != "activation_grad" || relu_slope(a) != 0.0) continue;
+    const ValueId g_in = a.inputs[0], y = a.inputs[2];
+    const int p = g.value(g_in).producer;
+    if (p < 0 || g.is_kept(g_in) || readers[g_in] != 1) continue;
+    const Node& prod = g.nodes()[p];
+    if (!takes(prod) || prod.outputs[0] != g_in || prod.attrs.has("post") ||
+        prod.inputs.size() < 2 || prod.inputs[1] != y)
+      continue;
+    Node& pn = g.node(p);
+    pn.attrs.set("post", std::string("relu_grad"));
+    pn.outputs[0] = a.outputs[0];
+    fused.push_back(static_cast<int>(i));
+  }
+  g.remove_nodes(fused);
+}
+
 }  // namespace myelin

@@ -16,4 +16,10 @@ namespace myelin {
 // Fuses every ReLU (or leaky ReLU, slope >= 0) whose producer `takes(producer, slope)`.
 void fuse_relus(Graph& g, const std::function<bool(const Node& producer, double slope)>& takes);
 
+// The backward counterpart, for a ReLU whose output y feeds an op whose gradient node reads y as
+// its forward input (LRN: lrn_grad(dy, x = y, out)): that gradient node gets "post" = "relu_grad"
+// and writes the ReLU's gradient itself (zero where y <= 0), where nothing else reads its own
+// result and `takes(gradient node)`.
+void fuse_relu_grads(Graph& g, const std::function<bool(const Node& gradient)>& takes);
+
 }  // namespace myelin
