@@ -46,16 +46,18 @@ class LrnForward : public Kernel {
   DnnlSequence seq_;
 };
 
-// lrn_grad(dy, x, y) -> dx
-class LrnGrad : public Kernel {
+// The LRN gradient over tiles of kTile pixels of one image, each thread with its own scratch (two
+// c x kTile blocks); Layout::tile does the arithmetic in its layout.
+template <class Layout>
+class TiledLrnGrad : public Kernel {
  public:
   static constexpr int64_t kTile = 64;
 
-  explicit LrnGrad(const KernelSpec& s) : p_(s.node.attrs), threads_(cpu_backend(s).threads()) {
+  explicit TiledLrnGrad(const KernelSpec& s)
+      : p_(s.node.attrs), threads_(cpu_backend(s).threads()) {
     const Shape& x = s.input(0).shape;
     n_ = x[0], c_ = x[1], hw_ = x[2] * x[3];
   }
-  // Per thread: the tile's scale s and dy*y/s.
   size_t workspace_bytes() const override {
     return static_cast<size_t>(threads_) * 2 * c_ * kTile * sizeof(float);
   }
@@ -67,11 +69,28 @@ class LrnGrad : public Kernel {
     for (int64_t t = 0; t < n_ * tiles; ++t) {
       float* scratch = static_cast<float*>(ctx.workspace) + omp_get_thread_num() * 2 * c_ * kTile;
       int64_t n = t / tiles, p0 = (t % tiles) * kTile;
-      Tile tile{std::min(kTile, hw_ - p0), scratch, scratch + c_ * kTile};
-      int64_t base = n * c_ * hw_ + p0;
-      backward(tile, in[0].f32() + base, in[1].f32() + base, in[2].f32() + base,
-               out[0].f32() + base);
+      static_cast<const Layout*>(this)->tile(n, p0, std::min(kTile, hw_ - p0), in, out, scratch,
+                                             scratch + c_ * kTile);
     }
+  }
+
+ protected:
+  LrnParams p_;
+  int threads_;
+  int64_t n_ = 0, c_ = 0, hw_ = 0;
+};
+
+// lrn_grad(dy, x, y) -> dx on NCHW tensors.
+class LrnGrad : public TiledLrnGrad<LrnGrad> {
+ public:
+  using TiledLrnGrad::TiledLrnGrad;
+
+  // Per tile: the scale s and dy*y/s, c_ rows of kTile each.
+  void tile(int64_t n, int64_t p0, int64_t len, const std::vector<Tensor>& in,
+            const std::vector<Tensor>& out, float* scale, float* rows) const {
+    int64_t base = n * c_ * hw_ + p0;
+    backward(Tile{len, scale, rows}, in[0].f32() + base, in[1].f32() + base, in[2].f32() + base,
+             out[0].f32() + base);
   }
 
  private:
@@ -127,10 +146,6 @@ class LrnGrad : public Kernel {
       for (int64_t i = 0; i < t.len; ++i)
         dx[c * hw_ + i] -= coeff * x[c * hw_ + i] * t.scale[c * kTile + i];
   }
-
-  LrnParams p_;
-  int threads_;
-  int64_t n_ = 0, c_ = 0, hw_ = 0;
 };
 
 // The window sums of BlockedLrnGrad over one pixel's channels (contiguous), adding the terms in
@@ -145,29 +160,16 @@ MYELIN_VECTOR_CLONES void channel_window_sums(const float* row, float* sums, int
 // lrn_grad(dy, x, y) -> dx on nChw16c tensors: LrnGrad's arithmetic on tiles of kTile pixels whose
 // scratch rows hold each pixel's channels together ([pixel][channel]), so every loop runs over 16
 // contiguous channels of a block and the window sums over a pixel's contiguous channels.
-class BlockedLrnGrad : public Kernel {
+class BlockedLrnGrad : public TiledLrnGrad<BlockedLrnGrad> {
  public:
-  static constexpr int64_t kTile = 64, B = kChannelBlock;
+  static constexpr int64_t B = kChannelBlock;
+  using TiledLrnGrad::TiledLrnGrad;
 
-  explicit BlockedLrnGrad(const KernelSpec& s)
-      : p_(s.node.attrs), threads_(cpu_backend(s).threads()) {
-    const Shape& x = s.input(0).shape;
-    n_ = x[0], c_ = x[1], hw_ = x[2] * x[3];
-  }
-  size_t workspace_bytes() const override {
-    return static_cast<size_t>(threads_) * 2 * c_ * kTile * sizeof(float);
-  }
-
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext& ctx) override {
-    int64_t tiles = (hw_ + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t t = 0; t < n_ * tiles; ++t) {
-      float* scale = static_cast<float*>(ctx.workspace) + omp_get_thread_num() * 2 * c_ * kTile;
-      int64_t n = t / tiles, p0 = (t % tiles) * kTile, base = (n * c_ * hw_ + p0 * B);
-      backward(std::min(kTile, hw_ - p0), in[0].f32() + base, in[1].f32() + base,
-               in[2].f32() + base, out[0].f32() + base, scale, scale + c_ * kTile);
-    }
+  void tile(int64_t n, int64_t p0, int64_t len, const std::vector<Tensor>& in,
+            const std::vector<Tensor>& out, float* scale, float* rows) const {
+    int64_t base = n * c_ * hw_ + p0 * B;
+    backward(len, in[0].f32() + base, in[1].f32() + base, in[2].f32() + base, out[0].f32() + base,
+             scale, rows);
   }
 
  private:
@@ -205,10 +207,6 @@ class BlockedLrnGrad : public Kernel {
     const float coeff = static_cast<float>(2 * p_.alpha * p_.beta / p_.size);
     each(len, [&](int64_t e, int64_t r) { dx[e] -= coeff * x[e] * scale[r]; });
   }
-
-  LrnParams p_;
-  int threads_;
-  int64_t n_ = 0, c_ = 0, hw_ = 0;
 };
 
 }  // namespace
