@@ -60,4 +60,23 @@ std::vector<char> choose_values(const Graph& g, const ChoiceRules& rules) {
   return chosen;
 }
 
+bool OperandSlots::has(bool output, size_t k) const {
+  for (int i : output ? out : in)
+    if (static_cast<size_t>(i) == k) return true;
+  return false;
+}
+
+ChoiceRules table_rules(std::function<const OperandSlots*(const Node&)> slots,
+                        std::function<bool(const Value&)> eligible) {
+  return ChoiceRules{[slots](const Node& n, bool output, size_t k) {
+                       const OperandSlots* s = slots(n);
+                       return s && s->has(output, k);
+                     },
+                     [slots](const Node& n) {
+                       const OperandSlots* s = slots(n);
+                       return s && s->tied;
+                     },
+                     std::move(eligible)};
+}
+
 }  // namespace myelin

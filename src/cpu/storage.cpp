@@ -31,40 +31,35 @@ namespace myelin {
 
 namespace {
 
-struct Slots {
-  std::vector<int> in, out;  // the input and output slots that take nchw16c
-  bool tied = false;         // all of them must agree (the kernel indexes them alike)
+struct Entry {
+  OperandSlots slots;  // the operands that take nchw16c
   // Nodes of the op that take it at all (all when null): those whose kernel has a blocked path.
   bool (*when)(const Node&, const Graph&) = nullptr;
 };
 
-const Slots* blocked_slots(const Node& n) {
-  static const std::map<std::string, Slots> table = {
-      {"conv2d", {{0}, {0}, false, cpu::conv_takes_blocked}},
-      {"conv2d_grad_input", {{0}, {0}, false, cpu::conv_takes_blocked}},
-      {"conv2d_grad_weight", {{0, 1}, {}, false, cpu::conv_takes_blocked}},
-      {"max_pool2d", {{0}, {0}, true, cpu::pool_takes_blocked}},
-      {"max_pool2d_grad", {{0, 1, 2}, {0}, true, cpu::pool_takes_blocked}},
-      {"avg_pool2d", {{0}, {0}, true, cpu::pool_takes_blocked}},
-      {"avg_pool2d_grad", {{0}, {0}, true, cpu::pool_takes_blocked}},
-      {"lrn", {{0}, {0}, true}},
-      {"lrn_grad", {{0, 1, 2}, {0}, true}},
-      {"activation", {{0}, {0}, true}},
-      {"activation_grad", {{0, 1, 2}, {0}, true}},
-      {"add", {{0, 1}, {0}, true}},
-      {"mul", {{0, 1}, {0}, true}},
-      {"accumulate_grad", {{0, 1}, {}, true}},
-      {"fill", {{}, {0}}},
-      {"bias_grad", {{0}, {}}},
+// n's row, or null where its kernel takes nchw16c nowhere.
+const OperandSlots* blocked_slots(const Node& n, const Graph& g) {
+  static const std::map<std::string, Entry> table = {
+      {"conv2d", {{{0}, {0}}, cpu::conv_takes_blocked}},
+      {"conv2d_grad_input", {{{0}, {0}}, cpu::conv_takes_blocked}},
+      {"conv2d_grad_weight", {{{0, 1}, {}}, cpu::conv_takes_blocked}},
+      {"max_pool2d", {{{0}, {0}, true}, cpu::pool_takes_blocked}},
+      {"max_pool2d_grad", {{{0, 1, 2}, {0}, true}, cpu::pool_takes_blocked}},
+      {"avg_pool2d", {{{0}, {0}, true}, cpu::pool_takes_blocked}},
+      {"avg_pool2d_grad", {{{0}, {0}, true}, cpu::pool_takes_blocked}},
+      {"lrn", {{{0}, {0}, true}}},
+      {"lrn_grad", {{{0, 1, 2}, {0}, true}}},
+      {"activation", {{{0}, {0}, true}}},
+      {"activation_grad", {{{0, 1, 2}, {0}, true}}},
+      {"add", {{{0, 1}, {0}, true}}},
+      {"mul", {{{0, 1}, {0}, true}}},
+      {"accumulate_grad", {{{0, 1}, {}, true}}},
+      {"fill", {{{}, {0}}}},
+      {"bias_grad", {{{0}, {}}}},
   };
   auto it = table.find(n.op);
-  return it == table.end() ? nullptr : &it->second;
-}
-
-bool has(const std::vector<int>& v, size_t k) {
-  for (int i : v)
-    if (static_cast<size_t>(i) == k) return true;
-  return false;
+  if (it == table.end() || (it->second.when && !it->second.when(n, g))) return nullptr;
+  return &it->second.slots;
 }
 
 }  // namespace
@@ -72,18 +67,12 @@ bool has(const std::vector<int>& v, size_t k) {
 void CpuBackend::choose_storage(Graph& g) const {
   const char* env = std::getenv("MYELIN_CPU_BLOCKED");
   if (env && std::strcmp(env, "0") == 0) return;
-  ChoiceRules rules{[&g](const Node& n, bool output, size_t k) {
-                      const Slots* s = blocked_slots(n);
-                      return s && has(output ? s->out : s->in, k) && (!s->when || s->when(n, g));
-                    },
-                    [](const Node& n) {
-                      const Slots* s = blocked_slots(n);
-                      return s && s->tied;
-                    },
-                    [](const Value& v) {
-                      return v.kind == ValueKind::activation && v.dtype == DType::f32 &&
-                             v.shape.rank() == 4 && v.shape[1] % cpu::kChannelBlock == 0;
-                    }};
+  ChoiceRules rules = table_rules([&g](const Node& n) { return blocked_slots(n, g); },
+                                  [](const Value& v) {
+                                    return v.kind == ValueKind::activation &&
+                                           v.dtype == DType::f32 && v.shape.rank() == 4 &&
+                                           v.shape[1] % cpu::kChannelBlock == 0;
+                                  });
   std::vector<char> chosen = choose_values(g, rules);
   for (size_t v = 0; v < chosen.size(); ++v)
     if (chosen[v]) g.value(static_cast<ValueId>(v)).layout = Layout::nchw16c;

@@ -38,20 +38,7 @@ namespace myelin::cuda {
 
 namespace {
 
-struct Slots {
-  std::vector<int> in, out;  // the input and output slots that take the property
-  bool tied = false;         // all of them must agree (the kernel indexes them alike)
-};
-
-bool has(const std::vector<int>& v, size_t k) {
-  for (int i : v)
-    if (static_cast<size_t>(i) == k) return true;
-  return false;
-}
-
-bool takes(const Slots* s, bool output, size_t k) {
-  return s && has(output ? s->out : s->in, k);
-}
+using Slots = OperandSlots;
 
 // The slots whose kernels load and store 16-bit storage.
 const Slots* type_slots(const Node& n) {
@@ -116,28 +103,22 @@ bool env_is(const char* name, const char* value) {
 }
 
 void choose_types(Graph& g, DType half) {
-  ChoiceRules rules{
-      [](const Node& n, bool output, size_t k) {
-        return op_def(n.op).is_view || takes(type_slots(n), output, k);
-      },
-      [](const Node& n) {
-        const Slots* s = type_slots(n);
-        return s && s->tied;
-      },
-      [](const Value& v) { return v.kind == ValueKind::activation && v.dtype == DType::f32; }};
+  ChoiceRules rules = table_rules(type_slots, [](const Value& v) {
+    return v.kind == ValueKind::activation && v.dtype == DType::f32;
+  });
+  // A view's output shares its source's memory, and so its type.
+  rules.takes = [table = rules.takes](const Node& n, bool output, size_t k) {
+    return op_def(n.op).is_view || table(n, output, k);
+  };
   std::vector<char> chosen = choose_values(g, rules);
   for (size_t v = 0; v < chosen.size(); ++v)
     if (chosen[v]) g.value(static_cast<ValueId>(v)).dtype = half;
 }
 
 void choose_layouts(Graph& g) {
-  ChoiceRules rules{
-      [](const Node& n, bool output, size_t k) { return takes(layout_slots(n), output, k); },
-      [](const Node& n) {
-        const Slots* s = layout_slots(n);
-        return s && s->tied;
-      },
-      [](const Value& v) { return v.kind == ValueKind::activation && v.shape.rank() == 4; }};
+  ChoiceRules rules = table_rules(layout_slots, [](const Value& v) {
+    return v.kind == ValueKind::activation && v.shape.rank() == 4;
+  });
   std::vector<char> chosen = choose_values(g, rules);
   for (size_t v = 0; v < chosen.size(); ++v)
     if (chosen[v]) g.value(static_cast<ValueId>(v)).layout = Layout::nhwc;
