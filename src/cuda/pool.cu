@@ -142,20 +142,29 @@ __global__ void avg_backward(FPtr dy, FPtr dx, PoolDims d) {
   }
 }
 
-}  // namespace
-
 // Every offset of every operand fits an int, with room for the grid stride.
 bool small(const PoolDims& d) {
   return std::max(d.h * d.w, d.oh * d.ow) * d.n * d.c < (int64_t{1} << 30);
 }
 
-void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
-  unsigned blocks = blocks_for(d.n * d.c * d.oh * d.ow);
+// Launches kernel<int> (32-bit division is much cheaper) where small(d), else kernel<int64_t>,
+// one thread per element of `elements`, and checks the launch.
+template <class... Args>
+void launch_indexed(void (*k32)(Args...), void (*k64)(Args...), const PoolDims& d, int64_t elements,
+                    cudaStream_t s, const char* name, Args... args) {
+  unsigned blocks = blocks_for(elements);
   if (small(d))
-    max_forward<int><<<blocks, kThreads, 0, s>>>(x, y, d);
+    k32<<<blocks, kThreads, 0, s>>>(args...);
   else
-    max_forward<int64_t><<<blocks, kThreads, 0, s>>>(x, y, d);
-  check_launch("max_pool_forward", "");
+    k64<<<blocks, kThreads, 0, s>>>(args...);
+  check_launch(name, "");
+}
+
+}  // namespace
+
+void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
+  launch_indexed(max_forward<int>, max_forward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
+                 "max_pool_forward", x, y, d);
 }
 
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
@@ -163,12 +172,8 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
   int64_t n = d.n * d.c * d.h * d.w;
   float* acc = dx.type == 0 ? static_cast<float*>(dx.p) : scratch;
   MYELIN_CHECK(cudaMemsetAsync(acc, 0, sizeof(float) * n, s), "max_pool_backward");
-  unsigned blocks = blocks_for(d.n * d.c * d.oh * d.ow);
-  if (small(d))
-    max_backward<int><<<blocks, kThreads, 0, s>>>(dy, x, y, acc, d);
-  else
-    max_backward<int64_t><<<blocks, kThreads, 0, s>>>(dy, x, y, acc, d);
-  check_launch("max_pool_backward", "");
+  launch_indexed(max_backward<int>, max_backward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
+                 "max_pool_backward", dy, x, y, acc, d);
   if (acc != dx.p) {
     store_kernel<<<blocks_for(n), kThreads, 0, s>>>(acc, dx, n);
     check_launch("max_pool_backward (store)", "");
@@ -176,21 +181,13 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
 }
 
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
-  unsigned blocks = blocks_for(d.n * d.c * d.oh * d.ow);
-  if (small(d))
-    avg_forward<int><<<blocks, kThreads, 0, s>>>(x, y, d);
-  else
-    avg_forward<int64_t><<<blocks, kThreads, 0, s>>>(x, y, d);
-  check_launch("avg_pool_forward", "");
+  launch_indexed(avg_forward<int>, avg_forward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
+                 "avg_pool_forward", x, y, d);
 }
 
 void avg_pool_backward(FPtr dy, FPtr dx, const PoolDims& d, cudaStream_t s) {
-  unsigned blocks = blocks_for(d.n * d.c * d.h * d.w);
-  if (small(d))
-    avg_backward<int><<<blocks, kThreads, 0, s>>>(dy, dx, d);
-  else
-    avg_backward<int64_t><<<blocks, kThreads, 0, s>>>(dy, dx, d);
-  check_launch("avg_pool_backward", "");
+  launch_indexed(avg_backward<int>, avg_backward<int64_t>, d, d.n * d.c * d.h * d.w, s,
+                 "avg_pool_backward", dy, dx, d);
 }
 
 }  // namespace myelin::cuda
