@@ -125,8 +125,8 @@ class ConvKernel : public CudaKernel {
 
   size_t workspace_bytes() const override {
     size_t total = align256(algo_.workspace);
-    if (half_ || folded_) total += align256(bytes(folded_ ? q_.w : w_));
-    if (!x_direct_) total += align256(bytes(folded_ ? q_.x : x_));
+    if (half_ || folded_) total += align256(bytes(staged_w()));
+    if (!x_direct_) total += align256(bytes(staged_x()));
     if (!y_direct_) total += align256(bytes(y_));
     if (q_.slices > 1) total += align256(bytes(q_.x)) + align256(slice_bytes_y());
     return total;
@@ -173,6 +173,11 @@ class ConvKernel : public CudaKernel {
   }
 
   size_t slice_bytes_y() const { return bytes(y_) / q_.slices; }
+
+  // The whole x and w as staged in the workspace for cuDNN: folded, or as they are (a per-group
+  // problem still stages every group).
+  const Shape& staged_x() const { return folded_ ? q_.x : x_; }
+  const Shape& staged_w() const { return folded_ ? q_.w : w_; }
 
   // Bytes of a tensor as cuDNN sees it.
   size_t bytes(const Shape& s) const { return static_cast<size_t>(s.numel()) * (half_ ? 2 : 4); }
@@ -333,8 +338,8 @@ class ConvKernel : public CudaKernel {
       if (bias || relu_) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream(), relu_);
       return;
     }
-    void* w16 = carve.take(bytes(folded_ ? q_.w : w_));
-    void* x16 = x_direct_ ? o.x.p : carve.take(bytes(folded_ ? q_.x : x_));
+    void* w16 = carve.take(bytes(staged_w()));
+    void* x16 = x_direct_ ? o.x.p : carve.take(bytes(staged_x()));
     void* y16 = y_direct_ ? o.y.p : carve.take(bytes(y_));
     // Cast the operands this direction reads, convolve in 16 bits, cast the result back.
     if (dir_ != ConvDir::backward_data) x_to_half(o.x, x16);
