@@ -10,7 +10,7 @@ namespace myelin {
 namespace {
 
 // The backend's rewrites of the program's copy of the graph, before its memory is planned.
-Graph with_storage(Graph g, const Backend& b) {
+Graph rewritten_for(const Backend& b, Graph g) {
   b.fuse(g);
   b.choose_storage(g);
   return g;
@@ -19,7 +19,7 @@ Graph with_storage(Graph g, const Backend& b) {
 }  // namespace
 
 Program::Program(Graph graph, Backend& backend)
-    : graph_(with_storage(std::move(graph), backend)),
+    : graph_(rewritten_for(backend, std::move(graph))),
       backend_(backend),
       plan_(plan_memory(graph_)) {
   size_t workspace = 0;
