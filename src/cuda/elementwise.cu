@@ -3,6 +3,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
@@ -23,24 +25,41 @@ __global__ void accumulate_kernel(float* acc, const float* g, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) acc[i] += g[i];
 }
 
-__global__ void bias_add_kernel(FPtr x, const float* b, FPtr y, int64_t n, int64_t channels,
-                                int64_t inner, bool relu) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    float v = ld(x, i) + (b ? b[(i / inner) % channels] : 0.f);
+// I is the index type: 32-bit division where the tensor allows it is several times cheaper.
+template <class I>
+__global__ void bias_add_kernel(FPtr x, const float* b, FPtr y, I n, I channels, I inner,
+                                bool relu) {
+  for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    float v = ld(x, i);
+    if (b) v += b[inner == 1 ? i % channels : i / inner % channels];
     st(y, i, relu ? fmaxf(v, 0.f) : v);
   }
 }
 
+// Sums a block's per-thread values over threadIdx.y: row 0 of the (32, kRowLanes) block ends
+// with the sums of its 32 columns.
+constexpr int kRowLanes = 8;
+__device__ __forceinline__ float column_sum(float v) {
+  __shared__ float part[kRowLanes][33];
+  part[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  float sum = 0;
+  if (threadIdx.y == 0)
+    for (int r = 0; r < kRowLanes; ++r) sum += part[r][threadIdx.x];
+  return sum;
+}
+
 // Block (c, s) sums channel c over the s-th slice of the outer dimension; inner is contiguous.
+// The slice's rows x inner elements are spread over all threads, whatever inner is.
 __global__ void bias_grad_planes(FPtr dy, float* partials, int64_t outer, int64_t channels,
                                  int64_t inner, int64_t rows_per_slice) {
-  int64_t c = blockIdx.x, s = blockIdx.y;
-  int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
+  const int64_t c = blockIdx.x, s = blockIdx.y;
+  const int64_t o0 = s * rows_per_slice, rows = min(outer, o0 + rows_per_slice) - o0;
+  const unsigned in = static_cast<unsigned>(inner), count = static_cast<unsigned>(rows * inner);
+  const int64_t base = (o0 * channels + c) * inner, row_pitch = channels * inner;
   float sum = 0;
-  for (int64_t o = o0; o < o1; ++o) {
-    const int64_t p = (o * channels + c) * inner;
-    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) sum += ld(dy, p + i);
-  }
+  for (unsigned k = threadIdx.x; k < count; k += blockDim.x)
+    sum += ld(dy, base + (k / in) * row_pitch + k % in);
   __shared__ float warp_sums[32];
   sum = warp_sum(sum);
   if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = sum;
@@ -52,24 +71,27 @@ __global__ void bias_grad_planes(FPtr dy, float* partials, int64_t outer, int64_
   }
 }
 
-// inner == 1 ([N, C] from a fully connected layer): threads run along C, coalesced.
+// inner == 1 ([rows, C], channels-last or a fully connected layer): block (32 channels, 8 row
+// lanes) sums its channels over the s-th slice of rows, coalesced along C.
 __global__ void bias_grad_columns(FPtr dy, float* partials, int64_t outer, int64_t channels,
                                   int64_t rows_per_slice) {
-  int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  int64_t s = blockIdx.y;
-  if (c >= channels) return;
-  int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x, s = blockIdx.y;
+  const int64_t o0 = s * rows_per_slice, o1 = min(outer, o0 + rows_per_slice);
   float sum = 0;
-  for (int64_t o = o0; o < o1; ++o) sum += ld(dy, o * channels + c);
-  partials[s * channels + c] = sum;
+  if (c < channels)
+    for (int64_t o = o0 + threadIdx.y; o < o1; o += kRowLanes) sum += ld(dy, o * channels + c);
+  sum = column_sum(sum);
+  if (threadIdx.y == 0 && c < channels) partials[s * channels + c] = sum;
 }
 
+// db[c] = the sum of partials[s, c] over the slices, 8 lanes of slices per channel.
 __global__ void sum_slices(const float* partials, float* db, int64_t channels, int64_t slices) {
-  int64_t c = global_index();
-  if (c >= channels) return;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
   float sum = 0;
-  for (int64_t s = 0; s < slices; ++s) sum += partials[s * channels + c];
-  db[c] = sum;
+  if (c < channels)
+    for (int64_t s = threadIdx.y; s < slices; s += kRowLanes) sum += partials[s * channels + c];
+  sum = column_sum(sum);
+  if (threadIdx.y == 0 && c < channels) db[c] = sum;
 }
 
 template <class T>
@@ -147,14 +169,15 @@ void launch_act_grad(FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n, float alpha, c
   act_backward<K><<<blocks_for(n), kThreads, 0, s>>>(dy, x, y, dx, n, alpha);
 }
 
-// Slices of the outer dimension so that about eight blocks per SM (of 132) share the work.
-int64_t bias_slices(int64_t outer, int64_t column_blocks) {
-  int64_t want = (8 * 132 + column_blocks - 1) / column_blocks;
-  return want < 1 ? 1 : (want > outer ? (outer < 1 ? 1 : outer) : want);
-}
-
-int64_t column_blocks(int64_t channels, int64_t inner) {
-  return inner == 1 ? (channels + kThreads - 1) / kThreads : channels;
+// Slices of the outer dimension so that about eight blocks per SM (of 132) share the work, and
+// no slice holds 2^30 elements or more (the planes kernel counts them in 32 bits).
+int64_t bias_slices(int64_t outer, int64_t channels, int64_t inner) {
+  const int64_t cols = inner == 1 ? (channels + 31) / 32 : channels;
+  const int64_t per_row = inner == 1 ? 1 : inner;
+  int64_t want = std::max((8 * 132 + cols - 1) / cols, outer * per_row / (int64_t{1} << 30) + 1);
+  want = std::clamp<int64_t>(want, 1, std::max<int64_t>(outer, 1));
+  const int64_t rows = (outer + want - 1) / want;
+  return std::max<int64_t>(1, (outer + rows - 1) / rows);  // none left empty
 }
 
 }  // namespace
@@ -176,27 +199,34 @@ void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s) {
 
 void bias_add(FPtr x, const float* b, FPtr y, int64_t outer, int64_t channels, int64_t inner,
               cudaStream_t s, bool relu) {
-  int64_t n = outer * channels * inner;
-  bias_add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, b, y, n, channels, inner, relu);
+  const int64_t n = outer * channels * inner;
+  if (n < (int64_t{1} << 31))
+    bias_add_kernel<uint32_t><<<blocks_for(n), kThreads, 0, s>>>(
+        x, b, y, static_cast<uint32_t>(n), static_cast<uint32_t>(channels),
+        static_cast<uint32_t>(inner), relu);
+  else
+    bias_add_kernel<int64_t><<<blocks_for(n), kThreads, 0, s>>>(x, b, y, n, channels, inner, relu);
   check_launch("bias_add_kernel", "");
 }
 
 size_t bias_grad_partials(int64_t outer, int64_t channels, int64_t inner) {
-  return static_cast<size_t>(bias_slices(outer, column_blocks(channels, inner)) * channels);
+  return static_cast<size_t>(bias_slices(outer, channels, inner) * channels);
 }
 
 void bias_grad(FPtr dy, float* db, int64_t outer, int64_t channels, int64_t inner, float* partials,
                cudaStream_t s) {
-  int64_t cols = column_blocks(channels, inner);
-  int64_t slices = bias_slices(outer, cols);
-  int64_t rows = (outer + slices - 1) / slices;
-  dim3 grid(static_cast<unsigned>(cols), static_cast<unsigned>(slices));
+  const int64_t slices = bias_slices(outer, channels, inner);
+  const int64_t rows = (outer + slices - 1) / slices;
+  const auto column_groups = static_cast<unsigned>((channels + 31) / 32);
+  const dim3 lanes(32, kRowLanes);
   if (inner == 1)
-    bias_grad_columns<<<grid, kThreads, 0, s>>>(dy, partials, outer, channels, rows);
+    bias_grad_columns<<<dim3(column_groups, static_cast<unsigned>(slices)), lanes, 0, s>>>(
+        dy, partials, outer, channels, rows);
   else
-    bias_grad_planes<<<grid, kThreads, 0, s>>>(dy, partials, outer, channels, inner, rows);
+    bias_grad_planes<<<dim3(static_cast<unsigned>(channels), static_cast<unsigned>(slices)),
+                       kThreads, 0, s>>>(dy, partials, outer, channels, inner, rows);
   check_launch("bias_grad", "");
-  sum_slices<<<blocks_for(channels), kThreads, 0, s>>>(partials, db, channels, slices);
+  sum_slices<<<column_groups, lanes, 0, s>>>(partials, db, channels, slices);
   check_launch("sum_slices", "");
 }
 

@@ -4,6 +4,7 @@
 //   x'[n, (c, by, bx), Y, X] = x[n, c, s*Y + by - pad, s*X + bx - pad]   (0 outside x)
 //   w'[k, (c, by, bx), ay, ax] = w[k, c, s*ay + by, s*ax + bx]          (0 past the filter)
 // x' and w' are written as cuDNN takes them: 16-bit NHWC and KRSC, or fp32 NCHW and KCRS.
+#include "core/error.h"
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
 
@@ -26,19 +27,31 @@ __device__ __forceinline__ At at_of(int64_t i, bool last, int c, int h, int w) {
   return {p / c, static_cast<int>(p % c), static_cast<int>(i / w % h), static_cast<int>(i % w)};
 }
 
-template <class T>
-__global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, bool out_nhwc, FoldDims d) {
-  const int s = d.stride, cf = static_cast<int>(d.c) * s * s;
-  const int64_t total = d.n * d.fh * d.fw * cf;
-  for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    const At a = at_of(i, out_nhwc, cf, d.fh, d.fw);
-    const int c = a.c / (s * s), iy = s * a.y + a.c / s % s - d.pad_h,
-              ix = s * a.x + a.c % s - d.pad_w;
+// One thread per (image, folded pixel, c, by): the s values bx = 0..s-1 of x' that come from one
+// run of s input columns. Threads run along (c, by) then pixels where x' is channels-last (so a
+// warp writes whole pixels), along pixels where it is NCHW; either way neighbouring threads read
+// neighbouring input columns. Indices are 32-bit within an image (fold_input checks).
+template <class T, bool kOutNhwc>
+__global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, FoldDims d) {
+  const unsigned s = d.stride, runs = static_cast<unsigned>(d.c) * s;
+  const unsigned pixels = static_cast<unsigned>(d.fh * d.fw), total = pixels * runs;
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= total) return;
+  const unsigned run = kOutNhwc ? t % runs : t / pixels, p = kOutNhwc ? t / runs : t % pixels;
+  const unsigned c = run / s, by = run % s, Y = p / d.fw, X = p % d.fw;
+  const int64_t n = blockIdx.y;
+  const int iy = static_cast<int>(s * Y + by) - d.pad_h, ix0 = static_cast<int>(s * X) - d.pad_w;
+  const bool row_inside = iy >= 0 && iy < d.h;
+  const int64_t row = nhwc ? (n * d.h + iy) * d.w : ((n * d.c + c) * d.h + iy) * d.w;
+  const int64_t cf0 = static_cast<int64_t>(run) * s;  // x' channel of bx = 0
+  const int64_t cf_count = d.c * s * s;
+  for (unsigned bx = 0; bx < s; ++bx) {
+    const int ix = ix0 + static_cast<int>(bx);
     float v = 0.f;
-    if (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
-      v = ld(x, nhwc ? ((a.n * d.h + iy) * d.w + ix) * d.c + c
-                     : ((a.n * d.c + c) * d.h + iy) * d.w + ix);
-    out[i] = from_float<T>(v);
+    if (row_inside && ix >= 0 && ix < d.w) v = ld(x, nhwc ? (row + ix) * d.c + c : row + ix);
+    const int64_t o = kOutNhwc ? (n * pixels + p) * cf_count + cf0 + bx
+                               : (n * cf_count + cf0 + bx) * pixels + p;
+    out[o] = from_float<T>(v);
   }
 }
 
@@ -82,11 +95,16 @@ void with_type(DType type, F&& f) {
 }  // namespace
 
 void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, cudaStream_t s) {
-  const bool out_nhwc = type != DType::f32;
-  unsigned blocks = blocks_for(d.n * d.fh * d.fw * d.c * d.stride * d.stride);
+  const int64_t per_image = int64_t{d.fh} * d.fw * d.c * d.stride;
+  if (per_image * d.stride >= (int64_t{1} << 31) || d.n > 65535)
+    throw DeviceError("fold_input: more than 2^31 folded elements per image or 65535 images");
+  const dim3 grid(blocks_for_all(per_image), static_cast<unsigned>(d.n));
   with_type(type, [&](auto t) {
     using T = decltype(t);
-    fold_input_kernel<<<blocks, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), out_nhwc, d);
+    if (type == DType::f32)
+      fold_input_kernel<T, false><<<grid, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), d);
+    else
+      fold_input_kernel<T, true><<<grid, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), d);
   });
   check_launch("fold_input", "");
 }

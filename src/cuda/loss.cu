@@ -26,9 +26,11 @@ __device__ bool valid_label(int32_t label, int64_t k, int64_t row, DeviceReport*
 __device__ float row_lse(const float* row, int64_t k) {
   int lane = threadIdx.x & 31;
   float mx = -INFINITY;
+#pragma unroll 8
   for (int64_t j = lane; j < k; j += 32) mx = fmaxf(mx, row[j]);
   mx = warp_max(mx);
   float sum = 0.f;
+#pragma unroll 8
   for (int64_t j = lane; j < k; j += 32) sum += expf(row[j] - mx);
   return mx + logf(warp_sum(sum));
 }
@@ -44,6 +46,7 @@ __global__ void xent_forward_kernel(const float* x, const int32_t* labels, int64
     bool ok = valid_label(label, k, i, report, site);
     float lse = row_lse(row, k);
     float rs = 0.f;
+#pragma unroll 8
     for (int64_t j = lane; j < k; j += 32) rs += row[j];
     rs = warp_sum(rs);
     if (ok)
@@ -89,6 +92,7 @@ __global__ void top_k_kernel(const float* x, const int32_t* labels, int64_t n, i
     if (!valid_label(label, k, i, report, site)) continue;
     float mine = row[label];
     int above = 0;
+#pragma unroll 8
     for (int64_t j = lane; j < k; j += 32) above += j != label && !(row[j] < mine);
     for (int o = 16; o > 0; o >>= 1) above += __shfl_xor_sync(0xffffffffu, above, o);
     hits += (above < top && !isnan(mine)) ? 1 : 0;

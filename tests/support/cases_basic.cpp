@@ -257,6 +257,16 @@ void register_elementwise() {
                  .inputs = {f32({3, 4, 5, 6})},
                  .reference = ref_bias_grad,
                  .perf_inputs = {f32({64, 32, 28, 28})}});
+  // Many rows over channels that do not fill the kernels' 32-wide column groups: sums split
+  // into hundreds of slices and reduced again (the CUDA columns path, as for NHWC activations).
+  register_case({.name = "bias_grad/many_rows",
+                 .op = "bias_grad",
+                 .inputs = {f32({4099, 37})},
+                 .reference = ref_bias_grad});
+  register_case({.name = "bias_grad/small_planes",  // planes shorter than a block, many slices
+                 .op = "bias_grad",
+                 .inputs = {f32({70, 33, 3, 5})},
+                 .reference = ref_bias_grad});
   register_case({.name = "fill/f32",
                  .op = "fill",
                  .attrs = {{"shape", std::vector<int64_t>{3, 4}}, {"value", 0.75}},
