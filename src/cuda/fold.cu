@@ -49,8 +49,8 @@ __global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, FoldDims d) {
     const int ix = ix0 + static_cast<int>(bx);
     float v = 0.f;
     if (row_inside && ix >= 0 && ix < d.w) v = ld(x, nhwc ? (row + ix) * d.c + c : row + ix);
-    const int64_t o = kOutNhwc ? (n * pixels + p) * cf_count + cf0 + bx
-                               : (n * cf_count + cf0 + bx) * pixels + p;
+    const int64_t o =
+        kOutNhwc ? (n * pixels + p) * cf_count + cf0 + bx : (n * cf_count + cf0 + bx) * pixels + p;
     out[o] = from_float<T>(v);
   }
 }
