@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -116,20 +115,6 @@ TEST(CudaSession, WholeEagerStepsMatchReplayedStepsInBf16) {
   std::vector<float> eager = losses(spec, true, false, 6, "bf16", 0);
   std::vector<float> graph = losses(spec, true, true, 6, "bf16", 0);
   expect_close(graph, eager, 1e-2f);
-}
-
-// The tiny network's fully connected layer (81% of its parameters) is updated on the side
-// stream while the convolutions' gradients run (train/update.h); one update at the end must
-// train the same.
-TEST(CudaSession, OverlappedUpdateTrainsLikeOneUpdate) {
-  REQUIRE_GPU();
-  NetworkSpec spec = parse_network(kNet, "tiny.yaml");
-  setenv("MYELIN_OVERLAP_UPDATE", "0", 1);
-  std::vector<float> whole = losses(spec, true, true, 8, "fp32", 0);
-  unsetenv("MYELIN_OVERLAP_UPDATE");
-  std::vector<float> split = losses(spec, true, true, 8, "fp32", 0);
-  expect_close(split, whole, 1e-5f);
-  EXPECT_NE(whole.front(), whole.back());
 }
 
 TEST(CudaSession, LaggedStatisticsAreThoseOfThePreviousStep) {

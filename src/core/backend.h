@@ -63,18 +63,6 @@ class Backend {
   // them in oneDNN's blocked nchw16c between kernels that take it. Inputs, parameters, states and
   // kept values are never changed.
   virtual void choose_storage(Graph& g) const { (void)g; }
-  // Optional: nodes that overlap the nodes after them (Program's asynchronous nodes, such as the
-  // update of the parameters whose gradients are final early). Program calls mark_point(i) after
-  // running a node that one of them waits for, run_async(i, launch) for the asynchronous node, to
-  // be ordered after node i only (after everything enqueued so far when i < 0), and join_async()
-  // at the end of each run, after which everything is ordered again. The CUDA engine runs them on
-  // a second stream; the default runs `launch` in place.
-  virtual void mark_point(int node) { (void)node; }
-  virtual void run_async(int after, const std::function<void()>& launch) {
-    (void)after;
-    launch();
-  }
-  virtual void join_async() {}
   // Optional: asynchronous, double-buffered step inputs and outputs (CUDA; see StepIO). Returns
   // null where the backend has none (then copy_from_host and copy_to_host do the work).
   virtual std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,

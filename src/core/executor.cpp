@@ -1,6 +1,5 @@
 #include "core/executor.h"
 
-#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -9,8 +8,6 @@
 namespace myelin {
 
 namespace {
-
-constexpr int kNotAsync = -2;  // Program::waits_for_ of a node that runs in order
 
 // The backend's rewrites of the program's copy of the graph, before its memory is planned.
 Graph rewritten_for(const Backend& b, Graph g) {
@@ -35,7 +32,6 @@ Program::Program(Graph graph, Backend& backend)
     kernels_.push_back(make_kernel(KernelSpec{n, graph_, static_cast<int>(i), backend_}));
     workspace = std::max(workspace, kernels_.back()->workspace_bytes());
   }
-  plan_async();
   arena_ = Buffer(backend_, plan_.arena_bytes);
   workspace_ = Buffer(backend_, workspace);
   tensors_.resize(graph_.values().size());
@@ -49,58 +45,6 @@ Program::Program(Graph graph, Backend& backend)
 }
 
 Program::~Program() = default;
-
-// Whether a node after node i writes arena memory that node i reads: the planner frees i's
-// inputs once it ran in order, but it runs asynchronously until the end of the step.
-bool Program::later_writes_overlap(size_t i) const {
-  auto range = [&](ValueId v) {
-    const ValueId r = plan_.alias[v];
-    const Value& val = graph_.value(r);
-    const int64_t begin = plan_.offset[r];
-    return std::pair{begin,
-                     begin + val.shape.numel() * static_cast<int64_t>(dtype_size(val.dtype))};
-  };
-  const auto& nodes = graph_.nodes();
-  for (ValueId a : nodes[i].inputs) {
-    if (plan_.offset[plan_.alias[a]] < 0) continue;
-    auto [a0, a1] = range(a);
-    for (size_t k = i + 1; k < nodes.size(); ++k)
-      for (ValueId b : nodes[k].outputs) {
-        if (plan_.offset[plan_.alias[b]] < 0) continue;
-        auto [b0, b1] = range(b);
-        if (a0 < b1 && b0 < a1) return true;
-      }
-  }
-  return false;
-}
-
-// For each eligible asynchronous node, the last node before it (with a kernel) that reads or
-// writes any of its values, or any value sharing their memory.
-void Program::plan_async() {
-  const auto& nodes = graph_.nodes();
-  waits_for_.assign(nodes.size(), kNotAsync);
-  is_point_.assign(nodes.size(), false);
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const Node& n = nodes[i];
-    if (!kernels_[i] || n.attrs.i("async", 0) == 0 || kernels_[i]->workspace_bytes() > 0) continue;
-    bool writes_arena = false;
-    for (ValueId v : n.outputs) writes_arena |= plan_.offset[plan_.alias[v]] >= 0;
-    if (writes_arena || later_writes_overlap(i)) continue;
-    std::vector<ValueId> mine;
-    for (const auto* list : {&n.inputs, &n.outputs})
-      for (ValueId v : *list) mine.push_back(plan_.alias[v]);
-    auto touches = [&](const Node& m) {
-      for (const auto* list : {&m.inputs, &m.outputs})
-        for (ValueId v : *list)
-          if (std::find(mine.begin(), mine.end(), plan_.alias[v]) != mine.end()) return true;
-      return false;
-    };
-    int j = static_cast<int>(i) - 1;
-    while (j >= 0 && !(kernels_[j] && touches(nodes[j]))) --j;
-    waits_for_[i] = j;
-    if (j >= 0) is_point_[j] = true;
-  }
-}
 
 void Program::bind(ValueId v, const Tensor& t) {
   const Value& val = graph_.value(v);
@@ -171,22 +115,11 @@ void Program::run_range(const StepContext& ctx, int begin, int end) {
   StepContext c = ctx;
   c.workspace = workspace_.data();
   std::vector<Tensor> in, out;
-  for (int i = begin; i < end; ++i)
-    if (kernels_[i]) run_node(i, begin, c, in, out);
-  backend_.join_async();
-}
-
-void Program::run_node(int i, int begin, const StepContext& ctx, std::vector<Tensor>& in,
-                       std::vector<Tensor>& out) {
-  gather(graph_.nodes()[i], in, out);
-  if (waits_for_[i] != kNotAsync) {
-    // A point before this run's first node was passed in an earlier run: wait for all of it.
-    int after = waits_for_[i] >= begin ? waits_for_[i] : -1;
-    backend_.run_async(after, [&] { kernels_[i]->run(in, out, ctx); });
-  } else {
-    kernels_[i]->run(in, out, ctx);
+  for (int i = begin; i < end; ++i) {
+    if (!kernels_[i]) continue;
+    gather(graph_.nodes()[i], in, out);
+    kernels_[i]->run(in, out, c);
   }
-  if (is_point_[i]) backend_.mark_point(i);
 }
 
 void Program::run_profiled(const StepContext& ctx, const NodeTimer& timer) {

@@ -1,10 +1,5 @@
 // A Program is a graph compiled for one device: memory planned into one arena, one kernel per
 // node prepared up front. Running a step allocates nothing.
-//
-// A node with attr "async" set (the early part of the optimizer update, train/session.cpp) may
-// run beside the nodes after it: it waits only for the last node before it that touches any of
-// its values (Backend::run_async). It must write no arena value and use no workspace (they are
-// shared); the values it reads stay live until it runs, so the planner keeps them intact.
 #pragma once
 #include <functional>
 #include <memory>
@@ -45,10 +40,6 @@ class Program {
  private:
   void check_bound() const;
   void gather(const Node& n, std::vector<Tensor>& in, std::vector<Tensor>& out) const;
-  void plan_async();
-  bool later_writes_overlap(size_t i) const;
-  void run_node(int i, int begin, const StepContext& ctx, std::vector<Tensor>& in,
-                std::vector<Tensor>& out);
 
   Graph graph_;
   Backend& backend_;
@@ -58,10 +49,6 @@ class Program {
   std::vector<Tensor> tensors_;  // per value
   std::vector<bool> bound_;
   std::vector<std::unique_ptr<Kernel>> kernels_;  // per node; null for views
-  // Asynchronous nodes (attr "async", see plan_async): the node each waits for (-1: none), -2 for
-  // the nodes that run in order; and the nodes some asynchronous node waits for.
-  std::vector<int> waits_for_;
-  std::vector<bool> is_point_;
   mutable bool views_dirty_ = true;
 };
 

@@ -5,7 +5,6 @@
 #include "core/error.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_kernels.h"
-#include "cuda/side_stream.h"
 #include "cuda/step_graph.h"
 #include "cuda/step_io.h"
 
@@ -48,7 +47,9 @@ std::string op_label(const Node& n) {
 }
 
 CudaBackend::CudaBackend(Device d, const BackendOptions& opts)
-    : device_(d), opts_(opts), precision_(parse_precision(opts.precision)) {
+    : device_(d),
+      opts_(opts),
+      precision_(parse_precision(opts.precision)) {
   std::string where = "creating the CUDA backend on " + d.str();
   int count = 0;
   MYELIN_CHECK(cudaGetDeviceCount(&count), where);
@@ -60,11 +61,7 @@ CudaBackend::CudaBackend(Device d, const BackendOptions& opts)
   conv_algos_ = std::make_unique<AlgoCache>(
       std::string(props_.name) + "-cudnn" + std::to_string(cudnnGetVersion()) + "-sm" +
       std::to_string(props_.major) + std::to_string(props_.minor));
-  MYELIN_CHECK(
-      cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, SideStream::main_priority()),
-      where);
-  active_ = stream_;
-  side_ = std::make_unique<SideStream>();
+  MYELIN_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), where);
   MYELIN_CHECK(cudnnCreate(&cudnn_), where);
   MYELIN_CHECK(cudnnSetStream(cudnn_, stream_), where);
   MYELIN_CHECK(cublasLtCreate(&cublaslt_), where);
@@ -85,7 +82,6 @@ CudaBackend::~CudaBackend() {
   cudaSetDevice(device_.index);
   if (stream_) cudaStreamSynchronize(stream_);
   graph_.reset();
-  side_.reset();
   if (step_state_) cudaFree(step_state_);
   if (report_host_) cudaFreeHost(report_host_);
   if (cublaslt_) cublasLtDestroy(cublaslt_);
@@ -159,31 +155,6 @@ void CudaBackend::synchronize() {
   if (capturing_) throw DeviceError("synchronize() called while capturing a CUDA graph");
   MYELIN_CHECK(cudaStreamSynchronize(stream_), "synchronizing " + device_.str());
   check_reports();
-}
-
-void CudaBackend::mark_point(int node) {
-  side_->mark(node, stream_);
-}
-
-void CudaBackend::run_async(int after, const std::function<void()>& launch) {
-  active_ = side_->begin(after, stream_);
-  auto back_to_main = [&] {
-    active_ = stream_;
-    cudnnSetStream(cudnn_, stream_);
-  };
-  try {
-    MYELIN_CHECK(cudnnSetStream(cudnn_, active_), "pointing cuDNN at the side stream");
-    launch();
-  } catch (...) {
-    back_to_main();
-    throw;
-  }
-  back_to_main();
-  side_->end();
-}
-
-void CudaBackend::join_async() {
-  side_->join(stream_);
 }
 
 int CudaBackend::register_report_site(const std::string& who, const std::string& what) {

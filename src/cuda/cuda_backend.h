@@ -40,7 +40,6 @@ struct DeviceReport {
 };
 
 class StepGraph;
-class SideStream;
 
 class CudaBackend final : public Backend {
  public:
@@ -70,19 +69,13 @@ class CudaBackend final : public Backend {
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
   // kernels take it, in networks without batch norm unless the environment says (storage.cpp).
   void choose_storage(Graph& g) const override;
-  // Asynchronous nodes run on a second, lower-priority stream (side_stream.h): kernels launched
-  // from `launch` see it as stream(), and cuDNN is pointed at it meanwhile.
-  void mark_point(int node) override;
-  void run_async(int after, const std::function<void()>& launch) override;
-  void join_async() override;
   std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,
                                        const std::vector<const void*>& out_src,
                                        size_t out_bytes_each) override;
   // Throws the Error a kernel reported (bad data such as a label) since the last check, if any.
   void raise_reports() { check_reports(); }
 
-  // The stream kernels launch on: the main stream, or the side stream inside run_async.
-  cudaStream_t stream() const { return active_; }
+  cudaStream_t stream() const { return stream_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
   cublasLtHandle_t cublaslt() const { return cublaslt_; }
   Precision precision() const { return precision_; }
@@ -115,8 +108,6 @@ class CudaBackend final : public Backend {
   Precision precision_;
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
-  cudaStream_t active_ = nullptr;
-  std::unique_ptr<SideStream> side_;
   cudnnHandle_t cudnn_ = nullptr;
   cublasLtHandle_t cublaslt_ = nullptr;
   unsigned long long* step_state_ = nullptr;

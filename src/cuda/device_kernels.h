@@ -138,11 +138,10 @@ struct MtChunk {  // a block's share: elements [begin, end) of tensor `tensor`
   long long begin, end;
 };
 constexpr long long kMtChunk = 32768;
-// hp and norm_sq are device pointers (norm_sq null when clip == 0). At most max_blocks blocks
-// (all chunks at once where max_blocks <= 0) take the chunks in turn.
+// hp and norm_sq are device pointers (norm_sq null when clip == 0).
 void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
                       const float* hp, const float* norm_sq, SolverKind solver, float clip,
-                      bool zero_grads, int max_blocks, cudaStream_t s);
+                      bool zero_grads, cudaStream_t s);
 // out[0] = sum of squares of every element; partials holds chunk_count floats.
 void sum_squares(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, float* partials,
                  float* out, cudaStream_t s);

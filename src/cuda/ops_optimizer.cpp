@@ -4,7 +4,6 @@
 // a binding changes, so a captured step replays without any host work. accumulate_grad is in
 // ops_pointwise.cpp.
 #include <algorithm>
-#include <cstdlib>
 
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
@@ -22,13 +21,6 @@ SolverKind solver_kind(const std::string& s) {
     if (s == name) return k;
   optimizer_slots(s);  // throws the error naming the solvers
   return SolverKind::sgd;
-}
-
-// Blocks of an asynchronous update (train/update.h): MYELIN_CUDA_ASYNC_UPDATE_BLOCKS, 0 for one
-// per chunk.
-int async_blocks() {
-  const char* e = std::getenv("MYELIN_CUDA_ASYNC_UPDATE_BLOCKS");
-  return e ? std::atoi(e) : 32;
 }
 
 // Device tables of a multi-tensor launch: tensors (re-uploaded when pointers change) and chunks.
@@ -102,7 +94,6 @@ class OptimizerKernel : public CudaKernel {
         zero_grads_(s.node.attrs.i("zero_grads", 0) != 0),
         lr_mult_(s.node.attrs.floats("lr_mult", {})),
         decay_mult_(s.node.attrs.floats("decay_mult", {})),
-        max_blocks_(s.node.attrs.i("async", 0) ? async_blocks() : 0),
         tables_(be_, sizes_of(s, 1, count_)) {
     for (size_t i = 0; i < s.node.inputs.size(); ++i)
       if (s.input(static_cast<int>(i)).dtype != DType::f32)
@@ -130,7 +121,7 @@ class OptimizerKernel : public CudaKernel {
     tables_.update(t);
     const float* norm_sq = clip_ > 0 ? in.back().f32() : nullptr;
     optimizer_update(tables_.tensors(), tables_.chunks(), tables_.chunk_count(), in[0].f32(),
-                     norm_sq, solver_, clip_, zero_grads_, max_blocks_, stream());
+                     norm_sq, solver_, clip_, zero_grads_, stream());
   }
 
   SolverKind solver_;
@@ -138,7 +129,6 @@ class OptimizerKernel : public CudaKernel {
   float clip_;
   bool zero_grads_;
   std::vector<double> lr_mult_, decay_mult_;
-  int max_blocks_;  // an asynchronous update leaves most SMs to the backward pass beside it
   MultiTensorTables tables_;
   std::vector<MtTensor> scratch_;
 };

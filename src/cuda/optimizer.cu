@@ -2,8 +2,6 @@
 // src/cpu/optimizer.cpp for the reference): block b updates chunk b of the chunk table, a
 // contiguous slice of one parameter. The hyper-parameters and the clipping norm are read from
 // device memory, so a captured step picks up each step's learning rate.
-#include <algorithm>
-
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
 
@@ -30,10 +28,13 @@ __device__ Scalars read_scalars(const float* hp, const float* norm_sq, float cli
   return k;
 }
 
-// One chunk: a slice of one parameter, its gradient and its solver states.
 template <SolverKind S>
-__device__ __forceinline__ void update_chunk(const MtChunk& ch, const MtTensor& t, const Scalars& k,
-                                             int zero_grads) {
+__global__ void __launch_bounds__(kThreads)
+    update_kernel(const MtTensor* tensors, const MtChunk* chunks, const float* hp,
+                  const float* norm_sq, float clip, int zero_grads) {
+  const MtChunk ch = chunks[blockIdx.x];
+  const MtTensor t = tensors[ch.tensor];
+  const Scalars k = read_scalars<S>(hp, norm_sq, clip);
   const float lr = k.lr * t.lr_mult, wd = k.wd * t.decay_mult;
   for (long long e = ch.begin + threadIdx.x; e < ch.end; e += blockDim.x) {
     float p = t.p[e];
@@ -70,16 +71,6 @@ __device__ __forceinline__ void update_chunk(const MtChunk& ch, const MtTensor& 
   }
 }
 
-// Blocks take chunks in turn: fewer blocks than chunks leave SMs to concurrent work.
-template <SolverKind S>
-__global__ void __launch_bounds__(kThreads)
-    update_kernel(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, const float* hp,
-                  const float* norm_sq, float clip, int zero_grads) {
-  const Scalars k = read_scalars<S>(hp, norm_sq, clip);
-  for (int c = blockIdx.x; c < chunk_count; c += gridDim.x)
-    update_chunk<S>(chunks[c], tensors[chunks[c].tensor], k, zero_grads);
-}
-
 __global__ void chunk_squares(const MtTensor* tensors, const MtChunk* chunks, float* partials) {
   const MtChunk ch = chunks[blockIdx.x];
   const float* g = tensors[ch.tensor].g;
@@ -112,40 +103,41 @@ __global__ void sum_partials(const float* partials, int count, float* out) {
 
 template <SolverKind S>
 void launch_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, const float* hp,
-                   const float* norm_sq, float clip, bool zero_grads, int blocks, cudaStream_t s) {
-  update_kernel<S><<<blocks, kThreads, 0, s>>>(tensors, chunks, chunk_count, hp, norm_sq, clip,
-                                               zero_grads ? 1 : 0);
+                   const float* norm_sq, float clip, bool zero_grads, cudaStream_t s) {
+  update_kernel<S>
+      <<<chunk_count, kThreads, 0, s>>>(tensors, chunks, hp, norm_sq, clip, zero_grads ? 1 : 0);
 }
 
 }  // namespace
 
 void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
                       const float* hp, const float* norm_sq, SolverKind solver, float clip,
-                      bool zero_grads, int max_blocks, cudaStream_t s) {
+                      bool zero_grads, cudaStream_t s) {
   if (chunk_count == 0) return;
-  const int blocks = max_blocks > 0 ? std::min(max_blocks, chunk_count) : chunk_count;
-  auto launch = [&](auto solver_kind) {
-    launch_update<decltype(solver_kind)::value>(tensors, chunks, chunk_count, hp, norm_sq, clip,
-                                                zero_grads, blocks, s);
-  };
   switch (solver) {
     case SolverKind::sgd:
-      launch(std::integral_constant<SolverKind, SolverKind::sgd>{});
+      launch_update<SolverKind::sgd>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
+                                     s);
       break;
     case SolverKind::nesterov:
-      launch(std::integral_constant<SolverKind, SolverKind::nesterov>{});
+      launch_update<SolverKind::nesterov>(tensors, chunks, chunk_count, hp, norm_sq, clip,
+                                          zero_grads, s);
       break;
     case SolverKind::adam:
-      launch(std::integral_constant<SolverKind, SolverKind::adam>{});
+      launch_update<SolverKind::adam>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
+                                      s);
       break;
     case SolverKind::adamw:
-      launch(std::integral_constant<SolverKind, SolverKind::adamw>{});
+      launch_update<SolverKind::adamw>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
+                                       s);
       break;
     case SolverKind::rmsprop:
-      launch(std::integral_constant<SolverKind, SolverKind::rmsprop>{});
+      launch_update<SolverKind::rmsprop>(tensors, chunks, chunk_count, hp, norm_sq, clip,
+                                         zero_grads, s);
       break;
     case SolverKind::adagrad:
-      launch(std::integral_constant<SolverKind, SolverKind::adagrad>{});
+      launch_update<SolverKind::adagrad>(tensors, chunks, chunk_count, hp, norm_sq, clip,
+                                         zero_grads, s);
       break;
   }
   check_launch("optimizer_update", "");

@@ -7,7 +7,6 @@
 #include "core/autodiff.h"
 #include "core/error.h"
 #include "ops/params.h"
-#include "train/update.h"
 
 namespace myelin {
 
@@ -112,9 +111,31 @@ void Session::build_train(int64_t batch) {
 
   g.set_phase(Phase::backward);
   accumulating_ = r.accumulate > 1;
-  if (accumulating_) gs = append_accumulation(g, ps, gs);
+  if (accumulating_)
+    for (size_t i = 0; i < ps.size(); ++i) {
+      ValueId acc = g.state(g.value(ps[i]).name + ".acc", g.value(ps[i]).shape, Init{});
+      g.add("accumulate_grad", "update", {acc, gs[i]});
+      gs[i] = acc;
+    }
   backward_end_ = static_cast<int>(g.nodes().size());
-  append_optimizer(g, r, ps, gs, accumulating_);
+
+  int slots = optimizer_slots(r.solver);
+  std::vector<ValueId> inputs{g.input("solver.hp", Shape{8})};
+  inputs.insert(inputs.end(), ps.begin(), ps.end());
+  inputs.insert(inputs.end(), gs.begin(), gs.end());
+  std::vector<double> lr_mult, decay_mult;
+  for (ValueId p : ps) {
+    const Value& v = g.value(p);
+    lr_mult.push_back(v.lr_mult);
+    decay_mult.push_back(v.decay_mult);
+    for (int s = 0; s < slots; ++s)
+      inputs.push_back(g.state(v.name + ".opt" + std::to_string(s), v.shape, Init{}));
+  }
+  if (r.clip_grad_norm > 0) inputs.push_back(g.add1("global_norm_sq", "update", gs));
+  Attrs a{{"solver", r.solver},       {"count", static_cast<int64_t>(ps.size())},
+          {"lr_mult", lr_mult},       {"decay_mult", decay_mult},
+          {"clip", r.clip_grad_norm}, {"zero_grads", int64_t{accumulating_ ? 1 : 0}}};
+  g.add("optimizer_update", "update", inputs, a);
   g.set_phase(Phase::forward);
 
   allocate_persistent(g);
