@@ -157,6 +157,44 @@ TEST(Loader, RestartingAnEpochMidwayDropsTheOldBatches) {
   EXPECT_EQ(fresh, run_epoch(again, 5));
 }
 
+// Pixels are never 0 (see CountingDataset), so zeros are the cutout: one square, cut x cut or
+// clipped at the image's edges, the same in every channel, somewhere else for each example;
+// none at test time.
+TEST(Loader, CutoutZeroesOneSquarePerTrainingImage) {
+  auto data = std::make_shared<CountingDataset>(64, -1, 2);
+  LoaderOptions o = raw(64);
+  o.transforms.cutout = 3;
+  Loader loader(data, o);
+  std::vector<Copy> train = run_epoch(loader, 0);
+  ASSERT_EQ(train.size(), 1u);
+  std::set<std::pair<int, int>> corners;
+  bool clipped = false;
+  for (int e = 0; e < 64; ++e) {
+    const float* img = train[0].images.data() + e * 60;
+    int y0 = 99, y1 = -1, x0 = 99, x1 = -1, zeros = 0;
+    for (int c = 0; c < 2; ++c)
+      for (int y = 0; y < 6; ++y)
+        for (int x = 0; x < 5; ++x)
+          if (img[(c * 6 + y) * 5 + x] == 0.0f) {
+            ++zeros;
+            y0 = std::min(y0, y), y1 = std::max(y1, y), x0 = std::min(x0, x), x1 = std::max(x1, x);
+          }
+    ASSERT_GT(zeros, 0) << "example " << e;
+    const int h = y1 - y0 + 1, w = x1 - x0 + 1;
+    EXPECT_EQ(zeros, 2 * h * w) << "not one square in both channels, example " << e;
+    EXPECT_LE(h, 3);
+    EXPECT_LE(w, 3);
+    clipped |= h < 3 || w < 3;
+    corners.insert({y0, x0});
+  }
+  EXPECT_TRUE(clipped) << "a square centred near an edge is clipped";
+  EXPECT_GT(corners.size(), 8u) << "the square moves between examples";
+  o.training = false;
+  Loader test(data, o);
+  std::vector<Copy> tested = run_epoch(test, 0);
+  for (float v : tested[0].images) EXPECT_NE(v, 0.0f);
+}
+
 TEST(Loader, ScaleAndPerChannelMean) {
   auto data = std::make_shared<CountingDataset>(12, -1, 3);
   LoaderOptions o;

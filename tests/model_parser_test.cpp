@@ -118,7 +118,7 @@ TEST(NetworkFile, EveryLayerTypeBuilds) {
 input: [3, 16, 16]
 classes: 5
 train: {solver: adam, lr: 1e-3, lr_policy: multistep, milestones: [100, 200], scale: 1/255,
-        mean: [120, 115, 100], mirror: yes}
+        mean: [120, 115, 100], mirror: yes, cutout: 8}
 layers:
   - conv:       {name: c1, filters: 8, kernel: [3, 5], stride: [1, 1], pad: [1, 2], dilation: 1}
   - batch_norm: {name: bn, eps: 0.001, momentum: 0.99}
@@ -142,6 +142,7 @@ layers:
   EXPECT_DOUBLE_EQ(s.recipe.scale, 1.0 / 255);
   EXPECT_EQ(s.recipe.milestones, (std::vector<int64_t>{100, 200}));
   EXPECT_TRUE(s.recipe.mirror);
+  EXPECT_EQ(s.recipe.cutout, 8);
   BuiltNetwork net = build_network(s, 2, true);
   const Graph& g = net.graph;
   EXPECT_EQ(g.value(g.find("c1")).shape, (Shape{2, 8, 16, 16}));

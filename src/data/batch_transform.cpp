@@ -23,6 +23,8 @@ BatchTransform::BatchTransform(const Transforms& t, const Shape& example, bool t
     throw ShapeError("Loader: crop " + std::to_string(t.crop) + " is larger than the example " +
                      example.str() + " padded by " + std::to_string(pad_));
   mirror_ = t.mirror && training;
+  if (t.cutout < 0) throw Error("Loader: cutout must not be negative");
+  cutout_ = training ? t.cutout : 0;
   if (!t.mean.empty() && t.mean_image)
     throw Error("Loader: give a per-channel mean or a mean image, not both");
   if (t.mean_image) {
@@ -57,7 +59,14 @@ BatchTransform::Placement BatchTransform::place(int64_t epoch, int64_t index) co
   // Multiply-shift maps 32 random bits onto [0, range) without a division.
   p.y0 = static_cast<int64_t>(((r >> 32) * range_y) >> 32);
   p.x0 = static_cast<int64_t>(((r & 0xffffffffu) * range_x) >> 32);
-  p.flip = mirror_ && (mix64(r) & 1);
+  const uint64_t r2 = mix64(r);
+  p.flip = mirror_ && (r2 & 1);
+  if (cutout_) {  // centre uniform over the output; the square may hang over its edges
+    const uint64_t r3 = mix64(r2);
+    p.cut_y = static_cast<int64_t>(((r3 >> 32) * static_cast<uint64_t>(oh_)) >> 32) - cutout_ / 2;
+    p.cut_x = static_cast<int64_t>(((r3 & 0xffffffffu) * static_cast<uint64_t>(ow_)) >> 32) -
+              cutout_ / 2;
+  }
   return p;
 }
 
@@ -94,6 +103,17 @@ void BatchTransform::apply(const uint8_t* pixels, float* out, int64_t epoch, int
       row(pixels + (c * h_ + sy) * w_, o, c, sy, p);
     }
   }
+  if (cutout_) cut(out, p);
+}
+
+void BatchTransform::cut(float* out, const Placement& p) const {
+  const int64_t y0 = std::max<int64_t>(p.cut_y, 0), y1 = std::min(p.cut_y + cutout_, oh_);
+  const int64_t x0 = std::max<int64_t>(p.cut_x, 0), x1 = std::min(p.cut_x + cutout_, ow_);
+  for (int64_t c = 0; c < c_; ++c)
+    for (int64_t y = y0; y < y1; ++y) {
+      float* o = out + (c * oh_ + y) * ow_;
+      std::fill(o + x0, o + std::max(x0, x1), 0.0f);
+    }
 }
 
 }  // namespace myelin::data

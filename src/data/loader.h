@@ -15,6 +15,7 @@ struct Transforms {
   int crop = 0;                     // random crop to crop x crop in training, center crop in test
   int pad = 0;                      // zero-pad each side before a random crop
   bool mirror = false;              // random horizontal flip (training only)
+  int cutout = 0;                   // zero a random cutout x cutout square (training only)
 };
 
 struct LoaderOptions {

@@ -192,6 +192,7 @@ void check_recipe(const Recipe& r) {
   range("scale", r.scale, 1e-12, 1e6);
   range("crop", double(r.crop), 0, double(kMaxDim));
   range("pad", double(r.pad), 0, double(kMaxDim));
+  range("cutout", double(r.cutout), 0, double(kMaxDim));
   for (double m : r.mean) range("mean", m, -1e6, 1e6);
   for (size_t i = 0; i < r.milestones.size(); ++i)
     if (r.milestones[i] < 1 || r.milestones[i] > int64_t(1e12) ||

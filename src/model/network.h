@@ -33,6 +33,7 @@ struct Recipe {
   std::vector<double> mean;          // per channel
   int64_t crop = 0, pad = 0;
   bool mirror = false;
+  int64_t cutout = 0;                // side of a random square zeroed per training image
 
   bool operator==(const Recipe&) const = default;
 };

@@ -276,6 +276,7 @@ Recipe parse_recipe(const Reader& r, const YAML::Node& node, KeyMarks& marks) {
       {"crop", integer(rc.crop)},
       {"pad", integer(rc.pad)},
       {"mirror", [&](const YAML::Node& n, const std::string& k) { rc.mirror = r.boolean(n, k); }},
+      {"cutout", integer(rc.cutout)},
   };
   std::vector<std::string> names;
   for (auto& [k, set] : keys) names.push_back(k);

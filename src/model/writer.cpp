@@ -75,6 +75,7 @@ void emit_recipe(YAML::Emitter& out, const Recipe& r) {
   integer("crop", r.crop, d.crop);
   integer("pad", r.pad, d.pad);
   if (r.mirror != d.mirror) out << YAML::Key << "mirror" << YAML::Value << r.mirror;
+  integer("cutout", r.cutout, d.cutout);
   out << YAML::EndMap;
 }
 

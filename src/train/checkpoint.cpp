@@ -307,7 +307,8 @@ json recipe_to_json(const Recipe& r) {
           {"mean", r.mean},
           {"crop", r.crop},
           {"pad", r.pad},
-          {"mirror", r.mirror}};
+          {"mirror", r.mirror},
+          {"cutout", r.cutout}};
 }
 
 namespace {
@@ -353,6 +354,7 @@ Recipe recipe_from_json(const json& j) {
   get_field(j, "crop", r.crop);
   get_field(j, "pad", r.pad);
   get_field(j, "mirror", r.mirror);
+  get_field(j, "cutout", r.cutout);
   return r;
 }
 

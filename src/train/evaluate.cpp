@@ -27,6 +27,7 @@ Transforms transforms_from(const Recipe& r) {
   t.crop = static_cast<int>(r.crop);
   t.pad = static_cast<int>(r.pad);
   t.mirror = r.mirror;
+  t.cutout = static_cast<int>(r.cutout);
   return t;
 }
 
