@@ -64,8 +64,8 @@ BatchTransform::Placement BatchTransform::place(int64_t epoch, int64_t index) co
   if (cutout_) {  // centre uniform over the output; the square may hang over its edges
     const uint64_t r3 = mix64(r2);
     p.cut_y = static_cast<int64_t>(((r3 >> 32) * static_cast<uint64_t>(oh_)) >> 32) - cutout_ / 2;
-    p.cut_x = static_cast<int64_t>(((r3 & 0xffffffffu) * static_cast<uint64_t>(ow_)) >> 32) -
-              cutout_ / 2;
+    p.cut_x =
+        static_cast<int64_t>(((r3 & 0xffffffffu) * static_cast<uint64_t>(ow_)) >> 32) - cutout_ / 2;
   }
   return p;
 }

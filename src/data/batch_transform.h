@@ -1,7 +1,7 @@
 // The per-example transform of the loader: u8 CHW pixels -> f32 CHW, with mean subtraction,
 // scaling, padding, a crop, a horizontal flip and a cutout (a square set to zero, DeVries and
-// Taylor 2017: its centre anywhere in the image, clipped at the borders). The random choices come from
-// hash(seed, epoch, example index), so they do not depend on which thread runs the example.
+// Taylor 2017: its centre anywhere in the image, clipped at the borders). The random choices come
+// from hash(seed, epoch, example index), so they do not depend on which thread runs the example.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -9,30 +9,30 @@
 namespace myelin {
 
 struct Transforms {
-  double scale = 1.0 / 255;         // pixel * scale after mean subtraction
-  std::vector<float> mean;          // per channel (pixel units), or empty
+  double scale = 1.0 / 255;                        // pixel * scale after mean subtraction
+  std::vector<float> mean;                         // per channel (pixel units), or empty
   std::shared_ptr<std::vector<float>> mean_image;  // C*H*W (pixel units), or null
-  int crop = 0;                     // random crop to crop x crop in training, center crop in test
-  int pad = 0;                      // zero-pad each side before a random crop
-  bool mirror = false;              // random horizontal flip (training only)
-  int cutout = 0;                   // zero a random cutout x cutout square (training only)
+  int crop = 0;         // random crop to crop x crop in training, center crop in test
+  int pad = 0;          // zero-pad each side before a random crop
+  bool mirror = false;  // random horizontal flip (training only)
+  int cutout = 0;       // zero a random cutout x cutout square (training only)
 };
 
 struct LoaderOptions {
   int64_t batch = 64;
   bool shuffle = true;
-  bool training = true;    // random crop/mirror only when training
-  bool drop_last = true;   // a partial last batch is dropped (graph shapes are static)
+  bool training = true;   // random crop/mirror only when training
+  bool drop_last = true;  // a partial last batch is dropped (graph shapes are static)
   uint64_t seed = 1;
   int threads = 2;
-  int prefetch = 4;        // batches ready ahead
+  int prefetch = 4;  // batches ready ahead
   Transforms transforms;
 };
 
 struct Batch {
-  Tensor images;  // [B, C, H', W'] f32
-  Tensor labels;  // [B] i32
-  int64_t count = 0;  // real examples (== B unless drop_last is false)
+  Tensor images;                 // [B, C, H', W'] f32
+  Tensor labels;                 // [B] i32
+  int64_t count = 0;             // real examples (== B unless drop_last is false)
   int64_t epoch = 0, index = 0;  // which batch of which epoch
 };
 

@@ -11,29 +11,29 @@ namespace myelin {
 
 // The training settings a network file may recommend; command-line flags override them.
 struct Recipe {
-  std::string solver = "sgd";    // sgd | nesterov | adam | adamw | rmsprop | adagrad
+  std::string solver = "sgd";  // sgd | nesterov | adam | adamw | rmsprop | adagrad
   double lr = 0.01;
   double momentum = 0.9;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double rms_decay = 0.99;           // rmsprop's moving average of squared gradients
+  double rms_decay = 0.99;          // rmsprop's moving average of squared gradients
   std::string lr_policy = "fixed";  // fixed | step | multistep | exp | inv | poly | cosine
   double gamma = 0.1, power = 1.0;
-  int64_t step_size = 0;             // iterations (step policy)
-  std::vector<int64_t> milestones;   // iterations (multistep)
+  int64_t step_size = 0;            // iterations (step policy)
+  std::vector<int64_t> milestones;  // iterations (multistep)
   int64_t warmup_iters = 0;
-  double clip_grad_norm = 0.0;       // 0 = off
-  int64_t accumulate = 1;            // batches per update
+  double clip_grad_norm = 0.0;  // 0 = off
+  int64_t accumulate = 1;       // batches per update
   int64_t batch = 64;
   int64_t epochs = 10;
-  int64_t max_iter = 0;              // 0 = from epochs
+  int64_t max_iter = 0;  // 0 = from epochs
   double label_smoothing = 0.0;
   // Data transforms the network expects (in pixel units before scale).
   double scale = 1.0 / 255;
-  std::vector<double> mean;          // per channel
+  std::vector<double> mean;  // per channel
   int64_t crop = 0, pad = 0;
   bool mirror = false;
-  int64_t cutout = 0;                // side of a random square zeroed per training image
+  int64_t cutout = 0;  // side of a random square zeroed per training image
 
   bool operator==(const Recipe&) const = default;
 };
@@ -44,14 +44,14 @@ struct LayerSpec {
   std::string type;                 // conv, pool, relu, ... (see model/layers.cpp)
   std::vector<std::string> inputs;  // default: the previous layer's output
   Attrs attrs;
-  int line = 0;                     // in the network file, for errors
+  int line = 0;  // in the network file, for errors
 };
 
 struct NetworkSpec {
   std::string name;
-  std::string file;                 // where it was read from ("" when built in C++)
+  std::string file;  // where it was read from ("" when built in C++)
   std::string description;
-  Dims input;                       // [C, H, W]
+  Dims input;  // [C, H, W]
   int64_t classes = 0;
   std::vector<LayerSpec> layers;
   Recipe recipe;
@@ -99,9 +99,9 @@ std::vector<LayerHelp> layer_help();
 // Size and cost of a built network, per example (batch-independent).
 struct LayerCost {
   std::string name, type;
-  Shape output;          // with the batch dimension
-  int64_t params = 0;    // trained parameters of this layer
-  int64_t flops = 0;     // forward, per example; a multiply-add counts 2
+  Shape output;        // with the batch dimension
+  int64_t params = 0;  // trained parameters of this layer
+  int64_t flops = 0;   // forward, per example; a multiply-add counts 2
 };
 struct NetworkCost {
   int64_t params = 0, flops = 0;
