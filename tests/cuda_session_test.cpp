@@ -117,6 +117,21 @@ TEST(CudaSession, WholeEagerStepsMatchReplayedStepsInBf16) {
   expect_close(graph, eager, 1e-2f);
 }
 
+// fp16 trains with dynamic loss scaling (65536 at first): the replayed steps follow fp32's losses
+// and nothing overflows in a few steps, so the scale stays where it started.
+TEST(CudaSession, Fp16StepsWithLossScalingFollowFp32) {
+  REQUIRE_GPU();
+  NetworkSpec spec = parse_network(kNet, "tiny.yaml");
+  std::vector<float> fp32 = losses(spec, true, true, 6, "fp32", 0);
+  std::vector<float> fp16 = losses(spec, true, true, 6, "fp16", 0);
+  expect_close(fp16, fp32, 2e-2f);
+  Session s(spec, options(spec, true, "fp16"));
+  s.feed(make_batch(spec.recipe.batch, 0));
+  s.step(Hyper::from(spec.recipe, spec.recipe.lr, 0), 0);
+  s.step_stats();
+  EXPECT_EQ(s.read("loss_scale").f32()[0], 65536.0f);
+}
+
 TEST(CudaSession, LaggedStatisticsAreThoseOfThePreviousStep) {
   REQUIRE_GPU();
   NetworkSpec spec = parse_network(kNet, "tiny.yaml");

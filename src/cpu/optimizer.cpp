@@ -93,6 +93,7 @@ class OptimizerUpdateKernel : public Kernel {
     decay_mult_ = a.floats("decay_mult", {});
     clip_ = a.f("clip", 0.0);
     zero_grads_ = a.i("zero_grads", 0) != 0;
+    loss_scaled_ = a.i("loss_scaled", 0) != 0;
     for (size_t i = 0; i < spec.node.inputs.size(); ++i)
       if (spec.input(static_cast<int>(i)).dtype != DType::f32)
         throw UnsupportedError("optimizer_update '" + spec.node.name + "' on cpu: input " +
@@ -104,7 +105,11 @@ class OptimizerUpdateKernel : public Kernel {
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
     StepScalars k = scalars(in);
-    float scale = k.grad_scale * clip_factor(in, k.grad_scale);
+    // Loss scaling: the gradients are of the loss times loss_scale; an overflowed step is skipped.
+    const float* norm_sq = clip_ > 0 || loss_scaled_ ? norm_input(in).data_as<float>() : nullptr;
+    const bool skip = loss_scaled_ && !std::isfinite(norm_sq[0]);
+    const float grad_scale = k.grad_scale / (loss_scaled_ ? in.back().data_as<float>()[0] : 1.0f);
+    float scale = grad_scale * clip_factor(norm_sq, grad_scale);
     std::vector<ParamJob> jobs(static_cast<size_t>(count_));
     for (int64_t i = 0; i < count_; ++i) {
       const Tensor& p = in[1 + i];
@@ -120,7 +125,8 @@ class OptimizerUpdateKernel : public Kernel {
     }
 #pragma omp parallel
     {
-      for (const ParamJob& j : jobs) dispatch(j, k, scale);
+      if (!skip)
+        for (const ParamJob& j : jobs) dispatch(j, k, scale);
 #pragma omp barrier
       if (zero_grads_)
         for (const ParamJob& j : jobs) zero_elements(j.g, j.n);
@@ -139,10 +145,15 @@ class OptimizerUpdateKernel : public Kernel {
     return k;
   }
 
+  // norm_sq: the last input, or the one before loss_scale.
+  const Tensor& norm_input(const std::vector<Tensor>& in) const {
+    return in[in.size() - (loss_scaled_ ? 2 : 1)];
+  }
+
   // Global-norm clipping as torch.nn.utils.clip_grad_norm_: the norm of the scaled gradients.
-  double clip_factor(const std::vector<Tensor>& in, float grad_scale) const {
+  double clip_factor(const float* norm_sq, float grad_scale) const {
     if (clip_ <= 0) return 1.0;
-    double norm = std::sqrt(static_cast<double>(in.back().data_as<float>()[0])) * grad_scale;
+    double norm = std::sqrt(static_cast<double>(norm_sq[0])) * grad_scale;
     return std::min(1.0, clip_ / (norm + 1e-6));
   }
 
@@ -168,7 +179,21 @@ class OptimizerUpdateKernel : public Kernel {
   int64_t count_;
   std::vector<double> lr_mult_, decay_mult_;
   double clip_;
-  bool zero_grads_;
+  bool zero_grads_, loss_scaled_;
+};
+
+// loss_scale_update(scale, good_steps, norm_sq), in place.
+class LossScaleUpdateKernel : public Kernel {
+ public:
+  explicit LossScaleUpdateKernel(const KernelSpec& spec)
+      : interval_(spec.node.attrs.i("growth_interval", 2000)) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>&, const StepContext&) override {
+    next_loss_scale(in[0].data_as<float>()[0], in[1].data_as<float>()[0], in[2].data_as<float>()[0],
+                    interval_);
+  }
+
+ private:
+  int64_t interval_;
 };
 
 // Sum of squares in double: the norm of millions of fp32 gradients needs the extra digits.
@@ -201,6 +226,10 @@ MYELIN_REGISTER_OPS {
   register_kernel("optimizer_update", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<OptimizerUpdateKernel>(s);
+                  });
+  register_kernel("loss_scale_update", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    return std::make_unique<LossScaleUpdateKernel>(s);
                   });
   register_kernel_fn("global_norm_sq", DeviceKind::cpu, global_norm_sq);
   register_kernel_fn("accumulate_grad", DeviceKind::cpu, accumulate_grad);

@@ -138,10 +138,21 @@ struct MtChunk {  // a block's share: elements [begin, end) of tensor `tensor`
   long long begin, end;
 };
 constexpr long long kMtChunk = 32768;
-// hp and norm_sq are device pointers (norm_sq null when clip == 0).
+// The per-step inputs of an update, all device pointers: hp [8]; norm_sq (null unless clipping or
+// loss scaling); loss_scale (null unless the gradients are of the scaled loss: then a step whose
+// norm_sq is not finite is skipped).
+struct UpdateArgs {
+  const float* hp;
+  const float* norm_sq;
+  const float* loss_scale;
+  float clip;
+  int zero_grads;
+};
 void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
-                      const float* hp, const float* norm_sq, SolverKind solver, float clip,
-                      bool zero_grads, cudaStream_t s);
+                      const UpdateArgs& args, SolverKind solver, cudaStream_t s);
+// loss_scale_update (ops/optimizer.cpp) on device scalars.
+void loss_scale_update(float* scale, float* good_steps, const float* norm_sq, int64_t interval,
+                       cudaStream_t s);
 // out[0] = sum of squares of every element; partials holds chunk_count floats.
 void sum_squares(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, float* partials,
                  float* out, cudaStream_t s);

@@ -1,4 +1,5 @@
-// optimizer_update and global_norm_sq over every parameter in one launch each (optimizer.cu).
+// optimizer_update and global_norm_sq over every parameter in one launch each (optimizer.cu), and
+// the dynamic loss scale's update.
 // The chunk table (which slice of which parameter each block takes) is built and uploaded once,
 // in the constructor; the table of tensor pointers is uploaded on the first run and again only if
 // a binding changes, so a captured step replays without any host work. accumulate_grad is in
@@ -92,6 +93,7 @@ class OptimizerKernel : public CudaKernel {
         count_(static_cast<int>(s.node.attrs.i("count", 0))),
         clip_(static_cast<float>(s.node.attrs.f("clip", 0.0))),
         zero_grads_(s.node.attrs.i("zero_grads", 0) != 0),
+        loss_scaled_(s.node.attrs.i("loss_scaled", 0) != 0),
         lr_mult_(s.node.attrs.floats("lr_mult", {})),
         decay_mult_(s.node.attrs.floats("decay_mult", {})),
         tables_(be_, sizes_of(s, 1, count_)) {
@@ -119,15 +121,18 @@ class OptimizerKernel : public CudaKernel {
                       static_cast<float>(decay_mult_[i])};
     }
     tables_.update(t);
-    const float* norm_sq = clip_ > 0 ? in.back().f32() : nullptr;
-    optimizer_update(tables_.tensors(), tables_.chunks(), tables_.chunk_count(), in[0].f32(),
-                     norm_sq, solver_, clip_, zero_grads_, stream());
+    // The last inputs: norm_sq (clipping or loss scaling), then loss_scale (loss scaling).
+    const size_t norm_at = in.size() - (loss_scaled_ ? 2 : 1);
+    const UpdateArgs args{in[0].f32(), clip_ > 0 || loss_scaled_ ? in[norm_at].f32() : nullptr,
+                          loss_scaled_ ? in.back().f32() : nullptr, clip_, zero_grads_ ? 1 : 0};
+    optimizer_update(tables_.tensors(), tables_.chunks(), tables_.chunk_count(), args, solver_,
+                     stream());
   }
 
   SolverKind solver_;
   int slots_, count_;
   float clip_;
-  bool zero_grads_;
+  bool zero_grads_, loss_scaled_;
   std::vector<double> lr_mult_, decay_mult_;
   MultiTensorTables tables_;
   std::vector<MtTensor> scratch_;
@@ -159,6 +164,23 @@ class GlobalNormKernel : public CudaKernel {
   std::vector<MtTensor> scratch_;
 };
 
+// loss_scale_update(scale, good_steps, norm_sq), in place: one thread.
+class LossScaleKernel : public CudaKernel {
+ public:
+  explicit LossScaleKernel(const KernelSpec& s)
+      : CudaKernel(s), interval_(s.node.attrs.i("growth_interval", 2000)) {
+    require_f32(s);
+  }
+
+ private:
+  void launch(const std::vector<Tensor>& in, const std::vector<Tensor>&,
+              const StepContext&) override {
+    loss_scale_update(in[0].f32(), in[1].f32(), in[2].f32(), interval_, stream());
+  }
+
+  int64_t interval_;
+};
+
 template <class K>
 std::unique_ptr<Kernel> make(const KernelSpec& s) {
   return std::make_unique<K>(s);
@@ -169,6 +191,7 @@ std::unique_ptr<Kernel> make(const KernelSpec& s) {
 MYELIN_REGISTER_OPS {
   register_kernel("optimizer_update", DeviceKind::cuda, make<OptimizerKernel>);
   register_kernel("global_norm_sq", DeviceKind::cuda, make<GlobalNormKernel>);
+  register_kernel("loss_scale_update", DeviceKind::cuda, make<LossScaleKernel>);
 }
 
 }  // namespace myelin::cuda

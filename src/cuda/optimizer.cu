@@ -4,6 +4,7 @@
 // device memory, so a captured step picks up each step's learning rate.
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
+#include "ops/params.h"
 
 namespace myelin::cuda {
 
@@ -14,11 +15,13 @@ struct Scalars {
 };
 
 template <SolverKind S>
-__device__ Scalars read_scalars(const float* hp, const float* norm_sq, float clip) {
+__device__ Scalars read_scalars(const UpdateArgs& a) {
+  const float* hp = a.hp;
   Scalars k{hp[0], hp[1], hp[2], hp[3], hp[4], hp[6], 1.f, 1.f};
-  if (clip > 0.f) {
-    double norm = sqrt(static_cast<double>(norm_sq[0])) * k.scale;
-    k.scale = static_cast<float>(k.scale * fmin(1.0, clip / (norm + 1e-6)));
+  if (a.loss_scale) k.scale /= a.loss_scale[0];
+  if (a.clip > 0.f) {
+    double norm = sqrt(static_cast<double>(a.norm_sq[0])) * k.scale;
+    k.scale = static_cast<float>(k.scale * fmin(1.0, a.clip / (norm + 1e-6)));
   }
   if constexpr (S == SolverKind::adam || S == SolverKind::adamw) {
     double t = hp[5];
@@ -30,11 +33,16 @@ __device__ Scalars read_scalars(const float* hp, const float* norm_sq, float cli
 
 template <SolverKind S>
 __global__ void __launch_bounds__(kThreads)
-    update_kernel(const MtTensor* tensors, const MtChunk* chunks, const float* hp,
-                  const float* norm_sq, float clip, int zero_grads) {
+    update_kernel(const MtTensor* tensors, const MtChunk* chunks, UpdateArgs a) {
   const MtChunk ch = chunks[blockIdx.x];
   const MtTensor t = tensors[ch.tensor];
-  const Scalars k = read_scalars<S>(hp, norm_sq, clip);
+  const int zero_grads = a.zero_grads;
+  if (a.loss_scale && !isfinite(a.norm_sq[0])) {  // the scaled gradients overflowed: skip
+    if (zero_grads)
+      for (long long e = ch.begin + threadIdx.x; e < ch.end; e += blockDim.x) t.g[e] = 0.f;
+    return;
+  }
+  const Scalars k = read_scalars<S>(a);
   const float lr = k.lr * t.lr_mult, wd = k.wd * t.decay_mult;
   for (long long e = ch.begin + threadIdx.x; e < ch.end; e += blockDim.x) {
     float p = t.p[e];
@@ -101,46 +109,55 @@ __global__ void sum_partials(const float* partials, int count, float* out) {
   }
 }
 
+__global__ void loss_scale_kernel(float* scale, float* good_steps, const float* norm_sq,
+                                  float interval) {
+  if (!isfinite(norm_sq[0])) {
+    scale[0] = fmaxf(scale[0] * kLossScaleBackoff, kMinLossScale);
+    good_steps[0] = 0.f;
+  } else if ((good_steps[0] += 1.f) >= interval) {
+    scale[0] = fminf(scale[0] * kLossScaleGrowth, kMaxLossScale);
+    good_steps[0] = 0.f;
+  }
+}
+
 template <SolverKind S>
-void launch_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, const float* hp,
-                   const float* norm_sq, float clip, bool zero_grads, cudaStream_t s) {
-  update_kernel<S>
-      <<<chunk_count, kThreads, 0, s>>>(tensors, chunks, hp, norm_sq, clip, zero_grads ? 1 : 0);
+void launch_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
+                   const UpdateArgs& a, cudaStream_t s) {
+  update_kernel<S><<<chunk_count, kThreads, 0, s>>>(tensors, chunks, a);
 }
 
 }  // namespace
 
 void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_count,
-                      const float* hp, const float* norm_sq, SolverKind solver, float clip,
-                      bool zero_grads, cudaStream_t s) {
+                      const UpdateArgs& args, SolverKind solver, cudaStream_t s) {
   if (chunk_count == 0) return;
   switch (solver) {
     case SolverKind::sgd:
-      launch_update<SolverKind::sgd>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
-                                     s);
+      launch_update<SolverKind::sgd>(tensors, chunks, chunk_count, args, s);
       break;
     case SolverKind::nesterov:
-      launch_update<SolverKind::nesterov>(tensors, chunks, chunk_count, hp, norm_sq, clip,
-                                          zero_grads, s);
+      launch_update<SolverKind::nesterov>(tensors, chunks, chunk_count, args, s);
       break;
     case SolverKind::adam:
-      launch_update<SolverKind::adam>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
-                                      s);
+      launch_update<SolverKind::adam>(tensors, chunks, chunk_count, args, s);
       break;
     case SolverKind::adamw:
-      launch_update<SolverKind::adamw>(tensors, chunks, chunk_count, hp, norm_sq, clip, zero_grads,
-                                       s);
+      launch_update<SolverKind::adamw>(tensors, chunks, chunk_count, args, s);
       break;
     case SolverKind::rmsprop:
-      launch_update<SolverKind::rmsprop>(tensors, chunks, chunk_count, hp, norm_sq, clip,
-                                         zero_grads, s);
+      launch_update<SolverKind::rmsprop>(tensors, chunks, chunk_count, args, s);
       break;
     case SolverKind::adagrad:
-      launch_update<SolverKind::adagrad>(tensors, chunks, chunk_count, hp, norm_sq, clip,
-                                         zero_grads, s);
+      launch_update<SolverKind::adagrad>(tensors, chunks, chunk_count, args, s);
       break;
   }
   check_launch("optimizer_update", "");
+}
+
+void loss_scale_update(float* scale, float* good_steps, const float* norm_sq, int64_t interval,
+                       cudaStream_t s) {
+  loss_scale_kernel<<<1, 1, 0, s>>>(scale, good_steps, norm_sq, static_cast<float>(interval));
+  check_launch("loss_scale_update", "");
 }
 
 void sum_squares(const MtTensor* tensors, const MtChunk* chunks, int chunk_count, float* partials,

@@ -1,15 +1,18 @@
 // The optimizer step as ops, so every engine runs it on its own device (the CUDA engine in one
 // launch for all parameters, inside the captured step) and the trainer never touches weights.
 //
-// optimizer_update(hp, p_0..p_{n-1}, g_0..g_{n-1}, s_0..s_{n*slots-1} [, norm_sq])
+// optimizer_update(hp, p_0..p_{n-1}, g_0..g_{n-1}, s_0..s_{n*slots-1} [, norm_sq] [, loss_scale])
 //   hp: f32 [8] = {lr, momentum or beta1, beta2 (rmsprop: decay), eps, weight_decay, t (1-based
 //       step), grad_scale, 0}; written by the trainer before each step, so schedules need no
 //       rebuild and a captured CUDA graph stays valid.
 //   attrs: solver (sgd|nesterov|adam|adamw|rmsprop|adagrad), count n, lr_mult[n], decay_mult[n],
 //       clip (global-norm threshold, 0 = off; then norm_sq is the last input), zero_grads (1:
-//       zero each g after use, for accumulated gradients).
-//   In place, per element, with g' = g * grad_scale * clip_factor:
-//     clip_factor = min(1, clip / (sqrt(norm_sq) * grad_scale + 1e-6)) when clip > 0, else 1
+//       zero each g after use, for accumulated gradients), loss_scaled (1: the gradients are of the
+//       loss times loss_scale[0]; norm_sq, then loss_scale, are the last inputs, and a step whose
+//       norm_sq is not finite changes nothing but the zeroing of g).
+//   In place, per element, with g' = g * grad_scale / loss_scale * clip_factor:
+//     clip_factor = min(1, clip / (sqrt(norm_sq) * grad_scale / loss_scale + 1e-6)) when clip > 0,
+//       else 1
 //     d = wd * decay_mult (decoupled for adamw: p -= lr * lr_mult * d * p first; else g' += d * p)
 //     sgd:      v = momentum * v + g';         p -= lr_i * v
 //     nesterov: v = momentum * v + g';         p -= lr_i * (g' + momentum * v)
@@ -20,6 +23,10 @@
 //   with lr_i = lr * lr_mult[i]. States start at zero.
 // global_norm_sq(g_0..g_{n-1}) -> [1] f32: the sum of squares of every element.
 // accumulate_grad(acc, g): acc += g in place (no outputs), for gradient accumulation.
+// loss_scale_update(scale, good_steps, norm_sq): dynamic loss scaling (fp16), in place. A step
+//   whose norm_sq is not finite (the scaled gradients overflowed; the update skipped it) halves
+//   the scale and restarts the count; growth_interval finite steps in a row double it. The scale
+//   stays within [2^-24, 2^24].
 #include "ops/common.h"
 
 namespace myelin {
@@ -37,10 +44,13 @@ namespace {
 std::vector<TensorType> infer_update(const Node& n, const std::vector<TensorType>& in) {
   int64_t count = n.attrs.i("count", 0);
   int slots = optimizer_slots(n.attrs.s("solver", "sgd"));
-  bool clip = n.attrs.f("clip", 0.0) > 0;
+  bool clip = n.attrs.f("clip", 0.0) > 0, scaled = n.attrs.i("loss_scaled", 0) != 0;
   expect(in[0].shape == Shape{8} && in[0].dtype == DType::f32, n, in, "hp must be f32 [8]");
-  expect(static_cast<int64_t>(in.size()) == 1 + count * (2 + slots) + (clip ? 1 : 0), n, in,
-         "expected hp, params, grads, states" + std::string(clip ? ", norm_sq" : ""));
+  expect(static_cast<int64_t>(in.size()) ==
+             1 + count * (2 + slots) + (clip || scaled ? 1 : 0) + (scaled ? 1 : 0),
+         n, in,
+         "expected hp, params, grads, states" + std::string(clip || scaled ? ", norm_sq" : "") +
+             (scaled ? ", loss_scale" : ""));
   for (int64_t i = 0; i < count; ++i) {
     const Shape& p = in[1 + i].shape;
     expect(in[1 + count + i].shape == p, n, in,
@@ -71,6 +81,17 @@ MYELIN_REGISTER_OPS {
                      return std::vector<TensorType>{{Shape{1}, DType::f32}};
                    },
                .doc = "sum of squares of all inputs"});
+  register_op({.name = "loss_scale_update",
+               .min_inputs = 3,
+               .max_inputs = 3,
+               .infer =
+                   [](const Node& n, const std::vector<TensorType>& in) {
+                     for (const TensorType& t : in)
+                       expect(t.shape.numel() == 1 && t.dtype == DType::f32, n, in,
+                              "scale, good_steps and norm_sq are f32 scalars");
+                     return std::vector<TensorType>{};
+                   },
+               .doc = "dynamic loss scaling: halve on overflow, double after a run of good steps"});
   register_op({.name = "accumulate_grad",
                .min_inputs = 2,
                .max_inputs = 2,

@@ -70,8 +70,9 @@ void restore_checkpoint(Session& s, const Checkpoint& c, const std::string& snap
   auto take = [&](const std::vector<std::string>& names, const TensorFile& file, bool optional) {
     for (const std::string& n : names) {
       const Tensor* t = file.find(n);
-      // Accumulation buffers are zero between updates, where snapshots are taken.
-      if (!t && (optional || n.ends_with(".acc"))) continue;
+      // Accumulation buffers are zero between updates, where snapshots are taken; a run resumed
+      // under fp16 from one without loss scaling starts its scale afresh.
+      if (!t && (optional || n.ends_with(".acc") || n.starts_with("loss_scale"))) continue;
       if (!t) {
         problems.push_back("'" + n + "' is missing");
         continue;

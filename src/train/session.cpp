@@ -104,7 +104,15 @@ void Session::build_train(int64_t batch) {
   train_net_ = build_network(spec_, batch, true, r.label_smoothing);
   Graph& g = train_net_.graph;
   std::vector<ValueId> params = g.params();
-  std::map<ValueId, ValueId> grads = differentiate(g, train_net_.loss, params);
+  // Dynamic loss scaling: the backward pass starts from the scale instead of 1 (ops/optimizer.cpp).
+  const double initial_scale =
+      opts_.loss_scale >= 0 ? opts_.loss_scale : (opts_.backend.precision == "fp16" ? 65536 : 0);
+  ValueId scale = kNoValue;
+  if (initial_scale > 0)
+    scale = g.state("loss_scale", g.value(train_net_.loss).shape, Init{"constant", initial_scale});
+  std::map<ValueId, ValueId> grads = scale == kNoValue
+                                         ? differentiate(g, train_net_.loss, params)
+                                         : differentiate(g, {{train_net_.loss, scale}}, params);
   std::vector<ValueId> ps, gs;
   for (ValueId p : params)
     if (grads.count(p)) ps.push_back(p), gs.push_back(grads[p]);
@@ -131,11 +139,22 @@ void Session::build_train(int64_t batch) {
     for (int s = 0; s < slots; ++s)
       inputs.push_back(g.state(v.name + ".opt" + std::to_string(s), v.shape, Init{}));
   }
-  if (r.clip_grad_norm > 0) inputs.push_back(g.add1("global_norm_sq", "update", gs));
-  Attrs a{{"solver", r.solver},       {"count", static_cast<int64_t>(ps.size())},
-          {"lr_mult", lr_mult},       {"decay_mult", decay_mult},
-          {"clip", r.clip_grad_norm}, {"zero_grads", int64_t{accumulating_ ? 1 : 0}}};
+  ValueId norm_sq = kNoValue;
+  if (r.clip_grad_norm > 0 || scale != kNoValue)
+    inputs.push_back(norm_sq = g.add1("global_norm_sq", "update", gs));
+  if (scale != kNoValue) inputs.push_back(scale);
+  Attrs a{{"solver", r.solver},
+          {"count", static_cast<int64_t>(ps.size())},
+          {"lr_mult", lr_mult},
+          {"decay_mult", decay_mult},
+          {"clip", r.clip_grad_norm},
+          {"zero_grads", int64_t{accumulating_ ? 1 : 0}},
+          {"loss_scaled", int64_t{scale != kNoValue ? 1 : 0}}};
   g.add("optimizer_update", "update", inputs, a);
+  if (scale != kNoValue)
+    g.add("loss_scale_update", "update",
+          {scale, g.state("loss_scale.good_steps", Shape{1}, Init{}), norm_sq},
+          {{"growth_interval", int64_t{2000}}});
   g.set_phase(Phase::forward);
 
   allocate_persistent(g);

@@ -24,6 +24,10 @@ struct SessionOptions {
   bool eval = true;   // build the evaluation program
   bool graph = true;  // step(): capture the whole step as a device graph where supported
   Recipe recipe;      // solver, clipping, accumulation, label smoothing
+  // Dynamic loss scaling's initial scale (0: off). By default 65536 under --precision fp16, where
+  // 16-bit gradients would underflow, and off otherwise. The scale is the state "loss_scale",
+  // saved with checkpoints; a step whose gradients overflow is skipped and halves it.
+  double loss_scale = -1;
 };
 
 struct StepStats {
