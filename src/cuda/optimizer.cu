@@ -110,14 +110,8 @@ __global__ void sum_partials(const float* partials, int count, float* out) {
 }
 
 __global__ void loss_scale_kernel(float* scale, float* good_steps, const float* norm_sq,
-                                  float interval) {
-  if (!isfinite(norm_sq[0])) {
-    scale[0] = fmaxf(scale[0] * kLossScaleBackoff, kMinLossScale);
-    good_steps[0] = 0.f;
-  } else if ((good_steps[0] += 1.f) >= interval) {
-    scale[0] = fminf(scale[0] * kLossScaleGrowth, kMaxLossScale);
-    good_steps[0] = 0.f;
-  }
+                                  int64_t interval) {
+  next_loss_scale(scale[0], good_steps[0], norm_sq[0], interval);
 }
 
 template <SolverKind S>
@@ -156,7 +150,7 @@ void optimizer_update(const MtTensor* tensors, const MtChunk* chunks, int chunk_
 
 void loss_scale_update(float* scale, float* good_steps, const float* norm_sq, int64_t interval,
                        cudaStream_t s) {
-  loss_scale_kernel<<<1, 1, 0, s>>>(scale, good_steps, norm_sq, static_cast<float>(interval));
+  loss_scale_kernel<<<1, 1, 0, s>>>(scale, good_steps, norm_sq, interval);
   check_launch("loss_scale_update", "");
 }
 

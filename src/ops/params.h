@@ -20,21 +20,6 @@ inline int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pad, in
   return out;
 }
 
-// Dynamic loss scaling (loss_scale_update, ops/optimizer.cpp): the scale's bounds and steps.
-constexpr float kMinLossScale = 1.0f / 16777216, kMaxLossScale = 16777216.0f;
-constexpr float kLossScaleBackoff = 0.5f, kLossScaleGrowth = 2.0f;
-
-// The next {scale, good_steps} after a step whose squared gradient norm is norm_sq.
-inline void next_loss_scale(float& scale, float& good_steps, float norm_sq, int64_t interval) {
-  if (!std::isfinite(norm_sq)) {
-    scale = std::fmax(scale * kLossScaleBackoff, kMinLossScale);
-    good_steps = 0;
-  } else if (++good_steps >= static_cast<float>(interval)) {
-    scale = std::fmin(scale * kLossScaleGrowth, kMaxLossScale);
-    good_steps = 0;
-  }
-}
-
 struct ConvParams {
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
   explicit ConvParams(const Attrs& a) {
@@ -116,6 +101,22 @@ MYELIN_HD inline bool dropout_keep(uint64_t key, uint64_t index, uint32_t thresh
 inline uint32_t dropout_threshold(double ratio) {
   return static_cast<uint32_t>(std::ldexp(ratio, 32) >= 4294967295.0 ? 4294967295.0
                                                                      : std::ldexp(ratio, 32));
+}
+
+// Dynamic loss scaling (loss_scale_update, ops/optimizer.cpp): the scale's bounds and steps, and
+// the next {scale, good_steps} after a step whose squared gradient norm is norm_sq. Both engines'
+// kernels call it.
+constexpr float kMinLossScale = 1.0f / 16777216, kMaxLossScale = 16777216.0f;
+constexpr float kLossScaleBackoff = 0.5f, kLossScaleGrowth = 2.0f;
+MYELIN_HD inline void next_loss_scale(float& scale, float& good_steps, float norm_sq,
+                                      int64_t interval) {
+  if (!std::isfinite(norm_sq)) {
+    scale = std::fmax(scale * kLossScaleBackoff, kMinLossScale);
+    good_steps = 0;
+  } else if (++good_steps >= static_cast<float>(interval)) {
+    scale = std::fmin(scale * kLossScaleGrowth, kMaxLossScale);
+    good_steps = 0;
+  }
 }
 
 }  // namespace myelin
