@@ -12,6 +12,7 @@ PACKAGES=(
   nlohmann-json3-dev          # metrics, --json output, checkpoint headers
   libgtest-dev libgmock-dev
   zlib1g-dev libpng-dev libjpeg62-turbo-dev
+  libarchive-dev              # dataset uploads (.zip, .tar.gz), model bundles
   dataset-fashion-mnist       # /usr/share/datasets/fashion-mnist
 )
 
