@@ -1,0 +1,122 @@
+// Dataset rows as the API and the scheduler see them.
+#include "server/datasets.h"
+
+#include <filesystem>
+
+#include "server/datasets_util.h"
+
+namespace myelin::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kColumns =
+    "SELECT d.id, d.name, d.owner, u.name, d.spec, d.state, d.progress, d.error, d.info, "
+    "d.created, d.updated FROM datasets d LEFT JOIN users u ON u.id = d.owner";
+
+nlohmann::json parsed(const Statement& q, int col) {
+  if (q.is_null(col)) return nlohmann::json::object();
+  nlohmann::json j = nlohmann::json::parse(q.text(col), nullptr, false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+nlohmann::json or_null(const Statement& q, int col) {
+  return q.is_null(col) ? nlohmann::json() : nlohmann::json(q.text(col));
+}
+
+nlohmann::json source_json(const nlohmann::json& spec) {
+  if (spec.value("kind", "") == "upload") return spec.value("upload", int64_t{0});
+  return spec.value("source", "");
+}
+
+// [{"label", "name", "train", "test"}] from the info the builder kept.
+nlohmann::json classes_json(const nlohmann::json& info) {
+  nlohmann::json out = nlohmann::json::array();
+  const nlohmann::json names = info.value("classes", nlohmann::json::array());
+  const nlohmann::json splits = info.value("splits", nlohmann::json::object());
+  for (size_t k = 0; k < names.size(); ++k) {
+    nlohmann::json c = {{"label", k}, {"name", names[k]}};
+    for (const auto& [split, s] : splits.items()) {
+      const nlohmann::json& counts = s.at("class_counts");
+      c[split] = k < counts.size() ? counts[k] : nlohmann::json(0);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+nlohmann::json examples_json(const nlohmann::json& info) {
+  nlohmann::json out = nlohmann::json::object();
+  const nlohmann::json splits = info.value("splits", nlohmann::json::object());
+  for (const auto& [split, s] : splits.items()) out[split] = s.at("count");
+  return out;
+}
+
+nlohmann::json row_json(const Statement& q) {
+  nlohmann::json spec = parsed(q, 4), info = parsed(q, 8);
+  nlohmann::json options = spec;
+  for (const char* k : {"kind", "source", "upload"}) options.erase(k);
+  return {{"id", q.integer(0)},
+          {"name", q.text(1)},
+          {"owner", q.integer(2)},
+          {"owner_name", or_null(q, 3)},
+          {"source", source_json(spec)},
+          {"options", options},
+          {"state", q.text(5)},
+          {"progress", q.real(6)},
+          {"error", or_null(q, 7)},
+          {"shape", info.value("shape", nlohmann::json())},
+          {"num_classes", info.value("classes", nlohmann::json::array()).size()},
+          {"classes", classes_json(info)},
+          {"examples", examples_json(info)},
+          {"bytes", info.value("bytes", int64_t{0})},
+          {"build_seconds", info.value("seconds", nlohmann::json())},
+          {"created", q.real(9)},
+          {"updated", q.real(10)}};
+}
+
+}  // namespace
+
+std::string dataset_dir(const Context& c, int64_t id) {
+  return c.datasets_dir() + "/" + std::to_string(id);
+}
+
+int64_t dir_bytes(const std::string& dir) {
+  int64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) total += static_cast<int64_t>(it->file_size(ec));
+  return total;
+}
+
+nlohmann::json dataset_json(const Context& c, int64_t id) {
+  Statement q = c.db.query(std::string(kColumns) + " WHERE d.id = ?", {id});
+  if (!q.step()) throw ApiError(404, "no dataset " + std::to_string(id));
+  return row_json(q);
+}
+
+nlohmann::json dataset_list_json(const Context& c) {
+  nlohmann::json out = nlohmann::json::array();
+  Statement q = c.db.query(std::string(kColumns) + " ORDER BY d.id");
+  while (q.step()) out.push_back(row_json(q));
+  return out;
+}
+
+DatasetView dataset_view(const Context& c, int64_t id) {
+  Statement q = c.db.query("SELECT name, state, owner, info FROM datasets WHERE id = ?", {id});
+  if (!q.step()) throw ApiError(404, "no dataset " + std::to_string(id));
+  DatasetView v;
+  v.id = id;
+  v.name = q.text(0);
+  v.state = q.text(1);
+  v.owner = q.integer(2);
+  v.data_spec = store_dir(dataset_dir(c, id));
+  nlohmann::json info = parsed(q, 3);
+  if (info.contains("shape")) v.input = info["shape"].get<Dims>();
+  v.class_names = info.value("classes", std::vector<std::string>{});
+  v.classes = static_cast<int64_t>(v.class_names.size());
+  return v;
+}
+
+}  // namespace myelin::server

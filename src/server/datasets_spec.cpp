@@ -1,0 +1,186 @@
+// Checking what a dataset create request asks for, before anything is queued, and again what the
+// builder is about to read.
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "server/datasets_util.h"
+
+namespace myelin::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kMaxSide = 4096;  // larger images would make one example over 48 MiB
+
+void parse_size(const std::string& text, OpenOptions& o) {
+  static const std::regex hxw(R"(\s*(\d{1,5})\s*(?:[xX]\s*(\d{1,5}))?\s*)");
+  std::smatch m;
+  if (!std::regex_match(text, m, hxw))
+    throw ApiError(400, "'size' must be HxW, e.g. \"32x32\", got \"" + text + "\"");
+  o.resize_h = std::stoll(m[1].str());
+  o.resize_w = m[2].matched ? std::stoll(m[2].str()) : o.resize_h;
+  if (o.resize_h < 1 || o.resize_w < 1 || o.resize_h > kMaxSide || o.resize_w > kMaxSide)
+    throw ApiError(
+        400, "'size' sides must be 1 to " + std::to_string(kMaxSide) + ", got \"" + text + "\"");
+}
+
+OpenOptions parse_options(const nlohmann::json& body) {
+  OpenOptions o;
+  if (auto size = opt_string(body, "size")) parse_size(*size, o);
+  if (auto ch = opt_integer(body, "channels")) {
+    if (*ch != 1 && *ch != 3)
+      throw ApiError(400, "'channels' must be 1 (gray) or 3 (color), got " + std::to_string(*ch));
+    o.channels = static_cast<int>(*ch);
+  }
+  if (auto mode = opt_string(body, "resize")) {
+    if (*mode != "squash" && *mode != "crop" && *mode != "fill")
+      throw ApiError(400, "'resize' must be squash, crop or fill, got \"" + *mode + "\"");
+    o.resize_mode = *mode;
+  }
+  if (auto v = opt_number(body, "validation")) {
+    if (!(*v >= 0 && *v <= 90))
+      throw ApiError(400,
+                     "'validation' is a percent from 0 to 90, got " + nlohmann::json(*v).dump());
+    o.validation_percent = *v;
+  }
+  if (auto seed = opt_integer(body, "seed")) o.seed = static_cast<uint64_t>(*seed);
+  return o;
+}
+
+DatasetSpec upload_spec(const Context& c, int64_t id, const Identity& who) {
+  Statement q = c.db.query("SELECT owner, kind, path FROM uploads WHERE id = ?", {id});
+  if (!q.step()) throw ApiError(404, "no upload " + std::to_string(id));
+  require_owner(who, q.integer(0), "upload " + std::to_string(id));
+  if (q.text(1) != "archive")
+    throw ApiError(400, "upload " + std::to_string(id) + " is " + q.text(1) +
+                            ", not an archive: a dataset needs a .zip or .tar.gz of class folders");
+  return {"upload", q.text(2), id, {}};
+}
+
+DatasetSpec source_spec(const Context& c, const nlohmann::json& src, const Identity& who) {
+  if (src.is_number_integer()) return upload_spec(c, src.get<int64_t>(), who);
+  if (!src.is_string())
+    throw ApiError(400,
+                   "'source' must be \"fashion-mnist\", \"mnist\", an absolute server path "
+                   "or an upload id, got " +
+                       src.dump());
+  std::string s = src.get<std::string>();
+  if (s == "fashion-mnist" || s == "mnist") return {"builtin", s, 0, {}};
+  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos)
+    return upload_spec(c, std::stoll(s.substr(0, 18)), who);
+  if (s.empty() || s[0] != '/')
+    throw ApiError(400, "unknown source \"" + s +
+                            "\": expected fashion-mnist, mnist, an absolute "
+                            "path on the server (an image folder or a list file) or an upload id");
+  return {"path", c.paths.resolve(s), 0, {}};
+}
+
+// Every symbolic link under `dir` must lead inside the roots; real files and folders under a
+// folder inside the roots are inside too.
+void check_tree(const PathGuard& paths, const fs::path& dir, int depth) {
+  if (depth > 32) throw ApiError(400, dir.string() + ": folders nest more than 32 deep");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    fs::path next = p;
+    if (it->is_symlink(ec)) next = paths.resolve(p.string());
+    if (fs::is_directory(next, ec)) check_tree(paths, next, depth + 1);
+  }
+  if (ec) throw ApiError(400, dir.string() + ": cannot list the folder: " + ec.message());
+}
+
+// A list file names images anywhere ("path label" per line, relative to its folder): each must
+// lie inside the roots.
+void check_list_file(const PathGuard& paths, const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw ApiError(400, file.string() + ": cannot be read");
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    size_t b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    std::string t = line.substr(b, e - b + 1);
+    size_t split = t.find_last_of(" \t");
+    if (split == std::string::npos) continue;  // the reader reports the malformed line
+    fs::path p(t.substr(0, t.find_last_not_of(" \t", split) + 1));
+    if (p.is_relative()) p = file.parent_path() / p;
+    try {
+      paths.resolve(p.lexically_normal().string());
+    } catch (const ApiError& err) {
+      throw ApiError(err.status, file.string() + ":" + std::to_string(n) + ": " + err.what());
+    }
+  }
+}
+
+}  // namespace
+
+DatasetSpec parse_dataset_spec(const Context& c, const nlohmann::json& body, const Identity& who) {
+  auto src = body.find("source");
+  if (src == body.end() || src->is_null())
+    throw ApiError(400,
+                   "'source' is required: \"fashion-mnist\", \"mnist\", an absolute server "
+                   "path or an upload id");
+  DatasetSpec s = source_spec(c, *src, who);
+  s.open = parse_options(body);
+  bool reshaped = s.open.resize_h || s.open.channels;
+  if (s.kind == "builtin" && reshaped)
+    throw ApiError(400, s.source +
+                            " holds 28x28 gray images: 'size' and 'channels' apply to "
+                            "image folders, list files and archives only");
+  checked_source(c, s);
+  return s;
+}
+
+std::string checked_source(const Context& c, const DatasetSpec& s) {
+  if (s.kind == "builtin") return s.source;
+  std::string path = c.paths.resolve(s.source);  // a link swapped in since is caught here
+  if (fs::is_directory(path))
+    check_tree(c.paths, path, 0);
+  else if (fs::is_regular_file(path))
+    check_list_file(c.paths, path);
+  else
+    throw ApiError(400, s.source + " is neither a folder nor a list file");
+  return path;
+}
+
+nlohmann::json spec_json(const DatasetSpec& s) {
+  const OpenOptions& o = s.open;
+  return {{"kind", s.kind},
+          {"source", s.source},
+          {"upload", s.upload},
+          {"size", o.resize_h ? nlohmann::json{o.resize_h, o.resize_w} : nlohmann::json()},
+          {"channels", o.channels},
+          {"resize", o.resize_mode},
+          {"validation", o.validation_percent},
+          {"seed", o.seed}};
+}
+
+DatasetSpec spec_from_json(const nlohmann::json& j) {
+  DatasetSpec s;
+  s.kind = j.at("kind").get<std::string>();
+  s.source = j.at("source").get<std::string>();
+  s.upload = j.value("upload", int64_t{0});
+  if (j.contains("size") && j["size"].is_array()) {
+    s.open.resize_h = j["size"][0].get<int64_t>();
+    s.open.resize_w = j["size"][1].get<int64_t>();
+  }
+  s.open.channels = j.value("channels", 0);
+  s.open.resize_mode = j.value("resize", std::string("squash"));
+  s.open.validation_percent = j.value("validation", 20.0);
+  s.open.seed = j.value("seed", uint64_t{1});
+  return s;
+}
+
+UploadKind sniff_upload(const std::string& b) {
+  auto starts = [&](const char* magic, size_t n, size_t at = 0) {
+    return b.size() >= at + n && b.compare(at, n, magic, n) == 0;
+  };
+  if (starts("\x89PNG\r\n\x1a\n", 8) || starts("\xff\xd8\xff", 3)) return UploadKind::image;
+  if (starts("PK\x03\x04", 4) || starts("PK\x05\x06", 4) || starts("\x1f\x8b", 2) ||
+      starts("ustar", 5, 257))
+    return UploadKind::archive;
+  return UploadKind::unknown;
+}
+
+}  // namespace myelin::server

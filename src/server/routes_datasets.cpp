@@ -1,0 +1,189 @@
+// The dataset routes: create (queued for the builder), list, describe, delete, and the PNG views
+// the web UI shows (mean image, example grids, single examples, a preview before creating).
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "data/preview.h"
+#include "data/store.h"
+#include "server/datasets.h"
+#include "server/datasets_util.h"
+
+namespace myelin::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void send_png(Response& res, const std::vector<uint8_t>& png) {
+  // Ids can be reused after a delete, so a browser must ask again rather than trust its cache.
+  res.set_header("Cache-Control", "no-cache");
+  res.set_content(std::string(png.begin(), png.end()), "image/png");
+}
+
+// A query parameter that must be an integer in [lo, hi]; `fallback` when absent.
+int64_t query_int(const Request& req, const std::string& key, int64_t fallback, int64_t lo,
+                  int64_t hi) {
+  if (!req.has_param(key.c_str())) return fallback;
+  std::string text = req.get_param_value(key.c_str());
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < lo || v > hi)
+    throw ApiError(400, "'" + key + "' must be an integer from " + std::to_string(lo) + " to " +
+                            std::to_string(hi) + ", got '" + text + "'");
+  return v;
+}
+
+// The split a ready dataset keeps under `name` ("train", or "test"/"val": its second split).
+std::shared_ptr<Dataset> open_split(const Context& c, int64_t id, const std::string& name) {
+  DatasetView v = dataset_view(c, id);
+  if (v.state != "ready")
+    throw ApiError(409, "dataset " + std::to_string(id) + " is " + v.state + ", not ready");
+  DatasetSplits s = open_store_dir(v.data_spec);
+  if (name == "train") return s.train;
+  if (name != "test" && name != "val")
+    throw ApiError(400, "'split' must be train or test, got '" + name + "'");
+  if (!s.test) throw ApiError(404, "dataset " + std::to_string(id) + " has no test split");
+  return s.test;
+}
+
+std::string split_param(const Request& req, const char* fallback) {
+  return req.has_param("split") ? req.get_param_value("split") : fallback;
+}
+
+// Renders with the data layer; its Errors (a class without examples, ...) are the caller's.
+template <class F>
+std::vector<uint8_t> render(F&& f) {
+  try {
+    return f();
+  } catch (const ApiError&) {
+    throw;
+  } catch (const DataError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
+}
+
+void create(Context& c, DatasetBuilder& builder, const Request& req, Response& res,
+            const Call& call) {
+  nlohmann::json body = json_body(req);
+  std::string name = need_string(body, "name");
+  if (name.size() > 200) throw ApiError(400, "'name' is longer than 200 characters");
+  DatasetSpec spec = parse_dataset_spec(c, body, call.who);
+  int64_t id = 0;
+  c.db.transaction([&] {
+    double now = now_seconds();
+    c.db.run(
+        "INSERT INTO datasets(name, owner, spec, state, progress, dir, created, updated) "
+        "VALUES(?, ?, ?, 'building', 0, '', ?, ?)",
+        {name, call.who.user, spec_json(spec).dump(), now, now});
+    id = c.db.last_insert_id();
+    c.db.run("UPDATE datasets SET dir = ? WHERE id = ?", {dataset_dir(c, id), id});
+  });
+  std::error_code ec;
+  fs::remove_all(dataset_dir(c, id), ec);  // a reused id's leftovers from a crash
+  c.events.change("dataset", id, {{"id", id}, {"state", "building"}, {"progress", 0.0}});
+  builder.wake();
+  send_json(res, {{"id", id}, {"state", "building"}}, 201);
+}
+
+// Jobs keep using a dataset after they finish (evaluation, classify reads its labels), so any
+// job row that names it keeps it.
+void remove(Context& c, const Call& call, Response& res) {
+  int64_t id = call.id();
+  std::string what = "dataset " + std::to_string(id);
+  c.db.transaction([&] {
+    std::optional<int64_t> owner = c.db.scalar("SELECT owner FROM datasets WHERE id = ?", {id});
+    if (!owner) throw ApiError(404, "no " + what);
+    require_owner(call.who, *owner, what);
+    std::string jobs;
+    Statement q = c.db.query("SELECT id FROM jobs WHERE dataset = ? ORDER BY id", {id});
+    while (q.step()) jobs += (jobs.empty() ? "" : ", ") + std::to_string(q.integer(0));
+    if (!jobs.empty())
+      throw ApiError(409, what + " is used by jobs " + jobs + ": delete them first");
+    c.db.run("DELETE FROM datasets WHERE id = ?", {id});
+  });
+  std::error_code ec;
+  fs::remove_all(dataset_dir(c, id), ec);
+  c.events.change("dataset", id, {{"id", id}, {"state", "deleted"}});
+  send_json(res, {{"id", id}, {"deleted", true}});
+}
+
+void mean(const Context& c, const Call& call, Response& res) {
+  std::shared_ptr<Dataset> train = open_split(c, call.id(), "train");
+  std::string file = store_dir(dataset_dir(c, call.id())) + "/mean.png";
+  std::ifstream in(file, std::ios::binary);
+  if (in) {  // create_store drew it already
+    std::ostringstream s;
+    s << in.rdbuf();
+    std::string png = s.str();
+    send_png(res, std::vector<uint8_t>(png.begin(), png.end()));
+    return;
+  }
+  send_png(res, render([&] { return mean_png(*train); }));
+}
+
+void examples(const Context& c, const Request& req, const Call& call, Response& res) {
+  std::shared_ptr<Dataset> data = open_split(c, call.id(), split_param(req, "train"));
+  int64_t label = query_int(req, "class", -1, -1, data->num_classes() - 1);
+  int64_t count = query_int(req, "count", 32, 1, 1024);
+  int64_t columns = query_int(req, "columns", 8, 1, 256);
+  int64_t seed = query_int(req, "seed", 1, 0, INT64_MAX);
+  send_png(res, render([&] {
+             return examples_grid_png(*data, static_cast<int>(label), static_cast<int>(count),
+                                      static_cast<int>(columns), static_cast<uint64_t>(seed));
+           }));
+}
+
+void example(const Context& c, const Request& req, const Call& call, Response& res) {
+  std::shared_ptr<Dataset> data = open_split(c, call.id(), split_param(req, "test"));
+  int64_t index = call.id(1);
+  if (index >= data->size())
+    throw ApiError(404, "dataset " + std::to_string(call.id()) + " has no example " +
+                            std::to_string(index) + " in that split (it holds " +
+                            std::to_string(data->size()) + ")");
+  int64_t scale = query_int(req, "scale", 1, 1, 16);
+  send_png(res, render([&] { return example_png(*data, index, static_cast<int>(scale)); }));
+}
+
+void preview(const Context& c, const Request& req, const Call& call, Response& res) {
+  nlohmann::json body = json_body(req);
+  DatasetSpec spec = parse_dataset_spec(c, body, call.who);
+  int64_t count = opt_integer(body, "count").value_or(16);
+  if (count < 1 || count > 64) throw ApiError(400, "'count' must be 1 to 64");
+  send_png(res, render([&] {
+             return preview_source_png(spec.source, spec.open, static_cast<int>(count));
+           }));
+}
+
+}  // namespace
+
+void add_dataset_routes(Router& r, Context& c, DatasetBuilder& builder) {
+  r.add("POST", "/api/v1/datasets", [&c, &builder](const Request& q, Response& s, const Call& k) {
+    create(c, builder, q, s, k);
+  });
+  r.add("POST", "/api/v1/datasets/preview",
+        [&c](const Request& q, Response& s, const Call& k) { preview(c, q, k, s); });
+  r.add("GET", "/api/v1/datasets",
+        [&c](const Request&, Response& s, const Call&) { send_json(s, dataset_list_json(c)); });
+  r.add("GET", "/api/v1/datasets/{id}", [&c](const Request&, Response& s, const Call& k) {
+    send_json(s, dataset_json(c, k.id()));
+  });
+  r.add("DELETE", "/api/v1/datasets/{id}",
+        [&c](const Request&, Response& s, const Call& k) { remove(c, k, s); });
+  r.add("GET", "/api/v1/datasets/{id}/mean.png",
+        [&c](const Request&, Response& s, const Call& k) { mean(c, k, s); });
+  r.add("GET", "/api/v1/datasets/{id}/examples.png",
+        [&c](const Request& q, Response& s, const Call& k) { examples(c, q, k, s); });
+  r.add("GET", "/api/v1/datasets/{id}/examples/{index}.png",
+        [&c](const Request& q, Response& s, const Call& k) { example(c, q, k, s); });
+}
+
+}  // namespace myelin::server
