@@ -144,6 +144,17 @@ TEST(Archive, FormatComesFromContentNotName) {
   expect_cat_dog_dataset(extract_archive(dir / "really-a-zip.tar.gz", dir / "b"));
 }
 
+TEST(Archive, DotSlashPrefixesAsGnuTarWritesThem) {
+  TempDir dir;
+  std::vector<Entry> entries = {{"./", "", AE_IFDIR}};
+  for (const Entry& e : class_tree("./photos/"))
+    if (e.name.rfind("__MACOSX", 0) != 0) entries.push_back(e);
+  write_archive(dir / "dot.tgz", "tar.gz", entries);
+  ExtractResult r = extract_archive(dir / "dot.tgz", dir / "out");
+  EXPECT_EQ(r.root, dir / "out/photos");
+  expect_cat_dog_dataset(r);
+}
+
 TEST(Archive, SingleClassFolderIsNotTakenAsTheWrapper) {
   TempDir dir;
   write_archive(dir / "one.tar", "tar", {{"cat/a.png", png_bytes(4, 4, 1, 1)}});
