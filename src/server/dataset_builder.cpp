@@ -139,7 +139,7 @@ void DatasetBuilder::Impl::build(int64_t id) {
   }
   if (!spec) return;
   double share = train_share(*spec), best = 0;
-  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  auto last = std::chrono::steady_clock::now();  // creation announced progress 0 already
   auto progress = [&](const CreateProgress& p) {
     if (stop) throw Interrupted{false};
     auto now = std::chrono::steady_clock::now();

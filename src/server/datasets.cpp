@@ -57,6 +57,8 @@ nlohmann::json row_json(const Statement& q) {
   nlohmann::json spec = parsed(q, 4), info = parsed(q, 8);
   nlohmann::json options = spec;
   for (const char* k : {"kind", "source", "upload"}) options.erase(k);
+  if (options.value("size", nlohmann::json()).is_array())  // as the create request takes it
+    options["size"] = options["size"][0].dump() + "x" + options["size"][1].dump();
   return {{"id", q.integer(0)},
           {"name", q.text(1)},
           {"owner", q.integer(2)},

@@ -1,8 +1,10 @@
 // Checking what a dataset create request asks for, before anything is queued, and again what the
 // builder is about to read.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "server/datasets_util.h"
 
@@ -78,18 +80,31 @@ DatasetSpec source_spec(const Context& c, const nlohmann::json& src, const Ident
 }
 
 // Every symbolic link under `dir` must lead inside the roots; real files and folders under a
-// folder inside the roots are inside too.
-void check_tree(const PathGuard& paths, const fs::path& dir, int depth) {
-  if (depth > 32) throw ApiError(400, dir.string() + ": folders nest more than 32 deep");
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const fs::path& p = it->path();
-    fs::path next = p;
-    if (it->is_symlink(ec)) next = paths.resolve(p.string());
-    if (fs::is_directory(next, ec)) check_tree(paths, next, depth + 1);
+// folder inside the roots are inside too. A link back to a folder above it is refused: the image
+// folder reader would walk it 32 levels deep, and two such links make that 2^32 folders. Folders
+// reached twice through links are checked once.
+struct TreeCheck {
+  const PathGuard& paths;
+  std::set<std::string> done;
+  std::vector<std::string> above;
+
+  void check(const std::string& dir) {
+    if (!done.insert(dir).second) return;
+    above.push_back(dir);
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string next = it->path().string();
+      if (it->is_symlink(ec)) next = paths.resolve(next);
+      if (!fs::is_directory(next, ec)) continue;
+      if (std::find(above.begin(), above.end(), next) != above.end())
+        throw ApiError(400, it->path().string() + " links back to " + next +
+                                ", a folder above it: image folders may not loop");
+      check(next);
+    }
+    if (ec) throw ApiError(400, dir + ": cannot list the folder: " + ec.message());
+    above.pop_back();
   }
-  if (ec) throw ApiError(400, dir.string() + ": cannot list the folder: " + ec.message());
-}
+};
 
 // A list file names images anywhere ("path label" per line, relative to its folder): each must
 // lie inside the roots.
@@ -136,7 +151,7 @@ std::string checked_source(const Context& c, const DatasetSpec& s) {
   if (s.kind == "builtin") return s.source;
   std::string path = c.paths.resolve(s.source);  // a link swapped in since is caught here
   if (fs::is_directory(path))
-    check_tree(c.paths, path, 0);
+    TreeCheck{c.paths, {}, {}}.check(path);
   else if (fs::is_regular_file(path))
     check_list_file(c.paths, path);
   else
