@@ -345,6 +345,12 @@ def test_symlink_escapes_are_refused(srv):
     with open(listing, "w") as f:
         f.write("inner/dog/00.png 0\n%s 1\n" % os.path.join(outside, "secret", "00.png"))
     srv.error("POST", "/api/v1/datasets", {"name": "x", "source": listing}, expect=403)
+    # Links back up the tree would make the folder reader walk 2^32 folders.
+    loop = make_folder(os.path.join(srv.allowed, "loop"), per_class=1)
+    os.symlink("..", os.path.join(loop, "cat", "up1"))
+    os.makedirs(os.path.join(loop, "dog", "sub"))
+    os.symlink("../..", os.path.join(loop, "dog", "sub", "up2"))
+    assert "loop" in srv.error("POST", "/api/v1/datasets", {"name": "x", "source": loop})
 
 
 def test_unknown_ids(srv):
