@@ -53,6 +53,16 @@ std::shared_ptr<Dataset> open_split(const Context& c, int64_t id, const std::str
   return s.test;
 }
 
+// Pictures are drawn in memory: a grid of large examples could take gigabytes.
+constexpr int64_t kMaxPixels = int64_t{64} << 20;
+
+void check_pixels(int64_t pixels) {
+  if (pixels > kMaxPixels)
+    throw ApiError(400, "that picture would have " + std::to_string(pixels) +
+                            " pixel values; ask for fewer or smaller examples (at most " +
+                            std::to_string(kMaxPixels) + ")");
+}
+
 std::string split_param(const Request& req, const char* fallback) {
   return req.has_param("split") ? req.get_param_value("split") : fallback;
 }
@@ -136,6 +146,7 @@ void examples(const Context& c, const Request& req, const Call& call, Response& 
   int64_t count = query_int(req, "count", 32, 1, 1024);
   int64_t columns = query_int(req, "columns", 8, 1, 256);
   int64_t seed = query_int(req, "seed", 1, 0, INT64_MAX);
+  check_pixels(count * data->example_shape().numel());
   send_png(res, render([&] {
              return examples_grid_png(*data, static_cast<int>(label), static_cast<int>(count),
                                       static_cast<int>(columns), static_cast<uint64_t>(seed));
@@ -150,6 +161,7 @@ void example(const Context& c, const Request& req, const Call& call, Response& r
                             std::to_string(index) + " in that split (it holds " +
                             std::to_string(data->size()) + ")");
   int64_t scale = query_int(req, "scale", 1, 1, 16);
+  check_pixels(scale * scale * data->example_shape().numel());
   send_png(res, render([&] { return example_png(*data, index, static_cast<int>(scale)); }));
 }
 
@@ -158,6 +170,8 @@ void preview(const Context& c, const Request& req, const Call& call, Response& r
   DatasetSpec spec = parse_dataset_spec(c, body, call.who);
   int64_t count = opt_integer(body, "count").value_or(16);
   if (count < 1 || count > 64) throw ApiError(400, "'count' must be 1 to 64");
+  int64_t channels = spec.open.channels ? spec.open.channels : 3;
+  check_pixels(count * channels * spec.open.resize_h * spec.open.resize_w);
   send_png(res, render([&] {
              return preview_source_png(spec.source, spec.open, static_cast<int>(count));
            }));
