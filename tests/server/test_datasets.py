@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 import zlib
 
 import pytest
@@ -250,9 +251,19 @@ def tar_gz_of(folder, wrap="photos"):
     return buf.getvalue()
 
 
-def test_dataset_from_an_uploaded_tar_gz(srv):
-    up = srv.upload(tar_gz_of(os.path.join(srv.allowed, "photos")), "photos.tar.gz")
-    assert up["kind"] == "archive" and up["name"] == "photos.tar.gz" and up["bytes"] > 0
+def zip_of(folder):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:  # classes at the top: no wrapping folder
+        for d, _, files in os.walk(folder):
+            for f in files:
+                z.write(os.path.join(d, f), os.path.relpath(os.path.join(d, f), folder))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("pack,name", [(tar_gz_of, "photos.tar.gz"), (zip_of, "photos.zip")])
+def test_dataset_from_an_uploaded_archive(srv, pack, name):
+    up = srv.upload(pack(os.path.join(srv.allowed, "photos")), name)
+    assert up["kind"] == "archive" and up["name"] == name and up["bytes"] > 0
     d = srv.json("POST", "/api/v1/datasets", {"name": "up", "source": up["id"], "size": "8x8",
                                               "channels": 1, "validation": 0}, expect=201)
     d = srv.wait_built(d["id"])
