@@ -30,11 +30,11 @@ def find_binary():
     env = os.environ.get("MYELIN_BINARY")
     if env:
         return env
-    for d in ("build", "build-srv-d", "build-release"):
-        p = os.path.join(ROOT, d, "myelin")
-        if os.access(p, os.X_OK):
-            return p
-    pytest.skip("no myelin binary (set MYELIN_BINARY)")
+    found = [os.path.join(ROOT, d, "myelin") for d in os.listdir(ROOT) if d.startswith("build")]
+    found = [p for p in found if os.access(p, os.X_OK)]
+    if not found:
+        pytest.skip("no myelin binary (set MYELIN_BINARY)")
+    return max(found, key=os.path.getmtime)  # the one built last
 
 
 def free_port():
