@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <numeric>
+#include <span>
 
 #include "core/error.h"
 #include "data/batch_transform.h"
@@ -39,6 +41,17 @@ json EvalResult::to_json() const {
   for (size_t c = 0; c < n; ++c)
     rows.push_back(std::vector<int64_t>(confusion.begin() + static_cast<ptrdiff_t>(c * n),
                                         confusion.begin() + static_cast<ptrdiff_t>((c + 1) * n)));
+  json mistakes = json::array();
+  for (const Mistake& m : worst) {
+    json j = {{"index", m.index},
+              {"label", m.label},
+              {"predicted", m.predicted},
+              {"probability", m.probability},
+              {"true_probability", m.true_probability}};
+    if (static_cast<size_t>(std::max(m.label, m.predicted)) < class_names.size())
+      j["label_name"] = class_names[m.label], j["predicted_name"] = class_names[m.predicted];
+    mistakes.push_back(std::move(j));
+  }
   return {{"examples", examples},
           {"loss", loss},
           {"top1", top1},
@@ -47,8 +60,63 @@ json EvalResult::to_json() const {
           {"per_class_accuracy", per},
           {"confusion", rows},
           {"seconds", seconds},
-          {"images_per_second", images_per_second}};
+          {"images_per_second", images_per_second},
+          {"worst", mistakes}};
 }
+
+namespace {
+
+// Softmax probabilities of one row of logits, in double.
+std::vector<double> softmax_row(const float* row, int classes) {
+  double max = *std::max_element(row, row + classes), sum = 0;
+  std::vector<double> p(static_cast<size_t>(classes));
+  for (int c = 0; c < classes; ++c) sum += p[c] = std::exp(static_cast<double>(row[c]) - max);
+  for (double& x : p) x /= sum;
+  return p;
+}
+
+// The `keep` most confident mistakes seen so far, by probability of the (wrong) prediction.
+class WorstMistakes {
+ public:
+  using Mistake = EvalResult::Mistake;
+  WorstMistakes(int classes, int keep) : classes_(classes), keep_(std::max(0, keep)) {}
+
+  void add(const float* logits, const int32_t* labels, int64_t count, int64_t first_index) {
+    if (keep_ == 0) return;
+    for (int64_t r = 0; r < count; ++r) {
+      const float* row = logits + r * classes_;
+      int pred = 0;  // the first largest, as ClassificationTally counts it
+      for (int c = 1; c < classes_; ++c)
+        if (row[c] > row[pred]) pred = c;
+      int y = labels[r];
+      if (pred == y || y < 0 || y >= classes_) continue;
+      std::vector<double> p = softmax_row(row, classes_);
+      found_.push_back({first_index + r, y, pred, p[pred], p[y]});
+      if (found_.size() >= 2 * static_cast<size_t>(keep_) + 64) trim();
+    }
+  }
+
+  std::vector<Mistake> take() {
+    trim();
+    return std::move(found_);
+  }
+
+ private:
+  static bool before(const Mistake& a, const Mistake& b) {
+    return a.probability != b.probability ? a.probability > b.probability : a.index < b.index;
+  }
+  void trim() {
+    size_t n = std::min(found_.size(), static_cast<size_t>(keep_));
+    std::partial_sort(found_.begin(), found_.begin() + static_cast<ptrdiff_t>(n), found_.end(),
+                      before);
+    found_.resize(n);
+  }
+
+  int classes_, keep_;
+  std::vector<Mistake> found_;
+};
+
+}  // namespace
 
 std::string EvalResult::report() const {
   std::string s;
@@ -79,16 +147,19 @@ std::string EvalResult::report() const {
   return s;
 }
 
-EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names) {
+EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names,
+                            int worst) {
   auto t0 = std::chrono::steady_clock::now();
   int classes = static_cast<int>(s.spec().classes);
   ClassificationTally tally(classes);
+  WorstMistakes mistakes(classes, worst);
   loader.start_epoch(0);
   Batch b;
   Tensor logits;
   while (loader.next(b)) {
     s.evaluate(b, &logits);
     tally.add(logits.f32(), b.labels.data_as<int32_t>(), b.count);
+    mistakes.add(logits.f32(), b.labels.data_as<int32_t>(), b.count, b.index * b.images.shape()[0]);
   }
   EvalResult r;
   r.examples = tally.examples();
@@ -97,6 +168,7 @@ EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::s
   r.class_names = names;
   r.per_class = tally.per_class_accuracy();
   r.confusion = tally.confusion();
+  r.worst = mistakes.take();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.images_per_second = r.seconds > 0 ? static_cast<double>(r.examples) / r.seconds : 0;
   return r;
@@ -109,6 +181,100 @@ std::string metadata_of(const std::string& weights, const std::string& key) {
   auto it = f.metadata.find(key);
   return it == f.metadata.end() ? std::string() : it->second;
 }
+
+std::vector<std::string> class_names_from(const std::string& weights, int classes) {
+  std::string text = metadata_of(weights, "class_names");
+  json j = json::parse(text, nullptr, false);
+  std::vector<std::string> names;
+  if (j.is_array())
+    for (const json& n : j)
+      if (n.is_string()) names.push_back(n.get<std::string>());
+  if (static_cast<int>(names.size()) != classes) names = data::numbered_classes(classes);
+  return names;
+}
+
+// Decodes images and makes them the network's input, reusing its buffers from one to the next.
+class ImagePreparer {
+ public:
+  ImagePreparer(const NetworkSpec& spec, const std::string& resize_mode) {
+    if (spec.input.size() != 3)
+      throw UsageError("network '" + spec.name + "' does not take [C, H, W] images");
+    c_ = static_cast<int>(spec.input[0]), h_ = static_cast<int>(spec.input[1]);
+    w_ = static_cast<int>(spec.input[2]);
+    Transforms t = transforms_from(spec.recipe);
+    t.crop = 0, t.pad = 0, t.mirror = false, t.cutout = 0;  // images are resized to the input
+    transform_ = data::BatchTransform(t, Shape{c_, h_, w_}, false, 1);
+    mode_ = data::parse_resize_mode(resize_mode);
+    pixels_.resize(static_cast<size_t>(c_) * h_ * w_);
+  }
+  size_t elements() const { return pixels_.size(); }
+  void operator()(const std::string& name, const uint8_t* data, size_t size, float* out) {
+    data::decode_image(name, data, size, raw_, c_ == 1 ? 1 : 0);
+    data::resize_to_chw(raw_, h_, w_, c_, mode_, pixels_.data());
+    transform_.apply(pixels_.data(), out, 0, 0);
+  }
+
+ private:
+  int c_ = 0, h_ = 0, w_ = 0;
+  data::BatchTransform transform_;
+  data::ResizeMode mode_{};
+  data::RawImage raw_;
+  std::vector<uint8_t> pixels_;
+};
+
+std::vector<Prediction> top_predictions(const float* row, int classes, int k,
+                                        const std::vector<std::string>& names) {
+  std::vector<double> p = softmax_row(row, classes);
+  std::vector<int> order(static_cast<size_t>(classes));
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int a, int b) { return row[a] > row[b]; });
+  std::vector<Prediction> top;
+  for (int j = 0; j < k; ++j) top.push_back({order[j], names.at(order[j]), p[order[j]]});
+  return top;
+}
+
+// The bytes of image i (for the path version, read into `scratch`).
+using ImageBytes = std::function<std::span<const uint8_t>(size_t i, std::vector<uint8_t>& scratch)>;
+
+// Classifies `names.size()` images in batches of up to 64; both classify() overloads run this.
+std::vector<Classification> classify_images(const ClassifyOptions& o,
+                                            const std::vector<std::string>& names,
+                                            const ImageBytes& bytes_of) {
+  if (names.empty()) throw UsageError("no images to classify");
+  NetworkSpec spec = resolve_spec(o.spec, o.model, o.weights);
+  ImagePreparer prepare(spec, o.resize_mode);
+  int64_t batch = std::min<int64_t>(static_cast<int64_t>(names.size()), 64);
+  auto session = inference_session(spec, o.device, o.threads, o.precision, batch, o.weights);
+  int classes = static_cast<int>(spec.classes);
+  std::vector<std::string> class_names =
+      o.class_names.empty() ? class_names_from(o.weights, classes) : o.class_names;
+  int k = std::clamp(o.top_k, 1, classes);
+  std::vector<Classification> out;
+  std::vector<uint8_t> scratch;
+  Dims shape{batch};
+  shape.insert(shape.end(), spec.input.begin(), spec.input.end());
+  for (size_t first = 0; first < names.size(); first += static_cast<size_t>(batch)) {
+    Batch b;
+    b.images = Tensor::empty(Shape(shape));
+    b.labels = Tensor::empty(Shape{batch}, DType::i32);
+    size_t n = std::min(names.size() - first, static_cast<size_t>(batch));
+    for (size_t i = 0; i < n; ++i) {
+      std::span<const uint8_t> bytes = bytes_of(first + i, scratch);
+      prepare(names[first + i], bytes.data(), bytes.size(),
+              b.images.f32() + i * prepare.elements());
+    }
+    b.count = static_cast<int64_t>(n);
+    Tensor logits;
+    session->evaluate(b, &logits);
+    for (size_t i = 0; i < n; ++i)
+      out.push_back(
+          {names[first + i], top_predictions(logits.f32() + i * classes, classes, k, class_names)});
+  }
+  return out;
+}
+
+}  // namespace
 
 NetworkSpec resolve_spec(const std::optional<NetworkSpec>& spec, const std::string& model,
                          const std::string& weights) {
@@ -138,19 +304,6 @@ std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::s
   return s;
 }
 
-std::vector<std::string> class_names_from(const std::string& weights, int classes) {
-  std::string text = metadata_of(weights, "class_names");
-  json j = json::parse(text, nullptr, false);
-  std::vector<std::string> names;
-  if (j.is_array())
-    for (const json& n : j)
-      if (n.is_string()) names.push_back(n.get<std::string>());
-  if (static_cast<int>(names.size()) != classes) names = data::numbered_classes(classes);
-  return names;
-}
-
-}  // namespace
-
 EvalResult evaluate(const EvalOptions& o) {
   NetworkSpec spec = resolve_spec(o.spec, o.model, o.weights);
   DatasetSplits splits = open_dataset(o.data, o.open);
@@ -179,61 +332,31 @@ EvalResult evaluate(const EvalOptions& o) {
   Loader loader(data, lo);
   std::vector<std::string> names = data->class_names();
   names.resize(static_cast<size_t>(spec.classes));
-  return evaluate_batches(*session, loader, names);
+  return evaluate_batches(*session, loader, names, o.worst);
 }
 
 std::vector<Classification> classify(const ClassifyOptions& o,
                                      const std::vector<std::string>& images) {
-  if (images.empty()) throw UsageError("no images to classify");
-  NetworkSpec spec = resolve_spec(o.spec, o.model, o.weights);
-  if (spec.input.size() != 3)
-    throw UsageError("network '" + spec.name + "' does not take [C, H, W] images");
-  int c = static_cast<int>(spec.input[0]), h = static_cast<int>(spec.input[1]),
-      w = static_cast<int>(spec.input[2]);
-  int64_t batch = std::min<int64_t>(static_cast<int64_t>(images.size()), 64);
-  auto session = inference_session(spec, o.device, o.threads, o.precision, batch, o.weights);
-  Transforms t = transforms_from(spec.recipe);
-  t.crop = 0, t.pad = 0, t.mirror = false;  // images are resized to the input itself
-  data::BatchTransform transform(t, Shape{c, h, w}, false, 1);
-  data::ResizeMode mode = data::parse_resize_mode(o.resize_mode);
-  std::vector<std::string> names = o.class_names.empty()
-                                       ? class_names_from(o.weights, static_cast<int>(spec.classes))
-                                       : o.class_names;
-  int classes = static_cast<int>(spec.classes);
-  int k = std::clamp(o.top_k, 1, classes);
-  std::vector<Classification> out;
-  std::vector<uint8_t> pixels(static_cast<size_t>(c) * h * w);
-  data::RawImage raw;
-  for (size_t first = 0; first < images.size(); first += static_cast<size_t>(batch)) {
-    Batch b;
-    b.images = Tensor::empty(Shape{batch, c, h, w});
-    b.labels = Tensor::empty(Shape{batch}, DType::i32);
-    size_t n = std::min(images.size() - first, static_cast<size_t>(batch));
-    for (size_t i = 0; i < n; ++i) {
-      std::vector<uint8_t> bytes = data::read_file(images[first + i]);
-      data::decode_image(images[first + i], bytes.data(), bytes.size(), raw, c == 1 ? 1 : 0);
-      data::resize_to_chw(raw, h, w, c, mode, pixels.data());
-      transform.apply(pixels.data(), b.images.f32() + i * pixels.size(), 0,
-                      static_cast<int64_t>(i));
-    }
-    b.count = static_cast<int64_t>(n);
-    Tensor logits;
-    session->evaluate(b, &logits);
-    for (size_t i = 0; i < n; ++i) {
-      const float* row = logits.f32() + i * classes;
-      double max = *std::max_element(row, row + classes), sum = 0;
-      for (int j = 0; j < classes; ++j) sum += std::exp(static_cast<double>(row[j]) - max);
-      std::vector<int> order(static_cast<size_t>(classes));
-      std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                        [&](int a, int b2) { return row[a] > row[b2]; });
-      Classification r{images[first + i], {}};
-      for (int j = 0; j < k; ++j)
-        r.top.push_back({order[j], names.at(order[j]), std::exp(row[order[j]] - max) / sum});
-      out.push_back(std::move(r));
-    }
-  }
-  return out;
+  return classify_images(o, images, [&](size_t i, std::vector<uint8_t>& scratch) {
+    scratch = data::read_file(images[i]);
+    return std::span<const uint8_t>(scratch);
+  });
+}
+
+std::vector<Classification> classify_bytes(
+    const ClassifyOptions& o, const std::vector<std::vector<uint8_t>>& encoded_images) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < encoded_images.size(); ++i)
+    names.push_back("image " + std::to_string(i + 1));
+  return classify_images(o, names, [&](size_t i, std::vector<uint8_t>&) {
+    return std::span<const uint8_t>(encoded_images[i]);
+  });
+}
+
+void prepare_image(const NetworkSpec& spec, const std::string& resize_mode, const std::string& name,
+                   const std::vector<uint8_t>& encoded, float* out) {
+  ImagePreparer prepare(spec, resize_mode);
+  prepare(name, encoded.data(), encoded.size(), out);
 }
 
 }  // namespace myelin

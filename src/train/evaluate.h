@@ -2,6 +2,7 @@
 // (`myelin classify`). Both run the network's inference program through a Session.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -19,6 +20,14 @@ class Session;
 Transforms transforms_from(const Recipe& r);
 
 struct EvalResult {
+  // A misclassified example: its index in the evaluated set (the loader's order, unshuffled), its
+  // true and predicted classes and the softmax probabilities of both.
+  struct Mistake {
+    int64_t index = 0;
+    int label = 0, predicted = 0;
+    double probability = 0;       // of the predicted class
+    double true_probability = 0;  // of the true class
+  };
   int64_t examples = 0;
   double loss = 0, top1 = 0, top5 = 0;  // accuracies as fractions
   int classes = 0;
@@ -26,13 +35,18 @@ struct EvalResult {
   std::vector<double> per_class;   // accuracy per true class (NaN: no examples)
   std::vector<int64_t> confusion;  // [true][predicted], classes x classes
   double seconds = 0, images_per_second = 0;
+  // The misclassified examples the network was surest of, most confident first (ties: lower index
+  // first); at most EvalOptions::worst of them.
+  std::vector<Mistake> worst;
   nlohmann::json to_json() const;
   std::string report() const;  // a table: accuracy, per-class accuracy, confusion matrix
 };
 
-// Every batch of `loader` (started at epoch 0) through the session's inference program; a short
-// last batch counts only its real rows.
-EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names);
+// Every batch of `loader` (started at epoch 0, unshuffled) through the session's inference
+// program; a short last batch counts only its real rows. Keeps the `worst` most confident
+// mistakes.
+EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names,
+                            int worst = 20);
 
 struct EvalOptions {
   std::string model;                // network name or file; empty: from the weights' metadata
@@ -46,6 +60,7 @@ struct EvalOptions {
   int threads = 0, loader_threads = 2;
   int64_t batch = 100;
   std::string precision = "fp32";
+  int worst = 20;  // the most confident mistakes kept in EvalResult::worst (0: none)
 };
 EvalResult evaluate(const EvalOptions& o);
 
@@ -76,5 +91,23 @@ struct Classification {
 // network input and applies the recipe's scale and mean. Throws DataError naming a bad image.
 std::vector<Classification> classify(const ClassifyOptions& o,
                                      const std::vector<std::string>& images);
+// The same for images held in memory (uploads): each Classification's path is "image N" (N from
+// 1, in order). Bytes that are not a PNG or JPEG image are a DataError saying so.
+std::vector<Classification> classify_bytes(const ClassifyOptions& o,
+                                           const std::vector<std::vector<uint8_t>>& encoded_images);
+
+// One image as the network's input: decoded (PNG or JPEG; `name` for errors), converted to the
+// network's channels, resized with `resize_mode` and transformed by the recipe's scale and mean.
+// Writes C*H*W floats to `out`. For tools that run single images (train/inspect.h).
+void prepare_image(const NetworkSpec& spec, const std::string& resize_mode, const std::string& name,
+                   const std::vector<uint8_t>& encoded, float* out);
+
+// A Session for inference on one device with `weights` loaded (every parameter required).
+std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::string& device,
+                                           int threads, const std::string& precision, int64_t batch,
+                                           const std::string& weights);
+// The network named by a spec, a model name, or else the weights' metadata.
+NetworkSpec resolve_spec(const std::optional<NetworkSpec>& spec, const std::string& model,
+                         const std::string& weights);
 
 }  // namespace myelin

@@ -1,0 +1,116 @@
+// Networks: the standard ones, and checking a network file as a person types it (the editor
+// calls this): its layers with output shapes, parameters and FLOPs, or its errors by line.
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/adapt.h"
+#include "model/network.h"
+#include "server/datasets.h"
+#include "server/routes.h"
+#include "train/memory.h"
+
+namespace myelin::server {
+
+namespace {
+
+nlohmann::json dims_json(const std::vector<int64_t>& d) {
+  return nlohmann::json(d);
+}
+
+// "network.yaml:12: 'filters': ..." -> column of a yaml-cpp error when the message has one.
+nlohmann::json error_json(const std::string& message, int line) {
+  nlohmann::json e = {{"message", message}, {"line", line > 0 ? nlohmann::json(line) : nullptr}};
+  static const std::regex col(R"(column (\d+))");
+  std::smatch m;
+  e["column"] =
+      std::regex_search(message, m, col) ? nlohmann::json(std::stoi(m[1].str())) : nullptr;
+  return e;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+nlohmann::json check_network(const Context& c, const nlohmann::json& body) {
+  std::string text = need_string(body, "text");
+  NetworkSpec net;
+  try {
+    net = parse_network(text, "network.yaml");
+    if (auto ds = opt_integer(body, "dataset")) {
+      DatasetView v = dataset_view(c, *ds);
+      if (v.state == "ready") net = adapt_network(net, v.input, v.classes);
+    }
+    nlohmann::json out = {{"valid", true}, {"network", network_json(net)}};
+    int64_t batch = opt_integer(body, "batch").value_or(net.recipe.batch);
+    if (batch < 1) throw ApiError(400, "'batch' must be at least 1");
+    std::string device = opt_string(body, "device").value_or("cpu");
+    if (device != "cpu") device = "cuda";
+    MemoryEstimate m = estimate_training_memory(net, batch, device,
+                                                opt_string(body, "precision").value_or("fp32"));
+    out["memory"] = m.to_json();
+    out["memory"]["batch"] = batch;
+    out["memory"]["device"] = device;
+    return out;
+  } catch (const ParseError& e) {
+    return {{"valid", false}, {"errors", {error_json(e.what(), e.line())}}};
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {
+    return {{"valid", false}, {"errors", {error_json(e.what(), 0)}}};
+  }
+}
+
+}  // namespace
+
+nlohmann::json network_json(const NetworkSpec& net) {
+  NetworkCost cost = network_cost(net);
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t i = 0; i < cost.layers.size(); ++i) {
+    const LayerCost& l = cost.layers[i];
+    nlohmann::json inputs = nlohmann::json::array();
+    for (const LayerSpec& s : net.layers)
+      if (s.name == l.name)
+        for (const std::string& in : s.inputs) inputs.push_back(in);
+    layers.push_back({{"name", l.name},
+                      {"type", l.type},
+                      {"output", dims_json(l.output.dims)},
+                      {"params", l.params},
+                      {"flops", l.flops},
+                      {"inputs", inputs}});
+  }
+  return {{"name", net.name},
+          {"description", net.description},
+          {"input", dims_json(net.input)},
+          {"classes", net.classes},
+          {"layers", layers},
+          {"params", cost.params},
+          {"flops", cost.flops},
+          {"batch", net.recipe.batch},
+          {"epochs", net.recipe.epochs},
+          {"solver", net.recipe.solver},
+          {"lr", net.recipe.lr},
+          {"lr_policy", net.recipe.lr_policy}};
+}
+
+void add_network_routes(Router& r, Context& c) {
+  r.add("GET", "/api/v1/networks", [](const Request&, Response& res, const Call&) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const std::string& name : standard_networks()) {
+      NetworkSpec net = load_network(name);
+      nlohmann::json j = network_json(net);
+      j["text"] = file_text(net.file);
+      out.push_back(std::move(j));
+    }
+    send_json(res, {{"networks", out}});
+  });
+  r.add("POST", "/api/v1/networks/validate", [&c](const Request& req, Response& res, const Call&) {
+    send_json(res, check_network(c, json_body(req)));
+  });
+}
+
+}  // namespace myelin::server

@@ -1,0 +1,67 @@
+// The scheduler: one thread that starts queued jobs in submission order as their pool frees up
+// (the CPU, each GPU), follows each running job's metrics.jsonl and log into the event log,
+// notices when a job's process ends and decides what that means (done, failed, aborted, or a
+// crash to restart from its last checkpoint), and at start reattaches to jobs that outlived a
+// killed server.
+#pragma once
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "server/context.h"
+#include "server/process.h"
+
+namespace myelin::server {
+
+class SystemMonitor;
+
+class Scheduler {
+ public:
+  Scheduler(Context& c, const SystemMonitor& sys);
+  ~Scheduler();  // stops the thread; running jobs go on and are reattached at the next start
+
+  void wake();  // a job was queued or changed
+  // Queued: aborted at once. Running: SIGTERM; the trainer writes a checkpoint and stops.
+  void abort(int64_t job, const std::string& reason = "");
+  // An aborted, interrupted or failed job continues from its last checkpoint.
+  void resume(int64_t job);
+  // The pools: [{"name", "capacity", "running": [ids], "queued": [ids]}].
+  nlohmann::json pools_json() const;
+
+ private:
+  struct Running {
+    pid_t pid = 0;
+    std::string start;
+    bool ours = true;  // our child (waitpid works) or reattached after a restart
+  };
+
+  void loop();
+  void reattach();
+  void follow(int64_t job);
+  void follow_metrics(int64_t job, const std::string& run_dir);
+  void follow_log(int64_t job, const std::string& run_dir);
+  void check_exits();
+  void finished(int64_t job, const ExitStatus& status);
+  void dispatch();
+  std::vector<std::string> pools() const;
+  bool start(int64_t job, const std::string& pool);
+  void set_state(int64_t job, const std::string& state, const nlohmann::json& extra = {});
+
+  Context& c_;
+  const SystemMonitor& sys_;
+  std::map<int64_t, Running> running_;  // only the scheduler's thread touches it
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool woken_ = false;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace myelin::server
