@@ -13,6 +13,10 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   zlib1g-dev libpng-dev libjpeg62-turbo-dev
   libarchive-dev              # dataset uploads (.zip, .tar.gz), model bundles
+  libcpp-httplib-dev          # myelin serve: HTTP and Server-Sent Events
+  libsqlite3-dev              # myelin serve: all server state (WAL mode)
+  libsodium-dev               # myelin serve: tokens, password hashing (Argon2id)
+  python3-pytest              # the server's API tests
   dataset-fashion-mnist       # /usr/share/datasets/fashion-mnist
 )
 
