@@ -9,7 +9,7 @@ seconds="${1:-60}"
 command -v clang++ > /dev/null || bash scripts/install-deps.sh
 mkdir -p build-fuzz
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMYELIN_FUZZ=ON \
-  -DMYELIN_CUDA=OFF -DMYELIN_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DMYELIN_CUDA=OFF -DMYELIN_TESTS=OFF -DMYELIN_SERVER=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   > build-fuzz/configure.log 2>&1 || { cat build-fuzz/configure.log; exit 1; }
 targets=(fuzz_idx fuzz_image fuzz_store fuzz_network fuzz_checkpoint)
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"

@@ -54,7 +54,7 @@ if has build; then
   t0=$(date +%s)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMYELIN_CUDA=ON \
     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DDNNL_ROOT="$deps/usr" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+    -DDNNL_ROOT="$deps/usr" -DCMAKE_PREFIX_PATH="$deps/usr" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
   targets=$(ls tests/ops_cuda_test.cpp tests/cuda_*_test.cpp 2>/dev/null | xargs -n1 basename | sed 's/\.cpp$//')
   ninja -C "$BUILD" -j"$JOBS" -k 0 myelin $targets alexnet_gpu_bench > "$OUT/build.log" 2>&1
   rc=$?
@@ -210,4 +210,4 @@ PY
 exit 0
 
 # The .debs (run here, in the repository root, on a Debian machine with apt):
-#   mkdir -p .carry/debs && cd .carry/debs && apt-get download libdnnl2 libdnnl-dev ocl-icd-libopencl1
+#   mkdir -p .carry/debs && cd .carry/debs && apt-get download libdnnl2 libdnnl-dev ocl-icd-libopencl1 libarchive-dev
