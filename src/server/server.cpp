@@ -79,6 +79,8 @@ struct Server::Impl {
       if (!res.body.empty()) return;
       std::string what = res.status == 404   ? "no such route: " + req.method + " " + req.path
                          : res.status == 413 ? "the request is larger than the server accepts"
+                         : res.status == 400 ? "malformed HTTP request (a POST needs a "
+                                               "Content-Length header, even 0)"
                                              : "the request failed";
       send_error(res, res.status, what);
     });
