@@ -12,8 +12,8 @@ namespace {
 
 // "/api/v1/jobs/{id}/events" -> "/api/v1/jobs/(\d+)/events"
 std::string path_pattern(const std::string& path) {
-  static const std::regex param(R"(\{[a-z_]+\})");
-  return std::regex_replace(path, param, R"((\d+))");
+  static const std::regex param(R"(\{[a-z_]+\})"), dot(R"(\.)");
+  return std::regex_replace(std::regex_replace(path, dot, R"(\.)"), param, R"((\d+))");
 }
 
 std::vector<int64_t> path_ids(const Request& req) {
@@ -51,6 +51,16 @@ void run_guarded(const Handler& h, Access access, Auth& auth, const Request& req
     send_error(res, 400, e.what());
   } catch (const ShapeError& e) {
     send_error(res, 400, e.what());
+  } catch (const nlohmann::json::type_error& e) {
+    send_error(res, 400, std::string("a field has the wrong type: ") + e.what());
+  } catch (const Error& e) {
+    // The library's errors name what was wrong with what the request asked for (a layer that
+    // does not exist, weights that do not fit); the database's are the server's own.
+    bool ours = std::string(e.what()).rfind("database", 0) == 0;
+    if (ours)
+      std::fprintf(stderr, "myelin serve: %s %s: %s\n", req.method.c_str(), req.path.c_str(),
+                   e.what());
+    send_error(res, ours ? 500 : 400, e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "myelin serve: %s %s: %s\n", req.method.c_str(), req.path.c_str(),
                  e.what());

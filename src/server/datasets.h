@@ -43,6 +43,5 @@ class DatasetBuilder {
 
 void add_dataset_routes(Router& r, Context& c, DatasetBuilder& builder);
 void add_upload_routes(Router& r, Context& c);
-void add_system_routes(Router& r, Context& c);
 
 }  // namespace myelin::server

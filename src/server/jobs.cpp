@@ -9,6 +9,7 @@
 #include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
+#include "server/process.h"
 #include "server/system.h"
 #include "train/checkpoint.h"
 #include "train/memory.h"
@@ -258,7 +259,7 @@ int64_t create_job(Context& c, const SystemMonitor& sys, const Identity& who, co
 nlohmann::json job_json(const Context& c, int64_t id) {
   Statement s = c.db.query(
       "SELECT id, name, owner, spec, state, dataset, sweep, parent, run_dir, pool, restarts, "
-      "error, waiting_for, metrics, created, started, finished FROM jobs WHERE id = ?",
+      "error, waiting_for, metrics, created, started, finished, pid FROM jobs WHERE id = ?",
       {id});
   if (!s.step()) throw ApiError(404, "no job " + std::to_string(id));
   auto opt_int = [&](int col) {
@@ -271,7 +272,12 @@ nlohmann::json job_json(const Context& c, int64_t id) {
     return s.is_null(col) ? nlohmann::json() : nlohmann::json(s.text(col));
   };
   nlohmann::json spec = nlohmann::json::parse(s.text(3));
-  return {{"id", s.integer(0)},
+  nlohmann::json use;  // the running process's memory and CPU time
+  if (s.text(4) == kRunning)
+    if (std::optional<ProcessUse> u = process_use(static_cast<pid_t>(s.integer(17))))
+      use = {{"rss_bytes", u->rss_bytes}, {"cpu_seconds", u->cpu_seconds}};
+  return {{"process", use},
+          {"id", s.integer(0)},
           {"name", s.text(1)},
           {"owner", s.integer(2)},
           {"spec", spec},

@@ -65,6 +65,23 @@ std::string process_start(pid_t pid) {
   return "";
 }
 
+std::optional<ProcessUse> process_use(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (pid <= 0 || !std::getline(in, stat)) return std::nullopt;
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream rest(stat.substr(close + 2));
+  std::vector<std::string> f(1, "");  // f[i]: field i + 2 of stat(5)
+  for (std::string x; rest >> x;) f.push_back(x);
+  if (f.size() < 23) return std::nullopt;
+  double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  ProcessUse u;
+  u.cpu_seconds = (std::stod(f[12]) + std::stod(f[13])) / ticks;  // utime, stime
+  u.rss_bytes = std::stoll(f[22]) * sysconf(_SC_PAGESIZE);        // rss
+  return u;
+}
+
 bool process_alive(pid_t pid, const std::string& start) {
   return pid > 0 && !start.empty() && process_start(pid) == start;
 }

@@ -22,6 +22,13 @@ Spawned spawn_process(const std::vector<std::string>& argv, const std::string& d
 std::string process_start(pid_t pid);
 bool process_alive(pid_t pid, const std::string& start);
 
+// What a job's process uses now: resident memory and CPU time (user + system) from /proc.
+struct ProcessUse {
+  int64_t rss_bytes = 0;
+  double cpu_seconds = 0;
+};
+std::optional<ProcessUse> process_use(pid_t pid);
+
 // SIGTERM (or another signal) to the process's whole group.
 void signal_group(pid_t pid, int sig);
 

@@ -31,11 +31,12 @@ nlohmann::json request_of(const nlohmann::json& job, const nlohmann::json& chang
   return req;
 }
 
-void delete_job(Context& c, int64_t id, const Identity& who) {
+// `unstarted`: a sweep's member being taken back, still queued.
+void delete_job(Context& c, int64_t id, const Identity& who, bool unstarted = false) {
   nlohmann::json job = job_json(c, id);
   require_owner(who, job["owner"], "job " + std::to_string(id));
   std::string state = job["state"];
-  if (state == kRunning || state == kQueued)
+  if (!unstarted && (state == kRunning || state == kQueued))
     throw ApiError(409, "job " + std::to_string(id) + " is " + state + "; abort it first");
   Statement s = c.db.query(
       "SELECT id FROM jobs WHERE parent = ? AND state IN ('queued', "
@@ -76,7 +77,6 @@ void add_sweeps(Router& r, Context& c, Scheduler& s, const SystemMonitor& sys) {
   r.add("POST", "/api/v1/sweeps", [&](const Request& req, Response& res, const Call& call) {
     nlohmann::json body = json_body(req);
     std::vector<nlohmann::json> requests = expand_sweep(body);
-    for (const nlohmann::json& j : requests) (void)j;  // each is checked as it is created
     int64_t sweep = 0;
     c.db.run("INSERT INTO sweeps(name, owner, spec, created) VALUES(?, ?, ?, ?)",
              {body.value("name", std::string("sweep")), call.who.user, body.dump(), now_seconds()});
@@ -86,8 +86,7 @@ void add_sweeps(Router& r, Context& c, Scheduler& s, const SystemMonitor& sys) {
       for (const nlohmann::json& j : requests)
         ids.push_back(create_job(c, sys, call.who, {j, sweep}));
     } catch (...) {
-      for (const nlohmann::json& id : ids)
-        c.db.run("DELETE FROM jobs WHERE id = ?", {id.get<int64_t>()});
+      for (const nlohmann::json& id : ids) delete_job(c, id.get<int64_t>(), call.who, true);
       c.db.run("DELETE FROM sweeps WHERE id = ?", {sweep});
       throw;
     }

@@ -1,5 +1,6 @@
 // Trained models (a job's weights): classify an image, evaluate the dataset's test split, look
 // at the first layer's filters and a layer's activations, download the bundle.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -55,13 +56,18 @@ void send_file(Response& res, const std::string& path, const std::string& downlo
   auto size = static_cast<size_t>(fs::file_size(path));
   res.set_header("Content-Disposition", "attachment; filename=\"" + download_name + "\"");
   auto in = std::make_shared<std::ifstream>(path, std::ios::binary);
-  res.set_content_provider(size, "application/gzip",
-                           [in](size_t offset, size_t length, httplib::DataSink& sink) {
-                             std::vector<char> buf(std::min<size_t>(length, 1 << 20));
-                             in->seekg(static_cast<std::streamoff>(offset));
-                             in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
-                             return sink.write(buf.data(), static_cast<size_t>(in->gcount()));
-                           });
+  res.set_content_provider(
+      size, "application/gzip",
+      [in](size_t offset, size_t length, httplib::DataSink& sink) {
+        std::vector<char> buf(std::min<size_t>(length, 1 << 20));
+        in->seekg(static_cast<std::streamoff>(offset));
+        in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        return in->gcount() > 0 && sink.write(buf.data(), static_cast<size_t>(in->gcount()));
+      },
+      [path](bool) {
+        std::error_code ec;
+        fs::remove(path, ec);
+      });
 }
 
 nlohmann::json classify_json(const Context& c, const Model& m, const Request& req) {
@@ -79,8 +85,11 @@ nlohmann::json evaluate_json(const Context& c, const Model& m, const nlohmann::j
   o.weights = m.run_dir;
   o.data = ds.data_spec;
   o.limit = opt_integer(body, "limit").value_or(0);
-  o.train_split = opt_string(body, "split").value_or("test") == "train";
-  o.worst = static_cast<int>(opt_integer(body, "worst").value_or(20));
+  std::string split = opt_string(body, "split").value_or("test");
+  if (split != "test" && split != "train") throw ApiError(400, "'split' must be test or train");
+  o.train_split = split == "train";
+  o.worst = static_cast<int>(std::clamp<int64_t>(opt_integer(body, "worst").value_or(20), 0, 1000));
+  if (o.limit < 0) throw ApiError(400, "'limit' must be 0 (all) or more");
   nlohmann::json out = evaluate(o).to_json();
   out["dataset"] = ds.id;
   out["split"] = o.train_split ? "train" : "test";
@@ -114,7 +123,7 @@ void add_model_routes(Router& r, Context& c) {
         });
   r.add("GET", "/api/v1/jobs/{id}/download", [&c](const Request&, Response& res, const Call& call) {
     Model m = model_of(c, call.id());
-    std::string path = m.run_dir + "/bundle.tar.gz";
+    std::string path = m.run_dir + "/bundle-" + random_hex(8) + ".tar.gz";  // one per request
     write_bundle(m.run_dir, path);
     send_file(res, path, "myelin-job-" + std::to_string(call.id()) + ".tar.gz");
   });

@@ -199,7 +199,8 @@ void Scheduler::abort(int64_t job, const std::string& reason) {
       set_state(job, kAborted, {{"reason", reason}});
     return;
   }
-  if (state != kRunning) return;
+  if (state != kRunning)
+    throw ApiError(409, "job " + std::to_string(job) + " has already ended (" + state + ")");
   c_.db.run("UPDATE jobs SET abort_requested = 1, error = ? WHERE id = ?",
             {reason.empty() ? SqlValue(nullptr) : SqlValue(reason), job});
   Statement s = c_.db.query("SELECT pid FROM jobs WHERE id = ?", {job});

@@ -101,7 +101,11 @@ struct Server::Impl {
     add_job_routes(router, context, scheduler, system);
     add_model_routes(router, context);
     add_event_routes(router, context);
-    add_system_routes(router, context);
+    router.add("GET", "/api/v1/system", [this](const Request&, Response& res, const Call&) {
+      nlohmann::json body = system.snapshot();
+      body["pools"] = scheduler.pools_json();
+      send_json(res, body);
+    });
     router.add("GET", "/api/v1/pools", [this](const Request&, Response& res, const Call&) {
       send_json(res, {{"pools", scheduler.pools_json()}});
     });

@@ -159,13 +159,4 @@ nlohmann::json SystemMonitor::snapshot() const {
   return {{"cpu", cpu}, {"gpus", gpus}};
 }
 
-void add_system_routes(Router& r, Context& c) {
-  auto monitor = std::make_shared<SystemMonitor>();
-  r.add("GET", "/api/v1/system", [monitor, &c](const Request&, Response& res, const Call&) {
-    nlohmann::json body = monitor->snapshot();
-    // The scheduler adds its pools here (body["pools"]: each GPU's and the CPU's jobs).
-    send_json(res, body);
-  });
-}
-
 }  // namespace myelin::server
