@@ -7,7 +7,8 @@
 // What is exact and what is not:
 // - cpu: exact for the buffers Session and its Programs allocate (parameters, states, optimizer
 //   slots, the step's input block, each program's arena and kernel workspace): the CPU engine's
-//   own rewrites run, and its kernels are made (not run) to read their workspace. Not counted:
+//   own rewrites run, and its kernels are made (not run) to read their workspace, for all the
+//   machine's cores (--threads 0; fewer threads need less workspace). Not counted:
 //   oneDNN's and OpenBLAS's internal caches, the loader's batches, the process itself.
 // - cuda: the arena follows the CUDA engine's rules as of this writing (ReLUs fused into
 //   convolutions and into LRN gradients; under bf16/fp16 in networks without batch norm,
