@@ -327,9 +327,6 @@ std::vector<std::string> train_command(const Context& c, int64_t id, int gpu, bo
     DatasetView ds = dataset_view(c, spec["dataset"].get<int64_t>());
     argv.insert(argv.end(),
                 {"--model", dir + "/network.yaml", "--data", ds.data_spec, "--out", dir});
-    for (auto& [flag, value] : spec["train"].items())
-      argv.insert(argv.end(),
-                  {"--" + flag, value.is_string() ? value.get<std::string>() : value.dump()});
     if (!job["weights_from"].is_null()) {
       nlohmann::json parent = job_json(c, job["weights_from"].get<int64_t>());
       std::string from = parent["run_dir"];
@@ -338,6 +335,10 @@ std::vector<std::string> train_command(const Context& c, int64_t id, int gpu, bo
                                                 : from});
     }
   }
+  // On resume too: the checkpoint keeps the recipe, not log/eval/snapshot cadence or threads.
+  for (auto& [flag, value] : spec["train"].items())
+    argv.insert(argv.end(),
+                {"--" + flag, value.is_string() ? value.get<std::string>() : value.dump()});
   argv.insert(argv.end(), {"--device", device_of(spec, gpu)});
   return argv;
 }
