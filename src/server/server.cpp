@@ -72,6 +72,7 @@ struct Server::Impl {
   void configure() {
     int threads = context.options.threads;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http.set_tcp_nodelay(true);  // else Nagle + delayed ACK hold each kept-alive answer 40 ms
     http.set_payload_max_length(static_cast<size_t>(context.options.max_upload_bytes) + (1 << 20));
     http.set_read_timeout(30, 0);
     http.set_write_timeout(30, 0);
