@@ -1,4 +1,4 @@
-# Copied from /work/shared/bench/torch_alexnet_bench.py (the shared peer benchmark), because ../shared
+# Copied from ../shared/bench/torch_alexnet_bench.py (the shared peer benchmark), because ../shared
 # does not travel to the GPU machine. One addition: an optional third argument, a comma list of
 # batch sizes (default 64,128,256 as in the original), so one mode can run at one batch size.
 # Anchor: PyTorch AlexNet ("Supervision", the seed's benchmark model) training throughput.

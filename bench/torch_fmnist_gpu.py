@@ -1,4 +1,4 @@
-# Copied unchanged from /work/shared/bench/torch_fmnist_gpu.py (the shared peer benchmark), because
+# Copied unchanged from ../shared/bench/torch_fmnist_gpu.py (the shared peer benchmark), because
 # ../shared does not travel to the GPU machine; scripts/gpu-check.sh runs it beside `myelin train`.
 # Anchor: PyTorch eager time-to-accuracy on Fashion-MNIST on one GPU (ResNet-9-style, bf16, data on GPU).
 # usage: python3 torch_fmnist_gpu.py DATA_DIR [epochs] [compile]

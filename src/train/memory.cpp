@@ -7,7 +7,6 @@
 #include <memory>
 #include <set>
 
-#include "core/autodiff.h"
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/op_registry.h"
@@ -15,7 +14,7 @@
 #include "core/value_choice.h"
 #include "model/layers.h"
 #include "ops/fuse.h"
-#include "ops/params.h"
+#include "train/session.h"
 
 namespace myelin {
 
@@ -45,68 +44,6 @@ int64_t aligned(int64_t bytes) {
 
 int64_t bytes_of(const Value& v) {
   return v.shape.numel() * static_cast<int64_t>(dtype_size(v.dtype));
-}
-
-struct TrainingGraph {
-  BuiltNetwork net;
-  std::vector<ValueId> grads;  // the parameters' gradients, as differentiate returned them
-};
-
-// The graph Session::build_train compiles, node for node: forward, backward (seeded with the
-// loss scale under fp16), gradient accumulation, clipping and the optimizer update. Keep the two
-// in step: train_memory_test compares this estimate with a real Session's arena.
-TrainingGraph training_graph(const NetworkSpec& spec, int64_t batch, const std::string& precision) {
-  const Recipe& r = spec.recipe;
-  TrainingGraph t{build_network(spec, batch, true, r.label_smoothing), {}};
-  Graph& g = t.net.graph;
-  std::vector<ValueId> params = g.params();
-  ValueId scale = kNoValue;
-  if (precision == "fp16")
-    scale = g.state("loss_scale", g.value(t.net.loss).shape, Init{"constant", 65536});
-  std::map<ValueId, ValueId> grads = scale == kNoValue
-                                         ? differentiate(g, t.net.loss, params)
-                                         : differentiate(g, {{t.net.loss, scale}}, params);
-  std::vector<ValueId> ps, gs;
-  for (ValueId p : params)
-    if (grads.count(p)) ps.push_back(p), gs.push_back(grads[p]);
-  t.grads = gs;
-  g.set_phase(Phase::backward);
-  if (r.accumulate > 1)
-    for (size_t i = 0; i < ps.size(); ++i) {
-      ValueId acc = g.state(g.value(ps[i]).name + ".acc", g.value(ps[i]).shape, Init{});
-      g.add("accumulate_grad", "update", {acc, gs[i]});
-      gs[i] = acc;
-    }
-  int slots = optimizer_slots(r.solver);
-  std::vector<ValueId> inputs{g.input("solver.hp", Shape{8})};
-  inputs.insert(inputs.end(), ps.begin(), ps.end());
-  inputs.insert(inputs.end(), gs.begin(), gs.end());
-  std::vector<double> lr_mult, decay_mult;
-  for (ValueId p : ps) {
-    const Value& v = g.value(p);
-    lr_mult.push_back(v.lr_mult);
-    decay_mult.push_back(v.decay_mult);
-    for (int s = 0; s < slots; ++s)
-      inputs.push_back(g.state(v.name + ".opt" + std::to_string(s), v.shape, Init{}));
-  }
-  ValueId norm_sq = kNoValue;
-  if (r.clip_grad_norm > 0 || scale != kNoValue)
-    inputs.push_back(norm_sq = g.add1("global_norm_sq", "update", gs));
-  if (scale != kNoValue) inputs.push_back(scale);
-  Attrs a{{"solver", r.solver},
-          {"count", static_cast<int64_t>(ps.size())},
-          {"lr_mult", lr_mult},
-          {"decay_mult", decay_mult},
-          {"clip", r.clip_grad_norm},
-          {"zero_grads", int64_t{r.accumulate > 1 ? 1 : 0}},
-          {"loss_scaled", int64_t{scale != kNoValue ? 1 : 0}}};
-  g.add("optimizer_update", "update", inputs, a);
-  if (scale != kNoValue)
-    g.add("loss_scale_update", "update",
-          {scale, g.state("loss_scale.good_steps", Shape{1}, Init{}), norm_sq},
-          {{"growth_interval", int64_t{2000}}});
-  g.set_phase(Phase::forward);
-  return t;
 }
 
 bool env_is(const char* name, const char* value) {
@@ -238,7 +175,7 @@ MemoryEstimate estimate_training_memory(const NetworkSpec& spec, int64_t batch,
   std::unique_ptr<Backend> cpu = planning_backend(device, precision);
   MemoryEstimate m;
   m.exact = cpu != nullptr;
-  TrainingGraph t = training_graph(spec, batch, precision);
+  TrainingGraph t = build_training_graph(spec, spec.recipe, batch, default_loss_scale(precision));
   count_persistent(t.net.graph, m);
   for (ValueId v : t.grads) m.gradients += aligned(bytes_of(t.net.graph.value(v)));
   Planned train = plan_program(t.net.graph, cpu.get(), precision);

@@ -98,34 +98,36 @@ Tensor Session::device_tensor(Shape s, DType t, std::vector<Buffer>& owner) {
   return Tensor(owner.back().data(), std::move(s), t, backend_->device());
 }
 
-// Appends gradient accumulation (optional), clipping (optional) and the optimizer update.
-void Session::build_train(int64_t batch) {
-  const Recipe& r = opts_.recipe;
-  train_net_ = build_network(spec_, batch, true, r.label_smoothing);
-  Graph& g = train_net_.graph;
+double default_loss_scale(const std::string& precision) {
+  return precision == "fp16" ? 65536 : 0;
+}
+
+TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& r, int64_t batch,
+                                   double initial_scale) {
+  TrainingGraph t{build_network(spec, batch, true, r.label_smoothing), {}, 0};
+  Graph& g = t.net.graph;
   std::vector<ValueId> params = g.params();
   // Dynamic loss scaling: the backward pass starts from the scale instead of 1 (ops/optimizer.cpp).
-  const double initial_scale =
-      opts_.loss_scale >= 0 ? opts_.loss_scale : (opts_.backend.precision == "fp16" ? 65536 : 0);
   ValueId scale = kNoValue;
   if (initial_scale > 0)
-    scale = g.state("loss_scale", g.value(train_net_.loss).shape, Init{"constant", initial_scale});
+    scale = g.state("loss_scale", g.value(t.net.loss).shape, Init{"constant", initial_scale});
   std::map<ValueId, ValueId> grads = scale == kNoValue
-                                         ? differentiate(g, train_net_.loss, params)
-                                         : differentiate(g, {{train_net_.loss, scale}}, params);
+                                         ? differentiate(g, t.net.loss, params)
+                                         : differentiate(g, {{t.net.loss, scale}}, params);
   std::vector<ValueId> ps, gs;
   for (ValueId p : params)
     if (grads.count(p)) ps.push_back(p), gs.push_back(grads[p]);
+  t.grads = gs;
 
   g.set_phase(Phase::backward);
-  accumulating_ = r.accumulate > 1;
-  if (accumulating_)
+  const bool accumulating = r.accumulate > 1;
+  if (accumulating)
     for (size_t i = 0; i < ps.size(); ++i) {
       ValueId acc = g.state(g.value(ps[i]).name + ".acc", g.value(ps[i]).shape, Init{});
       g.add("accumulate_grad", "update", {acc, gs[i]});
       gs[i] = acc;
     }
-  backward_end_ = static_cast<int>(g.nodes().size());
+  t.backward_end = static_cast<int>(g.nodes().size());
 
   int slots = optimizer_slots(r.solver);
   std::vector<ValueId> inputs{g.input("solver.hp", Shape{8})};
@@ -148,7 +150,7 @@ void Session::build_train(int64_t batch) {
           {"lr_mult", lr_mult},
           {"decay_mult", decay_mult},
           {"clip", r.clip_grad_norm},
-          {"zero_grads", int64_t{accumulating_ ? 1 : 0}},
+          {"zero_grads", int64_t{accumulating ? 1 : 0}},
           {"loss_scaled", int64_t{scale != kNoValue ? 1 : 0}}};
   g.add("optimizer_update", "update", inputs, a);
   if (scale != kNoValue)
@@ -156,6 +158,18 @@ void Session::build_train(int64_t batch) {
           {scale, g.state("loss_scale.good_steps", Shape{1}, Init{}), norm_sq},
           {{"growth_interval", int64_t{2000}}});
   g.set_phase(Phase::forward);
+  return t;
+}
+
+void Session::build_train(int64_t batch) {
+  const Recipe& r = opts_.recipe;
+  const double initial_scale =
+      opts_.loss_scale >= 0 ? opts_.loss_scale : default_loss_scale(opts_.backend.precision);
+  TrainingGraph t = build_training_graph(spec_, r, batch, initial_scale);
+  train_net_ = std::move(t.net);
+  backward_end_ = t.backward_end;
+  accumulating_ = r.accumulate > 1;
+  Graph& g = train_net_.graph;
 
   allocate_persistent(g);
   train_ = std::make_unique<Program>(g, *backend_);

@@ -41,6 +41,21 @@ struct Hyper {
   static Hyper from(const Recipe& r, double lr, int64_t step);
 };
 
+// The loss scale a run starts from when SessionOptions::loss_scale is left at -1: 65536 under
+// fp16, where 16-bit gradients would underflow, and 0 (off) otherwise.
+double default_loss_scale(const std::string& precision);
+
+// The graph a Session's training program compiles: forward, backward (seeded with the loss scale
+// when initial_scale > 0), gradient accumulation when recipe.accumulate > 1, clipping and the
+// optimizer update. The memory estimate (train/memory.h) plans the same graph.
+struct TrainingGraph {
+  BuiltNetwork net;
+  std::vector<ValueId> grads;  // the parameters' gradients, as differentiate returned them
+  int backward_end = 0;        // nodes of the forward and backward passes (accumulation included)
+};
+TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& recipe, int64_t batch,
+                                   double initial_scale);
+
 class Session {
  public:
   Session(const NetworkSpec& spec, const SessionOptions& opts);
