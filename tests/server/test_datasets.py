@@ -8,50 +8,16 @@ import io
 import json
 import os
 import signal
-import socket
 import sqlite3
 import struct
-import subprocess
 import tarfile
 import time
-import urllib.error
-import urllib.request
-import uuid
 import zipfile
-import zlib
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FASHION = "/usr/share/datasets/fashion-mnist"
-
-
-def find_binary():
-    env = os.environ.get("MYELIN_BINARY")
-    if env:
-        return env
-    found = [os.path.join(ROOT, d, "myelin") for d in os.listdir(ROOT) if d.startswith("build")]
-    found = [p for p in found if os.access(p, os.X_OK)]
-    if not found:
-        pytest.skip("no myelin binary (set MYELIN_BINARY)")
-    return max(found, key=os.path.getmtime)  # the one built last
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---- tiny PNG and multipart writers (stdlib only) ----
-
-def png_bytes(w, h, color):
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-    row = b"\x00" + bytes(color) * w
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
-            chunk(b"IDAT", zlib.compress(row * h)) + chunk(b"IEND", b""))
+from harness import FASHION, Unavailable, png_bytes
+import harness
 
 
 def png_size(data):
@@ -69,65 +35,34 @@ def make_folder(root, classes=("cat", "dog", "fish"), per_class=8, size=(10, 14)
     return root
 
 
-def multipart(data, filename="file.bin"):
-    boundary = uuid.uuid4().hex
-    body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
-             "Content-Type: application/octet-stream\r\n\r\n") % (boundary, filename)).encode()
-    body += data + ("\r\n--%s--\r\n" % boundary).encode()
-    return body, "multipart/form-data; boundary=" + boundary
+def file_part(data, filename="file.bin"):
+    """An upload body: `data` as the multipart field `file`."""
+    return harness.multipart({"file": (filename, data, "application/octet-stream")})
 
 
 # ---- the server ----
 
-class Server:
-    def __init__(self, tmp, max_upload_mb=1):
-        self.data = os.path.join(tmp, "data")
-        self.allowed = os.path.join(tmp, "allowed")
-        os.makedirs(self.allowed, exist_ok=True)
-        self.max_upload_mb = max_upload_mb
-        self.proc = None
-        self.start()
+class Server(harness.Server):
+    """harness.Server with an --allow-dir root, a small upload limit and the calls below."""
 
-    def start(self):
-        self.port = free_port()
-        self.log = open(os.path.join(os.path.dirname(self.data), "serve-%d.log" % self.port), "w")
-        self.proc = subprocess.Popen(
-            [find_binary(), "serve", "--data-dir", self.data, "--port", str(self.port),
-             "--allow-dir", self.allowed, "--max-upload-mb", str(self.max_upload_mb),
-             "--threads", "16"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            assert self.proc.poll() is None, "myelin serve exited: see " + self.log.name
-            try:
-                if self.call("GET", "/api/v1/health", auth=False)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        with open(os.path.join(self.data, "token")) as f:
-            self.token = f.read().strip()
+    def __init__(self, tmp, max_upload_mb=1):
+        allowed = os.path.join(tmp, "allowed")
+        os.makedirs(allowed, exist_ok=True)
+        super().__init__(tmp, "--allow-dir", allowed, "--max-upload-mb", str(max_upload_mb),
+                         "--threads", "16")
+        self.allowed = allowed
+        try:
+            self.start()
+        except Unavailable as e:
+            pytest.skip(str(e))
 
     def kill(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        self.log.close()
+        self.stop(sig)
 
     def call(self, method, path, body=None, raw=None, ctype=None, auth=True):
-        data, headers = None, {}
-        if body is not None:
-            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        if raw is not None:
-            data, headers["Content-Type"] = raw, ctype or "application/octet-stream"
-        if auth:
-            headers["Authorization"] = "Bearer " + self.token
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
-                                     headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, r.headers.get("Content-Type", ""), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers.get("Content-Type", ""), e.read()
+        status, headers, data = self.request(method, path, body, raw, ctype,
+                                             token="default" if auth else None)
+        return status, headers.get("Content-Type", ""), data
 
     def json(self, method, path, body=None, expect=200):
         status, ctype, data = self.call(method, path, body)
@@ -146,7 +81,7 @@ class Server:
         return message
 
     def upload(self, data, filename="file.bin", expect=201):
-        body, ctype = multipart(data, filename)
+        body, ctype = file_part(data, filename)
         status, _, out = self.call("POST", "/api/v1/uploads", raw=body, ctype=ctype)
         assert status == expect, (status, out[:500])
         return json.loads(out)
@@ -283,16 +218,16 @@ def test_upload_names_are_never_paths(srv):
 
 
 def test_bad_uploads(srv):
-    body, ctype = multipart(b"hello, this is text\n", "notes.txt")
+    body, ctype = file_part(b"hello, this is text\n", "notes.txt")
     assert "neither an image" in srv.error("POST", "/api/v1/uploads", raw=body, ctype=ctype,
                                            expect=415)
     for corrupt in (b"PK\x03\x04" + os.urandom(300), b"\x1f\x8b\x08\x00" + os.urandom(300)):
-        body, ctype = multipart(corrupt, "broken.zip")
+        body, ctype = file_part(corrupt, "broken.zip")
         assert "archive" in srv.error("POST", "/api/v1/uploads", raw=body, ctype=ctype)
     big = b"\x89PNG\r\n\x1a\n" + b"\x00" * (1 << 20)  # just over the 1 MB limit
-    body, ctype = multipart(big, "big.png")
+    body, ctype = file_part(big, "big.png")
     srv.error("POST", "/api/v1/uploads", raw=body, ctype=ctype, expect=413)
-    body, ctype = multipart(big * 3, "bigger.png")  # over what httplib reads at all
+    body, ctype = file_part(big * 3, "bigger.png")  # over what httplib reads at all
     srv.error("POST", "/api/v1/uploads", raw=body, ctype=ctype, expect=413)
     srv.error("POST", "/api/v1/uploads", body={"file": "x"})
 
@@ -304,7 +239,7 @@ def test_archive_with_an_escaping_entry_is_refused(srv):
         info = tarfile.TarInfo("../escape/cat/x.png")
         info.size = len(data)
         t.addfile(info, io.BytesIO(data))
-    body, ctype = multipart(buf.getvalue(), "evil.tar.gz")
+    body, ctype = file_part(buf.getvalue(), "evil.tar.gz")
     srv.error("POST", "/api/v1/uploads", raw=body, ctype=ctype)
     assert not os.path.exists(os.path.join(srv.data, "escape"))
 
