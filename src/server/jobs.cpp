@@ -346,10 +346,7 @@ std::vector<std::string> train_command(const Context& c, int64_t id, int gpu, bo
 int64_t latest_checkpoint_iter(const std::string& run_dir) {
   std::vector<std::string> snaps = list_checkpoints(run_dir);
   if (snaps.empty()) return -1;
-  static const std::regex re(R"(iter-(\d+)$)");
-  std::smatch m;
-  std::string last = fs::path(snaps.back()).filename().string();
-  return std::regex_search(last, m, re) ? std::stoll(m[1].str()) : -1;
+  return snapshot_iteration(fs::path(snaps.back()).filename().string());
 }
 
 }  // namespace myelin::server

@@ -434,17 +434,6 @@ std::string snapshot_name(int64_t iteration) {
   return buf;
 }
 
-// The iteration of a snapshot directory name, or -1 for anything else.
-int64_t snapshot_iteration(const std::string& name) {
-  if (name.size() < 6 || name.compare(0, 5, "iter-") != 0) return -1;
-  int64_t it = 0;
-  for (size_t i = 5; i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9' || it > (int64_t{1} << 55)) return -1;
-    it = it * 10 + (name[i] - '0');
-  }
-  return it;
-}
-
 void point_latest(const fs::path& dir, const std::string& name) {
   fs::path tmp = dir / (".latest.tmp." + std::to_string(::getpid()));
   std::error_code ec;
@@ -473,6 +462,16 @@ void prune(const fs::path& dir, int keep, const std::string& newest) {
 }
 
 }  // namespace
+
+int64_t snapshot_iteration(const std::string& name) {
+  if (name.size() < 6 || name.compare(0, 5, "iter-") != 0) return -1;
+  int64_t it = 0;
+  for (size_t i = 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || it > (int64_t{1} << 55)) return -1;
+    it = it * 10 + (name[i] - '0');
+  }
+  return it;
+}
 
 std::map<std::string, std::string> weights_metadata(const TrainerState& s) {
   std::map<std::string, std::string> m{

@@ -90,6 +90,8 @@ std::string save_checkpoint(const std::string& run_dir, const Checkpoint& c, int
 // (following `latest`). Throws UsageError saying what was looked for.
 std::string find_checkpoint(const std::string& dir);
 Checkpoint load_checkpoint(const std::string& snapshot_dir);
+// The iteration of a snapshot directory's name ("iter-000300" -> 300), or -1 for anything else.
+int64_t snapshot_iteration(const std::string& name);
 // Snapshot directories under RUN_DIR/checkpoints, oldest first.
 std::vector<std::string> list_checkpoints(const std::string& run_dir);
 
