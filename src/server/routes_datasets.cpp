@@ -1,10 +1,9 @@
 // The dataset routes: create (queued for the builder), list, describe, delete, and the PNG views
 // the web UI shows (mean image, example grids, single examples, a preview before creating).
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
+#include "data/io.h"
 #include "data/preview.h"
 #include "data/store.h"
 #include "server/datasets.h"
@@ -129,14 +128,7 @@ void remove(Context& c, const Call& call, Response& res) {
 void mean(const Context& c, const Call& call, Response& res) {
   std::shared_ptr<Dataset> train = open_split(c, call.id(), "train");
   std::string file = store_dir(dataset_dir(c, call.id())) + "/mean.png";
-  std::ifstream in(file, std::ios::binary);
-  if (in) {  // create_store drew it already
-    std::ostringstream s;
-    s << in.rdbuf();
-    std::string png = s.str();
-    send_png(res, std::vector<uint8_t>(png.begin(), png.end()));
-    return;
-  }
+  if (fs::exists(file)) return send_png(res, data::read_file(file));  // create_store drew it
   send_png(res, render([&] { return mean_png(*train); }));
 }
 

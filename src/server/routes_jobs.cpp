@@ -1,8 +1,7 @@
 // Jobs and sweeps: create, list, look, abort, resume, clone, delete.
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "data/io.h"
 #include "model/network.h"
 #include "server/jobs.h"
 #include "server/routes.h"
@@ -57,11 +56,11 @@ void delete_job(Context& c, int64_t id, const Identity& who, bool unstarted = fa
   c.events.change("job", id, {{"state", "deleted"}});
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The file as text ("" when it does not exist yet: a queued job has no log).
+std::string text_of(const std::string& path) {
+  if (!fs::exists(path)) return "";
+  std::vector<uint8_t> bytes = data::read_file(path);
+  return std::string(bytes.begin(), bytes.end());
 }
 
 int64_t int_param(const Request& req, const std::string& name, int64_t fallback) {
@@ -149,10 +148,10 @@ void add_job_routes(Router& r, Context& c, Scheduler& s, const SystemMonitor& sy
   r.add("GET", "/api/v1/jobs/{id}/network", [&](const Request&, Response& res, const Call& call) {
     std::string path = job_json(c, call.id())["run_dir"].get<std::string>() + "/network.yaml";
     NetworkSpec net = load_network(path);
-    send_json(res, {{"text", read_file(path)}, {"network", network_json(net)}});
+    send_json(res, {{"text", text_of(path)}, {"network", network_json(net)}});
   });
   r.add("GET", "/api/v1/jobs/{id}/log", [&](const Request& req, Response& res, const Call& call) {
-    std::string log = read_file(job_json(c, call.id())["run_dir"].get<std::string>() + "/log.txt");
+    std::string log = text_of(job_json(c, call.id())["run_dir"].get<std::string>() + "/log.txt");
     size_t tail = static_cast<size_t>(std::max<int64_t>(0, int_param(req, "bytes", 65536)));
     if (log.size() > tail) log = log.substr(log.size() - tail);
     res.set_content(log, "text/plain; charset=utf-8");

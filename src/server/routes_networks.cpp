@@ -1,10 +1,9 @@
 // Networks: the standard ones, and checking a network file as a person types it (the editor
 // calls this): its layers with output shapes, parameters and FLOPs, or its errors by line.
-#include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "core/error.h"
+#include "data/io.h"
 #include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
@@ -27,13 +26,6 @@ nlohmann::json error_json(const std::string& message, int line) {
   e["column"] =
       std::regex_search(message, m, col) ? nlohmann::json(std::stoi(m[1].str())) : nullptr;
   return e;
-}
-
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 nlohmann::json check_network(const Context& c, const nlohmann::json& body) {
@@ -103,7 +95,8 @@ void add_network_routes(Router& r, Context& c) {
     for (const std::string& name : standard_networks()) {
       NetworkSpec net = load_network(name);
       nlohmann::json j = network_json(net);
-      j["text"] = file_text(net.file);
+      std::vector<uint8_t> text = data::read_file(net.file);
+      j["text"] = std::string(text.begin(), text.end());
       out.push_back(std::move(j));
     }
     send_json(res, {{"networks", out}});
