@@ -35,15 +35,21 @@ std::vector<std::string> new_lines(const std::string& path, int64_t& offset) {
   return lines;
 }
 
+// A progress bar redraws its line after '\r': keep what a person would have seen last.
+std::string last_drawn(const std::string& line) {
+  size_t end = line.find_last_not_of('\r');
+  if (end == std::string::npos) return "";
+  size_t cr = line.find_last_of('\r', end);
+  size_t start = cr == std::string::npos ? 0 : cr + 1;
+  return line.substr(start, end + 1 - start);
+}
+
 std::deque<std::string> log_tail(const std::string& path) {
   std::ifstream in(path);
   std::deque<std::string> tail;
   std::string line;
   while (std::getline(in, line)) {
-    // Progress redraws end in '\r'; keep what a person would have seen last.
-    size_t cr = line.find_last_of('\r', line.size() >= 2 ? line.size() - 2 : 0);
-    if (cr != std::string::npos && cr + 1 < line.size()) line = line.substr(cr + 1);
-    tail.push_back(line);
+    tail.push_back(last_drawn(line));
     if (tail.size() > kErrorLines) tail.pop_front();
   }
   return tail;
@@ -102,22 +108,24 @@ std::string failure_message(const ExitStatus& status, const std::deque<std::stri
 
 }  // namespace
 
+// Runs every tick for every running job: one query, and the summary is read only when the
+// metrics file has grown.
 void Scheduler::follow(int64_t job) {
-  Statement s = c_.db.query("SELECT run_dir FROM jobs WHERE id = ?", {job});
+  Statement s =
+      c_.db.query("SELECT run_dir, metrics_offset, log_offset FROM jobs WHERE id = ?", {job});
   if (!s.step()) return;
   std::string dir = s.text(0);
-  follow_metrics(job, dir);
-  follow_log(job, dir);
+  follow_metrics(job, dir, s.integer(1));
+  follow_log(job, dir, s.integer(2));
 }
 
-void Scheduler::follow_metrics(int64_t job, const std::string& dir) {
-  Statement s = c_.db.query("SELECT metrics_offset, metrics, sweep FROM jobs WHERE id = ?", {job});
-  if (!s.step()) return;
-  int64_t offset = s.integer(0);
-  nlohmann::json summary = nlohmann::json::parse(s.text(1));
-  bool in_sweep = !s.is_null(2);
+void Scheduler::follow_metrics(int64_t job, const std::string& dir, int64_t offset) {
   std::vector<std::string> lines = new_lines(dir + "/metrics.jsonl", offset);
   if (lines.empty()) return;
+  Statement s = c_.db.query("SELECT metrics, sweep FROM jobs WHERE id = ?", {job});
+  if (!s.step()) return;
+  nlohmann::json summary = nlohmann::json::parse(s.text(0));
+  bool in_sweep = !s.is_null(1);
   bool tested = false;
   for (const std::string& line : lines) {
     nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
@@ -133,14 +141,12 @@ void Scheduler::follow_metrics(int64_t job, const std::string& dir) {
   if (tested && in_sweep) apply_halving(c_, *this, job);
 }
 
-void Scheduler::follow_log(int64_t job, const std::string& dir) {
-  int64_t offset = c_.db.scalar("SELECT log_offset FROM jobs WHERE id = ?", {job}).value_or(0);
+void Scheduler::follow_log(int64_t job, const std::string& dir, int64_t offset) {
   std::vector<std::string> lines = new_lines(dir + "/log.txt", offset);
   if (lines.empty()) return;
-  for (std::string& line : lines) {
-    size_t cr = line.find_last_of('\r');
-    if (cr != std::string::npos) line = line.substr(cr + 1);
-    if (!line.empty()) c_.events.job_event(job, "log", {{"line", line}});
+  for (const std::string& line : lines) {
+    std::string shown = last_drawn(line);
+    if (!shown.empty()) c_.events.job_event(job, "log", {{"line", shown}});
   }
   c_.db.run("UPDATE jobs SET log_offset = ? WHERE id = ?", {offset, job});
 }

@@ -45,8 +45,9 @@ class Scheduler {
   void loop();
   void reattach();
   void follow(int64_t job);
-  void follow_metrics(int64_t job, const std::string& run_dir);
-  void follow_log(int64_t job, const std::string& run_dir);
+  // From the byte offsets already consumed.
+  void follow_metrics(int64_t job, const std::string& run_dir, int64_t offset);
+  void follow_log(int64_t job, const std::string& run_dir, int64_t offset);
   void check_exits();
   void finished(int64_t job, const ExitStatus& status);
   void dispatch();
