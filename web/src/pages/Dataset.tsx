@@ -1,0 +1,4 @@
+// Placeholder: being written.
+export function DatasetPage({ id }: { id: number }) {
+  return <p>{id}</p>;
+}

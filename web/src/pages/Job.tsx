@@ -1,0 +1,4 @@
+// Placeholder: being written.
+export function JobPage({ id }: { id: number }) {
+  return <p>{id}</p>;
+}
