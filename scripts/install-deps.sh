@@ -17,6 +17,8 @@ PACKAGES=(
   libsqlite3-dev              # myelin serve: all server state (WAL mode)
   libsodium-dev               # myelin serve: tokens, password hashing (Argon2id)
   python3-pytest              # the server's API tests
+  chromium                    # the browser tests of the web UI (driven by playwright-core)
+  fonts-dejavu-core           # text in the UI's screenshots
   dataset-fashion-mnist       # /usr/share/datasets/fashion-mnist
 )
 
@@ -25,11 +27,26 @@ for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if [ "${#missing[@]}" -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "install-deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "install-deps: all packages present"
+fi
+
+# The web UI (web/) builds with Node.js 20 or newer; its npm packages come from package-lock.json.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "install-deps: installing nodejs npm"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "install-deps: Node.js $(node -v) is too old for the web UI (Vite needs 20.19 or newer)" >&2
+  exit 1
+fi
+web="$(dirname "$0")/../web"
+if [ ! "$web/node_modules/.package-lock.json" -nt "$web/package-lock.json" ]; then
+  echo "install-deps: npm ci (web/)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
 fi

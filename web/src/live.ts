@@ -22,17 +22,19 @@ export function useLiveLists(limit = 1000) {
     const changed = () => {
       if (!frame) frame = requestAnimationFrame(() => ((frame = 0), setVersion((v) => v + 1)));
     };
-    // A change carries only what changed: an object seen for the first time is fetched whole.
-    const merge = <T extends { id: number }>(
+    // A change carries only what changed: an object seen for the first time, or changing state
+    // (a dataset's shape and classes come with "ready"), is fetched whole.
+    const merge = <T extends { id: number; state?: string }>(
       map: Map<number, T>,
       route: string,
       change: Partial<T> & { id: number },
     ) => {
-      if ((change as { state?: string }).state === "deleted") map.delete(change.id);
+      if (change.state === "deleted") map.delete(change.id);
       else {
-        if (!map.has(change.id))
+        const known = map.get(change.id);
+        if (!known || (change.state !== undefined && change.state !== known.state))
           get<T>(`${route}/${change.id}`).then(
-            (whole) => (map.set(change.id, { ...whole, ...map.get(change.id) }), changed()),
+            (whole) => (map.set(change.id, { ...map.get(change.id), ...whole }), changed()),
             () => {},
           );
         map.set(change.id, { ...(map.get(change.id) ?? ({} as T)), ...change });

@@ -153,7 +153,9 @@ const JobRow = memo(function JobRow({
       </td>
       <td>
         <StateBadge state={job.state} />
-        {job.waiting_for && <span class="muted"> {job.waiting_for}</span>}
+        {job.state === "queued" && job.waiting_for && (
+          <span class="muted"> waiting for {job.waiting_for}</span>
+        )}
       </td>
       <td>
         <Progress value={job.state === "done" ? 1 : (m.progress ?? 0)} />
