@@ -65,6 +65,11 @@ export async function postForm<T>(path: string, form: FormData): Promise<T> {
   return (await send("POST", path, form)).json();
 }
 
+/** GET an image route as an object URL; unlike <img src>, a refusal comes as an ApiError. */
+export async function getImage(path: string): Promise<string> {
+  return URL.createObjectURL(await (await send("GET", path)).blob());
+}
+
 /** POST JSON and take the answer as an image (dataset previews); returns an object URL. */
 export async function postForImage(path: string, body: unknown): Promise<string> {
   const blob = await (await send("POST", path, JSON.stringify(body), true)).blob();
@@ -74,6 +79,33 @@ export async function postForImage(path: string, body: unknown): Promise<string>
 export async function postFormForImage(path: string, form: FormData): Promise<string> {
   const blob = await (await send("POST", path, form)).blob();
   return URL.createObjectURL(blob);
+}
+
+/**
+ * POST a multipart form through XMLHttpRequest, which (unlike fetch) reports upload progress:
+ * `onProgress` gets the fraction sent, 0..1. Errors are ApiErrors, as from the other calls.
+ */
+export function postFormWithProgress<T>(
+  path: string,
+  form: FormData,
+  onProgress: (fraction: number) => void,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/api/v1${path}`);
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onerror = () =>
+      reject(new ApiError(0, "The server does not answer. Is `myelin serve` still running?"));
+    xhr.onload = () => {
+      const response = new Response(xhr.responseText, {
+        status: xhr.status,
+        statusText: xhr.statusText,
+      });
+      if (xhr.status >= 200 && xhr.status < 300) response.json().then(resolve, reject);
+      else errorOf(response).then(reject);
+    };
+    xhr.send(form);
+  });
 }
 
 /** An image route as a URL for <img src> (the session cookie authenticates it). */
