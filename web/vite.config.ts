@@ -5,6 +5,11 @@ import { defineConfig } from "vite";
 export default defineConfig({
   base: "/",
   oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
-  build: { outDir: "dist", chunkSizeWarningLimit: 2000, sourcemap: false },
+  build: {
+    outDir: "dist",
+    chunkSizeWarningLimit: 2000,
+    sourcemap: false,
+    rollupOptions: { input: ["index.html", "perf.html"] },
+  },
   server: { proxy: { "/api": "http://127.0.0.1:5000", "/login": "http://127.0.0.1:5000" } },
 });
