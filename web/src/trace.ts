@@ -107,6 +107,7 @@ export function useJobTrace(id: number, handlers: StreamHandlers = {}, restartKe
   const seen = useRef({ id, seq: -1 });
 
   useEffect(() => {
+    setError(null);
     const relay: StreamHandlers = {};
     for (const kind of Object.keys(latest.current))
       relay[kind] = (data, seq) => latest.current[kind]?.(data, seq);

@@ -69,16 +69,19 @@ export class LiveChart {
     const series = this.spec.current.lines.map((line) => line.series);
     const [lo, hi] = this.range(series);
     const columns = Math.max(8, Math.round(this.plot.bbox.width / devicePixelRatio));
+    const data = thin(series, { lo, hi, columns, positiveOnly: this.log });
     this.plot.batch(() => {
-      this.plot.setData(thin(series, { lo, hi, columns, positiveOnly: this.log }), false);
+      this.plot.setData(data, false);
       this.plot.setScale("x", { min: lo, max: hi });
     });
+    // Off the plot, the legend shows the latest values.
+    if (this.cursorX(this.plot) == null) this.plot.setLegend({ idx: data[0].length - 1 });
     const total = series.reduce((n, s) => n + s.length, 0);
     this.host.dataset.points = String(total);
     this.host.classList.toggle("empty", total === 0);
   };
 
-  /** The zoomed range, else the rolling window, else all of x. */
+  /** The zoomed range, else all of x (its last `span` at most). */
   private range(series: Series[]): [number, number] {
     if (this.zoom) return this.zoom;
     let lo = Infinity;
@@ -90,8 +93,8 @@ export class LiveChart {
     }
     const { span, time } = this.spec.current;
     if (hi === -Infinity) hi = time ? Date.now() / 1000 : 1;
-    if (span) return [hi - span, hi];
-    if (lo === Infinity) lo = 0;
+    if (lo === Infinity) lo = span ? hi - span : 0;
+    if (span) lo = Math.max(lo, hi - span);
     return lo < hi ? [lo, hi] : [lo - 0.5, hi + 0.5];
   }
 
@@ -182,7 +185,7 @@ export class LiveChart {
           value: this.legendValue(line),
         })),
       ],
-      axes: [{}, { size: 56, values: (_u, ticks) => ticks.map(format) }],
+      axes: [{}, { size: 64, values: (_u, ticks) => ticks.map(format) }],
       cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: { setSelect: [this.zoomToSelection], draw: [this.drawMarker] },
     };

@@ -31,11 +31,21 @@ export class Series {
 
   /** The index of the first point with x >= `x` (length when none). */
   lowerBound(x: number): number {
+    return this.search((at) => at < x);
+  }
+
+  /** The index of the first point with x > `x` (length when none). */
+  upperBound(x: number): number {
+    return this.search((at) => at <= x);
+  }
+
+  /** The first index where `before` turns false (x is sorted). */
+  private search(before: (x: number) => boolean): number {
     let lo = 0;
     let hi = this.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.x[mid] < x) lo = mid + 1;
+      if (before(this.x[mid])) lo = mid + 1;
       else hi = mid;
     }
     return lo;

@@ -24,7 +24,7 @@ export function thin(lines: Series[], w: Window): uPlot.AlignedData {
 
 function thinSeries(s: Series, w: Window, width: number): (number | null)[] {
   const out = new Array<number | null>(w.columns * 2).fill(null);
-  const end = s.lowerBound(w.hi + width * 1e-9);
+  const end = s.upperBound(w.hi);
   let column = -1;
   let min = 0;
   let max = 0;

@@ -25,7 +25,8 @@ function useJob(id: number) {
     const timer = setInterval(reload, PROCESS_POLL_MS);
     return () => clearInterval(timer);
   }, [active, reload]);
-  return { job, error, reload, setJob: setData };
+  // After a route change the previous job stays in `data` until the new one comes.
+  return { job: job?.id === id ? job : undefined, error, reload, setJob: setData };
 }
 
 /** Metrics events folded into the shown summary, at most once per animation frame. */
@@ -135,7 +136,11 @@ export function JobPage({ id }: { id: number }) {
         </p>
         <div class="row">
           <h1>{job.name}</h1>
-          <span class={`live ${stream.live ? "on" : ""}`}>{stream.live ? "live" : "not live"}</span>
+          {(job.state === "running" || job.state === "queued") && (
+            <span class={`live ${stream.live ? "on" : ""}`}>
+              {stream.live ? "live" : "reconnecting"}
+            </span>
+          )}
           <span class="spacer" />
           <Actions job={job} onDone={afterAction} />
         </div>
