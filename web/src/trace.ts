@@ -27,14 +27,9 @@ export class JobTrace extends Feed {
   };
   /** The test pass with the highest accuracy so far. */
   best: { x: number; top1: number; iter: number } | null = null;
-  /** Metrics events taken (repeats included), for the event rate. */
-  events = 0;
-  lastEventAt = 0;
 
   /** Folds one metrics.jsonl line in; x is the epoch (the iteration when there is none). */
   ingest(e: MetricsEvent) {
-    this.events++;
-    this.lastEventAt = performance.now();
     const x = num(e.epoch ?? e.iter);
     const s = this.series;
     if (e.event === "train") {

@@ -36,3 +36,35 @@ test("5 jobs × 100,000 points render fast and update without freezing", async (
   assert.ok(perf.firstRenderMs < FIRST_RENDER_MS, `first render ${perf.firstRenderMs} ms`);
   assert.ok(perf.worstFrameMs < WORST_FRAME_MS, `worst frame ${perf.worstFrameMs} ms`);
 });
+
+/** The epoch the legend shows for the cursor at `share` of the plot's width. */
+async function epochAt(page, share) {
+  const box = await page.locator(".u-over").boundingBox();
+  await page.mouse.move(box.x + box.width * share, box.y + box.height / 2);
+  return Number(await page.textContent(".u-legend .u-series:first-child .u-value"));
+}
+
+test("drag zooms into the long series, double-click shows it whole", async (t) => {
+  const server = await startServer(t);
+  if (!server) return;
+  const page = await server.page();
+  await page.goto(`${server.base}/perf.html?seconds=0.5`);
+  await waitFor(() => page.evaluate(() => window.__perf), { what: "the perf page" });
+  const whole = await epochAt(page, 0.5);
+  assert.ok(whole > 45 && whole < 60, `middle of the whole run at epoch ${whole}`);
+
+  const box = await page.locator(".u-over").boundingBox();
+  await page.mouse.move(box.x + box.width * 0.2, box.y + 40);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.3, box.y + 40, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForSelector("text=double-click: whole range");
+  const zoomed = await epochAt(page, 0.5);
+  assert.ok(zoomed > whole * 0.4 && zoomed < whole * 0.6, `zoomed middle at epoch ${zoomed}`);
+  await shot(page, "perf-zoomed");
+
+  await page.dblclick(".u-over");
+  await page.waitForSelector("text=drag: zoom");
+  assert.ok(Math.abs((await epochAt(page, 0.5)) - whole) < 1);
+  assert.deepEqual(page.errors, []);
+});
