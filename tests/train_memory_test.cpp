@@ -61,6 +61,19 @@ TEST(TrainingMemory, SolversAccumulationClippingAndLossScaling) {
   expect_matches_session(resnet, 8, 4, "fp16");  // fp16 adds the loss-scale states
 }
 
+// One layer, two parameters: every optimizer slot is added while the parameter's own value is
+// still being read (a reference to it once dangled when the graph's values grew).
+TEST(TrainingMemory, EverySolverBuildsASingleLayerNetwork) {
+  NetworkSpec one = parse_network(
+      "name: one\ninput: [1, 28, 28]\nclasses: 10\nlayers:\n  - fc: {name: scores, outputs: "
+      "10}\n",
+      "one.yaml");
+  for (const char* solver : {"sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad"}) {
+    one.recipe.solver = solver;
+    expect_matches_session(one, 4, 4, "fp32");
+  }
+}
+
 TEST(TrainingMemory, OptimizerStateFollowsTheSolver) {
   NetworkSpec lenet = load_network("lenet");
   MemoryEstimate sgd = estimate_training_memory(lenet, 8, "cpu", "fp32", 0);

@@ -33,6 +33,7 @@ const std::vector<Flag>& train_flags() {
         {"weight-decay", "X", "L2 weight decay (decoupled for adamw)", "network file"},
         {"lr-policy", "P", "fixed, step, multistep, exp, inv, poly or cosine", "network file"},
         {"gamma", "X", "decay factor of step, multistep, exp and inv", ""},
+        {"power", "X", "exponent of inv and poly", ""},
         {"step-size", "K", "iterations between decays (step)", ""},
         {"milestones", "K,K,..", "iterations where multistep decays", ""},
         {"warmup", "K", "iterations of linear learning-rate warm-up", ""},
@@ -85,7 +86,8 @@ RecipeOverrides overrides(const Args& a) {
   if (a.has("lr-policy")) r.lr_policy = a.str("lr-policy");
   num("lr", r.lr), num("momentum", r.momentum), num("weight-decay", r.weight_decay);
   num("beta1", r.beta1), num("beta2", r.beta2), num("rms-decay", r.rms_decay), num("eps", r.eps);
-  num("gamma", r.gamma), num("clip", r.clip_grad_norm), num("label-smoothing", r.label_smoothing);
+  num("gamma", r.gamma), num("power", r.power), num("clip", r.clip_grad_norm),
+      num("label-smoothing", r.label_smoothing);
   integer("step-size", r.step_size), integer("warmup", r.warmup_iters);
   integer("accumulate", r.accumulate), integer("batch", r.batch), integer("epochs", r.epochs);
   integer("iterations", r.max_iter);

@@ -38,6 +38,7 @@ const std::vector<TrainField>& train_fields() {
                                             {"weight-decay", Kind::number},
                                             {"lr-policy", Kind::text},
                                             {"gamma", Kind::number},
+                                            {"power", Kind::number},
                                             {"step-size", Kind::integer},
                                             {"milestones", Kind::text},
                                             {"warmup", Kind::integer},

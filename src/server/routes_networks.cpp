@@ -8,6 +8,7 @@
 #include "model/network.h"
 #include "server/datasets.h"
 #include "server/routes.h"
+#include "train/checkpoint.h"
 #include "train/memory.h"
 
 namespace myelin::server {
@@ -38,6 +39,7 @@ nlohmann::json check_network(const Context& c, const nlohmann::json& body) {
       if (v.state == "ready") net = adapt_network(net, v.input, v.classes);
     }
     nlohmann::json out = {{"valid", true}, {"network", network_json(net)}};
+    if (auto solver = opt_string(body, "solver")) net.recipe.solver = *solver;
     int64_t batch = opt_integer(body, "batch").value_or(net.recipe.batch);
     if (batch < 1) throw ApiError(400, "'batch' must be at least 1");
     std::string device = opt_string(body, "device").value_or("cpu");
@@ -86,7 +88,8 @@ nlohmann::json network_json(const NetworkSpec& net) {
           {"epochs", net.recipe.epochs},
           {"solver", net.recipe.solver},
           {"lr", net.recipe.lr},
-          {"lr_policy", net.recipe.lr_policy}};
+          {"lr_policy", net.recipe.lr_policy},
+          {"recipe", recipe_to_json(net.recipe)}};
 }
 
 void add_network_routes(Router& r, Context& c) {

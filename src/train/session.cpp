@@ -123,7 +123,8 @@ TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& r, int
   const bool accumulating = r.accumulate > 1;
   if (accumulating)
     for (size_t i = 0; i < ps.size(); ++i) {
-      ValueId acc = g.state(g.value(ps[i]).name + ".acc", g.value(ps[i]).shape, Init{});
+      const Value v = g.value(ps[i]);  // a copy, as below
+      ValueId acc = g.state(v.name + ".acc", v.shape, Init{});
       g.add("accumulate_grad", "update", {acc, gs[i]});
       gs[i] = acc;
     }
@@ -135,7 +136,8 @@ TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& r, int
   inputs.insert(inputs.end(), gs.begin(), gs.end());
   std::vector<double> lr_mult, decay_mult;
   for (ValueId p : ps) {
-    const Value& v = g.value(p);
+    // A copy: g.state() adds values, which may move the one a reference would point at.
+    const Value v = g.value(p);
     lr_mult.push_back(v.lr_mult);
     decay_mult.push_back(v.decay_mult);
     for (int s = 0; s < slots; ++s)

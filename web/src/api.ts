@@ -199,6 +199,8 @@ export interface Network {
   solver?: string;
   lr?: number;
   lr_policy?: string;
+  /** The file's whole training recipe, under the trainer's names (gamma, step_size, ...). */
+  recipe?: Record<string, string | number | boolean | number[]>;
   layers: Layer[];
 }
 

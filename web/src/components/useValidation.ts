@@ -12,6 +12,7 @@ export interface ValidationRequest {
   batch?: number;
   device: string;
   precision: string;
+  solver?: string; // the optimizer's state counts in the memory needed
 }
 
 export function useValidation(request: ValidationRequest | null) {

@@ -15,7 +15,6 @@ import { LrSchedule, type ScheduledRun } from "../components/LrSchedule";
 import { MemoryNeeded } from "../components/MemoryNeeded";
 import { NetworkEditor, errorText } from "../components/NetworkEditor";
 import { NetworkGraph } from "../components/NetworkGraph";
-import { recipeInFile } from "../components/recipeInFile";
 import { scheduleProblem } from "../components/learningRate";
 import { Card, ErrorBox, Loading, asApiError, useData } from "../components/ui";
 import { useValidation } from "../components/useValidation";
@@ -306,8 +305,7 @@ function scheduleHint(
  */
 function useValidationOf(text: string, dataset: number, form: JobForm, standard: StandardNetwork) {
   const [lastNetwork, setLastNetwork] = useState<Network | null>(null);
-  const fileRecipe = useMemo(() => recipeInFile(text), [text]);
-  const defaults = defaultsOf(lastNetwork ?? standard, fileRecipe);
+  const defaults = defaultsOf(lastNetwork ?? standard);
   const parsed = parseForm(form, defaults);
   // No batch typed: the server takes the file's own.
   const batch =
@@ -318,6 +316,7 @@ function useValidationOf(text: string, dataset: number, form: JobForm, standard:
     batch,
     device: form.device,
     precision: form.precision,
+    solver: form.solver.trim() || undefined,
   });
   useEffect(() => {
     if (validation.validation?.valid) setLastNetwork(validation.validation.network);

@@ -57,20 +57,25 @@ export type Defaults = Record<
   string
 > & { batch: string; epochs: string; momentum: string; weightDecay: string };
 
-export function defaultsOf(network: Network, file: Record<string, string>): Defaults {
+export function defaultsOf(network: Network): Defaults {
+  const recipe = network.recipe ?? {};
+  const text = (key: string, fallback: string) => {
+    const value = recipe[key];
+    return value === undefined ? fallback : Array.isArray(value) ? value.join(",") : String(value);
+  };
   return {
     solver: network.solver ?? "sgd",
     lr: String(network.lr ?? 0.01),
     policy: network.lr_policy ?? "fixed",
     batch: String(network.batch ?? 64),
     epochs: String(network.epochs ?? 10),
-    gamma: file.gamma ?? "0.1",
-    power: file.power ?? "1",
-    stepSize: file.step_size ?? "",
-    milestones: file.milestones ?? "",
-    warmup: file.warmup_iters ?? "0",
-    momentum: file.momentum ?? "0.9",
-    weightDecay: file.weight_decay ?? "0",
+    gamma: text("gamma", "0.1"),
+    power: text("power", "1"),
+    stepSize: text("step_size", "") === "0" ? "" : text("step_size", ""),
+    milestones: text("milestones", ""),
+    warmup: text("warmup_iters", "0"),
+    momentum: text("momentum", "0.9"),
+    weightDecay: text("weight_decay", "0"),
   };
 }
 
