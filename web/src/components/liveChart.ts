@@ -81,7 +81,8 @@ export class LiveChart {
     this.host.classList.toggle("empty", total === 0);
   };
 
-  /** The zoomed range, else all of x (its last `span` at most). */
+  /** The zoomed range, else all of x; with `span`, always the last `span` (whole-minute ticks
+   *  on a rolling time chart, even while its first samples arrive). */
   private range(series: Series[]): [number, number] {
     if (this.zoom) return this.zoom;
     let lo = Infinity;
@@ -93,8 +94,8 @@ export class LiveChart {
     }
     const { span, time } = this.spec.current;
     if (hi === -Infinity) hi = time ? Date.now() / 1000 : 1;
-    if (lo === Infinity) lo = span ? hi - span : 0;
-    if (span) lo = Math.max(lo, hi - span);
+    if (lo === Infinity) lo = 0;
+    if (span) lo = hi - span;
     return lo < hi ? [lo, hi] : [lo - 0.5, hi + 0.5];
   }
 
