@@ -1,5 +1,6 @@
-// The home page with 1,000 jobs: how long it takes to list them, and that a change to one of
-// them still shows at once (UIs that freeze at a few hundred runs are a known complaint).
+// The home page with 1,000 jobs lists them all and still shows a change to one of them (UIs that
+// freeze at a few hundred runs are a known complaint). The times it prints are checked against
+// their goals by bench/web-ui.sh, not here: a busy CI machine is no place to time things.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { closeBrowser, shot, startServer, waitFor } from "./harness.mjs";
@@ -51,8 +52,5 @@ test(`the home page lists ${JOBS} jobs without stalling`, async (t) => {
     `home page, ${JOBS} jobs: first 100 rows ${firstPage} ms, all rows ${allRows} ms, ` +
       `a change shown in ${update} ms`,
   );
-  assert.ok(firstPage < 5000, `first rows took ${firstPage} ms`);
-  assert.ok(allRows < 3000, `all rows took ${allRows} ms`);
-  assert.ok(update < 2000, `the change took ${update} ms to show`);
   assert.deepEqual(page.errors, []);
 });

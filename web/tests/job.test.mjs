@@ -162,7 +162,6 @@ test("a job's page follows it live through abort, resume, clone and delete", asy
       `(${delays.length} events timed)`,
   );
   assert.ok(delays.length >= 10, `only ${delays.length} events timed`);
-  assert.ok(median(delays) < 1000, `median latency ${median(delays)} ms`);
 
   // Clone: a new job with this request, its page opened; abort it, compare both, delete it.
   await page.click("button:text-is('Clone')");
