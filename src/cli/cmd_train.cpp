@@ -5,6 +5,8 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "dist/communicator.h"
+#include "dist/launch.h"
 #include "train/trainer.h"
 
 namespace myelin::cli {
@@ -52,7 +54,11 @@ const std::vector<Flag>& train_flags() {
         {"loader-threads", "T", "threads decoding and augmenting batches", "2"},
         {"train-limit", "N", "use only the first N training examples", "all"},
         {"test-limit", "N", "use only the first N test examples", "all"},
-        {"quiet", "", "no progress bar", ""}};
+        {"quiet", "", "no progress bar", ""},
+        {"gpus", "N|I,J,..",
+         "data-parallel on this host's GPUs: a count, or a list of device indices (one process "
+         "per GPU, NCCL; --batch is per GPU)",
+         ""}};
     for (const Flag& d : data_flags()) v.push_back(d);
     for (const Flag& d : device_flags()) v.push_back(d);
     return v;
@@ -128,6 +134,21 @@ TrainOptions train_options(const Args& a) {
   return o;
 }
 
+// One rank of a data-parallel run: an error here ends every rank at once (a rank left waiting in
+// a collective would hang), naming the rank that failed.
+TrainResult train_rank(const TrainOptions& o, const dist::World& world) {
+  try {
+    TrainResult r = train(o);
+    dist::finish();
+    return r;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "myelin train: rank %d of %d: error: %s\n", world.rank, world.size,
+                 e.what());
+    std::fflush(stderr);
+    dist::abort_run(dynamic_cast<const UsageError*>(&e) ? 2 : 1);
+  }
+}
+
 int run_train(const std::vector<std::string>& argv) {
   const std::string help = help_text(
       "myelin train --model NAME|FILE --data SPEC --out DIR [flags]\n       myelin train --resume "
@@ -142,7 +163,13 @@ int run_train(const std::vector<std::string>& argv) {
       "runs/lenet\n"
       "  myelin train --model resnet --data fashion-mnist --epochs 8 --out runs/resnet\n"
       "  myelin train --model lenet --data photos/ --size 28x28 --channels 1 --out runs/photos\n"
-      "  myelin train --resume runs/lenet\n");
+      "  myelin train --resume runs/lenet\n"
+      "  myelin train --model alexnet --data imagenet.store --gpus 8 --batch 256 --out runs/a8\n"
+      "  mpirun -np 4 myelin train --model lenet --batch 64 --out runs/mpi4   (4 CPU processes)\n"
+      "\nData parallelism: each rank (a GPU under --gpus, a process under mpirun or srun) reads\n"
+      "its own --batch examples per step, so the global batch is batch x ranks; gradients are\n"
+      "averaged, so raise the learning rate with the global batch (linear scaling, with "
+      "warm-up).\n");
   if (wants_help(argv, help)) return 0;
   Args a("train", argv, train_flags());
   if (!a.has("model") && !a.has("resume"))
@@ -151,7 +178,15 @@ int run_train(const std::vector<std::string>& argv) {
     throw UsageError("--out DIR is required: where metrics and checkpoints are written");
   TrainOptions o = train_options(a);
   if (o.out_dir.empty()) o.out_dir = o.resume;
-  TrainResult r = train(o);
+  const dist::World world = dist::detect_world();
+  if (a.has("gpus") && !world.distributed()) {
+    std::vector<int> gpus = dist::parse_gpus(a.str("gpus"), dist::visible_gpus());
+    if (gpus.size() > 1) return dist::launch_local(gpus);
+    o.device = "cuda:" + std::to_string(gpus[0]);
+    o.data_parallel = true;
+  }
+  TrainResult r = world.distributed() ? train_rank(o, world) : train(o);
+  if (!world.is_root()) return r.stopped ? 130 : 0;  // rank 0 speaks for the run
   if (r.stopped) {
     std::fprintf(stderr, "stopped at iteration %lld; checkpoint %s (continue with --resume %s)\n",
                  static_cast<long long>(r.iterations), r.checkpoint.c_str(), o.out_dir.c_str());

@@ -46,7 +46,8 @@ struct Loader::Impl {
   std::vector<std::thread> workers;
 
   int64_t batches() const {
-    return opts.drop_last ? n / opts.batch : (n + opts.batch - 1) / opts.batch;
+    const int64_t global = opts.batch * opts.world;
+    return opts.drop_last ? n / global : (n + global - 1) / global;
   }
   bool can_claim() const {
     return started && next_claim < nbatches &&
@@ -67,8 +68,8 @@ struct Loader::Impl {
 
 int64_t Loader::Impl::fill(Slot& s, int64_t b, int64_t e, std::vector<uint8_t>& scratch) const {
   const int64_t B = opts.batch;
-  const int64_t start = b * B;
-  const int64_t count = std::min(B, n - start);
+  const int64_t start = (b * opts.world + opts.rank) * B;
+  const int64_t count = std::clamp<int64_t>(n - start, 0, B);
   const size_t out_elems = transform.out_elems();
   float* images = s.images.f32();
   auto* labels = s.labels.data_as<int32_t>();
@@ -121,6 +122,9 @@ Loader::Loader(std::shared_ptr<Dataset> data, LoaderOptions opts)
   if (!data) throw Error("Loader: no dataset");
   if (opts.batch < 1)
     throw Error("Loader: batch must be at least 1, got " + std::to_string(opts.batch));
+  if (opts.world < 1 || opts.rank < 0 || opts.rank >= opts.world)
+    throw Error("Loader: rank " + std::to_string(opts.rank) + " is outside a world of " +
+                std::to_string(opts.world));
   if (opts.threads < 0 || opts.prefetch < 0)
     throw Error("Loader: threads and prefetch must not be negative");
   Impl& m = *impl_;
@@ -131,7 +135,9 @@ Loader::Loader(std::shared_ptr<Dataset> data, LoaderOptions opts)
       BatchTransform(m.opts.transforms, m.data->example_shape(), m.opts.training, m.opts.seed);
   if (m.batches() == 0)
     throw Error("Loader: " + m.data->describe() + " has fewer examples than one batch of " +
-                std::to_string(m.opts.batch) + " (and drop_last is set)");
+                std::to_string(m.opts.batch * m.opts.world) +
+                (m.opts.world > 1 ? " (" + std::to_string(m.opts.world) + " ranks)" : "") +
+                " (and drop_last is set)");
   int threads = std::max(1, m.opts.threads);
   size_t nslots = static_cast<size_t>(std::max(std::max(1, m.opts.prefetch), threads));
   m.slots.resize(nslots);

@@ -26,6 +26,10 @@ struct LoaderOptions {
   uint64_t seed = 1;
   int threads = 2;
   int prefetch = 4;  // batches ready ahead
+  // Data parallelism: `world` ranks read one epoch order together. Global batch b holds examples
+  // [b * batch * world, (b + 1) * batch * world) of it, and this rank gets the rank-th `batch`
+  // of them, so the ranks together see what one process with batch * world would.
+  int rank = 0, world = 1;
   Transforms transforms;
 };
 
@@ -50,8 +54,8 @@ class Loader {
   // 0. Rethrows the DataError of an example that failed to read (the epoch then goes on).
   // Rows past `count` in a short last batch are zeros with label 0.
   bool next(Batch& out);
-  int64_t batches_per_epoch() const;
-  Shape batch_shape() const;  // [B, C, H', W'] after crop
+  int64_t batches_per_epoch() const;  // global batches (each rank gets its share of every one)
+  Shape batch_shape() const;          // [B, C, H', W'] after crop
 
  private:
   struct Impl;

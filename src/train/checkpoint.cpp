@@ -366,6 +366,7 @@ json state_to_json(const TrainerState& s) {
           {"epoch", s.epoch},
           {"batch_in_epoch", s.batch_in_epoch},
           {"max_iter", s.max_iter},
+          {"world_size", s.world_size},
           {"seed", s.seed},
           // Nothing random is carried from step to step: data order is a function of (seed,
           // epoch), dropout masks of (seed, step), initial weights of (seed, name).
@@ -401,11 +402,13 @@ TrainerState state_from_json(const json& j, const std::string& path) {
   need("batch_in_epoch", s.batch_in_epoch);
   need("max_iter", s.max_iter);
   need("seed", s.seed);
+  if (j.contains("world_size")) need("world_size", s.world_size);
   need("best_top1", s.best_top1);
   need("best_iter", s.best_iter);
   need("seconds", s.seconds);
   need("network", s.network);
   need("class_names", s.class_names);
+  if (s.world_size < 1) throw DataError(path, -1, "world_size must be at least 1");
   if (s.iteration < 0 || s.micro_batches < 0 || s.epoch < 0 || s.batch_in_epoch < 0)
     throw DataError(path, -1, "negative iteration, epoch or batch counters");
   try {

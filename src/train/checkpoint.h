@@ -57,6 +57,7 @@ struct TrainerState {
   int64_t epoch = 0;           // epoch of the next batch
   int64_t batch_in_epoch = 0;  // batches of that epoch already consumed
   int64_t max_iter = 0;        // the run's length in updates
+  int64_t world_size = 1;      // data-parallel ranks (each reads `recipe.batch` per batch)
   uint64_t seed = 1;           // parameter init, data order, dropout masks
   double best_top1 = -1;       // best test accuracy so far (-1: not evaluated)
   int64_t best_iter = -1;

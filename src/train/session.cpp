@@ -6,6 +6,7 @@
 
 #include "core/autodiff.h"
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "ops/params.h"
 
 namespace myelin {
@@ -104,7 +105,7 @@ double default_loss_scale(const std::string& precision) {
 
 TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& r, int64_t batch,
                                    double initial_scale) {
-  TrainingGraph t{build_network(spec, batch, true, r.label_smoothing), {}, 0};
+  TrainingGraph t{build_network(spec, batch, true, r.label_smoothing), {}, {}, 0};
   Graph& g = t.net.graph;
   std::vector<ValueId> params = g.params();
   // Dynamic loss scaling: the backward pass starts from the scale instead of 1 (ops/optimizer.cpp).
@@ -129,6 +130,7 @@ TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& r, int
       gs[i] = acc;
     }
   t.backward_end = static_cast<int>(g.nodes().size());
+  t.update_grads = gs;
 
   int slots = optimizer_slots(r.solver);
   std::vector<ValueId> inputs{g.input("solver.hp", Shape{8})};
@@ -170,6 +172,7 @@ void Session::build_train(int64_t batch) {
   TrainingGraph t = build_training_graph(spec_, r, batch, initial_scale);
   train_net_ = std::move(t.net);
   backward_end_ = t.backward_end;
+  update_grads_ = t.update_grads;
   accumulating_ = r.accumulate > 1;
   Graph& g = train_net_.graph;
 
@@ -268,16 +271,45 @@ void Session::upload_pending() {
   pending_upload_ = false;
 }
 
+void Session::set_communicator(dist::Communicator* comm) {
+  comm_ = comm;
+  reduced_.clear();
+  if (!comm_) return;
+  for (ValueId v : update_grads_) reduced_.push_back(train_program().tensor(v));
+  std::vector<Tensor> all;
+  for (auto& [name, p] : persistent_) all.push_back(p.device);
+  comm_->broadcast(all, 0);
+  graph_ready_ = false;  // a step captured before holds no all-reduce
+}
+
+// Summed here, averaged by the update: hp's grad_scale carries 1 / ranks.
+void Session::reduce_grads() {
+  if (comm_) comm_->all_reduce(reduced_);
+}
+
+float Session::hp_grad_scale(const Hyper& h) const {
+  return comm_ ? h.grad_scale / static_cast<float>(comm_->size()) : h.grad_scale;
+}
+
+void Session::run_step(const StepContext& ctx) {
+  Program& p = train_program();
+  p.run_range(ctx, 0, backward_end_);
+  reduce_grads();
+  p.run_range(ctx, backward_end_, static_cast<int>(p.graph().nodes().size()));
+}
+
 void Session::forward_backward(uint64_t step) {
   if (io_) upload_pending();
   StepContext ctx{opts_.seed, step};
   train_program().run_range(ctx, 0, backward_end_);
+  if (!accumulating_) reduce_grads();
 }
 
 void Session::update(const Hyper& h, uint64_t step) {
-  float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, h.grad_scale, 0};
+  float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, hp_grad_scale(h), 0};
   backend_->copy_from_host(hp_.data(), hp, sizeof(hp));
   StepContext ctx{opts_.seed, step};
+  if (accumulating_) reduce_grads();
   Program& p = train_program();
   p.run_range(ctx, backward_end_, static_cast<int>(p.graph().nodes().size()));
 }
@@ -286,12 +318,11 @@ void Session::step(const Hyper& h, uint64_t step) {
   if (accumulating_)
     throw Error(
         "Session::step runs whole steps; with accumulate > 1 use forward_backward and update");
-  float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, h.grad_scale, 0};
+  float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, hp_grad_scale(h), 0};
   StepContext ctx{opts_.seed, step};
-  Program& p = train_program();
   if (!io_) {
     backend_->copy_from_host(hp_.data(), hp, sizeof(hp));
-    p.run(ctx);
+    run_step(ctx);
     host_stats_[1] = host_stats_[0];
     host_stats_[0] = last_stats();
     ++steps_;
@@ -308,8 +339,8 @@ void Session::step(const Hyper& h, uint64_t step) {
   // Step 0 runs eagerly (first-use work such as library warm-up stays out of the graph); step 1
   // is captured, and it and every later step replay the graph.
   if (!graph_ready_ && opts_.graph && steps_ >= 1)
-    graph_ready_ = backend_->capture([&] { p.run(ctx); });
-  if (!graph_ready_ || !backend_->replay(ctx)) p.run(ctx);
+    graph_ready_ = backend_->capture([&] { run_step(ctx); });
+  if (!graph_ready_ || !backend_->replay(ctx)) run_step(ctx);
   io_->download();
   ++steps_;
 }

@@ -14,6 +14,10 @@
 
 namespace myelin {
 
+namespace dist {
+class Communicator;
+}
+
 struct SessionOptions {
   Device device;
   BackendOptions backend;
@@ -50,8 +54,9 @@ double default_loss_scale(const std::string& precision);
 // optimizer update. The memory estimate (train/memory.h) plans the same graph.
 struct TrainingGraph {
   BuiltNetwork net;
-  std::vector<ValueId> grads;  // the parameters' gradients, as differentiate returned them
-  int backward_end = 0;        // nodes of the forward and backward passes (accumulation included)
+  std::vector<ValueId> grads;         // the parameters' gradients, as differentiate returned them
+  std::vector<ValueId> update_grads;  // what the update reads: `grads`, or their accumulators
+  int backward_end = 0;  // nodes of the forward and backward passes (accumulation included)
 };
 TrainingGraph build_training_graph(const NetworkSpec& spec, const Recipe& recipe, int64_t batch,
                                    double initial_scale);
@@ -76,6 +81,14 @@ class Session {
   // backward (and gradient accumulation), [backward_end, nodes) the optimizer update.
   int forward_end() const { return forward_end_; }
   int backward_end() const { return backward_end_; }
+
+  // Data parallelism: from now on the gradients are summed over the communicator's ranks before
+  // each update (and averaged through the update's grad_scale), and every parameter, state and
+  // solver slot is made rank 0's. Null: this process alone.
+  void set_communicator(dist::Communicator* comm);
+  dist::Communicator* communicator() const { return comm_; }
+  // The tensors all-reduced each step, and their total size in bytes.
+  const std::vector<Tensor>& reduced_grads() const { return reduced_; }
 
   // Copies a host batch into the training program's inputs.
   void feed(const Batch& b);
@@ -130,6 +143,9 @@ class Session {
   std::vector<std::string> params_, states_, slots_;
   std::vector<Buffer> buffers_;
   void upload_pending();
+  void run_step(const StepContext& ctx);  // forward, backward, all-reduce, update
+  void reduce_grads();
+  float hp_grad_scale(const Hyper& h) const;
 
   Tensor hp_, train_data_, train_label_, eval_data_, eval_label_;
   int forward_end_ = 0, backward_end_ = 0;
@@ -143,6 +159,9 @@ class Session {
   bool graph_ready_ = false;
   int64_t steps_ = 0;
   StepStats host_stats_[2];  // backends without io_: the last two steps' stats
+  std::vector<ValueId> update_grads_;
+  dist::Communicator* comm_ = nullptr;
+  std::vector<Tensor> reduced_;  // the gradients the communicator sums, in the program's storage
 };
 
 // Fills a host tensor from an Init (xavier/msra use fan-in = numel / shape[0]); deterministic in

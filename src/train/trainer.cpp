@@ -15,6 +15,8 @@
 
 #include "data/dataset_util.h"
 #include "data/loader.h"
+#include "dist/communicator.h"
+#include "dist/watchdog.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
@@ -154,9 +156,24 @@ class Trainer {
   }
   double elapsed() const { return start_seconds_ + seconds_since(t_start_); }
   bool stop_requested() const { return g_signal != 0 || (obs_.should_stop && obs_.should_stop()); }
+  // Data parallelism: every rank must stop at the same update, so a stop request is summed over
+  // the ranks (each update on the CPU; every 16 on a pipelined GPU, where it costs a sync).
+  bool should_stop();
+  std::string rank_device() const;
+  void connect_ranks();
+  void rescale_resumed_counters(int64_t old_global_batch);
+  std::vector<double> sum_over_ranks(std::vector<double> v);
+  void reduce_window();
+  void reduce_eval(EvalResult& r);
+  bool parallel() const { return comm_ != nullptr; }
+  int64_t ranks() const { return world_.size; }
 
   const TrainOptions& o_;
   const TrainObserver& obs_;
+  dist::World world_;
+  std::string device_;  // this rank's
+  std::unique_ptr<dist::Communicator> comm_;
+  std::unique_ptr<dist::Watchdog> watchdog_;
   std::string resume_dir_;
   std::optional<Checkpoint> resume_;
   json prev_options_ = json::object();
@@ -229,6 +246,8 @@ void Trainer::open_data() {
   lo.seed = seed_;
   lo.threads = o_.loader_threads;
   lo.transforms = transforms_from(recipe_);
+  lo.rank = world_.rank;
+  lo.world = world_.size;
   train_loader_ = std::make_unique<Loader>(train_data_, lo);
   Shape bs = train_loader_->batch_shape();
   Dims example(bs.dims.begin() + 1, bs.dims.end());
@@ -239,7 +258,7 @@ void Trainer::open_data() {
   bpe_ = train_loader_->batches_per_epoch();
   if (test_data_) {
     lo.batch = std::max<int64_t>(1, std::min(o_.eval_batch, test_data_->size()));
-    lo.shuffle = lo.training = lo.drop_last = false;
+    lo.shuffle = lo.training = lo.drop_last = false;  // each rank tests its share
     test_loader_ = std::make_unique<Loader>(test_data_, lo);
   }
 }
@@ -248,7 +267,7 @@ void Trainer::open_data() {
 // evaluation program's batch depends on the test set's size (add_eval_program).
 void Trainer::build_session() {
   SessionOptions so;
-  so.device = Device::parse(o_.device);
+  so.device = Device::parse(device_);
   so.backend.threads = o_.threads;
   so.backend.precision = o_.precision;
   so.batch = recipe_.batch;
@@ -256,6 +275,74 @@ void Trainer::build_session() {
   so.seed = seed_;
   so.recipe = recipe_;
   session_ = std::make_unique<Session>(spec_, so);
+  if (world_.distributed() || o_.data_parallel) comm_ = dist::connect(world_, session_->backend());
+}
+
+// A rank's GPU: the local launcher's, else under mpirun or srun the one its local rank names.
+std::string Trainer::rank_device() const {
+  if (world_.gpu >= 0) return "cuda:" + std::to_string(world_.gpu);
+  if (world_.distributed() && o_.device == "cuda")
+    return "cuda:" + std::to_string(world_.local_rank);
+  return o_.device;
+}
+
+// Every rank starts from rank 0's parameters, states and solver slots; from here on the session
+// sums the gradients over the ranks.
+void Trainer::connect_ranks() {
+  if (!comm_) return;
+  session_->set_communicator(comm_.get());
+  if (ranks() > 1)
+    watchdog_ = std::make_unique<dist::Watchdog>(world_.rank, dist::Watchdog::default_timeout());
+}
+
+// A run resumed with another global batch (other ranks or --batch) goes on from the same number
+// of examples seen: its counters are in batches of the old size.
+void Trainer::rescale_resumed_counters(int64_t old_global) {
+  const int64_t global = recipe_.batch * ranks();
+  if (old_global == global) return;
+  auto rescale = [&](int64_t& v) { v = v * old_global / global; };
+  int64_t before = st_.iteration;
+  rescale(st_.iteration), rescale(st_.micro_batches), rescale(st_.batch_in_epoch);
+  if (st_.best_iter >= 0) rescale(st_.best_iter);
+  if (!o_.quiet && world_.is_root())
+    std::fprintf(stderr,
+                 "the checkpoint's global batch was %lld, now %lld (%lld rank%s x %lld): "
+                 "iteration %lld continues as %lld\n",
+                 static_cast<long long>(old_global), static_cast<long long>(global),
+                 static_cast<long long>(ranks()), ranks() == 1 ? "" : "s",
+                 static_cast<long long>(recipe_.batch), static_cast<long long>(before),
+                 static_cast<long long>(st_.iteration));
+}
+
+std::vector<double> Trainer::sum_over_ranks(std::vector<double> v) {
+  if (comm_ && ranks() > 1) comm_->all_reduce_host(v);
+  return v;
+}
+
+bool Trainer::should_stop() {
+  if (!parallel()) return stop_requested();
+  const int64_t every = pipelined() ? 16 : 1;
+  if (st_.iteration % every != 0) return false;
+  return sum_over_ranks({stop_requested() ? 1.0 : 0.0})[0] > 0;
+}
+
+// The train event's figures over every rank's batches.
+void Trainer::reduce_window() {
+  if (!parallel()) return;
+  std::vector<double> v =
+      sum_over_ranks({window_.loss, window_.top1, static_cast<double>(window_.batches)});
+  window_.loss = v[0], window_.top1 = v[1], window_.batches = static_cast<int64_t>(v[2]);
+}
+
+// Each rank evaluated its share of the test set: the whole set's figures.
+void Trainer::reduce_eval(EvalResult& r) {
+  if (!parallel()) return;
+  const double n = static_cast<double>(r.examples);
+  auto part = [&](double x) { return r.examples > 0 ? x * n : 0.0; };
+  std::vector<double> v = sum_over_ranks({part(r.loss), part(r.top1), part(r.top5), n});
+  r.examples = static_cast<int64_t>(v[3]);
+  if (v[3] > 0) r.loss = v[0] / v[3], r.top1 = v[1] / v[3], r.top5 = v[2] / v[3];
+  r.images_per_second = r.seconds > 0 ? v[3] / r.seconds : 0;
 }
 
 void Trainer::add_eval_program() {
@@ -279,6 +366,7 @@ void Trainer::init_state() {
   if (resume_) {
     restore_checkpoint(*session_, *resume_, resume_dir_);
     st_ = resume_->state;
+    rescale_resumed_counters(st_.recipe.batch * st_.world_size);
   } else if (!o_.weights.empty()) {
     WeightsReport r = load_weights(*session_, o_.weights, false);
     if (!o_.quiet) std::fprintf(stderr, "%s\n", r.summary().c_str());
@@ -288,18 +376,24 @@ void Trainer::init_state() {
   st_.class_names = class_names_;
   st_.recipe = recipe_;
   st_.max_iter = max_iter_;
+  st_.world_size = ranks();
   st_.options = options;
   start_iter_ = st_.iteration;
   start_seconds_ = st_.seconds;
 }
 
+// Rank 0 speaks for the run: the other ranks write no events and show no progress.
 void Trainer::open_metrics() {
+  progress_ = std::make_unique<Progress>(o_.quiet || !world_.is_root(), max_iter_);
+  if (!world_.is_root()) {
+    log_ = std::make_unique<MetricsLog>();
+    return;
+  }
   fs::create_directories(o_.out_dir);
   std::string path = (fs::path(o_.out_dir) / "metrics.jsonl").string();
   bool append = resume_ && fs::exists(path);
   if (append) truncate_metrics_after(path, st_.iteration);
   log_ = std::make_unique<MetricsLog>(path, !append, obs_.on_event);
-  progress_ = std::make_unique<Progress>(o_.quiet, max_iter_);
   log_->write({{"event", resume_ ? "resume" : "start"},
                {"iter", st_.iteration},
                {"network", spec_.name},
@@ -308,12 +402,20 @@ void Trainer::open_metrics() {
                {"test_examples", test_data_ ? test_data_->size() : 0},
                {"device", o_.device},
                {"batch", recipe_.batch},
+               {"world_size", ranks()},
+               {"global_batch", recipe_.batch * ranks()},
+               {"transport", comm_ ? comm_->transport() : "none"},
                {"batches_per_epoch", bpe_},
                {"max_iter", max_iter_},
                {"seed", seed_},
                {"recipe", recipe_to_json(recipe_)},
                {"options", st_.options}});
-  char line[512];
+  std::string where = o_.device;
+  if (comm_)
+    where = std::to_string(ranks()) + " rank" + (ranks() == 1 ? "" : "s") + " (" +
+            comm_->transport() + ") x " + (device_ == "cpu" ? "cpu" : "one GPU each") +
+            ", global batch " + std::to_string(recipe_.batch * ranks());
+  char line[640];
   std::snprintf(line, sizeof line,
                 "%s %s on %s (%lld training, %lld test examples): %lld iterations of batch %lld "
                 "(%lld per epoch) on %s, from iteration %lld",
@@ -321,7 +423,7 @@ void Trainer::open_metrics() {
                 static_cast<long long>(train_data_->size()),
                 static_cast<long long>(test_data_ ? test_data_->size() : 0),
                 static_cast<long long>(max_iter_), static_cast<long long>(recipe_.batch),
-                static_cast<long long>(bpe_ / recipe_.accumulate), o_.device.c_str(),
+                static_cast<long long>(bpe_ / recipe_.accumulate), where.c_str(),
                 static_cast<long long>(st_.iteration));
   progress_->line(line);
 }
@@ -338,7 +440,7 @@ void Trainer::loop() {
     }
     if (!train_step(b)) continue;  // accumulating gradients
     after_update();
-    if (st_.iteration < max_iter_ && stop_requested()) return;
+    if (st_.iteration < max_iter_ && should_stop()) return;
   }
 }
 
@@ -427,12 +529,13 @@ void Trainer::after_update() {
   StepInfo info{st_.iteration, epoch(), static_cast<float>(update_window_.mean_loss()),
                 static_cast<float>(update_window_.mean_top1()), lr_};
   update_window_ = {};
+  if (watchdog_) watchdog_->pet();
   if (obs_.on_step) obs_.on_step(info);
   int64_t done = st_.iteration - start_iter_;
   double per_iter = done > 0 ? train_seconds_ / static_cast<double>(done) : 0;
   double eta = per_iter * static_cast<double>(max_iter_ - st_.iteration);
   progress_->update(st_.iteration, epoch(), info.loss, lr_,
-                    static_cast<double>(done * recipe_.batch * recipe_.accumulate) /
+                    static_cast<double>(done * recipe_.batch * recipe_.accumulate * ranks()) /
                         std::max(train_seconds_, 1e-9),
                     eta);
   if (log) write_train_event();
@@ -441,6 +544,7 @@ void Trainer::after_update() {
 }
 
 void Trainer::write_train_event() {
+  reduce_window();
   int64_t done = st_.iteration - start_iter_;
   double per_iter = done > 0 ? train_seconds_ / static_cast<double>(done) : 0;
   int64_t evals_left = test_loader_ ? (max_iter_ - st_.iteration) / eval_every_ + 1 : 0;
@@ -461,7 +565,10 @@ void Trainer::write_train_event() {
 }
 
 void Trainer::test_pass() {
+  if (watchdog_) watchdog_->pause();
   EvalResult r = evaluate_batches(*session_, *test_loader_, class_names_);
+  reduce_eval(r);
+  if (watchdog_) watchdog_->resume();
   last_eval_seconds_ = r.seconds;
   if (r.top1 > st_.best_top1) st_.best_top1 = r.top1, st_.best_iter = st_.iteration;
   log_->write({{"event", "test"},
@@ -482,10 +589,17 @@ void Trainer::test_pass() {
   last_test_iter_ = st_.iteration;
 }
 
+// Rank 0 writes the checkpoint (every rank holds the same weights); the others wait for it, so
+// a long write does not look like a hung rank.
 void Trainer::snapshot() {
   st_.seconds = elapsed();
-  last_checkpoint_ = save_checkpoint(o_.out_dir, capture_checkpoint(*session_, st_), o_.keep);
-  log_->write({{"event", "snapshot"}, {"iter", st_.iteration}, {"path", last_checkpoint_}});
+  if (watchdog_) watchdog_->pause();
+  if (world_.is_root()) {
+    last_checkpoint_ = save_checkpoint(o_.out_dir, capture_checkpoint(*session_, st_), o_.keep);
+    log_->write({{"event", "snapshot"}, {"iter", st_.iteration}, {"path", last_checkpoint_}});
+  }
+  sum_over_ranks({0.0});
+  if (watchdog_) watchdog_->resume();
 }
 
 TrainResult Trainer::finish(bool stopped) {
@@ -509,8 +623,9 @@ TrainResult Trainer::finish(bool stopped) {
     return r;
   }
   r.weights = (fs::path(o_.out_dir) / "weights.safetensors").string();
-  write_safetensors(r.weights, capture_checkpoint(*session_, st_).weights.tensors,
-                    weights_metadata(st_));
+  if (world_.is_root())
+    write_safetensors(r.weights, capture_checkpoint(*session_, st_).weights.tensors,
+                      weights_metadata(st_));
   if (last_test_)
     r.test_top1 = last_test_->top1, r.test_top5 = last_test_->top5, r.test_loss = last_test_->loss;
   log_->write({{"event", "end"},
@@ -522,6 +637,7 @@ TrainResult Trainer::finish(bool stopped) {
                {"best_iter", st_.best_iter},
                {"seconds", r.seconds},
                {"iterations", r.iterations},
+               {"world_size", ranks()},
                {"weights", r.weights}});
   char acc[32] = "n/a";
   if (r.test_top1 >= 0) std::snprintf(acc, sizeof acc, "%.2f%%", r.test_top1 * 100);
@@ -532,6 +648,8 @@ TrainResult Trainer::finish(bool stopped) {
 
 TrainResult Trainer::run() {
   SignalGuard guard(o_.handle_signals);
+  world_ = dist::detect_world();
+  device_ = rank_device();
   resolve_inputs();
   {
     // Loading the data (gunzip, decoding) and building the training program (device set-up,
@@ -543,6 +661,7 @@ TrainResult Trainer::run() {
   }
   add_eval_program();
   init_state();
+  connect_ranks();
   open_metrics();
   try {
     loop();

@@ -32,6 +32,9 @@ struct TrainOptions {
   std::string data;                 // dataset spec; empty: the resumed run's, else fashion-mnist
   OpenOptions open;
   std::string device = "cpu";
+  // Take the data-parallel path (NCCL) even as one process: `--gpus` with one GPU. Under mpirun,
+  // srun or `--gpus N` the world (dist/world.h) makes every run data-parallel by itself.
+  bool data_parallel = false;
   int threads = 0;  // engine threads (0: all cores)
   int loader_threads = 2;
   std::string precision = "fp32";
