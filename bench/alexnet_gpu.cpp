@@ -8,6 +8,10 @@
 //                     [--device cuda] [--model alexnet] [--gemm] [--profile] [--json FILE]
 //                     [--workspace-mb MB]   (cuDNN workspace limit; default BackendOptions')
 //                     [--threads N]         (CPU engine threads, with --device cpu)
+//                     [--allreduce]         (gradients summed by NCCL in the captured step, as
+//                                            `myelin train --gpus` does; one rank alone)
+//                     [--gpus N|I,J]        (data-parallel: one process per GPU, each with its
+//                                            --batches; rank 0 prints per-GPU and total images/s)
 // On a device without graphs (the CPU) the step runs eagerly: one warm-up step, then --iters
 // timed steps (the 2015 `caffe time` table: --device cpu --precisions fp32 --iters 20).
 #include <algorithm>
@@ -16,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -23,6 +28,8 @@
 
 #include "core/error.h"
 #include "core/executor.h"
+#include "dist/communicator.h"
+#include "dist/launch.h"
 #include "ops/flops.h"
 #include "train/session.h"
 
@@ -36,7 +43,9 @@ struct Options {
   std::vector<std::string> precisions{"fp32", "tf32", "bf16"};
   int iters = 30;
   std::string device = "cuda", model = "alexnet", json;
-  bool gemm = false, profile = false;
+  bool gemm = false, profile = false, allreduce = false;
+  std::string gpus;  // data-parallel over these GPUs (dist::parse_gpus)
+  dist::World world;
   size_t workspace_mb = 0;  // 0: BackendOptions' default
   int threads = 0;          // CPU engine threads; 0: all cores
 };
@@ -78,6 +87,10 @@ Options parse(int argc, char** argv) {
       o.gemm = true;
     } else if (a == "--profile") {
       o.profile = true;
+    } else if (a == "--allreduce") {
+      o.allreduce = true;
+    } else if (a == "--gpus") {
+      o.gpus = value();
     } else {
       throw UsageError("unknown flag " + a);
     }
@@ -123,6 +136,20 @@ double time_ms(Backend& b, int warm, int iters, F step) {
   return seconds_since(t0) * 1000 / iters;
 }
 
+void describe_reduction(const Session& s, const dist::Communicator& c) {
+  if (c.rank() != 0) return;
+  double mib = 0;
+  std::map<std::string, int> dtypes;
+  for (const Tensor& t : s.reduced_grads()) {
+    mib += static_cast<double>(t.nbytes()) / (1 << 20);
+    ++dtypes[dtype_name(t.dtype())];
+  }
+  std::string kinds;
+  for (auto& [name, n] : dtypes) kinds += " " + std::to_string(n) + " " + name;
+  std::printf("all-reduce (%s, %d rank%s): %zu gradients, %.1f MiB (%s)\n", c.transport().c_str(),
+              c.size(), c.size() == 1 ? "" : "s", s.reduced_grads().size(), mib, kinds.c_str() + 1);
+}
+
 void print_profile(Program& p, uint64_t seed) {
   std::map<std::string, double> by_op;
   double total = 0;
@@ -153,6 +180,12 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   Row r{precision, batch};
   auto t0 = Clock::now();
   Session s(spec, so);
+  std::unique_ptr<dist::Communicator> comm;
+  if (opt.allreduce) {
+    comm = dist::connect(opt.world, s.backend());
+    s.set_communicator(comm.get());
+    describe_reduction(s, *comm);
+  }
   r.compile_s = seconds_since(t0);
   Program& p = s.train_program();
   for (const Value& v : p.graph().values()) {
@@ -183,7 +216,11 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
   double eager_ms = time_ms(b, 1, std::max(3, opt.iters / 5), eager_step);
   r.eager_images_per_s = 1000.0 * batch / eager_ms;
   uint64_t seed = so.seed;
-  r.captured = b.capture([&] { p.run(StepContext{seed, 0}); });
+  const int nodes = static_cast<int>(p.graph().nodes().size());
+  r.captured = b.capture([&] {
+    s.forward_backward(0);  // with the all-reduce, when there is one
+    p.run_range(StepContext{seed, 0}, s.backward_end(), nodes);
+  });
   double ms = r.captured ? time_ms(b, 3, opt.iters,
                                    [&](int i) {
                                      b.replay(StepContext{seed, uint64_t(1000 + i)});
@@ -245,15 +282,30 @@ void write_json(const std::string& path, const std::vector<Row>& rows) {
 int main(int argc, char** argv) {
   try {
     Options opt = parse(argc, argv);
-    if (opt.gemm) measure_gemm(opt);
+    opt.world = dist::detect_world();
+    if (!opt.gpus.empty() && !opt.world.distributed())
+      return dist::launch_local(dist::parse_gpus(opt.gpus, dist::visible_gpus()));
+    if (opt.world.distributed()) {
+      opt.device =
+          "cuda:" + std::to_string(opt.world.gpu >= 0 ? opt.world.gpu : opt.world.local_rank);
+      opt.allreduce = true;
+    }
+    const bool root = opt.world.is_root();
+    const int ranks = opt.world.size;
+    if (opt.gemm && root) measure_gemm(opt);
     NetworkSpec spec = load_network(opt.model);
     std::vector<Row> rows;
-    std::printf("%-6s %6s %10s %9s %9s %11s %8s %8s %s\n", "prec", "batch", "images/s", "step ms",
-                "TFLOP/s", "eager img/s", "build s", "loss", "");
+    if (root)
+      std::printf("%-6s %6s %10s %9s %9s %11s %8s %8s %s\n", "prec", "batch", "images/s", "step ms",
+                  "TFLOP/s", "eager img/s", "build s", "loss", "");
     for (const std::string& precision : opt.precisions)
       for (int64_t batch : opt.batches) {
         Row r = measure(spec, opt, precision, batch);
         rows.push_back(r);
+        if (!root) continue;
+        if (ranks > 1)
+          std::printf("%d ranks x batch %lld: %.0f images/s in all (the row below is one GPU's)\n",
+                      ranks, static_cast<long long>(batch), r.images_per_s * ranks);
         std::printf("%-6s %6lld %10.0f %9.3f %9.1f %11.0f %8.1f %5.2f>%-6.3f %s\n",
                     precision.c_str(), static_cast<long long>(batch), r.images_per_s, r.step_ms,
                     r.tflops, r.eager_images_per_s, r.compile_s, r.loss_first, r.loss_last,
@@ -263,7 +315,7 @@ int main(int argc, char** argv) {
                       r.act16_mib);
         std::fflush(stdout);
       }
-    if (!opt.json.empty()) write_json(opt.json, rows);
+    if (!opt.json.empty() && root) write_json(opt.json, rows);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "alexnet_gpu_bench: %s\n", e.what());

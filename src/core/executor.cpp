@@ -107,7 +107,8 @@ void Program::run(const StepContext& ctx) {
   run_range(ctx, 0, static_cast<int>(graph_.nodes().size()));
 }
 
-void Program::run_range(const StepContext& ctx, int begin, int end) {
+void Program::run_range(const StepContext& ctx, int begin, int end,
+                        const std::function<void(int)>& after_node) {
   if (views_dirty_) {
     check_bound();
     views_dirty_ = false;
@@ -116,9 +117,11 @@ void Program::run_range(const StepContext& ctx, int begin, int end) {
   c.workspace = workspace_.data();
   std::vector<Tensor> in, out;
   for (int i = begin; i < end; ++i) {
-    if (!kernels_[i]) continue;
-    gather(graph_.nodes()[i], in, out);
-    kernels_[i]->run(in, out, c);
+    if (kernels_[i]) {
+      gather(graph_.nodes()[i], in, out);
+      kernels_[i]->run(in, out, c);
+    }
+    if (after_node) after_node(i);
   }
 }
 

@@ -26,8 +26,9 @@ class Program {
   Tensor tensor(const std::string& name) const;
 
   void run(const StepContext& ctx);
-  // Runs nodes [begin, end) only.
-  void run_range(const StepContext& ctx, int begin, int end);
+  // Runs nodes [begin, end) only; `after_node(i)`, if given, once node i's work is queued.
+  void run_range(const StepContext& ctx, int begin, int end,
+                 const std::function<void(int)>& after_node = {});
   // Runs every node and reports its time; synchronizes after each node.
   using NodeTimer = std::function<void(int node, double ms)>;
   void run_profiled(const StepContext& ctx, const NodeTimer& timer);

@@ -23,6 +23,12 @@ class Communicator {
   // Sums each tensor over all ranks, in place. The tensors live on the backend's device; on a
   // GPU the reduction is queued on the backend's stream (so a captured step graph holds it).
   virtual void all_reduce(const std::vector<Tensor>& tensors) = 0;
+  // The overlapped form, for gradients in buckets as the backward pass produces them: starts
+  // summing `tensors` once the work queued so far is done, on a side stream, so later work runs
+  // meanwhile; wait_all_reduced() makes the work queued next wait for every sum started. (MPI
+  // sums at once.)
+  virtual void start_all_reduce(const std::vector<Tensor>& tensors) { all_reduce(tensors); }
+  virtual void wait_all_reduced() {}
   // Copies rank `root`'s tensors into every other rank's.
   virtual void broadcast(const std::vector<Tensor>& tensors, int root) = 0;
   // Sums host numbers over all ranks; returns once every rank has given its own.

@@ -100,18 +100,39 @@ class NcclCommunicator final : public Communicator {
     ncclUniqueId id = unique_id(w);
     check(ncclCommInitRank(&comm_, size_, id, rank_), "init");
     check(cudaMalloc(&scratch_, kScratch * sizeof(double)), "cudaMalloc");
+    check(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventCreateWithFlags(&reduced_, cudaEventDisableTiming), "cudaEventCreate");
   }
   ~NcclCommunicator() override {
+    cudaEventDestroy(queued_);
+    cudaEventDestroy(reduced_);
+    cudaStreamDestroy(side_);
     cudaFree(scratch_);
     ncclCommDestroy(comm_);
   }
   std::string transport() const override { return "nccl"; }
 
-  void all_reduce(const std::vector<Tensor>& tensors) override {
+  void all_reduce(const std::vector<Tensor>& tensors) override { sum(tensors, stream_); }
+  // The side stream waits for the work queued on the main one so far (inside a capture this
+  // forks the graph), sums there, and wait_all_reduced() joins it back.
+  void start_all_reduce(const std::vector<Tensor>& tensors) override {
+    check(cudaEventRecord(queued_, stream_), "cudaEventRecord");
+    check(cudaStreamWaitEvent(side_, queued_, 0), "cudaStreamWaitEvent");
+    sum(tensors, side_);
+    pending_ = true;
+  }
+  void wait_all_reduced() override {
+    if (!pending_) return;
+    check(cudaEventRecord(reduced_, side_), "cudaEventRecord");
+    check(cudaStreamWaitEvent(stream_, reduced_, 0), "cudaStreamWaitEvent");
+    pending_ = false;
+  }
+  void sum(const std::vector<Tensor>& tensors, cudaStream_t stream) {
     check(ncclGroupStart(), "group");
     for (const Tensor& t : tensors)
       check(ncclAllReduce(t.data(), t.data(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()),
-                          ncclSum, comm_, stream_),
+                          ncclSum, comm_, stream),
             "all-reduce");
     check(ncclGroupEnd(), "all-reduce");
   }
@@ -140,7 +161,9 @@ class NcclCommunicator final : public Communicator {
  private:
   static constexpr size_t kScratch = 64;
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_;
+  cudaStream_t stream_, side_ = nullptr;
+  cudaEvent_t queued_ = nullptr, reduced_ = nullptr;
+  bool pending_ = false;
   double* scratch_ = nullptr;
 };
 

@@ -1,5 +1,6 @@
 #include "train/session.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -276,15 +277,44 @@ void Session::set_communicator(dist::Communicator* comm) {
   reduced_.clear();
   if (!comm_) return;
   for (ValueId v : update_grads_) reduced_.push_back(train_program().tensor(v));
+  make_buckets();
   std::vector<Tensor> all;
   for (auto& [name, p] : persistent_) all.push_back(p.device);
   comm_->broadcast(all, 0);
   graph_ready_ = false;  // a step captured before holds no all-reduce
 }
 
-// Summed here, averaged by the update: hp's grad_scale carries 1 / ranks.
-void Session::reduce_grads() {
-  if (comm_) comm_->all_reduce(reduced_);
+// Gradients in the order the backward pass finishes them, cut into buckets of kBucketBytes.
+// Accumulated gradients are summed once, before the update, in one bucket.
+void Session::make_buckets() {
+  buckets_.clear();
+  const Graph& g = train_program().graph();
+  std::vector<std::pair<int, size_t>> order;  // (node that finishes it, index)
+  for (size_t i = 0; i < update_grads_.size(); ++i) {
+    int producer = accumulating_ ? -1 : g.value(update_grads_[i]).producer;
+    order.push_back({producer < 0 ? backward_end_ - 1 : producer, i});
+  }
+  std::stable_sort(order.begin(), order.end());
+  size_t bytes = 0;
+  for (auto [node, i] : order) {
+    if (buckets_.empty() || bytes >= kBucketBytes) buckets_.push_back({}), bytes = 0;
+    buckets_.back().after_node = node;
+    buckets_.back().grads.push_back(reduced_[i]);
+    bytes += reduced_[i].nbytes();
+  }
+}
+
+// Forward and backward, with each bucket's sum started as the backward pass finishes it; summed
+// here, averaged by the update (hp's grad_scale carries 1 / ranks).
+void Session::forward_backward_reduce(const StepContext& ctx) {
+  Program& p = train_program();
+  if (!comm_ || accumulating_) return p.run_range(ctx, 0, backward_end_);
+  size_t next = 0;
+  p.run_range(ctx, 0, backward_end_, [&](int node) {
+    while (next < buckets_.size() && buckets_[next].after_node == node)
+      comm_->start_all_reduce(buckets_[next++].grads);
+  });
+  comm_->wait_all_reduced();
 }
 
 float Session::hp_grad_scale(const Hyper& h) const {
@@ -293,23 +323,20 @@ float Session::hp_grad_scale(const Hyper& h) const {
 
 void Session::run_step(const StepContext& ctx) {
   Program& p = train_program();
-  p.run_range(ctx, 0, backward_end_);
-  reduce_grads();
+  forward_backward_reduce(ctx);
   p.run_range(ctx, backward_end_, static_cast<int>(p.graph().nodes().size()));
 }
 
 void Session::forward_backward(uint64_t step) {
   if (io_) upload_pending();
-  StepContext ctx{opts_.seed, step};
-  train_program().run_range(ctx, 0, backward_end_);
-  if (!accumulating_) reduce_grads();
+  forward_backward_reduce(StepContext{opts_.seed, step});
 }
 
 void Session::update(const Hyper& h, uint64_t step) {
   float hp[8] = {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.t, hp_grad_scale(h), 0};
   backend_->copy_from_host(hp_.data(), hp, sizeof(hp));
   StepContext ctx{opts_.seed, step};
-  if (accumulating_) reduce_grads();
+  if (comm_ && accumulating_) comm_->all_reduce(reduced_);
   Program& p = train_program();
   p.run_range(ctx, backward_end_, static_cast<int>(p.graph().nodes().size()));
 }

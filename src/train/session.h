@@ -144,7 +144,8 @@ class Session {
   std::vector<Buffer> buffers_;
   void upload_pending();
   void run_step(const StepContext& ctx);  // forward, backward, all-reduce, update
-  void reduce_grads();
+  void forward_backward_reduce(const StepContext& ctx);
+  void make_buckets();
   float hp_grad_scale(const Hyper& h) const;
 
   Tensor hp_, train_data_, train_label_, eval_data_, eval_label_;
@@ -162,6 +163,14 @@ class Session {
   std::vector<ValueId> update_grads_;
   dist::Communicator* comm_ = nullptr;
   std::vector<Tensor> reduced_;  // the gradients the communicator sums, in the program's storage
+  // Gradients summed in buckets of about kBucketBytes, each started as soon as the backward node
+  // that finishes its last gradient is queued, so the sums overlap the rest of the backward pass.
+  struct Bucket {
+    int after_node = 0;
+    std::vector<Tensor> grads;
+  };
+  std::vector<Bucket> buckets_;
+  static constexpr size_t kBucketBytes = size_t{25} << 20;
 };
 
 // Fills a host tensor from an Init (xavier/msra use fan-in = numel / shape[0]); deterministic in
