@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "server/launcher.h"
 #include "server/server.h"
 
 namespace myelin::cli {
@@ -25,6 +26,10 @@ const std::vector<Flag>& serve_flags() {
       {"max-restarts", "N", "times a crashed job restarts from its last checkpoint", "3"},
       {"no-auto-resume", "", "after a restart, leave interrupted jobs for a person to resume", ""},
       {"cpu-slots", "N", "jobs that train on the CPU at the same time", "1"},
+      {"scheduler", "local|slurm",
+       "local: jobs are child processes over this machine's CPU and GPUs; slurm: each job is a "
+       "Slurm batch job (sbatch; squeue follows it, scancel stops it)",
+       "local"},
       {"max-upload-mb", "N", "the largest upload accepted", "1024"},
       {"threads", "N", "HTTP worker threads (each open event stream takes one)", "256"}};
   return f;
@@ -52,10 +57,18 @@ server::ServeOptions serve_options(const Args& a) {
   o.max_restarts = static_cast<int>(a.integer("max-restarts", o.max_restarts));
   o.resume_interrupted = !a.has("no-auto-resume");
   o.cpu_slots = static_cast<int>(a.integer("cpu-slots", o.cpu_slots));
+  o.scheduler = a.str("scheduler", o.scheduler);
   o.max_upload_bytes = a.integer("max-upload-mb", 1024) << 20;
   o.threads = static_cast<int>(a.integer("threads", o.threads));
   if (o.port < 1 || o.port > 65535) throw UsageError("--port must be 1..65535");
   if (o.cpu_slots < 1) throw UsageError("--cpu-slots must be at least 1");
+  if (o.scheduler != "local" && o.scheduler != "slurm")
+    throw UsageError("--scheduler must be local or slurm, got '" + o.scheduler + "'");
+  if (o.scheduler == "slurm" && server::find_program("sbatch").empty())
+    throw UsageError(
+        "--scheduler slurm needs Slurm's client commands (sbatch, squeue, scancel) on PATH: "
+        "install slurm-client, and set SLURM_CONF if the cluster's slurm.conf is not in "
+        "/etc/slurm");
   return o;
 }
 
@@ -79,10 +92,13 @@ int run_serve(const std::vector<std::string>& argv) {
       "live event streams, datasets, and jobs queued over the CPU and every GPU. At first start\n"
       "it writes a random token to DATA_DIR/token and prints a URL that logs a browser in;\n"
       "scripts send 'Authorization: Bearer TOKEN'. Jobs run as `myelin train` processes that\n"
-      "outlive the server: stop it (Ctrl-C) or kill it, start it again, and they carry on.",
+      "outlive the server: stop it (Ctrl-C) or kill it, start it again, and they carry on.\n"
+      "With --scheduler slurm each job is submitted to Slurm instead (its run directory must\n"
+      "be on a filesystem the cluster's nodes share).",
       serve_flags(),
       "  myelin serve\n"
       "  myelin serve --port 8080 --allow-dir /srv/photos\n"
+      "  myelin serve --scheduler slurm --host 0.0.0.0 --data-dir /shared/myelin\n"
       "  curl -H \"Authorization: Bearer $(cat ~/.local/share/myelin/token)\" "
       "localhost:5000/api/v1/jobs\n");
   if (wants_help(argv, help)) return 0;

@@ -21,6 +21,7 @@ struct ServeOptions {
   int max_restarts = 3;                 // a crashed job restarts from its checkpoint this often
   bool resume_interrupted = true;       // after a server restart, resume jobs whose process died
   int cpu_slots = 1;                    // jobs that run on the CPU at the same time
+  std::string scheduler = "local";      // local (child processes) or slurm (sbatch)
   int64_t max_upload_bytes = 1LL << 30;
   std::string myelin_binary;  // what runs jobs (default: this executable)
   std::string web_dir;        // built web assets (default: found beside the binary)

@@ -151,17 +151,22 @@ void Scheduler::follow_log(int64_t job, const std::string& dir, int64_t offset) 
   c_.db.run("UPDATE jobs SET log_offset = ? WHERE id = ?", {offset, job});
 }
 
-void Scheduler::check_exits() {
+void Scheduler::check_jobs() {
   std::vector<std::pair<int64_t, ExitStatus>> ended;
   for (auto& [job, r] : running_) {
-    if (r.ours) {
-      if (std::optional<ExitStatus> st = reap(r.pid)) ended.emplace_back(job, *st);
-    } else if (!process_alive(r.pid, r.start)) {
-      ended.emplace_back(job, ExitStatus{});
+    JobStatus st = launcher_->poll(r.handle);
+    if (st.phase == JobStatus::pending) {
+      Statement s = c_.db.query("SELECT waiting_for FROM jobs WHERE id = ?", {job});
+      if (s.step() && s.text(0) != st.waiting) waiting(job, st.waiting);
+      continue;
     }
+    // A job that ran between two looks at a cluster's queue still shows that it ran.
+    bool ran = st.phase == JobStatus::running || st.exit.code >= 0 || st.exit.signal != 0;
+    if (!r.started && ran) mark_running(job, r);
+    if (st.phase == JobStatus::ended) ended.emplace_back(job, st.exit);
   }
   for (auto& [job, status] : ended) {
-    follow(job);  // the last lines it wrote
+    if (running_[job].started) follow(job);  // the last lines it wrote
     running_.erase(job);
     finished(job, status);
   }
@@ -185,7 +190,8 @@ void Scheduler::finished(int64_t job, const ExitStatus& status) {
   if (m.value("finished", false)) return end_as(kDone, nullptr);
   if (abort_requested)
     return end_as(kAborted, reason.empty() ? nlohmann::json() : nlohmann::json(reason));
-  bool clean_error = status.code == 1 || status.code == 2 || m.contains("error");
+  bool clean_error =
+      status.code == 1 || status.code == 2 || !status.restartable || m.contains("error");
   if (clean_error)
     return end_as(kFailed, failure_message(status, log_tail(dir + "/log.txt"),
                                            (m.contains("error") ? m["error"] : nlohmann::json())));
@@ -207,20 +213,26 @@ void Scheduler::finished(int64_t job, const ExitStatus& status) {
                       std::to_string(restarts) + " restarts)");
 }
 
+// Jobs started before the server stopped: running ones, and those waiting in a cluster's queue.
 void Scheduler::reattach() {
-  Statement s = c_.db.query("SELECT id, pid, pid_start FROM jobs WHERE state = 'running'");
-  std::vector<std::tuple<int64_t, int64_t, std::string>> jobs;
-  while (s.step()) jobs.emplace_back(s.integer(0), s.integer(1), s.text(2));
-  for (auto& [job, pid, start] : jobs) {
-    follow(job);
-    if (process_alive(static_cast<pid_t>(pid), start)) {
-      running_[job] = {static_cast<pid_t>(pid), start, false};
-      c_.events.job_event(job, "state", {{"state", kRunning}, {"reattached", true}});
+  Statement s = c_.db.query(
+      "SELECT id, pid, pid_start, pool, state FROM jobs WHERE state = 'running' OR "
+      "(state = 'queued' AND pid IS NOT NULL)");
+  std::vector<std::tuple<int64_t, Handle, std::string, bool>> jobs;
+  while (s.step())
+    jobs.emplace_back(s.integer(0), Handle{s.integer(1), s.text(2)}, s.text(3),
+                      s.text(4) == kRunning);
+  for (auto& [job, handle, pools, started] : jobs) {
+    if (started) follow(job);
+    JobStatus st = launcher_->poll(handle);
+    if (st.phase != JobStatus::ended) {
+      running_[job] = {handle, pools, started, -1};
+      if (started) c_.events.job_event(job, "state", {{"state", kRunning}, {"reattached", true}});
       continue;
     }
     nlohmann::json m = job_json(c_, job)["metrics"];
-    if (m.value("finished", false)) {
-      finished(job, ExitStatus{});
+    if (m.value("finished", false) || !st.exit.restartable) {
+      finished(job, st.exit);
       continue;
     }
     c_.db.run("UPDATE jobs SET state = 'interrupted', pid = NULL WHERE id = ?", {job});

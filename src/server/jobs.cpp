@@ -9,7 +9,9 @@
 #include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
+#include "server/launcher.h"
 #include "server/process.h"
+#include "server/slurm.h"
 #include "server/system.h"
 #include "train/checkpoint.h"
 #include "train/memory.h"
@@ -64,8 +66,9 @@ const std::vector<TrainField>& train_fields() {
 }
 
 const std::vector<std::string>& job_fields() {
-  static const std::vector<std::string> f = {"name", "dataset",      "model",       "device",
-                                             "gpus", "weights_from", "weights-from"};
+  static const std::vector<std::string> f = {"name",   "dataset",      "model",
+                                             "device", "gpus",         "nodes",
+                                             "ranks",  "weights_from", "weights-from"};
   return f;
 }
 
@@ -91,7 +94,8 @@ nlohmann::json normalize(const nlohmann::json& req) {
     const TrainField* f = find_train_field(flag_name(key));
     if (!f)
       throw ApiError(400, "unknown field '" + key +
-                              "'; a job takes name, dataset, model, device, gpus, weights_from "
+                              "'; a job takes name, dataset, model, device, gpus, nodes, ranks, "
+                              "weights_from "
                               "and the flags of `myelin train` (epochs, batch, lr, solver, ...)");
     if (value.is_null()) continue;
     bool ok = f->kind == Kind::text      ? value.is_string()
@@ -131,16 +135,32 @@ int gpu_index(const std::string& device) {
   return std::stoi(m[1].str());
 }
 
-// The device and GPU count asked for, checked against this machine.
-void check_device(const nlohmann::json& spec, const SystemMonitor& sys) {
-  std::string device = spec.value("device", "cpu");
-  int64_t gpus = spec.contains("gpus") ? spec["gpus"].get<int64_t>() : 1;
-  if (device == "cpu") {
-    if (gpus != 1 && spec.contains("gpus"))
-      throw ApiError(400, "'gpus' is for jobs on device cuda; this job runs on the CPU");
+// gpus, nodes and ranks: whole numbers from 1 to 1024 where given.
+void check_counts(const nlohmann::json& spec) {
+  for (const char* key : {"gpus", "nodes", "ranks"}) {
+    if (!spec.contains(key)) continue;
+    const nlohmann::json& v = spec[key];
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 1024)
+      throw ApiError(
+          400, std::string("'") + key + "' must be an integer from 1 to 1024, got " + v.dump());
+  }
+}
+
+// The GPUs asked for, checked against this machine's (a cluster has its own: Slurm refuses a job
+// it cannot run when it is submitted).
+void check_gpus(const Resources& r, const SystemMonitor& sys, bool cluster) {
+  int index = gpu_index(r.device);
+  if (index >= 0 && r.gpus > 1)
+    throw ApiError(400, "device '" + r.device + "' names one GPU; for " + std::to_string(r.gpus) +
+                            " GPUs ask for device cuda and gpus: " + std::to_string(r.gpus));
+  if (cluster) {
+    if (index >= 0)
+      throw ApiError(400,
+                     "under Slurm the cluster picks the GPUs: ask for device cuda (and gpus: "
+                     "N), not '" +
+                         r.device + "'");
     return;
   }
-  int index = gpu_index(device);
   int count = sys.gpu_count();
   if (count == 0)
     throw ApiError(400, "this server has no GPU (no NVIDIA driver found); use device 'cpu'");
@@ -148,16 +168,38 @@ void check_device(const nlohmann::json& spec, const SystemMonitor& sys) {
     throw ApiError(400, "there is no GPU " + std::to_string(index) + ": this server has " +
                             std::to_string(count) +
                             " (cuda:0 .. cuda:" + std::to_string(count - 1) + ")");
-  if (gpus < 1) throw ApiError(400, "'gpus' must be at least 1");
-  if (gpus > 1)
-    throw ApiError(400, "training one job on " + std::to_string(gpus) +
-                            " GPUs needs the data-parallel trainer, which is not built yet; ask "
-                            "for one GPU (gpus: 1) or start one job per GPU");
+  if (r.gpus > count)
+    throw ApiError(400, "this job asks for " + std::to_string(r.gpus) +
+                            " GPUs but this server has " + std::to_string(count) +
+                            "; ask for fewer, or run the server with --scheduler slurm");
 }
 
-std::string device_of(const nlohmann::json& spec, int gpu) {
-  std::string device = spec.value("device", "cpu");
-  return device == "cpu" ? "cpu" : "cuda:" + std::to_string(gpu);
+// The device, GPUs, nodes and MPI ranks asked for: sense everywhere, and what this server has
+// under the local scheduler.
+void check_resources(const nlohmann::json& spec, const SystemMonitor& sys, bool cluster) {
+  bool on_cpu = spec.value("device", "cpu") == "cpu";
+  if (on_cpu && spec.contains("gpus") && spec["gpus"] != 1)  // 1: the default a form may send
+    throw ApiError(400,
+                   "'gpus' is for jobs on device cuda, and this job runs on the CPU (got "
+                   "gpus: " +
+                       spec["gpus"].dump() + "); several CPU processes: ranks: N");
+  if (!on_cpu && spec.contains("ranks"))
+    throw ApiError(400,
+                   "'ranks' is for jobs on the CPU; a GPU job runs one rank per GPU: ask "
+                   "for gpus: N");
+  check_counts(spec);
+  Resources r = resources_of(spec);
+  if (r.on_gpu()) check_gpus(r, sys, cluster);
+  if (r.nodes > 1 && !cluster)
+    throw ApiError(400, "a job on " + std::to_string(r.nodes) +
+                            " nodes needs a cluster: start the server with --scheduler slurm");
+  if (!r.on_gpu() && r.ranks < r.nodes)
+    throw ApiError(400, "a CPU job on " + std::to_string(r.nodes) + " nodes needs at least " +
+                            std::to_string(r.nodes) + " ranks (one per node or more)");
+  if (!cluster && r.ranks > 1 && find_program("mpirun").empty())
+    throw ApiError(400,
+                   "a job with ranks > 1 runs under mpirun, which this server does not have: "
+                   "install openmpi-bin, or ask for ranks: 1");
 }
 
 // Refuses a job that cannot fit the device, with the figure and the largest batch that fits.
@@ -211,27 +253,19 @@ bool is_final(const std::string& state) {
   return state == kDone || state == kFailed || state == kAborted;
 }
 
-std::string pool_request(const nlohmann::json& spec) {
-  std::string device = spec.value("device", "cpu");
-  if (device == "cpu") return "cpu";
-  int index = gpu_index(device);
-  return index < 0 ? "gpu" : "gpu:" + std::to_string(index);
-}
-
 int64_t create_job(Context& c, const SystemMonitor& sys, const Identity& who, const NewJob& job) {
   nlohmann::json spec = normalize(job.request);
   if (!spec.contains("dataset") || !spec["dataset"].is_number_integer())
     throw ApiError(400, "'dataset' is required: the id of a dataset (GET /api/v1/datasets)");
   if (spec.contains("device") && !spec["device"].is_string())
     throw ApiError(400, "'device' must be cpu, cuda or cuda:N");
-  if (spec.contains("gpus") && !spec["gpus"].is_number_integer())
-    throw ApiError(400, "'gpus' must be an integer");
   DatasetView ds = dataset_view(c, spec["dataset"].get<int64_t>());
   if (ds.state == "failed")
     throw ApiError(400, "dataset " + std::to_string(ds.id) + " failed to build; make it again");
   NetworkSpec net = network_of(spec.value("model", ""));
-  check_device(spec, sys);
-  if (ds.state == "ready") {
+  bool cluster = c.options.scheduler != "local";
+  check_resources(spec, sys, cluster);
+  if (ds.state == "ready" && !cluster) {  // a cluster's nodes are not this server
     net = adapt_network(net, ds.input, ds.classes);
     check_memory(net, spec, sys);
   }
@@ -260,7 +294,8 @@ int64_t create_job(Context& c, const SystemMonitor& sys, const Identity& who, co
 nlohmann::json job_json(const Context& c, int64_t id) {
   Statement s = c.db.query(
       "SELECT id, name, owner, spec, state, dataset, sweep, parent, run_dir, pool, restarts, "
-      "error, waiting_for, metrics, created, started, finished, pid FROM jobs WHERE id = ?",
+      "error, waiting_for, metrics, created, started, finished, pid, pid_start FROM jobs "
+      "WHERE id = ?",
       {id});
   if (!s.step()) throw ApiError(404, "no job " + std::to_string(id));
   auto opt_int = [&](int col) {
@@ -273,8 +308,8 @@ nlohmann::json job_json(const Context& c, int64_t id) {
     return s.is_null(col) ? nlohmann::json() : nlohmann::json(s.text(col));
   };
   nlohmann::json spec = nlohmann::json::parse(s.text(3));
-  nlohmann::json use;  // the running process's memory and CPU time
-  if (s.text(4) == kRunning)
+  nlohmann::json use;  // the running process's memory and CPU time, when it runs here
+  if (s.text(4) == kRunning && !is_slurm_handle(s.text(18)))
     if (std::optional<ProcessUse> u = process_use(static_cast<pid_t>(s.integer(17))))
       use = {{"rss_bytes", u->rss_bytes}, {"cpu_seconds", u->cpu_seconds}};
   return {{"process", use},
@@ -317,7 +352,7 @@ nlohmann::json jobs_json(const Context& c, const std::string& state, int64_t lim
   return {{"jobs", jobs}, {"total", total}};
 }
 
-std::vector<std::string> train_command(const Context& c, int64_t id, int gpu, bool resume) {
+std::vector<std::string> train_command(const Context& c, int64_t id, bool resume) {
   nlohmann::json job = job_json(c, id);
   const nlohmann::json& spec = job["spec"];
   std::string dir = job["run_dir"];
@@ -340,7 +375,6 @@ std::vector<std::string> train_command(const Context& c, int64_t id, int gpu, bo
   for (auto& [flag, value] : spec["train"].items())
     argv.insert(argv.end(),
                 {"--" + flag, value.is_string() ? value.get<std::string>() : value.dump()});
-  argv.insert(argv.end(), {"--device", device_of(spec, gpu)});
   return argv;
 }
 

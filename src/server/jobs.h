@@ -23,9 +23,6 @@ inline constexpr const char* kInterrupted = "interrupted";
 
 bool is_final(const std::string& state);  // done, failed, aborted
 
-// Which pool a job needs: "cpu", "gpu" (any GPU) or "gpu:N".
-std::string pool_request(const nlohmann::json& spec);
-
 struct NewJob {
   nlohmann::json request;  // the body of POST /jobs (or a clone's, or a sweep member's)
   std::optional<int64_t> sweep;
@@ -40,8 +37,9 @@ nlohmann::json job_json(const Context& c, int64_t id);
 // Every job, newest first, as the list shows them (the request's spec left out).
 nlohmann::json jobs_json(const Context& c, const std::string& state, int64_t limit, int64_t offset);
 
-// The command that runs (resume: continues) the job; `gpu` is the GPU it was given, or -1.
-std::vector<std::string> train_command(const Context& c, int64_t id, int gpu, bool resume);
+// The `myelin train` command that runs (resume: continues) the job, without the device flags:
+// its launcher adds those for the GPUs it was given (launcher.h).
+std::vector<std::string> train_command(const Context& c, int64_t id, bool resume);
 
 // The iteration of the run's latest checkpoint, or -1 when there is none.
 int64_t latest_checkpoint_iter(const std::string& run_dir);

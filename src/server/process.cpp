@@ -1,10 +1,12 @@
 #include "server/process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -35,7 +37,79 @@ namespace {
   _exit(127);
 }
 
+[[noreturn]] void exec_command(const std::vector<std::string>& argv, int out_fd, int err_fd) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  int null_fd = open("/dev/null", O_RDONLY);
+  dup2(null_fd, 0);
+  dup2(out_fd, 1);
+  dup2(err_fd, 2);
+  for (int fd = 3; fd < 1024; ++fd) close(fd);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  dprintf(2, "cannot run %s: %s", args[0], std::strerror(errno));
+  _exit(127);
+}
+
+// Reads both pipes until they close or the deadline passes; false on the deadline.
+bool drain(int out_fd, int err_fd, std::string& out, std::string& err, int timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+  std::string* into[2] = {&out, &err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    if (poll(fds, 2, static_cast<int>(left.count())) < 0 && errno != EINTR) return false;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[4096];
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) into[i]->append(buf, static_cast<size_t>(n));
+      if (n == 0 || (n < 0 && errno != EINTR)) {
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
+
+CommandResult run_command(const std::vector<std::string>& argv, int timeout_s) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    throw Error(std::string("pipe: ") + std::strerror(errno));
+  }
+  pid_t pid = fork();
+  if (pid == 0) exec_command(argv, out[1], err[1]);
+  close(out[1]);
+  close(err[1]);
+  CommandResult r;
+  bool finished = pid > 0 && drain(out[0], err[0], r.out, r.err, timeout_s);
+  close(out[0]);
+  close(err[0]);
+  if (pid < 0)
+    throw Error(std::string("cannot run ") + argv[0] + ": fork: " + std::strerror(errno));
+  if (!finished) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!finished) {
+    r.err = argv[0] + " did not answer within " + std::to_string(timeout_s) + " s";
+    return r;
+  }
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
 
 Spawned spawn_process(const std::vector<std::string>& argv, const std::string& dir,
                       const std::string& log_path) {
@@ -102,6 +176,7 @@ std::optional<ExitStatus> reap(pid_t pid) {
 }
 
 std::string ExitStatus::describe() const {
+  if (!what.empty()) return what;
   if (signal == SIGKILL)
     return "killed by SIGKILL (the kernel's out-of-memory killer or a kill -9)";
   if (signal != 0) return std::string("killed by signal ") + strsignal(signal);

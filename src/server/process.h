@@ -34,10 +34,20 @@ void signal_group(pid_t pid, int sig);
 
 // How a child ended, when it has: exited with a code or killed by a signal.
 struct ExitStatus {
-  int code = -1;   // exit code, or -1
-  int signal = 0;  // the signal that killed it, or 0
+  int code = -1;            // exit code, or -1
+  int signal = 0;           // the signal that killed it, or 0
+  std::string what;         // how it ended, in words, where a launcher knows better
+  bool restartable = true;  // false: someone stopped it on purpose (a cluster's scancel)
   std::string describe() const;
 };
 std::optional<ExitStatus> reap(pid_t pid);  // waitpid(WNOHANG) of our own child
+
+// A short command (sbatch, squeue, scancel) run to its end: found on PATH, its output captured,
+// killed after `timeout_s` seconds (then `code` is -1 and `err` says so).
+struct CommandResult {
+  int code = -1;
+  std::string out, err;
+};
+CommandResult run_command(const std::vector<std::string>& argv, int timeout_s);
 
 }  // namespace myelin::server

@@ -1,16 +1,14 @@
 #include "server/scheduler.h"
 
-#include <signal.h>
-
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
 #include "server/jobs.h"
-#include "server/system.h"
 #include "train/metrics.h"
 
 namespace myelin::server {
@@ -22,10 +20,17 @@ namespace {
 constexpr int kTickMs = 20;         // how often running jobs' files are read
 constexpr int kDispatchEvery = 10;  // ticks between looks at the queue (and on every wake)
 
-std::string describe_pool(const std::string& pool) {
-  if (pool == "cpu") return "the CPU";
-  if (pool == "gpu") return "a GPU";
-  return "GPU " + pool.substr(4);
+std::vector<std::string> split_pools(const std::string& pools) {
+  std::vector<std::string> out;
+  std::stringstream in(pools);
+  for (std::string p; std::getline(in, p, ',');) out.push_back(p);
+  return out;
+}
+
+std::string join_pools(const std::vector<std::string>& pools) {
+  std::string out;
+  for (const std::string& p : pools) out += (out.empty() ? "" : ",") + p;
+  return out;
 }
 
 int64_t file_size(const std::string& path) {
@@ -43,7 +48,8 @@ void fit_network_to_dataset(const Context& c, int64_t job, const DatasetView& ds
 
 }  // namespace
 
-Scheduler::Scheduler(Context& c, const SystemMonitor& sys) : c_(c), sys_(sys) {
+Scheduler::Scheduler(Context& c, const SystemMonitor& sys)
+    : c_(c), launcher_(make_launcher(c.options.scheduler, sys, c.options.cpu_slots)) {
   reattach();
   thread_ = std::thread([this] { loop(); });
 }
@@ -73,8 +79,9 @@ void Scheduler::loop() {
     }
     if (stop_) break;
     try {
-      for (auto& [job, r] : running_) follow(job);
-      check_exits();
+      for (auto& [job, r] : running_)
+        if (r.started) follow(job);
+      check_jobs();
       if (woken || tick % kDispatchEvery == 0) dispatch();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "myelin serve: scheduler: %s\n", e.what());
@@ -89,127 +96,138 @@ void Scheduler::set_state(int64_t job, const std::string& state, const nlohmann:
   c_.events.change("job", job, data);
 }
 
-std::vector<std::string> Scheduler::pools() const {
-  std::vector<std::string> p = {"cpu"};
-  for (int i = 0; i < sys_.gpu_count(); ++i) p.push_back("gpu:" + std::to_string(i));
-  return p;
-}
-
 nlohmann::json Scheduler::pools_json() const {
+  std::map<std::string, nlohmann::json> running, queued;
+  Statement r = c_.db.query("SELECT id, pool FROM jobs WHERE state = 'running' ORDER BY id");
+  while (r.step())
+    for (const std::string& p : split_pools(r.text(1))) running[p].push_back(r.integer(0));
+  Statement q = c_.db.query("SELECT id, spec FROM jobs WHERE state = 'queued' ORDER BY id");
+  while (q.step()) {
+    Needs needs = launcher_->needs(resources_of(nlohmann::json::parse(q.text(1))));
+    for (const std::string& p : needs.candidates) queued[p].push_back(q.integer(0));
+  }
   nlohmann::json out = nlohmann::json::array();
-  for (const std::string& pool : pools()) {
-    nlohmann::json running = nlohmann::json::array(), queued = nlohmann::json::array();
-    Statement s = c_.db.query("SELECT id FROM jobs WHERE state = 'running' AND pool = ?", {pool});
-    while (s.step()) running.push_back(s.integer(0));
-    Statement q = c_.db.query("SELECT id, spec FROM jobs WHERE state = 'queued' ORDER BY id");
-    while (q.step()) {
-      std::string want = pool_request(nlohmann::json::parse(q.text(1)));
-      if (want == pool || (want == "gpu" && pool != "cpu")) queued.push_back(q.integer(0));
-    }
-    int capacity = pool == "cpu" ? c_.options.cpu_slots : 1;
-    out.push_back(
-        {{"name", pool}, {"capacity", capacity}, {"running", running}, {"queued", queued}});
+  for (const Pool& p : launcher_->pools()) {
+    nlohmann::json capacity = p.capacity < 0 ? nlohmann::json() : nlohmann::json(p.capacity);
+    out.push_back({{"name", p.name},
+                   {"capacity", capacity},
+                   {"running", running.count(p.name) ? running[p.name] : nlohmann::json::array()},
+                   {"queued", queued.count(p.name) ? queued[p.name] : nlohmann::json::array()}});
   }
   return out;
 }
 
+// Queued jobs in submission order, each on the first free pools it may take; a job that must
+// wait claims its pools, so later jobs queue behind it instead of overtaking it.
 void Scheduler::dispatch() {
   std::map<std::string, int> busy;
-  Statement r = c_.db.query("SELECT pool FROM jobs WHERE state = 'running'");
-  while (r.step()) ++busy[r.text(0)];
-  std::set<std::string> claimed;  // pools an earlier queued job waits for: later ones queue behind
+  for (auto& [job, r] : running_)
+    for (const std::string& p : split_pools(r.pools)) ++busy[p];
+  std::map<std::string, int> capacity;
+  for (const Pool& p : launcher_->pools()) capacity[p.name] = p.capacity;
+  std::set<std::string> claimed;
   Statement q = c_.db.query(
-      "SELECT id, spec, dataset, waiting_for FROM jobs WHERE state = 'queued' "
+      "SELECT id, spec, dataset, waiting_for FROM jobs WHERE state = 'queued' AND pid IS NULL "
       "ORDER BY id");
   std::vector<std::tuple<int64_t, std::string, int64_t, std::string>> queued;
   while (q.step()) queued.emplace_back(q.integer(0), q.text(1), q.integer(2), q.text(3));
   for (auto& [id, spec_text, dataset, was_waiting] : queued) {
-    std::string waiting;
     DatasetView ds = dataset_view(c_, dataset);
-    std::string want = pool_request(nlohmann::json::parse(spec_text));
-    std::vector<std::string> candidates;
-    for (const std::string& p : pools())
-      if (p == want || (want == "gpu" && p != "cpu")) candidates.push_back(p);
+    Needs needs = launcher_->needs(resources_of(nlohmann::json::parse(spec_text)));
+    std::string why;
     if (ds.state != "ready") {
-      waiting = "dataset " + std::to_string(dataset) + " (" + ds.name + ") to finish building";
+      why = "dataset " + std::to_string(dataset) + " (" + ds.name + ") to finish building";
     } else {
-      std::string free;
-      for (const std::string& p : candidates) {
-        int capacity = p == "cpu" ? c_.options.cpu_slots : 1;
-        if (!claimed.count(p) && busy[p] < capacity) {
-          free = p;
-          break;
-        }
-      }
-      if (!free.empty() && start(id, free)) {
-        ++busy[free];
+      std::vector<std::string> free;
+      for (const std::string& p : needs.candidates)
+        if (!claimed.count(p) && (capacity[p] < 0 || busy[p] < capacity[p]) &&
+            static_cast<int>(free.size()) < needs.count)
+          free.push_back(p);
+      if (static_cast<int>(free.size()) == needs.count && start(id, free)) {
+        for (const std::string& p : free) ++busy[p];
         continue;
       }
-      waiting = describe_pool(want);
-      for (const std::string& p : candidates) claimed.insert(p);
+      why = needs.describe;
+      for (const std::string& p : needs.candidates)
+        if (capacity[p] >= 0) claimed.insert(p);
     }
-    if (waiting != was_waiting) {
-      c_.db.run("UPDATE jobs SET waiting_for = ? WHERE id = ?", {waiting, id});
-      c_.events.change("job", id, {{"state", kQueued}, {"waiting_for", waiting}});
-    }
+    if (why != was_waiting) waiting(id, why);
   }
 }
 
-bool Scheduler::start(int64_t job, const std::string& pool) {
+void Scheduler::waiting(int64_t job, const std::string& why) {
+  c_.db.run("UPDATE jobs SET waiting_for = ? WHERE id = ?", {why, job});
+  c_.events.change("job", job, {{"state", kQueued}, {"waiting_for", why}});
+}
+
+bool Scheduler::start(int64_t job, const std::vector<std::string>& pools) {
   nlohmann::json j = job_json(c_, job);
   std::string dir = j["run_dir"];
   bool resume = c_.db.scalar("SELECT resume FROM jobs WHERE id = ?", {job}).value_or(0) != 0;
   int64_t ckpt = latest_checkpoint_iter(dir);
   resume = resume && ckpt >= 0;
-  int gpu = pool == "cpu" ? -1 : std::stoi(pool.substr(4));
-  std::vector<std::string> argv;
+  Launch launch{job, dir, dir + "/log.txt", {}, resources_of(j["spec"]), pools};
+  // A resumed trainer keeps metrics.jsonl up to its checkpoint; cut it here first, so that what
+  // is followed from now on is only what the new process writes.
+  std::string metrics = dir + "/metrics.jsonl";
+  Handle handle;
   try {
     if (!resume) fit_network_to_dataset(c_, job, dataset_view(c_, j["dataset"].get<int64_t>()));
-    argv = train_command(c_, job, gpu, resume);
+    launch.train = train_command(c_, job, resume);
+    if (resume) truncate_metrics_after(metrics, ckpt);
+    handle = launcher_->start(launch);
   } catch (const std::exception& e) {
     c_.db.run("UPDATE jobs SET state = ?, error = ?, finished = ? WHERE id = ?",
               {std::string(kFailed), std::string(e.what()), now_seconds(), job});
     set_state(job, kFailed, {{"error", e.what()}});
     return false;
   }
-  // A resumed trainer keeps metrics.jsonl up to its checkpoint; cut it here first, so that what
-  // is followed from now on is only what the new process writes.
-  std::string metrics = dir + "/metrics.jsonl";
-  if (resume) truncate_metrics_after(metrics, ckpt);
-  int64_t metrics_offset = resume ? file_size(metrics) : 0;
-  Spawned p = spawn_process(argv, dir, dir + "/log.txt");
-  running_[job] = {p.pid, p.start, true};
   c_.db.run(
-      "UPDATE jobs SET state = 'running', pool = ?, pid = ?, pid_start = ?, waiting_for = NULL, "
-      "error = NULL, resume = 0, abort_requested = 0, metrics_offset = ?, log_offset = ?, "
-      "started = COALESCE(started, ?), finished = NULL WHERE id = ?",
-      {pool, int64_t{p.pid}, p.start, metrics_offset, file_size(dir + "/log.txt"), now_seconds(),
-       job});
-  set_state(job, kRunning, {{"pool", pool}, {"resumed_from", resume ? ckpt : -1}});
+      "UPDATE jobs SET pool = ?, pid = ?, pid_start = ?, waiting_for = NULL, error = NULL, "
+      "resume = 0, abort_requested = 0, metrics_offset = ?, log_offset = ? WHERE id = ?",
+      {join_pools(pools), handle.id, handle.tag, resume ? file_size(metrics) : int64_t{0},
+       file_size(dir + "/log.txt"), job});
+  running_[job] = {handle, join_pools(pools), false, resume ? ckpt : -1};
+  JobStatus st = launcher_->poll(handle);
+  if (st.phase == JobStatus::pending)
+    waiting(job, st.waiting);
+  else
+    mark_running(job, running_[job]);  // an end is seen at the next tick
   return true;
+}
+
+void Scheduler::mark_running(int64_t job, Running& r) {
+  r.started = true;
+  c_.db.run(
+      "UPDATE jobs SET state = 'running', waiting_for = NULL, started = COALESCE(started, ?), "
+      "finished = NULL WHERE id = ?",
+      {now_seconds(), job});
+  set_state(job, kRunning, {{"pool", r.pools}, {"resumed_from", r.resumed_from}});
 }
 
 void Scheduler::abort(int64_t job, const std::string& reason) {
   nlohmann::json j = job_json(c_, job);
   std::string state = j["state"];
-  if (state == kQueued || state == kInterrupted) {
-    if (c_.db.run("UPDATE jobs SET state = 'aborted', waiting_for = NULL, finished = ? "
-                  "WHERE id = ? AND state = ?",
-                  {now_seconds(), job, state}) > 0)
-      set_state(job, kAborted, {{"reason", reason}});
+  // Not handed to a launcher yet (pid is set once it is): aborted at once.
+  if ((state == kQueued || state == kInterrupted) &&
+      c_.db.run("UPDATE jobs SET state = 'aborted', waiting_for = NULL, finished = ? "
+                "WHERE id = ? AND state = ? AND pid IS NULL",
+                {now_seconds(), job, state}) > 0) {
+    set_state(job, kAborted, {{"reason", reason}});
     return;
   }
-  if (state != kRunning)
+  if (state != kRunning && state != kQueued)
     throw ApiError(409, "job " + std::to_string(job) + " has already ended (" + state + ")");
   c_.db.run("UPDATE jobs SET abort_requested = 1, error = ? WHERE id = ?",
             {reason.empty() ? SqlValue(nullptr) : SqlValue(reason), job});
-  Statement s = c_.db.query("SELECT pid FROM jobs WHERE id = ?", {job});
-  if (s.step()) signal_group(static_cast<pid_t>(s.integer(0)), SIGTERM);
+  Statement s =
+      c_.db.query("SELECT pid, pid_start FROM jobs WHERE id = ? AND pid IS NOT NULL", {job});
+  if (s.step()) launcher_->abort({s.integer(0), s.text(1)});
 }
 
 void Scheduler::resume(int64_t job) {
-  if (c_.db.run("UPDATE jobs SET state = 'queued', resume = 1, error = NULL, finished = NULL "
-                "WHERE id = ? AND state IN ('aborted', 'interrupted', 'failed')",
+  if (c_.db.run("UPDATE jobs SET state = 'queued', resume = 1, error = NULL, finished = NULL, "
+                "pid = NULL WHERE id = ? AND state IN ('aborted', 'interrupted', 'failed')",
                 {job}) > 0)
     set_state(job, kQueued, {{"resume", true}});
   wake();
