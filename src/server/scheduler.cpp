@@ -171,10 +171,13 @@ bool Scheduler::start(int64_t job, const std::vector<std::string>& pools) {
   // is followed from now on is only what the new process writes.
   std::string metrics = dir + "/metrics.jsonl";
   Handle handle;
+  int64_t metrics_offset = 0, log_offset = 0;  // what the new process writes starts there
   try {
     if (!resume) fit_network_to_dataset(c_, job, dataset_view(c_, j["dataset"].get<int64_t>()));
     launch.train = train_command(c_, job, resume);
     if (resume) truncate_metrics_after(metrics, ckpt);
+    metrics_offset = resume ? file_size(metrics) : 0;
+    log_offset = file_size(launch.log_path);
     handle = launcher_->start(launch);
   } catch (const std::exception& e) {
     c_.db.run("UPDATE jobs SET state = ?, error = ?, finished = ? WHERE id = ?",
@@ -185,14 +188,19 @@ bool Scheduler::start(int64_t job, const std::vector<std::string>& pools) {
   c_.db.run(
       "UPDATE jobs SET pool = ?, pid = ?, pid_start = ?, waiting_for = NULL, error = NULL, "
       "resume = 0, abort_requested = 0, metrics_offset = ?, log_offset = ? WHERE id = ?",
-      {join_pools(pools), handle.id, handle.tag, resume ? file_size(metrics) : int64_t{0},
-       file_size(dir + "/log.txt"), job});
+      {join_pools(pools), handle.id, handle.tag, metrics_offset, log_offset, job});
   running_[job] = {handle, join_pools(pools), false, resume ? ckpt : -1};
   JobStatus st = launcher_->poll(handle);
-  if (st.phase == JobStatus::pending)
+  if (st.phase == JobStatus::pending) {
     waiting(job, st.waiting);
-  else
-    mark_running(job, running_[job]);  // an end is seen at the next tick
+    return true;
+  }
+  mark_running(job, running_[job]);
+  if (st.phase == JobStatus::ended) {  // already (a trainer that could not start): say how
+    follow(job);
+    running_.erase(job);
+    finished(job, st.exit);
+  }
   return true;
 }
 

@@ -193,12 +193,19 @@ JobStatus SlurmLauncher::poll(const Handle& h) {
 
 void SlurmLauncher::abort(const Handle& h) {
   std::string id = std::to_string(h.id);
-  // A running job: SIGTERM to the script and its children (the trainer). A pending one has
-  // nothing to signal: cancel it.
-  CommandResult r = run_command({"scancel", "--signal=TERM", "--full", id}, kCommandSeconds);
-  if (r.code == 0) return;
-  r = run_command({"scancel", id}, kCommandSeconds);
-  if (r.code != 0) throw Error("scancel " + id + " failed: " + (r.err.empty() ? r.out : r.err));
+  // A pending job has nothing to signal (scancel --signal retries "Job can not be altered now"
+  // for minutes): cancel it. A running one: SIGTERM to the script and its children (the
+  // trainer), which write a checkpoint and stop.
+  CommandResult q =
+      run_command({"squeue", "--noheader", "--jobs=" + id, "--format=%T"}, kCommandSeconds);
+  std::string state = q.out.substr(0, q.out.find_first_of(" \n"));
+  bool pending = q.code == 0 && phase_of(state) == JobStatus::pending;
+  std::vector<std::string> cancel = {"scancel", id};
+  if (!pending) cancel = {"scancel", "--signal=TERM", "--full", id};
+  CommandResult r = run_command(cancel, kCommandSeconds);
+  if (r.code != 0)
+    throw Error("scancel " + id + " failed: " + (r.err.empty() ? r.out : r.err) +
+                "; is the Slurm controller up (scontrol ping)?");
 }
 
 }  // namespace myelin::server

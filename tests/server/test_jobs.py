@@ -6,6 +6,7 @@ each takes seconds on a 2-core machine; the whole file stays within a few minute
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -308,6 +309,31 @@ def test_bad_requests(srv, fm):
     assert_error(s, *s.api("GET", "/api/v1/jobs", token=None), 401)
     assert_error(s, *s.api("GET", "/api/v1/jobs", token="0" * 48), 401)
     assert_error(s, *s.api("GET", "/api/v1/jobs/1/events", token=None), 401)
+
+
+def test_resource_requests_the_local_scheduler_refuses(srv, fm):
+    def refused(why, **fields):
+        msg = assert_error(srv, *srv.api("POST", "/api/v1/jobs", quick_job(fm, **fields)), 400)
+        assert why in msg, (fields, msg)
+
+    gpus = len(srv.ok("GET", "/api/v1/system")["gpus"])
+    refused("'gpus' is for jobs on device cuda", gpus=0)
+    refused("'gpus' is for jobs on device cuda", gpus=2)
+    refused("'ranks' is for jobs on the CPU", device="cuda", ranks=2)
+    refused("'ranks' must be an integer from 1 to 1024", ranks=0)
+    refused("needs a cluster: start the server with --scheduler slurm", nodes=2, ranks=2)
+    refused("names one GPU", device="cuda:0", gpus=2)
+    refused("no GPU" if gpus == 0 else "GPUs but this server has %d" % gpus,
+            device="cuda", gpus=gpus + 1)
+
+
+@pytest.mark.skipif(not shutil.which("mpirun"), reason="mpirun (openmpi-bin) is not installed")
+def test_cpu_ranks_train_under_mpirun(srv, fm):
+    tiny = dict(iterations=20, **{"train-limit": 300, "test-limit": 100, "eval-every": 20})
+    job = srv.job(**quick_job(fm, "two ranks", ranks=2, **tiny))
+    j = srv.wait_job(job, timeout=120)
+    assert j["state"] == "done", (j, srv.request("GET", "/api/v1/jobs/%d/log" % job)[2][-2000:])
+    assert j["metrics"]["iter"] == 20
 
 
 def test_network_with_an_error(srv, fm):

@@ -138,6 +138,51 @@ def test_abort_stops_with_a_checkpoint_and_resume_resubmits(srv, fm):
     assert iters == list(range(10, 601, 10)), iters  # no gap, no repeat across the resume
 
 
+def test_a_killed_server_finds_its_slurm_job_again(srv, fm):
+    job = srv.job(**quick_job(fm, "outlives the server", iterations=600, **{"eval-every": 300}))
+    wait_for(lambda: srv.get_job(job)["metrics"].get("iter", 0) >= 100, 90, interval=0.1,
+             what="job %d past iteration 100" % job)
+    srv.kill9()
+    srv.start()
+    j = srv.wait_job(job, timeout=120)
+    assert j["state"] == "done", j
+    assert len(slurm_jobs(job)) == 1, slurm_jobs(job)  # followed again, not submitted again
+    iters = [m["iter"] for m in metrics_of(events_of(srv, job), "train")]
+    assert iters == list(range(10, 601, 10)), iters
+
+
+def test_a_job_waiting_in_slurm_is_queued_and_aborts(srv, fm, tmp_path):
+    # A job of someone else takes the whole node: ours waits in Slurm's queue.
+    blocker = subprocess.run(["sbatch", "--parsable", "--exclusive", "--job-name=blocker",
+                              "--output=/dev/null", "--wrap=sleep 120"],
+                             capture_output=True, text=True, timeout=30)
+    assert blocker.returncode == 0, blocker.stderr
+    try:
+        job = srv.job(**quick_job(fm, "waits in slurm"))
+        j = wait_for(lambda: (lambda x: x if x["waiting_for"] and "Slurm job" in x["waiting_for"]
+                              else None)(srv.get_job(job)), 30, what="job %d to wait" % job)
+        assert j["state"] == "queued", j
+        assert [s for _, s in slurm_jobs(job)] == ["PENDING"], slurm_jobs(job)
+        srv.ok("POST", "/api/v1/jobs/%d/abort" % job)
+        j = srv.wait_job(job, timeout=30)
+        assert j["state"] == "aborted", j
+        assert slurm_jobs(job)[0][1] != "PENDING", slurm_jobs(job)
+        assert "running" not in states_of(events_of(srv, job))
+    finally:
+        subprocess.run(["scancel", blocker.stdout.strip().split(";")[0]], timeout=30)
+
+
+def test_cpu_ranks_run_under_mpirun_in_the_allocation(srv, fm):
+    tiny = {"iterations": 20, "train-limit": 300, "test-limit": 100, "eval-every": 20}
+    job = srv.job(**quick_job(fm, "two ranks on slurm", ranks=2, **tiny))
+    j = srv.wait_job(job, timeout=120)
+    log = srv.request("GET", "/api/v1/jobs/%d/log" % job)[2].decode()
+    assert j["state"] == "done", (j, log[-2000:])
+    with open(os.path.join(j["run_dir"], "job.sbatch")) as f:
+        script = f.read()
+    assert "#SBATCH --ntasks=2" in script and "'mpirun'" in script, script
+
+
 def test_a_job_slurm_refuses_fails_with_its_reason(srv, fm):
     # Accepted (the cluster, not this server, has the GPUs), refused by sbatch: no GPU here.
     job = srv.job(**quick_job(fm, "two gpus", device="cuda", gpus=2))
