@@ -210,4 +210,5 @@ PY
 exit 0
 
 # The .debs (run here, in the repository root, on a Debian machine with apt):
-#   mkdir -p .carry/debs && cd .carry/debs && apt-get download libdnnl2 libdnnl-dev ocl-icd-libopencl1 libarchive-dev
+#   mkdir -p .carry/debs && cd .carry/debs && apt-get download libdnnl2 libdnnl-dev ocl-icd-libopencl1 libarchive-dev \
+#     libarchive13 libb2-1 libxml2 libnettle8 libicu72

@@ -93,7 +93,7 @@ if has scaling; then
     "$bench" --gpus "$n" --precisions bf16 --batches "$BATCH" --iters "$ITERS" \
       > "$OUT/myelin-$n.log" 2>&1
     if [ -f "$PEERS/torch_alexnet_ddp.py" ]; then
-      timeout 300 torchrun --standalone --nproc_per_node="$n" "$PEERS/torch_alexnet_ddp.py" \
+      env -u LD_LIBRARY_PATH timeout 300 torchrun --standalone --nproc_per_node="$n" "$PEERS/torch_alexnet_ddp.py" \
         "$BATCH" bf16 "$ITERS" > "$OUT/ddp-$n.log" 2>&1
     fi
     m=$(ips "$OUT/myelin-$n.log")
