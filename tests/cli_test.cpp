@@ -16,35 +16,18 @@
 
 #include "data/dataset.h"
 #include "support/data_files.h"
+#include "support/runs.h"
 
 namespace {
 
 using nlohmann::json;
 namespace tf = myelin::testing;
 
-struct Outcome {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
+using tf::last_event;
+using tf::Outcome;
 
 Outcome myelin(const std::string& args) {
-  Outcome r;
-  std::string cmd = std::string(MYELIN_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  int s = pclose(p);
-  r.status = WIFEXITED(s) ? WEXITSTATUS(s) : -1;
-  return r;
-}
-
-json last_event(const std::string& metrics_path) {
-  std::ifstream in(metrics_path);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  return json::parse(last);
+  return tf::run_command(std::string(MYELIN_BINARY) + " " + args);
 }
 
 // One short LeNet run shared by the tests below (a few seconds on two cores).

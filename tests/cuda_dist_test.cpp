@@ -13,51 +13,18 @@
 
 #include "support/data_files.h"
 #include "support/require_gpu.h"
-#include "train/checkpoint.h"
+#include "support/runs.h"
 
 namespace {
 
 using nlohmann::json;
 namespace tf = myelin::testing;
 
-struct Outcome {
-  int status = -1;
-  std::string output;
-};
+using tf::last_event;
+using tf::weights_difference;
 
-Outcome myelin(const std::string& args) {
-  Outcome r;
-  FILE* p = popen((std::string(MYELIN_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  int s = pclose(p);
-  r.status = WIFEXITED(s) ? WEXITSTATUS(s) : -1;
-  return r;
-}
-
-json last_event(const std::string& path) {
-  std::ifstream in(path);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  return json::parse(last);
-}
-
-double weights_difference(const std::string& a, const std::string& b) {
-  myelin::TensorFile fa = myelin::read_safetensors(a), fb = myelin::read_safetensors(b);
-  double worst = 0;
-  for (const myelin::NamedTensor& t : fa.tensors) {
-    const myelin::Tensor* u = fb.find(t.name);
-    if (!u) return INFINITY;
-    double scale = 1e-6, diff = 0;
-    for (int64_t i = 0; i < t.tensor.numel(); ++i) {
-      scale = std::max(scale, std::abs(double(u->f32()[i])));
-      diff = std::max(diff, std::abs(double(t.tensor.f32()[i]) - double(u->f32()[i])));
-    }
-    worst = std::max(worst, diff / scale);
-  }
-  return worst;
+tf::Outcome myelin(const std::string& args) {
+  return tf::run_command(std::string(MYELIN_BINARY) + " " + args);
 }
 
 const std::string kRun =
@@ -67,9 +34,9 @@ const std::string kRun =
 TEST(CudaDataParallel, OneGpuTakesTheNcclPathAndTrainsLikeThePlainPath) {
   REQUIRE_GPU();
   tf::TempDir d;
-  Outcome plain = myelin(kRun + "--device cuda --batch 64 --out " + d / "plain");
+  tf::Outcome plain = myelin(kRun + "--device cuda --batch 64 --out " + d / "plain");
   ASSERT_EQ(plain.status, 0) << plain.output;
-  Outcome one = myelin(kRun + "--gpus 1 --batch 64 --out " + d / "one");
+  tf::Outcome one = myelin(kRun + "--gpus 1 --batch 64 --out " + d / "one");
   ASSERT_EQ(one.status, 0) << one.output;
   json start;
   std::ifstream in(d / "one/metrics.jsonl");
@@ -86,9 +53,9 @@ TEST(CudaDataParallel, TwoGpusReachTheWeightsOfOneWithTheDoubledBatch) {
   REQUIRE_GPU();
   if (myelin::cuda_device_count() < 2) GTEST_SKIP() << "needs 2 GPUs, this machine has 1";
   tf::TempDir d;
-  Outcome one = myelin(kRun + "--device cuda --batch 64 --out " + d / "one");
+  tf::Outcome one = myelin(kRun + "--device cuda --batch 64 --out " + d / "one");
   ASSERT_EQ(one.status, 0) << one.output;
-  Outcome two = myelin(kRun + "--gpus 2 --batch 32 --out " + d / "two");
+  tf::Outcome two = myelin(kRun + "--gpus 2 --batch 32 --out " + d / "two");
   ASSERT_EQ(two.status, 0) << two.output;
   EXPECT_EQ(last_event(d / "two/metrics.jsonl")["world_size"], 2);
   EXPECT_LT(weights_difference(d / "two/weights.safetensors", d / "one/weights.safetensors"), 1e-3);
@@ -99,9 +66,9 @@ TEST(CudaDataParallel, FashionMnistOnTwoGpusLandsInTheAccuracyBandOfOne) {
   if (myelin::cuda_device_count() < 2) GTEST_SKIP() << "needs 2 GPUs, this machine has 1";
   tf::TempDir d;
   const std::string run = "train --model lenet --epochs 2 --batch 64 --snapshot-every -1 --quiet ";
-  Outcome one = myelin(run + "--device cuda --out " + d / "one");
+  tf::Outcome one = myelin(run + "--device cuda --out " + d / "one");
   ASSERT_EQ(one.status, 0) << one.output;
-  Outcome two = myelin(run + "--gpus 2 --lr 0.1 --out " + d / "two");
+  tf::Outcome two = myelin(run + "--gpus 2 --lr 0.1 --out " + d / "two");
   ASSERT_EQ(two.status, 0) << two.output;
   double a1 = last_event(d / "one/metrics.jsonl")["test_accuracy"];
   double a2 = last_event(d / "two/metrics.jsonl")["test_accuracy"];

@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "support/data_files.h"
-#include "train/checkpoint.h"
+#include "support/runs.h"
 
 namespace {
 
@@ -26,6 +26,13 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 namespace tf = myelin::testing;
 using Clock = std::chrono::steady_clock;
+using tf::last_event;
+using tf::Outcome;
+using tf::weights_difference;
+
+Outcome run(const std::string& cmd) {
+  return tf::run_command(cmd);
+}
 
 bool have_mpirun() {
   return std::system("command -v mpirun > /dev/null 2>&1") == 0;
@@ -39,54 +46,8 @@ std::string mpirun(int ranks) {
   return "mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " ";
 }
 
-struct Outcome {
-  int status = -1;
-  std::string output;
-};
-
-Outcome run(const std::string& cmd) {
-  Outcome r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  int s = pclose(p);
-  r.status = WIFEXITED(s) ? WEXITSTATUS(s) : -1;
-  return r;
-}
-
 std::string train(const std::string& flags) {
   return std::string(MYELIN_BINARY) + " train --model lenet --threads 1 --quiet " + flags;
-}
-
-json last_event(const std::string& path) {
-  std::ifstream in(path);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  return json::parse(last);
-}
-
-// The largest difference between two weight files, relative to each tensor's largest value.
-double weights_difference(const std::string& a, const std::string& b) {
-  myelin::TensorFile fa = myelin::read_safetensors(a), fb = myelin::read_safetensors(b);
-  EXPECT_EQ(fa.tensors.size(), fb.tensors.size());
-  double worst = 0;
-  for (const myelin::NamedTensor& t : fa.tensors) {
-    const myelin::Tensor* u = fb.find(t.name);
-    if (!u) {
-      ADD_FAILURE() << t.name << " missing from " << b;
-      continue;
-    }
-    const float *x = t.tensor.f32(), *y = u->f32();
-    double scale = 1e-6, diff = 0;
-    for (int64_t i = 0; i < t.tensor.numel(); ++i) {
-      scale = std::max(scale, std::abs(double(y[i])));
-      diff = std::max(diff, std::abs(double(x[i]) - double(y[i])));
-    }
-    worst = std::max(worst, diff / scale);
-  }
-  return worst;
 }
 
 // 20 updates at a rate that moves the weights well away from their start.

@@ -82,6 +82,9 @@ std::vector<int> parse_gpus(const std::string& spec, int visible) {
       at = comma + 1;
     }
   }
+  if (visible == 0)
+    throw UsageError("--gpus " + spec + ": this machine has no GPU that CUDA can see" +
+                     " (train on the CPU with mpirun -np N for several processes)");
   std::set<int> seen;
   for (int g : gpus) {
     if (g >= visible)
