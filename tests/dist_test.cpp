@@ -120,15 +120,16 @@ int wait_for(pid_t pid, double seconds) {
   return -1;
 }
 
-// The process of rank `rank` among mpirun's children.
-pid_t rank_pid(int rank) {
+// The process of rank `rank` of the run writing to `out` (other tests' runs may be going on).
+pid_t rank_pid(int rank, const std::string& out) {
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
   for (const auto& e : fs::directory_iterator("/proc")) {
     std::ifstream env(e.path() / "environ", std::ios::binary);
     std::ifstream cmd(e.path() / "cmdline", std::ios::binary);
     std::string text((std::istreambuf_iterator<char>(env)), {});
     std::string line((std::istreambuf_iterator<char>(cmd)), {});
-    if (line.find(MYELIN_BINARY) == 0 && text.find(want + '\0') != std::string::npos)
+    if (line.find(MYELIN_BINARY) == 0 && line.find(out) != std::string::npos &&
+        text.find(want + '\0') != std::string::npos)
       return std::stoi(e.path().filename().string());
   }
   return -1;
@@ -159,7 +160,7 @@ TEST(DataParallel, AKilledRankEndsTheRunWithinAMinuteAndItResumesOnOneRank) {
   tf::TempDir d;
   pid_t mpi = start_long_run(d);
   ASSERT_TRUE(fs::exists(d / "run/checkpoints/latest")) << slurp(d / "log");
-  pid_t victim = rank_pid(1);
+  pid_t victim = rank_pid(1, d / "run");
   ASSERT_GT(victim, 0);
   kill(victim, SIGKILL);
   const auto killed = Clock::now();
@@ -187,7 +188,7 @@ TEST(DataParallel, AStalledRankEndsTheRunWithAClearError) {
   tf::TempDir d;
   pid_t mpi = start_long_run(d, "env MYELIN_COLLECTIVE_TIMEOUT=5 ");
   ASSERT_TRUE(fs::exists(d / "run/checkpoints/latest")) << slurp(d / "log");
-  pid_t victim = rank_pid(1);
+  pid_t victim = rank_pid(1, d / "run");
   ASSERT_GT(victim, 0);
   kill(victim, SIGSTOP);  // alive, but never joins another collective
   int status = wait_for(mpi, 60);
