@@ -314,7 +314,7 @@ export interface MetricsEvent {
 
 export interface Pool {
   name: string;
-  capacity: number;
+  capacity: number | null; // null: Slurm's pool, which the cluster limits
   running: number[];
   queued: number[];
 }

@@ -28,7 +28,9 @@ function PoolQueue({ pool, jobs }: { pool: Pool | undefined; jobs: Map<number, J
       <h3>
         Running{" "}
         <span class="muted">
-          ({pool.running.length} of {pool.capacity})
+          {pool.capacity === null
+            ? `(${pool.running.length}; the cluster queues the rest)`
+            : `(${pool.running.length} of ${pool.capacity})`}
         </span>
       </h3>
       {pool.running.length ? (
