@@ -1,6 +1,8 @@
 #include "core/backend.h"
 
 #include <map>
+#include <mutex>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -36,6 +38,21 @@ class FnKernel : public Kernel {
 };
 
 }  // namespace
+
+std::shared_ptr<Buffer> shared_buffer(const KernelSpec& spec, int64_t key, size_t bytes) {
+  using Key = std::tuple<const Backend*, const Graph*, int64_t>;
+  static std::mutex mutex;
+  static std::map<Key, std::weak_ptr<Buffer>> buffers;
+  std::lock_guard lock(mutex);
+  std::weak_ptr<Buffer>& slot = buffers[Key{&spec.backend, &spec.graph, key}];
+  std::shared_ptr<Buffer> buffer = slot.lock();
+  if (buffer && buffer->bytes() != bytes)
+    throw Error(spec.node.op + " '" + spec.node.name + "': its kernels disagree on the size of " +
+                "the memory they share (" + std::to_string(buffer->bytes()) + " vs " +
+                std::to_string(bytes) + " bytes)");
+  if (!buffer) slot = buffer = std::make_shared<Buffer>(spec.backend, bytes);
+  return buffer;
+}
 
 void register_kernel(const std::string& op, DeviceKind device, KernelFactory f) {
   if (!kernels().emplace(std::pair{op, device}, std::move(f)).second)

@@ -152,6 +152,11 @@ struct KernelSpec {  // what a factory sees
   Layout output_layout(int i) const { return graph.value(node.outputs.at(i)).layout; }
 };
 
+// Memory that two kernels of one graph share from the forward pass to the backward pass (an
+// RNN's forward leaves its gates there for its gradient's kernel): kernels asking with the same
+// graph, backend and key get the same buffer, freed with the last of them. Sizes must agree.
+std::shared_ptr<Buffer> shared_buffer(const KernelSpec& spec, int64_t key, size_t bytes);
+
 using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelSpec&)>;
 using KernelFn = std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&,
                                     const StepContext&, const Node&)>;

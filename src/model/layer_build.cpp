@@ -2,6 +2,8 @@
 // defaults left out, so every getter below falls back to the same default as the table.
 #include "model/layer_build.h"
 
+#include <cmath>
+
 #include "model/layers.h"
 
 namespace myelin::layer_build {
@@ -139,6 +141,48 @@ ValueId batch_norm(Graph& g, const LayerSpec& l, In in) {
   ValueId var = g.state(l.name + ".running_var", Shape{c}, Init{"constant", 1.0});
   return g.add1("batch_norm", l.name, {in[0], gamma, beta, mean, var},
                 pick(l, {"eps", "momentum"}));
+}
+
+// Stacked, optionally bidirectional, recurrent layers: one rnn op per layer and direction, the
+// directions concatenated, dropout between layers. Weights are named as PyTorch's nn.LSTM/GRU/RNN
+// name theirs (NAME.weight_ih_l0, NAME.bias_hh_l1_reverse, ...), in its layout and gate order.
+ValueId recurrent(Graph& g, const LayerSpec& l, In in) {
+  need_rank(g, l, in[0], 3, "[N, T, features] (batch first; a reshape layer makes one)");
+  const Attrs& a = l.attrs;
+  const int64_t hidden = a.i("hidden", 1), layers = a.i("layers", 1);
+  const bool both = a.i("bidirectional", 0) != 0;
+  const double dropout = a.f("dropout", 0.0), lr = a.f("lr_mult", 1.0),
+               decay = a.f("decay_mult", 1.0);
+  std::string mode = l.type == "rnn" ? "rnn_" + a.s("nonlinearity", "tanh") : l.type;
+  const int64_t gates = mode == "lstm" ? 4 : mode == "gru" ? 3 : 1;
+  const std::string init =
+      "uniform(" + format_number(1.0 / std::sqrt(static_cast<double>(hidden))) + ")";
+  ValueId x = in[0];
+  std::vector<ValueId> last;
+  for (int64_t k = 0; k < layers; ++k) {
+    const int64_t features = shape_of(g, x)[2];
+    std::vector<ValueId> seqs;
+    last.clear();
+    for (int reverse = 0; reverse <= int{both}; ++reverse) {
+      std::string suffix = "_l" + std::to_string(k) + (reverse ? "_reverse" : "");
+      auto weight = [&](const std::string& name, Shape shape) {
+        return param(g, l, name + suffix, std::move(shape), "init", init, lr, decay);
+      };
+      std::vector<ValueId> ins{x, weight("weight_ih", Shape{gates * hidden, features}),
+                               weight("weight_hh", Shape{gates * hidden, hidden}),
+                               weight("bias_ih", Shape{gates * hidden}),
+                               weight("bias_hh", Shape{gates * hidden})};
+      auto outs = g.add("rnn", l.name, ins,
+                        Attrs{{"mode", mode}, {"hidden", hidden}, {"reverse", int64_t{reverse}}});
+      seqs.push_back(outs[0]);
+      last.push_back(outs[1]);
+    }
+    x = both ? g.add1("concat", l.name, seqs, Attrs{{"axis", int64_t{2}}}) : seqs[0];
+    if (dropout > 0 && k + 1 < layers)
+      x = g.add1("dropout", l.name, {x}, Attrs{{"ratio", dropout}});
+  }
+  if (a.s("output", "sequence") == "sequence") return x;
+  return both ? g.add1("concat", l.name, last, Attrs{{"axis", int64_t{1}}}) : last[0];
 }
 
 ValueId softmax(Graph& g, const LayerSpec& l, In in) {

@@ -61,6 +61,29 @@ KeyDef init(std::string key, std::string dflt, std::string doc) {
   return k;
 }
 
+KeyDef optional_init(std::string key, std::string doc) {  // no default: the builder decides
+  KeyDef k{std::move(key), KeyKind::init};
+  k.doc = std::move(doc);
+  return k;
+}
+
+// lstm, gru and rnn: the same keys (rnn adds its nonlinearity).
+std::vector<KeyDef> recurrent_keys(bool rnn) {
+  std::vector<KeyDef> k = {
+      integer("hidden", 1, 65536, std::nullopt, "features of the hidden state"),
+      integer("layers", 1, 64, 1, "stacked layers, each reading the one below"),
+      flag("bidirectional", false, "also run each layer backwards in time; outputs concatenate"),
+      number("dropout", 0, 0.999, 0, "dropout between stacked layers while training"),
+      choice("output", "sequence|last", "sequence",
+             "sequence: every step's hidden state [N, T, H]; last: the final state [N, H]"),
+      optional_init("init", "initializer of weights and biases (default PyTorch's: "
+                            "uniform(1/sqrt(hidden)))"),
+      number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of weights and biases"),
+      number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of weights and biases")};
+  if (rnn) k.push_back(choice("nonlinearity", "tanh|relu", "tanh", "the cell's activation"));
+  return k;
+}
+
 KeyDef ints(std::string key, int64_t min, int64_t max, std::string doc) {
   KeyDef k{std::move(key), KeyKind::ints, double(min), double(max)};
   k.required = true;
@@ -224,6 +247,13 @@ std::vector<LayerDef> make_defs() {
   for (KeyDef& w : weight_keys()) fc_keys.push_back(std::move(w));
   d.push_back({"fc", "fully connected (inner product) over all features of each example", fc_keys,
                1, 1, b::fc, check_weights});
+  const char* sequence = "; input [N, T, features] batch first, weights named as PyTorch's";
+  d.push_back({"lstm", std::string("long short-term memory layers") + sequence,
+               recurrent_keys(false), 1, 1, b::recurrent});
+  d.push_back({"gru", std::string("gated recurrent unit layers (PyTorch's GRU)") + sequence,
+               recurrent_keys(false), 1, 1, b::recurrent});
+  d.push_back({"rnn", std::string("plain recurrent layers (tanh or ReLU)") + sequence,
+               recurrent_keys(true), 1, 1, b::recurrent});
   d.push_back(
       {"batch_norm",
        "batch normalization per channel, with gamma and beta",

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/error.h"
 #include "core/graph.h"
 
 namespace myelin {
@@ -124,4 +125,30 @@ MYELIN_HD inline void next_loss_scale(float& scale, float& good_steps, float nor
 namespace myelin {
 // State tensors per parameter for a solver (velocity; or first and second moments).
 int optimizer_slots(const std::string& solver);
+// A recurrent layer over a sequence, one layer and one direction (ops/recurrent.cpp): the cell
+// (PyTorch's equations and gate order: LSTM i, f, g, o; GRU r, z, n with the reset gate applied
+// after the hidden product; RNN tanh or ReLU), the hidden size and the direction.
+enum class RnnCell { lstm, gru, rnn_tanh, rnn_relu };
+
+struct RnnParams {
+  RnnCell cell;
+  int64_t hidden;
+  bool reverse;   // runs from the last step to the first
+  bool training;  // the forward keeps what its gradient needs
+  explicit RnnParams(const Attrs& a)
+      : cell(cell_of(a.s("mode", "lstm"))),
+        hidden(a.i("hidden", 1)),
+        reverse(a.i("reverse", 0) != 0),
+        training(a.i("training", 0) != 0) {}
+  int64_t gates() const { return cell == RnnCell::lstm ? 4 : cell == RnnCell::gru ? 3 : 1; }
+  int states() const { return cell == RnnCell::lstm ? 2 : 1; }  // h, and c for LSTM
+  static RnnCell cell_of(const std::string& mode) {
+    if (mode == "lstm") return RnnCell::lstm;
+    if (mode == "gru") return RnnCell::gru;
+    if (mode == "rnn_tanh") return RnnCell::rnn_tanh;
+    if (mode == "rnn_relu") return RnnCell::rnn_relu;
+    throw Error("rnn mode '" + mode + "' is unknown: lstm, gru, rnn_tanh or rnn_relu");
+  }
+};
+
 }  // namespace myelin
