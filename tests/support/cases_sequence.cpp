@@ -1,5 +1,6 @@
-// Op cases for the recurrent layer (rnn: LSTM, GRU, tanh and ReLU RNN, both directions), with a
-// float64 reference written from PyTorch's equations and gate order.
+// Op cases for sequence models: the recurrent layer (rnn: LSTM, GRU, tanh and ReLU RNN, both
+// directions), with a float64 reference written from PyTorch's equations and gate order, and the
+// embedding lookup.
 #include <cmath>
 
 #include "ops/params.h"
@@ -74,6 +75,14 @@ TensorType f32(Dims d) {
   return {Shape(std::move(d)), DType::f32};
 }
 
+Ins ref_embedding(const Ins& in, const Attrs&, const Types& t) {
+  const int64_t width = t[1].shape[1];
+  Doubles y;
+  for (double id : in[0])
+    for (int64_t j = 0; j < width; ++j) y.push_back(in[1][static_cast<int64_t>(id) * width + j]);
+  return {y};
+}
+
 // x [n, t, i], the four weights and, when `states`, the initial states.
 Types rnn_inputs(RnnCell cell, int64_t n, int64_t t, int64_t i, int64_t h, bool states) {
   int64_t g = cell == RnnCell::lstm ? 4 : cell == RnnCell::gru ? 3 : 1;
@@ -115,6 +124,13 @@ void add(const std::string& name, const std::string& mode, RnnCell cell, bool re
   add("gru_reverse", "gru", RnnCell::gru, true, true);
   add("rnn_tanh", "rnn_tanh", RnnCell::rnn_tanh, false, true);
   add("rnn_relu_reverse", "rnn_relu", RnnCell::rnn_relu, true, false);
+  // More ids than rows: ids repeat, and their rows' gradients add up.
+  register_case({.name = "embedding/repeated_ids",
+                 .op = "embedding",
+                 .inputs = {{Shape{3, 7}, DType::i32}, f32({5, 4})},
+                 .int_max = 5,
+                 .reference = ref_embedding,
+                 .grad_inputs = {1}});
   return true;
 }();
 
