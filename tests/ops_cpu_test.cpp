@@ -53,9 +53,10 @@ INSTANTIATE_TEST_SUITE_P(Ops, OpCaseCpu, ::testing::ValuesIn(test::all_cases()),
 // An op nobody wrote a case or a CPU kernel for fails here by name. An op counts as exercised when
 // a case's forward or gradient graph contains it (backward ops are checked through the gradients).
 TEST(OpCoverage, EveryPrimitiveOpHasACaseAndACpuKernel) {
-  // In-place solver ops: train_solvers_test and train_loss_scale_test check them.
+  // In-place ops: train_solvers_test and train_loss_scale_test check the solver's, and
+  // train_sequence_test assign (state carried across steps).
   const std::set<std::string> optimizer_ops = {"optimizer_update", "global_norm_sq",
-                                               "accumulate_grad", "loss_scale_update"};
+                                               "accumulate_grad", "loss_scale_update", "assign"};
   std::set<std::string> exercised;
   for (const OpCase& c : test::all_cases()) {
     exercised.insert(c.op);

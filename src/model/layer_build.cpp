@@ -121,13 +121,32 @@ ValueId dropout(Graph& g, const LayerSpec& l, In in) {
   return g.add1("dropout", l.name, in, pick(l, {"ratio"}));
 }
 
+// With axis > 1 the axes before it are all examples: [N, T, H] with axis 2 is N*T rows of H.
 ValueId fc(Graph& g, const LayerSpec& l, In in) {
-  const Shape& x = shape_of(g, in[0]);
-  if (x.rank() < 2) fail(l, "needs an input of [N, ...], got " + x.str());
+  const Shape x = shape_of(g, in[0]);
+  const int64_t axis = l.attrs.i("axis", 1);
+  if (x.rank() <= axis)
+    fail(l, "needs an input with more than " + std::to_string(axis) + " axes, got " + x.str());
   int64_t outputs = l.attrs.i("outputs", 1);
-  int64_t features = bounded_numel(Dims(x.dims.begin() + 1, x.dims.end()));
-  auto ins = with_weights(g, l, in[0], Shape{outputs, features}, outputs);
-  return g.add1("inner_product", l.name, ins);
+  Dims rows(x.dims.begin(), x.dims.begin() + axis);
+  int64_t features = bounded_numel(Dims(x.dims.begin() + axis, x.dims.end()));
+  ValueId flat = in[0];
+  if (axis > 1)
+    flat = g.add1("reshape", l.name, {flat}, Attrs{{"shape", Dims{bounded_numel(rows), features}}});
+  auto ins = with_weights(g, l, flat, Shape{outputs, features}, outputs);
+  ValueId y = g.add1("inner_product", l.name, ins);
+  if (axis == 1) return y;
+  rows.push_back(outputs);
+  return g.add1("reshape", l.name, {y}, Attrs{{"shape", rows}});
+}
+
+ValueId embedding(Graph& g, const LayerSpec& l, In in) {
+  if (g.value(in[0]).dtype != DType::i32)
+    fail(l, "reads symbol ids: it must be the first layer of a network with input_type: tokens");
+  const Attrs& a = l.attrs;
+  ValueId table = param(g, l, "weight", Shape{a.i("vocabulary", 1), a.i("size", 1)}, "init",
+                        "gaussian(1)", a.f("lr_mult", 1.0), a.f("decay_mult", 1.0));
+  return g.add1("embedding", l.name, {in[0], table});
 }
 
 ValueId batch_norm(Graph& g, const LayerSpec& l, In in) {
@@ -157,6 +176,8 @@ ValueId recurrent(Graph& g, const LayerSpec& l, In in) {
   const int64_t gates = mode == "lstm" ? 4 : mode == "gru" ? 3 : 1;
   const std::string init =
       "uniform(" + format_number(1.0 / std::sqrt(static_cast<double>(hidden))) + ")";
+  const bool carry = a.i("carry_state", 0) != 0;
+  const int64_t batch = shape_of(g, in[0])[0];
   ValueId x = in[0];
   std::vector<ValueId> last;
   for (int64_t k = 0; k < layers; ++k) {
@@ -172,8 +193,19 @@ ValueId recurrent(Graph& g, const LayerSpec& l, In in) {
                                weight("weight_hh", Shape{gates * hidden, hidden}),
                                weight("bias_ih", Shape{gates * hidden}),
                                weight("bias_hh", Shape{gates * hidden})};
+      // Carried states: read through a copy (the backward pass needs them as they were), then
+      // overwritten with the final states for the next batch.
+      std::vector<ValueId> carried;
+      for (int s = 0; carry && s < (mode == "lstm" ? 2 : 1); ++s) {
+        std::string name = l.name + ".carry." + (s ? "c" : "h") + suffix +
+                           (g.training() ? ".train" : ".eval") + ".b" + std::to_string(batch);
+        carried.push_back(g.state(name, Shape{batch, hidden}, Init{"constant", 0.0}));
+        ins.push_back(g.add1("copy", l.name, {carried.back()}));
+      }
       auto outs = g.add("rnn", l.name, ins,
                         Attrs{{"mode", mode}, {"hidden", hidden}, {"reverse", int64_t{reverse}}});
+      for (size_t s = 0; s < carried.size(); ++s)
+        g.add("assign", l.name, {carried[s], outs[1 + s]});
       seqs.push_back(outs[0]);
       last.push_back(outs[1]);
     }

@@ -17,6 +17,7 @@ ValueId dropout(Graph& g, const LayerSpec& l, In in);
 ValueId fc(Graph& g, const LayerSpec& l, In in);
 ValueId batch_norm(Graph& g, const LayerSpec& l, In in);
 ValueId recurrent(Graph& g, const LayerSpec& l, In in);  // lstm, gru, rnn
+ValueId embedding(Graph& g, const LayerSpec& l, In in);
 ValueId softmax(Graph& g, const LayerSpec& l, In in);
 ValueId add(Graph& g, const LayerSpec& l, In in);
 ValueId mul(Graph& g, const LayerSpec& l, In in);

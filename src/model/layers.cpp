@@ -67,6 +67,12 @@ KeyDef optional_init(std::string key, std::string doc) {  // no default: the bui
   return k;
 }
 
+KeyDef optional_integer(std::string key, int64_t min, int64_t max, std::string doc) {
+  KeyDef k{std::move(key), KeyKind::integer, double(min), double(max)};
+  k.doc = std::move(doc);
+  return k;
+}
+
 // lstm, gru and rnn: the same keys (rnn adds its nonlinearity).
 std::vector<KeyDef> recurrent_keys(bool rnn) {
   std::vector<KeyDef> k = {
@@ -76,6 +82,9 @@ std::vector<KeyDef> recurrent_keys(bool rnn) {
       number("dropout", 0, 0.999, 0, "dropout between stacked layers while training"),
       choice("output", "sequence|last", "sequence",
              "sequence: every step's hidden state [N, T, H]; last: the final state [N, H]"),
+      flag("carry_state", false,
+           "start each batch from the previous batch's final state (text: truncated "
+           "backpropagation through time over contiguous batches)"),
       optional_init("init", "initializer of weights and biases (default PyTorch's: "
                             "uniform(1/sqrt(hidden)))"),
       number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of weights and biases"),
@@ -243,10 +252,24 @@ std::vector<LayerDef> make_defs() {
                1,
                b::dropout});
   std::vector<KeyDef> fc_keys = {
-      integer("outputs", 1, kMaxOutputs, std::nullopt, "output features")};
+      integer("outputs", 1, kMaxOutputs, std::nullopt, "output features"),
+      integer("axis", 1, 7, 1,
+              "the first axis of the features; those before it are examples (2: one output "
+              "per step of a sequence)")};
   for (KeyDef& w : weight_keys()) fc_keys.push_back(std::move(w));
   d.push_back({"fc", "fully connected (inner product) over all features of each example", fc_keys,
                1, 1, b::fc, check_weights});
+  d.push_back({"embedding",
+               "a learned vector per symbol id (the first layer of a text network)",
+               {integer("size", 1, 65536, std::nullopt, "features per symbol"),
+                optional_integer("vocabulary", 1, kMaxOutputs,
+                                 "symbols (default: the network's classes)"),
+                init("init", "gaussian(1)", "initializer of the table (PyTorch's: gaussian(1))"),
+                number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of the table"),
+                number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of the table")},
+               1,
+               1,
+               b::embedding});
   const char* sequence = "; input [N, T, features] batch first, weights named as PyTorch's";
   d.push_back({"lstm", std::string("long short-term memory layers") + sequence,
                recurrent_keys(false), 1, 1, b::recurrent});

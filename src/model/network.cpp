@@ -79,11 +79,21 @@ void check_network_fields(const NetworkSpec& spec) {
                      "(at most 256 bytes)");
   if (!printable_text(spec.description, true))
     throw LayerError(-1, "description", "the description must be printable UTF-8 text");
+  if (spec.input_type != "image" && spec.input_type != "tokens")
+    throw LayerError(-1, "input_type",
+                     "input_type must be image (pixels, one label each) or tokens (symbol ids, "
+                     "each step labelled with the next)");
+  if (spec.input_type == "tokens" && spec.input.size() != 1)
+    throw LayerError(-1, "input", "a tokens input is [steps], the sequence length");
   if (spec.input.empty() || spec.input.size() > 3)
     throw LayerError(-1, "input", "input must be [C, H, W] (or [C, W] or [features])");
   for (int64_t d : spec.input)
     if (d < 1 || d > kMaxDim)
-      throw LayerError(-1, "input", "input dimensions must be in 1.." + std::to_string(kMaxDim));
+      throw LayerError(-1, "input",
+                       spec.input_type == "tokens"
+                           ? "the sequence length (input: [steps]) must be in 1.." +
+                                 std::to_string(kMaxDim) + ", got " + std::to_string(d)
+                           : "input dimensions must be in 1.." + std::to_string(kMaxDim));
   if (bounded_numel(spec.input) < 0) throw LayerError(-1, "input", "input is too large");
   if (spec.classes < 1 || spec.classes > kMaxOutputs)
     throw LayerError(-1, "classes", "classes must be in 1.." + std::to_string(kMaxOutputs));
@@ -135,6 +145,15 @@ ValueId logits_of(BuiltNetwork& net, const NetworkSpec& s, ValueId last, int64_t
     fail(
         "the last layer's output is the logits and the loss applies softmax itself: remove "
         "this softmax layer");
+  if (s.input_type == "tokens") {
+    const int64_t steps = s.input[0];
+    if (out != Shape{batch, steps, s.classes})
+      fail("the last layer must give a score per step and symbol, [N, steps, classes] = [" +
+           std::to_string(batch) + ", " + std::to_string(steps) + ", " +
+           std::to_string(s.classes) + "], it gives " + out.str() +
+           " (an fc layer with axis: 2 scores each step)");
+    return g.add1("reshape", "logits", {last}, Attrs{{"shape", Dims{batch * steps, s.classes}}});
+  }
   if (out.rank() < 2 || out[0] != batch || bounded_numel(out.dims) != batch * s.classes)
     fail("the last layer must give [N, classes] = [" + std::to_string(batch) + ", " +
          std::to_string(s.classes) + "], it gives " + out.str());
@@ -252,8 +271,9 @@ BuiltNetwork build_network(const NetworkSpec& spec, int64_t batch, bool training
   Graph& g = net.graph;
   Dims data_shape{batch};
   data_shape.insert(data_shape.end(), s.input.begin(), s.input.end());
-  net.data = g.input("data", Shape(data_shape));
-  net.label = g.input("label", Shape{batch}, DType::i32);
+  const bool tokens = s.input_type == "tokens";
+  net.data = g.input("data", Shape(data_shape), tokens ? DType::i32 : DType::f32);
+  net.label = g.input("label", Shape(tokens ? data_shape : Dims{batch}), DType::i32);
   std::map<std::string, ValueId> outputs{{"data", net.data}};
   ValueId prev = net.data;
   for (const LayerSpec& l : s.layers) {
@@ -261,8 +281,11 @@ BuiltNetwork build_network(const NetworkSpec& spec, int64_t batch, bool training
     for (const std::string& name : l.inputs) in.push_back(outputs.at(name));
     if (in.empty()) in.push_back(prev);
     size_t first_value = g.values().size();
+    LayerSpec built = l;
+    if (l.type == "embedding" && !l.attrs.has("vocabulary"))
+      built.attrs.set("vocabulary", s.classes);  // a text network reads the symbols it predicts
     try {
-      prev = find_layer_def(l.type)->build(g, l, in);
+      prev = find_layer_def(l.type)->build(g, built, in);
       check_sizes(g, first_value, l, batch);
     } catch (const ParseError&) {
       throw;
@@ -274,15 +297,19 @@ BuiltNetwork build_network(const NetworkSpec& spec, int64_t batch, bool training
     net.layer_names.push_back(l.name);
   }
   net.logits = logits_of(net, s, prev, batch);
-  net.loss = g.add1("softmax_cross_entropy", "loss", {net.logits, net.label},
+  // Tokens: one label per step, scored alongside the logits' [N * steps] rows.
+  ValueId labels = tokens ? g.add1("reshape", "label", {net.label},
+                                   Attrs{{"shape", Dims{batch * s.input[0]}}})
+                          : net.label;
+  net.loss = g.add1("softmax_cross_entropy", "loss", {net.logits, labels},
                     Attrs{{"label_smoothing", label_smoothing}});
-  net.top1 = g.add1("top_k_accuracy", "top1", {net.logits, net.label}, Attrs{{"k", int64_t{1}}});
+  net.top1 = g.add1("top_k_accuracy", "top1", {net.logits, labels}, Attrs{{"k", int64_t{1}}});
   for (auto [v, name] : {std::pair{net.logits, "logits"}, {net.loss, "loss"}, {net.top1, "top1"}})
     name_output(g, v, name);
   g.keep(net.loss);
   g.keep(net.top1);
   if (s.classes >= 5) {
-    net.top5 = g.add1("top_k_accuracy", "top5", {net.logits, net.label}, Attrs{{"k", int64_t{5}}});
+    net.top5 = g.add1("top_k_accuracy", "top5", {net.logits, labels}, Attrs{{"k", int64_t{5}}});
     name_output(g, net.top5, "top5");
     g.keep(net.top5);
   }
@@ -366,6 +393,7 @@ NetworkSpec load_network(const std::string& name_or_path) {
 
 bool equivalent(const NetworkSpec& a, const NetworkSpec& b) {
   if (a.name != b.name || a.description != b.description || a.input != b.input ||
+      a.input_type != b.input_type ||
       a.classes != b.classes || !(a.recipe == b.recipe) || a.layers.size() != b.layers.size())
     return false;
   for (size_t i = 0; i < a.layers.size(); ++i) {

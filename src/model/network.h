@@ -51,7 +51,11 @@ struct NetworkSpec {
   std::string name;
   std::string file;  // where it was read from ("" when built in C++)
   std::string description;
-  Dims input;  // [C, H, W]
+  Dims input;  // [C, H, W]; with tokens, [steps]
+  // "image": the input is floats (pixels) and each example has one label. "tokens": the input
+  // is symbol ids (a text dataset), [steps] per example, and each step's label is the next
+  // symbol; the logits are [N, steps, classes] and the loss averages over every step.
+  std::string input_type = "image";
   int64_t classes = 0;
   std::vector<LayerSpec> layers;
   Recipe recipe;

@@ -380,8 +380,8 @@ void apply_defaults(const Defaults& defaults, LayerSpec& l, KeyMarks& marks) {
 
 void parse_top(const Reader& r, const YAML::Node& root, Parsed& p) {
   NetworkSpec& s = p.spec;
-  const std::vector<std::string> top = {"name",  "description", "input", "classes",
-                                        "train", "defaults",    "layers"};
+  const std::vector<std::string> top = {"name",  "description", "input",  "input_type",
+                                        "classes", "train",     "defaults", "layers"};
   Defaults defaults;
   YAML::Node layers;
   for (const Entry& e : r.entries(root, "", "a network: name, input, classes, layers")) {
@@ -392,6 +392,8 @@ void parse_top(const Reader& r, const YAML::Node& root, Parsed& p) {
       s.description = r.text(e.value, "description");
     else if (e.key == "input")
       s.input = r.integers(e.value, "input");
+    else if (e.key == "input_type")
+      s.input_type = r.text(e.value, "input_type");
     else if (e.key == "classes")
       s.classes = r.integer(e.value, "classes");
     else if (e.key == "train")
@@ -403,7 +405,7 @@ void parse_top(const Reader& r, const YAML::Node& root, Parsed& p) {
     else
       r.fail(e.key_node, e.key,
              "unknown key '" + e.key + "'" + suggest(e.key, top) +
-                 " (a network file has: name, description, input, classes, "
+                 " (a network file has: name, description, input, input_type, classes, "
                  "train, defaults, layers)");
   }
   for (const char* k : {"input", "classes", "layers"})

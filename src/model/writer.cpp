@@ -94,6 +94,7 @@ std::string write_network(const NetworkSpec& spec) {
   out << YAML::Key << "name" << YAML::Value << s.name;
   if (!s.description.empty()) out << YAML::Key << "description" << YAML::Value << s.description;
   out << YAML::Key << "input" << YAML::Value << YAML::Flow << s.input;
+  if (s.input_type != "image") out << YAML::Key << "input_type" << YAML::Value << s.input_type;
   out << YAML::Key << "classes" << YAML::Value << s.classes;
   emit_recipe(out, s.recipe);
   out << YAML::Key << "layers" << YAML::Value << YAML::BeginSeq;

@@ -193,7 +193,7 @@ void Session::build_train(int64_t batch) {
   size_t block_bytes = hp_offset_ + 8 * sizeof(float);
   buffers_.emplace_back(*backend_, aligned(block_bytes));
   char* block = static_cast<char*>(buffers_.back().data());
-  train_data_ = Tensor(block, data_shape, DType::f32, backend_->device());
+  train_data_ = Tensor(block, data_shape, g.value(train_net_.data).dtype, backend_->device());
   train_label_ = Tensor(block + labels_offset_, label_shape, DType::i32, backend_->device());
   hp_ = Tensor(block + hp_offset_, Shape{8}, DType::f32, backend_->device());
   Tensor zero = device_tensor(Shape{1}, DType::f32, buffers_);
@@ -213,7 +213,7 @@ void Session::build_eval(int64_t batch) {
   allocate_persistent(g);
   eval_ = std::make_unique<Program>(g, *backend_);
   bind_persistent(*eval_);
-  eval_data_ = device_tensor(g.value(eval_net_.data).shape, DType::f32, buffers_);
+  eval_data_ = device_tensor(g.value(eval_net_.data).shape, g.value(eval_net_.data).dtype, buffers_);
   eval_label_ = device_tensor(g.value(eval_net_.label).shape, DType::i32, buffers_);
   eval_->bind(eval_net_.data, eval_data_);
   eval_->bind(eval_net_.label, eval_label_);
@@ -243,6 +243,14 @@ void Session::bind_persistent(Program& p) {
     const Value& v = p.graph().values()[i];
     if (is_persistent(v)) p.bind(static_cast<ValueId>(i), persistent_.at(v.name).device);
   }
+}
+
+void Session::reset_carried_states() {
+  for (const std::string& name : states_)
+    if (name.find(".carry.") != std::string::npos) {
+      const Tensor& t = persistent_.at(name).device;
+      backend_->fill_zero(t.data(), t.nbytes());
+    }
 }
 
 void Session::feed(const Batch& b) {

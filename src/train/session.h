@@ -92,6 +92,9 @@ class Session {
 
   // Copies a host batch into the training program's inputs.
   void feed(const Batch& b);
+  // Zeroes the states recurrent layers carry from batch to batch (layers with carry_state): at
+  // the start of each epoch, and of each pass over the test set.
+  void reset_carried_states();
   // Forward and backward on the fed batch (gradients accumulate when recipe.accumulate > 1).
   void forward_backward(uint64_t step);
   // Applies the optimizer update with these hyper-parameters.

@@ -131,6 +131,11 @@ void add(const std::string& name, const std::string& mode, RnnCell cell, bool re
                  .int_max = 5,
                  .reference = ref_embedding,
                  .grad_inputs = {1}});
+  register_case({.name = "copy/3d",
+                 .op = "copy",
+                 .inputs = {f32({2, 3, 4})},
+                 .reference = [](const Ins& in, const Attrs&, const Types&) { return in; },
+                 .grad_inputs = {0}});
   return true;
 }();
 
