@@ -1,6 +1,7 @@
 // Live lists: jobs and datasets kept current by the server-wide event stream (/events).
 import { useEffect, useRef, useState } from "preact/hooks";
-import { follow, get, type Dataset, type Job, type SystemSnapshot } from "./api";
+import { ApiError, follow, get, type Dataset, type Job, type SystemSnapshot } from "./api";
+import { asApiError } from "./components/ui";
 
 type Partial<T> = { [K in keyof T]?: T[K] };
 
@@ -16,9 +17,11 @@ export function useLiveLists(limit = 1000) {
   const [live, setLive] = useState(false);
   const [total, setTotal] = useState(0);
   const [loaded, setLoaded] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
 
   useEffect(() => {
     let frame = 0;
+    let failed = false;
     const changed = () => {
       if (!frame) frame = requestAnimationFrame(() => ((frame = 0), setVersion((v) => v + 1)));
     };
@@ -41,6 +44,23 @@ export function useLiveLists(limit = 1000) {
       }
       changed();
     };
+    const load = () =>
+      Promise.all([
+        get<{ jobs: Job[]; total: number }>(`/jobs?limit=${limit}`),
+        get<Dataset[]>("/datasets"),
+      ]).then(
+        ([j, d]) => {
+          // A change that arrived while the lists loaded is newer than the list: it stays on top.
+          for (const job of j.jobs) jobs.current.set(job.id, { ...job, ...jobs.current.get(job.id) });
+          for (const ds of d) datasets.current.set(ds.id, { ...ds, ...datasets.current.get(ds.id) });
+          failed = false;
+          setTotal(j.total);
+          setLoaded(true);
+          setError(null);
+          changed();
+        },
+        (e) => ((failed = true), setError(asApiError(e))),
+      );
     const stream = follow(
       "/events?from=now",
       0,
@@ -48,19 +68,12 @@ export function useLiveLists(limit = 1000) {
         job: (c) => merge(jobs.current, "/jobs", c),
         dataset: (c) => merge(datasets.current, "/datasets", c),
       },
-      setLive,
+      (isLive) => {
+        setLive(isLive);
+        if (isLive && failed) load(); // the lists failed to load: try again once the server is back
+      },
     );
-    Promise.all([
-      get<{ jobs: Job[]; total: number }>(`/jobs?limit=${limit}`),
-      get<Dataset[]>("/datasets"),
-    ]).then(([j, d]) => {
-      // A change that arrived while the lists loaded is newer than the list: it stays on top.
-      for (const job of j.jobs) jobs.current.set(job.id, { ...job, ...jobs.current.get(job.id) });
-      for (const ds of d) datasets.current.set(ds.id, { ...ds, ...datasets.current.get(ds.id) });
-      setTotal(j.total);
-      setLoaded(true);
-      changed();
-    });
+    load();
     return () => {
       stream.close();
       cancelAnimationFrame(frame);
@@ -69,7 +82,7 @@ export function useLiveLists(limit = 1000) {
 
   const jobList = [...jobs.current.values()].sort((a, b) => b.id - a.id);
   const datasetList = [...datasets.current.values()].sort((a, b) => a.id - b.id);
-  return { jobs: jobList, datasets: datasetList, live, loaded, total, version };
+  return { jobs: jobList, datasets: datasetList, live, loaded, total, version, error };
 }
 
 /** /system every `ms` milliseconds: CPU and GPU load, memory, the pools. */

@@ -160,13 +160,26 @@ export async function startServer(t, flags = []) {
       pages.push(context);
       return page;
     },
+    /** Aborts every running or queued job and waits for them to end. */
+    async abortAll() {
+      const busy = async () =>
+        (await server.api("GET", "/api/v1/jobs?limit=100000")).jobs.filter(
+          (j) => j.state === "running" || j.state === "queued",
+        );
+      for (const job of await busy())
+        await server.api("POST", `/api/v1/jobs/${job.id}/abort`).catch(() => {});
+      await waitFor(async () => (await busy()).length === 0, { what: "every job to end" });
+    },
     async stop() {
       for (const c of pages) await c.close().catch(() => {});
       if (proc.exitCode === null) {
+        // Jobs outlive their server (a restarted one adopts them): end them first, so no
+        // trainer keeps writing into the data dir or runs on into the next test.
+        await server.abortAll().catch((e) => console.log(`# ${e.message}`));
         proc.kill("SIGTERM");
         await new Promise((r) => proc.once("exit", r));
       }
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     },
   };
   t.after(() => server.stop());

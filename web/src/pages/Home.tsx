@@ -5,7 +5,7 @@ import type { Dataset, Job } from "../api";
 import { ago, duration, percent } from "../format";
 import { useLiveLists, useSystem } from "../live";
 import { SystemBar } from "../components/SystemBar";
-import { Card, Loading, Progress, StateBadge } from "../components/ui";
+import { Card, ErrorBox, Loading, Progress, StateBadge } from "../components/ui";
 
 const FILTERS = {
   active: (j: Job) => j.state === "running" || j.state === "queued",
@@ -16,7 +16,7 @@ type Filter = keyof typeof FILTERS;
 const PAGE = 100;
 
 export function HomePage() {
-  const { jobs, datasets, live, loaded, total } = useLiveLists();
+  const { jobs, datasets, live, loaded, total, error } = useLiveLists();
   const system = useSystem();
   const [filter, setFilter] = useState<Filter>("all");
   const [shown, setShown] = useState(PAGE);
@@ -58,7 +58,11 @@ export function HomePage() {
         }
       >
         {!loaded ? (
-          <Loading />
+          error ? (
+            <ErrorBox error={error} />
+          ) : (
+            <Loading />
+          )
         ) : list.length === 0 ? (
           <p class="muted">
             No {filter === "all" ? "" : filter} jobs yet. Make a dataset, then a{" "}
