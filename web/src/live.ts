@@ -51,8 +51,10 @@ export function useLiveLists(limit = 1000) {
       ]).then(
         ([j, d]) => {
           // A change that arrived while the lists loaded is newer than the list: it stays on top.
-          for (const job of j.jobs) jobs.current.set(job.id, { ...job, ...jobs.current.get(job.id) });
-          for (const ds of d) datasets.current.set(ds.id, { ...ds, ...datasets.current.get(ds.id) });
+          for (const job of j.jobs)
+            jobs.current.set(job.id, { ...job, ...jobs.current.get(job.id) });
+          for (const ds of d)
+            datasets.current.set(ds.id, { ...ds, ...datasets.current.get(ds.id) });
           failed = false;
           setTotal(j.total);
           setLoaded(true);
