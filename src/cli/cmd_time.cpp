@@ -141,8 +141,7 @@ int run_time(const std::vector<std::string>& argv) {
   o.eval = false;
   o.recipe = spec.recipe;
   Session s(spec, o);
-  Shape in = s.train_program().graph().value(s.train_net().data).shape;
-  s.feed(synthetic_batch(in, spec.classes, o.seed));
+  s.feed(synthetic_batch(s.train_net(), spec.classes, o.seed));
   Timing t = measure(s, iterations, a.integer("warmup", 5));
   if (a.has("json"))
     std::printf("%s\n", to_json(t, spec.name, o.device.str(), batch, iterations).dump(2).c_str());

@@ -63,17 +63,21 @@ bool wants_help(const std::vector<std::string>& argv, const std::string& text) {
   return false;
 }
 
-Batch synthetic_batch(const Shape& images, int64_t classes, uint64_t seed) {
+Batch synthetic_batch(const BuiltNetwork& net, int64_t classes, uint64_t seed) {
+  const Value &data = net.graph.value(net.data), &label = net.graph.value(net.label);
   Batch b;
-  b.images = Tensor::empty(images, DType::f32);
-  b.labels = Tensor::empty(Shape{images[0]}, DType::i32);
+  b.images = Tensor::empty(data.shape, data.dtype);
+  b.labels = Tensor::empty(label.shape, DType::i32);
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  float* x = b.images.f32();
-  for (int64_t i = 0; i < b.images.numel(); ++i) x[i] = u(rng);
+  for (int64_t i = 0; i < b.images.numel(); ++i)
+    if (data.dtype == DType::i32)  // symbol ids
+      b.images.data_as<int32_t>()[i] = static_cast<int32_t>(rng() % classes);
+    else
+      b.images.f32()[i] = u(rng);
   auto* y = b.labels.data_as<int32_t>();
-  for (int64_t i = 0; i < images[0]; ++i) y[i] = static_cast<int32_t>(rng() % classes);
-  b.count = images[0];
+  for (int64_t i = 0; i < b.labels.numel(); ++i) y[i] = static_cast<int32_t>(rng() % classes);
+  b.count = data.shape[0];
   return b;
 }
 

@@ -21,7 +21,8 @@ OpenOptions open_options(const Args& a);
 // Prints help and returns true when --help or -h is among the arguments.
 bool wants_help(const std::vector<std::string>& argv, const std::string& text);
 
-// A random batch (uniform images in [-1, 1], labels in [0, classes)) for timing.
-Batch synthetic_batch(const Shape& images, int64_t classes, uint64_t seed);
+// A random batch for the network's inputs, for timing: images uniform in [-1, 1] (or symbol
+// ids), labels in [0, classes).
+Batch synthetic_batch(const BuiltNetwork& net, int64_t classes, uint64_t seed);
 
 }  // namespace myelin::cli
