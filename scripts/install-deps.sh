@@ -20,6 +20,7 @@ PACKAGES=(
   chromium                    # the browser tests of the web UI (driven by playwright-core)
   fonts-dejavu-core           # text in the UI's screenshots
   dataset-fashion-mnist       # /usr/share/datasets/fashion-mnist
+  fortunes                    # /usr/share/games/fortunes: the text corpus of the recurrent models
   openmpi-bin libopenmpi-dev  # data-parallel training over MPI (CPU) and rank bootstrap (NCCL)
   slurmctld slurmd slurm-client munge  # myelin serve --scheduler slurm; tests start a one-node cluster
 )

@@ -33,29 +33,42 @@ struct LoaderOptions {
   Transforms transforms;
 };
 
+// One batch. Images: `images` [B, C, H', W'] f32 and `labels` [B] i32. Text: `images` holds the
+// tokens, i32 [B, T], and `labels` their next tokens, i32 [B, T].
 struct Batch {
-  Tensor images;                 // [B, C, H', W'] f32
-  Tensor labels;                 // [B] i32
+  Tensor images;                 // [B, C, H', W'] f32, or text tokens [B, T] i32
+  Tensor labels;                 // [B] i32, or text next tokens [B, T] i32
   int64_t count = 0;             // real examples (== B unless drop_last is false)
   int64_t epoch = 0, index = 0;  // which batch of which epoch
 };
 
-class Loader {
+// Where the trainer's batches come from: images (Loader) or text (TextLoader).
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual void start_epoch(int64_t epoch, int64_t skip_batches = 0) = 0;
+  virtual bool next(Batch& out) = 0;
+  virtual int64_t batches_per_epoch() const = 0;
+  virtual Shape batch_shape() const = 0;
+};
+
+class Loader : public BatchSource {
  public:
   Loader(std::shared_ptr<Dataset> data, LoaderOptions opts);
-  ~Loader();
+  ~Loader() override;
   // Starts the epoch `epoch` (the shuffle order depends on seed and epoch), skipping the first
   // `skip_batches` (for resuming mid-epoch).
-  void start_epoch(int64_t epoch, int64_t skip_batches = 0);
+  void start_epoch(int64_t epoch, int64_t skip_batches = 0) override;
   // The next batch of the epoch; false at its end. Batches are copied into `out`'s tensors,
   // which are allocated only when they are missing or of another shape: pass the same Batch
   // each step and no memory is allocated per batch. A Tensor copy shares memory, so copy the
   // data of a batch you keep across calls. The first call without start_epoch() starts epoch
   // 0. Rethrows the DataError of an example that failed to read (the epoch then goes on).
   // Rows past `count` in a short last batch are zeros with label 0.
-  bool next(Batch& out);
-  int64_t batches_per_epoch() const;  // global batches (each rank gets its share of every one)
-  Shape batch_shape() const;          // [B, C, H', W'] after crop
+  bool next(Batch& out) override;
+  // Global batches (each rank gets its share of every one).
+  int64_t batches_per_epoch() const override;
+  Shape batch_shape() const override;  // [B, C, H', W'] after crop
 
  private:
   struct Impl;
