@@ -147,19 +147,23 @@ std::string EvalResult::report() const {
   return s;
 }
 
-EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names,
+EvalResult evaluate_batches(Session& s, BatchSource& loader, const std::vector<std::string>& names,
                             int worst) {
   auto t0 = std::chrono::steady_clock::now();
   int classes = static_cast<int>(s.spec().classes);
   ClassificationTally tally(classes);
   WorstMistakes mistakes(classes, worst);
+  s.reset_carried_states();  // text: the stream is read from its start, from a zero state
   loader.start_epoch(0);
   Batch b;
   Tensor logits;
   while (loader.next(b)) {
     s.evaluate(b, &logits);
-    tally.add(logits.f32(), b.labels.data_as<int32_t>(), b.count);
-    mistakes.add(logits.f32(), b.labels.data_as<int32_t>(), b.count, b.index * b.images.shape()[0]);
+    // Text batches label every step: a row of logits per label.
+    const int64_t labels = b.labels.numel() / b.labels.shape()[0];
+    tally.add(logits.f32(), b.labels.data_as<int32_t>(), b.count * labels);
+    mistakes.add(logits.f32(), b.labels.data_as<int32_t>(), b.count * labels,
+                 b.index * b.labels.numel());
   }
   EvalResult r;
   r.examples = tally.examples();

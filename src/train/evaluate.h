@@ -45,7 +45,7 @@ struct EvalResult {
 // Every batch of `loader` (started at epoch 0, unshuffled) through the session's inference
 // program; a short last batch counts only its real rows. Keeps the `worst` most confident
 // mistakes.
-EvalResult evaluate_batches(Session& s, Loader& loader, const std::vector<std::string>& names,
+EvalResult evaluate_batches(Session& s, BatchSource& loader, const std::vector<std::string>& names,
                             int worst = 20);
 
 struct EvalOptions {

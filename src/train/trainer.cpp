@@ -15,8 +15,10 @@
 
 #include "data/dataset_util.h"
 #include "data/loader.h"
+#include "data/text.h"
 #include "dist/communicator.h"
 #include "dist/watchdog.h"
+#include "model/adapt.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
@@ -133,6 +135,8 @@ class Trainer {
  private:
   void resolve_inputs();
   void open_data();
+  void fit_text_dataset();
+  void open_text_data();
   void build_session();
   void add_eval_program();
   void init_state();
@@ -183,9 +187,12 @@ class Trainer {
   uint64_t seed_ = 1;
   int64_t train_limit_ = 0, test_limit_ = 0;
   std::shared_ptr<Dataset> train_data_, test_data_;
+  std::optional<TextCorpus> text_;  // a text dataset, read while resolving the network
+  std::string data_description_;
+  int64_t train_examples_ = 0, test_examples_ = 0;  // text: tokens
   std::vector<std::string> class_names_;
   std::unique_ptr<Session> session_;
-  std::unique_ptr<Loader> train_loader_, test_loader_;
+  std::unique_ptr<BatchSource> train_loader_, test_loader_;
   int64_t bpe_ = 0, max_iter_ = 0, eval_every_ = 0, snapshot_every_ = 0, log_every_ = 0;
   TrainerState st_;
   std::unique_ptr<MetricsLog> log_;
@@ -228,9 +235,53 @@ void Trainer::resolve_inputs() {
   data_spec_ = !o_.data.empty() ? o_.data : string_field(prev_options_, "data", "fashion-mnist");
   train_limit_ = o_.train_limit > 0 ? o_.train_limit : int_field(prev_options_, "train_limit", 0);
   test_limit_ = o_.test_limit > 0 ? o_.test_limit : int_field(prev_options_, "test_limit", 0);
+  fit_text_dataset();
+}
+
+// A text dataset sizes a new network's vocabulary (the embedding and the scores) to its own; a
+// resumed or fine-tuned network must already have it.
+void Trainer::fit_text_dataset() {
+  if (!is_text_dataset(data_spec_)) return;
+  if (spec_.input_type != "tokens")
+    throw UsageError("dataset '" + data_spec_ + "' is text: it trains networks with input_type: " +
+                     "tokens (such as --model char-lstm), and '" + spec_.name +
+                     "' reads images");
+  text_ = load_text_dataset(data_spec_);
+  const auto symbols = static_cast<int64_t>(text_->vocabulary.size());
+  if (symbols == spec_.classes) return;
+  if (resume_ || !o_.weights.empty())
+    throw UsageError("dataset '" + data_spec_ + "' has " + std::to_string(symbols) +
+                     " symbols but the network's weights score " + std::to_string(spec_.classes) +
+                     ": a model trained on one vocabulary cannot read another");
+  spec_ = adapt_network(spec_, spec_.input, symbols);
+}
+
+// Contiguous streams of the training and validation text (see TextLoader), each rank its rows.
+void Trainer::open_text_data() {
+  const int64_t steps = spec_.input[0];
+  auto train = std::make_shared<std::vector<int32_t>>(std::move(text_->train));
+  if (train_limit_ > 0 && train_limit_ < static_cast<int64_t>(train->size()))
+    train->resize(static_cast<size_t>(train_limit_));
+  train_loader_ =
+      std::make_unique<TextLoader>(train, recipe_.batch, steps, world_.rank, world_.size);
+  bpe_ = train_loader_->batches_per_epoch();
+  auto test = std::make_shared<std::vector<int32_t>>(std::move(text_->validation));
+  if (test_limit_ > 0 && test_limit_ < static_cast<int64_t>(test->size()))
+    test->resize(static_cast<size_t>(test_limit_));
+  const int64_t rows = (static_cast<int64_t>(test->size()) - 1) / (steps * world_.size);
+  if (rows >= 1)
+    test_loader_ = std::make_unique<TextLoader>(test, std::min(o_.eval_batch, rows), steps,
+                                                world_.rank, world_.size);
+  for (const std::string& symbol : text_->vocabulary) class_names_.push_back(escape_text(symbol));
+  train_examples_ = static_cast<int64_t>(train->size());
+  test_examples_ = test_loader_ ? static_cast<int64_t>(test->size()) : 0;
+  data_description_ = "text (" + text_->level + "): " + std::to_string(train_examples_) +
+                      " training and " + std::to_string(test_examples_) +
+                      " validation tokens, " + std::to_string(class_names_.size()) + " symbols";
 }
 
 void Trainer::open_data() {
+  if (text_) return open_text_data();
   DatasetSplits splits = open_dataset(data_spec_, o_.open);
   train_data_ = first_n(splits.train, train_limit_, data_spec_ + " train");
   test_data_ = first_n(splits.test, test_limit_, data_spec_ + " test");
@@ -261,6 +312,9 @@ void Trainer::open_data() {
     lo.shuffle = lo.training = lo.drop_last = false;  // each rank tests its share
     test_loader_ = std::make_unique<Loader>(test_data_, lo);
   }
+  data_description_ = train_data_->describe();
+  train_examples_ = train_data_->size();
+  test_examples_ = test_data_ ? test_data_->size() : 0;
 }
 
 // The training program only: build_session runs while open_data loads the data, and the
@@ -346,8 +400,7 @@ void Trainer::reduce_eval(EvalResult& r) {
 }
 
 void Trainer::add_eval_program() {
-  session_->add_eval(test_data_ ? std::max<int64_t>(1, std::min(o_.eval_batch, test_data_->size()))
-                                : recipe_.batch);
+  session_->add_eval(test_loader_ ? test_loader_->batch_shape()[0] : recipe_.batch);
 }
 
 void Trainer::init_state() {
@@ -397,9 +450,9 @@ void Trainer::open_metrics() {
   log_->write({{"event", resume_ ? "resume" : "start"},
                {"iter", st_.iteration},
                {"network", spec_.name},
-               {"dataset", train_data_->describe()},
-               {"train_examples", train_data_->size()},
-               {"test_examples", test_data_ ? test_data_->size() : 0},
+               {"dataset", data_description_},
+               {"train_examples", train_examples_},
+               {"test_examples", test_examples_},
                {"device", o_.device},
                {"batch", recipe_.batch},
                {"world_size", ranks()},
@@ -420,21 +473,25 @@ void Trainer::open_metrics() {
                 "%s %s on %s (%lld training, %lld test examples): %lld iterations of batch %lld "
                 "(%lld per epoch) on %s, from iteration %lld",
                 resume_ ? "resuming" : "training", spec_.name.c_str(), data_spec_.c_str(),
-                static_cast<long long>(train_data_->size()),
-                static_cast<long long>(test_data_ ? test_data_->size() : 0),
+                static_cast<long long>(train_examples_),
+                static_cast<long long>(test_examples_),
                 static_cast<long long>(max_iter_), static_cast<long long>(recipe_.batch),
                 static_cast<long long>(bpe_ / recipe_.accumulate), where.c_str(),
                 static_cast<long long>(st_.iteration));
   progress_->line(line);
 }
 
+// Recurrent layers that carry their state start each epoch from zero (text: the streams start
+// over); a run resumed mid-epoch goes on from the checkpoint's state.
 void Trainer::loop() {
+  if (st_.batch_in_epoch == 0) session_->reset_carried_states();
   train_loader_->start_epoch(st_.epoch, st_.batch_in_epoch);
   Batch b;
   while (st_.iteration < max_iter_) {
     if (!train_loader_->next(b)) {
       ++st_.epoch;
       st_.batch_in_epoch = 0;
+      session_->reset_carried_states();
       train_loader_->start_epoch(st_.epoch);
       continue;
     }
@@ -553,14 +610,12 @@ void Trainer::write_train_event() {
   double ips = window_.seconds > 0
                    ? static_cast<double>(window_.batches * recipe_.batch) / window_.seconds
                    : 0;
-  log_->write({{"event", "train"},
-               {"iter", st_.iteration},
-               {"epoch", epoch()},
-               {"loss", window_.mean_loss()},
-               {"top1", window_.mean_top1()},
-               {"lr", lr_},
-               {"images_per_second", ips},
-               {"eta_seconds", eta}});
+  json event = {{"event", "train"},       {"iter", st_.iteration},
+                {"epoch", epoch()},         {"loss", window_.mean_loss()},
+                {"top1", window_.mean_top1()}, {"lr", lr_},
+                {"images_per_second", ips}, {"eta_seconds", eta}};
+  if (text_) event["tokens_per_second"] = ips * static_cast<double>(spec_.input[0]);
+  log_->write(event);
   window_ = {};
 }
 
@@ -571,19 +626,24 @@ void Trainer::test_pass() {
   if (watchdog_) watchdog_->resume();
   last_eval_seconds_ = r.seconds;
   if (r.top1 > st_.best_top1) st_.best_top1 = r.top1, st_.best_iter = st_.iteration;
-  log_->write({{"event", "test"},
-               {"iter", st_.iteration},
-               {"epoch", epoch()},
-               {"loss", r.loss},
-               {"top1", r.top1},
-               {"top5", r.top5},
-               {"examples", r.examples},
-               {"seconds", r.seconds}});
+  json event = {{"event", "test"}, {"iter", st_.iteration}, {"epoch", epoch()},
+                {"loss", r.loss},   {"top1", r.top1},        {"top5", r.top5},
+                {"examples", r.examples}, {"seconds", r.seconds}};
+  // Text: the loss in bits per symbol (per character at char level), the usual yardstick.
+  if (text_) event["bits_per_symbol"] = r.loss / std::log(2.0);
+  log_->write(event);
   char line[200];
-  std::snprintf(line, sizeof line,
-                "iter %lld  test: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)",
-                static_cast<long long>(st_.iteration), r.loss, r.top1 * 100, r.top5 * 100,
-                static_cast<long long>(r.examples));
+  if (text_)
+    std::snprintf(line, sizeof line,
+                  "iter %lld  validation: loss %.4f  %.3f bits per symbol  top-1 %.2f%%  (%lld "
+                  "tokens)",
+                  static_cast<long long>(st_.iteration), r.loss, r.loss / std::log(2.0),
+                  r.top1 * 100, static_cast<long long>(r.examples));
+  else
+    std::snprintf(line, sizeof line,
+                  "iter %lld  test: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)",
+                  static_cast<long long>(st_.iteration), r.loss, r.top1 * 100, r.top5 * 100,
+                  static_cast<long long>(r.examples));
   progress_->line(line);
   last_test_ = std::move(r);
   last_test_iter_ = st_.iteration;
