@@ -72,7 +72,10 @@ void restore_checkpoint(Session& s, const Checkpoint& c, const std::string& snap
       const Tensor* t = file.find(n);
       // Accumulation buffers are zero between updates, where snapshots are taken; a run resumed
       // under fp16 from one without loss scaling starts its scale afresh.
-      if (!t && (optional || n.ends_with(".acc") || n.starts_with("loss_scale"))) continue;
+      // A carried state of another batch size starts from zero.
+      if (!t && (optional || n.ends_with(".acc") || n.starts_with("loss_scale") ||
+                 Session::is_carried_state(n)))
+        continue;
       if (!t) {
         problems.push_back("'" + n + "' is missing");
         continue;
@@ -114,8 +117,9 @@ WeightsReport load_weights(Session& s, const std::string& path, bool require_all
   WeightsReport r;
   r.path = resolve_weights_path(path);
   TensorFile file = read_safetensors(r.path);
-  std::vector<std::string> targets = s.param_names(), states = s.state_names();
-  targets.insert(targets.end(), states.begin(), states.end());
+  std::vector<std::string> targets = s.param_names();
+  for (const std::string& n : s.state_names())
+    if (!Session::is_carried_state(n)) targets.push_back(n);
   std::vector<std::string> mismatches;
   std::vector<std::pair<std::string, Tensor>> writes;
   for (const std::string& n : targets) {
@@ -131,7 +135,7 @@ WeightsReport load_weights(Session& s, const std::string& path, bool require_all
       writes.push_back({n, converted}), r.loaded.push_back(n);
   }
   for (const NamedTensor& t : file.tensors)
-    if (!s.has(t.name)) r.unused.push_back(t.name);
+    if (!s.has(t.name) && !Session::is_carried_state(t.name)) r.unused.push_back(t.name);
   if (!mismatches.empty())
     throw DataError(r.path, -1,
                     "weights do not fit network '" + s.spec().name + "': " + join(mismatches) +

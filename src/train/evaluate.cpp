@@ -186,16 +186,6 @@ std::string metadata_of(const std::string& weights, const std::string& key) {
   return it == f.metadata.end() ? std::string() : it->second;
 }
 
-std::vector<std::string> class_names_from(const std::string& weights, int classes) {
-  std::string text = metadata_of(weights, "class_names");
-  json j = json::parse(text, nullptr, false);
-  std::vector<std::string> names;
-  if (j.is_array())
-    for (const json& n : j)
-      if (n.is_string()) names.push_back(n.get<std::string>());
-  if (static_cast<int>(names.size()) != classes) names = data::numbered_classes(classes);
-  return names;
-}
 
 // Decodes images and makes them the network's input, reusing its buffers from one to the next.
 class ImagePreparer {
@@ -361,6 +351,17 @@ void prepare_image(const NetworkSpec& spec, const std::string& resize_mode, cons
                    const std::vector<uint8_t>& encoded, float* out) {
   ImagePreparer prepare(spec, resize_mode);
   prepare(name, encoded.data(), encoded.size(), out);
+}
+
+std::vector<std::string> class_names_from(const std::string& weights, int classes) {
+  std::string text = metadata_of(weights, "class_names");
+  json j = json::parse(text, nullptr, false);
+  std::vector<std::string> names;
+  if (j.is_array())
+    for (const json& n : j)
+      if (n.is_string()) names.push_back(n.get<std::string>());
+  if (static_cast<int>(names.size()) != classes) names = data::numbered_classes(classes);
+  return names;
 }
 
 }  // namespace myelin

@@ -106,6 +106,9 @@ void prepare_image(const NetworkSpec& spec, const std::string& resize_mode, cons
 std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::string& device,
                                            int threads, const std::string& precision, int64_t batch,
                                            const std::string& weights);
+// The class names kept in the weights' metadata (a text network's: its vocabulary), or "0", "1",
+// ... when it holds none for `classes` classes.
+std::vector<std::string> class_names_from(const std::string& weights, int classes);
 // The network named by a spec, a model name, or else the weights' metadata.
 NetworkSpec resolve_spec(const std::optional<NetworkSpec>& spec, const std::string& model,
                          const std::string& weights);

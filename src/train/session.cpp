@@ -247,7 +247,7 @@ void Session::bind_persistent(Program& p) {
 
 void Session::reset_carried_states() {
   for (const std::string& name : states_)
-    if (name.find(".carry.") != std::string::npos) {
+    if (is_carried_state(name)) {
       const Tensor& t = persistent_.at(name).device;
       backend_->fill_zero(t.data(), t.nbytes());
     }

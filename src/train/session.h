@@ -95,6 +95,11 @@ class Session {
   // Zeroes the states recurrent layers carry from batch to batch (layers with carry_state): at
   // the start of each epoch, and of each pass over the test set.
   void reset_carried_states();
+  // A state carried from batch to batch (named LAYER.carry.*): saved in checkpoints, so a resumed
+  // run goes on exactly, but not a trained weight: loading weights leaves it zero.
+  static bool is_carried_state(const std::string& name) {
+    return name.find(".carry.") != std::string::npos;
+  }
   // Forward and backward on the fed batch (gradients accumulate when recipe.accumulate > 1).
   void forward_backward(uint64_t step);
   // Applies the optimizer update with these hyper-parameters.

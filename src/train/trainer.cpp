@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "data/dataset_util.h"
+#include "data/io.h"
 #include "data/loader.h"
 #include "data/text.h"
 #include "dist/communicator.h"
@@ -254,6 +255,17 @@ void Trainer::fit_text_dataset() {
                      " symbols but the network's weights score " + std::to_string(spec_.classes) +
                      ": a model trained on one vocabulary cannot read another");
   spec_ = adapt_network(spec_, spec_.input, symbols);
+  // The fitted network is this run's own: kept beside it, named in its checkpoints and weights,
+  // so resuming, testing and sampling find it.
+  fs::path file = fs::absolute(fs::path(o_.out_dir) / "network.yaml");
+  if (world_.is_root()) {
+    fs::create_directories(file.parent_path());
+    data::AtomicFile out(file.string());
+    std::string text = write_network(spec_);
+    out.write(text.data(), text.size());
+    out.commit();
+  }
+  model_ = file.string();
 }
 
 // Contiguous streams of the training and validation text (see TextLoader), each rank its rows.
@@ -272,7 +284,7 @@ void Trainer::open_text_data() {
   if (rows >= 1)
     test_loader_ = std::make_unique<TextLoader>(test, std::min(o_.eval_batch, rows), steps,
                                                 world_.rank, world_.size);
-  for (const std::string& symbol : text_->vocabulary) class_names_.push_back(escape_text(symbol));
+  class_names_ = text_->vocabulary;  // the symbols themselves: `myelin sample` decodes with them
   train_examples_ = static_cast<int64_t>(train->size());
   test_examples_ = test_loader_ ? static_cast<int64_t>(test->size()) : 0;
   data_description_ = "text (" + text_->level + "): " + std::to_string(train_examples_) +
