@@ -28,9 +28,9 @@
 
 #include "core/error.h"
 #include "core/executor.h"
+#include "core/op_registry.h"
 #include "dist/communicator.h"
 #include "dist/launch.h"
-#include "ops/flops.h"
 #include "train/session.h"
 
 using namespace myelin;
@@ -207,7 +207,7 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
     double ms = time_ms(b, 1, opt.iters, eager_step);
     r.loss_last = s.last_stats().loss;
     double flops = 0;
-    for (const Node& n : p.graph().nodes()) flops += node_flops(p.graph(), n);
+    for (const Node& n : p.graph().nodes()) flops += op_flops(p.graph(), n);
     r.step_ms = ms;
     r.images_per_s = r.eager_images_per_s = 1000.0 * batch / ms;
     r.tflops = flops / (ms * 1e-3) / 1e12;
@@ -228,7 +228,7 @@ Row measure(const NetworkSpec& spec, const Options& opt, const std::string& prec
                          : time_ms(b, 3, opt.iters, eager_step);
   r.loss_last = s.last_stats().loss;
   double flops = 0;
-  for (const Node& n : p.graph().nodes()) flops += node_flops(p.graph(), n);
+  for (const Node& n : p.graph().nodes()) flops += op_flops(p.graph(), n);
   r.step_ms = ms;
   r.images_per_s = 1000.0 * batch / ms;
   r.tflops = flops / (ms * 1e-3) / 1e12;

@@ -1,7 +1,7 @@
 // LeNet training step on the CPU engine, timed per node: the kernels' side of `myelin time`.
 // usage: lenet_kernels [batch=64] [iters=100] [threads=2]
 // Prints the step time and images/s (whole step with SGD+momentum update), then per node the
-// median milliseconds and GFLOP/s of the convolutions and matrix products.
+// minimum and median milliseconds and, where it does arithmetic, its GFLOP/s (op_flops).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +12,7 @@
 #include "core/autodiff.h"
 #include "core/backend.h"
 #include "core/executor.h"
+#include "core/op_registry.h"
 
 using namespace myelin;
 
@@ -56,25 +57,6 @@ Lenet build(int64_t batch) {
               {"lr_mult", ones},
               {"decay_mult", ones}});
   return n;
-}
-
-// FLOPs of the nodes whose GFLOP/s are worth reporting (multiply-add = 2).
-double node_flops(const Graph& g, const Node& n) {
-  auto sh = [&](int i, bool out = false) {
-    return g.value(out ? n.outputs[i] : n.inputs[i]).shape;
-  };
-  if (n.op == "conv2d" || n.op == "conv2d_grad_input" || n.op == "conv2d_grad_weight") {
-    Shape y = n.op == "conv2d" ? sh(0, true) : sh(0);
-    Shape w = n.op == "conv2d_grad_weight" ? sh(0, true) : sh(1);
-    return 2.0 * y.numel() * w[1] * w[2] * w[3];
-  }
-  if (n.op == "inner_product") return 2.0 * sh(0, true).numel() * sh(1)[1];
-  if (n.op == "matmul") {
-    Shape a = sh(0);
-    int64_t k = n.attrs.i("trans_a", 0) ? a[0] : a[1];
-    return 2.0 * sh(0, true).numel() * k;
-  }
-  return 0;
 }
 
 void fill(const Tensor& t, std::mt19937& rng, double scale) {
@@ -140,7 +122,7 @@ int main(int argc, char** argv) {
     double ms = per[i][per[i].size() / 2];
     total += ms;
     total_min += per[i][0];
-    double f = node_flops(prog.graph(), n);
+    double f = op_flops(prog.graph(), n);
     std::printf("%-28s %-10s %9.3f %9.3f", n.op.c_str(), n.name.c_str(), per[i][0], ms);
     if (f > 0) std::printf(" %9.1f", f / per[i][0] / 1e6);
     std::printf("\n");

@@ -1,5 +1,7 @@
-// The graph IR, autodiff and the memory planner.
+// The graph IR, autodiff, the memory planner and the ops' FLOP rules.
 #include <gtest/gtest.h>
+
+#include <map>
 
 #include "core/autodiff.h"
 #include "core/error.h"
@@ -48,6 +50,45 @@ TEST(Autodiff, GivesEveryParameterAGradientOfItsShape) {
   for (auto [p, dp] : grads) EXPECT_EQ(g.value(p).shape, g.value(dp).shape) << g.value(p).name;
   for (const Node& n : g.nodes())
     if (n.op == "conv2d_grad_input") ADD_FAILURE() << "no gradient is needed for the input data";
+}
+
+// Each op's FLOPs by hand from its shapes: a multiply-add counts 2, a bias add 1 per output.
+TEST(OpFlops, FollowTheOpsRules) {
+  Graph g(true);
+  ValueId x = g.input("data", Shape{2, 4, 9, 9});
+  ValueId w = g.param("conv.weight", Shape{6, 2, 3, 3}, {"xavier"});
+  ValueId b = g.param("conv.bias", Shape{6}, {});
+  Attrs conv{{"stride", int64_t{2}}, {"groups", int64_t{2}}};
+  ValueId y = g.add1("conv2d", "conv", {x, w, b}, conv);  // [2, 6, 4, 4]
+  ValueId r = g.add1("relu", "relu", {y});
+  ValueId p = g.add1("max_pool2d", "pool", {r}, Attrs{{"kernel", int64_t{2}}});  // [2, 6, 2, 2]
+  ValueId f = g.add1("flatten", "flat", {p});
+  ValueId fw = g.param("fc.weight", Shape{5, 24}, {"xavier"});
+  ValueId fb = g.param("fc.bias", Shape{5}, {});
+  ValueId logits = g.add1("inner_product", "fc", {f, fw, fb});
+  ValueId labels = g.input("label", Shape{2}, DType::i32);
+  ValueId loss = g.add1("softmax_cross_entropy", "loss", {logits, labels});
+  differentiate(g, loss, g.params());
+  std::map<std::string, double> by_op;
+  for (const Node& n : g.nodes()) by_op[n.op] += op_flops(g, n);
+  const double taps = 2 * 3 * 3, conv_out = 2 * 6 * 4 * 4;
+  EXPECT_EQ(by_op["conv2d"], conv_out * (2 * taps + 1));
+  EXPECT_EQ(by_op["conv2d_grad_weight"], conv_out * 2 * taps);
+  EXPECT_EQ(by_op.count("conv2d_grad_input"), 0u);  // the data needs no gradient
+  EXPECT_EQ(by_op["activation"], conv_out);         // the elementwise default
+  EXPECT_EQ(by_op["max_pool2d"], 2 * 6 * 2 * 2 * 4.0);
+  EXPECT_EQ(by_op["max_pool2d_grad"], 2 * 6 * 2 * 2 * 4.0);
+  EXPECT_EQ(by_op["inner_product"], 2 * 5 * (2 * 24 + 1.0));
+  EXPECT_EQ(by_op["bias_grad"], conv_out + 2 * 5);  // an add per element of dy
+  EXPECT_EQ(by_op["reshape"], 0);                   // a view
+  EXPECT_EQ(by_op["softmax_cross_entropy"], 3 * 2 * 5.0);
+  // The inner product's gradients are matrix products, each 2 * 24 * 5 multiply-adds:
+  // dx[2, 24] = dy[2, 5] w[5, 24] and dw[5, 24] = dy^T x[2, 24].
+  EXPECT_EQ(by_op["matmul"], 2 * (2 * 2 * 24 * 5.0));
+  // A ReLU folded into its producer still counts.
+  Node fused = g.nodes()[0];
+  fused.attrs.set("post", std::string("relu"));
+  EXPECT_EQ(op_flops(g, fused), conv_out * (2 * taps + 2));
 }
 
 TEST(Planner, ReusesMemoryOfDeadValues) {

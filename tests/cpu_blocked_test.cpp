@@ -1,13 +1,14 @@
 // The CPU engine's blocked activations (CpuBackend::choose_storage): a training step of small
 // AlexNet- and ResNet-like graphs with activations kept nChw16c between oneDNN's kernels gives the
-// loss, outputs and every gradient of the same step with MYELIN_CPU_BLOCKED=0; and the plan
-// blocks exactly the values between kernels that take the layout.
+// loss, outputs and every gradient of the same step with MYELIN_CPU_BLOCKED=0; the plan blocks
+// exactly the values between kernels that take the layout; and the kernels register what they take.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <set>
 #include <string>
 
+#include "core/backend.h"
 #include "support/step_compare.h"
 
 using namespace myelin;
@@ -150,4 +151,27 @@ TEST(CpuBlocked, KeptValuesAndPlainConvolutionsStayPlain) {
   StepResult gemm = run(alexnet_like(true), true);
   unsetenv("MYELIN_CPU_LAYOUT");
   EXPECT_TRUE(blocked_values(gemm.graph).empty());
+}
+
+// Each kernel states where it is registered which operands take nchw16c: a convolution for the
+// nodes on oneDNN's blocked kernels, each operand on its own; an elementwise kernel for every node,
+// only all alike; softmax, batch norm, dropout, inner products and bias_add never.
+TEST(CpuBlocked, KernelsRegisterTheLayoutTheyTake) {
+  const KernelStorage* conv = kernel_storage("conv2d", DeviceKind::cpu);
+  ASSERT_TRUE(conv && conv->layout);
+  EXPECT_TRUE(conv->layout->when);
+  EXPECT_EQ(conv->layout->slots.in, std::vector<int>{0});
+  EXPECT_EQ(conv->layout->slots.out, std::vector<int>{0});
+  EXPECT_FALSE(conv->layout->slots.tied);
+  EXPECT_FALSE(conv->half);
+  const KernelStorage* add = kernel_storage("add", DeviceKind::cpu);
+  ASSERT_TRUE(add && add->layout);
+  EXPECT_FALSE(add->layout->when);
+  EXPECT_TRUE(add->layout->slots.tied);
+  for (const char* op : {"softmax", "batch_norm", "dropout", "inner_product", "bias_add"}) {
+    const KernelStorage* s = kernel_storage(op, DeviceKind::cpu);
+    ASSERT_NE(s, nullptr) << op;
+    EXPECT_FALSE(s->layout) << op;
+  }
+  EXPECT_EQ(kernel_storage("no_such_op", DeviceKind::cpu), nullptr);
 }

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/autodiff.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/executor.h"
 #include "cuda/cuda_backend.h"
@@ -433,6 +434,35 @@ TEST(CudaStorage, ConvolutionActivationsAreChannelsLast) {
   Graph f = r.graph;
   cuda::plan_storage(f, cuda::Precision::tf32, true, true);
   for (const Value& v : f.values()) EXPECT_EQ(v.layout, Layout::nchw) << v.name;
+}
+
+// Each CUDA kernel states where it is registered what storage it takes (no device needed):
+// convolutions NHWC and 16 bits in each operand on its own; LRN both only all alike, 16 bits for
+// the window sizes its kernels have; mul NHWC but fp32; batch norm and softmax neither.
+TEST(CudaStorage, KernelsRegisterTheStorageTheyTake) {
+  const KernelStorage* conv = kernel_storage("conv2d", DeviceKind::cuda);
+  ASSERT_TRUE(conv && conv->layout && conv->half);
+  EXPECT_FALSE(conv->layout->slots.tied);
+  EXPECT_EQ(conv->half->slots.in, std::vector<int>{0});
+  const KernelStorage* lrn = kernel_storage("lrn", DeviceKind::cuda);
+  ASSERT_TRUE(lrn && lrn->layout && lrn->half);
+  EXPECT_TRUE(lrn->layout->slots.tied);
+  EXPECT_TRUE(lrn->half->slots.tied);
+  Graph g;
+  ValueId x = g.input("x", Shape{2, 8, 5, 5});
+  g.add1("lrn", "norm5", {x}, Attrs{{"size", int64_t{5}}});
+  g.add1("lrn", "norm7", {x}, Attrs{{"size", int64_t{7}}});
+  EXPECT_NE(lrn->half->slots_for(g.nodes()[0], g), nullptr);
+  EXPECT_EQ(lrn->half->slots_for(g.nodes()[1], g), nullptr);
+  EXPECT_NE(lrn->layout->slots_for(g.nodes()[1], g), nullptr);
+  const KernelStorage* mul = kernel_storage("mul", DeviceKind::cuda);
+  ASSERT_TRUE(mul && mul->layout);
+  EXPECT_FALSE(mul->half);
+  for (const char* op : {"batch_norm", "softmax"}) {
+    const KernelStorage* s = kernel_storage(op, DeviceKind::cuda);
+    ASSERT_NE(s, nullptr) << op;
+    EXPECT_FALSE(s->layout || s->half) << op;
+  }
 }
 
 // The CUDA engine's fusions (no device needed): conv1's ReLU runs in conv1, and its gradient in

@@ -5,9 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/autodiff.h"
 #include "core/error.h"
+#include "core/op_registry.h"
 #include "model/network.h"
 
 using namespace myelin;
@@ -216,6 +218,28 @@ TEST(StandardNetworks, CostsArePerExample) {
   std::string table = describe_network(load_network("lenet"));
   EXPECT_NE(table.find("conv2"), std::string::npos) << table;
   EXPECT_NE(table.find("431080"), std::string::npos) << table;
+}
+
+// The layer table counts each layer's nodes by their ops' rules (op_flops): LeNet's conv1 and ip1
+// by hand, and the table's total is the inference graph's layers' sum.
+TEST(StandardNetworks, CostsAreTheOpsFlops) {
+  NetworkSpec spec = load_network("lenet");
+  NetworkCost c = network_cost(spec);
+  auto layer = [&](const std::string& name) {
+    for (const LayerCost& l : c.layers)
+      if (l.name == name) return l;
+    ADD_FAILURE() << "no layer " << name;
+    return LayerCost{};
+  };
+  // conv1: 20 maps of 24x24 from 1x5x5 taps, plus the bias; ip1: 500 outputs of 800 inputs.
+  EXPECT_EQ(layer("conv1").flops, 20 * 24 * 24 * (2 * 1 * 5 * 5 + 1));
+  EXPECT_EQ(layer("ip1").flops, 500 * (2 * 800 + 1));
+  BuiltNetwork net = build_network(spec, 1, false);
+  std::set<std::string> layers(net.layer_names.begin(), net.layer_names.end());
+  double sum = 0;
+  for (const Node& n : net.graph.nodes())
+    if (layers.count(n.name)) sum += op_flops(net.graph, n);
+  EXPECT_EQ(static_cast<double>(c.flops), sum);
 }
 
 TEST(StandardNetworks, SurviveAWriteReadRoundTrip) {

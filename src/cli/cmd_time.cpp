@@ -7,7 +7,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
-#include "ops/flops.h"
+#include "core/op_registry.h"
 
 namespace myelin::cli {
 
@@ -63,16 +63,23 @@ Timing measure(Session& s, int64_t iterations, int64_t warmup) {
   Timing t;
   int fwd = s.forward_end(), bwd = s.backward_end(), all = static_cast<int>(g.nodes().size());
   t.step_ms = average_ms(s, iterations, step);
-  t.forward_ms = average_ms(s, iterations, [&](int64_t i) { p.run_range({1, uint64_t(i)}, 0, fwd); });
-  t.backward_ms = average_ms(s, iterations, [&](int64_t i) { p.run_range({1, uint64_t(i)}, fwd, bwd); });
-  t.update_ms = average_ms(s, iterations, [&](int64_t i) { p.run_range({1, uint64_t(i)}, bwd, all); });
+  t.forward_ms = average_ms(s, iterations, [&](int64_t i) {
+    p.run_range({1, uint64_t(i)}, 0, fwd);
+  });
+  t.backward_ms = average_ms(s, iterations, [&](int64_t i) {
+    p.run_range({1, uint64_t(i)}, fwd, bwd);
+  });
+  t.update_ms = average_ms(s, iterations, [&](int64_t i) {
+    p.run_range({1, uint64_t(i)}, bwd, all);
+  });
   for (int64_t i = 0; i < iterations; ++i)
     p.run_profiled({1, uint64_t(i)}, [&](int node, double ms) {
       const Node& n = g.nodes()[node];
       if (!t.layers.count(n.name)) t.order.push_back(n.name);
       LayerTime& l = t.layers[n.name];
-      (n.phase == Phase::forward ? l.forward_ms : l.backward_ms) += ms / static_cast<double>(iterations);
-      if (i == 0) l.flops += node_flops(g, n);
+      (n.phase == Phase::forward ? l.forward_ms : l.backward_ms) +=
+          ms / static_cast<double>(iterations);
+      if (i == 0) l.flops += op_flops(g, n);
     });
   for (auto& [name, l] : t.layers) t.step_flops += l.flops;
   return t;
@@ -100,7 +107,9 @@ nlohmann::json to_json(const Timing& t, const std::string& model, const std::str
   nlohmann::json layers = nlohmann::json::array();
   for (const std::string& name : t.order) {
     const LayerTime& l = t.layers.at(name);
-    layers.push_back({{"name", name}, {"forward_ms", l.forward_ms}, {"backward_ms", l.backward_ms},
+    layers.push_back({{"name", name},
+                      {"forward_ms", l.forward_ms},
+                      {"backward_ms", l.backward_ms},
                       {"gflop", l.flops / 1e9}});
   }
   return {{"model", model},
@@ -150,8 +159,8 @@ int run_time(const std::vector<std::string>& argv) {
   return 0;
 }
 
-const bool registered = register_command(
-    {"time", "time forward, backward and the training step per layer", run_time});
+const bool registered =
+    register_command({"time", "time forward, backward and the training step per layer", run_time});
 
 }  // namespace
 

@@ -10,8 +10,13 @@ namespace myelin {
 
 namespace {
 
-std::map<std::pair<std::string, DeviceKind>, KernelFactory>& kernels() {
-  static std::map<std::pair<std::string, DeviceKind>, KernelFactory> k;
+struct KernelEntry {
+  KernelFactory factory;
+  KernelStorage storage;
+};
+
+std::map<std::pair<std::string, DeviceKind>, KernelEntry>& kernels() {
+  static std::map<std::pair<std::string, DeviceKind>, KernelEntry> k;
   return k;
 }
 
@@ -54,20 +59,36 @@ std::shared_ptr<Buffer> shared_buffer(const KernelSpec& spec, int64_t key, size_
   return buffer;
 }
 
-void register_kernel(const std::string& op, DeviceKind device, KernelFactory f) {
-  if (!kernels().emplace(std::pair{op, device}, std::move(f)).second)
+const OperandSlots* StorageRule::slots_for(const Node& n, const Graph& g) const {
+  return !when || when(n, g) ? &slots : nullptr;
+}
+
+void register_kernel(const std::string& op, DeviceKind device, KernelFactory f,
+                     KernelStorage storage) {
+  if (!kernels()
+           .emplace(std::pair{op, device}, KernelEntry{std::move(f), std::move(storage)})
+           .second)
     throw Error("kernel for " + op + " on " + kind_name(device) + " registered twice");
 }
 
-void register_kernel_fn(const std::string& op, DeviceKind device, KernelFn fn) {
-  register_kernel(op, device, [fn](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-    return std::make_unique<FnKernel>(fn, s.node);
-  });
+void register_kernel_fn(const std::string& op, DeviceKind device, KernelFn fn,
+                        KernelStorage storage) {
+  register_kernel(
+      op, device,
+      [fn](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+        return std::make_unique<FnKernel>(fn, s.node);
+      },
+      std::move(storage));
 }
 
 const KernelFactory* find_kernel(const std::string& op, DeviceKind device) {
   auto it = kernels().find({op, device});
-  return it == kernels().end() ? nullptr : &it->second;
+  return it == kernels().end() ? nullptr : &it->second.factory;
+}
+
+const KernelStorage* kernel_storage(const std::string& op, DeviceKind device) {
+  auto it = kernels().find({op, device});
+  return it == kernels().end() ? nullptr : &it->second.storage;
 }
 
 std::unique_ptr<Kernel> make_kernel(const KernelSpec& spec) {

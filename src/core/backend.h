@@ -1,14 +1,17 @@
 // Backends (a device's memory, copies and synchronisation) and kernels (one op on one device).
-// Each engine registers a backend factory and a kernel factory per op; a graph compiled for a
-// device whose engine lacks a kernel for one of its ops fails at compile time, naming the op.
+// Each engine registers a backend factory and a kernel factory per op, with the storage its kernel
+// takes; a graph compiled for a device whose engine lacks a kernel for one of its ops fails at
+// compile time, naming the op.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/op_registry.h"
+#include "core/value_choice.h"
 
 namespace myelin {
 
@@ -60,8 +63,9 @@ class Backend {
   // lets the backend change the dtype and Layout of activation values in its copy of the graph:
   // the CUDA engine under --precision bf16/fp16 stores activations and their gradients in 16 bits
   // (and channels-last) where every kernel that touches them takes that; the CPU engine keeps
-  // them in oneDNN's blocked nchw16c between kernels that take it. Inputs, parameters, states and
-  // kept values are never changed.
+  // them in oneDNN's blocked nchw16c between kernels that take it. What each kernel takes is
+  // registered with it (KernelStorage). Inputs, parameters, states and kept values are never
+  // changed.
   virtual void choose_storage(Graph& g) const { (void)g; }
   // Optional: asynchronous, double-buffered step inputs and outputs (CUDA; see StepIO). Returns
   // null where the backend has none (then copy_from_host and copy_to_host do the work).
@@ -161,10 +165,52 @@ using KernelFactory = std::function<std::unique_ptr<Kernel>(const KernelSpec&)>;
 using KernelFn = std::function<void(const std::vector<Tensor>&, const std::vector<Tensor>&,
                                     const StepContext&, const Node&)>;
 
-void register_kernel(const std::string& op, DeviceKind device, KernelFactory f);
+// Which operands of a kernel take one of its engine's alternative storages for activations, and
+// for which nodes of the op.
+struct StorageRule {
+  // The input and output slots that take it; `tied`: only where all of them have it (the kernel
+  // indexes them alike). Other slots must keep the plain storage.
+  OperandSlots slots;
+  // The nodes whose kernel takes it at all, for an op whose kernel runs some nodes on code that
+  // does not; every node when empty.
+  std::function<bool(const Node& n, const Graph& g)> when;
+  // `slots` where n's kernel takes it, else null.
+  const OperandSlots* slots_for(const Node& n, const Graph& g) const;
+};
+
+// The storage a kernel takes besides the plain one (its node's dtype, NCHW), stated where the
+// kernel is registered. An engine's Backend::choose_storage gives an activation an alternative
+// only where every kernel touching it takes that there; a kernel that states nothing (the default)
+// takes the plain storage only.
+struct KernelStorage {
+  // The engine's other memory layout for 4-D activations: oneDNN's blocked nchw16c on the CPU
+  // (cpu/storage.cpp), channels-last NHWC on CUDA (cuda/storage.cpp). The kernel reads the
+  // layout of each operand from KernelSpec::input_layout / output_layout.
+  std::optional<StorageRule> layout;
+  // 16-bit storage (bf16 or fp16, under --precision bf16/fp16; CUDA): the kernel loads and
+  // stores these operands in the 16-bit type and computes in fp32.
+  std::optional<StorageRule> half;
+};
+
+// StorageRule shorthands: the input slots `in` and output slots `out` take it each on its own, or
+// only all alike (tied).
+inline StorageRule takes_each(std::vector<int> in, std::vector<int> out,
+                              std::function<bool(const Node&, const Graph&)> when = {}) {
+  return {{std::move(in), std::move(out), false}, std::move(when)};
+}
+inline StorageRule takes_alike(std::vector<int> in, std::vector<int> out,
+                               std::function<bool(const Node&, const Graph&)> when = {}) {
+  return {{std::move(in), std::move(out), true}, std::move(when)};
+}
+
+void register_kernel(const std::string& op, DeviceKind device, KernelFactory f,
+                     KernelStorage storage = {});
 // For stateless kernels: a plain function of inputs, outputs and the node's attributes.
-void register_kernel_fn(const std::string& op, DeviceKind device, KernelFn f);
+void register_kernel_fn(const std::string& op, DeviceKind device, KernelFn f,
+                        KernelStorage storage = {});
 const KernelFactory* find_kernel(const std::string& op, DeviceKind device);
+// The storage registered with op's kernel on `device`; null where the device has no such kernel.
+const KernelStorage* kernel_storage(const std::string& op, DeviceKind device);
 std::unique_ptr<Kernel> make_kernel(const KernelSpec& spec);  // throws UnsupportedError
 
 using BackendFactory = std::function<std::unique_ptr<Backend>(Device, const BackendOptions&)>;

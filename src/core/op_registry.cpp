@@ -40,6 +40,21 @@ std::vector<std::string> op_names() {
   return names;
 }
 
+double no_flops(const Graph&, const Node&) {
+  return 0;
+}
+
+double op_flops(const Graph& g, const Node& n) {
+  const OpDef& d = op_def(n.op);
+  if (d.is_view) return 0;
+  auto output_elements = [&] {
+    return n.outputs.empty() ? 0.0 : static_cast<double>(g.value(n.outputs[0]).shape.numel());
+  };
+  double f = d.flops ? d.flops(g, n) : output_elements();
+  if (n.attrs.has("post")) f += output_elements();
+  return f;
+}
+
 void shape_error(const Node& n, const std::vector<TensorType>& in, const std::string& what) {
   std::string shapes;
   for (size_t i = 0; i < in.size(); ++i)

@@ -1,5 +1,5 @@
-// The op registry: every op, by name, with its shape/dtype inference and its gradient rule.
-// Ops register themselves from src/ops/*.cpp with MYELIN_REGISTER_OP.
+// The op registry: every op, by name, with its shape/dtype inference, its gradient rule and its
+// FLOP count. Ops register themselves from src/ops/*.cpp with MYELIN_REGISTER_OPS.
 #pragma once
 #include <functional>
 #include <string>
@@ -54,6 +54,9 @@ using GradFn = std::function<std::vector<ValueId>(GradBuilder&)>;
 // A composite op builds itself from other ops and so derives its gradient from theirs.
 using ExpandFn = std::function<std::vector<ValueId>(Graph&, const std::string& name,
                                                     const std::vector<ValueId>&, const Attrs&)>;
+// The floating-point operations of one node of the op, from its shapes and attributes (see
+// op_flops for the conventions).
+using FlopsFn = std::function<double(const Graph&, const Node&)>;
 
 struct OpDef {
   std::string name;
@@ -62,6 +65,7 @@ struct OpDef {
   InferFn infer;         // primitive ops
   GradFn grad;           // empty: not differentiable (the op's inputs get no gradient)
   ExpandFn expand;       // composite ops (infer/grad unused)
+  FlopsFn flops;         // empty: one FLOP per element of output 0 (the elementwise default)
   bool is_view = false;  // output 0 aliases input 0's memory (reshape): no kernel, no copy
   std::string doc;       // one line for `myelin ops` / --help
 };
@@ -70,6 +74,15 @@ void register_op(OpDef def);
 const OpDef& op_def(const std::string& name);  // throws Error listing known ops
 const OpDef* find_op(const std::string& name);
 std::vector<std::string> op_names();
+
+// The FLOPs of node n, the one count behind every report of them (the layer table of a network's
+// description, `myelin time`'s GFLOP/s): its op's `flops` rule where it has one, 0 for a view,
+// else one per element of output 0. Conventions for the rules: a multiply-add counts 2, a bias add
+// 1 per output element, and other arithmetic (a comparison, exp, sqrt, a division) 1 each; a ReLU
+// folded into the node (attrs "post", ops/fuse.h) adds 1 per output element.
+double op_flops(const Graph& g, const Node& n);
+// The rule of ops that only move or set memory (concat, split, fill): OpDef::flops = no_flops.
+double no_flops(const Graph& g, const Node& n);
 
 // Throws a ShapeError naming the op, layer and shapes.
 [[noreturn]] void shape_error(const Node& n, const std::vector<TensorType>& in,

@@ -24,15 +24,15 @@ struct ChoiceRules {
 // (a rule that refuses them keeps their source as it is).
 std::vector<char> choose_values(const Graph& g, const ChoiceRules& rules);
 
-// A row of an engine's table: which operands of an op's kernel take the property.
+// Which operands of an op's kernel take the property (a kernel's StorageRule, core/backend.h).
 struct OperandSlots {
   std::vector<int> in, out;  // the input and output slots that take it
   bool tied = false;         // all of them must agree (the kernel indexes them alike)
   bool has(bool output, size_t k) const;
 };
 
-// Rules from a table: `slots` gives a node's row, or null where its kernel takes the property
-// nowhere.
+// Rules from per-kernel slots: `slots` gives a node's, or null where its kernel takes the
+// property nowhere.
 ChoiceRules table_rules(std::function<const OperandSlots*(const Node&)> slots,
                         std::function<bool(const Value&)> eligible);
 

@@ -98,15 +98,18 @@ class ActivationGrad : public Kernel {
 
 }  // namespace
 
+// Elementwise, every operand indexed alike: nchw16c where all of them have it.
 MYELIN_REGISTER_OPS {
   register_kernel("activation", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<ActivationForward>(s);
-                  });
+                  },
+                  {.layout = takes_alike({0}, {0})});
   register_kernel("activation_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<ActivationGrad>(s);
-                  });
+                  },
+                  {.layout = takes_alike({0, 1, 2}, {0})});
 }
 
 }  // namespace myelin::cpu

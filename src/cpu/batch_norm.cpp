@@ -237,6 +237,7 @@ class BatchNormGrad : public Kernel {
 
 }  // namespace
 
+// NCHW only (no KernelStorage): the loops stream per-channel rows.
 MYELIN_REGISTER_OPS {
   register_kernel("batch_norm", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {

@@ -1,7 +1,8 @@
 // Activations kept in oneDNN's blocked layout between the CPU engine's kernels (Layout::nchw16c,
-// chosen by CpuBackend::choose_storage in storage.cpp). Where a kernel file runs some nodes of an
-// op on kernels that take the blocked layout and others on kernels that do not, it says which, so
-// the plan and the kernels agree.
+// chosen by CpuBackend::choose_storage in storage.cpp from what each kernel registers). Where a
+// kernel file runs some nodes of an op on kernels that take the blocked layout and others on
+// kernels that do not, it says which (the `when` of its registered KernelStorage::layout), so the
+// plan and the kernels agree.
 #pragma once
 #include "core/graph.h"
 

@@ -197,10 +197,15 @@ bool conv_takes_blocked(const Node& n, const Graph& g) {
   return conv_impl(conv_shape(n, g, pass)) == ConvImpl::blocked;
 }
 
+// Convolutions on oneDNN's blocked kernels (not our im2col + SGEMM, not oneDNN on plain tensors)
+// take each activation operand nchw16c or NCHW and reorder what is not the primitive's choice.
 MYELIN_REGISTER_OPS {
-  register_kernel("conv2d", DeviceKind::cpu, conv_factory<ConvPass::forward>());
-  register_kernel("conv2d_grad_input", DeviceKind::cpu, conv_factory<ConvPass::grad_input>());
-  register_kernel("conv2d_grad_weight", DeviceKind::cpu, conv_factory<ConvPass::grad_weight>());
+  register_kernel("conv2d", DeviceKind::cpu, conv_factory<ConvPass::forward>(),
+                  {.layout = takes_each({0}, {0}, conv_takes_blocked)});
+  register_kernel("conv2d_grad_input", DeviceKind::cpu, conv_factory<ConvPass::grad_input>(),
+                  {.layout = takes_each({0}, {0}, conv_takes_blocked)});
+  register_kernel("conv2d_grad_weight", DeviceKind::cpu, conv_factory<ConvPass::grad_weight>(),
+                  {.layout = takes_each({0, 1}, {}, conv_takes_blocked)});
 }
 
 }  // namespace myelin::cpu

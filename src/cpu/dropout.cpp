@@ -49,6 +49,8 @@ std::unique_ptr<Kernel> make_dropout(const KernelSpec& s) {
 
 }  // namespace
 
+// NCHW only (no KernelStorage): the mask is a function of the element's index, so a blocked step
+// would drop other elements than the same step stored NCHW.
 MYELIN_REGISTER_OPS {
   register_kernel("dropout", DeviceKind::cpu, make_dropout);
   register_kernel("dropout_grad", DeviceKind::cpu, make_dropout);

@@ -146,15 +146,22 @@ class FillKernel : public Kernel {
 }  // namespace
 
 MYELIN_REGISTER_OPS {
-  register_kernel_fn("add", DeviceKind::cpu, add_kernel);
-  register_kernel_fn("mul", DeviceKind::cpu, mul_kernel);
-  register_kernel_fn("bias_add", DeviceKind::cpu, bias_add_kernel);
-  register_kernel("bias_grad", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-    return std::make_unique<BiasGradKernel>(s);
-  });
-  register_kernel("fill", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-    return std::make_unique<FillKernel>(s);
-  });
+  // Flat loops over the elements: nchw16c where all the operands have it.
+  register_kernel_fn("add", DeviceKind::cpu, add_kernel, {.layout = takes_alike({0, 1}, {0})});
+  register_kernel_fn("mul", DeviceKind::cpu, mul_kernel, {.layout = takes_alike({0, 1}, {0})});
+  register_kernel_fn("bias_add", DeviceKind::cpu, bias_add_kernel);  // NCHW: b along axis 1
+  // Reads dy (of a convolution's bias) in either layout.
+  register_kernel("bias_grad", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    return std::make_unique<BiasGradKernel>(s);
+                  },
+                  {.layout = takes_each({0}, {})});
+  // One value everywhere: either layout.
+  register_kernel("fill", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    return std::make_unique<FillKernel>(s);
+                  },
+                  {.layout = takes_each({}, {0})});
 }
 
 }  // namespace myelin

@@ -211,14 +211,21 @@ class BlockedLrnGrad : public TiledLrnGrad<BlockedLrnGrad> {
 
 }  // namespace
 
+// LRN (oneDNN forward, our gradient on pixel-major tiles) takes nchw16c where all its operands
+// have it.
 MYELIN_REGISTER_OPS {
-  register_kernel("lrn", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-    return std::make_unique<LrnForward>(s);
-  });
-  register_kernel("lrn_grad", DeviceKind::cpu, [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-    if (s.input_layout(0) == Layout::nchw16c) return std::make_unique<BlockedLrnGrad>(s);
-    return std::make_unique<LrnGrad>(s);
-  });
+  register_kernel("lrn", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    return std::make_unique<LrnForward>(s);
+                  },
+                  {.layout = takes_alike({0}, {0})});
+  register_kernel("lrn_grad", DeviceKind::cpu,
+                  [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    if (s.input_layout(0) == Layout::nchw16c)
+                      return std::make_unique<BlockedLrnGrad>(s);
+                    return std::make_unique<LrnGrad>(s);
+                  },
+                  {.layout = takes_alike({0, 1, 2}, {0})});
 }
 
 }  // namespace myelin::cpu

@@ -232,7 +232,9 @@ MYELIN_REGISTER_OPS {
                     return std::make_unique<LossScaleUpdateKernel>(s);
                   });
   register_kernel_fn("global_norm_sq", DeviceKind::cpu, global_norm_sq);
-  register_kernel_fn("accumulate_grad", DeviceKind::cpu, accumulate_grad);
+  // A flat loop: nchw16c where acc and g both have it.
+  register_kernel_fn("accumulate_grad", DeviceKind::cpu, accumulate_grad,
+                     {.layout = takes_alike({0, 1}, {})});
 }
 
 }  // namespace myelin

@@ -465,22 +465,28 @@ bool pool_takes_blocked(const Node& n, const Graph& g) {
   return dnnl_avg_matches(PoolGeometry(x, n.attrs));
 }
 
+// Pooling (oneDNN, and our blocked max gradient) takes nchw16c where all its operands have it,
+// for the nodes pool_takes_blocked names.
 MYELIN_REGISTER_OPS {
   register_kernel("max_pool2d", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     if (!blocked(s) && is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs)))
                       return std::make_unique<PairMaxPool>(s);
                     return std::make_unique<DnnlPool>(s, dnnl::algorithm::pooling_max, false);
-                  });
-  register_kernel("avg_pool2d", DeviceKind::cpu, make_avg_pool);
+                  },
+                  {.layout = takes_alike({0}, {0}, pool_takes_blocked)});
+  register_kernel("avg_pool2d", DeviceKind::cpu, make_avg_pool,
+                  {.layout = takes_alike({0}, {0}, pool_takes_blocked)});
   register_kernel("max_pool2d_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     if (blocked(s)) return std::make_unique<BlockedMaxPoolGrad>(s);
                     if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs)))
                       return std::make_unique<PairMaxPoolGrad>(s);
                     return std::make_unique<MaxPoolGrad>(s);
-                  });
-  register_kernel("avg_pool2d_grad", DeviceKind::cpu, make_avg_pool_grad);
+                  },
+                  {.layout = takes_alike({0, 1, 2}, {0}, pool_takes_blocked)});
+  register_kernel("avg_pool2d_grad", DeviceKind::cpu, make_avg_pool_grad,
+                  {.layout = takes_alike({0}, {0}, pool_takes_blocked)});
 }
 
 }  // namespace myelin::cpu

@@ -488,10 +488,14 @@ KernelFactory conv(ConvDir d) {
 
 }  // namespace
 
+// Each activation operand NHWC or NCHW (what is not NHWC is transposed), 16-bit or fp32.
 MYELIN_REGISTER_OPS {
-  register_kernel("conv2d", DeviceKind::cuda, conv(ConvDir::forward));
-  register_kernel("conv2d_grad_input", DeviceKind::cuda, conv(ConvDir::backward_data));
-  register_kernel("conv2d_grad_weight", DeviceKind::cuda, conv(ConvDir::backward_filter));
+  register_kernel("conv2d", DeviceKind::cuda, conv(ConvDir::forward),
+                  {.layout = takes_each({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("conv2d_grad_input", DeviceKind::cuda, conv(ConvDir::backward_data),
+                  {.layout = takes_each({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("conv2d_grad_weight", DeviceKind::cuda, conv(ConvDir::backward_filter),
+                  {.layout = takes_each({0, 1}, {}), .half = takes_each({0, 1}, {})});
 }
 
 }  // namespace myelin::cuda

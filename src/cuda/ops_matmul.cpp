@@ -189,9 +189,11 @@ std::unique_ptr<Kernel> make_inner_product(const KernelSpec& s) {
 
 }  // namespace
 
+// Activation operands in 16 bits or fp32 (see the top), in the plain layout only.
 MYELIN_REGISTER_OPS {
-  register_kernel("matmul", DeviceKind::cuda, make_matmul);
-  register_kernel("inner_product", DeviceKind::cuda, make_inner_product);
+  register_kernel("matmul", DeviceKind::cuda, make_matmul, {.half = takes_each({0, 1}, {0})});
+  register_kernel("inner_product", DeviceKind::cuda, make_inner_product,
+                  {.half = takes_each({0}, {0})});
 }
 
 }  // namespace myelin::cuda

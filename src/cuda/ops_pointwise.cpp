@@ -167,17 +167,29 @@ std::unique_ptr<Kernel> make(const KernelSpec& s) {
 
 }  // namespace
 
+// The elementwise kernels index every operand alike: NHWC where all of them have it. Those that
+// load and store through FPtr take 16-bit storage in each operand (mul, accumulate_grad and fill
+// are fp32 only). bias_add indexes x and y alike too (the bias is 1-D); bias_grad reads dy in
+// either layout.
 MYELIN_REGISTER_OPS {
-  register_kernel("add", DeviceKind::cuda, make_add);
-  register_kernel("mul", DeviceKind::cuda, binary(mul_f32));
-  register_kernel("accumulate_grad", DeviceKind::cuda, make_accumulate);
-  register_kernel("bias_add", DeviceKind::cuda, make_bias_add);
-  register_kernel("bias_grad", DeviceKind::cuda, make<BiasGradKernel>);
-  register_kernel("fill", DeviceKind::cuda, make<FillKernel>);
-  register_kernel("activation", DeviceKind::cuda, make_activation);
-  register_kernel("activation_grad", DeviceKind::cuda, make_activation_grad);
-  register_kernel("dropout", DeviceKind::cuda, make<DropoutKernel>);
-  register_kernel("dropout_grad", DeviceKind::cuda, make<DropoutKernel>);
+  register_kernel("add", DeviceKind::cuda, make_add,
+                  {.layout = takes_alike({0, 1}, {0}), .half = takes_each({0, 1}, {0})});
+  register_kernel("mul", DeviceKind::cuda, binary(mul_f32), {.layout = takes_alike({0, 1}, {0})});
+  register_kernel("accumulate_grad", DeviceKind::cuda, make_accumulate,
+                  {.layout = takes_alike({0, 1}, {})});
+  register_kernel("bias_add", DeviceKind::cuda, make_bias_add,
+                  {.layout = takes_alike({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("bias_grad", DeviceKind::cuda, make<BiasGradKernel>,
+                  {.layout = takes_each({0}, {}), .half = takes_each({0}, {})});
+  register_kernel("fill", DeviceKind::cuda, make<FillKernel>, {.layout = takes_each({}, {0})});
+  register_kernel("activation", DeviceKind::cuda, make_activation,
+                  {.layout = takes_alike({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("activation_grad", DeviceKind::cuda, make_activation_grad,
+                  {.layout = takes_alike({0, 1, 2}, {0}), .half = takes_each({0, 1, 2}, {0})});
+  register_kernel("dropout", DeviceKind::cuda, make<DropoutKernel>,
+                  {.layout = takes_alike({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("dropout_grad", DeviceKind::cuda, make<DropoutKernel>,
+                  {.layout = takes_alike({0}, {0}), .half = takes_each({0}, {0})});
 }
 
 }  // namespace myelin::cuda

@@ -73,11 +73,16 @@ KernelFactory pool(PoolOp op) {
 
 }  // namespace
 
+// Each operand NHWC or NCHW, 16-bit or fp32.
 MYELIN_REGISTER_OPS {
-  register_kernel("max_pool2d", DeviceKind::cuda, pool(PoolOp::max_forward));
-  register_kernel("max_pool2d_grad", DeviceKind::cuda, pool(PoolOp::max_backward));
-  register_kernel("avg_pool2d", DeviceKind::cuda, pool(PoolOp::avg_forward));
-  register_kernel("avg_pool2d_grad", DeviceKind::cuda, pool(PoolOp::avg_backward));
+  register_kernel("max_pool2d", DeviceKind::cuda, pool(PoolOp::max_forward),
+                  {.layout = takes_each({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("max_pool2d_grad", DeviceKind::cuda, pool(PoolOp::max_backward),
+                  {.layout = takes_each({0, 1, 2}, {0}), .half = takes_each({0, 1, 2}, {0})});
+  register_kernel("avg_pool2d", DeviceKind::cuda, pool(PoolOp::avg_forward),
+                  {.layout = takes_each({0}, {0}), .half = takes_each({0}, {0})});
+  register_kernel("avg_pool2d_grad", DeviceKind::cuda, pool(PoolOp::avg_backward),
+                  {.layout = takes_each({0}, {0}), .half = takes_each({0}, {0})});
 }
 
 }  // namespace myelin::cuda

@@ -89,6 +89,7 @@ KernelFactory loss(LossOp op) {
 
 }  // namespace
 
+// No KernelStorage: fp32 and NCHW only (the logits are small).
 MYELIN_REGISTER_OPS {
   register_kernel("softmax", DeviceKind::cuda, make_softmax<false>);
   register_kernel("softmax_grad", DeviceKind::cuda, make_softmax<true>);

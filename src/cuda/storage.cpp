@@ -4,18 +4,16 @@
 //
 // Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
 // precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there
-// (the table below); those kernels load and store through FPtr and compute in fp32. Without it
-// each cuDNN/cuBLASLt call would cast its operands to 16 bits and its result back, and the
-// elementwise ops would move fp32. Parameters, optimizer state, inputs and kept values (loss,
-// accuracy, weight gradients) stay fp32, and so does anything a kernel without a 16-bit path
-// touches (softmax, the losses: the logits are small).
+// (KernelStorage::half, registered with each kernel in ops_*.cpp); those kernels load and store
+// through FPtr and compute in fp32. Without it each cuDNN/cuBLASLt call would cast its operands to
+// 16 bits and its result back, and the elementwise ops would move fp32. Parameters, optimizer
+// state, inputs and kept values (loss, accuracy, weight gradients) stay fp32, and so does anything
+// a kernel without a 16-bit path touches. A view shares its source's type.
 //
-// Layout. A 4-D activation is stored channels-last (NHWC) when every node touching it takes that:
-// cuDNN's tensor-core convolutions work in NHWC, so an NCHW activation costs a transposing copy on
-// the way in and out of every convolution. Convolutions and pooling take each operand in either
-// layout (they transpose what is not NHWC); elementwise kernels, LRN and bias take either as long
-// as all their operands agree; views (flatten) and the rest want NCHW. Batch norm stays NCHW:
-// cuDNN's NHWC fp32 batch norm made ResNet-9's step 4x slower (H200: 17.9 vs 4.5 ms).
+// Layout. A 4-D activation is stored channels-last (NHWC) when every node touching it takes that
+// (KernelStorage::layout, likewise registered with each kernel): cuDNN's tensor-core convolutions
+// work in NHWC, so an NCHW activation costs a transposing copy on the way in and out of every
+// convolution. Views (flatten) and kernels that state nothing want NCHW.
 //
 // Both under --precision bf16/fp16 only (fp32 and tf32 convolve NCHW fp32 in place), and by
 // default only in networks without batch norm: there (ResNet-9 on Fashion-MNIST) batch norm keeps
@@ -24,77 +22,25 @@
 // batch 256 (H100). MYELIN_CUDA_BF16_STORAGE=0|1 and MYELIN_CUDA_LAYOUT=nchw|nhwc decide instead.
 #include <cstdlib>
 #include <cstring>
-#include <map>
+#include <optional>
 #include <vector>
 
+#include "core/backend.h"
 #include "core/op_registry.h"
 #include "core/value_choice.h"
 #include "cuda/cuda_backend.h"
-#include "cuda/device_kernels.h"
 #include "ops/fuse.h"
-#include "ops/params.h"
 
 namespace myelin::cuda {
 
 namespace {
 
-using Slots = OperandSlots;
-
-// The slots whose kernels load and store 16-bit storage.
-const Slots* type_slots(const Node& n) {
-  static const std::map<std::string, Slots> table = {
-      {"conv2d", {{0}, {0}}},
-      {"conv2d_grad_input", {{0}, {0}}},
-      {"conv2d_grad_weight", {{0, 1}, {}}},
-      {"inner_product", {{0}, {0}}},
-      {"matmul", {{0, 1}, {0}}},
-      {"activation", {{0}, {0}}},
-      {"activation_grad", {{0, 1, 2}, {0}}},
-      {"dropout", {{0}, {0}}},
-      {"dropout_grad", {{0}, {0}}},
-      {"max_pool2d", {{0}, {0}}},
-      {"max_pool2d_grad", {{0, 1, 2}, {0}}},
-      {"avg_pool2d", {{0}, {0}}},
-      {"avg_pool2d_grad", {{0}, {0}}},
-      {"lrn", {{0}, {0}, true}},
-      {"lrn_grad", {{0, 1, 2}, {0}, true}},
-      {"add", {{0, 1}, {0}}},
-      {"bias_add", {{0}, {0}}},
-      {"bias_grad", {{0}, {}}},
-  };
-  // LRN's 16-bit kernels exist for some sizes only.
-  if ((n.op == "lrn" || n.op == "lrn_grad") &&
-      !lrn16_size_supported(static_cast<int>(LrnParams(n.attrs).size)))
-    return nullptr;
-  auto it = table.find(n.op);
-  return it == table.end() ? nullptr : &it->second;
-}
-
-// The slots whose kernels take NHWC, and whether they must agree.
-const Slots* layout_slots(const Node& n) {
-  static const std::map<std::string, Slots> table = {
-      {"conv2d", {{0}, {0}}},
-      {"conv2d_grad_input", {{0}, {0}}},
-      {"conv2d_grad_weight", {{0, 1}, {}}},
-      {"max_pool2d", {{0}, {0}}},
-      {"max_pool2d_grad", {{0, 1, 2}, {0}}},
-      {"avg_pool2d", {{0}, {0}}},
-      {"avg_pool2d_grad", {{0}, {0}}},
-      {"activation", {{0}, {0}, true}},
-      {"activation_grad", {{0, 1, 2}, {0}, true}},
-      {"dropout", {{0}, {0}, true}},
-      {"dropout_grad", {{0}, {0}, true}},
-      {"add", {{0, 1}, {0}, true}},
-      {"mul", {{0, 1}, {0}, true}},
-      {"accumulate_grad", {{0, 1}, {}, true}},
-      {"fill", {{}, {0}}},
-      {"lrn", {{0}, {0}, true}},
-      {"lrn_grad", {{0, 1, 2}, {0}, true}},
-      {"bias_add", {{0}, {0}, true}},
-      {"bias_grad", {{0}, {}}},
-  };
-  auto it = table.find(n.op);
-  return it == table.end() ? nullptr : &it->second;
+// n's slots under one of its CUDA kernel's storage rules (KernelStorage::layout or ::half), or
+// null where it takes that storage nowhere.
+const OperandSlots* kernel_slots(const Node& n, const Graph& g,
+                                 std::optional<StorageRule> KernelStorage::*rule) {
+  const KernelStorage* k = kernel_storage(n.op, DeviceKind::cuda);
+  return k && (k->*rule) ? (k->*rule)->slots_for(n, g) : nullptr;
 }
 
 bool env_is(const char* name, const char* value) {
@@ -103,9 +49,9 @@ bool env_is(const char* name, const char* value) {
 }
 
 void choose_types(Graph& g, DType half) {
-  ChoiceRules rules = table_rules(type_slots, [](const Value& v) {
-    return v.kind == ValueKind::activation && v.dtype == DType::f32;
-  });
+  ChoiceRules rules = table_rules(
+      [&g](const Node& n) { return kernel_slots(n, g, &KernelStorage::half); },
+      [](const Value& v) { return v.kind == ValueKind::activation && v.dtype == DType::f32; });
   // A view's output shares its source's memory, and so its type.
   rules.takes = [table = rules.takes](const Node& n, bool output, size_t k) {
     return op_def(n.op).is_view || table(n, output, k);
@@ -116,9 +62,9 @@ void choose_types(Graph& g, DType half) {
 }
 
 void choose_layouts(Graph& g) {
-  ChoiceRules rules = table_rules(layout_slots, [](const Value& v) {
-    return v.kind == ValueKind::activation && v.shape.rank() == 4;
-  });
+  ChoiceRules rules = table_rules(
+      [&g](const Node& n) { return kernel_slots(n, g, &KernelStorage::layout); },
+      [](const Value& v) { return v.kind == ValueKind::activation && v.shape.rank() == 4; });
   std::vector<char> chosen = choose_values(g, rules);
   for (size_t v = 0; v < chosen.size(); ++v)
     if (chosen[v]) g.value(static_cast<ValueId>(v)).layout = Layout::nhwc;

@@ -1,10 +1,11 @@
-// Parameters and forward FLOPs per layer, from the inference graph at batch 1. A multiply-add
-// counts 2; elementwise ops count one FLOP per element (a few for LRN, softmax, batch norm).
+// Parameters and forward FLOPs per layer, from the inference graph at batch 1: each layer's nodes'
+// op_flops (their ops' rules, core/op_registry.h).
+#include <cmath>
 #include <cstdio>
 #include <map>
 
+#include "core/op_registry.h"
 #include "model/layers.h"
-#include "ops/params.h"
 
 namespace myelin {
 
@@ -12,25 +13,6 @@ namespace {
 
 int64_t numel(const Graph& g, ValueId v) {
   return g.value(v).shape.numel();
-}
-
-int64_t node_flops(const Graph& g, const Node& n) {
-  const Shape& w = n.inputs.size() > 1 ? g.value(n.inputs[1]).shape : Shape{};
-  int64_t out = n.outputs.empty() ? 0 : numel(g, n.outputs[0]);
-  int64_t in = n.inputs.empty() ? 0 : numel(g, n.inputs[0]);
-  bool bias = n.inputs.size() > 2;
-  if (n.op == "conv2d") return out * (2 * w[1] * w[2] * w[3] + bias);
-  if (n.op == "conv2d_grad_input") return 2 * in * w[1] * w[2] * w[3];  // transposed conv
-  if (n.op == "inner_product") return out * (2 * w[1] + bias);
-  if (n.op == "max_pool2d" || n.op == "avg_pool2d") {
-    auto k = PoolParams(n.attrs);
-    return out * k.kernel_h * k.kernel_w;
-  }
-  if (n.op == "lrn") return out * (LrnParams(n.attrs).size + 3);
-  if (n.op == "softmax") return 3 * out;
-  if (n.op == "batch_norm") return 2 * out;
-  if (n.op == "reshape" || n.op == "concat") return 0;
-  return out;  // activations, bias_add, add, mul, dropout
 }
 
 std::string human(double x) {
@@ -59,7 +41,7 @@ NetworkCost network_cost(const NetworkSpec& spec) {
     auto it = index.find(n.name);
     if (it == index.end()) continue;  // the loss and accuracy
     LayerCost& c = cost.layers[it->second];
-    c.flops += node_flops(g, n);
+    c.flops += std::llround(op_flops(g, n));
     for (ValueId v : n.inputs)
       if (g.value(v).kind == ValueKind::param) c.params += numel(g, v);
   }

@@ -24,4 +24,22 @@ inline std::vector<TensorType> same_as_first(const Node&, const std::vector<Tens
   return {in[0]};
 }
 
+// Elements of a value, for FLOP rules (OpDef::flops).
+inline double elements(const Graph& g, ValueId v) {
+  return static_cast<double>(g.value(v).shape.numel());
+}
+
+// FLOP rules of ops that do a fixed amount of work per element: `per_element` FLOPs for each
+// element of output 0, or of input `input`.
+inline FlopsFn flops_per_output(double per_element) {
+  return [per_element](const Graph& g, const Node& n) {
+    return per_element * elements(g, n.outputs.at(0));
+  };
+}
+inline FlopsFn flops_per_input(double per_element, int input = 0) {
+  return [per_element, input](const Graph& g, const Node& n) {
+    return per_element * elements(g, n.inputs.at(input));
+  };
+}
+
 }  // namespace myelin

@@ -93,6 +93,13 @@ std::vector<ValueId> expand_conv_transpose(Graph& g, const std::string& name,
   return {y};
 }
 
+// 2 FLOPs (a multiply-add) per weight tap reaching each element of the convolution's output side
+// y (dy for the gradients): C/groups * kh * kw taps, from the weights' (or their gradient's) shape.
+double conv_flops(const Graph& g, ValueId y, ValueId w) {
+  const Shape& k = g.value(w).shape;
+  return 2.0 * elements(g, y) * static_cast<double>(k[1] * k[2] * k[3]);
+}
+
 }  // namespace
 
 MYELIN_REGISTER_OPS {
@@ -101,6 +108,12 @@ MYELIN_REGISTER_OPS {
                .max_inputs = 3,
                .infer = infer_conv,
                .grad = grad_conv,
+               // The bias adds 1 per output element.
+               .flops =
+                   [](const Graph& g, const Node& n) {
+                     double bias = n.inputs.size() > 2 ? elements(g, n.outputs[0]) : 0;
+                     return conv_flops(g, n.outputs[0], n.inputs[1]) + bias;
+                   },
                .doc = "2-D convolution: x[N,C,H,W], w[O,C/groups,kh,kw], b[O]?; stride, pad, "
                       "dilation, groups"});
   register_op({.name = "conv2d_grad_input",
@@ -108,11 +121,15 @@ MYELIN_REGISTER_OPS {
                .max_inputs = 2,
                .infer = infer_grad_input,
                .grad = grad_conv_grad_input,
+               .flops = [](const Graph& g,
+                           const Node& n) { return conv_flops(g, n.inputs[0], n.inputs[1]); },
                .doc = "data gradient of conv2d: (dy, w) -> dx"});
   register_op({.name = "conv2d_grad_weight",
                .min_inputs = 2,
                .max_inputs = 2,
                .infer = infer_grad_weight,
+               .flops = [](const Graph& g,
+                           const Node& n) { return conv_flops(g, n.inputs[0], n.outputs[0]); },
                .doc = "weight gradient of conv2d: (dy, x) -> dw"});
   register_op({.name = "conv_transpose2d",
                .min_inputs = 2,

@@ -62,12 +62,15 @@ MYELIN_REGISTER_OPS {
                      return std::vector{g.grad_out(0), g.add1("bias_grad", {g.grad_out(0)})};
                    },
                .doc = "x + b broadcast along axis 1"});
-  register_op(
-      {.name = "bias_grad", .infer = infer_bias_grad, .doc = "sum of dy over every axis but 1"});
+  register_op({.name = "bias_grad",
+               .infer = infer_bias_grad,
+               .flops = flops_per_input(1),  // an add per element of dy
+               .doc = "sum of dy over every axis but 1"});
   register_op({.name = "fill",
                .min_inputs = 0,
                .max_inputs = 0,
                .infer = infer_fill,
+               .flops = no_flops,
                .doc = "a tensor of attrs.shape filled with attrs.value"});
 }
 

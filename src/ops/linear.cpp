@@ -69,12 +69,26 @@ MYELIN_REGISTER_OPS {
                .max_inputs = 2,
                .infer = infer_matmul,
                .grad = grad_matmul,
+               // k multiply-adds per element of c.
+               .flops =
+                   [](const Graph& g, const Node& n) {
+                     const Shape& a = g.value(n.inputs[0]).shape;
+                     int64_t k = n.attrs.i("trans_a", 0) ? a[0] : a[1];
+                     return 2.0 * elements(g, n.outputs[0]) * static_cast<double>(k);
+                   },
                .doc = "op(a) @ op(b); trans_a, trans_b"});
   register_op({.name = "inner_product",
                .min_inputs = 2,
                .max_inputs = 3,
                .infer = infer_ip,
                .grad = grad_ip,
+               // K multiply-adds per output, and the bias add.
+               .flops =
+                   [](const Graph& g, const Node& n) {
+                     double k = static_cast<double>(g.value(n.inputs[1]).shape[1]);
+                     double bias = n.inputs.size() > 2 ? 1 : 0;
+                     return elements(g, n.outputs[0]) * (2 * k + bias);
+                   },
                .doc = "fully connected: x[N,...] w[O,K] b[O]? -> [N,O]"});
 }
 

@@ -51,6 +51,21 @@ std::vector<ValueId> grad_bn(GradBuilder& g) {
   return {r[0], r[1], r[2], kNoValue, kNoValue};
 }
 
+// LRN: per element the window's sum of squares (size), then k + alpha/size * sum, its power and
+// the division (3). Its gradient does that again and sums dy * y / scale over the same window:
+// twice the forward.
+double lrn_flops(const Graph& g, const Node& n) {
+  return elements(g, n.outputs[0]) * static_cast<double>(LrnParams(n.attrs).size + 3);
+}
+
+// Batch norm applies y = x * scale + shift per element (2); training first takes the batch's
+// sum and sum of squares (3 more). Its gradient recomputes x^ = (x - mean) * invstd (2), sums dy
+// and dy * x^ (3) and forms dx = k * (dy - mean(dy) - x^ * mean(dy * x^)) (4).
+double batch_norm_flops(const Graph& g, const Node& n) {
+  bool training = n.outputs.size() == 3;
+  return elements(g, n.outputs[0]) * (training ? 5 : 2);
+}
+
 }  // namespace
 
 MYELIN_REGISTER_OPS {
@@ -61,11 +76,13 @@ MYELIN_REGISTER_OPS {
                      return std::vector{
                          g.add1("lrn_grad", {g.grad_out(0), g.in(0), g.out(0)}, g.node().attrs)};
                    },
+               .flops = lrn_flops,
                .doc = "local response normalization across channels: size, alpha, beta, k"});
   register_op({.name = "lrn_grad",
                .min_inputs = 3,
                .max_inputs = 3,
                .infer = infer_lrn_grad,
+               .flops = [](const Graph& g, const Node& n) { return 2 * lrn_flops(g, n); },
                .doc = "(dy, x, y) -> dx"});
   register_op(
       {.name = "batch_norm",
@@ -74,11 +91,13 @@ MYELIN_REGISTER_OPS {
        .infer = infer_bn,
        .grad = grad_bn,
        .expand = expand_bn,
+       .flops = batch_norm_flops,
        .doc = "batch normalization: x, gamma, beta, running mean, running var; eps, momentum"});
   register_op({.name = "batch_norm_grad",
                .min_inputs = 5,
                .max_inputs = 5,
                .infer = infer_bn_grad,
+               .flops = flops_per_input(9),
                .doc = "(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta"});
 }
 

@@ -65,6 +65,28 @@ std::vector<TensorType> infer_update(const Node& n, const std::vector<TensorType
   return {};
 }
 
+// Per parameter element: the gradient times its one scalar factor (grad_scale, loss scale and
+// clipping together: 1) and weight decay (2), then the solver's formula above as written.
+double update_flops(const Graph& g, const Node& n) {
+  static const std::pair<const char*, double> solvers[] = {
+      {"sgd", 4}, {"nesterov", 6}, {"adam", 14}, {"adamw", 14}, {"rmsprop", 9}, {"adagrad", 7}};
+  std::string solver = n.attrs.s("solver", "sgd");
+  double per_element = 3;
+  for (auto& [name, f] : solvers)
+    if (solver == name) per_element += f;
+  double params = 0;
+  for (int64_t i = 0, count = n.attrs.i("count", 0); i < count; ++i)
+    params += elements(g, n.inputs.at(static_cast<size_t>(1 + i)));
+  return per_element * params;
+}
+
+// A multiply-add per element of every input.
+double norm_sq_flops(const Graph& g, const Node& n) {
+  double f = 0;
+  for (ValueId v : n.inputs) f += 2 * elements(g, v);
+  return f;
+}
+
 }  // namespace
 
 MYELIN_REGISTER_OPS {
@@ -72,6 +94,7 @@ MYELIN_REGISTER_OPS {
                .min_inputs = 1,
                .max_inputs = 1 << 20,
                .infer = infer_update,
+               .flops = update_flops,
                .doc = "one solver step for every parameter, in place"});
   register_op({.name = "global_norm_sq",
                .min_inputs = 1,
@@ -80,6 +103,7 @@ MYELIN_REGISTER_OPS {
                    [](const Node&, const std::vector<TensorType>&) {
                      return std::vector<TensorType>{{Shape{1}, DType::f32}};
                    },
+               .flops = norm_sq_flops,
                .doc = "sum of squares of all inputs"});
   register_op({.name = "loss_scale_update",
                .min_inputs = 3,
@@ -91,6 +115,7 @@ MYELIN_REGISTER_OPS {
                               "scale, good_steps and norm_sq are f32 scalars");
                      return std::vector<TensorType>{};
                    },
+               .flops = no_flops,  // a few scalar operations a step
                .doc = "dynamic loss scaling: halve on overflow, double after a run of good steps"});
   register_op({.name = "accumulate_grad",
                .min_inputs = 2,
@@ -101,6 +126,7 @@ MYELIN_REGISTER_OPS {
                             "acc and g must have the same shape");
                      return std::vector<TensorType>{};
                    },
+               .flops = flops_per_input(1, 1),  // an add per element of g
                .doc = "acc += g in place"});
 }
 

@@ -37,6 +37,17 @@ ExpandFn global_pool(const std::string& op) {
   };
 }
 
+// One FLOP per window element for each element of the output (forward) or of dy (gradients): a
+// comparison (max) or an add (average). The gradients spread each dy over its window (average) or
+// find the window's maximum again to route it (max).
+FlopsFn pool_flops(bool output) {
+  return [output](const Graph& g, const Node& n) {
+    PoolParams p(n.attrs);
+    ValueId v = output ? n.outputs[0] : n.inputs[0];
+    return elements(g, v) * static_cast<double>(p.kernel_h * p.kernel_w);
+  };
+}
+
 }  // namespace
 
 MYELIN_REGISTER_OPS {
@@ -48,6 +59,7 @@ MYELIN_REGISTER_OPS {
                                                {g.grad_out(0), g.in(0), g.out(0)},
                                                with_input_shape(g))};
                    },
+               .flops = pool_flops(true),
                .doc = "max pooling: kernel, stride (default kernel), pad, ceil_mode"});
   register_op({.name = "avg_pool2d",
                .infer = infer_pool,
@@ -56,13 +68,18 @@ MYELIN_REGISTER_OPS {
                      return std::vector{
                          g.add1("avg_pool2d_grad", {g.grad_out(0)}, with_input_shape(g))};
                    },
+               .flops = pool_flops(true),
                .doc = "average pooling: kernel, stride, pad, ceil_mode, count_include_pad"});
   register_op({.name = "max_pool2d_grad",
                .min_inputs = 3,
                .max_inputs = 3,
                .infer = infer_input_shape,
+               .flops = pool_flops(false),
                .doc = "(dy, x, y) -> dx"});
-  register_op({.name = "avg_pool2d_grad", .infer = infer_input_shape, .doc = "(dy) -> dx"});
+  register_op({.name = "avg_pool2d_grad",
+               .infer = infer_input_shape,
+               .flops = pool_flops(false),
+               .doc = "(dy) -> dx"});
   register_op({.name = "global_avg_pool",
                .expand = global_pool("avg_pool2d"),
                .doc = "average over H and W: [N, C, H, W] -> [N, C, 1, 1]"});

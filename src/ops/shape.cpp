@@ -109,10 +109,12 @@ MYELIN_REGISTER_OPS {
                .max_inputs = 64,
                .infer = infer_concat,
                .grad = grad_concat,
+               .flops = no_flops,
                .doc = "joins inputs along axis (default 1)"});
   register_op({.name = "split",
                .infer = infer_split,
                .grad = grad_split,
+               .flops = no_flops,
                .doc = "cuts the input along axis into parts of attrs.sizes"});
 }
 

@@ -46,11 +46,13 @@ MYELIN_REGISTER_OPS {
                    [](GradBuilder& g) {
                      return std::vector{g.add1("softmax_grad", {g.grad_out(0), g.out(0)})};
                    },
+               .flops = flops_per_output(3),  // the row's maximum, exp and sum, the division
                .doc = "softmax over axis 1"});
   register_op({.name = "softmax_grad",
                .min_inputs = 2,
                .max_inputs = 2,
                .infer = same_as_first,
+               .flops = flops_per_output(4),  // the row's sum of dy * y, dx = y * (dy - sum)
                .doc = "(dy, y) -> dx"});
   register_op(
       {.name = "softmax_cross_entropy",
@@ -63,16 +65,20 @@ MYELIN_REGISTER_OPS {
                                        {g.grad_out(0), g.in(0), g.in(1)}, g.node().attrs),
                                 kNoValue};
            },
+       .flops = flops_per_input(3),  // a softmax per logit; the log and mean per row are few
        .doc = "mean cross-entropy of softmax(logits[N,K]) and labels[N] (i32); label_smoothing"});
   register_op({.name = "softmax_cross_entropy_grad",
                .min_inputs = 3,
                .max_inputs = 3,
                .infer = infer_xent_grad,
+               // The softmax again, minus the target, times dloss / N.
+               .flops = flops_per_input(5, 1),
                .doc = "(dloss, logits, labels) -> dlogits"});
   register_op({.name = "top_k_accuracy",
                .min_inputs = 2,
                .max_inputs = 2,
                .infer = infer_topk,
+               .flops = flops_per_input(1),  // a comparison per logit with the label's
                .doc = "fraction of the batch whose label is among the k largest logits"});
 }
 

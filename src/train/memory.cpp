@@ -51,8 +51,10 @@ bool env_is(const char* name, const char* value) {
   return e && std::strcmp(e, value) == 0;
 }
 
-// Ops whose CUDA kernels load and store 16-bit activations (src/cuda/storage.cpp's table, by op:
-// the operands that table leaves out are parameters, or gradients only the optimizer reads).
+// Ops whose CUDA kernels load and store 16-bit activations (KernelStorage::half in their
+// registrations, src/cuda/ops_*.cpp, here by op: the operands those leave out are parameters, or
+// gradients only the optimizer reads). A copy, since a build without the CUDA engine estimates
+// too.
 bool cuda_takes_16bit(const std::string& op) {
   static const std::set<std::string> ops = {"conv2d",
                                             "conv2d_grad_input",
