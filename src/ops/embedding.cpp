@@ -40,11 +40,13 @@ MYELIN_REGISTER_OPS {
                .max_inputs = 2,
                .infer = infer_embedding,
                .grad = grad_embedding,
+               .flops = no_flops,  // a gather
                .doc = "ids[...] i32, table[V,E] -> [..., E]: the table's rows at the ids"});
   register_op({.name = "embedding_grad",
                .min_inputs = 2,
                .max_inputs = 2,
                .infer = infer_embedding_grad,
+               .flops = flops_per_input(1.0),  // one add per element of dy
                .doc = "(dy, ids) -> dtable: dy's rows summed into their ids' rows"});
 }
 

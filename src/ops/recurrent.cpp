@@ -81,6 +81,17 @@ std::vector<TensorType> infer_rnn_grad(const Node& n, const std::vector<TensorTy
   return {in.begin(), in.begin() + 5 + s};
 }
 
+// Per step and example: the gates' products with the input and the hidden state (a multiply-add
+// counts 2), and the cell's elementwise work (LSTM about 20 per unit: three sigmoids, two tanh,
+// the products and sums; GRU about 15; RNN its activation).
+double rnn_flops(const Graph& g, const Node& n) {
+  RnnParams p(n.attrs);
+  const Shape& x = g.value(n.inputs[0]).shape;
+  const double steps = static_cast<double>(x[0] * x[1]), h = static_cast<double>(p.hidden);
+  const double cell = p.cell == RnnCell::lstm ? 20 : p.cell == RnnCell::gru ? 15 : 2;
+  return steps * (2.0 * p.gates() * h * static_cast<double>(x[2] + p.hidden) + cell * h);
+}
+
 }  // namespace
 
 MYELIN_REGISTER_OPS {
@@ -90,12 +101,15 @@ MYELIN_REGISTER_OPS {
                .infer = infer_rnn,
                .grad = grad_rnn,
                .expand = expand_rnn,
+               .flops = rnn_flops,
                .doc = "one recurrent layer (mode lstm|gru|rnn_tanh|rnn_relu, hidden, reverse): "
                       "x[N,T,I] w_ih w_hh b_ih b_hh h0? c0? -> y[N,T,H] h_n c_n?"});
   register_op({.name = "rnn_grad",
                .min_inputs = 10,
                .max_inputs = 13,
                .infer = infer_rnn_grad,
+               // The data and weight gradients: twice the forward's products, and the cell's.
+               .flops = [](const Graph& g, const Node& n) { return 2.0 * rnn_flops(g, n); },
                .doc = "(rnn inputs, outputs, output gradients) -> input gradients"});
 }
 

@@ -11,6 +11,7 @@ MYELIN_REGISTER_OPS {
   register_op({.name = "copy",
                .infer = same_as_first,
                .grad = [](GradBuilder& g) { return std::vector<ValueId>{g.grad_out(0)}; },
+               .flops = no_flops,
                .doc = "y = x, in new memory"});
   register_op({.name = "assign",
                .min_inputs = 2,
@@ -21,6 +22,7 @@ MYELIN_REGISTER_OPS {
                             "the state and its new value must have one shape and type");
                      return std::vector<TensorType>{};
                    },
+               .flops = no_flops,
                .doc = "state = value, in place"});
 }
 
