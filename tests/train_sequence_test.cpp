@@ -102,7 +102,8 @@ TEST(SequenceNetworks, ABadSequenceLengthOrLastLayerIsAClearError) {
 }
 
 // The label of each step is the token three steps back (the first three: the token itself): only
-// a network that remembers can be right. A 2-layer LSTM trained with Adam gets it nearly always after a few hundred steps.
+// a network that remembers can be right. A 2-layer LSTM trained with Adam gets it nearly always
+// after a few hundred steps.
 TEST(SequenceNetworks, AnLstmLearnsToRecallThreeStepsBack) {
   std::string text = kCharNet;
   text.replace(text.find("carry_state: true"), 17, "carry_state: false");

@@ -35,7 +35,8 @@ int run_sample(const std::vector<std::string>& argv) {
       "  myelin sample --weights runs/fortunes --prime \"The \" --length 300 --temperature 0.8\n");
   if (wants_help(argv, help)) return 0;
   Args a("sample", argv, sample_flags());
-  if (!a.has("weights")) throw UsageError("--weights is required (a run directory or .safetensors)");
+  if (!a.has("weights"))
+    throw UsageError("--weights is required (a run directory or .safetensors)");
   SampleOptions o;
   o.model = a.str("model");
   o.weights = a.str("weights");

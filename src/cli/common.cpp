@@ -11,13 +11,16 @@ std::vector<Flag> device_flags() {
           {"precision", "P", "fp32, tf32, bf16 or fp16 (CUDA)", "fp32"}};
 }
 
-Device device_from(const Args& a) { return Device::parse(a.str("device", "cpu")); }
+Device device_from(const Args& a) {
+  return Device::parse(a.str("device", "cpu"));
+}
 
 BackendOptions backend_from(const Args& a) {
   BackendOptions o;
   o.threads = static_cast<int>(a.integer("threads", 0));
   o.precision = a.str("precision", "fp32");
-  if (o.precision != "fp32" && o.precision != "tf32" && o.precision != "bf16" && o.precision != "fp16")
+  if (o.precision != "fp32" && o.precision != "tf32" && o.precision != "bf16" &&
+      o.precision != "fp16")
     throw UsageError("--precision must be fp32, tf32, bf16 or fp16, got '" + o.precision + "'");
   if (o.threads < 0) throw UsageError("--threads must be positive");
   return o;

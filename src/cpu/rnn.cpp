@@ -112,8 +112,10 @@ class WeightPacking {
         user_(static_cast<size_t>(l.g * l.h * c)),
         want_(want.get_size() / sizeof(float)) {
     if (!same_layout()) {
-      to_want_ = dnnl::reorder(dnnl::reorder::primitive_desc(b.engine(), user_md_, b.engine(), want));
-      to_user_ = dnnl::reorder(dnnl::reorder::primitive_desc(b.engine(), want, b.engine(), user_md_));
+      to_want_ =
+          dnnl::reorder(dnnl::reorder::primitive_desc(b.engine(), user_md_, b.engine(), want));
+      to_user_ =
+          dnnl::reorder(dnnl::reorder::primitive_desc(b.engine(), want, b.engine(), user_md_));
     }
   }
   // `ours` in the primitive's layout; the result lives until the next call.
@@ -244,8 +246,7 @@ class RnnForward : public Kernel {
         args.emplace(DNNL_ARG_DST_ITER_C, mem(b_, st, out[2].data()));
       }
       if (gates_)
-        args.emplace(DNNL_ARG_WORKSPACE,
-                     mem(b_, arg_md(pd_, DNNL_ARG_WORKSPACE), gates_->data()));
+        args.emplace(DNNL_ARG_WORKSPACE, mem(b_, arg_md(pd_, DNNL_ARG_WORKSPACE), gates_->data()));
       prim_.execute(b_.stream(), args);
       b_.stream().wait();
     });
@@ -302,8 +303,10 @@ class RnnBackward : public Kernel {
           {DNNL_ARG_WORKSPACE, mem(b_, md(DNNL_ARG_WORKSPACE), gates_->data())},
           {DNNL_ARG_DIFF_SRC_LAYER, mem(b_, seq_in, out[0].data())},
           {DNNL_ARG_DIFF_SRC_ITER, mem(b_, st, out[5].data())},
-          {DNNL_ARG_DIFF_WEIGHTS_LAYER, mem(b_, md(DNNL_ARG_DIFF_WEIGHTS_LAYER), dwx_->zeroed_gradient())},
-          {DNNL_ARG_DIFF_WEIGHTS_ITER, mem(b_, md(DNNL_ARG_DIFF_WEIGHTS_ITER), dwh_->zeroed_gradient())},
+          {DNNL_ARG_DIFF_WEIGHTS_LAYER,
+           mem(b_, md(DNNL_ARG_DIFF_WEIGHTS_LAYER), dwx_->zeroed_gradient())},
+          {DNNL_ARG_DIFF_WEIGHTS_ITER,
+           mem(b_, md(DNNL_ARG_DIFF_WEIGHTS_ITER), dwh_->zeroed_gradient())},
           {DNNL_ARG_DIFF_BIAS, mem(b_, l_.bias(), dbias_->zeroed_gradient())},
           {DNNL_ARG_SCRATCHPAD, mem(b_, md(DNNL_ARG_SCRATCHPAD), ctx.workspace)},
       };

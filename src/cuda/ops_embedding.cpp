@@ -20,11 +20,11 @@ class EmbeddingKernel : public CudaKernel {
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext&) override {
     if (backward_)
-      embedding_backward(in[0].f32(), in[1].data_as<int32_t>(), count_, rows_, width_,
-                         out[0].f32(), stream());
+      embedding_backward(in[0].f32(), in[1].data_as<int32_t>(), count_, rows_, width_, out[0].f32(),
+                         stream());
     else
-      embedding_forward(in[0].data_as<int32_t>(), count_, in[1].f32(), rows_, width_,
-                        out[0].f32(), stream());
+      embedding_forward(in[0].data_as<int32_t>(), count_, in[1].f32(), rows_, width_, out[0].f32(),
+                        stream());
   }
 
   bool backward_;

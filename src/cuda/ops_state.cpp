@@ -15,9 +15,9 @@ class CopyKernel : public CudaKernel {
               const StepContext&) override {
     const Tensor& from = assign_ ? in[1] : in[0];
     void* to = assign_ ? in[0].data() : out[0].data();
-    MYELIN_CHECK(cudaMemcpyAsync(to, from.data(), from.nbytes(), cudaMemcpyDeviceToDevice,
-                                 stream()),
-                 where_);
+    MYELIN_CHECK(
+        cudaMemcpyAsync(to, from.data(), from.nbytes(), cudaMemcpyDeviceToDevice, stream()),
+        where_);
   }
   bool assign_;
 };

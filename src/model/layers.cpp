@@ -85,8 +85,9 @@ std::vector<KeyDef> recurrent_keys(bool rnn) {
       flag("carry_state", false,
            "start each batch from the previous batch's final state (text: truncated "
            "backpropagation through time over contiguous batches)"),
-      optional_init("init", "initializer of weights and biases (default PyTorch's: "
-                            "uniform(1/sqrt(hidden)))"),
+      optional_init("init",
+                    "initializer of weights and biases (default PyTorch's: "
+                    "uniform(1/sqrt(hidden)))"),
       number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of weights and biases"),
       number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of weights and biases")};
   if (rnn) k.push_back(choice("nonlinearity", "tanh|relu", "tanh", "the cell's activation"));
@@ -259,17 +260,17 @@ std::vector<LayerDef> make_defs() {
   for (KeyDef& w : weight_keys()) fc_keys.push_back(std::move(w));
   d.push_back({"fc", "fully connected (inner product) over all features of each example", fc_keys,
                1, 1, b::fc, check_weights});
-  d.push_back({"embedding",
-               "a learned vector per symbol id (the first layer of a text network)",
-               {integer("size", 1, 65536, std::nullopt, "features per symbol"),
-                optional_integer("vocabulary", 1, kMaxOutputs,
-                                 "symbols (default: the network's classes)"),
-                init("init", "gaussian(1)", "initializer of the table (PyTorch's: gaussian(1))"),
-                number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of the table"),
-                number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of the table")},
-               1,
-               1,
-               b::embedding});
+  d.push_back(
+      {"embedding",
+       "a learned vector per symbol id (the first layer of a text network)",
+       {integer("size", 1, 65536, std::nullopt, "features per symbol"),
+        optional_integer("vocabulary", 1, kMaxOutputs, "symbols (default: the network's classes)"),
+        init("init", "gaussian(1)", "initializer of the table (PyTorch's: gaussian(1))"),
+        number("lr_mult", 0, 1e6, 1.0, "learning-rate multiplier of the table"),
+        number("decay_mult", 0, 1e6, 1.0, "weight-decay multiplier of the table")},
+       1,
+       1,
+       b::embedding});
   const char* sequence = "; input [N, T, features] batch first, weights named as PyTorch's";
   d.push_back({"lstm", std::string("long short-term memory layers") + sequence,
                recurrent_keys(false), 1, 1, b::recurrent});

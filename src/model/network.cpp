@@ -149,9 +149,8 @@ ValueId logits_of(BuiltNetwork& net, const NetworkSpec& s, ValueId last, int64_t
     const int64_t steps = s.input[0];
     if (out != Shape{batch, steps, s.classes})
       fail("the last layer must give a score per step and symbol, [N, steps, classes] = [" +
-           std::to_string(batch) + ", " + std::to_string(steps) + ", " +
-           std::to_string(s.classes) + "], it gives " + out.str() +
-           " (an fc layer with axis: 2 scores each step)");
+           std::to_string(batch) + ", " + std::to_string(steps) + ", " + std::to_string(s.classes) +
+           "], it gives " + out.str() + " (an fc layer with axis: 2 scores each step)");
     return g.add1("reshape", "logits", {last}, Attrs{{"shape", Dims{batch * steps, s.classes}}});
   }
   if (out.rank() < 2 || out[0] != batch || bounded_numel(out.dims) != batch * s.classes)
@@ -298,9 +297,9 @@ BuiltNetwork build_network(const NetworkSpec& spec, int64_t batch, bool training
   }
   net.logits = logits_of(net, s, prev, batch);
   // Tokens: one label per step, scored alongside the logits' [N * steps] rows.
-  ValueId labels = tokens ? g.add1("reshape", "label", {net.label},
-                                   Attrs{{"shape", Dims{batch * s.input[0]}}})
-                          : net.label;
+  ValueId labels =
+      tokens ? g.add1("reshape", "label", {net.label}, Attrs{{"shape", Dims{batch * s.input[0]}}})
+             : net.label;
   net.loss = g.add1("softmax_cross_entropy", "loss", {net.logits, labels},
                     Attrs{{"label_smoothing", label_smoothing}});
   net.top1 = g.add1("top_k_accuracy", "top1", {net.logits, labels}, Attrs{{"k", int64_t{1}}});
@@ -393,8 +392,8 @@ NetworkSpec load_network(const std::string& name_or_path) {
 
 bool equivalent(const NetworkSpec& a, const NetworkSpec& b) {
   if (a.name != b.name || a.description != b.description || a.input != b.input ||
-      a.input_type != b.input_type ||
-      a.classes != b.classes || !(a.recipe == b.recipe) || a.layers.size() != b.layers.size())
+      a.input_type != b.input_type || a.classes != b.classes || !(a.recipe == b.recipe) ||
+      a.layers.size() != b.layers.size())
     return false;
   for (size_t i = 0; i < a.layers.size(); ++i) {
     const LayerSpec &x = a.layers[i], &y = b.layers[i];

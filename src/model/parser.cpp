@@ -380,8 +380,8 @@ void apply_defaults(const Defaults& defaults, LayerSpec& l, KeyMarks& marks) {
 
 void parse_top(const Reader& r, const YAML::Node& root, Parsed& p) {
   NetworkSpec& s = p.spec;
-  const std::vector<std::string> top = {"name",  "description", "input",  "input_type",
-                                        "classes", "train",     "defaults", "layers"};
+  const std::vector<std::string> top = {"name",    "description", "input",    "input_type",
+                                        "classes", "train",       "defaults", "layers"};
   Defaults defaults;
   YAML::Node layers;
   for (const Entry& e : r.entries(root, "", "a network: name, input, classes, layers")) {

@@ -28,8 +28,8 @@ std::vector<TensorType> infer_embedding_grad(const Node& n, const std::vector<Te
 std::vector<ValueId> grad_embedding(GradBuilder& g) {
   Shape table = g.shape(g.in(1));  // a copy: adding nodes may move the values
   if (!g.needs_grad(1)) return {kNoValue, kNoValue};
-  return {kNoValue, g.add1("embedding_grad", {g.grad_out(0), g.in(0)},
-                           Attrs{{"table_shape", table.dims}})};
+  return {kNoValue,
+          g.add1("embedding_grad", {g.grad_out(0), g.in(0)}, Attrs{{"table_shape", table.dims}})};
 }
 
 }  // namespace

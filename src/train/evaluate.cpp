@@ -186,7 +186,6 @@ std::string metadata_of(const std::string& weights, const std::string& key) {
   return it == f.metadata.end() ? std::string() : it->second;
 }
 
-
 // Decodes images and makes them the network's input, reusing its buffers from one to the next.
 class ImagePreparer {
  public:

@@ -17,10 +17,10 @@ struct SampleOptions {
   std::string weights;  // a run directory or .safetensors written by training on a text dataset
   std::string device = "cpu";
   int threads = 0;
-  std::string prime;  // text in the weights' vocabulary; empty: a newline (or the first symbol)
-  int64_t length = 200;       // symbols drawn after the prime
-  double temperature = 1.0;   // > 0: below 1 more likely symbols, above 1 more surprising ones
-  uint64_t seed = 1;          // the same seed draws the same text
+  std::string prime;     // text in the weights' vocabulary; empty: a newline (or the first symbol)
+  int64_t length = 200;  // symbols drawn after the prime
+  double temperature = 1.0;  // > 0: below 1 more likely symbols, above 1 more surprising ones
+  uint64_t seed = 1;         // the same seed draws the same text
 };
 
 // The drawn text (without the prime). `on_symbol` sees each symbol as it is drawn. UsageError for

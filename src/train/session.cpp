@@ -213,7 +213,8 @@ void Session::build_eval(int64_t batch) {
   allocate_persistent(g);
   eval_ = std::make_unique<Program>(g, *backend_);
   bind_persistent(*eval_);
-  eval_data_ = device_tensor(g.value(eval_net_.data).shape, g.value(eval_net_.data).dtype, buffers_);
+  eval_data_ =
+      device_tensor(g.value(eval_net_.data).shape, g.value(eval_net_.data).dtype, buffers_);
   eval_label_ = device_tensor(g.value(eval_net_.label).shape, DType::i32, buffers_);
   eval_->bind(eval_net_.data, eval_data_);
   eval_->bind(eval_net_.label, eval_label_);

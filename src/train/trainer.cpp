@@ -245,8 +245,7 @@ void Trainer::fit_text_dataset() {
   if (!is_text_dataset(data_spec_)) return;
   if (spec_.input_type != "tokens")
     throw UsageError("dataset '" + data_spec_ + "' is text: it trains networks with input_type: " +
-                     "tokens (such as --model char-lstm), and '" + spec_.name +
-                     "' reads images");
+                     "tokens (such as --model char-lstm), and '" + spec_.name + "' reads images");
   text_ = load_text_dataset(data_spec_);
   const auto symbols = static_cast<int64_t>(text_->vocabulary.size());
   if (symbols == spec_.classes) return;
@@ -288,8 +287,8 @@ void Trainer::open_text_data() {
   train_examples_ = static_cast<int64_t>(train->size());
   test_examples_ = test_loader_ ? static_cast<int64_t>(test->size()) : 0;
   data_description_ = "text (" + text_->level + "): " + std::to_string(train_examples_) +
-                      " training and " + std::to_string(test_examples_) +
-                      " validation tokens, " + std::to_string(class_names_.size()) + " symbols";
+                      " training and " + std::to_string(test_examples_) + " validation tokens, " +
+                      std::to_string(class_names_.size()) + " symbols";
 }
 
 void Trainer::open_data() {
@@ -485,8 +484,7 @@ void Trainer::open_metrics() {
                 "%s %s on %s (%lld training, %lld test examples): %lld iterations of batch %lld "
                 "(%lld per epoch) on %s, from iteration %lld",
                 resume_ ? "resuming" : "training", spec_.name.c_str(), data_spec_.c_str(),
-                static_cast<long long>(train_examples_),
-                static_cast<long long>(test_examples_),
+                static_cast<long long>(train_examples_), static_cast<long long>(test_examples_),
                 static_cast<long long>(max_iter_), static_cast<long long>(recipe_.batch),
                 static_cast<long long>(bpe_ / recipe_.accumulate), where.c_str(),
                 static_cast<long long>(st_.iteration));
@@ -622,10 +620,14 @@ void Trainer::write_train_event() {
   double ips = window_.seconds > 0
                    ? static_cast<double>(window_.batches * recipe_.batch) / window_.seconds
                    : 0;
-  json event = {{"event", "train"},       {"iter", st_.iteration},
-                {"epoch", epoch()},         {"loss", window_.mean_loss()},
-                {"top1", window_.mean_top1()}, {"lr", lr_},
-                {"images_per_second", ips}, {"eta_seconds", eta}};
+  json event = {{"event", "train"},
+                {"iter", st_.iteration},
+                {"epoch", epoch()},
+                {"loss", window_.mean_loss()},
+                {"top1", window_.mean_top1()},
+                {"lr", lr_},
+                {"images_per_second", ips},
+                {"eta_seconds", eta}};
   if (text_) event["tokens_per_second"] = ips * static_cast<double>(spec_.input[0]);
   log_->write(event);
   window_ = {};
@@ -638,8 +640,8 @@ void Trainer::test_pass() {
   if (watchdog_) watchdog_->resume();
   last_eval_seconds_ = r.seconds;
   if (r.top1 > st_.best_top1) st_.best_top1 = r.top1, st_.best_iter = st_.iteration;
-  json event = {{"event", "test"}, {"iter", st_.iteration}, {"epoch", epoch()},
-                {"loss", r.loss},   {"top1", r.top1},        {"top5", r.top5},
+  json event = {{"event", "test"},        {"iter", st_.iteration}, {"epoch", epoch()},
+                {"loss", r.loss},         {"top1", r.top1},        {"top5", r.top5},
                 {"examples", r.examples}, {"seconds", r.seconds}};
   // Text: the loss in bits per symbol (per character at char level), the usual yardstick.
   if (text_) event["bits_per_symbol"] = r.loss / std::log(2.0);

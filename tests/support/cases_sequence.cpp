@@ -32,7 +32,7 @@ void run_sequence(const RnnParams& p, const Ins& in, int64_t n, int64_t t_len, i
   for (int64_t step = 0; step < t_len; ++step) {
     int64_t t = p.reverse ? t_len - 1 - step : step;
     const double* x = &in[0][(n * t_len + t) * i_len];
-    Doubles a = affine(in[1], in[3], x, gh, i_len);     // W_ih x + b_ih
+    Doubles a = affine(in[1], in[3], x, gh, i_len);      // W_ih x + b_ih
     Doubles b = affine(in[2], in[4], h.data(), gh, hs);  // W_hh h + b_hh
     for (int64_t j = 0; j < hs; ++j) {
       auto pre = [&](int gate) { return a[gate * hs + j] + b[gate * hs + j]; };
