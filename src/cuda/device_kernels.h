@@ -123,6 +123,11 @@ void xent_backward(const float* dloss, const float* logits, const int32_t* label
 void top_k_accuracy(const float* logits, const int32_t* labels, int64_t n, int64_t k, int top,
                     float* out, DeviceReport* report, int site, cudaStream_t s);
 
+// --- rnn_reverse.cu ---------------------------------------------------------------------------
+// y[b, t - 1 - s, :] = x[b, s, :] for x and y [n, t, c] fp32 (distinct): a recurrent layer's
+// reverse direction on cuDNN's forward-only RNN (ops_rnn.cpp).
+void reverse_time(const float* x, float* y, int64_t n, int64_t t, int64_t c, cudaStream_t s);
+
 // --- optimizer.cu: every parameter in one launch ---------------------------------------------
 enum class SolverKind : int { sgd, nesterov, adam, adamw, rmsprop, adagrad };
 struct MtTensor {  // one parameter's tensors
