@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/network.h"
 
@@ -22,6 +23,28 @@ struct SampleOptions {
   double temperature = 1.0;  // > 0: below 1 more likely symbols, above 1 more surprising ones
   uint64_t seed = 1;         // the same seed draws the same text
 };
+
+class Session;
+
+// Draws text from a session that scores one symbol at a time: a text network built with input [1]
+// and batch 1 (sample_network) whose recurrent layers carry their state.
+class TextSampler {
+ public:
+  TextSampler(Session& session, std::vector<std::string> vocabulary);
+  // The drawn text (without the prime). Starts from a zero state, reads the prime (empty: a
+  // newline, or the first symbol), then draws `length` symbols.
+  std::string run(const std::string& prime, int64_t length, double temperature, uint64_t seed,
+                  const std::function<void(const std::string&)>& on_symbol = {});
+
+ private:
+  Session& session_;
+  std::vector<std::string> vocabulary_;
+  std::string level_;
+};
+
+// The network reading one symbol per step; UsageError unless it is a text network whose
+// recurrent layers carry their state.
+NetworkSpec sample_network(NetworkSpec spec);
 
 // The drawn text (without the prime). `on_symbol` sees each symbol as it is drawn. UsageError for
 // a network that is not a text network with a recurrent layer carrying its state, weights with no

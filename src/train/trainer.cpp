@@ -23,6 +23,7 @@
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
+#include "train/sample.h"
 #include "train/schedule.h"
 #include "train/session.h"
 
@@ -153,6 +154,7 @@ class Trainer {
   [[noreturn]] void diverged(float loss, int64_t iter, int64_t epoch, int64_t batch, double lr);
   void write_train_event();
   void test_pass();
+  void write_sample();
   void snapshot();
   TrainResult finish(bool stopped);
   double epoch() const {
@@ -193,6 +195,7 @@ class Trainer {
   int64_t train_examples_ = 0, test_examples_ = 0;  // text: tokens
   std::vector<std::string> class_names_;
   std::unique_ptr<Session> session_;
+  std::unique_ptr<Session> sampler_;  // text: the network reading one symbol per step
   std::unique_ptr<BatchSource> train_loader_, test_loader_;
   int64_t bpe_ = 0, max_iter_ = 0, eval_every_ = 0, snapshot_every_ = 0, log_every_ = 0;
   TrainerState st_;
@@ -661,6 +664,46 @@ void Trainer::test_pass() {
   progress_->line(line);
   last_test_ = std::move(r);
   last_test_iter_ = st_.iteration;
+  write_sample();
+}
+
+// Text networks that carry their state: 200 symbols drawn with the current weights after each
+// test pass (a `sample` event), so a person sees the model learn to write.
+void Trainer::write_sample() {
+  if (!text_ || !world_.is_root()) return;
+  if (!sampler_) {
+    NetworkSpec one;
+    try {
+      one = sample_network(spec_);
+    } catch (const UsageError&) {
+      return;  // no carried state: nothing to sample from
+    }
+    SessionOptions so;
+    so.device = Device::parse(device_);
+    so.backend.threads = o_.threads;
+    so.batch = so.eval_batch = 1;
+    so.train = false;
+    so.recipe = recipe_;
+    sampler_ = std::make_unique<Session>(one, so);
+  }
+  for (const std::string& name : session_->param_names())
+    sampler_->write(name, session_->read(name));
+  const bool newline =
+      std::find(class_names_.begin(), class_names_.end(), "\n") != class_names_.end();
+  const std::string prime = newline ? "\n" : "";
+  const double temperature = 0.8;
+  std::string text =
+      TextSampler(*sampler_, class_names_)
+          .run(prime, 200, temperature, seed_ + static_cast<uint64_t>(st_.iteration));
+  log_->write({{"event", "sample"},
+               {"iter", st_.iteration},
+               {"epoch", epoch()},
+               {"prime", prime},
+               {"temperature", temperature},
+               {"text", text}});
+  size_t shown = std::min<size_t>(text.size(), 100);
+  while (shown < text.size() && (static_cast<unsigned char>(text[shown]) & 0xC0) == 0x80) --shown;
+  progress_->line("sample: " + escape_text(text.substr(0, shown)));
 }
 
 // Rank 0 writes the checkpoint (every rank holds the same weights); the others wait for it, so
