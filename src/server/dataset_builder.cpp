@@ -1,6 +1,7 @@
 // The dataset builder: one thread packs queued datasets into stores, oldest first. The database
 // is the queue (rows in state 'building'), so a build a killed server left behind simply runs
 // again at the next start; create_store renames each file into place when it is complete.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "data/store.h"
+#include "data/text.h"
 #include "server/datasets.h"
 #include "server/datasets_util.h"
 
@@ -46,6 +48,32 @@ nlohmann::json info_json(const StoreInfo& info, const std::string& dir) {
           {"seconds", info.seconds},          {"bytes", dir_bytes(dir)}};
 }
 
+constexpr size_t kTopSymbols = 40;  // the most frequent symbols a text dataset's JSON lists
+
+// A text dataset's facts: its level, vocabulary, token counts and most frequent symbols.
+nlohmann::json text_info_json(const TextCorpus& corpus, const std::string& dir, double seconds) {
+  std::vector<int64_t> counts(corpus.vocabulary.size(), 0);
+  for (const std::vector<int32_t>* part : {&corpus.train, &corpus.validation})
+    for (int32_t t : *part) ++counts[static_cast<size_t>(t)];
+  std::vector<size_t> order(counts.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  size_t top = std::min(order.size(), kTopSymbols);
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
+                    [&](size_t a, size_t b) { return counts[a] > counts[b]; });
+  nlohmann::json symbols = nlohmann::json::array();
+  for (size_t k = 0; k < top; ++k)
+    symbols.push_back({{"symbol", corpus.vocabulary[order[k]]}, {"count", counts[order[k]]}});
+  return {{"kind", "text"},
+          {"level", corpus.level},
+          {"files", corpus.files},
+          {"vocabulary_size", corpus.vocabulary.size()},
+          {"train_tokens", corpus.train.size()},
+          {"validation_tokens", corpus.validation.size()},
+          {"symbols", symbols},
+          {"seconds", seconds},
+          {"bytes", dir_bytes(dir)}};
+}
+
 }  // namespace
 
 struct DatasetBuilder::Impl {
@@ -61,6 +89,7 @@ struct DatasetBuilder::Impl {
   void loop();
   std::optional<int64_t> next() const;
   void build(int64_t id);
+  void build_text(int64_t id, const DatasetSpec& spec, const std::string& dir);
   void report(int64_t id, double progress) const;
   void finish(int64_t id, const std::string& state, const std::string& error,
               const nlohmann::json& info) const;
@@ -138,6 +167,7 @@ void DatasetBuilder::Impl::build(int64_t id) {
     if (q.step()) spec = spec_from_json(nlohmann::json::parse(q.text(0)));
   }
   if (!spec) return;
+  if (spec->is_text()) return build_text(id, *spec, dir);
   double share = train_share(*spec), best = 0;
   auto last = std::chrono::steady_clock::now();  // creation announced progress 0 already
   auto progress = [&](const CreateProgress& p) {
@@ -161,6 +191,30 @@ void DatasetBuilder::Impl::build(int64_t id) {
     finish(id, "failed", e.what(), nullptr);
   }
   // Deleted while it was being built: the route removed the folder, the build may have remade it.
+  if (!c.db.scalar("SELECT 1 FROM datasets WHERE id = ?", {id})) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+}
+
+// Text is read and cut into tokens in one go (no progress within it), then saved: the progress
+// reported is 0.5 between the two.
+void DatasetBuilder::Impl::build_text(int64_t id, const DatasetSpec& spec, const std::string& dir) {
+  auto started = std::chrono::steady_clock::now();
+  try {
+    TextCorpus corpus =
+        build_text_corpus(checked_source(c, spec), spec.text, spec.open.validation_percent / 100);
+    if (stop) return;  // stays 'building': the next start builds it again
+    report(id, 0.5);
+    save_text_dataset(corpus, store_dir(dir));
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    finish(id, "ready", "", text_info_json(corpus, dir, seconds));
+  } catch (const Interrupted& i) {
+    if (!i.deleted) return;
+  } catch (const std::exception& e) {
+    finish(id, "failed", e.what(), nullptr);
+  }
   if (!c.db.scalar("SELECT 1 FROM datasets WHERE id = ?", {id})) {
     std::error_code ec;
     fs::remove_all(dir, ec);

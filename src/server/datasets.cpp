@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "model/adapt.h"
 #include "server/datasets_util.h"
 
 namespace myelin::server {
@@ -53,8 +54,19 @@ nlohmann::json examples_json(const nlohmann::json& info) {
   return out;
 }
 
+// A text dataset's facts from the info the builder kept (null until it is built).
+nlohmann::json text_json(const nlohmann::json& info) {
+  if (info.value("kind", "") != "text") return nullptr;
+  nlohmann::json out = nlohmann::json::object();
+  for (const char* k :
+       {"level", "files", "vocabulary_size", "train_tokens", "validation_tokens", "symbols"})
+    out[k] = info.value(k, nlohmann::json());
+  return out;
+}
+
 nlohmann::json row_json(const Statement& q) {
   nlohmann::json spec = parsed(q, 4), info = parsed(q, 8);
+  bool text = spec.value("text", nlohmann::json()).is_string();
   nlohmann::json options = spec;
   for (const char* k : {"kind", "source", "upload"}) options.erase(k);
   if (options.value("size", nlohmann::json()).is_array())  // as the create request takes it
@@ -64,6 +76,7 @@ nlohmann::json row_json(const Statement& q) {
           {"owner", q.integer(2)},
           {"owner_name", or_null(q, 3)},
           {"source", source_json(spec)},
+          {"kind", text ? "text" : "image"},
           {"options", options},
           {"state", q.text(5)},
           {"progress", q.real(6)},
@@ -72,6 +85,7 @@ nlohmann::json row_json(const Statement& q) {
           {"num_classes", info.value("classes", nlohmann::json::array()).size()},
           {"classes", classes_json(info)},
           {"examples", examples_json(info)},
+          {"text", text_json(info)},
           {"bytes", info.value("bytes", int64_t{0})},
           {"build_seconds", info.value("seconds", nlohmann::json())},
           {"created", q.real(9)},
@@ -106,7 +120,8 @@ nlohmann::json dataset_list_json(const Context& c) {
 }
 
 DatasetView dataset_view(const Context& c, int64_t id) {
-  Statement q = c.db.query("SELECT name, state, owner, info FROM datasets WHERE id = ?", {id});
+  Statement q =
+      c.db.query("SELECT name, state, owner, info, spec FROM datasets WHERE id = ?", {id});
   if (!q.step()) throw ApiError(404, "no dataset " + std::to_string(id));
   DatasetView v;
   v.id = id;
@@ -115,10 +130,35 @@ DatasetView dataset_view(const Context& c, int64_t id) {
   v.owner = q.integer(2);
   v.data_spec = store_dir(dataset_dir(c, id));
   nlohmann::json info = parsed(q, 3);
+  if (parsed(q, 4).value("text", nlohmann::json()).is_string()) {
+    v.kind = "text";
+    v.classes = info.value("vocabulary_size", int64_t{0});
+    return v;
+  }
   if (info.contains("shape")) v.input = info["shape"].get<Dims>();
   v.class_names = info.value("classes", std::vector<std::string>{});
   v.classes = static_cast<int64_t>(v.class_names.size());
   return v;
+}
+
+void check_network_kind(const NetworkSpec& net, const DatasetView& ds) {
+  bool tokens = net.input_type == "tokens";
+  std::string what = "dataset " + std::to_string(ds.id) + " (" + ds.name + ")";
+  if (ds.is_text() && !tokens)
+    throw ApiError(400, what +
+                            " is text: it trains text networks (input_type: tokens, such as "
+                            "char-lstm), and '" +
+                            net.name + "' reads images");
+  if (!ds.is_text() && tokens)
+    throw ApiError(400, what + " holds images, and '" + net.name +
+                            "' reads text (input_type: tokens): make a text dataset for it, or "
+                            "pick an image network");
+}
+
+NetworkSpec fit_network(const NetworkSpec& net, const DatasetView& ds) {
+  check_network_kind(net, ds);
+  if (ds.is_text()) return adapt_network(net, net.input, ds.classes);
+  return adapt_network(net, ds.input, ds.classes);
 }
 
 }  // namespace myelin::server

@@ -68,7 +68,7 @@ bool summarize(nlohmann::json& m, const nlohmann::json& e) {
     if (e.contains("epoch")) m["epoch"] = e["epoch"];
   }
   if (kind == "train") {
-    for (const char* k : {"lr", "images_per_second", "eta_seconds"})
+    for (const char* k : {"lr", "images_per_second", "tokens_per_second", "eta_seconds"})
       if (e.contains(k)) m[k] = e[k];
     m["train_loss"] = e.value("loss", 0.0);
     m["train_accuracy"] = e.value("top1", 0.0);
@@ -76,6 +76,12 @@ bool summarize(nlohmann::json& m, const nlohmann::json& e) {
     double acc = e.value("top1", 0.0);
     m["test_accuracy"] = acc;
     m["test_loss"] = e.value("loss", 0.0);
+    if (e.contains("bits_per_symbol")) {  // text: the validation loss in bits per symbol
+      double bits = e.value("bits_per_symbol", 0.0);
+      m["bits_per_symbol"] = bits;
+      if (!m.contains("best_bits_per_symbol") || bits < m["best_bits_per_symbol"].get<double>())
+        m["best_bits_per_symbol"] = bits;
+    }
     if (!m.contains("best_accuracy") || acc > m["best_accuracy"].get<double>()) {
       m["best_accuracy"] = acc;
       m["best_iter"] = iter;

@@ -6,7 +6,6 @@
 #include <regex>
 
 #include "core/error.h"
-#include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
 #include "server/launcher.h"
@@ -263,10 +262,11 @@ int64_t create_job(Context& c, const SystemMonitor& sys, const Identity& who, co
   if (ds.state == "failed")
     throw ApiError(400, "dataset " + std::to_string(ds.id) + " failed to build; make it again");
   NetworkSpec net = network_of(spec.value("model", ""));
+  check_network_kind(net, ds);
   bool cluster = c.options.scheduler != "local";
   check_resources(spec, sys, cluster);
   if (ds.state == "ready" && !cluster) {  // a cluster's nodes are not this server
-    net = adapt_network(net, ds.input, ds.classes);
+    net = fit_network(net, ds);
     check_memory(net, spec, sys);
   }
   std::optional<int64_t> parent = parent_of(c, spec);

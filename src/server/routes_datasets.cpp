@@ -1,11 +1,15 @@
 // The dataset routes: create (queued for the builder), list, describe, delete, and the PNG views
-// the web UI shows (mean image, example grids, single examples, a preview before creating).
+// the web UI shows (mean image, example grids, single examples, a preview before creating); for
+// a text dataset, excerpts of its text instead of the pictures.
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "data/io.h"
 #include "data/preview.h"
 #include "data/store.h"
+#include "data/text.h"
 #include "server/datasets.h"
 #include "server/datasets_util.h"
 
@@ -39,11 +43,22 @@ int64_t query_int(const Request& req, const std::string& key, int64_t fallback, 
   return v;
 }
 
-// The split a ready dataset keeps under `name` ("train", or "test"/"val": its second split).
-std::shared_ptr<Dataset> open_split(const Context& c, int64_t id, const std::string& name) {
+// A ready dataset, or 409.
+DatasetView ready_dataset(const Context& c, int64_t id) {
   DatasetView v = dataset_view(c, id);
   if (v.state != "ready")
     throw ApiError(409, "dataset " + std::to_string(id) + " is " + v.state + ", not ready");
+  return v;
+}
+
+// The split a ready image dataset keeps under `name` ("train", or "test"/"val": its second
+// split); 400 for a text dataset, which has no pictures.
+std::shared_ptr<Dataset> open_split(const Context& c, int64_t id, const std::string& name) {
+  DatasetView v = ready_dataset(c, id);
+  if (v.is_text())
+    throw ApiError(400, "dataset " + std::to_string(id) +
+                            " is text: it has no images; GET /api/v1/datasets/" +
+                            std::to_string(id) + "/text gives an excerpt of its text");
   DatasetSplits s = open_store_dir(v.data_spec);
   if (name == "train") return s.train;
   if (name != "test" && name != "val")
@@ -157,9 +172,68 @@ void example(const Context& c, const Request& req, const Call& call, Response& r
   send_png(res, render([&] { return example_png(*data, index, static_cast<int>(scale)); }));
 }
 
+// Tokens [offset, offset + length) of a text dataset's split, as text. An excerpt that does not
+// start the split starts after its first newline (within the first half), so that it begins
+// a line; the answer says where it starts.
+nlohmann::json text_excerpt(const Context& c, const Request& req, const Call& call) {
+  DatasetView v = ready_dataset(c, call.id());
+  if (!v.is_text())
+    throw ApiError(400, "dataset " + std::to_string(v.id) +
+                            " holds images: its pictures are mean.png and examples.png");
+  std::string split = split_param(req, "train");
+  if (split == "test" || split == "val") split = "validation";
+  if (split != "train" && split != "validation")
+    throw ApiError(400, "'split' must be train or validation, got '" + split + "'");
+  std::string dir = v.data_spec;
+  std::vector<uint8_t> header = data::read_file(dir + "/text.json");
+  nlohmann::json h = nlohmann::json::parse(header.begin(), header.end(), nullptr, false);
+  if (h.is_discarded() || !h.contains(split) || !h.contains("vocabulary"))
+    throw DataError(dir + "/text.json", -1, "not a text dataset's header");
+  std::vector<std::string> vocabulary = h["vocabulary"].get<std::vector<std::string>>();
+  int64_t total = h[split].value("tokens", int64_t{0});
+  int64_t offset = query_int(req, "offset", 0, 0, total);
+  int64_t length = query_int(req, "length", 2000, 1, 20000);
+  length = std::min(length, total - offset);
+  std::vector<int32_t> tokens(static_cast<size_t>(length));
+  std::string file = dir + "/" + h[split].value("file", split + ".tokens");
+  std::ifstream in(file, std::ios::binary);
+  in.seekg(offset * 4);
+  std::vector<unsigned char> raw(tokens.size() * 4);
+  in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
+  if (in.gcount() != static_cast<std::streamsize>(raw.size()))
+    throw DataError(file, offset * 4, "shorter than text.json says");
+  for (size_t i = 0; i < tokens.size(); ++i) {  // little-endian int32
+    uint32_t u = raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 |
+                 static_cast<uint32_t>(raw[4 * i + 3]) << 24;
+    tokens[i] = static_cast<int32_t>(u);
+    if (tokens[i] < 0 || tokens[i] >= static_cast<int32_t>(vocabulary.size()))
+      throw DataError(file, (offset + static_cast<int64_t>(i)) * 4,
+                      "a token outside the vocabulary");
+  }
+  auto newline = std::find(vocabulary.begin(), vocabulary.end(), "\n");
+  if (offset > 0 && newline != vocabulary.end()) {
+    auto id = static_cast<int32_t>(newline - vocabulary.begin());
+    auto half = tokens.begin() + static_cast<std::ptrdiff_t>(tokens.size() / 2);
+    auto at = std::find(tokens.begin(), half, id);
+    if (at != half) {
+      offset += (at - tokens.begin()) + 1;
+      tokens.erase(tokens.begin(), at + 1);
+    }
+  }
+  return {{"split", split},
+          {"offset", offset},
+          {"length", tokens.size()},
+          {"tokens", total},
+          {"text", decode_tokens(vocabulary, tokens)}};
+}
+
 void preview(const Context& c, const Request& req, const Call& call, Response& res) {
   nlohmann::json body = json_body(req);
   DatasetSpec spec = parse_dataset_spec(c, body, call.who);
+  if (spec.is_text())
+    throw ApiError(400,
+                   "a preview draws images; a text dataset shows an excerpt of its text once it "
+                   "is built (GET /api/v1/datasets/{id}/text)");
   int64_t count = opt_integer(body, "count").value_or(16);
   if (count < 1 || count > 64) throw ApiError(400, "'count' must be 1 to 64");
   int64_t channels = spec.open.channels ? spec.open.channels : 3;
@@ -190,6 +264,9 @@ void add_dataset_routes(Router& r, Context& c, DatasetBuilder& builder) {
         [&c](const Request& q, Response& s, const Call& k) { examples(c, q, k, s); });
   r.add("GET", "/api/v1/datasets/{id}/examples/{index}.png",
         [&c](const Request& q, Response& s, const Call& k) { example(c, q, k, s); });
+  r.add("GET", "/api/v1/datasets/{id}/text", [&c](const Request& q, Response& s, const Call& k) {
+    send_json(s, text_excerpt(c, q, k));
+  });
 }
 
 }  // namespace myelin::server

@@ -33,6 +33,14 @@ Model model_of(const Context& c, int64_t job) {
   return {dir, dir + "/network.yaml", j["dataset"].is_null() ? 0 : j["dataset"].get<int64_t>()};
 }
 
+// 400 for a job that trained a text network: it reads symbols, not images.
+void require_images(const Context& c, const Model& m, int64_t job) {
+  if (m.dataset == 0 || !dataset_view(c, m.dataset).is_text()) return;
+  throw ApiError(400, "job " + std::to_string(job) +
+                          " trained a text network: it reads text, not images (its samples are "
+                          "among its metrics events)");
+}
+
 std::vector<uint8_t> uploaded_image(const Request& req) {
   if (!req.has_file("image"))
     throw ApiError(400, "send the image as multipart/form-data field 'image' (PNG or JPEG)");
@@ -101,11 +109,15 @@ nlohmann::json evaluate_json(const Context& c, const Model& m, const nlohmann::j
 void add_model_routes(Router& r, Context& c) {
   r.add("POST", "/api/v1/jobs/{id}/classify",
         [&c](const Request& req, Response& res, const Call& call) {
-          send_json(res, classify_json(c, model_of(c, call.id()), req));
+          Model m = model_of(c, call.id());
+          require_images(c, m, call.id());
+          send_json(res, classify_json(c, m, req));
         });
   r.add("POST", "/api/v1/jobs/{id}/evaluate",
         [&c](const Request& req, Response& res, const Call& call) {
-          send_json(res, evaluate_json(c, model_of(c, call.id()), json_body(req)));
+          Model m = model_of(c, call.id());
+          require_images(c, m, call.id());
+          send_json(res, evaluate_json(c, m, json_body(req)));
         });
   r.add("GET", "/api/v1/jobs/{id}/filters.png",
         [&c](const Request& req, Response& res, const Call& call) {
@@ -116,6 +128,7 @@ void add_model_routes(Router& r, Context& c) {
   r.add("POST", "/api/v1/jobs/{id}/activations",
         [&c](const Request& req, Response& res, const Call& call) {
           Model m = model_of(c, call.id());
+          require_images(c, m, call.id());
           std::string layer = req.has_file("layer") ? req.get_file_value("layer").content
                                                     : req.get_param_value("layer");
           if (layer.empty()) throw ApiError(400, "'layer' is required: the name of a layer");

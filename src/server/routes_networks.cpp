@@ -4,7 +4,6 @@
 
 #include "core/error.h"
 #include "data/io.h"
-#include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
 #include "server/routes.h"
@@ -36,7 +35,12 @@ nlohmann::json check_network(const Context& c, const nlohmann::json& body) {
     net = parse_network(text, "network.yaml");
     if (auto ds = opt_integer(body, "dataset")) {
       DatasetView v = dataset_view(c, *ds);
-      if (v.state == "ready") net = adapt_network(net, v.input, v.classes);
+      try {
+        check_network_kind(net, v);
+      } catch (const ApiError& e) {  // the network as typed does not fit: an error in it
+        return {{"valid", false}, {"errors", {error_json(e.what(), 0)}}};
+      }
+      if (v.state == "ready") net = fit_network(net, v);
     }
     nlohmann::json out = {{"valid", true}, {"network", network_json(net)}};
     if (auto solver = opt_string(body, "solver")) net.recipe.solver = *solver;
@@ -80,6 +84,7 @@ nlohmann::json network_json(const NetworkSpec& net) {
   return {{"name", net.name},
           {"description", net.description},
           {"input", dims_json(net.input)},
+          {"input_type", net.input_type},
           {"classes", net.classes},
           {"layers", layers},
           {"params", cost.params},

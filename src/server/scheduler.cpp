@@ -5,7 +5,6 @@
 #include <set>
 #include <sstream>
 
-#include "model/adapt.h"
 #include "model/network.h"
 #include "server/datasets.h"
 #include "server/jobs.h"
@@ -42,7 +41,7 @@ int64_t file_size(const std::string& path) {
 // The network file written at creation, fitted to the dataset now that it is built.
 void fit_network_to_dataset(const Context& c, int64_t job, const DatasetView& ds) {
   std::string path = job_json(c, job)["run_dir"].get<std::string>() + "/network.yaml";
-  NetworkSpec net = adapt_network(load_network(path), ds.input, ds.classes);
+  NetworkSpec net = fit_network(load_network(path), ds);
   std::ofstream(path, std::ios::trunc) << write_network(net);
 }
 

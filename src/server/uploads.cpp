@@ -1,6 +1,6 @@
-// POST /api/v1/uploads: an image (to classify) or an archive of class folders (to make a dataset
-// from). Files are kept under DATA_DIR/uploads with names the server makes; the client's file
-// name is only shown.
+// POST /api/v1/uploads: an image (to classify), an archive of class folders (to make a dataset
+// from) or a text file (to make a text dataset from). Files are kept under DATA_DIR/uploads with
+// names the server makes; the client's file name is only shown.
 //
 // An archive is unpacked here, not when a dataset is made from it: a corrupt archive, an entry
 // that would escape the folder or a zip bomb is then a 4xx on the upload itself, and previews and
@@ -67,11 +67,14 @@ std::string unpack(const Context& c, const std::string& archive, const std::stri
   }
 }
 
-// Stores the upload; returns its path for the row (the image file, or the archive's folder).
+// Stores the upload; returns its path for the row (the image or text file, or the archive's
+// folder).
 std::string store(const Context& c, const std::string& bytes, UploadKind kind) {
   std::string stem = c.uploads_dir() + "/" + random_hex(12);
-  if (kind == UploadKind::image) {
-    std::string path = stem + (bytes[0] == '\x89' ? ".png" : ".jpg");
+  if (kind == UploadKind::image || kind == UploadKind::text) {
+    std::string path = stem + (kind == UploadKind::text ? ".txt"
+                               : bytes[0] == '\x89'     ? ".png"
+                                                        : ".jpg");
     write_file(path, bytes);
     return path;
   }
@@ -100,12 +103,14 @@ void upload(Context& c, const Request& req, Response& res, const Call& call) {
   UploadKind kind = sniff_upload(file.content);
   if (kind == UploadKind::unknown)
     throw ApiError(415, "'" + display_name(file.filename) +
-                            "' is neither an image (PNG, JPEG) "
-                            "nor an archive (.zip, .tar, .tar.gz): it starts with " +
+                            "' is neither an image (PNG, JPEG), an archive (.zip, .tar, "
+                            ".tar.gz) nor UTF-8 text: it starts with " +
                             describe_head(file.content));
   std::string path = store(c, file.content, kind);
   std::string name = display_name(file.filename);
-  const char* kind_name = kind == UploadKind::image ? "image" : "archive";
+  const char* kind_name = kind == UploadKind::image  ? "image"
+                          : kind == UploadKind::text ? "text"
+                                                     : "archive";
   int64_t bytes = static_cast<int64_t>(file.content.size());
   c.db.run("INSERT INTO uploads(owner, name, path, bytes, kind, created) VALUES(?, ?, ?, ?, ?, ?)",
            {call.who.user, name, path, bytes, std::string(kind_name), now_seconds()});

@@ -218,7 +218,7 @@ def test_upload_names_are_never_paths(srv):
 
 
 def test_bad_uploads(srv):
-    body, ctype = file_part(b"hello, this is text\n", "notes.txt")
+    body, ctype = file_part(b"\x00\x00\x01\x00 not an icon", "favicon.ico")
     assert "neither an image" in srv.error("POST", "/api/v1/uploads", raw=body, ctype=ctype,
                                            expect=415)
     for corrupt in (b"PK\x03\x04" + os.urandom(300), b"\x1f\x8b\x08\x00" + os.urandom(300)):
