@@ -141,7 +141,7 @@ void check_text_file(const std::string& path) {
   std::string why;
   size_t bad = first_non_text_byte(head, head.size() == kHead, why);
   if (bad != std::string::npos)
-    throw ApiError(400, path + " is not UTF-8 text: at byte " + std::to_string(bad) + ", " + why);
+    throw ApiError(400, path + " is not UTF-8 text: byte " + std::to_string(bad) + " is " + why);
 }
 
 // Every symbolic link under `dir` must lead inside the roots; real files and folders under a
@@ -294,7 +294,7 @@ size_t first_non_text_byte(const std::string& bytes, bool cut_ok, std::string& w
   for (size_t i = 0; i < n;) {
     unsigned char c = p[i];
     if (c == 0) {
-      why = "a NUL byte: this looks like a binary file, not text";
+      why = "a NUL byte, as in a binary file";
       return i;
     }
     size_t more = c < 0x80                 ? 0
@@ -316,7 +316,7 @@ size_t first_non_text_byte(const std::string& bytes, bool cut_ok, std::string& w
       ok = k == 1 ? b >= lo && b <= hi : (b & 0xC0) == 0x80;
     }
     if (!ok) {
-      why = "invalid UTF-8: expected UTF-8 text";
+      why = "not valid UTF-8";
       return i;
     }
     i += more + 1;
