@@ -191,6 +191,8 @@ export interface Network {
   name: string;
   description?: string;
   input: number[];
+  /** "tokens": a text network (symbol ids in, the next symbol scored at every step). */
+  input_type?: "image" | "tokens";
   classes: number;
   params: number;
   flops: number;
@@ -234,13 +236,40 @@ export interface DatasetClass {
   [split: string]: number | string;
 }
 
+/** A text dataset's facts, once built. */
+export interface TextFacts {
+  level: "char" | "word";
+  files: number;
+  vocabulary_size: number;
+  train_tokens: number;
+  validation_tokens: number;
+  /** The most frequent symbols, most frequent first. */
+  symbols: { symbol: string; count: number }[];
+}
+
+/** GET /datasets/{id}/text: tokens from `offset` on, as text. */
+export interface TextExcerpt {
+  split: "train" | "validation";
+  offset: number;
+  length: number;
+  tokens: number;
+  text: string;
+}
+
 export interface Dataset {
   id: number;
   name: string;
   owner: number;
   owner_name: string | null;
   source: string | number;
-  options: { size?: string | null; channels?: number; resize?: string; validation?: number };
+  kind?: "image" | "text";
+  options: {
+    text?: "char" | "word";
+    size?: string | null;
+    channels?: number;
+    resize?: string;
+    validation?: number;
+  };
   state: "building" | "ready" | "failed";
   progress: number;
   error: string | null;
@@ -248,6 +277,7 @@ export interface Dataset {
   num_classes?: number;
   classes?: DatasetClass[];
   examples?: Record<string, number>;
+  text?: TextFacts | null;
   bytes?: number;
   build_seconds?: number | null;
   created: number;
@@ -263,6 +293,7 @@ export interface JobMetrics {
   epoch?: number;
   lr?: number;
   images_per_second?: number;
+  tokens_per_second?: number;
   eta_seconds?: number;
   train_loss?: number;
   train_accuracy?: number;
@@ -271,6 +302,8 @@ export interface JobMetrics {
   test_top5?: number;
   best_accuracy?: number;
   best_iter?: number;
+  bits_per_symbol?: number;
+  best_bits_per_symbol?: number;
   finished?: boolean;
   seconds?: number;
   iterations?: number;
@@ -301,7 +334,8 @@ export interface Job {
 
 /** A line of the trainer's metrics.jsonl, as the metrics events carry it. */
 export interface MetricsEvent {
-  event: "start" | "resume" | "train" | "test" | "snapshot" | "stopped" | "end" | "error";
+  event:
+    "start" | "resume" | "train" | "test" | "sample" | "snapshot" | "stopped" | "end" | "error";
   iter?: number;
   epoch?: number;
   loss?: number;
@@ -309,6 +343,14 @@ export interface MetricsEvent {
   top5?: number;
   lr?: number;
   images_per_second?: number;
+  /** Text networks: train events. */
+  tokens_per_second?: number;
+  /** Text networks: test events (the validation loss in bits per symbol). */
+  bits_per_symbol?: number;
+  /** Sample events (text networks, after each test pass): the symbols drawn. */
+  text?: string;
+  prime?: string;
+  temperature?: number;
   [key: string]: unknown;
 }
 

@@ -1,4 +1,5 @@
-// Uploads an archive of class folders (POST /uploads), showing how much has been sent.
+// Uploads an archive of class folders, or for a text dataset a text file or an archive of them
+// (POST /uploads), showing how much has been sent.
 import { useState } from "preact/hooks";
 import { ApiError, postFormWithProgress } from "../api";
 import { bytes } from "../format";
@@ -9,17 +10,21 @@ export interface Upload {
   id: number;
   name: string;
   bytes: number;
-  kind: "image" | "archive";
+  kind: "image" | "archive" | "text";
 }
 
 const ARCHIVES = ".zip,.tar,.tar.gz,.tgz";
+const TEXTS = `text/plain,.txt,.text,.md,${ARCHIVES}`;
 
 export function ArchiveUpload({
   upload,
   onUpload,
+  text = false,
 }: {
   upload: Upload | null;
   onUpload: (upload: Upload | null) => void;
+  /** Text: a text file, or an archive of text files. */
+  text?: boolean;
 }) {
   const [sending, setSending] = useState<{ file: File; sent: number } | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
@@ -37,10 +42,17 @@ export function ArchiveUpload({
 
   return (
     <div class="archive-upload">
-      <DropZone accept={ARCHIVES} onFile={send} name="archive">
-        <strong>Drop a .zip or .tar.gz here, or click to choose one</strong>
-        <span>One folder per class, its images inside (PNG or JPEG).</span>
-      </DropZone>
+      {text ? (
+        <DropZone accept={TEXTS} onFile={send} name="textfile">
+          <strong>Drop a text file here, or click to choose one</strong>
+          <span>UTF-8 text, or a .zip or .tar.gz of text files.</span>
+        </DropZone>
+      ) : (
+        <DropZone accept={ARCHIVES} onFile={send} name="archive">
+          <strong>Drop a .zip or .tar.gz here, or click to choose one</strong>
+          <span>One folder per class, its images inside (PNG or JPEG).</span>
+        </DropZone>
+      )}
       {sending && (
         <div class="meter">
           <span>{sending.file.name}</span>

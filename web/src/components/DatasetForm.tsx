@@ -1,5 +1,7 @@
 // The form that makes a dataset: from Fashion-MNIST or MNIST, a folder or list file on the
-// server, or an uploaded archive; with a preview of the images as they would be stored.
+// server, or an uploaded archive; with a preview of the images as they would be stored. Or a
+// text dataset, cut into characters or words: from a text file or folder on the server, or an
+// uploaded text file or archive of them.
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, post, postForImage } from "../api";
 import { navigate } from "../router";
@@ -14,6 +16,14 @@ const SOURCES = {
   upload: "Upload an archive",
 };
 type SourceKind = keyof typeof SOURCES;
+const TEXT_SOURCES: Partial<Record<SourceKind, string>> = {
+  path: "File or folder on the server",
+  upload: "Upload a text file",
+};
+
+type Content = "images" | "text";
+const CONTENTS: Record<Content, string> = { images: "Images", text: "Text" };
+type Level = "char" | "word";
 
 interface Options {
   size: string;
@@ -25,6 +35,8 @@ interface Options {
 const NO_OPTIONS: Options = { size: "", channels: "", resize: "", validation: "", seed: "" };
 
 export function DatasetForm() {
+  const [content, setContent] = useState<Content>("images");
+  const [level, setLevel] = useState<Level>("char");
   const [kind, setKind] = useState<SourceKind>("fashion-mnist");
   const [name, setName] = useState("");
   const [path, setPath] = useState("");
@@ -35,13 +47,14 @@ export function DatasetForm() {
   const [error, setError] = useState<ApiError | null>(null);
   useEffect(() => () => void (preview && URL.revokeObjectURL(preview)), [preview]);
 
+  const text = content === "text";
   const source = kind === "path" ? path.trim() : kind === "upload" ? upload?.id : kind;
   const builtin = kind === "fashion-mnist" || kind === "mnist";
-  const suggested = suggestedName(kind, path, upload);
+  const suggested = suggestedName(kind, path, upload, text);
   const request = () => ({
     name: name.trim() || suggested,
     source,
-    ...(builtin ? {} : optionFields(options)),
+    ...(text ? textFields(level, options) : builtin ? {} : optionFields(options)),
   });
   const run = (what: "preview" | "create", call: () => Promise<void>) => {
     setBusy(what);
@@ -64,11 +77,32 @@ export function DatasetForm() {
     setPreview(null);
     setError(null);
   };
+  const pickContent = (next: Content) => {
+    setContent(next);
+    setUpload(null);
+    setOptions(NO_OPTIONS);
+    pick(next === "text" ? "path" : "fashion-mnist");
+  };
+  const sources = text ? TEXT_SOURCES : SOURCES;
 
   return (
     <form class="dataset-form" onSubmit={(e) => (e.preventDefault(), create())}>
+      <div class="tabs content-tabs" role="radiogroup" aria-label="Content">
+        {(Object.keys(CONTENTS) as Content[]).map((c) => (
+          <button
+            type="button"
+            role="radio"
+            name={`content-${c}`}
+            aria-checked={c === content}
+            class={c === content ? "on" : ""}
+            onClick={() => pickContent(c)}
+          >
+            {CONTENTS[c]}
+          </button>
+        ))}
+      </div>
       <div class="tabs source-tabs" role="radiogroup" aria-label="Source">
-        {(Object.keys(SOURCES) as SourceKind[]).map((k) => (
+        {(Object.keys(sources) as SourceKind[]).map((k) => (
           <button
             type="button"
             role="radio"
@@ -76,12 +110,13 @@ export function DatasetForm() {
             class={k === kind ? "on" : ""}
             onClick={() => pick(k)}
           >
-            {SOURCES[k]}
+            {sources[k]}
           </button>
         ))}
       </div>
       <SourceDetails
         kind={kind}
+        text={text}
         path={path}
         setPath={setPath}
         upload={upload}
@@ -98,21 +133,40 @@ export function DatasetForm() {
             onInput={(e) => setName(e.currentTarget.value)}
           />
         </label>
-        {!builtin && <OptionFields options={options} onChange={setOptions} />}
+        {text ? (
+          <TextOptionFields
+            level={level}
+            onLevel={setLevel}
+            options={options}
+            onChange={setOptions}
+          />
+        ) : (
+          !builtin && <OptionFields options={options} onChange={setOptions} />
+        )}
       </div>
       {builtin && (
         <p class="muted">
           {SOURCES[kind]} comes as 28×28 gray images, 60,000 for training and 10,000 for testing.
         </p>
       )}
+      {text && (
+        <p class="muted">
+          {level === "char"
+            ? "One symbol per character: a character-level language model (char-lstm) learns to write it letter by letter."
+            : "Words, spaces and punctuation marks are the symbols: a larger vocabulary, fewer tokens."}{" "}
+          The last {options.validation || "5"}% of the text is held out for validation.
+        </p>
+      )}
       <div class="row">
-        <button
-          type="button"
-          disabled={source === "" || source === undefined || !!busy}
-          onClick={showPreview}
-        >
-          {busy === "preview" ? "Previewing…" : "Preview"}
-        </button>
+        {!text && (
+          <button
+            type="button"
+            disabled={source === "" || source === undefined || !!busy}
+            onClick={showPreview}
+          >
+            {busy === "preview" ? "Previewing…" : "Preview"}
+          </button>
+        )}
         <button
           type="submit"
           class="primary"
@@ -134,18 +188,20 @@ export function DatasetForm() {
 
 function SourceDetails({
   kind,
+  text,
   path,
   setPath,
   upload,
   setUpload,
 }: {
   kind: SourceKind;
+  text: boolean;
   path: string;
   setPath: (path: string) => void;
   upload: Upload | null;
   setUpload: (upload: Upload | null) => void;
 }) {
-  if (kind === "upload") return <ArchiveUpload upload={upload} onUpload={setUpload} />;
+  if (kind === "upload") return <ArchiveUpload upload={upload} onUpload={setUpload} text={text} />;
   if (kind !== "path") return null;
   return (
     <label>
@@ -153,10 +209,55 @@ function SourceDetails({
       <input
         name="path"
         value={path}
-        placeholder="/srv/photos (one folder per class) or a list file of “path label” lines"
+        placeholder={
+          text
+            ? "/srv/books/moby-dick.txt, or a folder of UTF-8 text files"
+            : "/srv/photos (one folder per class) or a list file of “path label” lines"
+        }
         onInput={(e) => setPath(e.currentTarget.value)}
       />
     </label>
+  );
+}
+
+function TextOptionFields({
+  level,
+  onLevel,
+  options,
+  onChange,
+}: {
+  level: Level;
+  onLevel: (level: Level) => void;
+  options: Options;
+  onChange: (options: Options) => void;
+}) {
+  return (
+    <>
+      <label>
+        Symbols
+        <select
+          name="level"
+          value={level}
+          onChange={(e) => onLevel(e.currentTarget.value as Level)}
+        >
+          <option value="char">characters</option>
+          <option value="word">words</option>
+        </select>
+      </label>
+      <label>
+        Validation %
+        <input
+          name="validation"
+          type="number"
+          min={0.1}
+          max={50}
+          step="any"
+          placeholder="5"
+          value={options.validation}
+          onInput={(e) => onChange({ ...options, validation: e.currentTarget.value })}
+        />
+      </label>
+    </>
   );
 }
 
@@ -225,9 +326,30 @@ function optionFields(o: Options) {
   return fields;
 }
 
-function suggestedName(kind: SourceKind, path: string, upload: Upload | null): string {
-  if (kind === "path") return path.replace(/\/+$/, "").split("/").pop() || "images";
-  if (kind === "upload") return upload?.name.replace(/\.(zip|tar|tar\.gz|tgz)$/i, "") || "upload";
+/** A text dataset's fields: its level and, when set, the percent held out. */
+function textFields(level: Level, o: Options) {
+  const fields: Record<string, string | number> = { text: level };
+  if (o.validation !== "") fields.validation = Number(o.validation);
+  return fields;
+}
+
+function suggestedName(
+  kind: SourceKind,
+  path: string,
+  upload: Upload | null,
+  text: boolean,
+): string {
+  const fallback = text ? "text" : "images";
+  if (kind === "path")
+    return (
+      path
+        .replace(/\/+$/, "")
+        .split("/")
+        .pop()
+        ?.replace(/\.(txt|text|md)$/i, "") || fallback
+    );
+  if (kind === "upload")
+    return upload?.name.replace(/\.(zip|tar|tar\.gz|tgz|txt|text|md)$/i, "") || "upload";
   return SOURCES[kind];
 }
 

@@ -77,7 +77,10 @@ function Edge({ edge }: { edge: PlacedEdge }) {
 function Totals({ network }: { network: Network }) {
   const rows: [string, string][] = [
     ["Parameters", count(network.params)],
-    ["FLOPs per image (forward)", count(network.flops)],
+    [
+      `FLOPs per ${network.input_type === "tokens" ? "sequence" : "image"} (forward)`,
+      count(network.flops),
+    ],
     ["Layers", String(network.layers.length)],
     ["Input", shapeText(network.input, false)],
     ["Classes", String(network.classes)],

@@ -1,16 +1,35 @@
 // One dataset: its build's progress (live) or its error; once ready, its classes per split,
-// its mean image and examples of every class; training on it; deleting it.
+// its mean image and examples of every class (a text dataset: its most frequent symbols and
+// excerpts of its text); training on it; deleting it.
 import { useState } from "preact/hooks";
-import { ApiError, del, url, type Dataset } from "../api";
+import { ApiError, del, get, url, type Dataset, type TextExcerpt } from "../api";
 import { ClassHistogram } from "../components/ClassHistogram";
 import { useLiveDatasets } from "../components/liveDatasets";
 import { PageTitle } from "../components/PageTitle";
 import { PixelImage } from "../components/PixelImage";
 import { Stat } from "../components/Stat";
-import { asApiError, Card, ErrorBox, Loading, Progress, StateBadge } from "../components/ui";
+import { symbolLabel, visibleText } from "../components/textShow";
+import {
+  asApiError,
+  Card,
+  ErrorBox,
+  Loading,
+  Progress,
+  StateBadge,
+  useData,
+} from "../components/ui";
 import { ago, bytes } from "../format";
 import { navigate } from "../router";
-import { buildTime, shape, splitNames, splits } from "./Datasets";
+import {
+  buildTime,
+  isText,
+  levelName,
+  shape,
+  splitNames,
+  splits,
+  symbolsText,
+  tokensText,
+} from "./Datasets";
 import "./Datasets.css";
 
 export function DatasetPage({ id }: { id: number }) {
@@ -30,7 +49,10 @@ export function DatasetPage({ id }: { id: number }) {
       {d.state === "building" && (
         <Card title="Building">
           <Progress value={d.progress} />
-          <p class="muted">The page follows the build; it shows the classes once it is done.</p>
+          <p class="muted">
+            The page follows the build; it shows the {isText(d) ? "text" : "classes"} once it is
+            done.
+          </p>
         </Card>
       )}
       {d.state === "failed" && (
@@ -38,7 +60,8 @@ export function DatasetPage({ id }: { id: number }) {
           <strong>The build failed:</strong> {d.error ?? "the server gave no reason"}
         </div>
       )}
-      {d.state === "ready" && <ReadyDataset dataset={d} />}
+      {d.state === "ready" &&
+        (isText(d) ? <TextDataset dataset={d} /> : <ReadyDataset dataset={d} />)}
     </>
   );
 }
@@ -65,9 +88,20 @@ function DatasetHeader({ dataset: d }: { dataset: Dataset }) {
       </PageTitle>
       <div class="stats card">
         <Stat label="source" value={sourceName(d.source)} />
-        <Stat label="shape (C × H × W)" value={shape(d.shape)} />
-        <Stat label="classes" value={d.num_classes ? String(d.num_classes) : "–"} />
-        <Stat label="examples" value={splits(d.examples)} />
+        {isText(d) ? (
+          <>
+            <Stat label="symbols" value={levelName(d)} />
+            <Stat label="vocabulary" value={symbolsText(d)} />
+            <Stat label="tokens" value={tokensText(d)} />
+            <Stat label="files" value={d.text ? String(d.text.files) : "–"} />
+          </>
+        ) : (
+          <>
+            <Stat label="shape (C × H × W)" value={shape(d.shape)} />
+            <Stat label="classes" value={d.num_classes ? String(d.num_classes) : "–"} />
+            <Stat label="examples" value={splits(d.examples)} />
+          </>
+        )}
         <Stat label="on disk" value={d.state === "ready" ? bytes(d.bytes) : "–"} />
         <Stat label="build time" value={buildTime(d.build_seconds)} />
         <Stat label="options" value={optionsText(d)} />
@@ -99,6 +133,98 @@ function ReadyDataset({ dataset: d }: { dataset: Dataset }) {
         </Card>
       </div>
       <Gallery dataset={d} />
+    </>
+  );
+}
+
+/** A text dataset: an excerpt of its text and its most frequent symbols. */
+function TextDataset({ dataset: d }: { dataset: Dataset }) {
+  return (
+    <div class="dataset-overview text-overview">
+      <Excerpt dataset={d} />
+      <Card title="Most frequent symbols">
+        <Symbols dataset={d} />
+      </Card>
+    </div>
+  );
+}
+
+/** About a page of text: characters, or fewer words. */
+const EXCERPT_TOKENS = { char: 1500, word: 400 };
+
+function Excerpt({ dataset: d }: { dataset: Dataset }) {
+  const [split, setSplit] = useState<"train" | "validation">("train");
+  const [offset, setOffset] = useState(0);
+  const length = EXCERPT_TOKENS[d.text?.level ?? "char"];
+  const total = (split === "train" ? d.text?.train_tokens : d.text?.validation_tokens) ?? 0;
+  const { data, error } = useData(
+    () =>
+      get<TextExcerpt>(`/datasets/${d.id}/text?split=${split}&offset=${offset}&length=${length}`),
+    [d.id, split, offset],
+  );
+  const another = () => setOffset(Math.floor(Math.random() * Math.max(0, total - length)));
+  const n = (x: number) => x.toLocaleString("en");
+  return (
+    <Card
+      title="Text"
+      actions={
+        <>
+          <div class="tabs">
+            {(["train", "validation"] as const).map((s) => (
+              <button class={s === split ? "on" : ""} onClick={() => (setSplit(s), setOffset(0))}>
+                {s}
+              </button>
+            ))}
+          </div>
+          <button onClick={another} disabled={total <= length}>
+            Another excerpt
+          </button>
+        </>
+      }
+    >
+      <ErrorBox error={error} />
+      {data ? (
+        <>
+          <p class="muted excerpt-about">
+            {data.length
+              ? `Tokens ${n(data.offset)} to ${n(data.offset + data.length)} of the ${n(data.tokens)} in the ${data.split} text.`
+              : `The ${data.split} text is empty.`}
+          </p>
+          <pre class="excerpt">{visibleText(data.text)}</pre>
+        </>
+      ) : (
+        !error && <Loading />
+      )}
+    </Card>
+  );
+}
+
+function Symbols({ dataset: d }: { dataset: Dataset }) {
+  const t = d.text;
+  if (!t) return <p class="muted">–</p>;
+  const all = t.train_tokens + t.validation_tokens;
+  const top = t.symbols[0]?.count || 1;
+  return (
+    <>
+      <p class="muted">
+        {t.symbols.length < t.vocabulary_size
+          ? `The ${t.symbols.length} most frequent of ${t.vocabulary_size.toLocaleString("en")}`
+          : `All ${t.vocabulary_size} symbols`}
+        , with their share of all the text.
+      </p>
+      <ol class="symbols">
+        {t.symbols.map((s) => (
+          <li>
+            <span class="symbol" title={`${s.count.toLocaleString("en")} times`}>
+              {symbolLabel(s.symbol)}
+            </span>
+            <span class="symbol-bar">
+              <i style={{ width: `${(100 * s.count) / top}%` }} />
+            </span>
+            <span class="symbol-share">{((100 * s.count) / Math.max(1, all)).toFixed(1)}%</span>
+          </li>
+        ))}
+      </ol>
     </>
   );
 }
@@ -188,8 +314,9 @@ function sourceName(source: Dataset["source"]): string {
   return source === "fashion-mnist" ? "Fashion-MNIST" : source === "mnist" ? "MNIST" : source;
 }
 
-function optionsText({ source, options: o }: Dataset): string {
+function optionsText({ source, kind, options: o }: Dataset): string {
   if (source === "fashion-mnist" || source === "mnist") return "as published";
+  if (kind === "text") return `last ${o.validation ?? 5}% held out`;
   const parts = [
     o.size && `size ${o.size}`,
     o.channels && `${o.channels} channel${o.channels > 1 ? "s" : ""}`,

@@ -1,4 +1,5 @@
-// Datasets: every dataset with its state, shape, classes and sizes, and the form to make one.
+// Datasets: every dataset with its state, shape, classes and sizes (a text dataset: its
+// symbols and tokens), and the form to make one.
 import type { Dataset } from "../api";
 import { DatasetForm } from "../components/DatasetForm";
 import { useLiveDatasets } from "../components/liveDatasets";
@@ -68,9 +69,9 @@ function DatasetRow({ dataset: d }: { dataset: Dataset }) {
         {d.state === "building" ? <Progress value={d.progress} /> : <StateBadge state={d.state} />}
         {d.error && <span class="error-text">{d.error}</span>}
       </td>
-      <td>{shape(d.shape)}</td>
-      <td class="num">{d.num_classes || "–"}</td>
-      <td>{splits(d.examples)}</td>
+      <td>{isText(d) ? `text (${levelName(d)})` : shape(d.shape)}</td>
+      <td class="num">{isText(d) ? symbolsText(d) : d.num_classes || "–"}</td>
+      <td>{isText(d) ? tokensText(d) : splits(d.examples)}</td>
       <td class="num">{d.state === "ready" ? bytes(d.bytes) : "–"}</td>
       <td class="num">{buildTime(d.build_seconds)}</td>
       <td class="muted">
@@ -80,6 +81,26 @@ function DatasetRow({ dataset: d }: { dataset: Dataset }) {
       <td>{d.state === "ready" && <a href={`#/new?dataset=${d.id}`}>Train on it</a>}</td>
     </tr>
   );
+}
+
+export const isText = (d: Dataset) => d.kind === "text";
+
+/** "characters" or "words": what a text dataset's symbols are. */
+export function levelName(d: Dataset): string {
+  return (d.text?.level ?? d.options.text) === "word" ? "words" : "characters";
+}
+
+/** A text dataset's vocabulary: "65 symbols". */
+export function symbolsText(d: Dataset): string {
+  return d.text ? `${d.text.vocabulary_size.toLocaleString("en")} symbols` : "–";
+}
+
+/** Tokens per split: "train 95,000 · validation 5,000 tokens". */
+export function tokensText(d: Dataset): string {
+  const t = d.text;
+  if (!t) return "–";
+  const n = (x: number) => x.toLocaleString("en");
+  return `train ${n(t.train_tokens)} · validation ${n(t.validation_tokens)} tokens`;
 }
 
 /** [C, H, W] as "1 × 28 × 28" (channels × height × width). */

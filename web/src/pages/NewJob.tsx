@@ -1,6 +1,7 @@
 // New job (#/new, ?dataset=ID, ?from=JOB): a dataset, a standard network or one written in the
 // editor (checked as it is typed), the recipe with its learning-rate schedule and the memory it
-// needs; one job, or a sweep when several rates or batch sizes are given.
+// needs; one job, or a sweep when several rates or batch sizes are given. A text dataset is
+// offered the text networks (input_type tokens), an image dataset the image networks.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import {
   get,
@@ -55,6 +56,31 @@ async function loadChoices(): Promise<Choices> {
     system,
     doneJobs: jobs,
   };
+}
+
+const isTextNetwork = (n: Network) => n.input_type === "tokens";
+
+/** The standard networks that read the dataset's kind (all of them, if none does). */
+function networksFor(networks: StandardNetwork[], dataset: Dataset | undefined) {
+  const text = dataset?.kind === "text";
+  const fit = networks.filter((n) => isTextNetwork(n) === text);
+  return fit.length ? fit : networks;
+}
+
+/** The network a dataset starts with: char-lstm for text, lenet for images, else the first. */
+function defaultNetwork(networks: StandardNetwork[], dataset: Dataset | undefined) {
+  const fit = networksFor(networks, dataset);
+  const preferred = dataset?.kind === "text" ? "char-lstm" : "lenet";
+  return (fit.find((n) => n.name === preferred) ?? fit[0]).name;
+}
+
+/** A dataset in the picker: its training examples, or a text dataset's tokens. */
+function datasetLabel(d: Dataset) {
+  const size =
+    d.kind === "text"
+      ? `${d.text?.train_tokens.toLocaleString("en") ?? "?"} tokens of ${d.text?.level === "word" ? "words" : "text"}`
+      : `${d.examples?.train ?? "?"} train`;
+  return `#${d.id} ${d.name}: ${size}`;
 }
 
 function devicesOf(system: SystemSnapshot) {
@@ -124,9 +150,9 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
   const [datasetId, setDatasetId] = useState(
     Number(query.get("dataset")) || choices.datasets[0].id,
   );
-  const [networkName, setNetworkName] = useState(
-    choices.networks.some((n) => n.name === "lenet") ? "lenet" : choices.networks[0].name,
-  );
+  const dataset = choices.datasets.find((d) => d.id === datasetId);
+  const networks = networksFor(choices.networks, dataset);
+  const [networkName, setNetworkName] = useState(() => defaultNetwork(choices.networks, dataset));
   const standard = choices.networks.find((n) => n.name === networkName)!;
   const [text, setText] = useState(standard.text);
   const [editing, setEditing] = useState(false);
@@ -138,7 +164,12 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
     if (!fineTune) return;
     setText(fineTune.text);
     setEditing(true);
-    if (fineTune.dataset && !query.get("dataset")) setDatasetId(fineTune.dataset);
+    if (fineTune.dataset && !query.get("dataset")) {
+      setDatasetId(fineTune.dataset);
+      const source = choices.datasets.find((d) => d.id === fineTune.dataset);
+      if (!networksFor(choices.networks, source).some((n) => n.name === networkName))
+        setNetworkName(defaultNetwork(choices.networks, source));
+    }
   }, [fineTune]);
 
   // A changed field makes the last refusal stale.
@@ -146,15 +177,24 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
     setForm((f) => ({ ...f, [key]: value }));
     setSubmitError(null);
   };
-  const dataset = choices.datasets.find((d) => d.id === datasetId);
   const pickNetwork = (name: string) => {
     setNetworkName(name);
     setText(choices.networks.find((n) => n.name === name)!.text);
   };
+  // A dataset of the other kind takes the other kind of network.
+  const pickDataset = (id: number) => {
+    setDatasetId(id);
+    const next = choices.datasets.find((d) => d.id === id);
+    if (!networksFor(choices.networks, next).some((n) => n.name === networkName))
+      pickNetwork(defaultNetwork(choices.networks, next));
+  };
+  const textData = dataset?.kind === "text";
 
   const validationNetwork = useValidationOf(text, datasetId, form, standard);
   const { validation, network, defaults, parsed } = validationNetwork;
-  const trainExamples = dataset?.examples?.train ?? 0;
+  const trainExamples = textData
+    ? textSequences(dataset, form, network ?? standard)
+    : (dataset?.examples?.train ?? 0);
   const runs = useMemo(
     () => scheduledRuns(form, defaults, parsed, trainExamples),
     [JSON.stringify([form, defaults, trainExamples])],
@@ -196,12 +236,10 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
               <select
                 name="dataset"
                 value={datasetId}
-                onChange={(e) => setDatasetId(Number(e.currentTarget.value))}
+                onChange={(e) => pickDataset(Number(e.currentTarget.value))}
               >
                 {choices.datasets.map((d) => (
-                  <option value={d.id}>
-                    #{d.id} {d.name}: {d.examples?.train ?? "?"} train
-                  </option>
+                  <option value={d.id}>{datasetLabel(d)}</option>
                 ))}
               </select>
             </label>
@@ -212,7 +250,7 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
                 value={networkName}
                 onChange={(e) => pickNetwork(e.currentTarget.value)}
               >
-                {choices.networks.map((n) => (
+                {networks.map((n) => (
                   <option value={n.name}>{n.name}</option>
                 ))}
               </select>
@@ -240,6 +278,7 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
             devices={devicesOf(choices.system)}
             doneJobs={choices.doneJobs}
             sweepSize={sweepSize}
+            text={textData}
           />
         </Card>
       </div>
@@ -281,6 +320,15 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
       </div>
     </div>
   );
+}
+
+/**
+ * A text dataset's training sequences (what an epoch's batches are cut from): its tokens, up to
+ * the train limit, over the network's steps.
+ */
+function textSequences(dataset: Dataset | undefined, form: JobForm, network: Network) {
+  const tokens = Math.min(dataset?.text?.train_tokens ?? 0, Number(form.trainLimit) || Infinity);
+  return Math.floor(tokens / Math.max(1, network.input[0] ?? 1));
 }
 
 function scheduleHint(

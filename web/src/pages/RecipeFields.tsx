@@ -17,6 +17,8 @@ interface Props {
   devices: { value: string; label: string }[];
   doneJobs: Job[];
   sweepSize: number;
+  /** A text dataset: its limits count tokens. */
+  text?: boolean;
 }
 
 function TextField(props: {
@@ -117,7 +119,7 @@ function PolicyFields({ form, set, defaults }: Pick<Props, "form" | "set" | "def
   );
 }
 
-export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize }: Props) {
+export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize, text }: Props) {
   const field = { form, set };
   const onGpu = form.device !== "cpu";
   return (
@@ -166,8 +168,18 @@ export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize
         <Choice label="Precision" field="precision" options={named(PRECISIONS)} {...field} />
         <Choice label="Device" field="device" options={devices} {...field} />
         <TextField label="GPUs" field="gpus" disabled={!onGpu} placeholder="1" {...field} />
-        <TextField label="Train examples (limit)" field="trainLimit" placeholder="all" {...field} />
-        <TextField label="Test examples (limit)" field="testLimit" placeholder="all" {...field} />
+        <TextField
+          label={text ? "Train tokens (limit)" : "Train examples (limit)"}
+          field="trainLimit"
+          placeholder="all"
+          {...field}
+        />
+        <TextField
+          label={text ? "Validation tokens (limit)" : "Test examples (limit)"}
+          field="testLimit"
+          placeholder="all"
+          {...field}
+        />
       </div>
       <div class="form-grid">
         <TextField label="Job name" field="name" placeholder="network on dataset" {...field} />
