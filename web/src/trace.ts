@@ -1,11 +1,12 @@
 // A job's training curves: its metrics events folded into chart series, loaded at once from
-// /jobs/ID/metrics and then followed live from /jobs/ID/events (no gap, no repeat).
+// /jobs/ID/metrics and then followed live from /jobs/ID/events (no gap, no repeat). A text
+// network's trace also keeps its bits per symbol and the text it sampled after each test pass.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { follow, get, type ApiError, type MetricsEvent, type StreamHandlers } from "./api";
 import { Feed, Series } from "./components/series";
 import { asApiError } from "./components/ui";
 
-export type Metric = "trainLoss" | "testLoss" | "trainTop1" | "testTop1" | "lr";
+export type Metric = "trainLoss" | "testLoss" | "trainTop1" | "testTop1" | "lr" | "testBits";
 
 export const METRICS: { key: Metric; label: string; percent?: boolean; sparse?: boolean }[] = [
   { key: "testTop1", label: "test accuracy", percent: true, sparse: true },
@@ -17,6 +18,15 @@ export const METRICS: { key: Metric; label: string; percent?: boolean; sparse?: 
 
 const num = (v: unknown) => (typeof v === "number" ? v : NaN);
 
+/** Text a text network drew after a test pass (a `sample` event). */
+export interface Sample {
+  iter: number;
+  epoch: number;
+  prime: string;
+  temperature: number;
+  text: string;
+}
+
 export class JobTrace extends Feed {
   readonly series: Record<Metric, Series> = {
     trainLoss: new Series(),
@@ -24,9 +34,14 @@ export class JobTrace extends Feed {
     trainTop1: new Series(),
     testTop1: new Series(),
     lr: new Series(),
+    testBits: new Series(),
   };
   /** The test pass with the highest accuracy so far. */
   best: { x: number; top1: number; iter: number } | null = null;
+  /** Text networks: the test pass with the fewest bits per symbol so far. */
+  bestBits: { x: number; bits: number; iter: number } | null = null;
+  /** Text networks: every sample, in order of iteration (a repeat after a resume replaces). */
+  readonly samples: Sample[] = [];
 
   /** Folds one metrics.jsonl line in; x is the epoch (the iteration when there is none). */
   ingest(e: MetricsEvent) {
@@ -40,11 +55,33 @@ export class JobTrace extends Feed {
       s.testLoss.push(x, num(e.loss));
       const top1 = num(e.top1);
       if (!this.best || top1 > this.best.top1) this.best = { x, top1, iter: num(e.iter) };
+      const bits = num(e.bits_per_symbol);
+      if (Number.isFinite(bits)) {
+        s.testBits.push(x, bits);
+        if (!this.bestBits || bits < this.bestBits.bits)
+          this.bestBits = { x, bits, iter: num(e.iter) };
+      }
+    } else if (e.event === "sample" && typeof e.text === "string") {
+      this.addSample({
+        iter: num(e.iter),
+        epoch: num(e.epoch),
+        prime: typeof e.prime === "string" ? e.prime : "",
+        temperature: num(e.temperature),
+        text: e.text,
+      });
     }
     this.notify();
   }
 
+  private addSample(sample: Sample) {
+    const at = this.samples.findIndex((s) => s.iter >= sample.iter);
+    if (at < 0) this.samples.push(sample);
+    else if (this.samples[at].iter === sample.iter) this.samples[at] = sample;
+    else this.samples.splice(at, 0, sample);
+  }
+
   bestX = () => this.best?.x;
+  bestBitsX = () => this.bestBits?.x;
 }
 
 interface FollowOptions {
@@ -87,6 +124,18 @@ export function followJob(id: number, trace: JobTrace, options: FollowOptions = 
     stopped = true;
     stream?.close();
   };
+}
+
+/** Renders the caller again when `feed` changes, at most once per animation frame. */
+export function useFeed(feed: Feed) {
+  const [, setVersion] = useState(0);
+  useEffect(() => {
+    let frame = 0;
+    const stop = feed.subscribe(() => {
+      frame ||= requestAnimationFrame(() => ((frame = 0), setVersion((v) => v + 1)));
+    });
+    return () => (stop(), cancelAnimationFrame(frame));
+  }, [feed]);
 }
 
 /**

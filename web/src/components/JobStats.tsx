@@ -1,4 +1,5 @@
-// A job's figures: where it stands, how fast it goes, what it reached and what it uses.
+// A job's figures: where it stands, how fast it goes, what it reached and what it uses (a text
+// network: tokens per second and bits per symbol).
 import type { ComponentChildren } from "preact";
 import type { Job } from "../api";
 import { bytes, duration, number, percent } from "../format";
@@ -36,7 +37,10 @@ function GpuFigures({ index }: { index: number }) {
   );
 }
 
-export function JobStats({ job }: { job: Job }) {
+const bits = (x: number | undefined) => (x == null || !isFinite(x) ? "–" : x.toFixed(3));
+
+/** `unit`: a text network's symbol ("character", "word"); none for an image network. */
+export function JobStats({ job, unit }: { job: Job; unit?: string }) {
   const m = job.metrics;
   const gpu = job.pool?.startsWith("gpu:") ? Number(job.pool.slice(4)) : null;
   const best =
@@ -50,11 +54,24 @@ export function JobStats({ job }: { job: Job }) {
         <Progress value={m.progress ?? 0} label={progressLabel(job)} />
         <div class="label">progress</div>
       </div>
-      <Figure label="images/s">{number(m.images_per_second, 3)}</Figure>
+      {unit ? (
+        <Figure label="tokens/s">{number(m.tokens_per_second, 3)}</Figure>
+      ) : (
+        <Figure label="images/s">{number(m.images_per_second, 3)}</Figure>
+      )}
       <Figure label="epoch">{m.epoch != null ? m.epoch.toFixed(2) : "–"}</Figure>
       <Figure label="train loss">{number(m.train_loss, 3)}</Figure>
-      <Figure label="test accuracy">{percent(m.test_accuracy)}</Figure>
-      <Figure label="best accuracy @ iter">{best}</Figure>
+      {unit ? (
+        <>
+          <Figure label={`bits per ${unit}`}>{bits(m.bits_per_symbol)}</Figure>
+          <Figure label={`best bits per ${unit}`}>{bits(m.best_bits_per_symbol)}</Figure>
+        </>
+      ) : (
+        <>
+          <Figure label="test accuracy">{percent(m.test_accuracy)}</Figure>
+          <Figure label="best accuracy @ iter">{best}</Figure>
+        </>
+      )}
       <Figure label="restarts">{String(job.restarts)}</Figure>
       <Figure label="process memory">{bytes(job.process?.rss_bytes)}</Figure>
       <Figure label="process CPU time">{duration(job.process?.cpu_seconds)}</Figure>

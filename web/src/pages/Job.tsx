@@ -1,6 +1,16 @@
-// One job, live: its figures, curves, log and network, and what can be done with it.
+// One job, live: its figures, curves, log and network, and what can be done with it; a text
+// network's samples as they come.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, del, get, post, type Job, type MetricsEvent, type Network } from "../api";
+import {
+  ApiError,
+  del,
+  get,
+  post,
+  type Dataset,
+  type Job,
+  type MetricsEvent,
+  type Network,
+} from "../api";
 import { navigate } from "../router";
 import { useJobTrace } from "../trace";
 import { JobCharts } from "../components/JobCharts";
@@ -9,6 +19,7 @@ import { LogTail } from "../components/LogTail";
 import { LogBuffer } from "../components/logBuffer";
 import { foldMetrics } from "../components/jobSummary";
 import { NetworkGraph } from "../components/NetworkGraph";
+import { SamplesCard } from "../components/SamplesCard";
 import { asApiError, Card, ErrorBox, Loading, useData } from "../components/ui";
 import "./Job.css";
 
@@ -44,7 +55,28 @@ function useSummaryUpdates(setJob: (update: (job: Job | undefined) => Job | unde
   };
 }
 
-function Actions({ job, onDone }: { job: Job; onDone: (error: ApiError | null) => void }) {
+/**
+ * What a text job's symbols are ("character", "word"), from its dataset; undefined for an
+ * image job (and until the dataset is known).
+ */
+function useTextUnit(dataset: number | null | undefined): string | undefined {
+  const { data } = useData(
+    () => (dataset == null ? Promise.resolve(null) : get<Dataset>(`/datasets/${dataset}`)),
+    [dataset],
+  );
+  if (!data || data.id !== dataset || data.kind !== "text") return undefined;
+  return (data.text?.level ?? data.options.text) === "word" ? "word" : "character";
+}
+
+function Actions({
+  job,
+  text,
+  onDone,
+}: {
+  job: Job;
+  text: boolean;
+  onDone: (error: ApiError | null) => void;
+}) {
   const act = (request: () => Promise<unknown>) => () =>
     request().then(
       () => onDone(null),
@@ -75,9 +107,11 @@ function Actions({ job, onDone }: { job: Job; onDone: (error: ApiError | null) =
           Delete
         </button>
       )}
-      <a class="button-link" href={`#/jobs/${job.id}/model`}>
-        Model
-      </a>
+      {!text && (
+        <a class="button-link" href={`#/jobs/${job.id}/model`}>
+          Model
+        </a>
+      )}
       <a class="button-link" href={`#/compare?jobs=${job.id}`}>
         Compare with…
       </a>
@@ -104,6 +138,12 @@ function waitingText(job: Job): string {
   return "No points were logged";
 }
 
+function waitingSample(job: Job): string {
+  if (job.state === "queued" || job.state === "running")
+    return "The network writes a sample after each test pass; the first comes with the first one.";
+  return "No sample was written.";
+}
+
 export function JobPage({ id }: { id: number }) {
   const { job, error, reload, setJob } = useJob(id);
   const [actionError, setActionError] = useState<ApiError | null>(null);
@@ -120,6 +160,7 @@ export function JobPage({ id }: { id: number }) {
     },
     streamKey,
   );
+  const unit = useTextUnit(job?.dataset);
 
   if (error) return <ErrorBox error={error} />;
   if (!job) return <Loading />;
@@ -142,7 +183,7 @@ export function JobPage({ id }: { id: number }) {
             </span>
           )}
           <span class="spacer" />
-          <Actions job={job} onDone={afterAction} />
+          <Actions job={job} text={!!unit} onDone={afterAction} />
         </div>
       </header>
       <ErrorBox error={actionError} onClose={() => setActionError(null)} />
@@ -154,10 +195,11 @@ export function JobPage({ id }: { id: number }) {
         </div>
       )}
       <Card>
-        <JobStats job={job} />
+        <JobStats job={job} unit={unit} />
       </Card>
+      {unit && <SamplesCard trace={stream.trace} waiting={waitingSample(job)} />}
       <Card title="Curves">
-        <JobCharts trace={stream.trace} waiting={waitingText(job)} />
+        <JobCharts trace={stream.trace} waiting={waitingText(job)} unit={unit} />
       </Card>
       <Card title="Log">
         <LogTail id={id} buffer={log} />

@@ -1,5 +1,6 @@
 // A job's trained model: classify an image, see a layer's activations, evaluate the test set,
-// look at the filters, download the bundle.
+// look at the filters, download the bundle. A text network has only the bundle here: it writes
+// text rather than classifying images.
 import { useState } from "preact/hooks";
 import { get, url, type Job, type Network } from "../api";
 import { ActivationsCard, ClassifyCard } from "../components/ClassifyCard";
@@ -21,6 +22,17 @@ export function ModelPage({ id }: { id: number }) {
   if (!job.data) return <Loading />;
   const layers = network.data?.network.layers ?? [];
   const checkAgain = () => (setNoWeights(false), setProbe(probe + 1), job.reload());
+  if (network.data?.network.input_type === "tokens")
+    return (
+      <>
+        <ModelHeader job={job.data} noWeights={false} />
+        <p class="notice" role="status">
+          This job trained a text network: it writes text rather than classifying images. Its
+          samples are on <a href={`#/jobs/${id}`}>the job's page</a>; with the bundle,{" "}
+          <code>myelin sample</code> draws more.
+        </p>
+      </>
+    );
   return (
     <>
       <ModelHeader job={job.data} noWeights={noWeights} />
