@@ -206,56 +206,65 @@ memory mem(CpuBackend& b, const memory::desc& md, const void* p) {
   return memory(md, b.engine(), const_cast<void*>(p));
 }
 
-class RnnForward : public Kernel {
+// What both passes share: the layer, its primitive, the packed weights and bias, and the gates
+// the forward of a training graph leaves for the backward.
+class RnnKernel : public Kernel {
  public:
-  explicit RnnForward(const KernelSpec& s)
-      : b_(cpu_backend(s)), node_(s.node), l_(s.node, s.input(0).shape) {
-    dnnl_call(node_, "rnn_forward", [&] {
+  size_t workspace_bytes() const override { return md(DNNL_ARG_SCRATCHPAD).get_size(); }
+
+ protected:
+  RnnKernel(const KernelSpec& s, bool backward)
+      : b_(cpu_backend(s)),
+        node_(s.node),
+        l_(s.node, s.input(0).shape),
+        what_(backward ? "rnn_backward" : "rnn_forward") {
+    dnnl_call(node_, what_, [&] {
       auto prop = l_.p.training ? prop_kind::forward_training : prop_kind::forward_inference;
-      pd_ = make_primitives(l_, prop, false, b_.engine()).forward;
+      Primitives p = make_primitives(l_, prop, backward, b_.engine());
+      pd_ = backward ? p.backward : p.forward;
       prim_ = dnnl::primitive(pd_);
-      wx_.emplace(b_, l_, l_.in, arg_md(pd_, DNNL_ARG_WEIGHTS_LAYER));
-      wh_.emplace(b_, l_, l_.h, arg_md(pd_, DNNL_ARG_WEIGHTS_ITER));
+      wx_.emplace(b_, l_, l_.in, md(DNNL_ARG_WEIGHTS_LAYER));
+      wh_.emplace(b_, l_, l_.h, md(DNNL_ARG_WEIGHTS_ITER));
     });
     bias_.emplace(l_);
-    if (l_.p.training) {
-      auto ws = arg_md(pd_, DNNL_ARG_WORKSPACE);
-      gates_ = shared_buffer(s, s.node.attrs.i("forward_node", -1), ws.get_size());
-    }
+    if (l_.p.training)
+      gates_ =
+          shared_buffer(s, s.node.attrs.i("forward_node", -1), md(DNNL_ARG_WORKSPACE).get_size());
   }
-  size_t workspace_bytes() const override { return arg_md(pd_, DNNL_ARG_SCRATCHPAD).get_size(); }
+  memory::desc md(int arg) const { return arg_md(pd_, arg); }
+  memory arg(int a, const void* p) const { return mem(b_, md(a), p); }
+  memory seq(int64_t features, const void* p) const { return mem(b_, l_.seq(features), p); }
+  memory state(const void* p) const { return mem(b_, l_.state(), p); }
 
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext& ctx) override {
-    dnnl_call(node_, "rnn_forward", [&] {
-      auto seq_in = l_.seq(l_.in), seq_out = l_.seq(l_.h), st = l_.state();
-      std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC_LAYER, mem(b_, seq_in, in[0].data())},
-          {DNNL_ARG_WEIGHTS_LAYER,
-           mem(b_, arg_md(pd_, DNNL_ARG_WEIGHTS_LAYER), wx_->pack(in[1].f32()))},
-          {DNNL_ARG_WEIGHTS_ITER,
-           mem(b_, arg_md(pd_, DNNL_ARG_WEIGHTS_ITER), wh_->pack(in[2].f32()))},
-          {DNNL_ARG_BIAS, mem(b_, l_.bias(), bias_->pack(in[3].f32(), in[4].f32()))},
-          {DNNL_ARG_SRC_ITER, mem(b_, st, in[5].data())},
-          {DNNL_ARG_DST_LAYER, mem(b_, seq_out, out[0].data())},
-          {DNNL_ARG_DST_ITER, mem(b_, st, out[1].data())},
-          {DNNL_ARG_SCRATCHPAD, mem(b_, arg_md(pd_, DNNL_ARG_SCRATCHPAD), ctx.workspace)},
-      };
-      if (l_.p.cell == RnnCell::lstm) {
-        args.emplace(DNNL_ARG_SRC_ITER_C, mem(b_, st, in[6].data()));
-        args.emplace(DNNL_ARG_DST_ITER_C, mem(b_, st, out[2].data()));
-      }
-      if (gates_)
-        args.emplace(DNNL_ARG_WORKSPACE, mem(b_, arg_md(pd_, DNNL_ARG_WORKSPACE), gates_->data()));
+  // The arguments of both passes: the inputs x, weights, bias and initial states (inputs 0-6),
+  // the gates and the scratchpad.
+  std::unordered_map<int, memory> inputs(const std::vector<Tensor>& in, void* scratch) {
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC_LAYER, seq(l_.in, in[0].data())},
+        {DNNL_ARG_WEIGHTS_LAYER, arg(DNNL_ARG_WEIGHTS_LAYER, wx_->pack(in[1].f32()))},
+        {DNNL_ARG_WEIGHTS_ITER, arg(DNNL_ARG_WEIGHTS_ITER, wh_->pack(in[2].f32()))},
+        {DNNL_ARG_BIAS, mem(b_, l_.bias(), bias_->pack(in[3].f32(), in[4].f32()))},
+        {DNNL_ARG_SRC_ITER, state(in[5].data())},
+        {DNNL_ARG_SCRATCHPAD, arg(DNNL_ARG_SCRATCHPAD, scratch)}};
+    if (l_.p.cell == RnnCell::lstm) args.emplace(DNNL_ARG_SRC_ITER_C, state(in[6].data()));
+    if (gates_) args.emplace(DNNL_ARG_WORKSPACE, arg(DNNL_ARG_WORKSPACE, gates_->data()));
+    return args;
+  }
+  // Runs `body` (which builds the arguments, packing the weights) and the primitive on them; a
+  // oneDNN error names the layer.
+  template <class F>
+  void execute(F body) {
+    dnnl_call(node_, what_, [&] {
+      std::unordered_map<int, memory> args = body();
       prim_.execute(b_.stream(), args);
       b_.stream().wait();
     });
   }
 
- private:
   CpuBackend& b_;
   Node node_;
   Layer l_;
+  const char* what_;
   dnnl::primitive_desc pd_;
   dnnl::primitive prim_;
   std::optional<WeightPacking> wx_, wh_;
@@ -263,76 +272,68 @@ class RnnForward : public Kernel {
   std::shared_ptr<Buffer> gates_;
 };
 
-class RnnBackward : public Kernel {
+class RnnForward : public RnnKernel {
  public:
-  explicit RnnBackward(const KernelSpec& s)
-      : b_(cpu_backend(s)), node_(s.node), l_(s.node, s.input(0).shape) {
-    dnnl_call(node_, "rnn_backward", [&] {
-      pd_ = make_primitives(l_, prop_kind::forward_training, true, b_.engine()).backward;
-      prim_ = dnnl::primitive(pd_);
-      wx_.emplace(b_, l_, l_.in, arg_md(pd_, DNNL_ARG_WEIGHTS_LAYER));
-      wh_.emplace(b_, l_, l_.h, arg_md(pd_, DNNL_ARG_WEIGHTS_ITER));
-      dwx_.emplace(b_, l_, l_.in, arg_md(pd_, DNNL_ARG_DIFF_WEIGHTS_LAYER));
-      dwh_.emplace(b_, l_, l_.h, arg_md(pd_, DNNL_ARG_DIFF_WEIGHTS_ITER));
+  explicit RnnForward(const KernelSpec& s) : RnnKernel(s, false) {}
+
+  // Outputs: y, h_n, c_n?.
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    execute([&] {
+      auto args = inputs(in, ctx.workspace);
+      args.emplace(DNNL_ARG_DST_LAYER, seq(l_.h, out[0].data()));
+      args.emplace(DNNL_ARG_DST_ITER, state(out[1].data()));
+      if (l_.p.cell == RnnCell::lstm) args.emplace(DNNL_ARG_DST_ITER_C, state(out[2].data()));
+      return args;
     });
-    bias_.emplace(l_);
-    dbias_.emplace(l_);
-    auto ws = arg_md(pd_, DNNL_ARG_WORKSPACE);
-    gates_ = shared_buffer(s, s.node.attrs.i("forward_node", -1), ws.get_size());
   }
-  size_t workspace_bytes() const override { return arg_md(pd_, DNNL_ARG_SCRATCHPAD).get_size(); }
+};
+
+class RnnBackward : public RnnKernel {
+ public:
+  explicit RnnBackward(const KernelSpec& s) : RnnKernel(s, true) {
+    dnnl_call(node_, what_, [&] {
+      dwx_.emplace(b_, l_, l_.in, md(DNNL_ARG_DIFF_WEIGHTS_LAYER));
+      dwh_.emplace(b_, l_, l_.h, md(DNNL_ARG_DIFF_WEIGHTS_ITER));
+    });
+    dbias_.emplace(l_);
+  }
 
   // Inputs: x, w_ih, w_hh, b_ih, b_hh, h0, c0?, y, h_n, c_n?, dy, dh_n, dc_n?.
   // Outputs: dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0?.
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext& ctx) override {
-    dnnl_call(node_, "rnn_backward", [&] {
-      const int s = l_.p.states();
-      auto seq_in = l_.seq(l_.in), seq_out = l_.seq(l_.h), st = l_.state();
-      auto md = [&](int arg) { return arg_md(pd_, arg); };
-      std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC_LAYER, mem(b_, seq_in, in[0].data())},
-          {DNNL_ARG_WEIGHTS_LAYER, mem(b_, md(DNNL_ARG_WEIGHTS_LAYER), wx_->pack(in[1].f32()))},
-          {DNNL_ARG_WEIGHTS_ITER, mem(b_, md(DNNL_ARG_WEIGHTS_ITER), wh_->pack(in[2].f32()))},
-          {DNNL_ARG_BIAS, mem(b_, l_.bias(), bias_->pack(in[3].f32(), in[4].f32()))},
-          {DNNL_ARG_SRC_ITER, mem(b_, st, in[5].data())},
-          {DNNL_ARG_DST_LAYER, mem(b_, seq_out, in[5 + s].data())},
-          {DNNL_ARG_DST_ITER, mem(b_, st, in[6 + s].data())},
-          {DNNL_ARG_DIFF_DST_LAYER, mem(b_, seq_out, in[6 + 2 * s].data())},
-          {DNNL_ARG_DIFF_DST_ITER, mem(b_, st, in[7 + 2 * s].data())},
-          {DNNL_ARG_WORKSPACE, mem(b_, md(DNNL_ARG_WORKSPACE), gates_->data())},
-          {DNNL_ARG_DIFF_SRC_LAYER, mem(b_, seq_in, out[0].data())},
-          {DNNL_ARG_DIFF_SRC_ITER, mem(b_, st, out[5].data())},
-          {DNNL_ARG_DIFF_WEIGHTS_LAYER,
-           mem(b_, md(DNNL_ARG_DIFF_WEIGHTS_LAYER), dwx_->zeroed_gradient())},
-          {DNNL_ARG_DIFF_WEIGHTS_ITER,
-           mem(b_, md(DNNL_ARG_DIFF_WEIGHTS_ITER), dwh_->zeroed_gradient())},
-          {DNNL_ARG_DIFF_BIAS, mem(b_, l_.bias(), dbias_->zeroed_gradient())},
-          {DNNL_ARG_SCRATCHPAD, mem(b_, md(DNNL_ARG_SCRATCHPAD), ctx.workspace)},
-      };
+    const int s = l_.p.states();
+    execute([&] {
+      auto args = inputs(in, ctx.workspace);
+      args.emplace(DNNL_ARG_DST_LAYER, seq(l_.h, in[5 + s].data()));
+      args.emplace(DNNL_ARG_DST_ITER, state(in[6 + s].data()));
+      args.emplace(DNNL_ARG_DIFF_DST_LAYER, seq(l_.h, in[6 + 2 * s].data()));
+      args.emplace(DNNL_ARG_DIFF_DST_ITER, state(in[7 + 2 * s].data()));
+      args.emplace(DNNL_ARG_DIFF_SRC_LAYER, seq(l_.in, out[0].data()));
+      args.emplace(DNNL_ARG_DIFF_SRC_ITER, state(out[5].data()));
+      args.emplace(DNNL_ARG_DIFF_WEIGHTS_LAYER,
+                   arg(DNNL_ARG_DIFF_WEIGHTS_LAYER, dwx_->zeroed_gradient()));
+      args.emplace(DNNL_ARG_DIFF_WEIGHTS_ITER,
+                   arg(DNNL_ARG_DIFF_WEIGHTS_ITER, dwh_->zeroed_gradient()));
+      args.emplace(DNNL_ARG_DIFF_BIAS, mem(b_, l_.bias(), dbias_->zeroed_gradient()));
       if (l_.p.cell == RnnCell::lstm) {
-        args.emplace(DNNL_ARG_SRC_ITER_C, mem(b_, st, in[6].data()));
-        args.emplace(DNNL_ARG_DST_ITER_C, mem(b_, st, in[9].data()));
-        args.emplace(DNNL_ARG_DIFF_DST_ITER_C, mem(b_, st, in[12].data()));
-        args.emplace(DNNL_ARG_DIFF_SRC_ITER_C, mem(b_, st, out[6].data()));
+        args.emplace(DNNL_ARG_DST_ITER_C, state(in[9].data()));
+        args.emplace(DNNL_ARG_DIFF_DST_ITER_C, state(in[12].data()));
+        args.emplace(DNNL_ARG_DIFF_SRC_ITER_C, state(out[6].data()));
       }
-      prim_.execute(b_.stream(), args);
-      b_.stream().wait();
+      return args;
     });
-    dwx_->unpack(out[1].f32());
-    dwh_->unpack(out[2].f32());
-    dbias_->unpack(out[3].f32(), out[4].f32());
+    dnnl_call(node_, what_, [&] {
+      dwx_->unpack(out[1].f32());
+      dwh_->unpack(out[2].f32());
+      dbias_->unpack(out[3].f32(), out[4].f32());
+    });
   }
 
  private:
-  CpuBackend& b_;
-  Node node_;
-  Layer l_;
-  dnnl::primitive_desc pd_;
-  dnnl::primitive prim_;
-  std::optional<WeightPacking> wx_, wh_, dwx_, dwh_;
-  std::optional<BiasPacking> bias_, dbias_;
-  std::shared_ptr<Buffer> gates_;
+  std::optional<WeightPacking> dwx_, dwh_;
+  std::optional<BiasPacking> dbias_;
 };
 
 }  // namespace
