@@ -136,9 +136,9 @@ void Progress::update(int64_t iter, double epoch, double loss, double lr, double
   double frac = max_iter_ > 0 ? static_cast<double>(iter) / static_cast<double>(max_iter_) : 0;
   char text[256];
   std::snprintf(text, sizeof text,
-                "iter %lld/%lld  epoch %.2f  loss %.4f  lr %.3g  %.0f img/s  ETA %s",
+                "iter %lld/%lld  epoch %.2f  loss %.4f  lr %.3g  %.0f %s  ETA %s",
                 static_cast<long long>(iter), static_cast<long long>(max_iter_), epoch, loss, lr,
-                ips, format_duration(eta).c_str());
+                ips * per_example_, unit_, format_duration(eta).c_str());
   if (!tty_) {
     std::fprintf(stderr, "%s\n", text);
     return;

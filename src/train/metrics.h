@@ -76,12 +76,16 @@ class Progress {
   void update(int64_t iter, double epoch, double loss, double lr, double images_per_second,
               double eta_seconds);
   void line(const std::string& text);  // a message of its own (test results, snapshots)
+  // Text runs count tokens: `per_example` of them per example, shown as "tokens/s".
+  void count_tokens(double per_example) { per_example_ = per_example, unit_ = "tokens/s"; }
   void finish();
 
  private:
   bool quiet_, tty_;
   int64_t max_iter_;
   bool drawn_ = false;
+  double per_example_ = 1;
+  const char* unit_ = "img/s";
   std::chrono::steady_clock::time_point last_;
 };
 

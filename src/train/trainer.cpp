@@ -452,6 +452,7 @@ void Trainer::init_state() {
 // Rank 0 speaks for the run: the other ranks write no events and show no progress.
 void Trainer::open_metrics() {
   progress_ = std::make_unique<Progress>(o_.quiet || !world_.is_root(), max_iter_);
+  if (text_) progress_->count_tokens(static_cast<double>(spec_.input[0]));
   if (!world_.is_root()) {
     log_ = std::make_unique<MetricsLog>();
     return;
@@ -484,11 +485,12 @@ void Trainer::open_metrics() {
             ", global batch " + std::to_string(recipe_.batch * ranks());
   char line[640];
   std::snprintf(line, sizeof line,
-                "%s %s on %s (%lld training, %lld test examples): %lld iterations of batch %lld "
+                "%s %s on %s (%lld training, %lld test %s): %lld iterations of batch %lld "
                 "(%lld per epoch) on %s, from iteration %lld",
                 resume_ ? "resuming" : "training", spec_.name.c_str(), data_spec_.c_str(),
                 static_cast<long long>(train_examples_), static_cast<long long>(test_examples_),
-                static_cast<long long>(max_iter_), static_cast<long long>(recipe_.batch),
+                text_ ? "tokens" : "examples", static_cast<long long>(max_iter_),
+                static_cast<long long>(recipe_.batch),
                 static_cast<long long>(bpe_ / recipe_.accumulate), where.c_str(),
                 static_cast<long long>(st_.iteration));
   progress_->line(line);
