@@ -5,8 +5,8 @@
 # (embedding, 2x512 LSTM, per-step scores over 96 symbols, 128 steps, batch 64) in fp32 and bf16
 # beside PyTorch's cuDNN nn.LSTM on the same model (torch_lstm_bench.py), alternating the two
 # REPEATS times; and char-lstm trained on Debian's fortunes for FORTUNE_ITERS steps beside the
-# PyTorch peer bench/torch_char_lstm.py (same model, recipe, batches and step count): held-out
-# bits per character, time, and a sample of each. Prints a table last (tokens/s, medians). Carry
+# PyTorch peer (bench/char-lstm-fortunes.sh): held-out bits per character, time, and a sample of
+# each. Prints a table last (tokens/s, medians). Carry
 # .carry/debs (oneDNN, see gpu-check.sh), .carry/peers/torch_lstm_bench.py and .carry/fortunes
 # (`myelin dataset create --source /usr/share/games/fortunes --text char --out .carry/fortunes`).
 #
@@ -65,23 +65,8 @@ PY
 fi
 
 if has fortunes; then
-  rm -rf "$OUT/fortunes"
-  t0=$(date +%s.%N)
-  "$BUILD/myelin" train --model models/char-lstm.yaml --data "$FORTUNES" --out "$OUT/fortunes" \
-    --device cuda --iterations "$FORTUNE_ITERS" --eval-batch 100 --eval-every 1000000 \
-    --snapshot-every -1 --quiet > "$OUT/fortunes-train.log" 2>&1
-  t1=$(date +%s.%N)
-  "$BUILD/myelin" sample --weights "$OUT/fortunes" --prime "The " --length 300 --temperature 0.8 \
-    --device cuda > "$OUT/fortunes-sample.txt" 2>&1
-  python3 - "$OUT/fortunes/metrics.jsonl" "$t0" "$t1" "$FORTUNE_ITERS" > "$OUT/fortunes.jsonl" <<'PY'
-import json, sys
-events = [json.loads(l) for l in open(sys.argv[1])]
-test = [e for e in events if e.get("event") == "test"][-1]
-seconds = float(sys.argv[3]) - float(sys.argv[2])
-print(json.dumps({"who": "myelin", "iterations": int(sys.argv[4]), "seconds": seconds,
-                  "bits_per_char": test["bits_per_symbol"], "tokens": test["examples"]}))
-PY
-  python3 bench/torch_char_lstm.py "$FORTUNES" "$FORTUNE_ITERS" cuda 100 >> "$OUT/fortunes.jsonl" 2> "$OUT/fortunes-torch.log"
+  OUT="$OUT" BUILD="$BUILD" bash bench/char-lstm-fortunes.sh "$FORTUNES" "$FORTUNE_ITERS" cuda \
+    > "$OUT/fortunes.txt" 2>&1
 fi
 
 python3 - "$OUT" <<'PY' | tee -a "$summary"
@@ -96,16 +81,9 @@ for p in ("fp32", "bf16"):
     if m or t:
         mm, tt = (statistics.median(m) if m else 0), (statistics.median(t) if t else 0)
         print(f"{p:9} {mm:10.0f} {tt:10.0f} {mm / tt if tt else 0:6.2f}")
-fortunes = os.path.join(out, "fortunes.jsonl")
+fortunes = os.path.join(out, "fortunes.txt")
 if os.path.exists(fortunes):
-    print("char-lstm on fortunes (fp32): held-out bits per character after the same steps")
-    for l in open(fortunes):
-        r = json.loads(l)
-        print(f"  {r['who']:7} {r['iterations']} steps  {r['bits_per_char']:.3f} bits/char  "
-              f"{r['seconds']:.1f} s ({'whole process' if r['who'] == 'myelin' else 'training loop'})")
-        if r.get("sample"): print("    torch sample: " + r["sample"].replace("\n", " / ")[:160])
-    s = os.path.join(out, "fortunes-sample.txt")
-    if os.path.exists(s): print("    myelin sample: " + open(s).read().replace("\n", " / ")[:160])
+    print(open(fortunes).read().rstrip())
 layers = os.path.join(out, "layers.txt")
 if os.path.exists(layers):
     print("Myelin fp32 per layer (myelin time):")
