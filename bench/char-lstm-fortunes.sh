@@ -33,7 +33,7 @@ print(json.dumps({"who": "myelin", "iterations": int(sys.argv[4]),
                   "seconds": float(sys.argv[3]) - float(sys.argv[2]),
                   "bits_per_char": test["bits_per_symbol"], "tokens": test["examples"]}))
 PY
-"$PY" bench/torch_char_lstm.py "$DATA" "$ITERS" "$DEVICE" 100 >> "$OUT/fortunes.jsonl" 2> "$OUT/fortunes-torch.log"
+env -u LD_LIBRARY_PATH "$PY" bench/torch_char_lstm.py "$DATA" "$ITERS" "$DEVICE" 100 >> "$OUT/fortunes.jsonl" 2> "$OUT/fortunes-torch.log"
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]

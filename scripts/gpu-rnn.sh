@@ -2,7 +2,7 @@
 # Recurrent networks on a GPU machine, in one call: builds (scripts/gpu-check.sh's build stage),
 # runs the GPU op cases of the sequence ops (rnn, embedding, copy: cuDNN and our kernels against
 # the float64 references and finite differences), then measures char-lstm's training throughput
-# (embedding, 2x512 LSTM, per-step scores over 96 symbols, 128 steps, batch 64) in fp32 and bf16
+# (embedding, 2x512 LSTM, per-step scores over 96 symbols, 128 steps, batch 64) in fp32, tf32 and bf16
 # beside PyTorch's cuDNN nn.LSTM on the same model (torch_lstm_bench.py), alternating the two
 # REPEATS times; and char-lstm trained on Debian's fortunes for FORTUNE_ITERS steps beside the
 # PyTorch peer (bench/char-lstm-fortunes.sh): held-out bits per character, time, and a sample of
@@ -46,13 +46,15 @@ fi
 if has bench; then
   : > "$OUT/bench.jsonl"
   for r in $(seq "$REPEATS"); do
-    for p in fp32 bf16; do
+    for p in fp32 tf32 bf16; do
       "$BUILD/myelin" time --model models/char-lstm.yaml --batch "$BATCH" --iterations "$ITERS" \
         --device cuda --precision "$p" --json > "$OUT/myelin-$p-$r.json" 2> "$OUT/myelin-$p-$r.err" &&
         python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({'who':'myelin','precision':sys.argv[2],'tokens_per_second':d['images_per_second']*128}))" \
           "$OUT/myelin-$p-$r.json" "$p" >> "$OUT/bench.jsonl"
     done
-    python3 "$PEERS/torch_lstm_bench.py" cuda fp32,bf16 "$BATCH" 128 > "$OUT/torch-$r.log" 2>&1
+    # The peer uses the cuDNN PyTorch bundles, not the one on LD_LIBRARY_PATH for Myelin.
+    env -u LD_LIBRARY_PATH python3 "$PEERS/torch_lstm_bench.py" cuda fp32,bf16 "$BATCH" 128 \
+      > "$OUT/torch-$r.log" 2>&1
     sed -nE 's/.* (fp32|bf16) b[0-9]+ seq[0-9]+: ([0-9]+) tokens\/s/{"who":"torch","precision":"\1","tokens_per_second":\2}/p' \
       "$OUT/torch-$r.log" >> "$OUT/bench.jsonl"
   done
@@ -74,13 +76,15 @@ import json, os, statistics, sys
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "bench.jsonl"))] if os.path.exists(os.path.join(out, "bench.jsonl")) else []
 print("char-lstm training (embedding, 2x512 LSTM, 96 symbols, 128 steps, batch 64), tokens/s, medians")
-print(f"{'precision':9} {'Myelin':>10} {'PyTorch':>10} {'ratio':>6}")
-for p in ("fp32", "bf16"):
+# PyTorch's fp32 lets cuDNN use TF32 (torch.backends.cudnn.allow_tf32 is on by default): the same
+# math as Myelin's --precision tf32. Myelin's fp32 is strict (FMA).
+print(f"{'Myelin':9} {'PyTorch':7} {'Myelin':>10} {'PyTorch':>10} {'ratio':>6}")
+for p, peer in (("fp32", "fp32"), ("tf32", "fp32"), ("bf16", "bf16")):
     m = [r["tokens_per_second"] for r in rows if r["who"] == "myelin" and r["precision"] == p]
-    t = [r["tokens_per_second"] for r in rows if r["who"] == "torch" and r["precision"] == p]
+    t = [r["tokens_per_second"] for r in rows if r["who"] == "torch" and r["precision"] == peer]
     if m or t:
         mm, tt = (statistics.median(m) if m else 0), (statistics.median(t) if t else 0)
-        print(f"{p:9} {mm:10.0f} {tt:10.0f} {mm / tt if tt else 0:6.2f}")
+        print(f"{p:9} {peer:7} {mm:10.0f} {tt:10.0f} {mm / tt if tt else 0:6.2f}")
 fortunes = os.path.join(out, "fortunes.txt")
 if os.path.exists(fortunes):
     print(open(fortunes).read().rstrip())
