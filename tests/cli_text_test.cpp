@@ -92,6 +92,20 @@ TEST_F(CliText, SampleContinuesThePrimeInTheCorpusVocabulary) {
   EXPECT_NE(bad.output.find("'d'"), std::string::npos) << bad.output;
 }
 
+TEST_F(CliText, TestReportsTheValidationBitsTrainingReported) {
+  tf::Outcome t =
+      myelin("test --weights " + (*dir_ / "run") + " --data " + (*dir_ / "data") + " --json");
+  ASSERT_EQ(t.status, 0) << t.output;
+  auto report = nlohmann::json::parse(t.output);
+  std::ifstream metrics(*dir_ / "run/metrics.jsonl");
+  nlohmann::json trained;
+  for (std::string line; std::getline(metrics, line);)
+    if (auto e = nlohmann::json::parse(line); e["event"] == "test") trained = e;
+  EXPECT_NEAR(report["bits_per_symbol"].get<double>(), trained["bits_per_symbol"].get<double>(),
+              1e-4);
+  EXPECT_EQ(report["examples"], trained["examples"]);
+}
+
 TEST_F(CliText, WeightsOfAnotherVocabularyAreRefused) {
   write(*dir_ / "other.txt", "0123456789 abcdefghijklmnopqrstuvwxyz\n");
   ASSERT_EQ(myelin("dataset create --source " + (*dir_ / "other.txt") + " --text char --out " +

@@ -32,10 +32,12 @@ int run_test(const std::vector<std::string>& argv) {
   const std::string help = help_text(
       "myelin test --weights W [--model NAME|FILE] [--data SPEC] [--json]",
       "Evaluates trained weights on a dataset's test split: loss, top-1 and top-5 accuracy,\n"
-      "accuracy per class and the confusion matrix (rows: true class, columns: predicted).",
+      "accuracy per class and the confusion matrix (rows: true class, columns: predicted). On a\n"
+      "text dataset: the validation text's loss in bits per symbol and next-symbol accuracy.",
       test_flags(),
       "  myelin test --model lenet --weights runs/lenet --data fashion-mnist\n"
-      "  myelin test --weights runs/lenet/weights.safetensors --json\n");
+      "  myelin test --weights runs/lenet/weights.safetensors --json\n"
+      "  myelin test --weights runs/fortunes --data data/fortunes\n");
   if (wants_help(argv, help)) return 0;
   Args a("test", argv, test_flags());
   if (!a.has("weights")) throw UsageError("--weights is required (a run directory or .safetensors)");

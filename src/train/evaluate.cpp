@@ -14,6 +14,7 @@
 #include "data/image_codec.h"
 #include "data/io.h"
 #include "data/resize.h"
+#include "data/text.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/session.h"
@@ -52,16 +53,22 @@ json EvalResult::to_json() const {
       j["label_name"] = class_names[m.label], j["predicted_name"] = class_names[m.predicted];
     mistakes.push_back(std::move(j));
   }
-  return {{"examples", examples},
-          {"loss", loss},
-          {"top1", top1},
-          {"top5", top5},
-          {"class_names", class_names},
-          {"per_class_accuracy", per},
-          {"confusion", rows},
-          {"seconds", seconds},
-          {"images_per_second", images_per_second},
-          {"worst", mistakes}};
+  json j = {{"examples", examples},
+            {"loss", loss},
+            {"top1", top1},
+            {"top5", top5},
+            {"class_names", class_names},
+            {"per_class_accuracy", per},
+            {"confusion", rows},
+            {"seconds", seconds},
+            {"images_per_second", images_per_second},
+            {"worst", mistakes}};
+  if (text) j["bits_per_symbol"] = bits_per_symbol();
+  return j;
+}
+
+double EvalResult::bits_per_symbol() const {
+  return loss / std::log(2.0);
 }
 
 namespace {
@@ -121,6 +128,14 @@ class WorstMistakes {
 std::string EvalResult::report() const {
   std::string s;
   char buf[256];
+  if (text) {  // a symbol table and confusion matrix of a whole vocabulary would be noise
+    std::snprintf(buf, sizeof buf,
+                  "%lld tokens: %.3f bits per symbol (loss %.4f)  next symbol top-1 %.2f%%  "
+                  "top-5 %.2f%%  (%.0f tokens/s)\n",
+                  static_cast<long long>(examples), bits_per_symbol(), loss, top1 * 100, top5 * 100,
+                  images_per_second);
+    return buf;
+  }
   std::snprintf(buf, sizeof buf,
                 "%lld examples: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%.0f img/s)\n",
                 static_cast<long long>(examples), top1 * 100, top5 * 100, loss, images_per_second);
@@ -297,8 +312,37 @@ std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::s
   return s;
 }
 
+// A text dataset's validation (or training) stream, read in contiguous rows as training reads it.
+EvalResult evaluate_text(const EvalOptions& o, const NetworkSpec& spec) {
+  if (spec.input_type != "tokens")
+    throw UsageError("dataset '" + o.data + "' is text and network '" + spec.name +
+                     "' reads images");
+  TextCorpus corpus = load_text_dataset(o.data);
+  if (static_cast<int64_t>(corpus.vocabulary.size()) != spec.classes)
+    throw UsageError("dataset '" + o.data + "' has " + std::to_string(corpus.vocabulary.size()) +
+                     " symbols but the network's weights score " + std::to_string(spec.classes) +
+                     ": a model trained on one vocabulary cannot read another");
+  auto tokens = std::make_shared<std::vector<int32_t>>(
+      std::move(o.train_split ? corpus.train : corpus.validation));
+  if (o.limit > 0 && o.limit < static_cast<int64_t>(tokens->size()))
+    tokens->resize(static_cast<size_t>(o.limit));
+  const int64_t steps = spec.input[0];
+  const int64_t rows = (static_cast<int64_t>(tokens->size()) - 1) / steps;
+  if (rows < 1)
+    throw UsageError("the text (" + std::to_string(tokens->size()) +
+                     " tokens) is shorter than one sequence of " + std::to_string(steps) +
+                     " steps");
+  const int64_t batch = std::max<int64_t>(1, std::min(o.batch, rows));
+  auto session = inference_session(spec, o.device, o.threads, o.precision, batch, o.weights);
+  TextLoader loader(tokens, batch, steps);
+  EvalResult r = evaluate_batches(*session, loader, corpus.vocabulary, o.worst);
+  r.text = true;
+  return r;
+}
+
 EvalResult evaluate(const EvalOptions& o) {
   NetworkSpec spec = resolve_spec(o.spec, o.model, o.weights);
+  if (is_text_dataset(o.data)) return evaluate_text(o, spec);
   DatasetSplits splits = open_dataset(o.data, o.open);
   std::shared_ptr<Dataset> data = o.train_split ? splits.train : splits.test;
   if (!data)

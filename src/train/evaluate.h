@@ -38,6 +38,9 @@ struct EvalResult {
   // The misclassified examples the network was surest of, most confident first (ties: lower index
   // first); at most EvalOptions::worst of them.
   std::vector<Mistake> worst;
+  // A text dataset: the examples are tokens, each step's next symbol the class.
+  bool text = false;
+  double bits_per_symbol() const;  // the loss in bits
   nlohmann::json to_json() const;
   std::string report() const;  // a table: accuracy, per-class accuracy, confusion matrix
 };
@@ -54,7 +57,8 @@ struct EvalOptions {
   std::string weights;              // .safetensors file, snapshot or run directory (required)
   std::string data = "fashion-mnist";
   OpenOptions open;
-  bool train_split = false;  // evaluate the training set instead of the test set
+  bool train_split = false;  // evaluate the training set instead of the test set (text: the
+                             // training stream instead of the validation stream)
   int64_t limit = 0;         // only the first N examples (0: all)
   std::string device = "cpu";
   int threads = 0, loader_threads = 2;
