@@ -49,6 +49,7 @@ std::shared_ptr<Buffer> shared_buffer(const KernelSpec& spec, int64_t key, size_
   static std::mutex mutex;
   static std::map<Key, std::weak_ptr<Buffer>> buffers;
   std::lock_guard lock(mutex);
+  std::erase_if(buffers, [](const auto& entry) { return entry.second.expired(); });
   std::weak_ptr<Buffer>& slot = buffers[Key{&spec.backend, &spec.graph, key}];
   std::shared_ptr<Buffer> buffer = slot.lock();
   if (buffer && buffer->bytes() != bytes)
