@@ -178,7 +178,7 @@ TEST(NetworkFile, LayerHelpListsEveryTypeWithItsKeysAndDefaults) {
   EXPECT_TRUE(has("stride = 1:"));
   EXPECT_TRUE(has("bias = true:"));
   EXPECT_TRUE(has("init = xavier:"));
-  EXPECT_EQ(help.size(), 19u);  // inner_product is fc's alias
+  EXPECT_EQ(help.size(), 23u);  // inner_product is fc's alias
 }
 
 // --- Broken files: file, line and field ---
