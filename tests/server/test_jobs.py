@@ -377,7 +377,7 @@ def test_users(tmp_path, binary):
         assert st == 403
 
         fm = s.dataset()["id"]
-        job = s.ok("POST", "/api/v1/jobs", quick_job(fm, "ada's", iterations=2000),
+        job = s.ok("POST", "/api/v1/jobs", quick_job(fm, "ada's", iterations=1000000),
                    expect=201, token=None, headers=ada)["id"]
         jobs = s.ok("GET", "/api/v1/jobs", token=None, headers=bob)["jobs"]
         assert job in [j["id"] for j in jobs]
