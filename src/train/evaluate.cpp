@@ -312,16 +312,20 @@ std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::s
   return s;
 }
 
+void check_text_vocabulary(const std::string& data, int64_t symbols, int64_t classes) {
+  if (symbols != classes)
+    throw UsageError("dataset '" + data + "' has " + std::to_string(symbols) +
+                     " symbols but the network's weights score " + std::to_string(classes) +
+                     ": a model trained on one vocabulary cannot read another");
+}
+
 // A text dataset's validation (or training) stream, read in contiguous rows as training reads it.
 EvalResult evaluate_text(const EvalOptions& o, const NetworkSpec& spec) {
   if (spec.input_type != "tokens")
     throw UsageError("dataset '" + o.data + "' is text and network '" + spec.name +
                      "' reads images");
   TextCorpus corpus = load_text_dataset(o.data);
-  if (static_cast<int64_t>(corpus.vocabulary.size()) != spec.classes)
-    throw UsageError("dataset '" + o.data + "' has " + std::to_string(corpus.vocabulary.size()) +
-                     " symbols but the network's weights score " + std::to_string(spec.classes) +
-                     ": a model trained on one vocabulary cannot read another");
+  check_text_vocabulary(o.data, static_cast<int64_t>(corpus.vocabulary.size()), spec.classes);
   auto tokens = std::make_shared<std::vector<int32_t>>(
       std::move(o.train_split ? corpus.train : corpus.validation));
   if (o.limit > 0 && o.limit < static_cast<int64_t>(tokens->size()))

@@ -113,6 +113,9 @@ std::unique_ptr<Session> inference_session(const NetworkSpec& spec, const std::s
 // The class names kept in the weights' metadata (a text network's: its vocabulary), or "0", "1",
 // ... when it holds none for `classes` classes.
 std::vector<std::string> class_names_from(const std::string& weights, int classes);
+// UsageError unless trained weights scoring `classes` symbols can read text dataset `data` of
+// `symbols` symbols (training, testing).
+void check_text_vocabulary(const std::string& data, int64_t symbols, int64_t classes);
 // The network named by a spec, a model name, or else the weights' metadata.
 NetworkSpec resolve_spec(const std::optional<NetworkSpec>& spec, const std::string& model,
                          const std::string& weights);

@@ -252,10 +252,7 @@ void Trainer::fit_text_dataset() {
   text_ = load_text_dataset(data_spec_);
   const auto symbols = static_cast<int64_t>(text_->vocabulary.size());
   if (symbols == spec_.classes) return;
-  if (resume_ || !o_.weights.empty())
-    throw UsageError("dataset '" + data_spec_ + "' has " + std::to_string(symbols) +
-                     " symbols but the network's weights score " + std::to_string(spec_.classes) +
-                     ": a model trained on one vocabulary cannot read another");
+  if (resume_ || !o_.weights.empty()) check_text_vocabulary(data_spec_, symbols, spec_.classes);
   spec_ = adapt_network(spec_, spec_.input, symbols);
   // The fitted network is this run's own: kept beside it, named in its checkpoints and weights,
   // so resuming, testing and sampling find it.
