@@ -23,6 +23,9 @@ PACKAGES=(
   fortunes                    # /usr/share/games/fortunes: the text corpus of the recurrent models
   openmpi-bin libopenmpi-dev  # data-parallel training over MPI (CPU) and rank bootstrap (NCCL)
   slurmctld slurmd slurm-client munge  # myelin serve --scheduler slurm; tests start a one-node cluster
+  libonnx-dev libprotobuf-dev  # myelin export/import: the ONNX protobuf schema
+  python3-onnx                # onnx.checker on exported models (tests)
+  pybind11-dev python3-dev python3-numpy  # the myelin Python module
 )
 
 missing=()
