@@ -139,6 +139,7 @@ class Trainer {
   void open_data();
   void fit_text_dataset();
   void open_text_data();
+  void open_sources();
   void build_session();
   void add_eval_program();
   void init_state();
@@ -196,7 +197,7 @@ class Trainer {
   std::vector<std::string> class_names_;
   std::unique_ptr<Session> session_;
   std::unique_ptr<Session> sampler_;  // text: the network reading one symbol per step
-  std::unique_ptr<BatchSource> train_loader_, test_loader_;
+  std::shared_ptr<BatchSource> train_loader_, test_loader_;
   int64_t bpe_ = 0, max_iter_ = 0, eval_every_ = 0, snapshot_every_ = 0, log_every_ = 0;
   TrainerState st_;
   std::unique_ptr<MetricsLog> log_;
@@ -236,7 +237,9 @@ void Trainer::resolve_inputs() {
   recipe_ = o_.overrides.apply(resume_ ? resume_->state.recipe : spec_.recipe);
   check_recipe(recipe_);
   seed_ = resume_ ? resume_->state.seed : o_.seed;
-  data_spec_ = !o_.data.empty() ? o_.data : string_field(prev_options_, "data", "fashion-mnist");
+  data_spec_ = o_.sources         ? o_.sources->description
+               : !o_.data.empty() ? o_.data
+                                  : string_field(prev_options_, "data", "fashion-mnist");
   train_limit_ = o_.train_limit > 0 ? o_.train_limit : int_field(prev_options_, "train_limit", 0);
   test_limit_ = o_.test_limit > 0 ? o_.test_limit : int_field(prev_options_, "test_limit", 0);
   fit_text_dataset();
@@ -291,8 +294,32 @@ void Trainer::open_text_data() {
                       std::to_string(class_names_.size()) + " symbols";
 }
 
+// Batches from memory (TrainOptions::sources), checked against the network and the recipe.
+void Trainer::open_sources() {
+  const BatchSources& s = *o_.sources;
+  if (!s.train) throw UsageError("no training batches given");
+  if (world_.size > 1) throw UsageError("batches from memory train in one process only");
+  Shape bs = s.train->batch_shape();
+  Dims example(bs.dims.begin() + 1, bs.dims.end());
+  if (bs[0] != recipe_.batch || example != spec_.input)
+    throw UsageError("training batches of " + bs.str() + " do not fit network '" + spec_.name +
+                     "', which takes " + Shape(spec_.input).str() + " in batches of " +
+                     std::to_string(recipe_.batch));
+  train_loader_ = s.train;
+  test_loader_ = s.test;
+  bpe_ = train_loader_->batches_per_epoch();
+  class_names_ = s.class_names;
+  for (auto k = class_names_.size(); k < static_cast<size_t>(spec_.classes); ++k)
+    class_names_.push_back(std::to_string(k));
+  class_names_.resize(static_cast<size_t>(spec_.classes));
+  data_description_ = s.description;
+  train_examples_ = s.train_examples;
+  test_examples_ = s.test ? s.test_examples : 0;
+}
+
 void Trainer::open_data() {
   if (text_) return open_text_data();
+  if (o_.sources) return open_sources();
   DatasetSplits splits = open_dataset(data_spec_, o_.open);
   train_data_ = first_n(splits.train, train_limit_, data_spec_ + " train");
   test_data_ = first_n(splits.test, test_limit_, data_spec_ + " test");

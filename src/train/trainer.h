@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "model/network.h"
 
 namespace myelin {
@@ -26,10 +27,22 @@ struct RecipeOverrides {
   nlohmann::json to_json() const;  // only the fields that are set
 };
 
+// Examples a program holds in memory (the Python module's arrays) in place of a dataset: batches
+// as the network reads them, with no transforms applied. `train` gives full batches of the
+// recipe's batch size; `test`, if any, batches of any size, a short last one counted by
+// Batch::count. One process only (no data parallelism).
+struct BatchSources {
+  std::shared_ptr<BatchSource> train, test;
+  std::vector<std::string> class_names;  // label order; empty: "0", "1", ...
+  std::string description;               // the start event's dataset, e.g. "numpy arrays"
+  int64_t train_examples = 0, test_examples = 0;
+};
+
 struct TrainOptions {
   std::string model;                // standard network name or file; empty: the resumed run's
   std::optional<NetworkSpec> spec;  // or the network itself (then `model` only names it)
   std::string data;                 // dataset spec; empty: the resumed run's, else fashion-mnist
+  std::optional<BatchSources> sources;  // or batches from memory (then `data` is unused)
   OpenOptions open;
   std::string device = "cpu";
   // Take the data-parallel path (NCCL) even as one process: `--gpus` with one GPU. Under mpirun,
