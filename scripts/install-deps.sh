@@ -56,3 +56,10 @@ if [ ! "$web/node_modules/.package-lock.json" -nt "$web/package-lock.json" ]; th
   echo "install-deps: npm ci (web/)"
   (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# onnxruntime (CPU) for the ONNX export tests (tests/onnx/). --ignore-scripts: its postinstall
+# fetches CUDA libraries from NuGet; the CPU binaries come in the package itself.
+onnx_check="$(dirname "$0")/../tests/onnx"
+if [ ! "$onnx_check/node_modules/.package-lock.json" -nt "$onnx_check/package-lock.json" ]; then
+  echo "install-deps: npm ci (tests/onnx/)"
+  (cd "$onnx_check" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
