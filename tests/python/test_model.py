@@ -3,6 +3,8 @@ and clear errors for bad input."""
 
 import json
 import subprocess
+import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -44,6 +46,45 @@ def test_any_layout_or_dtype_gives_the_same_result(lenet_model, test_data):
     frozen = np.ascontiguousarray(x[::2])
     frozen.flags.writeable = False                        # only read, never written
     np.testing.assert_array_equal(lenet_model(frozen), reference)
+
+
+def peak_allocation(f):
+    """The most memory (bytes) Python and numpy held at once while f() ran, beyond before."""
+    tracemalloc.start()
+    try:
+        f()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_contiguous_float32_input_is_not_copied(lenet_model, test_data):
+    x = np.ascontiguousarray(test_data[0][:320])
+    lenet_model.forward(x)  # warm
+    output = 320 * 10 * 4
+    assert peak_allocation(lambda: lenet_model.forward(x)) < output + x.nbytes // 4
+    # Another dtype or layout is converted once: a float32 copy of the whole input.
+    doubles, flipped = x.astype(np.float64), x[:, :, ::-1]
+    assert peak_allocation(lambda: lenet_model.forward(doubles)) > x.nbytes
+    assert peak_allocation(lambda: lenet_model.forward(flipped)) > x.nbytes
+
+
+def test_threads_share_a_model(lenet_model, test_data):
+    x = test_data[0][:256]
+    expected = [lenet_model.forward(x[i::4]) for i in range(4)]
+    got = [None] * 4
+
+    def run(i):
+        for _ in range(5):
+            got[i] = lenet_model.forward(x[i::4])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], expected[i])
 
 
 def test_trained_model_scores_the_test_set_as_training_reported(lenet_run, lenet_model,
