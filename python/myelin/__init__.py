@@ -13,6 +13,7 @@
     probs = model.forward(x_test[:10])          # float32 [10, 10], rows sum to 1
     model.classify("shoe.png", k=3)             # top classes of an image file
     model.save("lenet.safetensors")             # PyTorch's load_state_dict reads these names
+    model.export_onnx("lenet.onnx")             # for onnxruntime and other runtimes
 
 Errors of the library are :class:`myelin.Error` subclasses (``ShapeError``, ``DataError``,
 ``ParseError``, ...) carrying the library's message.
@@ -22,9 +23,9 @@ from .errors import (DataError, DeviceError, DivergedError, Error, ParseError, S
                      UnsupportedError, UsageError)
 from . import _myelin  # noqa: E402  (after errors: the extension raises them)
 from .network import LayerInfo, Network, standard_networks
-from .model import Model, Prediction, write_bundle
+from .model import Model, Prediction, export_onnx, write_bundle
 from .training import Event, TrainResult, train
 
-__all__ = ["Network", "LayerInfo", "standard_networks", "Model", "Prediction", "write_bundle",
+__all__ = ["Network", "LayerInfo", "standard_networks", "Model", "Prediction", "write_bundle", "export_onnx",
            "train", "TrainResult", "Event", "Error", "ShapeError", "ParseError", "DataError",
            "UsageError", "DeviceError", "UnsupportedError", "DivergedError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, NamedTuple, Optional, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -132,6 +132,14 @@ class Model:
         ``myelin classify --weights`` can open it again."""
         self._m.save(os.fspath(path))
 
+    def export_onnx(self, path: PathLike) -> Dict[str, int]:
+        """Writes the model as ONNX (opset 17), as ``myelin export --format onnx`` does: input
+        "data" [N, C, H, W] preprocessed as for :meth:`forward`, outputs "logits" and
+        "probabilities", the class names and preprocessing in its metadata. onnxruntime and
+        ``onnx.checker`` read it. Returns the opset and the numbers of nodes and initializers.
+        Builds without ONNX raise :class:`myelin.UnsupportedError`."""
+        return dict(_myelin.export_onnx(self._m, os.fspath(path)))
+
     def __repr__(self) -> str:
         return f"Model({self._m.spec.name!r}, device={self._m.device!r}, batch={self.batch})"
 
@@ -148,3 +156,10 @@ def write_bundle(run_dir: PathLike, out: PathLike) -> dict:
     """Packs a training run into a bundle (``.tar.gz``: network.yaml, weights.safetensors,
     labels.txt, info.json) that :meth:`Model.load` and libmyelin open. Returns info.json."""
     return json.loads(_myelin.write_bundle(os.fspath(run_dir), os.fspath(out)))
+
+
+def export_onnx(model: Union[Model, PathLike], out: PathLike, **load: Any) -> Dict[str, int]:
+    """Exports a :class:`Model`, or whatever :meth:`Model.load` opens (``load`` holds its
+    keywords, e.g. ``weights=``), as an ONNX file: see :meth:`Model.export_onnx`."""
+    m = model if isinstance(model, Model) else Model.load(model, **load)
+    return m.export_onnx(out)
