@@ -10,7 +10,12 @@ import zlib
 import numpy as np
 import pytest
 
-import myelin
+# OpenMP threads that sleep when idle instead of spinning: CI runs other tests on the same two
+# cores, and spinning threads fighting for them made a 1-second training take 20 (read when the
+# OpenMP runtime loads, so before myelin is imported).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import myelin  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

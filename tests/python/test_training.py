@@ -3,6 +3,9 @@ callback, resuming, and clear errors for bad data."""
 
 import json
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -92,6 +95,24 @@ def test_an_exception_in_the_callback_stops_training_and_resume_finishes(tmp_pat
     unbroken = myelin.train(net, x, y, iterations=60, threads=2, out_dir=tmp_path / "unbroken")
     np.testing.assert_array_equal(resumed.model().weights()["ip2.weight"],
                                   unbroken.model().weights()["ip2.weight"])
+
+
+def test_ctrl_c_stops_training_with_a_checkpoint(tmp_path):
+    net = myelin.Network.from_yaml(MLP)
+    x, y = separable(320, 5)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # 10 million iterations: minutes, unless stopped
+            myelin.train(net, x, y, iterations=10_000_000, threads=2, out_dir=tmp_path)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 30
+    with open(tmp_path / "metrics.jsonl") as f:
+        last = json.loads(f.readlines()[-1])
+    assert last["event"] == "stopped" and last["iter"] > 0
+    assert os.path.isdir(last["checkpoint"])
 
 
 def test_bad_training_data_is_a_clear_error(tmp_path):
