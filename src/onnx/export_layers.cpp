@@ -1,11 +1,13 @@
 // Each Myelin layer type as ONNX (opset 17) nodes. Layers arrive canonical (model/layers.cpp):
 // keys left out take the layer table's defaults, repeated here as the getters' fallbacks.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
 
 #include "core/error.h"
 #include "onnx/export_graph.h"
+#include "ops/params.h"
 
 namespace myelin::onnx_export {
 
@@ -49,18 +51,57 @@ std::string deconv(Layer c, Ins in) {
   return c.w.node1("ConvTranspose", c.l.name, weight_inputs(c, in[0]), attrs, c.out);
 }
 
+// ONNX's ceil_mode (opset 17) lacks the rule that drops a last window starting in the right
+// padding, so pooling is written with ceil_mode 0 and the right padding that gives Myelin's
+// extents (max pooling ignores padding). Where that padding overhangs Myelin's, an average that
+// counts padding divides by the unclipped window: a constant factor restores Myelin's divisors.
+struct PoolGeometry {
+  std::vector<int64_t> kernel, stride, pad_begin, pad_end, out;
+  std::vector<std::vector<float>> divisor_fix;  // per axis, for each output index
+  bool overhangs = false;
+};
+
+PoolGeometry pool_geometry(const Attrs& a, const Shape& x) {
+  PoolGeometry g{a.pair("kernel", 1)};
+  g.stride = a.has("stride") ? a.pair("stride", 1) : g.kernel;
+  g.pad_begin = a.pair("pad", 0);
+  const bool ceil = a.i("ceil_mode", 0) != 0;
+  for (int i = 0; i < 2; ++i) {
+    const int64_t in = x[2 + i], k = g.kernel[i], s = g.stride[i], p = g.pad_begin[i];
+    const int64_t out = window_out(in, k, s, p, 1, ceil);
+    g.out.push_back(out);
+    g.pad_end.push_back(std::max(p, (out - 1) * s + k - in - p));
+    g.overhangs |= g.pad_end[i] > p;
+    std::vector<float> fix;
+    for (int64_t o = 0; o < out; ++o)
+      fix.push_back(static_cast<float>(k) /
+                    static_cast<float>(std::min(o * s - p + k, in + p) - (o * s - p)));
+    g.divisor_fix.push_back(std::move(fix));
+  }
+  return g;
+}
+
 std::string pool(Layer c, Ins in) {
   const Attrs& a = c.a();
   if (a.has("global"))
     return c.w.node1(a.s("global", "avg") == "max" ? "GlobalMaxPool" : "GlobalAveragePool",
                      c.l.name, in, {}, c.out);
-  auto kernel = a.pair("kernel", 1);
+  const PoolGeometry g = pool_geometry(a, c.shapes[0]);
   std::vector<onnx::AttributeProto> attrs = {
-      attr("kernel_shape", kernel), attr("strides", a.has("stride") ? a.pair("stride", 1) : kernel),
-      attr("pads", pads(a)), attr("ceil_mode", a.i("ceil_mode", 0))};
-  const bool avg = a.s("mode", "max") == "avg";
-  if (avg) attrs.push_back(attr("count_include_pad", a.i("count_include_pad", 1)));
-  return c.w.node1(avg ? "AveragePool" : "MaxPool", c.l.name, in, attrs, c.out);
+      attr("kernel_shape", g.kernel), attr("strides", g.stride),
+      attr("pads",
+           std::vector<int64_t>{g.pad_begin[0], g.pad_begin[1], g.pad_end[0], g.pad_end[1]})};
+  if (a.s("mode", "max") == "max") return c.w.node1("MaxPool", c.l.name, in, attrs, c.out);
+  const bool include_pad = a.i("count_include_pad", 1) != 0;
+  attrs.push_back(attr("count_include_pad", int64_t{include_pad}));
+  if (!(include_pad && g.overhangs)) return c.w.node1("AveragePool", c.l.name, in, attrs, c.out);
+  Tensor fix = Tensor::empty(Shape{1, 1, g.out[0], g.out[1]}, DType::f32);
+  for (int64_t i = 0; i < g.out[0]; ++i)
+    for (int64_t j = 0; j < g.out[1]; ++j)
+      fix.f32()[i * g.out[1] + j] = g.divisor_fix[0][i] * g.divisor_fix[1][j];
+  std::string y = c.w.node1("AveragePool", c.l.name, in, attrs);
+  return c.w.node1("Mul", c.l.name, {y, c.w.initializer(c.l.name + ".divisor_fix", fix)}, {},
+                   c.out);
 }
 
 std::string unary(const char* op, Layer c, Ins in) {
