@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class Model:
         return Network(self._m.spec)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Tuple[int, ...]:
         """One example's shape, (C, H, W)."""
         return tuple(self._m.spec.input_shape)
 
@@ -144,7 +144,7 @@ class Model:
         return f"Model({self._m.spec.name!r}, device={self._m.device!r}, batch={self.batch})"
 
 
-def _image_bytes(image: Union[bytes, PathLike]):
+def _image_bytes(image: Union[bytes, PathLike]) -> Tuple[bytes, str]:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image), "image"
     path = os.fspath(image)

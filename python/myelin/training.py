@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Union
 import numpy as np
 
 from . import _myelin
+from .errors import UsageError
 from .model import Model, PathLike
 from .network import Network
 
@@ -88,6 +89,8 @@ def train(network: Union[Network, str], x_train: np.ndarray, y_train: np.ndarray
         print(result.test_top1)
         probs = result.model().forward(x_test)
     """
+    if (x_test is None) != (y_test is None):
+        raise UsageError("give both x_test and y_test, or neither")
     net = network if isinstance(network, Network) else Network.load(network)
     out = os.fspath(out_dir) if out_dir is not None else tempfile.mkdtemp(prefix="myelin-run-")
     os.makedirs(out, exist_ok=True)
@@ -121,7 +124,6 @@ def train(network: Union[Network, str], x_train: np.ndarray, y_train: np.ndarray
     if callback is not None:
         def hook(event_json: str) -> None:
             callback(json.loads(event_json))
-    result = _myelin.train(o, net._spec, x_train, y_train, x_test,
-                           y_test if x_test is not None else None,
+    result = _myelin.train(o, net._spec, x_train, y_train, x_test, y_test,
                            list(class_names or []), hook)
     return TrainResult(out_dir=out, network=net, **result)

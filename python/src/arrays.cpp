@@ -1,6 +1,8 @@
 // numpy arrays in and out of the library's host tensors.
 #include <cstring>
 
+#include "core/error.h"
+
 #include "bindings.h"
 
 namespace myelin::python {
@@ -66,6 +68,18 @@ std::string shape_text(const py::array& a) {
   std::string s = "[";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
   return s + "]";
+}
+
+void check_examples(const NetworkSpec& spec, const py::array& a, const std::string& what) {
+  const Dims& want = spec.input;
+  bool ok = a.ndim() == static_cast<py::ssize_t>(want.size() + 1) && a.shape(0) > 0;
+  for (size_t i = 0; ok && i < want.size(); ++i)
+    ok = a.shape(static_cast<py::ssize_t>(i + 1)) == want[i];
+  if (ok) return;
+  std::string expect = "[N";
+  for (int64_t d : want) expect += ", " + std::to_string(d);
+  throw ShapeError(what + " of shape " + shape_text(a) + " does not fit network '" + spec.name +
+                   "', which takes " + expect + "] with N >= 1");
 }
 
 }  // namespace myelin::python

@@ -14,23 +14,11 @@ using namespace pybind11::literals;
 
 namespace {
 
-void check_input(const Model& m, const py::array& x) {
-  const Dims& want = m.spec().input;
-  bool ok = x.ndim() == static_cast<py::ssize_t>(want.size() + 1) && x.shape(0) > 0;
-  for (size_t i = 0; ok && i < want.size(); ++i)
-    ok = x.shape(static_cast<py::ssize_t>(i + 1)) == want[i];
-  if (ok) return;
-  std::string expect = "[N";
-  for (int64_t d : want) expect += ", " + std::to_string(d);
-  throw ShapeError("input of shape " + shape_text(x) + " does not fit network '" + m.spec().name +
-                   "', which takes " + expect + "] with N >= 1");
-}
-
 // Probabilities (or logits) [N, classes] of x [N, C, H, W]. A C-contiguous float32 `x` is read
 // where it lies; anything else is converted once. The GIL is released while the network runs.
 py::array forward(Model& m, const py::handle& x, bool logits) {
   py::array_t<float, py::array::c_style> in = float_array(x, "x");
-  check_input(m, in);
+  check_examples(m.spec(), in, "x");
   const int64_t n = in.shape(0);
   py::array_t<float> out({n, m.spec().classes});
   const float* src = in.data();

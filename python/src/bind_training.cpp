@@ -28,13 +28,8 @@ struct Examples {
 Examples examples(const NetworkSpec& spec, const py::handle& x, const py::handle& y,
                   const std::string& xname, const std::string& yname) {
   Examples e{float_array(x, xname.c_str()), label_array(y, yname.c_str())};
-  e.count = e.x.ndim() > 0 ? e.x.shape(0) : 0;
-  bool fits = e.x.ndim() == static_cast<py::ssize_t>(spec.input.size() + 1);
-  for (size_t i = 0; fits && i < spec.input.size(); ++i)
-    fits = e.x.shape(static_cast<py::ssize_t>(i + 1)) == spec.input[i];
-  if (!fits)
-    throw ShapeError(xname + " of shape " + shape_text(e.x) + " does not fit network '" +
-                     spec.name + "', which takes [N, " + Shape(spec.input).str().substr(1));
+  check_examples(spec, e.x, xname);
+  e.count = e.x.shape(0);
   if (e.y.ndim() != 1 || e.y.shape(0) != e.count)
     throw ShapeError(yname + " of shape " + shape_text(e.y) + " does not match " + xname +
                      ": expected [" + std::to_string(e.count) + "], one label per example");

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include "core/tensor.h"
+#include "model/network.h"
 
 namespace myelin::python {
 
@@ -19,6 +20,9 @@ py::array_t<int32_t, py::array::c_style> label_array(const py::handle& a, const 
 py::array tensor_to_numpy(const Tensor& t);
 // An array's shape as the library writes shapes: "[64, 1, 28, 28]".
 std::string shape_text(const py::array& a);
+
+// ShapeError unless `a` is [N, *network input] with N >= 1; `what` names the array ("x").
+void check_examples(const NetworkSpec& spec, const py::array& a, const std::string& what);
 
 void bind_errors(py::module_& m);
 void bind_network(py::module_& m);

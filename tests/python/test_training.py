@@ -130,5 +130,7 @@ def test_bad_training_data_is_a_clear_error(tmp_path):
         myelin.train(net, x, y.astype(np.float32), out_dir=tmp_path)
     with pytest.raises(myelin.UsageError, match="fewer than one batch of 200"):
         myelin.train(net, x, y, batch=200, out_dir=tmp_path)
+    with pytest.raises(myelin.UsageError, match="both x_test and y_test"):
+        myelin.train(net, x, y, y_test=y, out_dir=tmp_path)
     with pytest.raises(myelin.Error, match="unknown solver .sgdd."):
         myelin.train(net, x, y, solver="sgdd", out_dir=tmp_path)
