@@ -42,7 +42,7 @@ int count_ops(const Graph& g, const std::string& op) {
 
 TEST(StandardNetworks, AreListedAndLoadByName) {
   auto names = standard_networks();
-  for (const char* n : {"alexnet", "lenet", "mlp", "resnet", "resnet9"}) {
+  for (const char* n : {"alexnet", "lenet", "mlp", "resnet", "resnet50", "resnet9"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
     NetworkSpec s = load_network(n);
     EXPECT_EQ(s.name, n);
@@ -173,6 +173,63 @@ TEST(StandardNetworks, ResNetHasResidualAddsAndBatchNormState) {
   EXPECT_EQ(shape_of(g, "bn1.running_mean"), (Shape{24}));
 }
 
+// torchvision's resnet50 (v1.5): the same parameter count, the stride on the 3x3 of each
+// downsampling block, Goyal et al.'s zero-initialised last scale of each block, and no weight
+// decay on batch norm or biases.
+TEST(StandardNetworks, ResNet50IsTorchvisions) {
+  NetworkSpec s = load_network("resnet50");
+  BuiltNetwork net = build_network(s, 2, true);
+  const Graph& g = net.graph;
+  EXPECT_EQ(param_count(g), 25557032);
+  EXPECT_EQ(g.value(net.data).shape, (Shape{2, 3, 224, 224}));
+  EXPECT_EQ(g.value(net.logits).shape, (Shape{2, 1000}));
+  EXPECT_EQ(count_ops(g, "conv2d"), 53);
+  EXPECT_EQ(count_ops(g, "batch_norm"), 53);
+  EXPECT_EQ(count_ops(g, "add"), 16);
+  EXPECT_EQ(shape_of(g, "maxpool"), (Shape{2, 64, 56, 56}));
+  EXPECT_EQ(shape_of(g, "layer1_2"), (Shape{2, 256, 56, 56}));
+  EXPECT_EQ(shape_of(g, "layer2_0_conv1"), (Shape{2, 128, 56, 56}));  // v1.5: the 1x1 keeps 56
+  EXPECT_EQ(shape_of(g, "layer2_0_conv2"), (Shape{2, 128, 28, 28}));  // and the 3x3 strides
+  EXPECT_EQ(shape_of(g, "layer2_0_down.weight"), (Shape{512, 256, 1, 1}));
+  EXPECT_EQ(shape_of(g, "layer3_5"), (Shape{2, 1024, 14, 14}));
+  EXPECT_EQ(shape_of(g, "layer4_2"), (Shape{2, 2048, 7, 7}));
+  EXPECT_EQ(shape_of(g, "avgpool"), (Shape{2, 2048, 1, 1}));
+  EXPECT_EQ(shape_of(g, "fc.weight"), (Shape{1000, 2048}));
+  for (const char* bn : {"layer1_0_bn3", "layer2_3_bn3", "layer4_2_bn3"})
+    EXPECT_EQ(value(g, std::string(bn) + ".gamma").init.value, 0.0) << bn;
+  for (const char* bn : {"bn1", "layer1_0_bn2", "layer1_0_down_bn"})
+    EXPECT_EQ(value(g, std::string(bn) + ".gamma").init.value, 1.0) << bn;
+  for (const char* p : {"bn1.gamma", "layer3_1_bn2.beta", "fc.bias"})
+    EXPECT_EQ(value(g, p).decay_mult, 0.0) << p;
+  for (const char* p : {"conv1.weight", "layer3_1_conv2.weight", "fc.weight"})
+    EXPECT_EQ(value(g, p).decay_mult, 1.0) << p;
+  EXPECT_EQ(s.recipe.solver, "sgd");
+  EXPECT_DOUBLE_EQ(s.recipe.lr, 0.1 * double(s.recipe.batch) / 256);
+  EXPECT_EQ(s.recipe.warmup_iters, 5 * (1281167 / s.recipe.batch));  // 5 ImageNet epochs
+  EXPECT_DOUBLE_EQ(s.recipe.weight_decay, 5e-5);
+  EXPECT_DOUBLE_EQ(s.recipe.label_smoothing, 0.1);
+  EXPECT_EQ(s.recipe.lr_policy, "cosine");
+}
+
+// The zero-init is one value in the file that every block's last batch norm refers to.
+TEST(StandardNetworks, ResNet50ZeroInitIsOneSwitch) {
+  NetworkSpec s = load_network("resnet50");
+  std::ifstream in(s.file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string zero = "{name: layer1_0_bn3, gamma_init: &last_gamma 0}";
+  ASSERT_NE(text.find(zero), std::string::npos);
+  text.replace(text.find(zero), zero.size(), "{name: layer1_0_bn3, gamma_init: &last_gamma 1}");
+  BuiltNetwork net = build_network(parse_network(text, "resnet50-one.yaml"), 1, true);
+  int last_scales = 0;
+  for (ValueId p : net.graph.params()) {
+    const Value& v = net.graph.value(p);
+    if (!v.name.ends_with("_bn3.gamma")) continue;
+    ++last_scales;
+    EXPECT_EQ(v.init.value, 1.0) << v.name;
+  }
+  EXPECT_EQ(last_scales, 16);
+}
+
 TEST(StandardNetworks, ParameterCountsAndShapes) {
   struct Expect {
     const char* name;
@@ -276,7 +333,7 @@ TEST(FindingNetworks, UnknownNamesListTheStandardNetworks) {
   } catch (const UsageError& e) {
     std::string msg = e.what();
     EXPECT_NE(msg.find("'lenett'"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("alexnet, char-lstm, lenet, lstm-fmnist, mlp, resnet, resnet9"),
+    EXPECT_NE(msg.find("alexnet, char-lstm, lenet, lstm-fmnist, mlp, resnet, resnet50, resnet9"),
               std::string::npos)
         << msg;
   }
