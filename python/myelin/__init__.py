@@ -21,7 +21,6 @@ Errors of the library are :class:`myelin.Error` subclasses (``ShapeError``, ``Da
 
 from .errors import (DataError, DeviceError, DivergedError, Error, ParseError, ShapeError,
                      UnsupportedError, UsageError)
-from . import _myelin  # noqa: E402  (after errors: the extension raises them)
 from .network import LayerInfo, Network, standard_networks
 from .model import Model, Prediction, export_onnx, write_bundle
 from .training import Event, TrainResult, train
