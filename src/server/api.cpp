@@ -29,7 +29,7 @@ std::vector<int64_t> path_ids(const Request& req) {
 }
 
 void run_guarded(const Handler& h, Access access, Auth& auth, const Request& req, Response& res) {
-  try {
+  answer_errors(req, res, [&] {
     Call call;
     if (access == Access::user) {
       std::optional<Identity> who = auth.identify(req);
@@ -41,6 +41,24 @@ void run_guarded(const Handler& h, Access access, Auth& auth, const Request& req
     }
     call.ids = path_ids(req);
     h(req, res, call);
+  });
+}
+
+const nlohmann::json* field(const nlohmann::json& j, const std::string& key) {
+  auto it = j.find(key);
+  return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+
+[[noreturn]] void wrong_type(const std::string& key, const std::string& expected,
+                             const nlohmann::json& got) {
+  throw ApiError(400, "'" + key + "' must be " + expected + ", got " + got.dump());
+}
+
+}  // namespace
+
+void answer_errors(const Request& req, Response& res, const std::function<void()>& f) {
+  try {
+    f();
   } catch (const ApiError& e) {
     send_error(res, e.status, e.what());
   } catch (const UsageError& e) {
@@ -67,18 +85,6 @@ void run_guarded(const Handler& h, Access access, Auth& auth, const Request& req
     send_error(res, 500, e.what());
   }
 }
-
-const nlohmann::json* field(const nlohmann::json& j, const std::string& key) {
-  auto it = j.find(key);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
-
-[[noreturn]] void wrong_type(const std::string& key, const std::string& expected,
-                             const nlohmann::json& got) {
-  throw ApiError(400, "'" + key + "' must be " + expected + ", got " + got.dump());
-}
-
-}  // namespace
 
 void Router::add(const std::string& method, const std::string& path, Handler h, Access access) {
   routes_.push_back({method, path});

@@ -67,6 +67,11 @@ std::optional<int64_t> opt_integer(const nlohmann::json& j, const std::string& k
 std::optional<bool> opt_bool(const nlohmann::json& j, const std::string& key);
 std::string need_string(const nlohmann::json& j, const std::string& key);
 
+// Runs f; any exception it throws becomes a JSON error answer: the caller's mistakes (ApiError,
+// the library's UsageError, ParseError, DataError, ShapeError...) a 4xx naming what was wrong,
+// the server's own failures a 500 (logged to stderr).
+void answer_errors(const Request& req, Response& res, const std::function<void()>& f);
+
 void send_json(Response& res, const nlohmann::json& body, int status = 200);
 void send_error(Response& res, int status, const std::string& message);
 
