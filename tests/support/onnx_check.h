@@ -36,7 +36,7 @@ inline std::string onnx_checker_missing() {
 inline std::string onnx_checker_errors(const std::string& model) {
   Outcome r = run_command(
       "/usr/bin/python3 -c 'import onnx, sys; "
-      "onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)' " +
+      "onnx.checker.check_model(sys.argv[1], full_check=True)' " +
       model);
   return r.status == 0 ? "" : r.output;
 }
