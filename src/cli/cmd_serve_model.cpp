@@ -12,6 +12,11 @@
 #include "core/error.h"
 #include "server/model_server.h"
 
+#if defined(MYELIN_WITH_ONNX) && __has_include("onnx/import.h")
+#include "onnx/import.h"
+#define MYELIN_SERVE_ONNX 1
+#endif
+
 namespace myelin::cli {
 
 namespace {
@@ -66,6 +71,24 @@ server::ModelServerOptions serve_model_options(const Args& a) {
   return o;
 }
 
+// An .onnx model is imported (onnx/import.h) into a network file and weights in `dir`, which the
+// server reads at start; the options then name those.
+void import_if_onnx(server::ModelServerOptions& o, const TemporaryDirectory& dir) {
+  if (o.model.size() < 5 || o.model.substr(o.model.size() - 5) != ".onnx") return;
+  if (!o.predictor.weights.empty())
+    throw UsageError("an ONNX model holds its weights: drop --weights");
+#ifdef MYELIN_SERVE_ONNX
+  ImportedNetwork net = import_onnx_file(o.model);
+  std::string network = dir.path() + "/network.yaml", weights = dir.path() + "/weights.safetensors";
+  write_imported(net, network, weights);
+  o.model = network;
+  o.predictor.weights = weights;
+#else
+  throw UsageError("this myelin was built without ONNX support (libonnx-dev): cannot serve " +
+                   o.model);
+#endif
+}
+
 // SIGINT and SIGTERM stop the server. Libraries start threads of their own before main() (the
 // BLAS thread pool) that do not block signals, so a signal may land on any thread: its handler
 // only writes to a pipe, and a thread of ours reads the pipe and stops the server.
@@ -98,10 +121,11 @@ std::thread stop_on_signals(server::ModelServer& s) {
 
 int run_serve_model(const std::vector<std::string>& argv) {
   const std::string help = help_text(
-      "myelin serve-model BUNDLE|RUN_DIR|WEIGHTS [--weights W] [--port N] [--max-batch B] "
-      "[--max-delay-ms D] [--instances N]",
-      "Serves a trained classifier over HTTP until Ctrl-C. Requests that arrive within D ms of\n"
-      "each other run as one batch of up to B examples on one of N copies of the network.\n"
+      "myelin serve-model BUNDLE|RUN_DIR|WEIGHTS|MODEL.onnx [--weights W] [--port N]\n"
+      "                   [--max-batch B] [--max-delay-ms D] [--instances N]",
+      "Serves a trained classifier (a bundle, a run, weights, or an ONNX model) over HTTP until\n"
+      "Ctrl-C. Requests that arrive within D ms of each other run as one batch of up to B\n"
+      "examples on one of N copies of the network.\n"
       "  POST /v1/classify  a PNG or JPEG body (or multipart files) -> top classes (?k=5)\n"
       "  POST /v1/predict   tensors [n, C, H, W]: JSON {\"inputs\": [...], \"shape\": [...]} or\n"
       "                     float32 (application/octet-stream, X-Shape: n,C,H,W) -> probabilities\n"
@@ -112,11 +136,15 @@ int run_serve_model(const std::vector<std::string>& argv) {
       "  curl --data-binary @shoe.png -H 'Content-Type: image/png' localhost:8000/v1/classify\n");
   if (wants_help(argv, help)) return 0;
   Args a("serve-model", argv, serve_model_flags());
-  server::ModelServer s(serve_model_options(a));
+  server::ModelServerOptions options = serve_model_options(a);
+  std::string source = options.source = options.model;
+  TemporaryDirectory imported;
+  import_if_onnx(options, imported);
+  server::ModelServer s(options);
   std::thread stopper = stop_on_signals(s);
   const Predictor& p = s.predictor();
   std::printf("myelin serve-model: %s (%s), max batch %lld, %d instance%s\n  serving at %s/v1/\n",
-              p.spec().name.c_str(), p.source().c_str(), static_cast<long long>(p.max_batch()),
+              p.spec().name.c_str(), source.c_str(), static_cast<long long>(p.max_batch()),
               p.instances(), p.instances() == 1 ? "" : "s", s.url().c_str());
   std::fflush(stdout);
   s.run();

@@ -144,7 +144,7 @@ struct ModelServer::Impl {
     const PredictorOptions& po = predictor.options();
     return {{"name", spec.name},
             {"description", spec.description},
-            {"source", predictor.source()},
+            {"source", options.source.empty() ? predictor.source() : options.source},
             {"input", dims_json(spec.input)},
             {"classes", spec.classes},
             {"class_names", predictor.class_names()},

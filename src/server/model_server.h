@@ -18,6 +18,7 @@ namespace myelin::server {
 struct ModelServerOptions {
   std::string model;  // bundle, run directory, weights file, or network with predictor.weights
   PredictorOptions predictor;
+  std::string source;  // what /v1/model names as the model (default: `model`)
   std::string host = "127.0.0.1";
   int port = 8000;  // 0: any free port (url() tells which)
   double max_delay_ms = 2;

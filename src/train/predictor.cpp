@@ -22,20 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp directory, removed with this object.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "myelin-model-XXXXXX").string();
-    if (!mkdtemp(t.data())) throw Error("cannot create a temporary directory in " + t);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 std::vector<std::string> read_labels(const fs::path& file) {
   std::vector<std::string> names;
   std::ifstream in(file);
@@ -76,6 +62,17 @@ void softmax_rows(const float* logits, int64_t rows, int64_t classes, float* out
 
 }  // namespace
 
+TemporaryDirectory::TemporaryDirectory() {
+  std::string t = (fs::temp_directory_path() / "myelin-model-XXXXXX").string();
+  if (!mkdtemp(t.data())) throw Error("cannot create a temporary directory in " + t);
+  path_ = t;
+}
+
+TemporaryDirectory::~TemporaryDirectory() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
 // One copy of the network: a session per batch size, each with its input batch allocated once.
 struct Predictor::Instance {
   struct Sized {
@@ -112,10 +109,10 @@ Predictor::Predictor(const std::string& model, const PredictorOptions& o)
     return;
   }
   // A bundle: unpacked into a temporary directory, gone once the weights are in the sessions.
-  TempDir dir;
+  TemporaryDirectory dir;
   ExtractLimits limits;
   limits.max_files = 100;
-  fs::path root = extract_archive(model, (dir.path / "bundle").string(), limits).root;
+  fs::path root = extract_archive(model, dir.path() + "/bundle", limits).root;
   for (const char* f : {"network.yaml", "weights.safetensors"})
     if (!fs::exists(root / f))
       throw DataError(model, -1, std::string("not a model bundle: it holds no ") + f);

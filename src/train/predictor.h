@@ -73,6 +73,20 @@ class Predictor {
   std::vector<std::unique_ptr<Instance>> instances_;
 };
 
+// A fresh directory under the system's temp directory, removed with everything in it when this
+// object goes: for model files unpacked or converted only to be read at start.
+class TemporaryDirectory {
+ public:
+  TemporaryDirectory();
+  ~TemporaryDirectory();
+  TemporaryDirectory(const TemporaryDirectory&) = delete;
+  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // The k most probable classes of one row of probabilities, most probable first (ties: lower
 // label first); k is clamped to 1..classes.
 std::vector<Prediction> top_classes(const float* probabilities, int64_t classes, int k,

@@ -192,3 +192,21 @@ def test_sigterm_stops_cleanly_and_bad_models_are_refused(model, tmp_path):
         out = subprocess.run([binary(), "serve-model", path, "--port", "0"], capture_output=True,
                              text=True, timeout=60)
         assert out.returncode != 0 and path in out.stderr, out.stderr
+
+
+def test_onnx_export_serves_the_same_probabilities(model, tmp_path):
+    onnx = str(tmp_path / "lenet.onnx")
+    out = subprocess.run([binary(), "export", "--weights", model["run"], "--format", "onnx",
+                          "--out", onnx], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0 and "without ONNX" in out.stderr:
+        import pytest
+        pytest.skip("myelin built without ONNX: " + out.stderr.strip())
+    assert out.returncode == 0, out.stderr
+    rows = [as_floats(p) for p in model["pixels"][:4]]
+    with ModelServer(model["bundle"]) as s:
+        want = predict_binary(s, rows)["probabilities"]
+    with ModelServer(onnx) as s:
+        got = predict_binary(s, rows)["probabilities"]
+        assert s.ok("GET", "/v1/model")["source"] == onnx
+    for i in range(4):
+        assert_close(got[i], want[i], "example %d" % i)
