@@ -3,8 +3,9 @@
 // Myelin's CPU outputs for a batch of random inputs. Skipped, with the reason, only where node
 // and onnxruntime-node (tests/onnx) or python3-onnx are missing.
 //
-// MYELIN_ONNX_KEEP=DIR keeps each network's model.onnx, input and Myelin's logits in DIR/NAME
-// for bench/onnx_check.py (onnxruntime's Python package, e.g. on a GPU machine).
+// MYELIN_ONNX_KEEP=DIR keeps each network's model.onnx, input (data.bin, input.json) and Myelin's
+// logits (myelin_logits.bin) in DIR/NAME for bench/onnx_check.py (onnxruntime's Python package,
+// e.g. its CUDA provider on a GPU machine).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -194,6 +195,8 @@ Exported export_network(const std::string& name, std::unique_ptr<tf::TempDir>& t
     tf::write_raw(e.input.file, b.images.f32(), static_cast<size_t>(b.images.numel()));
   }
   tf::write_raw(e.dir + "/myelin_logits.bin", e.logits.data(), e.logits.size());
+  std::ofstream(e.dir + "/input.json")
+      << nlohmann::json{{"name", "data"}, {"type", e.input.type}, {"dims", e.input.dims}}.dump();
   return e;
 }
 
