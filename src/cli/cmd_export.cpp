@@ -50,15 +50,8 @@ const char* kDescription =
 }
 #endif
 
-int run_export(const std::vector<std::string>& argv) {
-  const std::string help = help_text(
-      "myelin export --weights W [--model NAME|FILE] --format onnx --out FILE", kDescription,
-      export_flags(),
-      "  myelin export --weights runs/lenet --out lenet.onnx\n"
-      "  myelin export --model resnet --weights runs/resnet/weights.safetensors --out r.onnx\n"
-      "  python3 -c \"import onnxruntime as ort; s = ort.InferenceSession('lenet.onnx'); ...\"\n");
-  if (wants_help(argv, help)) return 0;
-  Args a("export", argv, export_flags());
+// The weights to export, once the flags are checked.
+std::string checked_weights(const Args& a) {
   if (!a.has("weights"))
     throw UsageError("--weights is required (a run directory or .safetensors)");
   if (!a.has("out")) throw UsageError("--out is required (the file to write, e.g. model.onnx)");
@@ -66,11 +59,30 @@ int run_export(const std::vector<std::string>& argv) {
   if (format != "onnx") throw UsageError("--format must be onnx, got '" + format + "'");
   if (!a.positional().empty())
     throw UsageError("unexpected argument '" + a.positional()[0] +
-                     "' (flags: --model, --weights, "
-                     "--format, --out)");
+                     "' (flags: --model, --weights, --format, --out)");
+  const std::string weights = a.str("weights");
+  if (weights.ends_with(".tar.gz") || weights.ends_with(".tgz"))
+    throw UsageError("--weights " + weights +
+                     " is a model bundle: unpack it (tar xzf) and pass --model DIR/network.yaml "
+                     "--weights DIR/weights.safetensors");
+  return weights;
+}
+
+int run_export(const std::vector<std::string>& argv) {
+  const std::string help = help_text(
+      "myelin export --weights W [--model NAME|FILE] --format onnx --out FILE", kDescription,
+      export_flags(),
+      "  myelin export --weights runs/lenet --out lenet.onnx\n"
+      "  myelin export --model resnet --weights runs/resnet/weights.safetensors --out r.onnx\n"
+      "  # then, in Python with onnxruntime (pixels: float32 [N, 1, 28, 28], 0-255):\n"
+      "  #   s = onnxruntime.InferenceSession(\"lenet.onnx\")\n"
+      "  #   p = s.run([\"probabilities\"], {\"data\": pixels / 255})[0]   # lenet: scale 1/255\n");
+  if (wants_help(argv, help)) return 0;
+  Args a("export", argv, export_flags());
+  const std::string weights = checked_weights(a);
 #ifdef MYELIN_WITH_ONNX
-  NetworkSpec spec = resolve_spec(std::nullopt, a.str("model"), a.str("weights"));
-  OnnxExportSummary s = export_onnx_file(spec, a.str("weights"), a.str("out"));
+  NetworkSpec spec = resolve_spec(std::nullopt, a.str("model"), weights);
+  OnnxExportSummary s = export_onnx_file(spec, weights, a.str("out"));
   std::printf("wrote %s: ONNX opset %lld, network %s, %lld nodes, %lld parameters, %.1f MB\n",
               a.str("out").c_str(), static_cast<long long>(kOnnxOpset), spec.name.c_str(),
               static_cast<long long>(s.nodes), static_cast<long long>(s.parameters),
