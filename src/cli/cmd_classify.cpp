@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/onnx_model.h"
 #include "train/evaluate.h"
 
 namespace myelin::cli {
@@ -14,7 +15,10 @@ namespace {
 const std::vector<Flag>& classify_flags() {
   static const std::vector<Flag> f = [] {
     std::vector<Flag> v = {
-        {"model", "NAME|FILE", "the network (default: the one recorded with the weights)", ""},
+        {"model", "NAME|FILE",
+         "the network (default: the one recorded with the weights); an .onnx model brings its "
+         "weights",
+         ""},
         {"weights", "W", "a .safetensors file, a checkpoint or a run directory", ""},
         {"top", "K", "classes shown per image", "5"},
         {"resize", "MODE", "crop, squash or fill to the network's input", "squash"},
@@ -33,11 +37,13 @@ int run_classify(const std::vector<std::string>& argv) {
       classify_flags(), "  myelin classify --weights runs/lenet shoe.png shirt.jpg\n");
   if (wants_help(argv, help)) return 0;
   Args a("classify", argv, classify_flags());
-  if (!a.has("weights")) throw UsageError("--weights is required (a run directory or .safetensors)");
+  if (!a.has("weights") && !is_onnx_path(a.str("model")))
+    throw UsageError("--weights is required (a run directory or .safetensors)");
   if (a.positional().empty()) throw UsageError("give at least one image file to classify");
   ClassifyOptions o;
-  o.model = a.str("model");
-  o.weights = a.str("weights");
+  const ModelFiles model = resolve_model(a.str("model"), a.str("weights"));
+  o.model = model.model;
+  o.weights = model.weights;
   o.device = a.str("device", "cpu");
   BackendOptions b = backend_from(a);
   o.threads = b.threads;
@@ -60,8 +66,8 @@ int run_classify(const std::vector<std::string>& argv) {
   return 0;
 }
 
-const bool registered =
-    register_command({"classify", "top classes of image files under trained weights", run_classify});
+const bool registered = register_command(
+    {"classify", "top classes of image files under trained weights", run_classify});
 
 }  // namespace
 

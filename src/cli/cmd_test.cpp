@@ -3,6 +3,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/onnx_model.h"
 #include "train/evaluate.h"
 
 namespace myelin::cli {
@@ -12,7 +13,10 @@ namespace {
 const std::vector<Flag>& test_flags() {
   static const std::vector<Flag> f = [] {
     std::vector<Flag> v = {
-        {"model", "NAME|FILE", "the network (default: the one recorded with the weights)", ""},
+        {"model", "NAME|FILE",
+         "the network (default: the one recorded with the weights); an .onnx model brings its "
+         "weights",
+         ""},
         {"weights", "W", "a .safetensors file, a checkpoint or a run directory", ""},
         {"data", "SPEC", "dataset to evaluate (its test split)", "fashion-mnist"},
         {"train-split", "", "evaluate the training split instead", ""},
@@ -40,10 +44,12 @@ int run_test(const std::vector<std::string>& argv) {
       "  myelin test --weights runs/fortunes --data data/fortunes\n");
   if (wants_help(argv, help)) return 0;
   Args a("test", argv, test_flags());
-  if (!a.has("weights")) throw UsageError("--weights is required (a run directory or .safetensors)");
+  if (!a.has("weights") && !is_onnx_path(a.str("model")))
+    throw UsageError("--weights is required (a run directory or .safetensors)");
   EvalOptions o;
-  o.model = a.str("model");
-  o.weights = a.str("weights");
+  const ModelFiles model = resolve_model(a.str("model"), a.str("weights"));
+  o.model = model.model;
+  o.weights = model.weights;
   o.data = a.str("data", "fashion-mnist");
   o.open = open_options(a);
   o.train_split = a.has("train-split");

@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/onnx_model.h"
 #include "core/op_registry.h"
 
 namespace myelin::cli {
@@ -15,12 +16,13 @@ namespace {
 
 const std::vector<Flag>& time_flags() {
   static const std::vector<Flag> f = [] {
-    std::vector<Flag> v = {{"model", "NAME|FILE", "standard network name or network file", ""},
-                           {"batch", "N", "batch size", "64"},
-                           {"iterations", "K", "timed iterations", "50"},
-                           {"warmup", "W", "untimed iterations first", "5"},
-                           {"seed", "S", "seed for weights and inputs", "1"},
-                           {"json", "", "print one JSON object instead of a table", ""}};
+    std::vector<Flag> v = {
+        {"model", "NAME|FILE", "standard network name, network file or .onnx model", ""},
+        {"batch", "N", "batch size", "64"},
+        {"iterations", "K", "timed iterations", "50"},
+        {"warmup", "W", "untimed iterations first", "5"},
+        {"seed", "S", "seed for weights and inputs", "1"},
+        {"json", "", "print one JSON object instead of a table", ""}};
     for (const Flag& d : device_flags()) v.push_back(d);
     return v;
   }();
@@ -141,7 +143,7 @@ int run_time(const std::vector<std::string>& argv) {
   if (!a.has("model")) throw UsageError("--model is required (e.g. --model lenet)");
   int64_t batch = a.integer("batch", 64), iterations = a.integer("iterations", 50);
   if (batch < 1 || iterations < 1) throw UsageError("--batch and --iterations must be at least 1");
-  NetworkSpec spec = load_network(a.str("model"));
+  NetworkSpec spec = load_network(resolve_model(a.str("model"), "").model);
   SessionOptions o;
   o.device = device_from(a);
   o.backend = backend_from(a);

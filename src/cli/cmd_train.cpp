@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/onnx_model.h"
 #include "dist/communicator.h"
 #include "dist/launch.h"
 #include "train/trainer.h"
@@ -17,7 +18,8 @@ const std::vector<Flag>& train_flags() {
   static const std::vector<Flag> f = [] {
     std::vector<Flag> v = {
         {"model", "NAME|FILE",
-         "a network file, or a standard one in models/ (lenet, resnet, resnet9, mlp, alexnet, ...)",
+         "a network file, a standard one in models/ (lenet, resnet, resnet9, mlp, alexnet, ...), "
+         "or an .onnx model (fine-tuned from its weights)",
          ""},
         {"data", "SPEC", "fashion-mnist, mnist, an image folder, a list file or a packed store",
          "fashion-mnist, or the resumed run's"},
@@ -131,6 +133,12 @@ TrainOptions train_options(const Args& a) {
   o.train_limit = a.integer("train-limit", 0);
   o.test_limit = a.integer("test-limit", 0);
   o.quiet = a.has("quiet");
+  // An ONNX model is imported into the run directory (resume reads it there) and starts from its
+  // weights unless --weights says otherwise.
+  const ModelFiles model = resolve_model(
+      o.model, o.weights, (std::filesystem::path(o.out_dir) / "onnx").string(), o.quiet);
+  o.model = model.model;
+  o.weights = model.weights;
   return o;
 }
 
