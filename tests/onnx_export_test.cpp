@@ -20,6 +20,7 @@
 #include "train/session.h"
 #ifdef MYELIN_WITH_ONNX
 #include "onnx/export.h"
+#include "onnx/export_graph.h"
 #include "onnx/onnx_io.h"
 #endif
 
@@ -274,6 +275,19 @@ TEST(OnnxExportModel, WeightsThatDoNotFitAreNamed) {
   tf::expect_error(
       [&] { export_onnx(spec, w, {.class_names = {}, .weights_origin = "w.safetensors"}); },
       {"w.safetensors", "'conv2.bias' is missing", "'ip1.weight' is [500, 799]"});
+}
+
+// A layer type the exporter does not know (one added to Myelin later) is named with its layer.
+TEST(OnnxExportModel, ALayerWithoutAnOnnxCounterpartIsNamed) {
+  onnx::GraphProto g;
+  TensorFile none;
+  onnx_export::GraphWriter w(g, none, "w.safetensors");
+  LayerSpec warp{"warp1", "warp", {}, {}};
+  tf::expect_error(
+      [&] {
+        onnx_export::emit_layer(w, warp, {"data"}, {Shape{1, 3, 8, 8}}, "y");
+      },
+      {"layer 'warp1' of type 'warp' has no ONNX counterpart"});
 }
 
 #else
