@@ -1,5 +1,6 @@
 #include "train/predictor.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -155,6 +156,16 @@ std::vector<int64_t> Predictor::compiled_batches() const {
   return batch_sizes(options_.max_batch, options_.batch_sizes);
 }
 
+// OpenMP's thread count is a setting of each calling thread: the CPU backend set it on the thread
+// that built the sessions, and batches run on others (a server's workers), which would otherwise
+// run oneDNN on every core whatever --threads says.
+void Predictor::use_threads_here() const {
+  thread_local int applied = -1;
+  if (options_.device != "cpu" || options_.threads <= 0 || applied == options_.threads) return;
+  omp_set_num_threads(options_.threads);
+  applied = options_.threads;
+}
+
 void Predictor::run(int instance, const float* input, int64_t n, float* probabilities) {
   if (instance < 0 || instance >= instances())
     throw UsageError("no instance " + std::to_string(instance) + " (the model has " +
@@ -162,6 +173,7 @@ void Predictor::run(int instance, const float* input, int64_t n, float* probabil
   if (n < 1 || n > max_batch())
     throw ShapeError("a batch of " + std::to_string(n) + " examples (expected 1 to " +
                      std::to_string(max_batch()) + ")");
+  use_threads_here();
   Instance& inst = *instances_[static_cast<size_t>(instance)];
   std::lock_guard<std::mutex> lock(inst.mutex);
   Instance::Sized& s = inst.fitting(n);

@@ -63,6 +63,7 @@ class Predictor {
 
  private:
   struct Instance;
+  void use_threads_here() const;
   void open(const std::string& network, const std::string& weights, std::vector<std::string> names);
 
   PredictorOptions options_;
