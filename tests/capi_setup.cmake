@@ -18,3 +18,10 @@ execute_process(COMMAND ${CMAKE_COMMAND} -E tar czf ${DIR}/lenet.tar.gz network.
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "cannot write the bundle: ${rc}")
 endif()
+# An ONNX model PyTorch exports, DIR/onnx/lenet.onnx with its input and logits, where Debian's
+# python3 has torch and onnx; capi_test checks it when it is there and says so when not.
+find_program(_python python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(_python)
+  execute_process(COMMAND ${_python} ${SOURCE}/tests/onnx/torch_models.py ${DIR}/onnx
+                  OUTPUT_QUIET ERROR_QUIET)
+endif()

@@ -1,6 +1,7 @@
 /* The C API (include/myelin/myelin.h) through C alone: loading a bundle, a run directory and a
- * bundle in memory; clear statuses and messages for missing and truncated files and wrong input
- * shapes; concurrent runs on one model equal to a single-threaded run.
+ * bundle in memory, and an ONNX model PyTorch exported; clear statuses and messages for missing,
+ * truncated and corrupt files and wrong input shapes; concurrent runs on one model equal to a
+ * single-threaded run.
  *
  *   capi_test DIR    (DIR from tests/capi_setup.cmake: run/ and lenet.tar.gz) */
 #include <math.h>
@@ -75,6 +76,54 @@ static void* run_worker(void* arg) {
   return NULL;
 }
 
+/* e^x for x <= 0 without libm (the test links libmyelin alone): e^(x / 2^16) by its series,
+ * squared 16 times. */
+static double exp_nonpositive(double x) {
+  double y = x / 65536.0, r = 1 + y * (1 + y / 2 * (1 + y / 3 * (1 + y / 4)));
+  int i;
+  for (i = 0; i < 16; ++i) r *= r;
+  return r;
+}
+
+/* An ONNX model PyTorch exported (DIR/onnx, which capi_setup writes where /usr/bin/python3 has
+ * torch and onnx), loaded from its path and from memory: its probabilities are the softmax of
+ * PyTorch's logits for the same input. */
+static void check_onnx_model(void) {
+  size_t size = 0, input_size = 0, logits_size = 0;
+  unsigned char* model = read_all(in_dir("onnx/lenet.onnx"), &size);
+  float* input = (float*)read_all(in_dir("onnx/lenet.input.f32"), &input_size);
+  float* logits = (float*)read_all(in_dir("onnx/lenet.logits.f32"), &logits_size);
+  myelin_model *from_path = NULL, *from_memory = NULL;
+  float p[4 * CLASSES], q[4 * CLASSES];
+  int i, k;
+  if (!model || !input || !logits) {
+    fprintf(stderr, "ONNX model: skipped (no DIR/onnx: python3 lacks torch or onnx)\n");
+  } else {
+    CHECK(logits_size == sizeof p && input_size == 4 * PIXELS * sizeof(float));
+    CHECK(myelin_load(in_dir("onnx/lenet.onnx"), NULL, NULL, &from_path) == MYELIN_OK);
+    CHECK(myelin_load_memory(model, size, NULL, &from_memory) == MYELIN_OK);
+  }
+  if (from_path && from_memory && logits_size == sizeof p) {
+    CHECK(myelin_run(from_path, input, 4, p) == MYELIN_OK);
+    CHECK(myelin_run(from_memory, input, 4, q) == MYELIN_OK);
+    for (i = 0; i < 4; ++i) {
+      const float* l = logits + i * CLASSES;
+      double top = l[0], sum = 0;
+      for (k = 1; k < CLASSES; ++k) top = l[k] > top ? l[k] : top;
+      for (k = 0; k < CLASSES; ++k) sum += exp_nonpositive(l[k] - top);
+      for (k = 0; k < CLASSES; ++k) {
+        CHECK(fabsf(p[i * CLASSES + k] - (float)(exp_nonpositive(l[k] - top) / sum)) < 1e-5f);
+        CHECK(p[i * CLASSES + k] == q[i * CLASSES + k]);
+      }
+    }
+  }
+  myelin_free(from_path);
+  myelin_free(from_memory);
+  free(model);
+  free(input);
+  free(logits);
+}
+
 int main(int argc, char** argv) {
   myelin_model *m = NULL, *from_run = NULL, *from_memory = NULL;
   int64_t dims[8], bad_shape[4] = {2, 1, 27, 28}, good_shape[4] = {2, 1, 28, 28};
@@ -120,6 +169,25 @@ int main(int argc, char** argv) {
     CHECK(strstr(myelin_last_error(), "half.safetensors") != NULL);
     fprintf(stderr, "truncated weights: %s\n", myelin_last_error());
     free(w);
+  }
+
+  /* A corrupt ONNX model, on disk and in memory (bytes that are not gzip are read as ONNX). A
+   * library built without ONNX says so instead. */
+  {
+    unsigned char junk[200];
+    size_t i;
+    myelin_status s;
+    for (i = 0; i < sizeof junk; ++i) junk[i] = (unsigned char)(i * 37 + 11);
+    write_all(in_dir("corrupt.onnx"), junk, sizeof junk);
+    s = myelin_load(in_dir("corrupt.onnx"), NULL, NULL, &m);
+    CHECK(m == NULL && strstr(myelin_last_error(), "corrupt.onnx") != NULL);
+    CHECK(s == MYELIN_ERROR_DATA ? strstr(myelin_last_error(), "not a valid ONNX model") != NULL
+                                 : s == MYELIN_ERROR_DEVICE);
+    fprintf(stderr, "corrupt ONNX model: %s\n", myelin_last_error());
+    s = myelin_load_memory(junk, sizeof junk, NULL, &m);
+    CHECK(m == NULL && strstr(myelin_last_error(), "ONNX model in memory") != NULL);
+    CHECK(s == MYELIN_ERROR_DATA || s == MYELIN_ERROR_DEVICE);
+    fprintf(stderr, "corrupt ONNX model in memory: %s\n", myelin_last_error());
   }
 
   /* An unknown device. */
@@ -182,6 +250,7 @@ int main(int argc, char** argv) {
   myelin_free(m);
   myelin_free(NULL);
   free(bytes);
+  check_onnx_model();
   if (failures)
     fprintf(stderr, "%d checks failed\n", failures);
   else

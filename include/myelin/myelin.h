@@ -1,8 +1,8 @@
 /* libmyelin: run trained Myelin models from C (or any language with a C FFI).
  *
  * A model is loaded once (a bundle downloaded from the server's models page, a training run
- * directory, a .safetensors file whose metadata names its network, or a network plus weights)
- * and then run from any number of threads. No C++ exception crosses this interface: every call
+ * directory, a .safetensors file whose metadata names its network, a network plus weights, or
+ * an ONNX model such as PyTorch exports) and then run from any number of threads. No C++ exception crosses this interface: every call
  * that can fail returns a myelin_status, and myelin_last_error() gives the message of the last
  * failure on the calling thread.
  *
@@ -55,16 +55,17 @@ MYELIN_API const char* myelin_version(void);
  * call on this thread. */
 MYELIN_API const char* myelin_last_error(void);
 
-/* Loads a model. With weights == NULL, `path` is a bundle (.tar.gz), a training run directory or
- * a .safetensors file naming its network in its metadata; otherwise `path` is a network (model
- * name or .yaml file) and `weights` a .safetensors file, snapshot or run directory. On success
+/* Loads a model. With weights == NULL, `path` is a bundle (.tar.gz), a training run directory,
+ * a .safetensors file naming its network in its metadata, or an ONNX model (a path ending in
+ * .onnx, as PyTorch exports CNNs; see `myelin import`); otherwise `path` is a network (model
+ * name, .yaml file or .onnx model) and `weights` a .safetensors file, snapshot or run directory. On success
  * *out holds the model (free it with myelin_free); on failure *out is NULL. */
 MYELIN_API myelin_status myelin_load(const char* path, const char* weights,
                                      const myelin_options* options, myelin_model** out);
 
-/* Loads a bundle held in memory (the bytes of a .tar.gz bundle). The bytes are written to a
- * temporary file, unpacked into a temporary directory and loaded; both are removed before this
- * returns. */
+/* Loads a model held in memory: the bytes of a .tar.gz bundle (they start with gzip's magic
+ * bytes 1f 8b), or else of an ONNX model. A bundle is written to a temporary file, unpacked into a
+ * temporary directory and loaded; both are removed before this returns. */
 MYELIN_API myelin_status myelin_load_memory(const void* bundle, size_t size,
                                             const myelin_options* options, myelin_model** out);
 

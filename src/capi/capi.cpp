@@ -23,6 +23,10 @@
 #include "model/network.h"
 #include "train/evaluate.h"
 #include "train/session.h"
+#if MYELIN_WITH_ONNX
+#include "onnx/import.h"
+#include "onnx/onnx_io.h"
+#endif
 
 #ifndef MYELIN_C_VERSION
 #define MYELIN_C_VERSION "0.0.0"
@@ -132,6 +136,38 @@ std::unique_ptr<myelin_model> open_bundle(const std::string& path, const myelin_
                     read_labels(root / "labels.txt"), o);
 }
 
+// An ONNX model's bytes, imported into a temporary network file and weights (`weights`, when
+// given, in place of the model's own), gone once the weights are in the session.
+std::unique_ptr<myelin_model> open_onnx(const void* bytes, size_t size, const std::string& origin,
+                                        const char* weights, const myelin_options* o) {
+#if MYELIN_WITH_ONNX
+  ImportedNetwork net = import_onnx(onnx_io::parse_model(bytes, size, origin), origin);
+  TempDir dir;
+  const std::string network = (dir.path / "network.yaml").string(),
+                    imported = (dir.path / "weights.safetensors").string();
+  write_imported(net, network, imported);
+  return open_model(network, weights ? weights : imported, net.class_names, o);
+#else
+  (void)bytes, (void)size, (void)weights, (void)o;
+  throw UnsupportedError(origin + ": this libmyelin was built without ONNX support");
+#endif
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path, -1, "cannot open the file");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+bool is_onnx(const std::string& path) {
+  return fs::path(path).extension() == ".onnx";
+}
+
+bool is_gzip(const void* bytes, size_t size) {
+  const auto* b = static_cast<const unsigned char*>(bytes);
+  return size >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+}
+
 bool is_bundle(const std::string& path) {
   if (!fs::is_regular_file(path)) return false;
   std::ifstream in(path, std::ios::binary);
@@ -192,7 +228,10 @@ myelin_status myelin_load(const char* path, const char* weights, const myelin_op
   return guarded([&] {
     if (!path || !*path || !out) throw UsageError("myelin_load: path and out are required");
     std::unique_ptr<myelin_model> m;
-    if (weights) {
+    if (is_onnx(path)) {
+      const std::string bytes = file_bytes(path);
+      m = open_onnx(bytes.data(), bytes.size(), path, weights, options);
+    } else if (weights) {
       if (!fs::exists(weights)) throw DataError(weights, -1, "no such file or directory");
       m = open_model(path, weights, {}, options);
     } else {
@@ -208,6 +247,10 @@ myelin_status myelin_load_memory(const void* bundle, size_t size, const myelin_o
   if (out) *out = nullptr;
   return guarded([&] {
     if (!bundle || !out) throw UsageError("myelin_load_memory: bundle and out are required");
+    if (!is_gzip(bundle, size)) {  // not a .tar.gz bundle: an ONNX model (protobuf)
+      *out = open_onnx(bundle, size, "ONNX model in memory", nullptr, options).release();
+      return;
+    }
     TempDir dir;
     fs::path file = dir.path / "bundle.tar.gz";
     {
