@@ -93,7 +93,7 @@ static void check_onnx_model(void) {
   unsigned char* model = read_all(in_dir("onnx/lenet.onnx"), &size);
   float* input = (float*)read_all(in_dir("onnx/lenet.input.f32"), &input_size);
   float* logits = (float*)read_all(in_dir("onnx/lenet.logits.f32"), &logits_size);
-  myelin_model *from_path = NULL, *from_memory = NULL;
+  myelin_model *from_path = NULL, *from_memory = NULL, *other = NULL;
   float p[4 * CLASSES], q[4 * CLASSES];
   int i, k;
   if (!model || !input || !logits) {
@@ -102,6 +102,9 @@ static void check_onnx_model(void) {
     CHECK(logits_size == sizeof p && input_size == 4 * PIXELS * sizeof(float));
     CHECK(myelin_load(in_dir("onnx/lenet.onnx"), NULL, NULL, &from_path) == MYELIN_OK);
     CHECK(myelin_load_memory(model, size, NULL, &from_memory) == MYELIN_OK);
+    CHECK(myelin_load(in_dir("onnx/unsupported.onnx"), NULL, NULL, &other) == MYELIN_ERROR_USAGE);
+    CHECK(other == NULL && strstr(myelin_last_error(), "node '/Erf' (Erf)") != NULL);
+    fprintf(stderr, "unsupported ONNX op: %s\n", myelin_last_error());
   }
   if (from_path && from_memory && logits_size == sizeof p) {
     CHECK(myelin_run(from_path, input, 4, p) == MYELIN_OK);

@@ -141,7 +141,12 @@ std::unique_ptr<myelin_model> open_bundle(const std::string& path, const myelin_
 std::unique_ptr<myelin_model> open_onnx(const void* bytes, size_t size, const std::string& origin,
                                         const char* weights, const myelin_options* o) {
 #if MYELIN_WITH_ONNX
-  ImportedNetwork net = import_onnx(onnx_io::parse_model(bytes, size, origin), origin);
+  ImportedNetwork net;
+  try {
+    net = import_onnx(onnx_io::parse_model(bytes, size, origin), origin);
+  } catch (const UnsupportedError& e) {  // an op Myelin lacks: an unsupported network, not device
+    throw UsageError(e.what());
+  }
   TempDir dir;
   const std::string network = (dir.path / "network.yaml").string(),
                     imported = (dir.path / "weights.safetensors").string();
