@@ -107,7 +107,7 @@ TEST_F(OnnxImport, LeNetEqualsPyTorchAndDropsTheFinalSoftmax) {
   EXPECT_TRUE(net.spec.recipe.mean.empty());
 }
 
-TEST_F(OnnxImport, ResNetWithBatchNormAndResidualAddsEqualsPyTorch) {
+TEST_F(OnnxImport, ResNetWithBatchNormResidualAddsAndConcatEqualsPyTorch) {
   Comparison c = compare_with_torch(dir_->str(), "resnet");
   EXPECT_LT(c.max_abs, 1e-4 * std::max(1.0, c.scale));
   ImportedNetwork net = import_onnx_file(path("resnet.onnx"));
@@ -117,6 +117,8 @@ TEST_F(OnnxImport, ResNetWithBatchNormAndResidualAddsEqualsPyTorch) {
   };
   EXPECT_EQ(count("add"), 3);
   EXPECT_EQ(count("batch_norm"), 1);  // the exporter folds the others into their convolutions
+  EXPECT_EQ(count("concat"), 1);      // the average and max pools' features
+  EXPECT_EQ(count("flatten"), 1);     // x.view(x.size(0), -1), computed from Shape
   EXPECT_EQ(net.spec.input, (Dims{3, 32, 32}));
 }
 

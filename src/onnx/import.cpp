@@ -71,7 +71,7 @@ const Tensor& Context::constant_input(int i, const char* role) const {
 
 const Ref& Context::layer_input(int i) const {
   const Ref& r = input(i);
-  if (r.constant)
+  if (r.constant || r.is_shape)
     fail("input '" + node_->input(i) + "' is a constant; Myelin layers read computed values");
   return r;
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <onnx/onnx_pb.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -21,7 +22,13 @@ struct Ref {
   std::optional<Tensor> constant;
   // Set on the output of an fc made from a MatMul: an Add of a constant may become its bias.
   bool bias_pending = false;
+  // The output of Shape(layer): only its first element, the batch, is known (see kBatchDim).
+  bool is_shape = false;
 };
+
+// The batch size in shapes computed from Shape(x) (x.view(x.size(0), -1) with a symbolic batch):
+// Reshape reads it as "the batch, unchanged".
+constexpr int64_t kBatchDim = INT64_MIN + 1;
 
 class Context {
  public:

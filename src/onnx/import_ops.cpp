@@ -193,6 +193,7 @@ void add_bias(Context& c, const Ref& fc, const Tensor& bias) {
 
 void add(Context& c) {
   const Ref &a = c.input(0), &b = c.input(1);
+  if (a.is_shape || b.is_shape) c.fail("arithmetic on shapes is not supported");
   if (!a.constant && !b.constant) {
     c.set_output({c.add_layer("add", {a.layer, b.layer}, {}), std::max(a.rank, b.rank)});
     return;
@@ -215,7 +216,72 @@ int64_t positive_axis(Context& c, int64_t axis, int rank) {
   return axis < 0 ? axis + rank : axis;
 }
 
+// --- Shape arithmetic: Shape -> Gather(0) -> Unsqueeze -> Concat, as PyTorch computes
+// x.view(x.size(0), -1), folded into a constant with the batch as kBatchDim ---
+
+void shape(Context& c) {
+  const Ref& x = c.layer_input(0);
+  if (attr_int(c.node(), "start", 0) != 0 || attr_int(c.node(), "end", x.rank) != x.rank)
+    c.fail("start and end are not supported");
+  Ref r;
+  r.rank = 1;
+  r.is_shape = true;
+  c.set_output(r);
+}
+
+Tensor int64_constant(const Dims& dims, const std::vector<int64_t>& values) {
+  Tensor t = Tensor::empty(Shape(dims), DType::i64);
+  std::copy(values.begin(), values.end(), t.data_as<int64_t>());
+  return t;
+}
+
+void gather(Context& c) {
+  const Ref& data = c.input(0);
+  const Tensor& index = c.constant_input(1, "index");
+  const bool first = index.numel() == 1 && index.dtype() == DType::i64 &&
+                     index.data_as<int64_t>()[0] == 0 && attr_int(c.node(), "axis", 0) == 0;
+  if (!data.is_shape || !first)
+    c.fail("Gather imports only as the batch size, element 0 of a Shape");
+  Ref r;
+  r.constant = int64_constant(index.shape().dims, {kBatchDim});
+  c.set_output(std::move(r));
+}
+
+void unsqueeze(Context& c) {
+  const Tensor& x = c.constant_input(0, "input");
+  std::vector<int64_t> axes = attr_ints(c.node(), "axes", {});  // before opset 13
+  if (c.has_input(1)) {
+    const Tensor& a = c.constant_input(1, "axes");
+    axes.assign(a.data_as<int64_t>(), a.data_as<int64_t>() + a.numel());
+  }
+  Dims dims = x.shape().dims;
+  std::sort(axes.begin(), axes.end());
+  for (int64_t axis : axes) {
+    if (axis < 0) axis += static_cast<int64_t>(dims.size() + axes.size());
+    if (axis < 0 || axis > static_cast<int64_t>(dims.size())) c.fail("axes out of range");
+    dims.insert(dims.begin() + axis, 1);
+  }
+  Ref r;
+  r.constant = x.reshape(Shape(dims));
+  c.set_output(std::move(r));
+}
+
+// Constant int64 vectors joined (a shape being computed).
+void concat_constants(Context& c) {
+  std::vector<int64_t> values;
+  for (int i = 0; i < c.node().input_size(); ++i) {
+    const Tensor& t = c.constant_input(i, "input");
+    if (t.dtype() != DType::i64 || t.shape().rank() != 1)
+      c.fail("joins constants that are not int64 vectors");
+    values.insert(values.end(), t.data_as<int64_t>(), t.data_as<int64_t>() + t.numel());
+  }
+  Ref r;
+  r.constant = int64_constant({static_cast<int64_t>(values.size())}, values);
+  c.set_output(std::move(r));
+}
+
 void concat(Context& c) {
+  if (c.input(0).constant) return concat_constants(c);
   std::vector<std::string> inputs;
   const int rank = c.layer_input(0).rank;
   for (int i = 0; i < c.node().input_size(); ++i) inputs.push_back(c.layer_input(i).layer);
@@ -238,7 +304,9 @@ void reshape(Context& c) {
   if (shape.dtype() != DType::i64 || shape.shape().rank() != 1 || shape.numel() < 2)
     c.fail("its shape must be a constant list of at least 2 int64 dimensions");
   std::vector<int64_t> dims(shape.data_as<int64_t>(), shape.data_as<int64_t>() + shape.numel());
-  const int64_t first = dims[0];
+  if (std::find(dims.begin() + 1, dims.end(), kBatchDim) != dims.end())
+    c.fail("shape " + ints_text(dims) + " moves the batch size away from the first dimension");
+  const int64_t first = dims[0] == kBatchDim ? 0 : dims[0];
   if (first != 0 && first != -1 && (c.batch() < 0 || first != c.batch()))
     c.fail("shape " + ints_text(dims) + " changes the batch dimension (it must stay first)");
   if (attr_int(c.node(), "allowzero", 0) != 0 &&
@@ -315,6 +383,9 @@ const std::map<std::string, Converter>& converters() {
       {"Identity", identity},
       {"Constant", constant},
       {"Softmax", softmax},
+      {"Shape", shape},
+      {"Gather", gather},
+      {"Unsqueeze", unsqueeze},
   };
   return table;
 }

@@ -62,8 +62,9 @@ class BasicBlock(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """Basic blocks with batch norm and residual adds, a batch norm on the pooled features (kept
-    as BatchNormalization: only conv+bn pairs are folded by the exporter), global average pool."""
+    """Basic blocks with batch norm and residual adds, global average and max pools concatenated,
+    a batch norm on the pooled features (kept as BatchNormalization: the exporter folds only
+    conv+bn pairs), and a view to [N, -1] whose shape PyTorch computes from the symbolic batch."""
 
     def __init__(self):
         super().__init__()
@@ -72,12 +73,13 @@ class SmallResNet(nn.Module):
         self.blocks = nn.Sequential(BasicBlock(16, 16, 1), BasicBlock(16, 32, 2),
                                     BasicBlock(32, 32, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.bn = nn.BatchNorm2d(32)
-        self.fc = nn.Linear(32, 10)
+        self.bn = nn.BatchNorm2d(64)
+        self.fc = nn.Linear(64, 10)
 
     def forward(self, x):
-        x = self.bn(self.pool(self.blocks(self.stem(x))))
-        return self.fc(torch.flatten(x, 1))
+        x = self.blocks(self.stem(x))
+        x = self.bn(torch.cat([self.pool(x), F.adaptive_max_pool2d(x, 1)], 1))
+        return self.fc(x.view(x.size(0), -1))  # with a symbolic batch: Shape, Gather, Reshape
 
 
 class LRN(torch.autograd.Function):
