@@ -1,6 +1,8 @@
 #include "server/model_server.h"
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 
 #include "core/error.h"
 #include "server/api.h"
@@ -163,6 +165,7 @@ struct ModelServer::Impl {
   ModelMetrics metrics;
   Batcher batcher;
   httplib::Server http;
+  std::atomic<bool> running{false}, stopping{false};
 };
 
 ModelServer::ModelServer(const ModelServerOptions& options)
@@ -180,10 +183,16 @@ ModelServer::~ModelServer() {
 }
 
 void ModelServer::run() {
-  impl_->http.listen_after_bind();
+  impl_->running = true;
+  if (!impl_->stopping) impl_->http.listen_after_bind();
+  impl_->running = false;
 }
 
 void ModelServer::stop() {
+  impl_->stopping = true;
+  // httplib forgets a stop() that comes before it listens: wait until it does (or run() is over).
+  while (impl_->running && !impl_->http.is_running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   impl_->http.stop();
   impl_->batcher.stop();
 }
