@@ -128,7 +128,7 @@ void Predictor::open(const std::string& network, const std::string& weights,
   spec_ = resolve_spec(std::nullopt, network, weights);
   if (spec_.input_type != "image")
     throw UsageError("network '" + spec_.name + "' reads " + spec_.input_type +
-                     ", not images: only image classifiers can be served");
+                     ", not images: only image classifiers run here");
   example_ = std::accumulate(spec_.input.begin(), spec_.input.end(), int64_t{1},
                              std::multiplies<int64_t>());
   if (static_cast<int64_t>(names.size()) != spec_.classes)

@@ -182,6 +182,12 @@ def test_health_model_and_metrics(model):
     assert "myelin_request_latency_seconds_count" in prometheus
 
 
+def test_network_with_weights_serves(model):
+    with ModelServer("lenet", "--weights", model["run"]) as s:
+        assert s.ok("GET", "/v1/health")["model"] == "lenet"
+        assert len(predict_binary(s, [as_floats(model["pixels"][0])])["probabilities"][0]) == 10
+
+
 def test_sigterm_stops_cleanly_and_bad_models_are_refused(model, tmp_path):
     s = ModelServer(model["bundle"]).__enter__()
     s.proc.send_signal(signal.SIGINT)
