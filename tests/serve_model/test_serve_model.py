@@ -85,18 +85,22 @@ def test_predict_json_and_binary_equal_classify(model):
 
 def concurrent(s, rows, requests_per_thread=1):
     """Sends each row from its own thread at once; -> their probabilities, in row order."""
-    answers = [None] * len(rows)
+    answers, failures = [None] * len(rows), []
     start = threading.Barrier(len(rows))
 
     def send(i):
         start.wait()
-        for _ in range(requests_per_thread):
-            answers[i] = predict_binary(s, [rows[i]])["probabilities"][0]
+        try:
+            for _ in range(requests_per_thread):
+                answers[i] = predict_binary(s, [rows[i]])["probabilities"][0]
+        except Exception as e:  # reported by the test's thread, with what went wrong
+            failures.append("request %d: %r" % (i, e))
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(rows))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not failures, failures
     return answers
 
 
