@@ -12,9 +12,8 @@
 #include "core/error.h"
 #include "server/model_server.h"
 
-#if defined(MYELIN_WITH_ONNX) && __has_include("onnx/import.h")
+#ifdef MYELIN_WITH_ONNX
 #include "onnx/import.h"
-#define MYELIN_SERVE_ONNX 1
 #endif
 
 namespace myelin::cli {
@@ -77,7 +76,7 @@ void import_if_onnx(server::ModelServerOptions& o, const TemporaryDirectory& dir
   if (o.model.size() < 5 || o.model.substr(o.model.size() - 5) != ".onnx") return;
   if (!o.predictor.weights.empty())
     throw UsageError("an ONNX model holds its weights: drop --weights");
-#ifdef MYELIN_SERVE_ONNX
+#ifdef MYELIN_WITH_ONNX
   ImportedNetwork net = import_onnx_file(o.model);
   std::string network = dir.path() + "/network.yaml", weights = dir.path() + "/weights.safetensors";
   write_imported(net, network, weights);
