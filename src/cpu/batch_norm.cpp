@@ -5,11 +5,15 @@
 // Own loops rather than oneDNN's primitive because the op's contract (invstd output, running
 // statistics updated in place with the unbiased variance, gradient from invstd) would need a
 // conversion pass around oneDNN's anyway, and the work is bandwidth-bound.
+// On nchw16c (blocked.h; x, y and the gradients alike) each thread owns a range of 16-channel
+// blocks and streams every (n, block) tile of s pixels x 16 lanes, one lane per channel, so the
+// blocked convolutions around a batch norm need no reorder.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
 #include "cpu/simd.h"
@@ -19,20 +23,36 @@ namespace myelin::cpu {
 
 namespace {
 
+constexpr int64_t kLanes = kChannelBlock;
+
 struct BnGeometry {
   int64_t n, c, s;  // batch, channels, elements per (n, c) row
-  explicit BnGeometry(const Shape& x) : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])) {}
+  bool blocked;     // nchw16c: (n, c) rows are lanes of [s][16] tiles
+  BnGeometry(const Shape& x, Layout layout)
+      : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])), blocked(layout == Layout::nchw16c) {}
   int64_t per_channel() const { return n * s; }
+  // Offset of row (n, c) (plain) or of the tile of (n, the block of c) (blocked).
+  int64_t row(int64_t in, int64_t ic) const {
+    return blocked ? (in * c + ic / kLanes * kLanes) * s : (in * c + ic) * s;
+  }
+  int64_t step() const { return blocked ? kLanes : 1; }  // channels per row or tile
 };
 
-// Calls f(c0, c1) on each thread's share of the channels.
-template <class F>
-void for_channel_ranges(int64_t channels, int threads, F f) {
+// Calls stats(c0, c1) on each thread's share of the channels (whole blocks where blocked), then,
+// once every thread is done, pass(n, c) on its share of the rows (tiles where blocked), the
+// elementwise pass: split by channels alone, 48 channels (3 blocks) would keep one of 2 threads
+// idle for a third of it.
+template <class Stats, class Pass>
+void stats_then_rows(const BnGeometry& g, int threads, Stats stats, Pass pass) {
+  const int64_t units = g.c / g.step(), rows = g.n * units;
 #pragma omp parallel num_threads(threads)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t c0 = channels * t / nt, c1 = channels * (t + 1) / nt;
-    if (c0 < c1) f(c0, c1);
+    int64_t c0 = units * t / nt * g.step(), c1 = units * (t + 1) / nt * g.step();
+    if (c0 < c1) stats(c0, c1);
+#pragma omp barrier
+    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r)
+      pass(r / units, r % units * g.step());
   }
 }
 
@@ -98,24 +118,94 @@ MYELIN_VECTOR_CLONES void row_grad_input(const float* dy, const float* x, float*
   for (int64_t i = 0; i < len; ++i) dx[i] = a * dy[i] + b * x[i] + k;
 }
 
-// y = x * scale[c] + shift[c] over channels [c0, c1), then the fused ReLU if there is one.
-void affine_rows(const BnGeometry& g, const float* x, float* y, const float* scale,
-                 const float* shift, const PostRelu& post, int64_t c0, int64_t c1) {
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t o = (n * g.c + c) * g.s;
-      if (post.on)
-        row_affine_relu(x + o, y + o, g.s, scale[c], shift[c], post.slope);
-      else
-        row_affine(x + o, y + o, g.s, scale[c], shift[c]);
+// --- The same on nchw16c tiles: s pixels of kLanes channels, one channel per lane ---
+
+constexpr int64_t kTileBlock = kBlock / kLanes;  // pixels summed in float lanes
+
+MYELIN_VECTOR_CLONES void tile_sum(const float* t, int64_t s, double* sum) {
+  for (int64_t b = 0; b < s; b += kTileBlock) {
+    const int64_t end = std::min(s, b + kTileBlock);
+    float acc[kLanes] = {};
+    for (int64_t i = b; i < end; ++i)
+#pragma omp simd
+      for (int64_t k = 0; k < kLanes; ++k) acc[k] += t[i * kLanes + k];
+    for (int64_t k = 0; k < kLanes; ++k) sum[k] += acc[k];
+  }
+}
+
+MYELIN_VECTOR_CLONES void tile_centered_sumsq(const float* t, int64_t s, const double* mean,
+                                              double* sumsq) {
+  float m[kLanes];
+  for (int64_t k = 0; k < kLanes; ++k) m[k] = static_cast<float>(mean[k]);
+  for (int64_t b = 0; b < s; b += kTileBlock) {
+    const int64_t end = std::min(s, b + kTileBlock);
+    float acc[kLanes] = {};
+    for (int64_t i = b; i < end; ++i)
+#pragma omp simd
+      for (int64_t k = 0; k < kLanes; ++k) {
+        float d = t[i * kLanes + k] - m[k];
+        acc[k] += d * d;
+      }
+    for (int64_t k = 0; k < kLanes; ++k) sumsq[k] += acc[k];
+  }
+}
+
+MYELIN_VECTOR_CLONES void tile_affine(const float* x, float* y, int64_t s, const float* a,
+                                      const float* b, const PostRelu& post) {
+  for (int64_t i = 0; i < s; ++i) {
+    const float* xi = x + i * kLanes;
+    float* yi = y + i * kLanes;
+    if (post.on) {
+#pragma omp simd
+      for (int64_t k = 0; k < kLanes; ++k) yi[k] = relu_with_slope(xi[k] * a[k] + b[k], post.slope);
+    } else {
+#pragma omp simd
+      for (int64_t k = 0; k < kLanes; ++k) yi[k] = xi[k] * a[k] + b[k];
     }
+  }
+}
+
+MYELIN_VECTOR_CLONES void tile_grad_sums(const float* dy, const float* x, int64_t s,
+                                         const float* mean, double* sum_dy, double* sum_dxm) {
+  for (int64_t b = 0; b < s; b += kTileBlock) {
+    const int64_t end = std::min(s, b + kTileBlock);
+    float sdy[kLanes] = {}, sdxm[kLanes] = {};
+    for (int64_t i = b; i < end; ++i)
+#pragma omp simd
+      for (int64_t k = 0; k < kLanes; ++k) {
+        sdy[k] += dy[i * kLanes + k];
+        sdxm[k] += dy[i * kLanes + k] * (x[i * kLanes + k] - mean[k]);
+      }
+    for (int64_t k = 0; k < kLanes; ++k) sum_dy[k] += sdy[k], sum_dxm[k] += sdxm[k];
+  }
+}
+
+MYELIN_VECTOR_CLONES void tile_grad_input(const float* dy, const float* x, float* dx, int64_t s,
+                                          const float* a, const float* b, const float* k) {
+  for (int64_t i = 0; i < s; ++i)
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; ++l)
+      dx[i * kLanes + l] = a[l] * dy[i * kLanes + l] + b[l] * x[i * kLanes + l] + k[l];
+}
+
+// y = x * scale[c] + shift[c] on row (n, c) (the tile of c's block where blocked), then the
+// fused ReLU if there is one.
+void affine_row(const BnGeometry& g, const float* x, float* y, const float* scale,
+                const float* shift, const PostRelu& post, int64_t n, int64_t c) {
+  const int64_t o = g.row(n, c);
+  if (g.blocked)
+    tile_affine(x + o, y + o, g.s, scale + c, shift + c, post);
+  else if (post.on)
+    row_affine_relu(x + o, y + o, g.s, scale[c], shift[c], post.slope);
+  else
+    row_affine(x + o, y + o, g.s, scale[c], shift[c]);
 }
 
 // batch_norm(x, gamma, beta, running_mean, running_var) -> y [, mean, invstd]
 class BatchNormForward : public Kernel {
  public:
   explicit BatchNormForward(const KernelSpec& s)
-      : g_(s.input(0).shape),
+      : g_(s.input(0).shape, s.input_layout(0)),
         p_(s.node.attrs),
         post_(s.node.attrs),
         threads_(cpu_backend(s).threads()) {}
@@ -137,12 +227,9 @@ class BatchNormForward : public Kernel {
         scale[c] = static_cast<float>(gamma[c] / std::sqrt(double(run_var[c]) + p_.eps));
         shift[c] = beta[c] - run_mean[c] * scale[c];
       }
-      for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
-        affine_rows(g_, x, out[0].f32(), scale, shift, post_, c0, c1);
-      });
-      return;
     }
-    for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
+    auto statistics = [&](int64_t c0, int64_t c1) {
+      if (!p_.training) return;
       batch_statistics(x, mean, var, c0, c1);
       for (int64_t c = c0; c < c1; ++c) {
         double invstd = 1.0 / std::sqrt(var[c] + p_.eps);
@@ -152,7 +239,9 @@ class BatchNormForward : public Kernel {
         shift[c] = static_cast<float>(beta[c] - mean[c] * gamma[c] * invstd);
         update_running(run_mean[c], run_var[c], mean[c], var[c]);
       }
-      affine_rows(g_, x, out[0].f32(), scale, shift, post_, c0, c1);
+    };
+    stats_then_rows(g_, threads_, statistics, [&](int64_t n, int64_t c) {
+      affine_row(g_, x, out[0].f32(), scale, shift, post_, n, c);
     });
   }
 
@@ -160,11 +249,22 @@ class BatchNormForward : public Kernel {
   void batch_statistics(const float* x, double* mean, double* var, int64_t c0, int64_t c1) const {
     for (int64_t c = c0; c < c1; ++c) mean[c] = var[c] = 0;
     for (int64_t n = 0; n < g_.n; ++n)
-      for (int64_t c = c0; c < c1; ++c) mean[c] += row_sum(x + (n * g_.c + c) * g_.s, g_.s);
+      for (int64_t c = c0; c < c1; c += g_.step()) {
+        const float* r = x + g_.row(n, c);
+        if (g_.blocked)
+          tile_sum(r, g_.s, mean + c);
+        else
+          mean[c] += row_sum(r, g_.s);
+      }
     for (int64_t c = c0; c < c1; ++c) mean[c] /= static_cast<double>(g_.per_channel());
     for (int64_t n = 0; n < g_.n; ++n)
-      for (int64_t c = c0; c < c1; ++c)
-        var[c] += row_centered_sumsq(x + (n * g_.c + c) * g_.s, g_.s, mean[c]);
+      for (int64_t c = c0; c < c1; c += g_.step()) {
+        const float* r = x + g_.row(n, c);
+        if (g_.blocked)
+          tile_centered_sumsq(r, g_.s, mean + c, var + c);
+        else
+          var[c] += row_centered_sumsq(r, g_.s, mean[c]);
+      }
     for (int64_t c = c0; c < c1; ++c) var[c] /= static_cast<double>(g_.per_channel());
   }
 
@@ -187,7 +287,7 @@ class BatchNormForward : public Kernel {
 class BatchNormGrad : public Kernel {
  public:
   explicit BatchNormGrad(const KernelSpec& s)
-      : g_(s.input(0).shape), threads_(cpu_backend(s).threads()) {}
+      : g_(s.input(0).shape, s.input_layout(0)), threads_(cpu_backend(s).threads()) {}
   size_t workspace_bytes() const override { return g_.c * 3 * sizeof(float); }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
@@ -197,7 +297,7 @@ class BatchNormGrad : public Kernel {
     float *dgamma = out[1].f32(), *dbeta = out[2].f32();
     auto* a = static_cast<float*>(ctx.workspace);  // dx = a*dy + b*x + k per channel
     float *b = a + g_.c, *k = b + g_.c;
-    for_channel_ranges(g_.c, threads_, [&](int64_t c0, int64_t c1) {
+    auto coefficients = [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
       reduce(dy, x, mean, c0, c1, dbeta, dgamma);  // dgamma holds sum(dy * (x - mean)) here
       double m = static_cast<double>(g_.per_channel());
@@ -208,11 +308,13 @@ class BatchNormGrad : public Kernel {
         k[c] = static_cast<float>(-gi * sdy / m + gi * is * is * sdxm * mean[c] / m);
         dgamma[c] = static_cast<float>(sdxm * is);
       }
-      for (int64_t n = 0; n < g_.n; ++n)
-        for (int64_t c = c0; c < c1; ++c) {
-          int64_t o = (n * g_.c + c) * g_.s;
-          row_grad_input(dy + o, x + o, out[0].f32() + o, g_.s, a[c], b[c], k[c]);
-        }
+    };
+    stats_then_rows(g_, threads_, coefficients, [&](int64_t n, int64_t c) {
+      int64_t o = g_.row(n, c);
+      if (g_.blocked)
+        tile_grad_input(dy + o, x + o, out[0].f32() + o, g_.s, a + c, b + c, k + c);
+      else
+        row_grad_input(dy + o, x + o, out[0].f32() + o, g_.s, a[c], b[c], k[c]);
     });
   }
 
@@ -220,6 +322,7 @@ class BatchNormGrad : public Kernel {
   // sum_dy[c] = sum(dy), sum_dxm[c] = sum(dy * (x - mean)) over channels [c0, c1).
   void reduce(const float* dy, const float* x, const float* mean, int64_t c0, int64_t c1,
               float* sum_dy, float* sum_dxm) const {
+    if (g_.blocked) return reduce_blocked(dy, x, mean, c0, c1, sum_dy, sum_dxm);
     for (int64_t c = c0; c < c1; ++c) {
       double sdy = 0, sdxm = 0;
       for (int64_t n = 0; n < g_.n; ++n) {
@@ -231,22 +334,39 @@ class BatchNormGrad : public Kernel {
     }
   }
 
+  void reduce_blocked(const float* dy, const float* x, const float* mean, int64_t c0, int64_t c1,
+                      float* sum_dy, float* sum_dxm) const {
+    for (int64_t c = c0; c < c1; c += kLanes) {
+      double sdy[kLanes] = {}, sdxm[kLanes] = {};
+      for (int64_t n = 0; n < g_.n; ++n) {
+        int64_t o = g_.row(n, c);
+        tile_grad_sums(dy + o, x + o, g_.s, mean + c, sdy, sdxm);
+      }
+      for (int64_t k = 0; k < kLanes; ++k) {
+        sum_dy[c + k] = static_cast<float>(sdy[k]);
+        sum_dxm[c + k] = static_cast<float>(sdxm[k]);
+      }
+    }
+  }
+
   BnGeometry g_;
   int threads_;
 };
 
 }  // namespace
 
-// NCHW only (no KernelStorage): the loops stream per-channel rows.
+// x and y (forward), dy, x and dx (gradient): NCHW, or nchw16c where all of them have it.
 MYELIN_REGISTER_OPS {
   register_kernel("batch_norm", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<BatchNormForward>(s);
-                  });
+                  },
+                  {.layout = takes_alike({0}, {0})});
   register_kernel("batch_norm_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<BatchNormGrad>(s);
-                  });
+                  },
+                  {.layout = takes_alike({0, 1}, {0})});
 }
 
 }  // namespace myelin::cpu

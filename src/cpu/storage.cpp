@@ -6,13 +6,16 @@
 // A 4-D f32 activation whose channels are a multiple of 16 is stored nchw16c (blocked.h) when
 // every node touching it takes that. Each kernel states which of its operands take it, and for
 // which nodes, where it is registered (KernelStorage::layout, core/backend.h): the convolutions on
-// oneDNN's blocked kernels, pooling, LRN, the elementwise kernels and the bias gradient. A kernel
-// that states nothing wants NCHW: views (flatten), inner products, batch norm, bias_add, concat,
-// dropout and the rest. Inputs, parameters and kept values are never changed (choose_values).
+// oneDNN's blocked kernels, pooling, LRN, batch norm, the elementwise kernels and the bias
+// gradient. A kernel that states nothing wants NCHW: views (flatten), inner products, bias_add,
+// concat, dropout and the rest. Inputs, parameters and kept values are never changed
+// (choose_values).
 //
 // Measured (2 threads, this AVX-512 machine, medians of 5 interleaved runs): AlexNet at batch 16
-// 477.9 -> 465.2 ms a step (the values from conv2's output to conv5's input blocked). LeNet and the
-// small ResNet are unchanged: their 16k-channel values all touch im2col + SGEMM or batch norm.
+// 477.9 -> 465.2 ms a step (the values from conv2's output to conv5's input blocked). LeNet is
+// unchanged (its 16k-channel values all touch im2col + SGEMM); the small ResNet's 48-channel block
+// keeps its first convolution, batch norm and second convolution blocked (6 of its 30 reorders a
+// step gone), but its 24-channel values are not a multiple of 16 and stay NCHW.
 // MYELIN_CPU_BLOCKED=0 keeps every activation NCHW (for A/B timing).
 #include <cstdlib>
 #include <cstring>
