@@ -12,6 +12,10 @@
 #   bench/gpu-resnet50.sh
 #   MYELIN_BIN=.carry/gpu/bin/myelin MYELIN_LIB=.carry/gpu/lib bench/gpu-resnet50.sh
 #   BATCHES=256 PRECISIONS=bf16 PEER_MODES=bf16clcompile REPEATS=1 bench/gpu-resnet50.sh
+#   VARIANTS="new;nchw32|MYELIN_CUDA_LAYOUT=nchw MYELIN_CUDA_BF16_STORAGE=0" bench/gpu-resnet50.sh
+#
+# VARIANTS ("label|ENV=VALUE ...;...") times Myelin once per variant with those environment
+# settings (the first is the one compared with the peer; the default runs Myelin as it is).
 #
 # torch.compile compiles once per mode, batch and repeat (tens of seconds to a minute each): the
 # defaults (2 batches, 3 peer modes, 1 repeat) are meant to fit one 10-minute call; for more
@@ -26,6 +30,7 @@ PRECISIONS="${PRECISIONS:-bf16 tf32}"
 PEER_MODES="${PEER_MODES:-bf16clcompile,tf32compile,tf32clcompile}"
 REPEATS="${REPEATS:-1}"
 ITERS="${ITERS:-30}"
+VARIANTS="${VARIANTS:-default}"
 MODEL=models/resnet50.yaml
 summary="$OUT/summary.txt"
 : > "$summary"
@@ -50,11 +55,20 @@ fi
 for r in $(seq "$REPEATS"); do
   for b in $BATCHES; do
     for p in $PRECISIONS; do
-      log="$OUT/myelin-$p-b$b-$r"
-      timeout 300 "$myelin" time --model "$MODEL" --device cuda --precision "$p" --batch "$b" \
-        --iterations "$ITERS" --json > "$log.json" 2> "$log.err" &&
-        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({'who':'myelin','precision':sys.argv[2],'batch':d['batch'],'images_per_second':d['images_per_second']}))" \
-          "$log.json" "$p" >> "$OUT/bench.jsonl" || note "myelin $p batch $b failed: $(tail -2 "$log.err")"
+      IFS=';' read -ra variants <<< "$VARIANTS"
+      for v in "${variants[@]}"; do
+        label="${v%%|*}"
+        settings=""
+        [[ "$v" == *"|"* ]] && settings="${v#*|}"
+        who=myelin
+        [ "$label" = "${VARIANTS%%[;|]*}" ] || who="myelin-$label"
+        log="$OUT/$who-$p-b$b-$r"
+        # shellcheck disable=SC2086  # settings are words of ENV=VALUE
+        env $settings timeout 300 "$myelin" time --model "$MODEL" --device cuda --precision "$p" \
+          --batch "$b" --iterations "$ITERS" --json > "$log.json" 2> "$log.err" &&
+          python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({'who':sys.argv[3],'precision':sys.argv[2],'batch':d['batch'],'images_per_second':d['images_per_second']}))" \
+            "$log.json" "$p" "$who" >> "$OUT/bench.jsonl" || note "$who $p batch $b failed: $(tail -2 "$log.err")"
+      done
     done
     # The peer runs on its own PyTorch bundles, not the libraries on LD_LIBRARY_PATH for Myelin.
     env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout 400 python3 bench/torch_resnet50_bench.py \
@@ -64,16 +78,34 @@ for r in $(seq "$REPEATS"); do
   done
 done
 
-# Where Myelin's step goes (the first bf16 run at the first batch): the slowest layers.
-first=$(ls "$OUT"/myelin-bf16-b*-1.json 2>/dev/null | head -1)
-[ -n "$first" ] && python3 - "$first" > "$OUT/layers.txt" <<'PY'
-import json, sys
+# Where Myelin's step goes (the first bf16 run at the first batch, per variant): time per kind of
+# layer (by torchvision's names: *bn*, conv*/*_down, *_sum, relu*, pools, fc), then the slowest.
+: > "$OUT/layers.txt"
+for first in $(ls "$OUT"/myelin*-bf16-b"${BATCHES%% *}"-1.json 2>/dev/null); do
+  python3 - "$first" >> "$OUT/layers.txt" <<'PY'
+import json, os, re, sys
 d = json.load(open(sys.argv[1]))
-print(f"Myelin bf16 batch {d['batch']}: forward {d['forward_ms']:.2f} ms, backward {d['backward_ms']:.2f} ms, "
-      f"update {d['update_ms']:.2f} ms, step {d['step_ms']:.2f} ms; slowest layers (forward + backward):")
-for l in sorted(d["layers"], key=lambda l: -(l["forward_ms"] + l["backward_ms"]))[:15]:
-    print(f"  {l['name']:18} forward {l['forward_ms']:7.3f} ms  backward {l['backward_ms']:7.3f} ms")
+who = os.path.basename(sys.argv[1]).split("-bf16")[0]
+print(f"{who} bf16 batch {d['batch']}: forward {d['forward_ms']:.2f} ms, backward {d['backward_ms']:.2f} ms, "
+      f"update {d['update_ms']:.2f} ms, step {d['step_ms']:.2f} ms")
+def kind(n):
+    if re.search(r"bn\d*$", n): return "batch norm"
+    if "conv" in n or n.endswith("_down"): return "convolution"
+    if n.endswith("_sum"): return "add"
+    if "relu" in n: return "relu"
+    if "pool" in n: return "pool"
+    return "other"
+kinds = {}
+for l in d["layers"]:
+    k = kinds.setdefault(kind(l["name"]), [0.0, 0.0])
+    k[0] += l["forward_ms"]; k[1] += l["backward_ms"]
+for k, (f, b) in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+    print(f"  {k:12} forward {f:7.2f} ms  backward {b:7.2f} ms")
+print("  slowest layers (forward + backward):")
+for l in sorted(d["layers"], key=lambda l: -(l["forward_ms"] + l["backward_ms"]))[:8]:
+    print(f"    {l['name']:18} forward {l['forward_ms']:7.3f} ms  backward {l['backward_ms']:7.3f} ms")
 PY
+done
 
 echo
 echo "==== summary ($(head -1 "$OUT/gpu.txt")) ===="
@@ -96,6 +128,10 @@ for p in ("bf16", "tf32"):
         mode, t = max(((k, median(v)) for k, v in peers.items()), key=lambda kv: kv[1], default=("-", 0))
         if m or t:
             print(f"{p:9} {b:5d} {m:8.0f} {mode:>14} {t:8.0f} {m / t if t else 0:6.2f}")
+        for who in sorted({r["who"] for r in rows if r["who"].startswith("myelin-")}):
+            v = median([r["images_per_second"] for r in rows if r["who"] == who and r["precision"] == p and r["batch"] == b])
+            if v:
+                print(f"  {who}: {v:.0f} img/s; the first variant is {m / v:.2f}x this")
 all_modes = sorted({(r["mode"], r["batch"]) for r in rows if r["who"] == "torch"})
 if all_modes:
     print("every peer mode: " + ", ".join(

@@ -7,12 +7,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <set>
 
 #include "core/backend.h"
+#include "core/graph.h"
+#include "core/op_registry.h"
 #include "cuda/cuda_info.h"
+#include "ops/params.h"
 #include "support/op_harness.h"
 
 using namespace myelin;
@@ -41,6 +46,144 @@ void print_errors(const OpCase& c, const std::string& precision, const test::Cas
     std::printf(" grad%d %.3g", c.grad_inputs[i], r.grad_errors[i]);
   std::printf("\n");
 }
+
+// ---- batch norm as a network stores it ---------------------------------------------------------
+// A case's operands are its graph's inputs and outputs, which the engine keeps fp32 NCHW, so the
+// batch_norm/* cases run cuDNN's fp32 NCHW path only. These wrap batch norm (and a ReLU after it,
+// which the engine fuses into it) between two 1x1 average pools, which take any storage on each
+// operand: under bf16/fp16 the batch norm's x, y and their gradients are then stored 16-bit NHWC
+// as in a ResNet, and run on the engine's own kernels (batch_norm.cu). Shapes cover 16-byte
+// vectors of channels (24, 512: two column tiles), channel counts they do not divide (12: fp32
+// vectors only; 5), and many rows per channel (8192: several row slices per channel).
+
+std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
+                                      const std::vector<ValueId>& in, const Attrs& a) {
+  const Attrs one{{"kernel", int64_t{1}}};
+  std::vector<ValueId> bn_in = in;
+  bn_in[0] = g.add1("avg_pool2d", name + ".in", {in[0]}, one);
+  Attrs bn_attrs;
+  for (const char* k : {"eps", "momentum"})
+    if (a.has(k)) bn_attrs.set(k, a.items().at(k));
+  std::vector<ValueId> out = g.add("batch_norm", name + ".bn", bn_in, bn_attrs);
+  ValueId y = out[0];
+  if (a.i("relu", 0)) y = g.add1("relu", name + ".relu", {y});
+  out[0] = g.add1("avg_pool2d", name + ".out", {y}, one);
+  return out;
+}
+
+[[maybe_unused]] const bool pooled_bn_op = [] {
+  register_op({.name = "test_pooled_batch_norm",
+               .min_inputs = 5,
+               .max_inputs = 5,
+               .expand = expand_pooled_bn,
+               .doc = "(test) batch norm between two 1x1 average pools; relu = 1 adds a ReLU"});
+  return true;
+}();
+
+using Doubles = std::vector<double>;
+
+// Batch norm (then a ReLU when attrs relu = 1) in float64: y [, mean, invstd].
+std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& a,
+                                   const std::vector<TensorType>& t, bool training) {
+  const Shape& s = t[0].shape;
+  BatchNormParams p(a);
+  const int64_t c = s[1], inner = s.numel() / (s[0] * c), m = s[0] * inner;
+  Doubles mean(c, 0.0), var(c, 0.0), invstd(c), y(in[0].size());
+  auto channel = [&](size_t i) { return static_cast<int64_t>(i) / inner % c; };
+  for (size_t i = 0; i < y.size(); ++i) mean[channel(i)] += in[0][i] / double(m);
+  for (size_t i = 0; i < y.size(); ++i)
+    var[channel(i)] += std::pow(in[0][i] - mean[channel(i)], 2) / double(m);
+  if (!training) mean = in[3], var = in[4];
+  for (int64_t k = 0; k < c; ++k) invstd[k] = 1 / std::sqrt(var[k] + p.eps);
+  for (size_t i = 0; i < y.size(); ++i) {
+    const int64_t k = channel(i);
+    y[i] = (in[0][i] - mean[k]) * invstd[k] * in[1][k] + in[2][k];
+    if (a.i("relu", 0)) y[i] = std::max(y[i], 0.0);
+  }
+  if (!training) return {y};
+  return {y, mean, invstd};
+}
+
+[[maybe_unused]] const bool pooled_bn_cases = [] {
+  auto add = [](const std::string& name, Dims x, bool training, std::vector<int> grads,
+                std::vector<int> checked, Attrs attrs = {}) {
+    Dims c{x[1]};
+    auto f32 = [](Dims d) { return TensorType{Shape(d), DType::f32}; };
+    test::register_case({.name = "batch_norm_nhwc/" + name,
+                         .op = "test_pooled_batch_norm",
+                         .attrs = attrs,
+                         .inputs = {f32(x), f32(c), f32(c), f32(c), f32(c)},
+                         .training = training,
+                         .reference =
+                             [training](const std::vector<Doubles>& in, const Attrs& a,
+                                        const std::vector<TensorType>& t) {
+                               return ref_pooled_bn(in, a, t, training);
+                             },
+                         .grad_inputs = grads,
+                         .checked_outputs = checked,
+                         .prepare =
+                             [](std::vector<Doubles>& in) {
+                               for (double& v : in[4]) v = std::abs(v) + 0.1;
+                             }});
+  };
+  const Attrs relu{{"relu", int64_t{1}}};
+  add("c24_outputs", {4, 24, 5, 6}, true, {}, {});
+  add("c24_grad", {4, 24, 5, 6}, true, {0, 1, 2}, {0});
+  add("c12_grad", {3, 12, 4, 5}, true, {0, 1, 2}, {0});
+  add("c5_outputs", {4, 5, 3, 7}, true, {}, {});
+  add("c5_grad", {4, 5, 3, 7}, true, {0, 1, 2}, {0});
+  add("c512_grad", {2, 512, 2, 2}, true, {0, 1, 2}, {0});
+  add("rows8192_outputs", {8, 64, 32, 32}, true, {}, {});
+  add("rows8192_grad", {8, 64, 32, 32}, true, {1, 2}, {0});
+  add("c24_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2}, {0}, relu);
+  add("c5_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2}, {0}, relu);
+  add("c24_inference", {4, 24, 5, 6}, false, {}, {});
+  add("c24_relu_inference", {4, 24, 5, 6}, false, {}, {},
+      Attrs{{"relu", int64_t{1}}, {"eps", 1e-3}});
+  add("c24_eps_momentum_grad", {4, 24, 5, 6}, true, {0, 1, 2}, {0},
+      Attrs{{"eps", 1e-3}, {"momentum", 0.8}});
+  return true;
+}();
+
+// A residual block's end, add then ReLU (fused into the add), between 1x1 average pools likewise:
+// 16-byte vectors where the element count allows (2 x 24 x 5 x 6), one element at a time otherwise.
+[[maybe_unused]] const bool pooled_add_relu = [] {
+  register_op(
+      {.name = "test_pooled_add_relu",
+       .min_inputs = 2,
+       .max_inputs = 2,
+       .expand =
+           [](Graph& g, const std::string& name, const std::vector<ValueId>& in, const Attrs&) {
+             const Attrs one{{"kernel", int64_t{1}}};
+             ValueId a = g.add1("avg_pool2d", name + ".a", {in[0]}, one);
+             ValueId b = g.add1("avg_pool2d", name + ".b", {in[1]}, one);
+             ValueId y = g.add1("relu", name + ".relu", {g.add1("add", name, {a, b})});
+             return std::vector<ValueId>{g.add1("avg_pool2d", name + ".out", {y}, one)};
+           },
+       .doc = "(test) max(a + b, 0) between 1x1 average pools"});
+  for (auto [name, x] :
+       {std::pair{"n2c24", Dims{2, 24, 5, 6}}, std::pair{"n3c5", Dims{3, 5, 3, 7}}}) {
+    TensorType t{Shape(x), DType::f32};
+    test::register_case(
+        {.name = std::string("add_relu_nhwc/") + name,
+         .op = "test_pooled_add_relu",
+         .inputs = {t, t},
+         .reference =
+             [](const std::vector<Doubles>& in, const Attrs&, const std::vector<TensorType>&) {
+               Doubles y(in[0].size());
+               for (size_t i = 0; i < y.size(); ++i) y[i] = std::max(in[0][i] + in[1][i], 0.0);
+               return std::vector<Doubles>{y};
+             },
+         .grad_inputs = {0, 1},
+         .prepare =
+             [](std::vector<Doubles>& in) {
+               // a + b away from the ReLU's kink, for the finite differences.
+               for (size_t i = 0; i < in[0].size(); ++i)
+                 if (std::abs(in[0][i] + in[1][i]) < 0.05) in[1][i] = 0.1 - in[0][i];
+             }});
+  }
+  return true;
+}();
 
 }  // namespace
 
@@ -82,6 +225,25 @@ TEST_P(OpCaseCuda, ReducedPrecision) {
           << c.name << " " << precision << " gradient of input " << c.grad_inputs[i] << ": "
           << r.detail;
   }
+}
+
+// The batch_norm_nhwc/* cases with 16-bit storage off: batch norm on fp32 NHWC (the own kernels
+// in fp32, 4 channels per 16-byte load), under bf16 convolution precision.
+TEST(BatchNormNhwcCuda, Fp32ChannelsLastMatchesReference) {
+  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  setenv("MYELIN_CUDA_BF16_STORAGE", "0", 1);
+  int ran = 0;
+  for (const OpCase& c : test::all_cases()) {
+    if (!c.name.starts_with("batch_norm_nhwc/")) continue;
+    test::CaseResult r = test::run_case(c, Device::cuda(0), "bf16");
+    print_errors(c, "bf16 fp32-storage", r);
+    EXPECT_LT(r.fwd_error, c.fwd_tol * 10) << c.name << ": " << r.detail;
+    for (size_t i = 0; i < r.grad_errors.size(); ++i)
+      EXPECT_LT(r.grad_errors[i], c.grad_tol * 10) << c.name << ": " << r.detail;
+    ++ran;
+  }
+  unsetenv("MYELIN_CUDA_BF16_STORAGE");
+  EXPECT_GT(ran, 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpCaseCuda, ::testing::ValuesIn(test::all_cases()),

@@ -62,12 +62,12 @@ class CudaBackend final : public Backend {
   bool capture(const std::function<void()>& body) override;
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
-  // A ReLU after a convolution becomes the convolution's epilogue, and its gradient, where an LRN
-  // reads the ReLU's output, the LRN gradient's (ops/fuse.h; storage.cpp). MYELIN_CUDA_FUSE=0
-  // turns both off.
+  // A ReLU after a convolution, a batch norm or an add becomes that node's epilogue, and its gradient,
+  // where an LRN reads the ReLU's output, the LRN gradient's (ops/fuse.h; storage.cpp).
+  // MYELIN_CUDA_FUSE=0 turns both off.
   void fuse(Graph& g) const override;
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
-  // kernels take it, in networks without batch norm unless the environment says (storage.cpp).
+  // kernels take it, unless the environment says otherwise (storage.cpp).
   void choose_storage(Graph& g) const override;
   std::unique_ptr<StepIO> make_step_io(void* in_dst, size_t in_bytes,
                                        const std::vector<const void*>& out_src,

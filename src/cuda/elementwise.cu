@@ -13,8 +13,42 @@ namespace myelin::cuda {
 
 namespace {
 
-__global__ void add_kernel(FPtr a, FPtr b, FPtr y, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) st(y, i, ld(a, i) + ld(b, i));
+__global__ void add_kernel(FPtr a, FPtr b, FPtr y, int64_t n, bool relu) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+    const float v = ld(a, i) + ld(b, i);
+    st(y, i, relu ? fmaxf(v, 0.f) : v);
+  }
+}
+
+// The same where a, b and y share the type T, 16 bytes per thread and step.
+template <class T>
+__global__ void add_vector_kernel(const uint4* a, const uint4* b, uint4* y, int64_t n16,
+                                  bool relu) {
+  constexpr int kV = 16 / sizeof(T);
+  for (int64_t i = global_index(); i < n16; i += grid_stride()) {
+    const uint4 ua = a[i], ub = b[i];
+    uint4 uy;
+    const T* pa = reinterpret_cast<const T*>(&ua);
+    const T* pb = reinterpret_cast<const T*>(&ub);
+    T* py = reinterpret_cast<T*>(&uy);
+#pragma unroll
+    for (int k = 0; k < kV; ++k) {
+      const float v = to_float(pa[k]) + to_float(pb[k]);
+      py[k] = from_float<T>(relu ? fmaxf(v, 0.f) : v);
+    }
+    y[i] = uy;
+  }
+}
+
+template <class T>
+void add_vector(FPtr a, FPtr b, FPtr y, int64_t n16, bool relu, cudaStream_t s) {
+  add_vector_kernel<T><<<blocks_for(n16), kThreads, 0, s>>>(static_cast<const uint4*>(a.p),
+                                                            static_cast<const uint4*>(b.p),
+                                                            static_cast<uint4*>(y.p), n16, relu);
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
 __global__ void mul_kernel(const float* a, const float* b, float* y, int64_t n) {
@@ -182,8 +216,19 @@ int64_t bias_slices(int64_t outer, int64_t channels, int64_t inner) {
 
 }  // namespace
 
-void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s) {
-  add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n);
+void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s, bool relu) {
+  const int64_t per16 = y.type == 0 ? 4 : 8;
+  if (a.type == y.type && b.type == y.type && n % per16 == 0 && aligned16(a.p) && aligned16(b.p) &&
+      aligned16(y.p)) {
+    if (y.type == 0)
+      add_vector<float>(a, b, y, n / per16, relu, s);
+    else if (y.type == 1)
+      add_vector<__nv_bfloat16>(a, b, y, n / per16, relu, s);
+    else
+      add_vector<__half>(a, b, y, n / per16, relu, s);
+  } else {
+    add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n, relu);
+  }
   check_launch("add_kernel", "");
 }
 

@@ -41,10 +41,11 @@ KernelFactory binary(void (*f)(const float*, const float*, float*, int64_t, cuda
 }
 
 std::unique_ptr<Kernel> make_add(const KernelSpec& s) {
+  const bool relu = s.node.attrs.s("post", "") == "relu";  // a fused ReLU (CudaBackend::fuse)
   return std::make_unique<LaunchKernel>(
       s,
-      [](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
-        add_any(fptr(in[0]), fptr(in[1]), fptr(out[0]), out[0].numel(), st);
+      [relu](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
+        add_any(fptr(in[0]), fptr(in[1]), fptr(out[0]), out[0].numel(), st, relu);
       },
       true);
 }

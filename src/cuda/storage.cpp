@@ -1,6 +1,6 @@
 // How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout;
-// and the ReLUs it fuses into convolutions (and their gradients into LRN's) first
-// (CudaBackend::fuse).
+// and the ReLUs it fuses into convolutions, batch norms and adds (a residual block's end), and
+// their gradients into LRN's, first (CudaBackend::fuse).
 //
 // Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
 // precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there
@@ -15,11 +15,11 @@
 // work in NHWC, so an NCHW activation costs a transposing copy on the way in and out of every
 // convolution. Views (flatten) and kernels that state nothing want NCHW.
 //
-// Both under --precision bf16/fp16 only (fp32 and tf32 convolve NCHW fp32 in place), and by
-// default only in networks without batch norm: there (ResNet-9 on Fashion-MNIST) batch norm keeps
-// most activations fp32 NCHW anyway, the step was no faster (H200, b512: 4.36 ms vs 4.40 ms), and
-// the 70-epoch recipe ended at 95.21% instead of 95.58% (H100). In AlexNet they are worth 8% at
-// batch 256 (H100). MYELIN_CUDA_BF16_STORAGE=0|1 and MYELIN_CUDA_LAYOUT=nchw|nhwc decide instead.
+// Both under --precision bf16/fp16 only (fp32 and tf32 convolve NCHW fp32 in place); in networks
+// with batch norm too, whose own kernels take 16-bit NHWC (batch_norm.cu). Before those, batch
+// norm ran fp32 NCHW on cuDNN and kept most of a ResNet's activations so. In AlexNet 16-bit
+// channels-last storage is worth 8% at batch 256 (H100). MYELIN_CUDA_BF16_STORAGE=0 and
+// MYELIN_CUDA_LAYOUT=nchw turn either off.
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -80,19 +80,16 @@ void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
 
 void CudaBackend::fuse(Graph& g) const {
   if (env_is("MYELIN_CUDA_FUSE", "0")) return;
-  fuse_relus(
-      g, [](const Node& producer, double slope) { return producer.op == "conv2d" && slope == 0; });
+  fuse_relus(g, [](const Node& producer, double slope) {
+    return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
+           slope == 0;
+  });
   fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
 }
 
 void CudaBackend::choose_storage(Graph& g) const {
-  bool batch_norm = false;
-  for (const Node& n : g.nodes()) batch_norm = batch_norm || n.op == "batch_norm";
-  auto choice = [&](const char* env, const char* on, const char* off) {
-    return env_is(env, on) || (!batch_norm && !env_is(env, off));
-  };
-  plan_storage(g, precision_, choice("MYELIN_CUDA_BF16_STORAGE", "1", "0"),
-               choice("MYELIN_CUDA_LAYOUT", "nhwc", "nchw"));
+  plan_storage(g, precision_, !env_is("MYELIN_CUDA_BF16_STORAGE", "0"),
+               !env_is("MYELIN_CUDA_LAYOUT", "nchw"));
 }
 
 }  // namespace myelin::cuda

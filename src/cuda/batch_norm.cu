@@ -1,0 +1,540 @@
+// Batch normalisation over [rows, c] with channels innermost (see batch_norm_kernels.h).
+//
+// Blocks are 2-D: threadIdx.x takes a column of V channels (V elements in 16 bytes where C allows,
+// one otherwise), threadIdx.y a share of the rows. The grid is (column tiles, row slices), about 8
+// blocks per multiprocessor in all, so even ResNet-50's 7x7x2048 layers fill the chip. A block's
+// threads stride over its slice's rows KUnroll at a time (the loads issued before the arithmetic
+// that uses them), reduce in shared memory along threadIdx.y, and write one partial result per
+// channel; a warp per channel then combines the slices' partials.
+#include <algorithm>
+#include <type_traits>
+
+#include "cuda/batch_norm_kernels.h"
+#include "cuda/launch.cuh"
+
+namespace myelin::cuda {
+
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int kUnroll = 4;
+constexpr int kMaxPerSm = 2048 / kBlock;  // blocks of kBlock threads a multiprocessor holds
+
+template <class T>
+struct Tag {
+  using type = T;
+};
+
+// fn(Tag<T>, std::integral_constant<int, V>) for a storage type (FPtr::type) and V = 1 or the
+// elements of T in 16 bytes.
+template <class Fn>
+void dispatch(int type, bool wide, Fn&& fn) {
+  auto with = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (wide)
+      fn(tag, std::integral_constant<int, static_cast<int>(16 / sizeof(T))>{});
+    else
+      fn(tag, std::integral_constant<int, 1>{});
+  };
+  if (type == 1)
+    with(Tag<__nv_bfloat16>{});
+  else if (type == 2)
+    with(Tag<__half>{});
+  else
+    with(Tag<float>{});
+}
+
+// The V channels of one row from col*V on, in fp32.
+template <class T, int V>
+__device__ __forceinline__ void load(const T* p, float (&v)[V]) {
+  if constexpr (V * sizeof(T) == 16) {
+    uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+    const T* t = reinterpret_cast<const T*>(&u);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = to_float(t[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = to_float(p[i]);
+  }
+}
+
+template <class T, int V>
+__device__ __forceinline__ void store(T* p, const float (&v)[V]) {
+  if constexpr (V * sizeof(T) == 16) {
+    uint4 u;
+    T* t = reinterpret_cast<T*>(&u);
+#pragma unroll
+    for (int i = 0; i < V; ++i) t[i] = from_float<T>(v[i]);
+    *reinterpret_cast<uint4*>(p) = u;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) p[i] = from_float<T>(v[i]);
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void load_f32(const float* p, int64_t col, float (&v)[V]) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) v[i] = p[col * V + i];
+}
+
+// Chan et al.'s pairwise update: (n, mean, m2) absorbs (nb, mb, m2b).
+__device__ __forceinline__ void combine(float& n, float& mean, float& m2, float nb, float mb,
+                                        float m2b) {
+  const float t = n + nb;
+  if (t == 0.f) return;
+  const float delta = mb - mean, f = nb / t;
+  mean += delta * f;
+  m2 += m2b + delta * delta * n * f;
+  n = t;
+}
+
+// Welford's update of V channels by one row.
+template <int V>
+__device__ __forceinline__ void welford(float& n, float (&mean)[V], float (&m2)[V],
+                                        const float (&v)[V]) {
+  n += 1.f;
+  const float inv = 1.f / n;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const float d = v[i] - mean[i];
+    mean[i] += d * inv;
+    m2[i] += d * (v[i] - mean[i]);
+  }
+}
+
+// The rows of this thread: r, r + step, ... below rows, kUnroll loads in flight.
+struct RowWalk {
+  int64_t first, step;
+  __device__ RowWalk()
+      : first(static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y),
+        step(static_cast<int64_t>(gridDim.y) * blockDim.y) {}
+};
+
+// The power of two at or above blockDim.y, halved: the first stride of a tree reduction.
+__device__ __forceinline__ int first_half() {
+  int h = 1;
+  while (h < static_cast<int>(blockDim.y)) h <<= 1;
+  return h >> 1;
+}
+
+// ---- forward statistics ----------------------------------------------------------------------
+
+template <class T, int V>
+__global__ void __launch_bounds__(kBlock)
+    stats_kernel(const T* __restrict__ x, int64_t rows, int64_t c, float* __restrict__ part_n,
+                 float* __restrict__ part_mean, float* __restrict__ part_m2) {
+  __shared__ float s_n[kBlock], s_mean[V][kBlock], s_m2[V][kBlock];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = col < c / V;
+  float n = 0.f, mean[V], m2[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) mean[i] = m2[i] = 0.f;
+  if (active) {
+    const T* p = x + col * V;
+    RowWalk w;
+    int64_t r = w.first;
+    for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
+      float v[kUnroll][V];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) load<T, V>(p + (r + u * w.step) * c, v[u]);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) welford(n, mean, m2, v[u]);
+    }
+    for (; r < rows; r += w.step) {
+      float v[V];
+      load<T, V>(p + r * c, v);
+      welford(n, mean, m2, v);
+    }
+  }
+  const int t = threadIdx.y * blockDim.x + threadIdx.x;
+  s_n[t] = n;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s_mean[i][t] = mean[i], s_m2[i][t] = m2[i];
+  __syncthreads();
+  for (int h = first_half(); h > 0; h >>= 1) {
+    if (threadIdx.y < h && threadIdx.y + h < blockDim.y) {
+      const int o = t + h * blockDim.x;
+      const float n0 = n, nb = s_n[o];
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        n = n0;
+        combine(n, mean[i], m2[i], nb, s_mean[i][o], s_m2[i][o]);
+        s_mean[i][t] = mean[i], s_m2[i][t] = m2[i];
+      }
+      n = n0 + nb;
+      s_n[t] = n;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && active) {
+    const int64_t at = blockIdx.y * c + col * V;
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      part_n[at + i] = n, part_mean[at + i] = mean[i], part_m2[at + i] = m2[i];
+  }
+}
+
+// A warp per channel combines the row slices' partials; lane 0 writes the statistics, updates the
+// running ones, and leaves y = x * scale + shift's coefficients.
+__global__ void finalize_stats_kernel(const float* part_n, const float* part_mean,
+                                      const float* part_m2, int slices, int64_t c,
+                                      const float* gamma, const float* beta, float* running_mean,
+                                      float* running_var, float* save_mean, float* save_invstd,
+                                      float* scale, float* shift, float eps, float momentum) {
+  const int64_t ch = global_index() / 32;
+  const int lane = threadIdx.x & 31;
+  if (ch >= c) return;  // uniform across the warp
+  float n = 0.f, mean = 0.f, m2 = 0.f;
+  for (int j = lane; j < slices; j += 32)
+    combine(n, mean, m2, part_n[j * c + ch], part_mean[j * c + ch], part_m2[j * c + ch]);
+  for (int o = 16; o > 0; o >>= 1) {
+    const float nb = __shfl_xor_sync(0xffffffffu, n, o);
+    const float mb = __shfl_xor_sync(0xffffffffu, mean, o);
+    const float m2b = __shfl_xor_sync(0xffffffffu, m2, o);
+    combine(n, mean, m2, nb, mb, m2b);
+  }
+  if (lane != 0) return;
+  const float var = n > 0.f ? m2 / n : 0.f;
+  const float invstd = 1.f / sqrtf(var + eps);
+  const float unbiased = n > 1.f ? m2 / (n - 1.f) : var;
+  save_mean[ch] = mean;
+  save_invstd[ch] = invstd;
+  running_mean[ch] = momentum * running_mean[ch] + (1.f - momentum) * mean;
+  running_var[ch] = momentum * running_var[ch] + (1.f - momentum) * unbiased;
+  const float sc = gamma[ch] * invstd;
+  scale[ch] = sc;
+  shift[ch] = beta[ch] - mean * sc;
+}
+
+__global__ void inference_coefficients_kernel(const float* gamma, const float* beta,
+                                              const float* running_mean, const float* running_var,
+                                              int64_t c, float eps, float* scale, float* shift) {
+  const int64_t ch = global_index();
+  if (ch >= c) return;
+  const float sc = gamma[ch] / sqrtf(running_var[ch] + eps);
+  scale[ch] = sc;
+  shift[ch] = beta[ch] - running_mean[ch] * sc;
+}
+
+// y = x * scale + shift per channel, then max(y, 0) when relu.
+template <class T, int V>
+__global__ void __launch_bounds__(kBlock)
+    apply_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t c,
+                 const float* __restrict__ scale, const float* __restrict__ shift, bool relu) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (col >= c / V) return;
+  float a[V], b[V];
+  load_f32(scale, col, a);
+  load_f32(shift, col, b);
+  auto out = [&](int64_t r, float(&v)[V]) {
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      v[i] = fmaf(v[i], a[i], b[i]);
+      if (relu) v[i] = fmaxf(v[i], 0.f);
+    }
+    store<T, V>(y + r * c + col * V, v);
+  };
+  const T* p = x + col * V;
+  RowWalk w;
+  int64_t r = w.first;
+  for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
+    float v[kUnroll][V];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) load<T, V>(p + (r + u * w.step) * c, v[u]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) out(r + u * w.step, v[u]);
+  }
+  for (; r < rows; r += w.step) {
+    float v[V];
+    load<T, V>(p + r * c, v);
+    out(r, v);
+  }
+}
+
+// ---- backward ----------------------------------------------------------------------------------
+
+// Per channel: sum dy and sum dy * (x - mean) over the block's rows.
+template <class T, int V>
+__global__ void __launch_bounds__(kBlock)
+    grad_sums_kernel(const T* __restrict__ dy, const T* __restrict__ x, int64_t rows, int64_t c,
+                     const float* __restrict__ mean, float* __restrict__ part_dy,
+                     float* __restrict__ part_dyx) {
+  __shared__ float s_dy[V][kBlock], s_dyx[V][kBlock];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = col < c / V;
+  float sdy[V], sdyx[V], mu[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) sdy[i] = sdyx[i] = mu[i] = 0.f;
+  if (active) {
+    load_f32(mean, col, mu);
+    const int64_t off = col * V;
+    auto add = [&](const float(&g)[V], const float(&v)[V]) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        sdy[i] += g[i];
+        sdyx[i] = fmaf(g[i], v[i] - mu[i], sdyx[i]);
+      }
+    };
+    RowWalk w;
+    int64_t r = w.first;
+    for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
+      float g[kUnroll][V], v[kUnroll][V];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        load<T, V>(dy + (r + u * w.step) * c + off, g[u]);
+        load<T, V>(x + (r + u * w.step) * c + off, v[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) add(g[u], v[u]);
+    }
+    for (; r < rows; r += w.step) {
+      float g[V], v[V];
+      load<T, V>(dy + r * c + off, g);
+      load<T, V>(x + r * c + off, v);
+      add(g, v);
+    }
+  }
+  const int t = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int i = 0; i < V; ++i) s_dy[i][t] = sdy[i], s_dyx[i][t] = sdyx[i];
+  __syncthreads();
+  for (int h = first_half(); h > 0; h >>= 1) {
+    if (threadIdx.y < h && threadIdx.y + h < blockDim.y) {
+      const int o = t + h * blockDim.x;
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        sdy[i] += s_dy[i][o], sdyx[i] += s_dyx[i][o];
+        s_dy[i][t] = sdy[i], s_dyx[i][t] = sdyx[i];
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && active) {
+    const int64_t at = blockIdx.y * c + col * V;
+#pragma unroll
+    for (int i = 0; i < V; ++i) part_dy[at + i] = sdy[i], part_dyx[at + i] = sdyx[i];
+  }
+}
+
+// A warp per channel: dbeta, dgamma, and dx = k * dy - kc - kx * (x - mean)'s coefficients.
+__global__ void finalize_grad_kernel(const float* part_dy, const float* part_dyx, int slices,
+                                     int64_t c, int64_t rows, const float* gamma,
+                                     const float* invstd, float* dgamma, float* dbeta, float* k,
+                                     float* kc, float* kx) {
+  const int64_t ch = global_index() / 32;
+  const int lane = threadIdx.x & 31;
+  if (ch >= c) return;
+  float sdy = 0.f, sdyx = 0.f;
+  for (int j = lane; j < slices; j += 32) sdy += part_dy[j * c + ch], sdyx += part_dyx[j * c + ch];
+  sdy = warp_sum(sdy);
+  sdyx = warp_sum(sdyx);
+  if (lane != 0) return;
+  const float is = invstd[ch], dg = sdyx * is, kk = gamma[ch] * is, inv_rows = 1.f / rows;
+  dbeta[ch] = sdy;
+  dgamma[ch] = dg;
+  k[ch] = kk;
+  kc[ch] = kk * sdy * inv_rows;
+  kx[ch] = kk * is * dg * inv_rows;
+}
+
+template <class T, int V>
+__global__ void __launch_bounds__(kBlock)
+    grad_apply_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                      int64_t rows, int64_t c, const float* __restrict__ mean,
+                      const float* __restrict__ k, const float* __restrict__ kc,
+                      const float* __restrict__ kx) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (col >= c / V) return;
+  float mu[V], a[V], b[V], e[V];
+  load_f32(mean, col, mu);
+  load_f32(k, col, a);
+  load_f32(kc, col, b);
+  load_f32(kx, col, e);
+  const int64_t off = col * V;
+  auto out = [&](int64_t r, const float(&g)[V], const float(&v)[V]) {
+    float o[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) o[i] = fmaf(a[i], g[i], -b[i]) - e[i] * (v[i] - mu[i]);
+    store<T, V>(dx + r * c + off, o);
+  };
+  RowWalk w;
+  int64_t r = w.first;
+  for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
+    float g[kUnroll][V], v[kUnroll][V];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      load<T, V>(dy + (r + u * w.step) * c + off, g[u]);
+      load<T, V>(x + (r + u * w.step) * c + off, v[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) out(r + u * w.step, g[u], v[u]);
+  }
+  for (; r < rows; r += w.step) {
+    float g[V], v[V];
+    load<T, V>(dy + r * c + off, g);
+    load<T, V>(x + r * c + off, v);
+    out(r, g, v);
+  }
+}
+
+// ---- launch shapes
+// -------------------------------------------------------------------------------
+
+int multiprocessors() {
+  static const int n = [] {
+    int device = 0, count = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      count = 0;
+    cudaGetLastError();  // a failed query leaves nothing behind for later launches
+    return count > 0 ? count : 132;
+  }();
+  return n;
+}
+
+struct Tiles {
+  int v;  // channels per thread
+  dim3 block, grid;
+  int64_t slices() const { return grid.y; }
+};
+
+// Column tiles across, and row slices down to about per_sm blocks per multiprocessor in all (one
+// wave of resident blocks: each thread then walks more rows instead of a second, partial wave).
+Tiles tiles_for(const BnDims& d, int element_bytes, int per_sm = kMaxPerSm) {
+  const int wide = 16 / element_bytes;
+  const int v = d.c % wide == 0 ? wide : 1;
+  const int64_t cols = d.c / v;
+  const int bx = static_cast<int>(std::min<int64_t>(cols, 32));
+  const int by = kBlock / bx;
+  const int64_t gx = (cols + bx - 1) / bx;
+  const int64_t want = std::max<int64_t>(1, per_sm * multiprocessors() / gx);
+  const int64_t enough = (d.rows + by * kUnroll - 1) / (by * kUnroll);
+  const int64_t gy = std::max<int64_t>(1, std::min<int64_t>({want, enough, 65535}));
+  return {v, dim3(bx, by), dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy))};
+}
+
+// Blocks of `kernel` resident per multiprocessor (at most kMaxPerSm).
+template <class K>
+int resident(K kernel) {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kBlock, 0) != cudaSuccess) {
+    cudaGetLastError();
+    n = kMaxPerSm;
+  }
+  return std::clamp(n, 1, kMaxPerSm);
+}
+
+// Each kernel's resident blocks per multiprocessor for one storage type and width, found once
+// (outside any graph capture: bn_workspace_bytes asks first).
+struct Residency {
+  int stats, apply, sums, grad_apply;
+};
+template <class T, int V>
+const Residency& residency() {
+  static const Residency r{resident(stats_kernel<T, V>), resident(apply_kernel<T, V>),
+                           resident(grad_sums_kernel<T, V>), resident(grad_apply_kernel<T, V>)};
+  return r;
+}
+
+// The most row slices any launch for d cuts: the workspace's partial results per channel.
+int64_t max_slices(const BnDims& d) {
+  return std::max(tiles_for(d, 2).slices(), tiles_for(d, 4).slices());
+}
+
+int element_bytes(int type) {
+  return type == 0 ? 4 : 2;
+}
+
+void apply(FPtr x, FPtr y, const BnDims& d, const float* scale, const float* shift,
+           cudaStream_t s) {
+  if (y.type != x.type) throw DeviceError("batch_norm: x and y must share one storage type");
+  const int bytes = element_bytes(x.type);
+  dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
+    using T = typename decltype(tag)::type;
+    constexpr int V = decltype(v)::value;
+    const Tiles t = tiles_for(d, bytes, residency<T, V>().apply);
+    apply_kernel<T, V><<<t.grid, t.block, 0, s>>>(static_cast<const T*>(x.p), static_cast<T*>(y.p),
+                                                  d.rows, d.c, scale, shift, d.relu);
+  });
+  check_launch("batch_norm", "");
+}
+
+}  // namespace
+
+size_t bn_workspace_bytes(const BnDims& d, int type) {
+  dispatch(type, tiles_for(d, element_bytes(type)).v > 1,
+           [](auto tag, auto v) { residency<typename decltype(tag)::type, decltype(v)::value>(); });
+  return static_cast<size_t>(3 * max_slices(d) * d.c + 3 * d.c) * sizeof(float);
+}
+
+void bn_forward_train(FPtr x, FPtr y, const float* gamma, const float* beta, float* running_mean,
+                      float* running_var, float* save_mean, float* save_invstd, const BnDims& d,
+                      void* workspace, cudaStream_t s) {
+  const int bytes = element_bytes(x.type);
+  const int64_t part = max_slices(d) * d.c;
+  float* pn = static_cast<float*>(workspace);
+  float *pmean = pn + part, *pm2 = pmean + part, *scale = pm2 + part, *shift = scale + d.c;
+  int64_t slices = 0;
+  dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
+    using T = typename decltype(tag)::type;
+    constexpr int V = decltype(v)::value;
+    const Tiles t = tiles_for(d, bytes, residency<T, V>().stats);
+    slices = t.slices();
+    stats_kernel<T, V>
+        <<<t.grid, t.block, 0, s>>>(static_cast<const T*>(x.p), d.rows, d.c, pn, pmean, pm2);
+  });
+  check_launch("batch_norm statistics", "");
+  finalize_stats_kernel<<<blocks_for_all(d.c * 32), kThreads, 0, s>>>(
+      pn, pmean, pm2, static_cast<int>(slices), d.c, gamma, beta, running_mean, running_var,
+      save_mean, save_invstd, scale, shift, d.eps, d.momentum);
+  check_launch("batch_norm statistics (combine)", "");
+  apply(x, y, d, scale, shift, s);
+}
+
+void bn_forward_infer(FPtr x, FPtr y, const float* gamma, const float* beta,
+                      const float* running_mean, const float* running_var, const BnDims& d,
+                      void* workspace, cudaStream_t s) {
+  float* scale = static_cast<float*>(workspace);
+  float* shift = scale + d.c;
+  inference_coefficients_kernel<<<blocks_for_all(d.c), kThreads, 0, s>>>(
+      gamma, beta, running_mean, running_var, d.c, d.eps, scale, shift);
+  check_launch("batch_norm coefficients", "");
+  apply(x, y, d, scale, shift, s);
+}
+
+void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* mean,
+                 const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
+                 cudaStream_t s) {
+  if (dy.type != x.type || dx.type != x.type)
+    throw DeviceError("batch_norm_grad: dy, x and dx must share one storage type");
+  const int bytes = element_bytes(x.type);
+  const bool wide = tiles_for(d, bytes).v > 1;
+  const int64_t part = max_slices(d) * d.c;
+  float* pdy = static_cast<float*>(workspace);
+  float *pdyx = pdy + part, *k = pdyx + part, *kc = k + d.c, *kx = kc + d.c;
+  int64_t slices = 0;
+  dispatch(x.type, wide, [&](auto tag, auto v) {
+    using T = typename decltype(tag)::type;
+    constexpr int V = decltype(v)::value;
+    const Tiles t = tiles_for(d, bytes, residency<T, V>().sums);
+    slices = t.slices();
+    grad_sums_kernel<T, V><<<t.grid, t.block, 0, s>>>(
+        static_cast<const T*>(dy.p), static_cast<const T*>(x.p), d.rows, d.c, mean, pdy, pdyx);
+  });
+  check_launch("batch_norm_grad sums", "");
+  finalize_grad_kernel<<<blocks_for_all(d.c * 32), kThreads, 0, s>>>(
+      pdy, pdyx, static_cast<int>(slices), d.c, d.rows, gamma, invstd, dgamma, dbeta, k, kc, kx);
+  check_launch("batch_norm_grad (combine)", "");
+  dispatch(x.type, wide, [&](auto tag, auto v) {
+    using T = typename decltype(tag)::type;
+    constexpr int V = decltype(v)::value;
+    const Tiles t = tiles_for(d, bytes, residency<T, V>().grad_apply);
+    grad_apply_kernel<T, V>
+        <<<t.grid, t.block, 0, s>>>(static_cast<const T*>(dy.p), static_cast<const T*>(x.p),
+                                    static_cast<T*>(dx.p), d.rows, d.c, mean, k, kc, kx);
+  });
+  check_launch("batch_norm_grad", "");
+}
+
+}  // namespace myelin::cuda

@@ -1,0 +1,49 @@
+// Batch normalisation with channels innermost (batch_norm.cu): x viewed as [rows, c], rows = N*H*W
+// for NHWC activations (or N for [N, C]); x, y, dy and dx fp32, bf16 or fp16 (one type per
+// launch, FPtr), gamma, beta and the statistics fp32. Each pass is two kernels and a small one
+// between: a reduction over the rows of a tile of channels per block (16-byte loads along C, a
+// block's rows split among its threads, then combined in shared memory), the per-channel
+// combination of the blocks' partial results, and an elementwise pass over [rows, c].
+//
+// Forward in training: per-channel mean and variance by Welford's method in fp32 per thread and
+// Chan's pairwise combination across threads and blocks; saves the mean and 1/sqrt(var + eps) and
+// updates the running statistics as the CPU engine does (running = momentum * running +
+// (1 - momentum) * batch, the unbiased variance for running_var). Backward: dbeta = sum dy,
+// dgamma = sum dy * xhat, dx = gamma*invstd * (dy - dbeta/rows - xhat * dgamma/rows).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/device_kernels.h"
+
+namespace myelin::cuda {
+
+struct BnDims {
+  int64_t rows;  // N * H * W
+  int64_t c;     // channels, innermost
+  float eps;
+  float momentum;  // running = momentum * running + (1 - momentum) * batch
+  bool relu;       // forward: y = max(y, 0) (a fused ReLU, CudaBackend::fuse)
+};
+
+// The scratch each call needs (the caller's kernel workspace), for x's storage type (FPtr::type).
+// Call it before the first launch, outside any graph capture: it also queries the device.
+size_t bn_workspace_bytes(const BnDims& d, int type);
+
+// (x, gamma, beta, running_mean, running_var) -> y, save_mean, save_invstd; the running
+// statistics updated in place.
+void bn_forward_train(FPtr x, FPtr y, const float* gamma, const float* beta, float* running_mean,
+                      float* running_var, float* save_mean, float* save_invstd, const BnDims& d,
+                      void* workspace, cudaStream_t s);
+// y from the running statistics.
+void bn_forward_infer(FPtr x, FPtr y, const float* gamma, const float* beta,
+                      const float* running_mean, const float* running_var, const BnDims& d,
+                      void* workspace, cudaStream_t s);
+// (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta; dy, x and dx of one type.
+void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* mean,
+                 const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
+                 cudaStream_t s);
+
+}  // namespace myelin::cuda
