@@ -38,9 +38,12 @@ const std::set<std::string> kReserved = {"data", "label", "loss", "top1", "top5"
 }  // namespace
 
 std::string Context::where() const {
-  const std::string id =
-      node_->name().empty() ? "#" + std::to_string(index_) : "'" + node_->name() + "'";
-  return "node " + id + " (" + node_->op_type() + ")";
+  std::string s = "node ";
+  if (node_->name().empty())
+    s.append("#").append(std::to_string(index_));
+  else
+    s.append("'").append(node_->name()).append("'");
+  return s.append(" (").append(node_->op_type()).append(")");
 }
 
 void Context::fail(const std::string& what) const {

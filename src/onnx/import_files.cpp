@@ -13,10 +13,12 @@ std::string import_summary(const ImportedNetwork& net) {
       (net.producer.size() > 1 ? ", " + net.producer : "") + "): input " + Shape(s.input).str() +
       ", " + std::to_string(s.classes) + " classes\n" + describe_network(s);
   std::string mean;
-  for (double m : s.recipe.mean) mean += (mean.empty() ? "" : ",") + format_number(m);
-  text += "pixels: (value - " + (mean.empty() ? std::string("0") : "[" + mean + "]") + ") * " +
-          format_number(s.recipe.scale) +
-          (s.recipe.scale == 1 && mean.empty() ? " (the dataset's values as they are)" : "") + "\n";
+  for (double m : s.recipe.mean) mean.append(mean.empty() ? "" : ",").append(format_number(m));
+  mean = mean.empty() ? std::string("0") : std::string("[").append(mean).append("]");
+  text +=
+      "pixels: (value - " + mean + ") * " + format_number(s.recipe.scale) +
+      (s.recipe.scale == 1 && s.recipe.mean.empty() ? " (the dataset's values as they are)" : "") +
+      "\n";
   for (const std::string& n : net.notes) text += "note: " + n + "\n";
   return text;
 }
