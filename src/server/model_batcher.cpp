@@ -118,7 +118,7 @@ void Batcher::execute(int instance, const std::vector<Piece*>& batch, std::vecto
     for (Piece* p : batch) p->done.set_exception(std::current_exception());
     return;
   }
-  if (observe_) observe_(n);
+  if (observe_) observe_(instance, n);
   row = 0;
   for (Piece* p : batch) {
     std::memcpy(p->probabilities, out.data() + row * classes, sizeof(float) * p->n * classes);

@@ -20,7 +20,7 @@ namespace myelin::server {
 class Batcher {
  public:
   // Called after each batch runs, with its size in examples.
-  using BatchObserver = std::function<void(int64_t examples)>;
+  using BatchObserver = std::function<void(int instance, int64_t examples)>;
 
   Batcher(Predictor& predictor, std::chrono::microseconds max_delay, BatchObserver observe);
   ~Batcher();  // stop()s

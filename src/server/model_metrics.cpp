@@ -8,9 +8,10 @@ namespace myelin::server {
 
 using nlohmann::json;
 
-ModelMetrics::ModelMetrics(int64_t max_batch)
+ModelMetrics::ModelMetrics(int64_t max_batch, int instances)
     : started_(std::chrono::steady_clock::now()),
       batches_(static_cast<size_t>(max_batch) + 1, 0),
+      instance_batches_(static_cast<size_t>(instances), 0),
       latency_buckets_(latency_bounds().size() + 1, 0) {
   recent_.reserve(kRecent);
 }
@@ -39,10 +40,11 @@ void ModelMetrics::request(const std::string& route, int status, double seconds,
   recent_next_ = (recent_next_ + 1) % kRecent;
 }
 
-void ModelMetrics::batch(int64_t examples) {
+void ModelMetrics::batch(int instance, int64_t examples) {
   std::lock_guard<std::mutex> lock(mutex_);
   size_t at = std::min(static_cast<size_t>(examples), batches_.size() - 1);
   ++batches_[at];
+  ++instance_batches_.at(static_cast<size_t>(instance));
 }
 
 std::vector<double> ModelMetrics::percentiles(const std::vector<double>& qs) const {
@@ -91,6 +93,7 @@ json ModelMetrics::to_json() const {
           {"batches", batches},
           {"mean_batch_size", batches ? static_cast<double>(batched) / batches : 0.0},
           {"batch_sizes", batch_sizes},
+          {"batches_by_instance", instance_batches_},
           {"latency_seconds",
            {{"p50", p[0]},
             {"p90", p[1]},
@@ -123,6 +126,10 @@ std::string ModelMetrics::to_prometheus() const {
   }
   o << "myelin_batch_size_bucket{le=\"+Inf\"} " << cumulative << "\n"
     << "myelin_batch_size_sum " << sum << "\nmyelin_batch_size_count " << cumulative << "\n";
+  o << "# TYPE myelin_instance_batches_total counter\n";
+  for (size_t i = 0; i < j["batches_by_instance"].size(); ++i)
+    o << "myelin_instance_batches_total{instance=\"" << i << "\"} " << j["batches_by_instance"][i]
+      << "\n";
   o << "# TYPE myelin_request_latency_seconds histogram\n";
   cumulative = 0;
   for (const json& b : j["latency_seconds"]["buckets"]) {

@@ -1,6 +1,6 @@
 // What `myelin serve-model` has done since it started: requests and examples per route, answers
-// by status, batch sizes, and request latencies (arrival of the whole body to the answer, so
-// queueing for a batch counts). Read as JSON or as Prometheus text.
+// by status, batch sizes, batches per model instance, and request latencies (arrival of the whole
+// body to the answer, so queueing for a batch counts). Read as JSON or as Prometheus text.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -14,10 +14,10 @@ namespace myelin::server {
 
 class ModelMetrics {
  public:
-  explicit ModelMetrics(int64_t max_batch);
+  ModelMetrics(int64_t max_batch, int instances);
 
   void request(const std::string& route, int status, double seconds, int64_t examples);
-  void batch(int64_t examples);
+  void batch(int instance, int64_t examples);
 
   nlohmann::json to_json() const;
   std::string to_prometheus() const;
@@ -32,8 +32,9 @@ class ModelMetrics {
   std::chrono::steady_clock::time_point started_;
   std::map<std::string, int64_t> requests_, examples_;  // by route
   std::map<int, int64_t> statuses_;
-  std::vector<int64_t> batches_;          // [size] -> batches run of that many examples
-  std::vector<int64_t> latency_buckets_;  // counts per latency_bounds() bucket, +Inf last
+  std::vector<int64_t> batches_;           // [size] -> batches run of that many examples
+  std::vector<int64_t> instance_batches_;  // [instance] -> batches it ran
+  std::vector<int64_t> latency_buckets_;   // counts per latency_bounds() bucket, +Inf last
   double latency_sum_ = 0;
   // The latest latencies (a ring), for percentiles that do not depend on bucket bounds.
   std::vector<double> recent_;

@@ -34,9 +34,9 @@ struct ModelServer::Impl {
   explicit Impl(const ModelServerOptions& o)
       : options(o),
         predictor(o.model, o.predictor),
-        metrics(predictor.max_batch()),
+        metrics(predictor.max_batch(), predictor.instances()),
         batcher(predictor, std::chrono::microseconds(static_cast<int64_t>(o.max_delay_ms * 1000)),
-                [this](int64_t n) { metrics.batch(n); }) {
+                [this](int instance, int64_t n) { metrics.batch(instance, n); }) {
     configure();
     add_routes();
   }

@@ -124,6 +124,24 @@ def test_concurrent_requests_are_batched_and_get_their_own_answers(model):
     assert metrics["batches"] - before["batches"] < 3 * len(rows)
 
 
+def test_two_instances_share_the_load_with_the_same_answers(model):
+    rows = [as_floats(p) for p in model["pixels"]]
+    with ModelServer(model["bundle"], "--instances", "2", "--max-batch", "4",
+                     "--max-delay-ms", "20") as s:
+        alone = [predict_binary(s, [r])["probabilities"][0] for r in rows]
+        together = concurrent(s, rows, requests_per_thread=3)
+        info = s.ok("GET", "/v1/model")
+        metrics = s.ok("GET", "/v1/metrics")
+        prometheus = s.ok("GET", "/v1/metrics?format=prometheus")
+    for i, (a, b) in enumerate(zip(alone, together)):
+        assert_close(b, a, "request %d" % i)
+    assert info["instances"] == 2
+    per_instance = metrics["batches_by_instance"]
+    assert len(per_instance) == 2 and sum(per_instance) == metrics["batches"]
+    assert min(per_instance) > 0, per_instance  # while one instance runs, the other gathers
+    assert 'myelin_instance_batches_total{instance="1"} %d' % per_instance[1] in prometheus
+
+
 def test_batching_off_runs_one_example_at_a_time(model):
     rows = [as_floats(p) for p in model["pixels"][:8]]
     with ModelServer(model["bundle"], "--max-batch", "1", "--max-delay-ms", "0") as s:
