@@ -6,9 +6,13 @@
 # SECONDS after a second of warm-up, and reports throughput and p50/p99 latency.
 #
 #   bench/serve-model.sh [BUILD_DIR]     (env: CLIENTS=16 DURATION=5 BATCH=32 DELAY_MS=2 THREADS=1)
+#   DEVICE=cuda THREADS=16 ORT=python bench/serve-model.sh DIR   # Myelin on the GPU, onnxruntime's
+#                                                                # CPU provider on 16 cores
 #
 # BUILD_DIR holds myelin and serve_load (ninja myelin serve_load); onnxruntime-node comes from
-# tests/onnx (cd tests/onnx && npm ci --ignore-scripts).
+# tests/onnx (cd tests/onnx && npm ci --ignore-scripts); ORT=python runs bench/ort_server.py on
+# the onnxruntime Python package instead (the default where node is missing). THREADS is the
+# onnxruntime server's threads and, on the CPU, Myelin's; DEVICE is where Myelin runs.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$(dirname "$(ls -t "$here"/../build*/myelin | head -1)")}
@@ -19,6 +23,8 @@ seconds=${DURATION:-5}
 batch=${BATCH:-32}
 delay=${DELAY_MS:-2}
 threads=${THREADS:-1}
+device=${DEVICE:-cpu}
+ort=${ORT:-$(command -v node >/dev/null && echo node || echo python)}
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
@@ -51,14 +57,25 @@ stop() {
   server=""
 }
 
+# start_ort MODEL.onnx [FLAGS...]: the onnxruntime server on the CPU.
+start_ort() {
+  model=$1
+  shift
+  if [ "$ort" = node ]; then
+    start node "$here/ort_server.mjs" "$model" --port 0 --threads "$threads" "$@"
+  else  # onnxruntime's own Python package and libraries, not those on LD_LIBRARY_PATH for Myelin
+    start env -u LD_LIBRARY_PATH python3 "$here/ort_server.py" "$model" --port 0 \
+      --threads "$threads" "$@"
+  fi
+}
+
 # point MODEL SERVER B D: one line of the table.
 point() {
   if [ "$2" = myelin ]; then
-    start "$myelin" serve-model "$work/$1" --port 0 --threads "$threads" --max-batch "$3" \
-      --max-delay-ms "$4"
-  else
-    start node "$here/ort_server.mjs" "$work/$1.onnx" --port 0 --threads "$threads" \
+    start "$myelin" serve-model "$work/$1" --port 0 --device "$device" --threads "$threads" \
       --max-batch "$3" --max-delay-ms "$4"
+  else
+    start_ort "$work/$1.onnx" --max-batch "$3" --max-delay-ms "$4"
   fi
   r=$("$load" --url "$url" --clients "$clients" --seconds "$seconds")
   stop
@@ -73,10 +90,10 @@ print("| %-7s | %-12s | %-12s | %8.0f | %7.2f | %7.2f | %6d |" % (model, server,
 
 # agree MODEL: both servers' probabilities for the same 4 random inputs, largest difference.
 agree() {
-  start "$myelin" serve-model "$work/$1" --port 0 --threads "$threads"
+  start "$myelin" serve-model "$work/$1" --port 0 --device "$device" --threads "$threads"
   mine=$url
   server_mine=$server
-  start node "$here/ort_server.mjs" "$work/$1.onnx" --port 0 --threads "$threads"
+  start_ort "$work/$1.onnx"
   /usr/bin/python3 - "$mine" "$url" "$1" <<'PY'
 import json, random, struct, sys, urllib.request
 mine, ort, model = sys.argv[1:]
@@ -100,7 +117,8 @@ PY
 
 for m in lenet resnet; do prepare "$m" && agree "$m"; done
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
-  "$clients clients, ${seconds} s per point, one example per request, $threads threads per server"
+  "$clients clients, ${seconds} s per point, one example per request, $threads threads per server," \
+  "myelin on $device, onnxruntime ($ort) on the CPU"
 echo "| model   | server       | batching     | req/s    | p50 ms  | p99 ms  | errors |"
 echo "|---------|--------------|--------------|----------|---------|---------|--------|"
 for m in lenet resnet; do
