@@ -106,3 +106,19 @@ TEST(Planner, ReusesMemoryOfDeadValues) {
     }
   }
 }
+
+// nchw16c values take their channels rounded up to whole blocks of 16 (the padding is stored).
+TEST(Planner, BlockedValuesTakeTheirPadding) {
+  EXPECT_EQ(stored_numel(Shape{2, 24, 3, 3}, Layout::nchw), 2 * 24 * 9);
+  EXPECT_EQ(stored_numel(Shape{2, 24, 3, 3}, Layout::nchw16c), 2 * 32 * 9);
+  EXPECT_EQ(stored_numel(Shape{2, 48, 3, 3}, Layout::nchw16c), 2 * 48 * 9);
+  Graph g;
+  ValueId x = g.input("data", Shape{8, 24, 16, 16});
+  ValueId h = g.add1("relu", "r0", {x});
+  g.keep(g.add1("relu", "r1", {h}));
+  const size_t plain = plan_memory(g).naive_bytes;
+  g.value(h).layout = Layout::nchw16c;
+  MemoryPlan plan = plan_memory(g);
+  EXPECT_EQ(plan.naive_bytes, plain + 8u * (32 - 24) * 16 * 16 * 4);
+  EXPECT_GE(plan.arena_bytes, plan.naive_bytes);  // both live at once
+}

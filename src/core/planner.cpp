@@ -44,12 +44,19 @@ std::vector<Interval> lifetimes(const Graph& g, const std::vector<ValueId>& alia
     if (alias[v] != static_cast<ValueId>(v) || val.kind != ValueKind::activation) continue;
     if (iv[v].first == end) continue;  // no node writes it any more (fused away: Backend::fuse)
     out.push_back({static_cast<ValueId>(v), iv[v].first, iv[v].last,
-                   aligned(static_cast<size_t>(val.shape.numel()) * dtype_size(val.dtype))});
+                   aligned(static_cast<size_t>(stored_numel(val)) * dtype_size(val.dtype))});
   }
   return out;
 }
 
 }  // namespace
+
+int64_t stored_numel(const Shape& shape, Layout layout) {
+  if (layout != Layout::nchw16c) return shape.numel();
+  constexpr int64_t block = 16;
+  const int64_t channels = shape[1], padded = (channels + block - 1) / block * block;
+  return channels == 0 ? 0 : shape.numel() / channels * padded;
+}
 
 // Greedy by size: the largest buffers are placed first at the lowest offset that does not
 // overlap any already-placed buffer alive at the same time.

@@ -1,6 +1,9 @@
 // Pointwise activations on oneDNN's eltwise primitives (JIT, vectorized exp/tanh), over the
 // tensor viewed as one flat vector. The gradient reads x or y, whichever the formula is cheaper
-// from: y for sigmoid and tanh (dy*y*(1-y), dy*(1-y^2)), x for the others.
+// from: y for sigmoid and tanh (dy*y*(1-y), dy*(1-y^2)), x for the others. nchw16c values are
+// flat vectors too, their padding channels included.
+#include "core/planner.h"
+#include "cpu/blocked.h"
 #include "cpu/dnnl_util.h"
 #include "ops/params.h"
 
@@ -34,8 +37,14 @@ EltwiseAlgo eltwise_algo(const ActParams& p) {
   throw Error("activation: unhandled kind");
 }
 
-memory::desc flat_desc(const Shape& s) {
-  return plain_desc(memory::dims{s.numel()});
+// The operand's stored elements as one vector (the padding channels of nchw16c values included).
+memory::desc flat_desc(const KernelSpec& s) {
+  return plain_desc(memory::dims{stored_numel(s.graph.value(s.node.inputs[0]))});
+}
+
+// f(0) = 0, so padding channels stay zero (the gradients keep them zero for every kind: dy is).
+bool keeps_zero(const Node& n, const Graph& g) {
+  return ActParams(n.attrs).kind != ActKind::sigmoid || whole_blocks(n, g);
 }
 
 dnnl::eltwise_forward::primitive_desc forward_pd(const EltwiseAlgo& e, const memory::desc& md,
@@ -49,7 +58,7 @@ class ActivationForward : public Kernel {
  public:
   explicit ActivationForward(const KernelSpec& s) : seq_(cpu_backend(s), s.node) {
     EltwiseAlgo e = eltwise_algo(ActParams(s.node.attrs));
-    memory::desc md = flat_desc(s.input(0).shape);
+    memory::desc md = flat_desc(s);
     dnnl_call(s.node, "eltwise_forward", [&] {
       auto pd = forward_pd(e, md, cpu_backend(s).engine(), user_scratchpad_attr());
       seq_.add(dnnl::eltwise_forward(pd),
@@ -72,7 +81,7 @@ class ActivationGrad : public Kernel {
  public:
   explicit ActivationGrad(const KernelSpec& s) : seq_(cpu_backend(s), s.node) {
     EltwiseAlgo e = eltwise_algo(ActParams(s.node.attrs));
-    memory::desc md = flat_desc(s.input(0).shape);
+    memory::desc md = flat_desc(s);
     dnnl::engine& eng = cpu_backend(s).engine();
     dnnl_call(s.node, "eltwise_backward", [&] {
       auto hint = forward_pd(e, md, eng, {});
@@ -98,13 +107,14 @@ class ActivationGrad : public Kernel {
 
 }  // namespace
 
-// Elementwise, every operand indexed alike: nchw16c where all of them have it.
+// Elementwise, every operand indexed alike: nchw16c where all of them have it; padded channels
+// only where the activation maps 0 to 0.
 MYELIN_REGISTER_OPS {
   register_kernel("activation", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<ActivationForward>(s);
                   },
-                  {.layout = takes_alike({0}, {0})});
+                  {.layout = takes_alike({0}, {0}, keeps_zero)});
   register_kernel("activation_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<ActivationGrad>(s);

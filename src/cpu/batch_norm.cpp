@@ -27,32 +27,69 @@ constexpr int64_t kLanes = kChannelBlock;
 
 struct BnGeometry {
   int64_t n, c, s;  // batch, channels, elements per (n, c) row
-  bool blocked;     // nchw16c: (n, c) rows are lanes of [s][16] tiles
-  BnGeometry(const Shape& x, Layout layout)
-      : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])), blocked(layout == Layout::nchw16c) {}
+  // Some operand is nchw16c: the elementwise work goes by (n, 16-channel block) tiles of s pixels
+  // x 16 lanes, plain operands converted through per-thread tiles (TileIo).
+  bool tiled;
+  BnGeometry(const Shape& x, bool tiled_)
+      : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])), tiled(tiled_) {}
   int64_t per_channel() const { return n * s; }
-  // Offset of row (n, c) (plain) or of the tile of (n, the block of c) (blocked).
-  int64_t row(int64_t in, int64_t ic) const {
-    return blocked ? (in * c + ic / kLanes * kLanes) * s : (in * c + ic) * s;
+  int64_t padded() const { return padded_channels(c); }  // the statistics' arrays
+  int64_t step() const { return tiled ? kLanes : 1; }    // channels per row or tile
+  int64_t units() const { return tiled ? channel_blocks(c) : c; }
+  int64_t real(int64_t c0) const { return std::min(kLanes, c - c0); }  // channels of c0's block
+  int64_t plain_row(int64_t in, int64_t ic) const { return (in * c + ic) * s; }
+  int64_t tile(int64_t in, int64_t ic) const {
+    return (in * channel_blocks(c) + ic / kLanes) * kLanes * s;
   }
-  int64_t step() const { return blocked ? kLanes : 1; }  // channels per row or tile
 };
 
-// Calls stats(c0, c1) on each thread's share of the channels (whole blocks where blocked), then,
-// once every thread is done, pass(n, c) on its share of the rows (tiles where blocked), the
-// elementwise pass: split by channels alone, 48 channels (3 blocks) would keep one of 2 threads
-// idle for a third of it.
+bool any_blocked(const KernelSpec& s) {
+  bool any = false;
+  for (size_t i = 0; i < s.node.inputs.size(); ++i)
+    any = any || s.input_layout(i) == Layout::nchw16c;
+  for (size_t i = 0; i < s.node.outputs.size(); ++i)
+    any = any || s.output_layout(i) == Layout::nchw16c;
+  return any;
+}
+
+// One activation operand of a tiled pass: a blocked one is read and written in place; a plain
+// one goes through the calling thread's tile (`buf`), made from its rows before reading
+// (rows_to_tile) or written back to them after writing (tile_to_rows).
+struct TileIo {
+  float* base;
+  bool blocked;
+  const float* read(const BnGeometry& g, int64_t n, int64_t c0, float* buf) const {
+    if (blocked) return base + g.tile(n, c0);
+    rows_to_tile(base + g.plain_row(n, c0), g.s, g.real(c0), buf);
+    return buf;
+  }
+  float* target(const BnGeometry& g, int64_t n, int64_t c0, float* buf) const {
+    return blocked ? base + g.tile(n, c0) : buf;
+  }
+  void written(const BnGeometry& g, int64_t n, int64_t c0, const float* buf) const {
+    if (!blocked) tile_to_rows(buf, g.s, g.real(c0), base + g.plain_row(n, c0));
+  }
+};
+
+TileIo io(const Tensor& t, Layout layout) {
+  return {t.f32(), layout == Layout::nchw16c};
+}
+
+// Calls stats(c0, c1) on each thread's share of the channels (whole blocks where tiled; c1 may
+// pass c where the last block is padded), then, once every thread is done, pass(n, c, t) on its
+// share of the rows (tiles where tiled), t the thread: the elementwise pass split by channels
+// alone, 48 channels (3 blocks) would keep one of 2 threads idle for a third of it.
 template <class Stats, class Pass>
 void stats_then_rows(const BnGeometry& g, int threads, Stats stats, Pass pass) {
-  const int64_t units = g.c / g.step(), rows = g.n * units;
+  const int64_t units = g.units(), rows = g.n * units;
 #pragma omp parallel num_threads(threads)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     int64_t c0 = units * t / nt * g.step(), c1 = units * (t + 1) / nt * g.step();
-    if (c0 < c1) stats(c0, c1);
+    if (c0 < c1) stats(c0, c1, t);
 #pragma omp barrier
     for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r)
-      pass(r / units, r % units * g.step());
+      pass(r / units, r % units * g.step(), t);
   }
 }
 
@@ -188,50 +225,59 @@ MYELIN_VECTOR_CLONES void tile_grad_input(const float* dy, const float* x, float
       dx[i * kLanes + l] = a[l] * dy[i * kLanes + l] + b[l] * x[i * kLanes + l] + k[l];
 }
 
-// y = x * scale[c] + shift[c] on row (n, c) (the tile of c's block where blocked), then the
-// fused ReLU if there is one.
-void affine_row(const BnGeometry& g, const float* x, float* y, const float* scale,
-                const float* shift, const PostRelu& post, int64_t n, int64_t c) {
-  const int64_t o = g.row(n, c);
-  if (g.blocked)
-    tile_affine(x + o, y + o, g.s, scale + c, shift + c, post);
-  else if (post.on)
-    row_affine_relu(x + o, y + o, g.s, scale[c], shift[c], post.slope);
-  else
-    row_affine(x + o, y + o, g.s, scale[c], shift[c]);
+// Three tiles per thread for the plain operands of a tiled pass, at the start of the workspace.
+struct TileBuffers {
+  int64_t floats = 0;  // of one tile; 0 where the pass is not tiled
+  size_t bytes(int threads) const { return static_cast<size_t>(3 * floats * threads) * 4; }
+  float* of(void* workspace, int64_t t, int k) const {
+    return static_cast<float*>(workspace) + (3 * t + k) * floats;
+  }
+};
+
+TileBuffers tile_buffers(const BnGeometry& g) {
+  return {g.tiled ? g.s * kLanes : 0};
 }
 
-// batch_norm(x, gamma, beta, running_mean, running_var) -> y [, mean, invstd]
+// batch_norm(x, gamma, beta, running_mean, running_var) -> y [, mean, invstd]. x and y may be
+// stored alike or not: batch norm converts between NCHW and nchw16c in its elementwise pass.
 class BatchNormForward : public Kernel {
  public:
   explicit BatchNormForward(const KernelSpec& s)
-      : g_(s.input(0).shape, s.input_layout(0)),
+      : g_(s.input(0).shape, any_blocked(s)),
+        x_layout_(s.input_layout(0)),
+        y_layout_(s.output_layout(0)),
         p_(s.node.attrs),
         post_(s.node.attrs),
-        threads_(cpu_backend(s).threads()) {}
-  // Per channel: two doubles of statistics, two floats of scale and shift.
+        threads_(cpu_backend(s).threads()),
+        tiles_(tile_buffers(g_)) {}
+  // The tiles, then per channel (padded): two doubles of statistics, two floats of scale and
+  // shift.
   size_t workspace_bytes() const override {
-    return g_.c * (2 * sizeof(double) + 2 * sizeof(float));
+    return tiles_.bytes(threads_) + g_.padded() * (2 * sizeof(double) + 2 * sizeof(float));
   }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext& ctx) override {
-    auto* mean = static_cast<double*>(ctx.workspace);
-    double* var = mean + g_.c;
-    auto* scale = reinterpret_cast<float*>(var + g_.c);
-    float* shift = scale + g_.c;
+    const int64_t cp = g_.padded();
+    auto* mean =
+        reinterpret_cast<double*>(static_cast<char*>(ctx.workspace) + tiles_.bytes(threads_));
+    double* var = mean + cp;
+    auto* scale = reinterpret_cast<float*>(var + cp);
+    float* shift = scale + cp;
     const float *x = in[0].f32(), *gamma = in[1].f32(), *beta = in[2].f32();
     float *run_mean = in[3].f32(), *run_var = in[4].f32();
+    std::fill(scale + g_.c, scale + cp, 0.0f);  // padding channels stay zero
+    std::fill(shift + g_.c, shift + cp, 0.0f);
     if (!p_.training) {
       for (int64_t c = 0; c < g_.c; ++c) {
         scale[c] = static_cast<float>(gamma[c] / std::sqrt(double(run_var[c]) + p_.eps));
         shift[c] = beta[c] - run_mean[c] * scale[c];
       }
     }
-    auto statistics = [&](int64_t c0, int64_t c1) {
+    auto statistics = [&](int64_t c0, int64_t c1, int64_t) {
       if (!p_.training) return;
       batch_statistics(x, mean, var, c0, c1);
-      for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t c = c0; c < std::min(c1, g_.c); ++c) {
         double invstd = 1.0 / std::sqrt(var[c] + p_.eps);
         out[1].f32()[c] = static_cast<float>(mean[c]);
         out[2].f32()[c] = static_cast<float>(invstd);
@@ -240,30 +286,44 @@ class BatchNormForward : public Kernel {
         update_running(run_mean[c], run_var[c], mean[c], var[c]);
       }
     };
-    stats_then_rows(g_, threads_, statistics, [&](int64_t n, int64_t c) {
-      affine_row(g_, x, out[0].f32(), scale, shift, post_, n, c);
+    const TileIo xio = io(in[0], x_layout_), yio = io(out[0], y_layout_);
+    stats_then_rows(g_, threads_, statistics, [&](int64_t n, int64_t c, int64_t t) {
+      if (!g_.tiled) {
+        const int64_t o = g_.plain_row(n, c);
+        if (post_.on)
+          row_affine_relu(x + o, out[0].f32() + o, g_.s, scale[c], shift[c], post_.slope);
+        else
+          row_affine(x + o, out[0].f32() + o, g_.s, scale[c], shift[c]);
+        return;
+      }
+      float* y = yio.target(g_, n, c, tiles_.of(ctx.workspace, t, 1));
+      tile_affine(xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), y, g_.s, scale + c, shift + c,
+                  post_);
+      yio.written(g_, n, c, y);
     });
   }
 
  private:
+  // Mean and variance of channels [c0, c1) (c1 may pass c: lanes of padding, ignored), from
+  // rows where x is plain, from tiles where it is blocked.
   void batch_statistics(const float* x, double* mean, double* var, int64_t c0, int64_t c1) const {
+    const bool tiles = x_layout_ == Layout::nchw16c;
+    const int64_t step = tiles ? kLanes : 1, end = tiles ? c1 : std::min(c1, g_.c);
     for (int64_t c = c0; c < c1; ++c) mean[c] = var[c] = 0;
     for (int64_t n = 0; n < g_.n; ++n)
-      for (int64_t c = c0; c < c1; c += g_.step()) {
-        const float* r = x + g_.row(n, c);
-        if (g_.blocked)
-          tile_sum(r, g_.s, mean + c);
+      for (int64_t c = c0; c < end; c += step) {
+        if (tiles)
+          tile_sum(x + g_.tile(n, c), g_.s, mean + c);
         else
-          mean[c] += row_sum(r, g_.s);
+          mean[c] += row_sum(x + g_.plain_row(n, c), g_.s);
       }
     for (int64_t c = c0; c < c1; ++c) mean[c] /= static_cast<double>(g_.per_channel());
     for (int64_t n = 0; n < g_.n; ++n)
-      for (int64_t c = c0; c < c1; c += g_.step()) {
-        const float* r = x + g_.row(n, c);
-        if (g_.blocked)
-          tile_centered_sumsq(r, g_.s, mean + c, var + c);
+      for (int64_t c = c0; c < end; c += step) {
+        if (tiles)
+          tile_centered_sumsq(x + g_.tile(n, c), g_.s, mean + c, var + c);
         else
-          var[c] += row_centered_sumsq(r, g_.s, mean[c]);
+          var[c] += row_centered_sumsq(x + g_.plain_row(n, c), g_.s, mean[c]);
       }
     for (int64_t c = c0; c < c1; ++c) var[c] /= static_cast<double>(g_.per_channel());
   }
@@ -277,29 +337,47 @@ class BatchNormForward : public Kernel {
   }
 
   BnGeometry g_;
+  Layout x_layout_, y_layout_;
   BatchNormParams p_;
   PostRelu post_;
   int threads_;
+  TileBuffers tiles_;
 };
 
 // batch_norm_grad(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta, through the batch
-// statistics: dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+// statistics: dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). dy, x and dx may be
+// stored alike or not, as in the forward pass.
 class BatchNormGrad : public Kernel {
  public:
   explicit BatchNormGrad(const KernelSpec& s)
-      : g_(s.input(0).shape, s.input_layout(0)), threads_(cpu_backend(s).threads()) {}
-  size_t workspace_bytes() const override { return g_.c * 3 * sizeof(float); }
+      : g_(s.input(0).shape, any_blocked(s)),
+        layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
+        threads_(cpu_backend(s).threads()),
+        tiles_(tile_buffers(g_)) {}
+  size_t workspace_bytes() const override {
+    return tiles_.bytes(threads_) + g_.padded() * 3 * sizeof(float);
+  }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext& ctx) override {
+    const int64_t cp = g_.padded();
     const float *dy = in[0].f32(), *x = in[1].f32(), *gamma = in[2].f32(), *mean = in[3].f32(),
                 *invstd = in[4].f32();
     float *dgamma = out[1].f32(), *dbeta = out[2].f32();
-    auto* a = static_cast<float*>(ctx.workspace);  // dx = a*dy + b*x + k per channel
-    float *b = a + g_.c, *k = b + g_.c;
-    auto coefficients = [&](int64_t c0, int64_t c1) {
+    // dx = a*dy + b*x + k per channel; zero on padding channels, so their dx is zero.
+    auto* a = reinterpret_cast<float*>(static_cast<char*>(ctx.workspace) + tiles_.bytes(threads_));
+    float *b = a + cp, *k = b + cp;
+    for (float* p : {a, b, k}) std::fill(p + g_.c, p + cp, 0.0f);
+    const TileIo dyio = io(in[0], layouts_[0]), xio = io(in[1], layouts_[1]),
+                 dxio = io(out[0], layouts_[2]);
+    auto coefficients = [&](int64_t c0, int64_t c1, int64_t t) {
+      c1 = std::min(c1, g_.c);
       for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
-      reduce(dy, x, mean, c0, c1, dbeta, dgamma);  // dgamma holds sum(dy * (x - mean)) here
+      // dgamma holds sum(dy * (x - mean)) here
+      if (g_.tiled)
+        reduce_tiled(dyio, xio, mean, c0, c1, dbeta, dgamma, ctx.workspace, t);
+      else
+        reduce(dy, x, mean, c0, c1, dbeta, dgamma);
       double m = static_cast<double>(g_.per_channel());
       for (int64_t c = c0; c < c1; ++c) {
         double is = invstd[c], gi = gamma[c] * is, sdy = dbeta[c], sdxm = dgamma[c];
@@ -309,24 +387,28 @@ class BatchNormGrad : public Kernel {
         dgamma[c] = static_cast<float>(sdxm * is);
       }
     };
-    stats_then_rows(g_, threads_, coefficients, [&](int64_t n, int64_t c) {
-      int64_t o = g_.row(n, c);
-      if (g_.blocked)
-        tile_grad_input(dy + o, x + o, out[0].f32() + o, g_.s, a + c, b + c, k + c);
-      else
+    stats_then_rows(g_, threads_, coefficients, [&](int64_t n, int64_t c, int64_t t) {
+      if (!g_.tiled) {
+        int64_t o = g_.plain_row(n, c);
         row_grad_input(dy + o, x + o, out[0].f32() + o, g_.s, a[c], b[c], k[c]);
+        return;
+      }
+      float* dx = dxio.target(g_, n, c, tiles_.of(ctx.workspace, t, 2));
+      tile_grad_input(dyio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)),
+                      xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 1)), dx, g_.s, a + c, b + c,
+                      k + c);
+      dxio.written(g_, n, c, dx);
     });
   }
 
  private:
-  // sum_dy[c] = sum(dy), sum_dxm[c] = sum(dy * (x - mean)) over channels [c0, c1).
+  // sum_dy[c] = sum(dy), sum_dxm[c] = sum(dy * (x - mean)) over channels [c0, c1), plain.
   void reduce(const float* dy, const float* x, const float* mean, int64_t c0, int64_t c1,
               float* sum_dy, float* sum_dxm) const {
-    if (g_.blocked) return reduce_blocked(dy, x, mean, c0, c1, sum_dy, sum_dxm);
     for (int64_t c = c0; c < c1; ++c) {
       double sdy = 0, sdxm = 0;
       for (int64_t n = 0; n < g_.n; ++n) {
-        int64_t o = (n * g_.c + c) * g_.s;
+        int64_t o = g_.plain_row(n, c);
         row_grad_sums(dy + o, x + o, g_.s, mean[c], sdy, sdxm);
       }
       sum_dy[c] = static_cast<float>(sdy);
@@ -334,39 +416,44 @@ class BatchNormGrad : public Kernel {
     }
   }
 
-  void reduce_blocked(const float* dy, const float* x, const float* mean, int64_t c0, int64_t c1,
-                      float* sum_dy, float* sum_dxm) const {
+  // The same by tiles of whole blocks (channels from c1 on are padding, not stored).
+  void reduce_tiled(const TileIo& dyio, const TileIo& xio, const float* mean, int64_t c0,
+                    int64_t c1, float* sum_dy, float* sum_dxm, void* workspace, int64_t t) const {
     for (int64_t c = c0; c < c1; c += kLanes) {
+      float lane_mean[kLanes] = {};
+      std::copy(mean + c, mean + std::min(c + kLanes, c1), lane_mean);
       double sdy[kLanes] = {}, sdxm[kLanes] = {};
-      for (int64_t n = 0; n < g_.n; ++n) {
-        int64_t o = g_.row(n, c);
-        tile_grad_sums(dy + o, x + o, g_.s, mean + c, sdy, sdxm);
-      }
-      for (int64_t k = 0; k < kLanes; ++k) {
-        sum_dy[c + k] = static_cast<float>(sdy[k]);
-        sum_dxm[c + k] = static_cast<float>(sdxm[k]);
+      for (int64_t n = 0; n < g_.n; ++n)
+        tile_grad_sums(dyio.read(g_, n, c, tiles_.of(workspace, t, 0)),
+                       xio.read(g_, n, c, tiles_.of(workspace, t, 1)), g_.s, lane_mean, sdy, sdxm);
+      for (int64_t l = 0; l < kLanes && c + l < c1; ++l) {
+        sum_dy[c + l] = static_cast<float>(sdy[l]);
+        sum_dxm[c + l] = static_cast<float>(sdxm[l]);
       }
     }
   }
 
   BnGeometry g_;
+  Layout layouts_[3];  // dy, x, dx
   int threads_;
+  TileBuffers tiles_;
 };
 
 }  // namespace
 
-// x and y (forward), dy, x and dx (gradient): NCHW, or nchw16c where all of them have it.
+// x and y (forward), dy, x and dx (gradient): each NCHW or nchw16c, alike or not (batch norm
+// converts between them).
 MYELIN_REGISTER_OPS {
   register_kernel("batch_norm", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<BatchNormForward>(s);
                   },
-                  {.layout = takes_alike({0}, {0})});
+                  {.layout = takes_each({0}, {0})});
   register_kernel("batch_norm_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<BatchNormGrad>(s);
                   },
-                  {.layout = takes_alike({0, 1}, {0})});
+                  {.layout = takes_each({0, 1}, {0})});
 }
 
 }  // namespace myelin::cpu

@@ -1,11 +1,14 @@
 // CPU kernels for the elementwise ops: add, mul, bias_add, bias_grad, fill. add, mul and fill
-// index their operands alike, so they work on any layout all operands share; bias_grad also
-// reads nchw16c (blocked.h), a convolution's output gradient kept blocked.
+// index their operands alike, so they work on any layout all operands share (add and mul over
+// the padding of nchw16c values too); bias_grad also reads nchw16c (blocked.h), a convolution's
+// output gradient kept blocked.
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/planner.h"
 #include "cpu/blocked.h"
 
 namespace myelin {
@@ -15,24 +18,29 @@ namespace {
 // Below this many elements an OpenMP team costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
 
-void add_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const StepContext&,
-                const Node&) {
-  const float* a = in[0].f32();
-  const float* b = in[1].f32();
-  float* y = out[0].f32();
-  int64_t n = out[0].numel();
+// y = a op b over every stored element: the padding channels of nchw16c values too (0 + 0 and
+// 0 * 0 keep them zero).
+template <class Op>
+class FlatBinary : public Kernel {
+ public:
+  explicit FlatBinary(const KernelSpec& s) : n_(stored_numel(s.graph.value(s.node.outputs[0]))) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    const float* a = in[0].f32();
+    const float* b = in[1].f32();
+    float* y = out[0].f32();
+    const int64_t n = n_;
 #pragma omp parallel for simd if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
-}
+    for (int64_t i = 0; i < n; ++i) y[i] = Op{}(a[i], b[i]);
+  }
 
-void mul_kernel(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const StepContext&,
-                const Node&) {
-  const float* a = in[0].f32();
-  const float* b = in[1].f32();
-  float* y = out[0].f32();
-  int64_t n = out[0].numel();
-#pragma omp parallel for simd if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+ private:
+  int64_t n_;
+};
+
+template <class Op>
+std::unique_ptr<Kernel> make_flat_binary(const KernelSpec& s) {
+  return std::make_unique<FlatBinary<Op>>(s);
 }
 
 // x viewed as [outer = N, C, inner = product of the dimensions after 1].
@@ -79,24 +87,26 @@ void bias_grad_plain(const Tensor& dy_t, float* db) {
   }
 }
 
-// The same on nchw16c dy ([N, C/16, H*W, 16]): the 16 channels of a block are summed in the lanes
-// of one vector over each (n, block) row.
+// The same on nchw16c dy ([N, C/16, H*W, 16], C padded to whole blocks): the 16 channels of a
+// block are summed in the lanes of one vector over each (n, block) row.
 void bias_grad_blocked(const Tensor& dy_t, float* db) {
   constexpr int64_t B = cpu::kChannelBlock;
   ChannelLayout l(dy_t.shape());
+  const int64_t blocks = cpu::channel_blocks(l.channels);
   const float* dy = dy_t.f32();
 #pragma omp parallel for if (dy_t.numel() >= kParallelMin)
-  for (int64_t cb = 0; cb < l.channels / B; ++cb) {
+  for (int64_t cb = 0; cb < blocks; ++cb) {
     double sum[B] = {};
     for (int64_t n = 0; n < l.outer; ++n) {
-      const float* row = dy + (n * l.channels / B + cb) * l.inner * B;
+      const float* row = dy + (n * blocks + cb) * l.inner * B;
       float row_sum[B] = {};
       for (int64_t i = 0; i < l.inner; ++i)
 #pragma omp simd
         for (int64_t k = 0; k < B; ++k) row_sum[k] += row[i * B + k];
       for (int64_t k = 0; k < B; ++k) sum[k] += row_sum[k];
     }
-    for (int64_t k = 0; k < B; ++k) db[cb * B + k] = static_cast<float>(sum[k]);
+    for (int64_t k = 0; k < B && cb * B + k < l.channels; ++k)
+      db[cb * B + k] = static_cast<float>(sum[k]);
   }
 }
 
@@ -147,8 +157,10 @@ class FillKernel : public Kernel {
 
 MYELIN_REGISTER_OPS {
   // Flat loops over the elements: nchw16c where all the operands have it.
-  register_kernel_fn("add", DeviceKind::cpu, add_kernel, {.layout = takes_alike({0, 1}, {0})});
-  register_kernel_fn("mul", DeviceKind::cpu, mul_kernel, {.layout = takes_alike({0, 1}, {0})});
+  register_kernel("add", DeviceKind::cpu, make_flat_binary<std::plus<float>>,
+                  {.layout = takes_alike({0, 1}, {0})});
+  register_kernel("mul", DeviceKind::cpu, make_flat_binary<std::multiplies<float>>,
+                  {.layout = takes_alike({0, 1}, {0})});
   register_kernel_fn("bias_add", DeviceKind::cpu, bias_add_kernel);  // NCHW: b along axis 1
   // Reads dy (of a convolution's bias) in either layout.
   register_kernel("bias_grad", DeviceKind::cpu,
@@ -156,12 +168,12 @@ MYELIN_REGISTER_OPS {
                     return std::make_unique<BiasGradKernel>(s);
                   },
                   {.layout = takes_each({0}, {})});
-  // One value everywhere: either layout.
+  // One value everywhere: either layout, with whole channel blocks (no padding to keep zero).
   register_kernel("fill", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<FillKernel>(s);
                   },
-                  {.layout = takes_each({}, {0})});
+                  {.layout = takes_each({}, {0}, cpu::whole_blocks)});
 }
 
 }  // namespace myelin

@@ -212,20 +212,20 @@ class BlockedLrnGrad : public TiledLrnGrad<BlockedLrnGrad> {
 }  // namespace
 
 // LRN (oneDNN forward, our gradient on pixel-major tiles) takes nchw16c where all its operands
-// have it.
+// have it, with whole channel blocks (its windows would reach into padding channels).
 MYELIN_REGISTER_OPS {
   register_kernel("lrn", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     return std::make_unique<LrnForward>(s);
                   },
-                  {.layout = takes_alike({0}, {0})});
+                  {.layout = takes_alike({0}, {0}, whole_blocks)});
   register_kernel("lrn_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     if (s.input_layout(0) == Layout::nchw16c)
                       return std::make_unique<BlockedLrnGrad>(s);
                     return std::make_unique<LrnGrad>(s);
                   },
-                  {.layout = takes_alike({0, 1, 2}, {0})});
+                  {.layout = takes_alike({0, 1, 2}, {0}, whole_blocks)});
 }
 
 }  // namespace myelin::cpu

@@ -369,6 +369,7 @@ MYELIN_VECTOR_CLONES void blocked_window_grad(const float* x, float* dx, const f
 
 // max_pool2d_grad on nchw16c: MaxPoolGrad's rule on planes of 16-channel vectors. Windows are
 // visited in the same order as there, so every dx element sums the same terms in the same order.
+// Padding channels (x, y and dy zero) get zeros.
 class BlockedMaxPoolGrad : public Kernel {
  public:
   explicit BlockedMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
@@ -379,7 +380,7 @@ class BlockedMaxPoolGrad : public Kernel {
     float* dx = out[0].f32();
     const PoolGeometry& g = g_;
 #pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * g.c / B; ++plane) {
+    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c); ++plane) {
       const float* xp = x + plane * g.h * g.w * B;
       float* dxp = dx + plane * g.h * g.w * B;
       std::fill_n(dxp, g.h * g.w * B, 0.0f);

@@ -3,19 +3,21 @@
 // reorders its input from NCHW to nChw16c and its output back on every call, nor do its
 // gradients.
 //
-// A 4-D f32 activation whose channels are a multiple of 16 is stored nchw16c (blocked.h) when
-// every node touching it takes that. Each kernel states which of its operands take it, and for
-// which nodes, where it is registered (KernelStorage::layout, core/backend.h): the convolutions on
-// oneDNN's blocked kernels, pooling, LRN, batch norm, the elementwise kernels and the bias
-// gradient. A kernel that states nothing wants NCHW: views (flatten), inner products, bias_add,
-// concat, dropout and the rest. Inputs, parameters and kept values are never changed
-// (choose_values).
+// A 4-D f32 activation is stored nchw16c (blocked.h; channels that are not a multiple of 16
+// padded to whole blocks, the padding zero) when every node touching it takes that. Each kernel
+// states which of its operands take it, and for which nodes, where it is registered
+// (KernelStorage::layout, core/backend.h): the convolutions on oneDNN's blocked kernels, pooling,
+// LRN (whole blocks), batch norm (each operand on its own: it converts between the layouts where
+// its neighbours differ), the elementwise kernels and the bias gradient. A kernel that states
+// nothing wants NCHW: views (flatten), inner products, bias_add, concat, dropout and the rest.
+// Inputs, parameters and kept values are never changed (choose_values).
 //
 // Measured (2 threads, this AVX-512 machine, medians of 5 interleaved runs): AlexNet at batch 16
 // 477.9 -> 465.2 ms a step (the values from conv2's output to conv5's input blocked). LeNet is
-// unchanged (its 16k-channel values all touch im2col + SGEMM); the small ResNet's 48-channel block
-// keeps its first convolution, batch norm and second convolution blocked (6 of its 30 reorders a
-// step gone), but its 24-channel values are not a multiple of 16 and stay NCHW.
+// unchanged (its values all touch im2col + SGEMM). The small ResNet (models/resnet.yaml) has no
+// activation reorder left: from its stem's batch norm, which writes nchw16c from the plain output
+// of the stem's im2col + SGEMM convolution, to the batch norms before the inner product, every
+// activation and gradient is blocked, its 24-channel ones padded to 32 (bench/RESULTS.md).
 // MYELIN_CPU_BLOCKED=0 keeps every activation NCHW (for A/B timing).
 #include <cstdlib>
 #include <cstring>
@@ -44,8 +46,7 @@ void CpuBackend::choose_storage(Graph& g) const {
   ChoiceRules rules = table_rules([&g](const Node& n) { return blocked_slots(n, g); },
                                   [](const Value& v) {
                                     return v.kind == ValueKind::activation &&
-                                           v.dtype == DType::f32 && v.shape.rank() == 4 &&
-                                           v.shape[1] % cpu::kChannelBlock == 0;
+                                           v.dtype == DType::f32 && v.shape.rank() == 4;
                                   });
   std::vector<char> chosen = choose_values(g, rules);
   for (size_t v = 0; v < chosen.size(); ++v)

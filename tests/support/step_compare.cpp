@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <random>
 
 #include "core/autodiff.h"
 #include "core/backend.h"
 #include "core/executor.h"
+#include "core/planner.h"
 
 namespace myelin::test {
 
@@ -56,11 +58,30 @@ StepNet finish_step_net(Graph g, ValueId logits) {
   return n;
 }
 
+namespace {
+
+// Fills the storage of every activation (the padding of blocked values included) with NaN, so a
+// kernel reading what no kernel wrote this step spoils the results.
+void poison_activations(const Program& p) {
+  const Graph& g = p.graph();
+  for (size_t v = 0; v < g.values().size(); ++v) {
+    const Value& val = g.values()[v];
+    if (val.kind != ValueKind::activation || val.dtype != DType::f32 || p.plan().offset[v] < 0 ||
+        p.plan().alias[v] != static_cast<ValueId>(v))
+      continue;
+    std::fill_n(p.tensor(static_cast<ValueId>(v)).f32(), stored_numel(val),
+                std::numeric_limits<float>::quiet_NaN());
+  }
+}
+
+}  // namespace
+
 StepResult run_step(const StepNet& net, bool switch_on, const StepOptions& options) {
   setenv(options.switch_env, switch_on ? "1" : "0", 1);
   auto backend = make_backend(Device::cpu(), BackendOptions{.threads = 2});
   Program p(net.graph, *backend);
   unsetenv(options.switch_env);
+  poison_activations(p);
   std::mt19937 rng(options.bind_seed);
   std::vector<Tensor> bound;
   for (size_t v = 0; v < net.graph.values().size(); ++v) {
@@ -98,9 +119,13 @@ void expect_steps_match(const StepResult& want, const StepResult& got, double re
     const std::vector<float>& g = it->second;
     ASSERT_EQ(g.size(), w.size()) << name;
     double diff = 0, norm = 0;
-    for (size_t i = 0; i < w.size(); ++i)
-      diff = std::max(diff, std::abs(double(g[i]) - w[i])),
+    size_t not_finite = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      diff = std::max(diff, std::abs(double(g[i]) - w[i]));
       norm = std::max(norm, std::abs(double(w[i])));
+      not_finite += !std::isfinite(g[i]) || !std::isfinite(w[i]);
+    }
+    EXPECT_EQ(not_finite, 0u) << name << ": " << what;
     EXPECT_GT(norm, 0) << name;
     EXPECT_LE(diff, rel_tol * norm) << name << ": " << what;
   }

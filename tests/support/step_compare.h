@@ -54,12 +54,14 @@ struct StepResult {
 };
 
 // Compiles `net` on the CPU (2 threads) with the switch on or off, binds deterministic random
-// parameters, states and labels (gamma and var in [0.5, 1.5], other floats in [-1, 1]), runs one
-// step and reads the compared values.
+// parameters, states and labels (gamma and var in [0.5, 1.5], other floats in [-1, 1]), fills
+// every activation's storage with NaN (what a kernel reads unwritten shows), runs one step and
+// reads the compared values.
 StepResult run_step(const StepNet& net, bool switch_on, const StepOptions& options);
 
-// Every value of `want` is in `got` with the same size and is not all zero, and the largest
-// difference is at most rel_tol times the largest magnitude; `what` ends the failure message.
+// Every value of `want` is in `got` with the same size, finite in both and not all zero, and the
+// largest difference is at most rel_tol times the largest magnitude; `what` ends the failure
+// message.
 void expect_steps_match(const StepResult& want, const StepResult& got, double rel_tol,
                         const std::string& what);
 
