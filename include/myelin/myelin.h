@@ -2,9 +2,9 @@
  *
  * A model is loaded once (a bundle downloaded from the server's models page, a training run
  * directory, a .safetensors file whose metadata names its network, a network plus weights, or
- * an ONNX model such as PyTorch exports) and then run from any number of threads. No C++ exception crosses this interface: every call
- * that can fail returns a myelin_status, and myelin_last_error() gives the message of the last
- * failure on the calling thread.
+ * an ONNX model such as PyTorch exports) and then run from any number of threads. No C++ exception
+ * crosses this interface: every call that can fail returns a myelin_status, and myelin_last_error()
+ * gives the message of the last failure on the calling thread.
  *
  *   myelin_model* m;
  *   if (myelin_load("lenet.tar.gz", NULL, NULL, &m) != MYELIN_OK)
@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-/* A loaded model: its network, weights, class names and an inference session. Opaque. */
+/* A loaded model: its network, weights, class names and `instances` inference sessions. Opaque. */
 typedef struct myelin_model myelin_model;
 
 typedef enum myelin_status {
@@ -44,8 +44,9 @@ typedef enum myelin_status {
 /* Load options; a NULL pointer means all defaults. */
 typedef struct myelin_options {
   const char* device; /* "cpu" (NULL: "cpu"), "cuda", "cuda:1" */
-  int threads;        /* CPU threads; 0: all cores */
-  int max_batch;      /* examples run at once; 0: 64. Larger calls run in chunks of this */
+  int threads;   /* CPU threads of each instance; 0: all cores (shared out between instances) */
+  int max_batch; /* examples run at once; 0: 64. Larger calls run in chunks of this */
+  int instances; /* copies of the network, so that as many calls run at once; 0: 1 */
 } myelin_options;
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
@@ -58,8 +59,8 @@ MYELIN_API const char* myelin_last_error(void);
 /* Loads a model. With weights == NULL, `path` is a bundle (.tar.gz), a training run directory,
  * a .safetensors file naming its network in its metadata, or an ONNX model (a path ending in
  * .onnx, as PyTorch exports CNNs; see `myelin import`); otherwise `path` is a network (model
- * name, .yaml file or .onnx model) and `weights` a .safetensors file, snapshot or run directory. On success
- * *out holds the model (free it with myelin_free); on failure *out is NULL. */
+ * name, .yaml file or .onnx model) and `weights` a .safetensors file, snapshot or run directory. On
+ * success *out holds the model (free it with myelin_free); on failure *out is NULL. */
 MYELIN_API myelin_status myelin_load(const char* path, const char* weights,
                                      const myelin_options* options, myelin_model** out);
 
@@ -84,7 +85,8 @@ MYELIN_API const char* myelin_class_name(const myelin_model* model, int64_t k);
 
 /* Runs `batch` examples: input holds batch * myelin_input_size() floats, already normalised as
  * the network was trained (myelin_classify_image does that for images). Writes batch * classes
- * softmax probabilities to `scores`. Safe to call from several threads at once on one model. */
+ * softmax probabilities to `scores`. Safe to call from several threads at once on one model:
+ * each call runs on an idle instance (myelin_options.instances), or waits for one. */
 MYELIN_API myelin_status myelin_run(myelin_model* model, const float* input, int64_t batch,
                                     float* scores);
 

@@ -30,22 +30,27 @@ class Model:
 
         model = myelin.Model.load("runs/lenet")               # a run directory
         model = myelin.Model.load("lenet.tar.gz")             # a bundle
+        model = myelin.Model.load("resnet.onnx")              # an ONNX model (PyTorch's export)
         model = myelin.Model.load("lenet", weights="w.safetensors")
         probs = model.forward(x)        # x: float32 [N, 1, 28, 28] -> [N, 10], rows sum to 1
         model.classify("shoe.png")      # [Prediction(label=7, name='Sneaker', probability=0.93), ...]
 
-    ``forward`` takes any N: the network runs in chunks of ``batch`` examples (the last one
-    padded). A C-contiguous float32 array is read where it lies (no copy); any other array
-    (float64, a slice, a transposed view) is converted once first. The GIL is released while the
-    network runs, so other Python threads go on; calls on one model run one at a time.
+    It runs on the inference engine of libmyelin and ``myelin serve-model``. ``forward`` takes
+    any N: the network runs in chunks of ``batch`` examples, each at the smallest compiled batch
+    size (1, 2, 4, ... ``batch``) that holds it. A C-contiguous float32 array is read where it
+    lies (no copy) when a chunk fills its size, else copied once into the engine's padded input;
+    any other array (float64, a slice, a transposed view) is converted once first. The GIL is
+    released while the network runs, so other Python threads go on; calls from several threads
+    run on as many ``instances`` (copies of the network) at once.
     """
 
     def __init__(self, engine: "_myelin.Model") -> None:
         self._m = engine
 
     @staticmethod
-    def load(path: Union[PathLike, Network], weights: Optional[PathLike] = None, *,
-             device: str = "cpu", threads: int = 0, batch: int = 64) -> "Model":
+    def load(path: Union[PathLike, Network, bytes], weights: Optional[PathLike] = None, *,
+             device: str = "cpu", threads: int = 0, batch: int = 64,
+             instances: int = 1) -> "Model":
         """Opens a trained model.
 
         ``path`` is one of
@@ -53,21 +58,32 @@ class Model:
         - a bundle (``.tar.gz`` from ``myelin`` runs: network, weights and class names),
         - a run directory, a snapshot directory or a ``.safetensors`` file whose network is
           recorded in it (runs of standard networks and of networks trained from Python are),
-        - with ``weights``: the network, as a standard name, a file or a :class:`Network`.
+        - an ONNX model (``.onnx``, as ``torch.onnx.export`` writes CNNs), imported as
+          ``myelin import`` does; an op Myelin lacks raises :class:`myelin.UnsupportedError`
+          naming the node,
+        - the bytes of a bundle or of an ONNX model (errors then name "bundle in memory" or
+          "ONNX model in memory"),
+        - with ``weights``: the network, as a standard name, a file, an ONNX model or a
+          :class:`Network`.
 
-        ``device``: "cpu" or "cuda[:N]"; ``threads``: CPU threads (0: all cores); ``batch``: the
-        examples run at once. A truncated or corrupt file raises :class:`myelin.DataError`
-        naming it.
+        ``device``: "cpu" or "cuda[:N]"; ``threads``: CPU threads per instance (0: all cores,
+        shared out between instances); ``batch``: the most examples run at once; ``instances``:
+        copies of the network, for calls from several threads at once. A truncated or corrupt
+        file raises :class:`myelin.DataError` naming it.
         """
-        if isinstance(path, Network):
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            if weights is not None:
+                raise UsageError("Model.load(bytes) takes no weights=: the bytes hold them")
+            engine = _myelin.Model.open_bytes(bytes(path), device, threads, batch, instances)
+        elif isinstance(path, Network):
             if weights is None:
                 raise UsageError("Model.load(network) needs weights=: a file or run directory")
             engine = _myelin.Model.open(os.fspath(weights), "", path._spec, device, threads,
-                                        batch)
+                                        batch, instances)
         else:
             engine = _myelin.Model.open(os.fspath(path),
                                         os.fspath(weights) if weights is not None else "",
-                                        None, device, threads, batch)
+                                        None, device, threads, batch, instances)
         return Model(engine)
 
     @property

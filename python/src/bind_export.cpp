@@ -18,7 +18,7 @@ using namespace pybind11::literals;
 
 namespace {
 
-py::dict export_model(Model& m, const std::string& out) {
+py::dict export_model(Predictor& m, const std::string& out) {
 #ifdef MYELIN_WITH_ONNX
   onnx::ModelProto proto;
   {

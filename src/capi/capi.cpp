@@ -1,31 +1,20 @@
-// libmyelin: the C API of include/myelin/myelin.h over the inference code of `myelin classify`
-// (train/evaluate.h). Every entry point catches every exception and turns it into a status and a
-// thread-local message. One Session per model, sized for max_batch, runs one call at a time
-// under a mutex; shorter batches are padded to the session's batch, longer ones run in chunks.
+// libmyelin: the C API of include/myelin/myelin.h over train/predictor.h, the inference path that
+// `myelin serve-model` and the Python module share. Every entry point catches every exception and
+// turns it into a status and a thread-local message. A model holds `instances` copies of the
+// network; concurrent calls each take an idle one (or wait for one in turn).
 #include "myelin/myelin.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
-#include "data/archive.h"
-#include "data/loader.h"
-#include "model/network.h"
-#include "train/evaluate.h"
-#include "train/session.h"
+#include "train/predictor.h"
 #if MYELIN_WITH_ONNX
-#include "onnx/import.h"
-#include "onnx/onnx_io.h"
+#include "onnx/model_files.h"
 #endif
 
 #ifndef MYELIN_C_VERSION
@@ -36,11 +25,7 @@ namespace fs = std::filesystem;
 using namespace myelin;
 
 struct myelin_model {
-  NetworkSpec spec;
-  std::vector<std::string> class_names;
-  int64_t batch = 0, example = 0;  // session batch, floats per example
-  std::unique_ptr<Session> session;
-  std::mutex mutex;  // one evaluate at a time on the session
+  std::unique_ptr<Predictor> predictor;
 };
 
 namespace {
@@ -79,92 +64,41 @@ myelin_status guarded(F&& f) {
   }
 }
 
-// A fresh directory under the system temp directory, removed with this object.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "myelin-capi-XXXXXX").string();
-    if (!mkdtemp(t.data())) throw Error("cannot create a temporary directory in " + t);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-std::vector<std::string> read_labels(const fs::path& file) {
-  std::vector<std::string> names;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    names.push_back(line);
-  }
-  return names;
+PredictorOptions predictor_options(const myelin_options* o, const char* weights) {
+  PredictorOptions p;
+  if (weights) p.weights = weights;
+  if (!o) return p;
+  if (o->device && *o->device) p.device = o->device;
+  p.threads = o->threads;
+  if (o->max_batch > 0) p.max_batch = o->max_batch;
+  if (o->instances > 0) p.instances = o->instances;
+  return p;
 }
 
-std::unique_ptr<myelin_model> open_model(const std::string& network, const std::string& weights,
-                                         std::vector<std::string> names, const myelin_options* o) {
-  auto m = std::make_unique<myelin_model>();
-  m->spec = resolve_spec(std::nullopt, network, weights);
-  if (m->spec.input_type != "image")
-    throw UsageError("network '" + m->spec.name + "' reads " + m->spec.input_type +
-                     ", not images: the C API runs image classifiers");
-  m->batch = o && o->max_batch > 0 ? o->max_batch : 64;
-  m->example = 1;
-  for (int64_t d : m->spec.input) m->example *= d;
-  std::string device = o && o->device && *o->device ? o->device : "cpu";
-  m->session = inference_session(m->spec, device, o ? o->threads : 0, "fp32", m->batch, weights);
-  if (static_cast<int64_t>(names.size()) != m->spec.classes)
-    names = class_names_from(weights, static_cast<int>(m->spec.classes));
-  m->class_names = std::move(names);
-  return m;
-}
-
-// A bundle (.tar.gz): unpacked into a temporary directory, which is gone once the weights are in
-// the session.
-std::unique_ptr<myelin_model> open_bundle(const std::string& path, const myelin_options* o) {
-  TempDir dir;
-  ExtractLimits limits;
-  limits.max_files = 100;
-  ExtractResult x = extract_archive(path, (dir.path / "bundle").string(), limits);
-  fs::path root = x.root;
-  for (const char* f : {"network.yaml", "weights.safetensors"})
-    if (!fs::exists(root / f))
-      throw DataError(path, -1, std::string("not a model bundle: it holds no ") + f);
-  return open_model((root / "network.yaml").string(), (root / "weights.safetensors").string(),
-                    read_labels(root / "labels.txt"), o);
-}
-
-// An ONNX model's bytes, imported into a temporary network file and weights (`weights`, when
-// given, in place of the model's own), gone once the weights are in the session.
-std::unique_ptr<myelin_model> open_onnx(const void* bytes, size_t size, const std::string& origin,
-                                        const char* weights, const myelin_options* o) {
+// An ONNX model (its path, or its bytes named `origin`), imported into a temporary network file
+// and weights (`weights`, when given, in place of the model's own), gone once the weights are in
+// the predictor.
+std::unique_ptr<Predictor> open_onnx(const std::string& path, const void* bytes, size_t size,
+                                     const std::string& origin, const myelin_options* o,
+                                     const char* weights) {
 #if MYELIN_WITH_ONNX
-  ImportedNetwork net;
+  TemporaryDirectory dir;
+  OnnxModelFiles files;
   try {
-    net = import_onnx(onnx_io::parse_model(bytes, size, origin), origin);
+    files = bytes ? write_onnx_model_files(bytes, size, origin, dir.path())
+                  : write_onnx_model_files(path, dir.path());
   } catch (const UnsupportedError& e) {  // an op Myelin lacks: an unsupported network, not device
     throw UsageError(e.what());
   }
-  TempDir dir;
-  const std::string network = (dir.path / "network.yaml").string(),
-                    imported = (dir.path / "weights.safetensors").string();
-  write_imported(net, network, imported);
-  return open_model(network, weights ? weights : imported, net.class_names, o);
+  return std::make_unique<Predictor>(
+      files.network, predictor_options(o, weights ? weights : files.weights.c_str()));
 #else
-  (void)bytes, (void)size, (void)weights, (void)o;
+  (void)path, (void)bytes, (void)size, (void)o, (void)weights;
   throw UnsupportedError(origin + ": this libmyelin was built without ONNX support");
 #endif
 }
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(path, -1, "cannot open the file");
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-bool is_onnx(const std::string& path) {
+bool is_onnx_path(const std::string& path) {
   return fs::path(path).extension() == ".onnx";
 }
 
@@ -173,46 +107,14 @@ bool is_gzip(const void* bytes, size_t size) {
   return size >= 2 && b[0] == 0x1f && b[1] == 0x8b;
 }
 
-bool is_bundle(const std::string& path) {
-  if (!fs::is_regular_file(path)) return false;
-  std::ifstream in(path, std::ios::binary);
-  unsigned char magic[2] = {0, 0};
-  in.read(reinterpret_cast<char*>(magic), 2);
-  return magic[0] == 0x1f && magic[1] == 0x8b;  // gzip
-}
-
-void softmax_rows(const float* logits, int64_t rows, int64_t classes, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = logits + r * classes;
-    float* y = out + r * classes;
-    float top = *std::max_element(x, x + classes);
-    double sum = 0;
-    for (int64_t j = 0; j < classes; ++j) sum += y[j] = std::exp(x[j] - top);
-    for (int64_t j = 0; j < classes; ++j) y[j] = static_cast<float>(y[j] / sum);
-  }
-}
-
-void run_batch(myelin_model& m, const float* input, int64_t batch, float* scores) {
-  const int64_t classes = m.spec.classes;
-  Dims shape{m.batch};
-  shape.insert(shape.end(), m.spec.input.begin(), m.spec.input.end());
-  Batch b;
-  b.images = Tensor::empty(Shape(shape));
-  b.labels = Tensor::empty(Shape{m.batch}, DType::i32);
-  std::fill_n(b.labels.data_as<int32_t>(), m.batch, 0);
-  Tensor logits;
-  for (int64_t first = 0; first < batch; first += m.batch) {
-    int64_t n = std::min(batch - first, m.batch);
-    float* images = b.images.f32();
-    std::memcpy(images, input + first * m.example, sizeof(float) * n * m.example);
-    std::fill(images + n * m.example, images + m.batch * m.example, 0.0f);  // padding
-    b.count = n;
-    {
-      std::lock_guard<std::mutex> lock(m.mutex);
-      m.session->evaluate(b, &logits);
-    }
-    softmax_rows(logits.f32(), n, classes, scores + first * classes);
-  }
+myelin_status run(myelin_model* model, const float* input, int64_t batch, float* scores) {
+  return guarded([&] {
+    if (!model || !input || !scores)
+      throw UsageError("myelin_run: model, input and scores are required");
+    if (batch <= 0)
+      throw ShapeError("myelin_run: batch " + std::to_string(batch) + " (expected at least 1)");
+    model->predictor->run(input, batch, scores);
+  });
 }
 
 }  // namespace
@@ -232,17 +134,11 @@ myelin_status myelin_load(const char* path, const char* weights, const myelin_op
   if (out) *out = nullptr;
   return guarded([&] {
     if (!path || !*path || !out) throw UsageError("myelin_load: path and out are required");
-    std::unique_ptr<myelin_model> m;
-    if (is_onnx(path)) {
-      const std::string bytes = file_bytes(path);
-      m = open_onnx(bytes.data(), bytes.size(), path, weights, options);
-    } else if (weights) {
-      if (!fs::exists(weights)) throw DataError(weights, -1, "no such file or directory");
-      m = open_model(path, weights, {}, options);
-    } else {
-      if (!fs::exists(path)) throw DataError(path, -1, "no such file or directory");
-      m = is_bundle(path) ? open_bundle(path, options) : open_model("", path, {}, options);
-    }
+    auto m = std::make_unique<myelin_model>();
+    if (is_onnx_path(path))
+      m->predictor = open_onnx(path, nullptr, 0, path, options, weights);
+    else
+      m->predictor = std::make_unique<Predictor>(path, predictor_options(options, weights));
     *out = m.release();
   });
 }
@@ -252,26 +148,13 @@ myelin_status myelin_load_memory(const void* bundle, size_t size, const myelin_o
   if (out) *out = nullptr;
   return guarded([&] {
     if (!bundle || !out) throw UsageError("myelin_load_memory: bundle and out are required");
-    if (!is_gzip(bundle, size)) {  // not a .tar.gz bundle: an ONNX model (protobuf)
-      *out = open_onnx(bundle, size, "ONNX model in memory", nullptr, options).release();
-      return;
-    }
-    TempDir dir;
-    fs::path file = dir.path / "bundle.tar.gz";
-    {
-      std::ofstream f(file, std::ios::binary);
-      f.write(static_cast<const char*>(bundle), static_cast<std::streamsize>(size));
-      if (!f) throw Error("cannot write a temporary file " + file.string());
-    }
-    try {
-      *out = open_bundle(file.string(), options).release();
-    } catch (const DataError& e) {  // name the buffer, not the temporary file
-      std::string what = e.what();
-      std::string tmp = file.string();
-      for (size_t at; (at = what.find(tmp)) != std::string::npos;)
-        what.replace(at, tmp.size(), "bundle in memory");
-      throw DataError("bundle in memory", -1, what.substr(what.find(": ") + 2));
-    }
+    auto m = std::make_unique<myelin_model>();
+    if (is_gzip(bundle, size))
+      m->predictor = std::make_unique<Predictor>(bundle, size, "bundle in memory",
+                                                 predictor_options(options, nullptr));
+    else  // not a .tar.gz bundle: an ONNX model (protobuf)
+      m->predictor = open_onnx("", bundle, size, "ONNX model in memory", options, nullptr);
+    *out = m.release();
   });
 }
 
@@ -280,78 +163,57 @@ void myelin_free(myelin_model* model) {
 }
 
 int myelin_input_rank(const myelin_model* model) {
-  return model ? static_cast<int>(model->spec.input.size()) : 0;
+  return model ? static_cast<int>(model->predictor->spec().input.size()) : 0;
 }
 
 int myelin_input_shape(const myelin_model* model, int64_t* dims) {
   if (!model) return 0;
-  if (dims) std::copy(model->spec.input.begin(), model->spec.input.end(), dims);
-  return static_cast<int>(model->spec.input.size());
+  const Dims& input = model->predictor->spec().input;
+  if (dims) std::copy(input.begin(), input.end(), dims);
+  return static_cast<int>(input.size());
 }
 
 int64_t myelin_input_size(const myelin_model* model) {
-  return model ? model->example : 0;
+  return model ? model->predictor->example_size() : 0;
 }
 
 int64_t myelin_classes(const myelin_model* model) {
-  return model ? model->spec.classes : 0;
+  return model ? model->predictor->classes() : 0;
 }
 
 const char* myelin_class_name(const myelin_model* model, int64_t k) {
-  if (!model || k < 0 || k >= static_cast<int64_t>(model->class_names.size())) return nullptr;
-  return model->class_names[static_cast<size_t>(k)].c_str();
+  if (!model || k < 0 || k >= model->predictor->classes()) return nullptr;
+  return model->predictor->class_names()[static_cast<size_t>(k)].c_str();
 }
 
 myelin_status myelin_run(myelin_model* model, const float* input, int64_t batch, float* scores) {
-  return guarded([&] {
-    if (!model || !input || !scores)
-      throw UsageError("myelin_run: model, input and scores are required");
-    if (batch <= 0)
-      throw ShapeError("myelin_run: batch " + std::to_string(batch) + " (expected at least 1)");
-    run_batch(*model, input, batch, scores);
-  });
+  return run(model, input, batch, scores);
 }
 
 myelin_status myelin_run_shaped(myelin_model* model, const float* input, const int64_t* shape,
                                 int rank, float* scores) {
-  return guarded([&] {
+  myelin_status s = guarded([&] {
     if (!model || !input || !shape || !scores)
       throw UsageError("myelin_run_shaped: model, input, shape and scores are required");
-    Dims want{-1};
-    want.insert(want.end(), model->spec.input.begin(), model->spec.input.end());
-    bool ok = rank == static_cast<int>(want.size()) && shape[0] > 0;
-    for (int i = 1; ok && i < rank; ++i) ok = shape[i] == want[static_cast<size_t>(i)];
-    if (!ok) {
-      std::string got, expect = "[N";
-      for (int i = 0; i < rank; ++i) got += (i ? ", " : "[") + std::to_string(shape[i]);
-      for (size_t i = 1; i < want.size(); ++i) expect += ", " + std::to_string(want[i]);
-      throw ShapeError("myelin_run: input shape " + (rank > 0 ? got + "]" : "[]") +
-                       " does not fit network '" + model->spec.name + "', which takes " + expect +
-                       "] with N >= 1");
-    }
-    run_batch(*model, input, shape[0], scores);
+    model->predictor->check_shape(Dims(shape, shape + std::max(rank, 0)));
   });
+  return s == MYELIN_OK ? run(model, input, shape[0], scores) : s;
 }
 
 myelin_status myelin_classify_image(myelin_model* model, const void* image, size_t size, int k,
                                     int64_t* labels, float* probabilities) {
   return guarded([&] {
     if (!model || !image) throw UsageError("myelin_classify_image: model and image are required");
-    std::vector<uint8_t> bytes(static_cast<const uint8_t*>(image),
-                               static_cast<const uint8_t*>(image) + size);
-    std::vector<float> input(static_cast<size_t>(model->example));
-    prepare_image(model->spec, "squash", "image", bytes, input.data());
-    const int64_t classes = model->spec.classes;
-    std::vector<float> p(static_cast<size_t>(classes));
-    run_batch(*model, input.data(), 1, p.data());
-    std::vector<int64_t> order(static_cast<size_t>(classes));
-    for (int64_t j = 0; j < classes; ++j) order[static_cast<size_t>(j)] = j;
-    int64_t top = std::clamp<int64_t>(k, 1, classes);
-    std::partial_sort(order.begin(), order.begin() + top, order.end(),
-                      [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    for (int64_t j = 0; j < top; ++j) {
-      if (labels) labels[j] = order[static_cast<size_t>(j)];
-      if (probabilities) probabilities[j] = p[static_cast<size_t>(order[static_cast<size_t>(j)])];
+    Predictor& p = *model->predictor;
+    const auto* bytes = static_cast<const uint8_t*>(image);
+    std::vector<float> input(static_cast<size_t>(p.example_size()));
+    p.prepare("image", std::vector<uint8_t>(bytes, bytes + size), input.data());
+    std::vector<float> scores(static_cast<size_t>(p.classes()));
+    p.run(input.data(), 1, scores.data());
+    const std::vector<Prediction> top = top_classes(scores.data(), p.classes(), k, p.class_names());
+    for (size_t j = 0; j < top.size(); ++j) {
+      if (labels) labels[j] = top[j].label;
+      if (probabilities) probabilities[j] = static_cast<float>(top[j].probability);
     }
   });
 }

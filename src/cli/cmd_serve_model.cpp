@@ -9,12 +9,9 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/onnx_model.h"
 #include "core/error.h"
 #include "server/model_server.h"
-
-#ifdef MYELIN_WITH_ONNX
-#include "onnx/import.h"
-#endif
 
 namespace myelin::cli {
 
@@ -70,22 +67,15 @@ server::ModelServerOptions serve_model_options(const Args& a) {
   return o;
 }
 
-// An .onnx model is imported (onnx/import.h) into a network file and weights in `dir`, which the
-// server reads at start; the options then name those.
+// An .onnx model is imported (cli/onnx_model.h) into a network file and weights in `dir`, which
+// the server reads at start; the options then name those.
 void import_if_onnx(server::ModelServerOptions& o, const TemporaryDirectory& dir) {
-  if (o.model.size() < 5 || o.model.substr(o.model.size() - 5) != ".onnx") return;
+  if (!is_onnx_path(o.model)) return;
   if (!o.predictor.weights.empty())
     throw UsageError("an ONNX model holds its weights: drop --weights");
-#ifdef MYELIN_WITH_ONNX
-  ImportedNetwork net = import_onnx_file(o.model);
-  std::string network = dir.path() + "/network.yaml", weights = dir.path() + "/weights.safetensors";
-  write_imported(net, network, weights);
-  o.model = network;
-  o.predictor.weights = weights;
-#else
-  throw UsageError("this myelin was built without ONNX support (libonnx-dev): cannot serve " +
-                   o.model);
-#endif
+  const ModelFiles files = resolve_model(o.model, "", dir.path(), true);
+  o.model = files.model;
+  o.predictor.weights = files.weights;
 }
 
 // SIGINT and SIGTERM stop the server. Libraries start threads of their own before main() (the

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #if MYELIN_WITH_ONNX
-#include "onnx/import.h"
+#include "onnx/model_files.h"
 #endif
 
 namespace myelin::cli {
@@ -47,13 +47,9 @@ ModelFiles resolve_model(const std::string& model, const std::string& weights,
   if (!is_onnx_path(model)) return {model, weights};
 #if MYELIN_WITH_ONNX
   static ScratchDir scratch;
-  const fs::path out = dir.empty() ? fs::path(scratch.get()) : fs::path(dir);
-  ImportedNetwork net = import_onnx_file(model);
-  const std::string network = fs::absolute(out / "network.yaml").string();
-  const std::string imported = fs::absolute(out / "weights.safetensors").string();
-  write_imported(net, network, imported);
-  if (!quiet) std::fprintf(stderr, "%s", import_summary(net).c_str());
-  return {network, weights.empty() ? imported : weights};
+  OnnxModelFiles files = write_onnx_model_files(model, dir.empty() ? scratch.get() : dir);
+  if (!quiet) std::fprintf(stderr, "%s", import_summary(files.imported).c_str());
+  return {files.network, weights.empty() ? files.weights : weights};
 #else
   (void)dir, (void)quiet, (void)weights;
   throw UnsupportedError("--model " + model +

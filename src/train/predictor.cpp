@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -52,13 +51,21 @@ std::vector<int64_t> batch_sizes(int64_t max_batch, bool several) {
 
 void softmax_rows(const float* logits, int64_t rows, int64_t classes, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* x = logits + r * classes;
-    float* y = out + r * classes;
-    double top = *std::max_element(x, x + classes), sum = 0;
-    std::vector<double> e(static_cast<size_t>(classes));
-    for (int64_t j = 0; j < classes; ++j) sum += e[j] = std::exp(x[j] - top);
-    for (int64_t j = 0; j < classes; ++j) y[j] = static_cast<float>(e[j] / sum);
+    std::vector<double> p = softmax_row(logits + r * classes, static_cast<int>(classes));
+    std::copy(p.begin(), p.end(), out + r * classes);
   }
+}
+
+PredictorOptions checked(PredictorOptions o) {
+  if (o.max_batch < 1) throw UsageError("the largest batch must be at least 1");
+  if (o.instances < 1) throw UsageError("at least one instance is needed");
+  if (o.threads == 0 && o.instances > 1 && o.device == "cpu")
+    o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / o.instances);
+  return o;
+}
+
+void require_exists(const std::string& path) {
+  if (!fs::exists(path)) throw DataError(path, -1, "no such file or directory");
 }
 
 }  // namespace
@@ -93,39 +100,67 @@ struct Predictor::Instance {
 };
 
 Predictor::Predictor(const std::string& model, const PredictorOptions& o)
-    : options_(o), source_(model) {
-  if (options_.max_batch < 1) throw UsageError("the largest batch must be at least 1");
-  if (options_.instances < 1) throw UsageError("at least one instance is needed");
-  if (options_.threads == 0 && options_.instances > 1 && options_.device == "cpu")
-    options_.threads =
-        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options_.instances);
+    : options_(checked(o)), source_(model) {
   if (!o.weights.empty()) {
-    if (!fs::exists(o.weights)) throw DataError(o.weights, -1, "no such file or directory");
-    open(model, o.weights, {});
+    require_exists(o.weights);
+    open(resolve_spec(std::nullopt, model, o.weights), o.weights, {});
     return;
   }
-  if (!fs::exists(model)) throw DataError(model, -1, "no such file or directory");
-  if (!is_gzip(model)) {
-    open("", model, {});
-    return;
-  }
-  // A bundle: unpacked into a temporary directory, gone once the weights are in the sessions.
+  require_exists(model);
+  const fs::path own = fs::path(model) / "network.yaml";  // a run keeps the network it trained
+  if (is_gzip(model))
+    open_bundle(model);
+  else if (fs::is_directory(model) && fs::exists(own))
+    open(load_network(own.string()), model, {});
+  else
+    open(resolve_spec(std::nullopt, "", model), model, {});
+}
+
+Predictor::Predictor(const NetworkSpec& network, const PredictorOptions& o)
+    : options_(checked(o)), source_(network.name) {
+  if (o.weights.empty()) throw UsageError("network '" + network.name + "' needs weights");
+  require_exists(o.weights);
+  open(network, o.weights, {});
+}
+
+Predictor::Predictor(const void* bundle, size_t size, const std::string& name,
+                     const PredictorOptions& o)
+    : options_(checked(o)), source_(name) {
   TemporaryDirectory dir;
-  ExtractLimits limits;
-  limits.max_files = 100;
-  fs::path root = extract_archive(model, dir.path() + "/bundle", limits).root;
-  for (const char* f : {"network.yaml", "weights.safetensors"})
-    if (!fs::exists(root / f))
-      throw DataError(model, -1, std::string("not a model bundle: it holds no ") + f);
-  open((root / "network.yaml").string(), (root / "weights.safetensors").string(),
-       read_labels(root / "labels.txt"));
+  const std::string file = dir.path() + "/bundle.tar.gz";
+  {
+    std::ofstream f(file, std::ios::binary);
+    f.write(static_cast<const char*>(bundle), static_cast<std::streamsize>(size));
+    if (!f) throw Error("cannot write a temporary file " + file);
+  }
+  try {
+    open_bundle(file);
+  } catch (const DataError& e) {  // name the buffer, not the temporary file
+    std::string what = e.what();
+    for (size_t at; (at = what.find(file)) != std::string::npos;)
+      what.replace(at, file.size(), name);
+    throw DataError(name, -1, what.substr(what.find(": ") + 2));
+  }
 }
 
 Predictor::~Predictor() = default;
 
-void Predictor::open(const std::string& network, const std::string& weights,
+// A bundle: unpacked into a temporary directory, gone once the weights are in the sessions.
+void Predictor::open_bundle(const std::string& path) {
+  TemporaryDirectory dir;
+  ExtractLimits limits;
+  limits.max_files = 100;
+  fs::path root = extract_archive(path, dir.path() + "/bundle", limits).root;
+  for (const char* f : {"network.yaml", "weights.safetensors"})
+    if (!fs::exists(root / f))
+      throw DataError(path, -1, std::string("not a model bundle: it holds no ") + f);
+  open(load_network((root / "network.yaml").string()), (root / "weights.safetensors").string(),
+       read_labels(root / "labels.txt"));
+}
+
+void Predictor::open(const NetworkSpec& spec, const std::string& weights,
                      std::vector<std::string> names) {
-  spec_ = resolve_spec(std::nullopt, network, weights);
+  spec_ = spec;
   if (spec_.input_type != "image")
     throw UsageError("network '" + spec_.name + "' reads " + spec_.input_type +
                      ", not images: only image classifiers run here");
@@ -166,30 +201,64 @@ void Predictor::use_threads_here() const {
   applied = options_.threads;
 }
 
-void Predictor::run(int instance, const float* input, int64_t n, float* probabilities) {
+void Predictor::run(int instance, const float* input, int64_t n, float* out, Scores scores) {
   if (instance < 0 || instance >= instances())
     throw UsageError("no instance " + std::to_string(instance) + " (the model has " +
                      std::to_string(instances()) + ")");
+  Instance& inst = *instances_[static_cast<size_t>(instance)];
+  std::lock_guard<std::mutex> lock(inst.mutex);
+  run_on(inst, input, n, out, scores);
+}
+
+void Predictor::run(const float* input, int64_t n, float* out, Scores scores) {
+  if (n < 1)
+    throw ShapeError("a batch of " + std::to_string(n) + " examples (expected at least 1)");
+  for (int64_t first = 0; first < n; first += max_batch()) {
+    std::unique_lock<std::mutex> lock;
+    Instance& inst = lock_idle_instance(lock);
+    run_on(inst, input + first * example_, std::min(n - first, max_batch()),
+           out + first * spec_.classes, scores);
+  }
+}
+
+// The first instance not running a batch, else the next in turn (then waiting for it).
+Predictor::Instance& Predictor::lock_idle_instance(std::unique_lock<std::mutex>& lock) {
+  for (auto& inst : instances_) {
+    lock = std::unique_lock<std::mutex>(inst->mutex, std::try_to_lock);
+    if (lock.owns_lock()) return *inst;
+  }
+  Instance& inst = *instances_[next_instance_++ % instances_.size()];
+  lock = std::unique_lock<std::mutex>(inst.mutex);
+  return inst;
+}
+
+// On a locked instance.
+void Predictor::run_on(Instance& inst, const float* input, int64_t n, float* out, Scores scores) {
   if (n < 1 || n > max_batch())
     throw ShapeError("a batch of " + std::to_string(n) + " examples (expected 1 to " +
                      std::to_string(max_batch()) + ")");
   use_threads_here();
-  Instance& inst = *instances_[static_cast<size_t>(instance)];
-  std::lock_guard<std::mutex> lock(inst.mutex);
   Instance::Sized& s = inst.fitting(n);
-  float* images = s.input.images.f32();
-  std::memcpy(images, input, sizeof(float) * static_cast<size_t>(n * example_));
-  std::fill(images + n * example_, images + s.batch * example_, 0.0f);  // padding
-  s.input.count = n;
-  s.session->evaluate(s.input, &s.logits);
-  softmax_rows(s.logits.f32(), n, spec_.classes, probabilities);
+  Batch batch = s.input;
+  if (n == s.batch) {  // the caller's memory itself: the session only reads it
+    batch.images = Tensor(const_cast<float*>(input), s.input.images.shape(), DType::f32);
+  } else {
+    float* images = s.input.images.f32();
+    std::memcpy(images, input, sizeof(float) * static_cast<size_t>(n * example_));
+    std::fill(images + n * example_, images + s.batch * example_, 0.0f);  // padding
+  }
+  batch.count = n;
+  s.session->evaluate(batch, &s.logits);
+  if (scores == Scores::logits)
+    std::memcpy(out, s.logits.f32(), sizeof(float) * static_cast<size_t>(n * spec_.classes));
+  else
+    softmax_rows(s.logits.f32(), n, spec_.classes, out);
 }
 
-void Predictor::run(const float* input, int64_t n, float* probabilities) {
-  for (int64_t first = 0; first < n; first += max_batch()) {
-    int64_t rows = std::min(n - first, max_batch());
-    run(0, input + first * example_, rows, probabilities + first * spec_.classes);
-  }
+std::vector<NamedTensor> Predictor::weights() {
+  Instance& inst = *instances_.front();
+  std::lock_guard<std::mutex> lock(inst.mutex);
+  return capture_checkpoint(*inst.sizes.front().session, TrainerState{}).weights.tensors;
 }
 
 void Predictor::prepare(const std::string& name, const std::vector<uint8_t>& encoded, float* out,

@@ -1,16 +1,22 @@
-// A trained classifier opened for inference, as programs that serve or embed a model need it: from
-// a bundle (.tar.gz, see bundle.h), a run directory or weights file (the network named by the
-// weights' metadata), or a network file with weights. It holds `instances` independent copies
-// of the network, so that as many threads can run batches at once, and turns batches of inputs
-// [n, C, H, W] into softmax probabilities [n, classes].
+// A trained classifier opened for inference: the one inference path of `myelin serve-model`,
+// libmyelin (src/capi) and the Python module. It opens a bundle (.tar.gz, see bundle.h, from a
+// file or from memory), a run directory or weights file (the network named by the weights'
+// metadata, or the run's own network.yaml), or a network (name, file or spec) with weights. An
+// ONNX model is first imported into such files (onnx/model_files.h): this layer knows no ONNX.
+// It holds `instances` independent copies of the network, so that as many threads can run
+// batches at once, and turns batches of inputs [n, C, H, W] into softmax probabilities (or
+// logits) [n, classes].
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "model/network.h"
-#include "train/evaluate.h"
+#include "train/checkpoint.h"
+#include "train/inference.h"
 
 namespace myelin {
 
@@ -28,12 +34,18 @@ struct PredictorOptions {
   bool batch_sizes = true;
 };
 
+enum class Scores { probabilities, logits };
+
 class Predictor {
  public:
   // `model`: a bundle (.tar.gz), a run directory, a weights file, or (with o.weights) a network
   // name or file. Throws DataError for missing or corrupt files, UsageError for a network that
   // does not read images.
   Predictor(const std::string& model, const PredictorOptions& o);
+  // A network built in code, with o.weights (required).
+  Predictor(const NetworkSpec& network, const PredictorOptions& o);
+  // A bundle's bytes (.tar.gz) held in memory; errors name it `name` ("bundle in memory").
+  Predictor(const void* bundle, size_t size, const std::string& name, const PredictorOptions& o);
   ~Predictor();
   Predictor(const Predictor&) = delete;
   Predictor& operator=(const Predictor&) = delete;
@@ -48,11 +60,17 @@ class Predictor {
   int instances() const { return static_cast<int>(instances_.size()); }
   std::vector<int64_t> compiled_batches() const;  // the batch sizes each instance runs at
 
-  // Softmax probabilities [n, classes] of n examples (1 <= n <= max_batch) on one instance.
-  // Calls on the same instance run one after the other; on different instances, at once.
-  void run(int instance, const float* input, int64_t n, float* probabilities);
-  // Any number of examples, in chunks of max_batch, on instance 0.
-  void run(const float* input, int64_t n, float* probabilities);
+  // Softmax probabilities (or logits) [n, classes] of n examples (1 <= n <= max_batch) on one
+  // instance. Calls on the same instance run one after the other; on different instances, at
+  // once. An input of exactly a compiled batch size is read where it lies; others are copied
+  // and padded.
+  void run(int instance, const float* input, int64_t n, float* out,
+           Scores scores = Scores::probabilities);
+  // Any number of examples (n >= 1), in chunks of max_batch, each on an idle instance (or, when
+  // all are busy, the next in turn): safe to call from any number of threads at once.
+  void run(const float* input, int64_t n, float* out, Scores scores = Scores::probabilities);
+  // Parameters and states (batch-norm statistics) by name, as host tensors (instance 0's).
+  std::vector<NamedTensor> weights();
 
   // One encoded PNG or JPEG image as the network's input (example_size() floats), as
   // `myelin classify` prepares it; DataError naming `name` for bytes that are not an image.
@@ -64,7 +82,10 @@ class Predictor {
  private:
   struct Instance;
   void use_threads_here() const;
-  void open(const std::string& network, const std::string& weights, std::vector<std::string> names);
+  void open_bundle(const std::string& path);
+  void open(const NetworkSpec& spec, const std::string& weights, std::vector<std::string> names);
+  void run_on(Instance& inst, const float* input, int64_t n, float* out, Scores scores);
+  Instance& lock_idle_instance(std::unique_lock<std::mutex>& lock);
 
   PredictorOptions options_;
   std::string source_;
@@ -72,6 +93,7 @@ class Predictor {
   std::vector<std::string> class_names_;
   int64_t example_ = 0;
   std::vector<std::unique_ptr<Instance>> instances_;
+  std::atomic<size_t> next_instance_{0};  // when every instance is busy
 };
 
 // A fresh directory under the system's temp directory, removed with everything in it when this
