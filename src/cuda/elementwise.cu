@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "core/error.h"
 #include "cuda/device_kernels.h"
@@ -20,35 +21,65 @@ __global__ void add_kernel(FPtr a, FPtr b, FPtr y, int64_t n, bool relu) {
   }
 }
 
-// The same where a, b and y share the type T, 16 bytes per thread and step.
+// 16 bytes of a tensor of T (element i of it as a vector of 16 / sizeof(T)), in fp32.
 template <class T>
-__global__ void add_vector_kernel(const uint4* a, const uint4* b, uint4* y, int64_t n16,
-                                  bool relu) {
-  constexpr int kV = 16 / sizeof(T);
-  for (int64_t i = global_index(); i < n16; i += grid_stride()) {
-    const uint4 ua = a[i], ub = b[i];
-    uint4 uy;
-    const T* pa = reinterpret_cast<const T*>(&ua);
-    const T* pb = reinterpret_cast<const T*>(&ub);
-    T* py = reinterpret_cast<T*>(&uy);
+constexpr int kPer16 = 16 / sizeof(T);
+
+template <class T>
+__device__ __forceinline__ void load16(const void* p, int64_t i, float (&v)[kPer16<T>]) {
+  const uint4 u = static_cast<const uint4*>(p)[i];
+  const T* t = reinterpret_cast<const T*>(&u);
 #pragma unroll
-    for (int k = 0; k < kV; ++k) {
-      const float v = to_float(pa[k]) + to_float(pb[k]);
-      py[k] = from_float<T>(relu ? fmaxf(v, 0.f) : v);
-    }
-    y[i] = uy;
-  }
+  for (int k = 0; k < kPer16<T>; ++k) v[k] = to_float(t[k]);
 }
 
 template <class T>
-void add_vector(FPtr a, FPtr b, FPtr y, int64_t n16, bool relu, cudaStream_t s) {
-  add_vector_kernel<T><<<blocks_for(n16), kThreads, 0, s>>>(static_cast<const uint4*>(a.p),
-                                                            static_cast<const uint4*>(b.p),
-                                                            static_cast<uint4*>(y.p), n16, relu);
+__device__ __forceinline__ void store16(void* p, int64_t i, const float (&v)[kPer16<T>]) {
+  uint4 u;
+  T* t = reinterpret_cast<T*>(&u);
+#pragma unroll
+  for (int k = 0; k < kPer16<T>; ++k) t[k] = from_float<T>(v[k]);
+  static_cast<uint4*>(p)[i] = u;
+}
+
+// y = a + b (then the ReLU) where a, b and y share the type T, 16 bytes per thread and step.
+template <class T>
+__global__ void add_vector_kernel(FPtr a, FPtr b, FPtr y, int64_t n16, bool relu) {
+  for (int64_t i = global_index(); i < n16; i += grid_stride()) {
+    float va[kPer16<T>], vb[kPer16<T>];
+    load16<T>(a.p, i, va);
+    load16<T>(b.p, i, vb);
+#pragma unroll
+    for (int k = 0; k < kPer16<T>; ++k) va[k] = relu ? fmaxf(va[k] + vb[k], 0.f) : va[k] + vb[k];
+    store16<T>(y.p, i, va);
+  }
 }
 
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Whether the operands share one type and 16-byte alignment and n fills whole 16-byte vectors:
+// then the *_vector kernels take them, n / elements_per16(type) vectors.
+int64_t elements_per16(int type) {
+  return type == 0 ? 4 : 8;
+}
+bool vectorizable(std::initializer_list<FPtr> operands, int64_t n) {
+  const int type = operands.begin()->type;
+  for (FPtr p : operands)
+    if (p.type != type || !aligned16(p.p)) return false;
+  return n % elements_per16(type) == 0;
+}
+
+// fn(T{}) for a storage type code (FPtr::type).
+template <class Fn>
+void with_type(int type, Fn&& fn) {
+  if (type == 1)
+    fn(__nv_bfloat16{});
+  else if (type == 2)
+    fn(__half{});
+  else
+    fn(float{});
 }
 
 __global__ void mul_kernel(const float* a, const float* b, float* y, int64_t n) {
@@ -178,6 +209,32 @@ __global__ void act_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n, float 
     st(dx, i, act_grad<K>(ld(dy, i), kX ? ld(x, i) : 0.f, kY ? ld(y, i) : 0.f, alpha));
 }
 
+template <ActKind K, class T>
+__global__ void act_forward_vector(FPtr x, FPtr y, int64_t n16, float alpha) {
+  for (int64_t i = global_index(); i < n16; i += grid_stride()) {
+    float v[kPer16<T>];
+    load16<T>(x.p, i, v);
+#pragma unroll
+    for (int k = 0; k < kPer16<T>; ++k) v[k] = act<K>(v[k], alpha);
+    store16<T>(y.p, i, v);
+  }
+}
+
+template <ActKind K, class T>
+__global__ void act_backward_vector(FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n16, float alpha) {
+  constexpr bool kX = K != ActKind::sigmoid && K != ActKind::tanh;
+  constexpr bool kY = K == ActKind::sigmoid || K == ActKind::tanh;
+  for (int64_t i = global_index(); i < n16; i += grid_stride()) {
+    float g[kPer16<T>], a[kPer16<T>] = {}, b[kPer16<T>] = {};
+    load16<T>(dy.p, i, g);
+    if constexpr (kX) load16<T>(x.p, i, a);
+    if constexpr (kY) load16<T>(y.p, i, b);
+#pragma unroll
+    for (int k = 0; k < kPer16<T>; ++k) g[k] = act_grad<K>(g[k], a[k], b[k], alpha);
+    store16<T>(dx.p, i, g);
+  }
+}
+
 __global__ void dropout_kernel(FPtr x, FPtr y, int64_t n, const unsigned long long* state, int node,
                                uint32_t threshold, float scale) {
   __shared__ unsigned long long key;
@@ -195,12 +252,29 @@ __global__ void step_state_kernel(unsigned long long* state, unsigned long long 
 
 template <ActKind K>
 void launch_act(FPtr x, FPtr y, int64_t n, float alpha, cudaStream_t s) {
-  act_forward<K><<<blocks_for(n), kThreads, 0, s>>>(x, y, n, alpha);
+  if (!vectorizable({x, y}, n)) {
+    act_forward<K><<<blocks_for(n), kThreads, 0, s>>>(x, y, n, alpha);
+    return;
+  }
+  const int64_t n16 = n / elements_per16(x.type);
+  with_type(x.type, [&](auto t) {
+    act_forward_vector<K, decltype(t)><<<blocks_for(n16), kThreads, 0, s>>>(x, y, n16, alpha);
+  });
 }
 
 template <ActKind K>
 void launch_act_grad(FPtr dy, FPtr x, FPtr y, FPtr dx, int64_t n, float alpha, cudaStream_t s) {
-  act_backward<K><<<blocks_for(n), kThreads, 0, s>>>(dy, x, y, dx, n, alpha);
+  // The operand the rule does not read (see act_backward) may have any storage.
+  const bool reads_x = K != ActKind::sigmoid && K != ActKind::tanh;
+  if (!vectorizable({dy, dx, reads_x ? x : y}, n)) {
+    act_backward<K><<<blocks_for(n), kThreads, 0, s>>>(dy, x, y, dx, n, alpha);
+    return;
+  }
+  const int64_t n16 = n / elements_per16(dx.type);
+  with_type(dx.type, [&](auto t) {
+    act_backward_vector<K, decltype(t)>
+        <<<blocks_for(n16), kThreads, 0, s>>>(dy, x, y, dx, n16, alpha);
+  });
 }
 
 // Slices of the outer dimension so that about eight blocks per SM (of 132) share the work, and
@@ -217,15 +291,11 @@ int64_t bias_slices(int64_t outer, int64_t channels, int64_t inner) {
 }  // namespace
 
 void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s, bool relu) {
-  const int64_t per16 = y.type == 0 ? 4 : 8;
-  if (a.type == y.type && b.type == y.type && n % per16 == 0 && aligned16(a.p) && aligned16(b.p) &&
-      aligned16(y.p)) {
-    if (y.type == 0)
-      add_vector<float>(a, b, y, n / per16, relu, s);
-    else if (y.type == 1)
-      add_vector<__nv_bfloat16>(a, b, y, n / per16, relu, s);
-    else
-      add_vector<__half>(a, b, y, n / per16, relu, s);
+  if (vectorizable({a, b, y}, n)) {
+    const int64_t n16 = n / elements_per16(y.type);
+    with_type(y.type, [&](auto t) {
+      add_vector_kernel<decltype(t)><<<blocks_for(n16), kThreads, 0, s>>>(a, b, y, n16, relu);
+    });
   } else {
     add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n, relu);
   }
