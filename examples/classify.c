@@ -2,8 +2,9 @@
  *
  *   classify MODEL IMAGE...
  *
- * MODEL is a bundle (.tar.gz), a training run directory or a .safetensors file. Prints, for each
- * image, its three most probable classes: "  93.21%  Sneaker (7)". */
+ * MODEL is a bundle (.tar.gz), a training run directory, a .safetensors file or (where libmyelin
+ * has ONNX: not the minimal build) an ONNX model. Prints, for each image, its three most probable
+ * classes: "  93.21%  Sneaker (7)". */
 #include <myelin/myelin.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -144,6 +144,13 @@ def test_bundle_opens_and_a_truncated_one_is_a_data_error(lenet_run, lenet_model
     assert str(truncated) in str(e.value) and e.value.path == str(truncated)
     with pytest.raises(myelin.DataError, match="no such file"):
         myelin.Model.load(tmp_path / "missing.tar.gz")
+    # The same bundle from its bytes; a truncated one names the buffer, not a temporary file.
+    in_memory = myelin.Model.load(bundle.read_bytes(), threads=2)
+    assert in_memory.class_names == CLASS_NAMES
+    np.testing.assert_array_equal(in_memory.forward(x), model.forward(x))
+    with pytest.raises(myelin.DataError, match="^bundle in memory: ") as e:
+        myelin.Model.load(truncated.read_bytes())
+    assert e.value.path == "bundle in memory"
 
 
 def test_bad_input_is_a_clear_error(lenet_model):
