@@ -45,7 +45,10 @@ typedef enum myelin_status {
 typedef struct myelin_options {
   const char* device; /* "cpu" (NULL: "cpu"), "cuda", "cuda:1" */
   int threads;   /* CPU threads of each instance; 0: all cores (shared out between instances) */
-  int max_batch; /* examples run at once; 0: 64. Larger calls run in chunks of this */
+  int max_batch; /* examples run at once; 0: 64. Larger calls run in chunks of this. The network
+                  * is compiled for 1, 2, 4, ... and max_batch examples, so a short call runs at
+                  * the smallest size that holds it; each size holds its own copy of the weights
+                  * (a lower max_batch saves memory) */
   int instances; /* copies of the network, so that as many calls run at once; 0: 1 */
 } myelin_options;
 
