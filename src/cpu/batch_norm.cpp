@@ -352,8 +352,10 @@ class BatchNormGrad : public Kernel {
   explicit BatchNormGrad(const KernelSpec& s)
       : g_(s.input(0).shape, any_blocked(s)),
         layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
+        staged_(layouts_[0] == Layout::nchw16c && layouts_[1] == Layout::nchw &&
+                layouts_[2] == Layout::nchw),
         threads_(cpu_backend(s).threads()),
-        tiles_(tile_buffers(g_)) {}
+        tiles_(staged_ ? TileBuffers{} : tile_buffers(g_)) {}
   size_t workspace_bytes() const override {
     return tiles_.bytes(threads_) + g_.padded() * 3 * sizeof(float);
   }
@@ -370,14 +372,19 @@ class BatchNormGrad : public Kernel {
     for (float* p : {a, b, k}) std::fill(p + g_.c, p + cp, 0.0f);
     const TileIo dyio = io(in[0], layouts_[0]), xio = io(in[1], layouts_[1]),
                  dxio = io(out[0], layouts_[2]);
+    float* dx_rows = out[0].f32();  // where dx is plain
     auto coefficients = [&](int64_t c0, int64_t c1, int64_t t) {
       c1 = std::min(c1, g_.c);
       for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
       // dgamma holds sum(dy * (x - mean)) here
-      if (g_.tiled)
+      if (staged_)
+        for (int64_t c = c0; c < c1; c += kLanes)
+          for (int64_t n = 0; n < g_.n; ++n)
+            tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c));
+      if (g_.tiled && !staged_)
         reduce_tiled(dyio, xio, mean, c0, c1, dbeta, dgamma, ctx.workspace, t);
       else
-        reduce(dy, x, mean, c0, c1, dbeta, dgamma);
+        reduce(staged_ ? dx_rows : dy, x, mean, c0, c1, dbeta, dgamma);
       double m = static_cast<double>(g_.per_channel());
       for (int64_t c = c0; c < c1; ++c) {
         double is = invstd[c], gi = gamma[c] * is, sdy = dbeta[c], sdxm = dgamma[c];
@@ -388,9 +395,12 @@ class BatchNormGrad : public Kernel {
       }
     };
     stats_then_rows(g_, threads_, coefficients, [&](int64_t n, int64_t c, int64_t t) {
-      if (!g_.tiled) {
-        int64_t o = g_.plain_row(n, c);
-        row_grad_input(dy + o, x + o, out[0].f32() + o, g_.s, a[c], b[c], k[c]);
+      if (!g_.tiled || staged_) {
+        const float* from = staged_ ? dx_rows : dy;
+        for (int64_t i = c; i < c + (staged_ ? g_.real(c) : 1); ++i) {
+          const int64_t o = g_.plain_row(n, i);
+          row_grad_input(from + o, x + o, dx_rows + o, g_.s, a[i], b[i], k[i]);
+        }
         return;
       }
       float* dx = dxio.target(g_, n, c, tiles_.of(ctx.workspace, t, 2));
@@ -435,6 +445,9 @@ class BatchNormGrad : public Kernel {
 
   BnGeometry g_;
   Layout layouts_[3];  // dy, x, dx
+  // dy blocked, x and dx plain (the gradient of a batch norm that converts to nchw16c): dy is
+  // made plain once, in dx's memory, with the sums, and dx computed there in place.
+  bool staged_;
   int threads_;
   TileBuffers tiles_;
 };

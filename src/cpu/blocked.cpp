@@ -1,7 +1,8 @@
-// Helpers of blocked.h: which nodes have whole channel blocks, and plain rows <-> nchw16c tiles.
+// Helpers of blocked.h: which nodes have whole channel blocks, and plain rows <-> nchw16c tiles
+// (16 x 16 transposes in AVX-512 registers where the CPU has them).
 #include "cpu/blocked.h"
 
-#include "cpu/simd.h"
+#include <immintrin.h>
 
 namespace myelin::cpu {
 
@@ -14,20 +15,85 @@ bool whole_blocks(const Node& n, const Graph& g) {
          std::all_of(n.outputs.begin(), n.outputs.end(), whole);
 }
 
-// Lane k reads row min(k, real - 1), so that no lane reads past the rows present.
-MYELIN_VECTOR_CLONES void rows_to_tile(const float* rows, int64_t s, int64_t real, float* tile) {
-  constexpr int64_t B = kChannelBlock;
-  for (int64_t i = 0; i < s; ++i)
-#pragma omp simd
-    for (int64_t k = 0; k < B; ++k)
-      tile[i * B + k] = k < real ? rows[std::min(k, real - 1) * s + i] : 0.0f;
+namespace {
+
+constexpr int64_t B = kChannelBlock;
+
+// r[k] holds row k of a 16 x 16 block on entry and its column k on exit: pairs of rows
+// interleaved, then groups of 4 (u[g][j]: rows 4g..4g+3 at columns j, j+4, j+8, j+12), then
+// 128-bit lanes gathered across the groups.
+__attribute__((target("avx512f"))) inline void transpose16(__m512 r[16]) {
+  __m512 u[4][4];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    const __m512 lo0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+    const __m512 hi0 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+    const __m512 lo1 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+    const __m512 hi1 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+    u[g][0] = _mm512_shuffle_ps(lo0, lo1, 0x44);
+    u[g][1] = _mm512_shuffle_ps(lo0, lo1, 0xEE);
+    u[g][2] = _mm512_shuffle_ps(hi0, hi1, 0x44);
+    u[g][3] = _mm512_shuffle_ps(hi0, hi1, 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[0][j], u[1][j], 0x88);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[0][j], u[1][j], 0xDD);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[2][j], u[3][j], 0x88);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[2][j], u[3][j], 0xDD);
+    r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    r[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    r[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
 }
 
-MYELIN_VECTOR_CLONES void tile_to_rows(const float* tile, int64_t s, int64_t real, float* rows) {
-  constexpr int64_t B = kChannelBlock;
+__attribute__((target("avx512f"))) int64_t rows_to_tile_avx512(const float* rows, int64_t s,
+                                                               int64_t real, float* tile) {
+  int64_t i = 0;
+  for (; i + B <= s; i += B) {
+    __m512 r[B];
+#pragma GCC unroll 16
+    for (int64_t k = 0; k < B; ++k)
+      r[k] = k < real ? _mm512_loadu_ps(rows + k * s + i) : _mm512_setzero_ps();
+    transpose16(r);
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < B; ++j) _mm512_storeu_ps(tile + (i + j) * B, r[j]);
+  }
+  return i;
+}
+
+__attribute__((target("avx512f"))) int64_t tile_to_rows_avx512(const float* tile, int64_t s,
+                                                               int64_t real, float* rows) {
+  int64_t i = 0;
+  for (; i + B <= s; i += B) {
+    __m512 r[B];
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < B; ++j) r[j] = _mm512_loadu_ps(tile + (i + j) * B);
+    transpose16(r);
+#pragma GCC unroll 16
+    for (int64_t k = 0; k < real; ++k) _mm512_storeu_ps(rows + k * s + i, r[k]);
+  }
+  return i;
+}
+
+bool avx512() {
+  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  return on;
+}
+
+}  // namespace
+
+void rows_to_tile(const float* rows, int64_t s, int64_t real, float* tile) {
+  const int64_t done = avx512() ? rows_to_tile_avx512(rows, s, real, tile) : 0;
+  for (int64_t i = done; i < s; ++i)
+    for (int64_t k = 0; k < B; ++k) tile[i * B + k] = k < real ? rows[k * s + i] : 0.0f;
+}
+
+void tile_to_rows(const float* tile, int64_t s, int64_t real, float* rows) {
+  const int64_t done = avx512() ? tile_to_rows_avx512(tile, s, real, rows) : 0;
   for (int64_t k = 0; k < real; ++k)
-#pragma omp simd
-    for (int64_t i = 0; i < s; ++i) rows[k * s + i] = tile[i * B + k];
+    for (int64_t i = done; i < s; ++i) rows[k * s + i] = tile[i * B + k];
 }
 
 }  // namespace myelin::cpu

@@ -1,9 +1,9 @@
-// Pooling kernels. Own row kernels for 2x2 max pooling with stride 2 (the common case), else
-// oneDNN's pooling primitives for max forward and for average forward and backward (where
-// oneDNN's divisor is ours), on plain NCHW or on blocked nChw16c (blocked.h); OpenMP loops over
-// (n, c) planes, or (n, 16-channel block) planes when blocked, for the max gradient, which
-// recomputes each window's argmax from x and y so that no workspace outlives the forward pass,
-// and for averages oneDNN would divide differently.
+// Pooling kernels. Own row kernels for 2x2 max pooling with stride 2 (the common case; NCHW or
+// nChw16c), else oneDNN's pooling primitives for max forward and for average forward and
+// backward (where oneDNN's divisor is ours), on plain NCHW or on blocked nChw16c (blocked.h);
+// OpenMP loops over (n, c) planes, or (n, 16-channel block) planes when blocked, for the max
+// gradient, which recomputes each window's argmax from x and y so that no workspace outlives the
+// forward pass, and for averages oneDNN would divide differently.
 //
 // Windows follow Caffe/PyTorch: output o covers input rows [o*stride - pad, +kernel). With
 // ceil_mode the last window may overhang the right padding; the overhang is never counted, so
@@ -273,6 +273,87 @@ class PairMaxPoolGrad : public Kernel {
   PoolGeometry g_;
 };
 
+// The pair pools on nchw16c: the same rules with the 16 channels of a pixel in the lanes of one
+// vector ([plane][h][w][16], a plane per (n, 16-channel block)).
+MYELIN_VECTOR_CLONES void blocked_pair_max_row(const float* x0, const float* x1, float* y,
+                                               int64_t ow) {
+  constexpr int64_t B = kChannelBlock;
+  for (int64_t j = 0; j < ow; ++j) {
+    const float *a = x0 + 2 * j * B, *b = x1 + 2 * j * B;
+#pragma omp simd
+    for (int64_t l = 0; l < B; ++l)
+      y[j * B + l] = std::max(std::max(a[l], a[B + l]), std::max(b[l], b[B + l]));
+  }
+}
+
+MYELIN_VECTOR_CLONES void blocked_pair_max_grad_row(const float* x0, const float* x1,
+                                                    const float* y, const float* dy, float* dx0,
+                                                    float* dx1, int64_t ow) {
+  constexpr int64_t B = kChannelBlock;
+  for (int64_t j = 0; j < ow; ++j) {
+    const int64_t at = 2 * j * B;
+#pragma omp simd
+    for (int64_t l = 0; l < B; ++l) {
+      const float m = y[j * B + l], d = dy[j * B + l];
+      const int a = x0[at + l] == m, b = (x0[at + B + l] == m) & !a;
+      const int c = (x1[at + l] == m) & !(a | b), e = (x1[at + B + l] == m) & !(a | b | c);
+      dx0[at + l] = a ? d : 0.0f;
+      dx0[at + B + l] = b ? d : 0.0f;
+      dx1[at + l] = c ? d : 0.0f;
+      dx1[at + B + l] = e ? d : 0.0f;
+    }
+  }
+}
+
+class BlockedPairMaxPool : public Kernel {
+ public:
+  explicit BlockedPairMaxPool(const KernelSpec& s) : g_(s.input(0).shape, s.node.attrs) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    constexpr int64_t B = kChannelBlock;
+    const float* x = in[0].f32();
+    float* y = out[0].f32();
+    const PoolGeometry& g = g_;
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c); ++plane)
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float* x0 = x + (plane * g.h + 2 * oy) * g.w * B;
+        blocked_pair_max_row(x0, x0 + g.w * B, y + (plane * g.oh + oy) * g.ow * B, g.ow);
+      }
+  }
+
+ private:
+  PoolGeometry g_;
+};
+
+class BlockedPairMaxPoolGrad : public Kernel {
+ public:
+  explicit BlockedPairMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext&) override {
+    constexpr int64_t B = kChannelBlock;
+    const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
+    float* dx = out[0].f32();
+    const PoolGeometry& g = g_;
+#pragma omp parallel for schedule(static)
+    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c); ++plane) {
+      float* dxp = dx + plane * g.h * g.w * B;
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const int64_t row = 2 * oy * g.w * B, at = (plane * g.oh + oy) * g.ow * B;
+        const float* x0 = x + plane * g.h * g.w * B + row;
+        blocked_pair_max_grad_row(x0, x0 + g.w * B, y + at, dy + at, dxp + row, dxp + row + g.w * B,
+                                  g.ow);
+        for (int64_t r = row; r < row + 2 * g.w * B; r += g.w * B)  // an odd width's last column
+          std::fill(dxp + r + 2 * g.ow * B, dxp + r + g.w * B, 0.0f);
+      }
+      std::fill(dxp + 2 * g.oh * g.w * B, dxp + g.h * g.w * B, 0.0f);  // an odd height's last row
+    }
+  }
+
+ private:
+  PoolGeometry g_;
+};
+
 // max_pool2d_grad(dy, x, y) -> dx: each dy goes to the first element of its window equal to
 // the window's maximum y (the element the forward pass picked).
 class MaxPoolGrad : public Kernel {
@@ -471,8 +552,10 @@ bool pool_takes_blocked(const Node& n, const Graph& g) {
 MYELIN_REGISTER_OPS {
   register_kernel("max_pool2d", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-                    if (!blocked(s) && is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs)))
+                    if (is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs))) {
+                      if (blocked(s)) return std::make_unique<BlockedPairMaxPool>(s);
                       return std::make_unique<PairMaxPool>(s);
+                    }
                     return std::make_unique<DnnlPool>(s, dnnl::algorithm::pooling_max, false);
                   },
                   {.layout = takes_alike({0}, {0}, pool_takes_blocked)});
@@ -480,9 +563,11 @@ MYELIN_REGISTER_OPS {
                   {.layout = takes_alike({0}, {0}, pool_takes_blocked)});
   register_kernel("max_pool2d_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-                    if (blocked(s)) return std::make_unique<BlockedMaxPoolGrad>(s);
-                    if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs)))
+                    if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs))) {
+                      if (blocked(s)) return std::make_unique<BlockedPairMaxPoolGrad>(s);
                       return std::make_unique<PairMaxPoolGrad>(s);
+                    }
+                    if (blocked(s)) return std::make_unique<BlockedMaxPoolGrad>(s);
                     return std::make_unique<MaxPoolGrad>(s);
                   },
                   {.layout = takes_alike({0, 1, 2}, {0}, pool_takes_blocked)});
