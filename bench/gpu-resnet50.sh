@@ -101,6 +101,9 @@ for l in d["layers"]:
     k[0] += l["forward_ms"]; k[1] += l["backward_ms"]
 for k, (f, b) in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
     print(f"  {k:12} forward {f:7.2f} ms  backward {b:7.2f} ms")
+others = sorted((l for l in d["layers"] if kind(l["name"]) == "other"),
+                key=lambda l: -(l["forward_ms"] + l["backward_ms"]))
+print("  other: " + ", ".join(f"{l['name']} {l['forward_ms'] + l['backward_ms']:.2f}" for l in others[:6]))
 print("  slowest layers (forward + backward):")
 for l in sorted(d["layers"], key=lambda l: -(l["forward_ms"] + l["backward_ms"]))[:8]:
     print(f"    {l['name']:18} forward {l['forward_ms']:7.3f} ms  backward {l['backward_ms']:7.3f} ms")

@@ -185,6 +185,41 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
   return true;
 }();
 
+// ResNet's stem, 7x7 at stride 2 over 3 channels: under bf16/fp16 the engine folds the stride
+// into 12 channels and pads them to 16 (fold.cu) for the tensor cores.
+std::vector<Doubles> ref_conv_s2p3(const std::vector<Doubles>& in, const Attrs&,
+                                   const std::vector<TensorType>& t) {
+  const Shape &xs = t[0].shape, &ws = t[1].shape;
+  const int64_t n = xs[0], c = xs[1], h = xs[2], w = xs[3], o = ws[0], k = ws[2];
+  const int64_t oh = (h + 6 - k) / 2 + 1, ow = (w + 6 - k) / 2 + 1;
+  Doubles y(n * o * oh * ow, 0.0);
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t f = 0; f < o; ++f)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          double sum = 0;
+          for (int64_t ch = 0; ch < c; ++ch)
+            for (int64_t ky = 0; ky < k; ++ky)
+              for (int64_t kx = 0; kx < k; ++kx) {
+                const int64_t iy = oy * 2 + ky - 3, ix = ox * 2 + kx - 3;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                sum += in[0][((b * c + ch) * h + iy) * w + ix] *
+                       in[1][((f * c + ch) * k + ky) * k + kx];
+              }
+          y[((b * o + f) * oh + oy) * ow + ox] = sum;
+        }
+  return {y};
+}
+
+[[maybe_unused]] const bool stem_case = test::register_case(
+    {.name = "conv2d_fold/resnet_stem",
+     .op = "conv2d",
+     .attrs = Attrs{{"stride", std::vector<int64_t>{2, 2}}, {"pad", std::vector<int64_t>{3, 3}}},
+     .inputs = {TensorType{Shape{2, 3, 12, 11}, DType::f32},
+                TensorType{Shape{8, 3, 7, 7}, DType::f32}},
+     .reference = ref_conv_s2p3,
+     .grad_inputs = {0, 1}});
+
 }  // namespace
 
 class OpCaseCuda : public ::testing::TestWithParam<OpCase> {};

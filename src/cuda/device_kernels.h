@@ -71,12 +71,15 @@ struct FoldDims {
   int stride, pad_h, pad_w;
   int fh, fw;    // the folded input: output size + folded filter size - 1
   int fkh, fkw;  // the folded filter: ceil(kh / stride), ceil(kw / stride)
+  // x' and w' channels: c*s*s, or in 16 bits that rounded up to a multiple of 8 (zeros), as
+  // tensor cores take them (ResNet's 7x7 stem at stride 2: 3 channels fold into 12, padded to 16).
+  int cf;
 };
-// x (NCHW or NHWC, any float type) -> x' of type `type`: 16-bit [n, fh, fw, c*s*s] (NHWC) or
+// x (NCHW or NHWC, any float type) -> x' of type `type`: 16-bit [n, fh, fw, cf] (NHWC) or
 // fp32 [n, c*s*s, fh, fw] (NCHW), as cuDNN convolves each.
 void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, cudaStream_t s);
-// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, c*s*s] (16-bit) or [k, c*s*s, fkh, fkw] (fp32), and a
-// gradient back (the taps past the filter are dropped).
+// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, cf] (16-bit) or [k, c*s*s, fkh, fkw] (fp32), and a
+// gradient back (the taps past the filter and the padding channels are dropped).
 void fold_filter(const float* w, void* wf, DType type, const FoldDims& d, int64_t k,
                  cudaStream_t s);
 void unfold_filter(const void* wf, float* w, DType type, const FoldDims& d, int64_t k,

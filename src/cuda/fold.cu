@@ -44,7 +44,7 @@ __global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, FoldDims d) {
   const bool row_inside = iy >= 0 && iy < d.h;
   const int64_t row = nhwc ? (n * d.h + iy) * d.w : ((n * d.c + c) * d.h + iy) * d.w;
   const int64_t cf0 = static_cast<int64_t>(run) * s;  // x' channel of bx = 0
-  const int64_t cf_count = d.c * s * s;
+  const int64_t cf_count = d.cf;
   for (unsigned bx = 0; bx < s; ++bx) {
     const int ix = ix0 + static_cast<int>(bx);
     float v = 0.f;
@@ -55,17 +55,17 @@ __global__ void fold_input_kernel(FPtr x, bool nhwc, T* out, FoldDims d) {
   }
 }
 
-// w [k, c, kh, kw] fp32 <-> w' [k, c*s*s, fkh, fkw] in KRSC (krsc) or KCRS order (to_folded),
+// w [k, c, kh, kw] fp32 <-> w' [k, cf, fkh, fkw] in KRSC (krsc) or KCRS order (to_folded),
 // each thread one w' element.
 template <class T>
 __global__ void fold_filter_kernel(float* w, T* wf, bool krsc, FoldDims d, int64_t k_count,
                                    bool to_folded) {
-  const int s = d.stride, cf = static_cast<int>(d.c) * s * s;
-  const int64_t total = k_count * d.fkh * d.fkw * cf;
+  const int s = d.stride, folded = static_cast<int>(d.c) * s * s;
+  const int64_t total = k_count * d.fkh * d.fkw * d.cf;
   for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    const At a = at_of(i, krsc, cf, d.fkh, d.fkw);
+    const At a = at_of(i, krsc, d.cf, d.fkh, d.fkw);
     const int c = a.c / (s * s), r = s * a.y + a.c / s % s, t = s * a.x + a.c % s;
-    const bool inside = r < d.kh && t < d.kw;
+    const bool inside = a.c < folded && r < d.kh && t < d.kw;
     const int64_t at = ((a.n * d.c + c) * d.kh + r) * d.kw + t;
     if (to_folded)
       wf[i] = from_float<T>(inside ? w[at] : 0.f);
@@ -77,7 +77,7 @@ __global__ void fold_filter_kernel(float* w, T* wf, bool krsc, FoldDims d, int64
 template <class T>
 void launch_filter(float* w, void* wf, bool krsc, const FoldDims& d, int64_t k, bool to_folded,
                    cudaStream_t s) {
-  fold_filter_kernel<<<blocks_for(k * d.fkh * d.fkw * d.c * d.stride * d.stride), kThreads, 0, s>>>(
+  fold_filter_kernel<<<blocks_for(k * d.fkh * d.fkw * d.cf), kThreads, 0, s>>>(
       w, static_cast<T*>(wf), krsc, d, k, to_folded);
 }
 
@@ -99,6 +99,10 @@ void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, c
   if (per_image * d.stride >= (int64_t{1} << 31) || d.n > 65535)
     throw DeviceError("fold_input: more than 2^31 folded elements per image or 65535 images");
   const dim3 grid(blocks_for_all(per_image), static_cast<unsigned>(d.n));
+  if (d.cf > d.c * d.stride * d.stride)  // the padding channels are zeros
+    check(cudaMemsetAsync(out, 0, d.n * int64_t{d.fh} * d.fw * d.cf * (type == DType::f32 ? 4 : 2),
+                          s),
+          "cudaMemsetAsync", "fold_input");
   with_type(type, [&](auto t) {
     using T = decltype(t);
     if (type == DType::f32)

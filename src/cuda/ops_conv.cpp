@@ -18,8 +18,8 @@
 //
 // Thin strided inputs (under 8 channels, stride > 1, ungrouped: AlexNet's conv1 on RGB) are not
 // what tensor cores take; there the forward pass and the filter gradient fold the stride into the
-// channels (fold.cu: 3 channels at stride 4 become 48 at stride 1) and convolve that instead.
-// MYELIN_CUDA_FOLD=0 turns it off.
+// channels (fold.cu: 3 channels at stride 4 become 48 at stride 1; ResNet's stem, 3 at stride 2,
+// 12 padded to 16 in 16 bits) and convolve that instead. MYELIN_CUDA_FOLD=0 turns it off.
 //
 // Grouped convolutions (AlexNet's conv2, conv4, conv5) run one ungrouped convolution per group,
 // each on a packed copy of its group's channels: cuDNN's grouped kernels ran them at a third of
@@ -113,7 +113,7 @@ class ConvKernel : public CudaKernel {
                  p_.pad_w, p_.dil_h, p_.dil_w,    p_.groups};
     if (!env_off("MYELIN_CUDA_FOLD") && dir_ != ConvDir::backward_data && p_.groups == 1 &&
         x_[1] < 8 && p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 &&
-        p_.dil_w == 1 && x_[1] * p_.stride_h * p_.stride_h % 8 == 0)
+        p_.dil_w == 1 && (half_ || x_[1] * p_.stride_h * p_.stride_h % 8 == 0))
       fold();
     if (!env_off("MYELIN_CUDA_SPLIT_GROUPS") && half_ && p_.groups > 1) split();
     // An operand already stored as cuDNN takes it (16-bit NHWC) is used in place.
@@ -155,10 +155,11 @@ class ConvKernel : public CudaKernel {
   void fold() {
     const int64_t s = p_.stride_h, fkh = (w_[2] + s - 1) / s, fkw = (w_[3] + s - 1) / s;
     auto i = [](int64_t v) { return static_cast<int>(v); };
+    // 16-bit tensor cores take channels in multiples of 8: pad the folded ones with zeros.
+    const int64_t c = half_ ? (x_[1] * s * s + 7) / 8 * 8 : x_[1] * s * s;
     fd_ = FoldDims{
         x_[0],       x_[1],       i(x_[2]),           i(x_[3]),           i(w_[2]), i(w_[3]), i(s),
-        i(p_.pad_h), i(p_.pad_w), i(y_[2] + fkh - 1), i(y_[3] + fkw - 1), i(fkh),   i(fkw)};
-    const int64_t c = x_[1] * s * s;
+        i(p_.pad_h), i(p_.pad_w), i(y_[2] + fkh - 1), i(y_[3] + fkw - 1), i(fkh),   i(fkw),   i(c)};
     q_ = Problem{Shape{x_[0], c, fd_.fh, fd_.fw}, Shape{w_[0], c, fkh, fkw}, 1, 1, 0, 0, 1, 1, 1};
     folded_ = true;
   }
