@@ -27,7 +27,9 @@ StepResult run(const Net& net, bool fuse) {
 
 // LeNet/AlexNet-like: a first convolution (im2col + SGEMM: 3 input channels), a second one that
 // oneDNN's blocked kernel takes (16 -> 32 channels), each with a ReLU; inner products with and
-// without bias, each with a ReLU; the last one gives the logits.
+// without bias, each with a ReLU; the last one gives the logits. In training the second ReLU's
+// gradient fuses too, into the 2x2 max pooling's gradient after it (5x5: a row and column left
+// out).
 Net conv_fc_net(bool training) {
   Graph g(training);
   StepBuilder b{g};
@@ -37,7 +39,7 @@ Net conv_fc_net(bool training) {
   h = g.add1("max_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{2}}});
   h = b.relu(b.fc(h, "ip1", 40), "relu3");
   h = b.relu(b.fc(h, "ip2", 24, false), "relu4");
-  return Net{finish_step_net(std::move(g), b.fc(h, "ip3", 10)), 4};
+  return Net{finish_step_net(std::move(g), b.fc(h, "ip3", 10)), training ? 5 : 4};
 }
 
 // ResNet-like: conv -> BN -> ReLU twice, then a residual sum and a leaky ReLU of an inner product.
@@ -77,7 +79,8 @@ int fused_nodes(const Graph& g) {
   return n;
 }
 
-// Fused and unfused steps agree value by value; the fused graph lost one node per fused ReLU.
+// Fused and unfused steps agree value by value; the fused graph lost one node per fused ReLU
+// (or ReLU gradient).
 void expect_same_step(const Net& net) {
   StepResult off = run(net, false), on = run(net, true);
   EXPECT_EQ(fused_nodes(off.graph), 0);

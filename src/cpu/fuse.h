@@ -6,6 +6,7 @@
 
 #include "core/attrs.h"
 #include "core/error.h"
+#include "core/graph.h"
 
 namespace myelin::cpu {
 
@@ -27,5 +28,9 @@ struct PostRelu {
   }
   float operator()(float v) const { return relu_with_slope(v, slope); }
 };
+
+// A max-pooling gradient node whose kernel can apply the gradient of a ReLU before the pooling
+// (its "post" = "relu_grad", ops/fuse.h): 2x2 windows with stride 2 (pool.cpp).
+bool pool_grad_takes_relu_grad(const Node& n, const Graph& g);
 
 }  // namespace myelin::cpu

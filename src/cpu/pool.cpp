@@ -17,6 +17,7 @@
 
 #include "cpu/blocked.h"
 #include "cpu/dnnl_util.h"
+#include "cpu/fuse.h"
 #include "cpu/simd.h"
 #include "ops/params.h"
 
@@ -159,6 +160,12 @@ bool is_pair_pool(const PoolGeometry& g) {
          p.pad_w == 0 && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
 }
 
+// The gradient of a ReLU before the pooling, fused into its gradient (CpuBackend::fuse; pair
+// pools only): a window's dy goes to its maximum only where that is above 0.
+bool fused_relu_grad(const Node& n) {
+  return n.attrs.s("post", "") == "relu_grad";
+}
+
 MYELIN_VECTOR_CLONES void pair_max_row(const float* x0, const float* x1, float* y, int64_t ow) {
   for (int64_t j = 0; j < ow; ++j)
     y[j] = std::max(std::max(x0[2 * j], x0[2 * j + 1]), std::max(x1[2 * j], x1[2 * j + 1]));
@@ -167,9 +174,9 @@ MYELIN_VECTOR_CLONES void pair_max_row(const float* x0, const float* x1, float* 
 // dy of window j to its first element (row-major) equal to the window's maximum y, for the
 // windows of a row pair. Bitwise, not short-circuit, logic: no branch to mispredict.
 void pair_max_grad_scalar(const float* x0, const float* x1, const float* y, const float* dy,
-                          float* dx0, float* dx1, int64_t ow) {
+                          float* dx0, float* dx1, int64_t ow, bool relu_grad) {
   for (int64_t j = 0; j < ow; ++j) {
-    const float m = y[j], d = dy[j];
+    const float m = y[j], d = relu_grad && !(m > 0) ? 0.0f : dy[j];
     const int a = x0[2 * j] == m, b = (x0[2 * j + 1] == m) & !a;
     const int c = (x1[2 * j] == m) & !(a | b), e = (x1[2 * j + 1] == m) & !(a | b | c);
     dx0[2 * j] = a ? d : 0.0f;
@@ -183,7 +190,8 @@ void pair_max_grad_scalar(const float* x0, const float* x1, const float* y, cons
 // permutes, compared as masks, and the selected gradients interleaved back.
 __attribute__((target("avx512f"))) void pair_max_grad_avx512(const float* x0, const float* x1,
                                                              const float* y, const float* dy,
-                                                             float* dx0, float* dx1, int64_t ow) {
+                                                             float* dx0, float* dx1, int64_t ow,
+                                                             bool relu_grad) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -198,7 +206,10 @@ __attribute__((target("avx512f"))) void pair_max_grad_avx512(const float* x0, co
     const __m512 r0b = _mm512_maskz_loadu_ps(ib, x0 + 2 * j + 16);
     const __m512 r1a = _mm512_maskz_loadu_ps(ia, x1 + 2 * j);
     const __m512 r1b = _mm512_maskz_loadu_ps(ib, x1 + 2 * j + 16);
-    const __m512 m = _mm512_maskz_loadu_ps(w, y + j), d = _mm512_maskz_loadu_ps(w, dy + j);
+    const __m512 m = _mm512_maskz_loadu_ps(w, y + j);
+    const __mmask16 live =
+        relu_grad ? _mm512_mask_cmp_ps_mask(w, m, _mm512_setzero_ps(), _CMP_GT_OQ) : w;
+    const __m512 d = _mm512_maskz_loadu_ps(live, dy + j);
     const __mmask16 a =
         _mm512_mask_cmp_ps_mask(w, _mm512_permutex2var_ps(r0a, even, r0b), m, _CMP_EQ_OQ);
     const __mmask16 b = _mm512_mask_cmp_ps_mask(
@@ -219,12 +230,12 @@ __attribute__((target("avx512f"))) void pair_max_grad_avx512(const float* x0, co
 }
 
 void pair_max_grad_row(const float* x0, const float* x1, const float* y, const float* dy,
-                       float* dx0, float* dx1, int64_t ow) {
+                       float* dx0, float* dx1, int64_t ow, bool relu_grad) {
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   if (avx512)
-    pair_max_grad_avx512(x0, x1, y, dy, dx0, dx1, ow);
+    pair_max_grad_avx512(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
   else
-    pair_max_grad_scalar(x0, x1, y, dy, dx0, dx1, ow);
+    pair_max_grad_scalar(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
 }
 
 class PairMaxPool : public Kernel {
@@ -249,7 +260,8 @@ class PairMaxPool : public Kernel {
 
 class PairMaxPoolGrad : public Kernel {
  public:
-  explicit PairMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
+  explicit PairMaxPoolGrad(const KernelSpec& s)
+      : g_(s.input(1).shape, s.node.attrs), relu_grad_(fused_relu_grad(s.node)) {}
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
     const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
@@ -261,7 +273,8 @@ class PairMaxPoolGrad : public Kernel {
       for (int64_t oy = 0; oy < g.oh; ++oy) {
         const int64_t row = 2 * oy * g.w, at = (plane * g.oh + oy) * g.ow;
         const float* x0 = x + plane * g.h * g.w + row;
-        pair_max_grad_row(x0, x0 + g.w, y + at, dy + at, dxp + row, dxp + row + g.w, g.ow);
+        pair_max_grad_row(x0, x0 + g.w, y + at, dy + at, dxp + row, dxp + row + g.w, g.ow,
+                          relu_grad_);
         for (int64_t r = row; r < row + 2 * g.w; r += g.w)  // an odd width's last column
           std::fill(dxp + r + 2 * g.ow, dxp + r + g.w, 0.0f);
       }
@@ -271,6 +284,7 @@ class PairMaxPoolGrad : public Kernel {
 
  private:
   PoolGeometry g_;
+  bool relu_grad_;  // a fused ReLU's gradient: dy counts only where y > 0
 };
 
 // The pair pools on nchw16c: the same rules with the 16 channels of a pixel in the lanes of one
@@ -288,13 +302,13 @@ MYELIN_VECTOR_CLONES void blocked_pair_max_row(const float* x0, const float* x1,
 
 MYELIN_VECTOR_CLONES void blocked_pair_max_grad_row(const float* x0, const float* x1,
                                                     const float* y, const float* dy, float* dx0,
-                                                    float* dx1, int64_t ow) {
+                                                    float* dx1, int64_t ow, bool relu_grad) {
   constexpr int64_t B = kChannelBlock;
   for (int64_t j = 0; j < ow; ++j) {
     const int64_t at = 2 * j * B;
 #pragma omp simd
     for (int64_t l = 0; l < B; ++l) {
-      const float m = y[j * B + l], d = dy[j * B + l];
+      const float m = y[j * B + l], d = relu_grad && !(m > 0) ? 0.0f : dy[j * B + l];
       const int a = x0[at + l] == m, b = (x0[at + B + l] == m) & !a;
       const int c = (x1[at + l] == m) & !(a | b), e = (x1[at + B + l] == m) & !(a | b | c);
       dx0[at + l] = a ? d : 0.0f;
@@ -328,7 +342,8 @@ class BlockedPairMaxPool : public Kernel {
 
 class BlockedPairMaxPoolGrad : public Kernel {
  public:
-  explicit BlockedPairMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
+  explicit BlockedPairMaxPoolGrad(const KernelSpec& s)
+      : g_(s.input(1).shape, s.node.attrs), relu_grad_(fused_relu_grad(s.node)) {}
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
     constexpr int64_t B = kChannelBlock;
@@ -342,7 +357,7 @@ class BlockedPairMaxPoolGrad : public Kernel {
         const int64_t row = 2 * oy * g.w * B, at = (plane * g.oh + oy) * g.ow * B;
         const float* x0 = x + plane * g.h * g.w * B + row;
         blocked_pair_max_grad_row(x0, x0 + g.w * B, y + at, dy + at, dxp + row, dxp + row + g.w * B,
-                                  g.ow);
+                                  g.ow, relu_grad_);
         for (int64_t r = row; r < row + 2 * g.w * B; r += g.w * B)  // an odd width's last column
           std::fill(dxp + r + 2 * g.ow * B, dxp + r + g.w * B, 0.0f);
       }
@@ -352,6 +367,7 @@ class BlockedPairMaxPoolGrad : public Kernel {
 
  private:
   PoolGeometry g_;
+  bool relu_grad_;  // a fused ReLU's gradient: dy counts only where y > 0
 };
 
 // max_pool2d_grad(dy, x, y) -> dx: each dy goes to the first element of its window equal to
@@ -538,6 +554,11 @@ bool blocked(const KernelSpec& s) {
 }
 
 }  // namespace
+
+bool pool_grad_takes_relu_grad(const Node& n, const Graph& g) {
+  return n.op == "max_pool2d_grad" &&
+         is_pair_pool(PoolGeometry(g.value(n.inputs.at(1)).shape, n.attrs));
+}
 
 // All but average pooling where oneDNN divides differently (its loops are plain).
 bool pool_takes_blocked(const Node& n, const Graph& g) {
