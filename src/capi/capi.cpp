@@ -107,16 +107,6 @@ bool is_gzip(const void* bytes, size_t size) {
   return size >= 2 && b[0] == 0x1f && b[1] == 0x8b;
 }
 
-myelin_status run(myelin_model* model, const float* input, int64_t batch, float* scores) {
-  return guarded([&] {
-    if (!model || !input || !scores)
-      throw UsageError("myelin_run: model, input and scores are required");
-    if (batch <= 0)
-      throw ShapeError("myelin_run: batch " + std::to_string(batch) + " (expected at least 1)");
-    model->predictor->run(input, batch, scores);
-  });
-}
-
 }  // namespace
 
 extern "C" {
@@ -187,7 +177,13 @@ const char* myelin_class_name(const myelin_model* model, int64_t k) {
 }
 
 myelin_status myelin_run(myelin_model* model, const float* input, int64_t batch, float* scores) {
-  return run(model, input, batch, scores);
+  return guarded([&] {
+    if (!model || !input || !scores)
+      throw UsageError("myelin_run: model, input and scores are required");
+    if (batch <= 0)
+      throw ShapeError("myelin_run: batch " + std::to_string(batch) + " (expected at least 1)");
+    model->predictor->run(input, batch, scores);
+  });
 }
 
 myelin_status myelin_run_shaped(myelin_model* model, const float* input, const int64_t* shape,
@@ -197,7 +193,7 @@ myelin_status myelin_run_shaped(myelin_model* model, const float* input, const i
       throw UsageError("myelin_run_shaped: model, input, shape and scores are required");
     model->predictor->check_shape(Dims(shape, shape + std::max(rank, 0)));
   });
-  return s == MYELIN_OK ? run(model, input, shape[0], scores) : s;
+  return s == MYELIN_OK ? myelin_run(model, input, shape[0], scores) : s;
 }
 
 myelin_status myelin_classify_image(myelin_model* model, const void* image, size_t size, int k,
