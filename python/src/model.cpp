@@ -58,10 +58,17 @@ void save_weights(Predictor& p, const std::string& path) {
   TrainerState s;
   s.network = p.spec().name;
   s.class_names = p.class_names();
-  // The network as open_model and `myelin classify` find it again: its file, else its name.
-  const std::string& file = p.spec().file;
-  s.options = {
-      {"model", !file.empty() && fs::exists(file) ? fs::absolute(file).string() : p.spec().name}};
+  // The network as open_model and `myelin classify` find it again: its file, else (a network
+  // built in code, or imported from ONNX into a directory since removed) written beside the
+  // weights as WEIGHTS.network.yaml.
+  std::string network = p.spec().file;
+  if (network.empty() || !fs::exists(network)) {
+    network = fs::path(path).replace_extension(".network.yaml").string();
+    NetworkSpec spec = p.spec();
+    spec.file.clear();
+    write_file_atomic(network, write_network(spec));
+  }
+  s.options = {{"model", fs::absolute(network).string()}};
   write_safetensors(path, p.weights(), weights_metadata(s));
 }
 

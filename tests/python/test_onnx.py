@@ -42,6 +42,17 @@ def test_exported_model_opens_with_the_same_outputs(exported, lenet_model, test_
     np.testing.assert_array_equal(from_bytes.forward(x), model.forward(x))
 
 
+def test_imported_model_saves_and_opens_again(exported, test_data, tmp_path):
+    model = myelin.Model.load(exported, threads=2)
+    weights = tmp_path / "imported.safetensors"
+    model.save(weights)  # its network file was temporary: written beside the weights
+    assert (tmp_path / "imported.network.yaml").exists()
+    again = myelin.Model.load(weights, threads=2)
+    x = test_data[0][:20]
+    np.testing.assert_array_equal(again.forward(x), model.forward(x))
+    assert again.class_names == model.class_names
+
+
 def test_wrong_input_shape_is_a_shape_error(exported):
     model = myelin.Model.load(exported, threads=2)
     with pytest.raises(myelin.ShapeError, match=r"\[3, 1, 32, 32\].*\[N, 1, 28, 28\]"):
