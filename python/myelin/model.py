@@ -145,7 +145,8 @@ class Model:
     def save(self, path: PathLike) -> None:
         """Writes the weights as a safetensors file (readable by ``safetensors`` and PyTorch),
         with the network and class names in its metadata so that :meth:`Model.load` and
-        ``myelin classify --weights`` can open it again."""
+        ``myelin classify --weights`` can open it again. A network with no file of its own (built
+        in code, or imported from ONNX) is written beside it, as ``NAME.network.yaml``."""
         self._m.save(os.fspath(path))
 
     def export_onnx(self, path: PathLike) -> Dict[str, int]:
