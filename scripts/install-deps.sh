@@ -25,6 +25,7 @@ PACKAGES=(
   slurmctld slurmd slurm-client munge  # myelin serve --scheduler slurm; tests start a one-node cluster
   libonnx-dev libprotobuf-dev  # myelin export/import: the ONNX protobuf schema
   python3-onnx                # onnx.checker on exported models (tests)
+  python3-torch               # tests: PyTorch exports the ONNX models Myelin imports, and loads Myelin's weights
   pybind11-dev python3-dev python3-numpy  # the myelin Python module
 )
 
