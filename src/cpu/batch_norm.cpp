@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
@@ -75,21 +76,36 @@ TileIo io(const Tensor& t, Layout layout) {
   return {t.f32(), layout == Layout::nchw16c};
 }
 
-// Calls stats(c0, c1) on each thread's share of the channels (whole blocks where tiled; c1 may
-// pass c where the last block is padded), then, once every thread is done, pass(n, c, t) on its
-// share of the rows (tiles where tiled), t the thread: the elementwise pass split by channels
-// alone, 48 channels (3 blocks) would keep one of 2 threads idle for a third of it.
-template <class Stats, class Pass>
-void stats_then_rows(const BnGeometry& g, int threads, Stats stats, Pass pass) {
+// The phases of a batch norm pass on `threads` threads, t the thread: prepare(n, c, t) on its
+// share of the rows (tiles where tiled), if any; then stats(c0, c1, t) on its share of the
+// channels, taken `stats_step` at a time (kLanes where the statistics read tiles: c1 may then pass
+// c, the last block padded; 1 where they read plain rows, so that 24 channels split 12 and 12, not
+// 16 and 8); then pass(n, c, t) on its share of the rows: the elementwise pass split by channels
+// alone, 48 channels (3 blocks) would keep one of 2 threads idle for a third of it. Each phase
+// waits for the one before on every thread.
+struct NoPrepare {
+  void operator()(int64_t, int64_t, int64_t) const {}
+};
+
+template <class Stats, class Pass, class Prepare = NoPrepare>
+void in_phases(const BnGeometry& g, int threads, int64_t stats_step, Stats stats, Pass pass,
+               Prepare prepare = {}) {
   const int64_t units = g.units(), rows = g.n * units;
+  const int64_t stat_units = stats_step == 1 ? g.c : channel_blocks(g.c);
+  constexpr bool prepares = !std::is_same_v<Prepare, NoPrepare>;
 #pragma omp parallel num_threads(threads)
   {
-    int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t c0 = units * t / nt * g.step(), c1 = units * (t + 1) / nt * g.step();
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    if constexpr (prepares) {
+      for (int64_t r = r0; r < r1; ++r) prepare(r / units, r % units * g.step(), t);
+#pragma omp barrier
+    }
+    const int64_t c0 = stat_units * t / nt * stats_step,
+                  c1 = stat_units * (t + 1) / nt * stats_step;
     if (c0 < c1) stats(c0, c1, t);
 #pragma omp barrier
-    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r)
-      pass(r / units, r % units * g.step(), t);
+    for (int64_t r = r0; r < r1; ++r) pass(r / units, r % units * g.step(), t);
   }
 }
 
@@ -287,7 +303,8 @@ class BatchNormForward : public Kernel {
       }
     };
     const TileIo xio = io(in[0], x_layout_), yio = io(out[0], y_layout_);
-    stats_then_rows(g_, threads_, statistics, [&](int64_t n, int64_t c, int64_t t) {
+    const int64_t stats_step = x_layout_ == Layout::nchw16c ? kLanes : 1;
+    in_phases(g_, threads_, stats_step, statistics, [&](int64_t n, int64_t c, int64_t t) {
       if (!g_.tiled) {
         const int64_t o = g_.plain_row(n, c);
         if (post_.on)
@@ -377,10 +394,6 @@ class BatchNormGrad : public Kernel {
       c1 = std::min(c1, g_.c);
       for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
       // dgamma holds sum(dy * (x - mean)) here
-      if (staged_)
-        for (int64_t c = c0; c < c1; c += kLanes)
-          for (int64_t n = 0; n < g_.n; ++n)
-            tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c));
       if (g_.tiled && !staged_)
         reduce_tiled(dyio, xio, mean, c0, c1, dbeta, dgamma, ctx.workspace, t);
       else
@@ -394,7 +407,10 @@ class BatchNormGrad : public Kernel {
         dgamma[c] = static_cast<float>(sdxm * is);
       }
     };
-    stats_then_rows(g_, threads_, coefficients, [&](int64_t n, int64_t c, int64_t t) {
+    auto stage = [&](int64_t n, int64_t c, int64_t) {
+      tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c));
+    };
+    auto pass = [&](int64_t n, int64_t c, int64_t t) {
       if (!g_.tiled || staged_) {
         const float* from = staged_ ? dx_rows : dy;
         for (int64_t i = c; i < c + (staged_ ? g_.real(c) : 1); ++i) {
@@ -408,7 +424,12 @@ class BatchNormGrad : public Kernel {
                       xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 1)), dx, g_.s, a + c, b + c,
                       k + c);
       dxio.written(g_, n, c, dx);
-    });
+    };
+    const int64_t stats_step = g_.tiled && !staged_ ? kLanes : 1;
+    if (staged_)
+      in_phases(g_, threads_, stats_step, coefficients, pass, stage);
+    else
+      in_phases(g_, threads_, stats_step, coefficients, pass);
   }
 
  private:
@@ -446,7 +467,7 @@ class BatchNormGrad : public Kernel {
   BnGeometry g_;
   Layout layouts_[3];  // dy, x, dx
   // dy blocked, x and dx plain (the gradient of a batch norm that converts to nchw16c): dy is
-  // made plain once, in dx's memory, with the sums, and dx computed there in place.
+  // made plain once, in dx's memory, before the sums, and dx computed there in place.
   bool staged_;
   int threads_;
   TileBuffers tiles_;
