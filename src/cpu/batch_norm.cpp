@@ -5,9 +5,12 @@
 // Own loops rather than oneDNN's primitive because the op's contract (invstd output, running
 // statistics updated in place with the unbiased variance, gradient from invstd) would need a
 // conversion pass around oneDNN's anyway, and the work is bandwidth-bound.
-// On nchw16c (blocked.h; x, y and the gradients alike) each thread owns a range of 16-channel
-// blocks and streams every (n, block) tile of s pixels x 16 lanes, one lane per channel, so the
-// blocked convolutions around a batch norm need no reorder.
+// On nchw16c (blocked.h) each thread owns a range of 16-channel blocks and streams every
+// (n, block) tile of s pixels x 16 lanes, one lane per channel, so the blocked convolutions
+// around a batch norm need no reorder. Each operand may be stored either way: where they differ
+// the elementwise pass converts (plain rows through a per-thread tile), so batch norm is where a
+// network goes from an NCHW kernel's output to the blocked layout and back. Padding channels
+// (C not a multiple of 16) get zero scale and shift, hence zero outputs and gradients.
 #include <omp.h>
 
 #include <algorithm>
@@ -244,7 +247,9 @@ MYELIN_VECTOR_CLONES void tile_grad_input(const float* dy, const float* x, float
 // Three tiles per thread for the plain operands of a tiled pass, at the start of the workspace.
 struct TileBuffers {
   int64_t floats = 0;  // of one tile; 0 where the pass is not tiled
-  size_t bytes(int threads) const { return static_cast<size_t>(3 * floats * threads) * 4; }
+  size_t bytes(int threads) const {
+    return static_cast<size_t>(3 * floats * threads) * sizeof(float);
+  }
   float* of(void* workspace, int64_t t, int k) const {
     return static_cast<float*>(workspace) + (3 * t + k) * floats;
   }
