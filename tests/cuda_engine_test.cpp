@@ -501,16 +501,10 @@ TEST(CudaStorage, ReluGradientFoldsIntoTheLrnGradient) {
   EXPECT_EQ(relu_grads, 2);  // conv2's and fc3's
 }
 
-// A batch-norm network (conv, batch norm, ReLU, pool, conv) under bf16: the batch norm's input and
-// output, forward and backward, are stored 16-bit NHWC by default, so no layout copy sits between
-// it and the convolutions; the environment turns either off.
+// A batch-norm network (conv, batch norm, ReLU, pool, conv) under bf16: the ReLU runs in the
+// batch norm, and the batch norm's input and output, forward and backward, are stored 16-bit NHWC,
+// so no layout copy sits between it and the convolutions (planning needs no device).
 TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
-  REQUIRE_GPU();
-  unsetenv("MYELIN_CUDA_BF16_STORAGE");
-  unsetenv("MYELIN_CUDA_LAYOUT");
-  BackendOptions o;
-  o.precision = "bf16";
-  auto backend = make_backend(Device::cuda(0), o);
   Graph bn(true);
   ValueId x = bn.input("data", Shape{8, 3, 12, 12});
   ValueId w = bn.param("conv.weight", Shape{8, 3, 3, 3}, Init{});
@@ -525,26 +519,27 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   ValueId out = bn.add1("conv2d", "conv2", {h, w2});
   ValueId dout = bn.input("dout", bn.value(out).shape);
   differentiate(bn, {{out, dout}}, bn.params());
-  auto bn_operands = [&](Graph g) {
-    backend->fuse(g);
-    backend->choose_storage(g);
-    std::vector<const Value*> v;
-    for (const Node& n : g.nodes())
-      if (n.op == "batch_norm" || n.op == "batch_norm_grad") {
-        if (n.op == "batch_norm") EXPECT_EQ(n.attrs.s("post", ""), "relu") << "fused";
-        for (int i = 0; i < (n.op == "batch_norm" ? 1 : 2); ++i) v.push_back(&g.value(n.inputs[i]));
-        v.push_back(&g.value(n.outputs[0]));
+  // (16-bit operands, NHWC operands) of the batch norm and its gradient: x, y; dy, x, dx.
+  auto bn_operands = [&](bool storage16, bool nhwc) {
+    Graph g = bn;
+    cuda::plan_fusion(g);
+    cuda::plan_storage(g, cuda::Precision::bf16, storage16, nhwc);
+    int half = 0, last = 0, operands = 0;
+    for (const Node& n : g.nodes()) {
+      if (n.op != "batch_norm" && n.op != "batch_norm_grad") continue;
+      if (n.op == "batch_norm") EXPECT_EQ(n.attrs.s("post", ""), "relu") << "fused";
+      std::vector<ValueId> v{n.outputs[0], n.inputs[0]};
+      if (n.op == "batch_norm_grad") v.push_back(n.inputs[1]);
+      for (ValueId id : v) {
+        half += g.value(id).dtype == DType::bf16;
+        last += g.value(id).layout == Layout::nhwc;
+        ++operands;
       }
-    EXPECT_EQ(v.size(), 5u);
-    int half = 0, nhwc = 0;
-    for (const Value* p : v) half += p->dtype == DType::bf16, nhwc += p->layout == Layout::nhwc;
-    return std::pair{half, nhwc};
+    }
+    EXPECT_EQ(operands, 5);
+    return std::pair{half, last};
   };
-  EXPECT_EQ(bn_operands(bn), std::pair(5, 5));
-  setenv("MYELIN_CUDA_BF16_STORAGE", "0", 1);
-  EXPECT_EQ(bn_operands(bn), std::pair(0, 5));
-  setenv("MYELIN_CUDA_LAYOUT", "nchw", 1);
-  EXPECT_EQ(bn_operands(bn), std::pair(0, 0));
-  unsetenv("MYELIN_CUDA_LAYOUT");
-  unsetenv("MYELIN_CUDA_BF16_STORAGE");
+  EXPECT_EQ(bn_operands(true, true), std::pair(5, 5));
+  EXPECT_EQ(bn_operands(false, true), std::pair(0, 5));
+  EXPECT_EQ(bn_operands(true, false), std::pair(0, 0)) << "16 bits only where channels are last";
 }

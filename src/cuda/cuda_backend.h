@@ -62,8 +62,8 @@ class CudaBackend final : public Backend {
   bool capture(const std::function<void()>& body) override;
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
-  // A ReLU after a convolution, a batch norm or an add becomes that node's epilogue, and its gradient,
-  // where an LRN reads the ReLU's output, the LRN gradient's (ops/fuse.h; storage.cpp).
+  // A ReLU after a convolution, a batch norm or an add becomes that node's epilogue, and its
+  // gradient, where an LRN reads the ReLU's output, the LRN gradient's (ops/fuse.h; storage.cpp).
   // MYELIN_CUDA_FUSE=0 turns both off.
   void fuse(Graph& g) const override;
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
@@ -127,6 +127,8 @@ class CudaBackend final : public Backend {
 // What choose_storage does, without a device: under bf16/fp16, stores g's activations in 16 bits
 // (storage16) and channels-last (nhwc) where every kernel touching them takes it.
 void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
+// What fuse does, without a device: the ReLUs folded into their producers (and gradients).
+void plan_fusion(Graph& g);
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

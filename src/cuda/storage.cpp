@@ -78,13 +78,16 @@ void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
   if (storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
 }
 
-void CudaBackend::fuse(Graph& g) const {
-  if (env_is("MYELIN_CUDA_FUSE", "0")) return;
+void plan_fusion(Graph& g) {
   fuse_relus(g, [](const Node& producer, double slope) {
     return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
            slope == 0;
   });
   fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
+}
+
+void CudaBackend::fuse(Graph& g) const {
+  if (!env_is("MYELIN_CUDA_FUSE", "0")) plan_fusion(g);
 }
 
 void CudaBackend::choose_storage(Graph& g) const {
