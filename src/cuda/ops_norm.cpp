@@ -139,7 +139,13 @@ class BatchNormRowsKernel : public CudaKernel {
     for (int i = backward ? 2 : 1; i < 5; ++i)
       if (s.input(i).dtype != DType::f32)
         throw UnsupportedError(where_ + ": gamma, beta and the statistics must be f32");
+    if (!s.input_nhwc(x) && shape.rank() != 2)
+      throw UnsupportedError(where_ +
+                             ": the CUDA kernels for 16-bit batch norm take channels-last "
+                             "(NHWC) or [N, C] activations only");
     const DType t = s.input(x).dtype;
+    if (s.output(0).dtype != t || (backward && s.input(0).dtype != t))
+      throw UnsupportedError(where_ + ": x, y (dy, dx) must share one storage type");
     workspace_ = bn_workspace_bytes(d_, t == DType::bf16 ? 1 : t == DType::f16 ? 2 : 0);
   }
   size_t workspace_bytes() const override { return workspace_; }
