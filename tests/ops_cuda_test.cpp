@@ -271,7 +271,7 @@ TEST(BatchNormNhwcCuda, Fp32ChannelsLastMatchesReference) {
   for (const OpCase& c : test::all_cases()) {
     if (!c.name.starts_with("batch_norm_nhwc/")) continue;
     test::CaseResult r = test::run_case(c, Device::cuda(0), "bf16");
-    print_errors(c, "bf16 fp32-storage", r);
+    print_errors(c, "bf16/fp32-storage", r);
     EXPECT_LT(r.fwd_error, c.fwd_tol * 10) << c.name << ": " << r.detail;
     for (size_t i = 0; i < r.grad_errors.size(); ++i)
       EXPECT_LT(r.grad_errors[i], c.grad_tol * 10) << c.name << ": " << r.detail;
