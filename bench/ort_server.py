@@ -76,6 +76,7 @@ def make_handler(batcher, health):
     example = int(np.prod(health["input"]))
 
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed ACK)
         protocol_version = "HTTP/1.1"  # keep-alive, as the load generator expects
 
         def log_message(self, *args):

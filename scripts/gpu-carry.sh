@@ -8,6 +8,7 @@
 #
 # On the GPU machine:
 #   mkdir -p /tmp/gpu && tar -xJf .carry/gpu.tar.xz -C /tmp/gpu
+#   ln -sfn "$PWD/models" /tmp/gpu/models   # standard networks by name, beside bin/
 #   export LD_LIBRARY_PATH=/tmp/gpu/lib; /tmp/gpu/bin/myelin device-query
 # (run PyTorch peers with `env -u LD_LIBRARY_PATH`: they bring their own libraries).
 set -euo pipefail
