@@ -1,15 +1,18 @@
 // The CPU engine's blocked activations (CpuBackend::choose_storage): a training step of small
-// AlexNet- and ResNet-like graphs with activations kept nChw16c between oneDNN's kernels gives the
-// loss, outputs and every gradient of the same step with MYELIN_CPU_BLOCKED=0; the plan blocks
-// exactly the values between kernels that take the layout; and the kernels register what they take.
+// AlexNet- and ResNet-like graphs with activations kept nChw16c (and nChw8c for 24 channels)
+// between oneDNN's kernels gives the loss, outputs and every gradient of the same step with
+// MYELIN_CPU_BLOCKED=0; the plan blocks exactly the values between kernels that take the layout;
+// the kernels register what they take; plain rows and blocked tiles convert by the definition.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/planner.h"
 #include "cpu/blocked.h"
 #include "support/step_compare.h"
 
@@ -64,9 +67,10 @@ StepNet resnet_like(bool training) {
 }
 
 // The small ResNet of models/resnet.yaml, narrower inputs: a thin stem (im2col + SGEMM, NCHW
-// output) whose batch norm writes nchw16c, a 2x2 max pooling, a residual block of 24 channels
-// (not a multiple of 16: stored padded to 32) with an identity shortcut, then 48 channels at
-// stride 2 with a 1x1 projection, and the inner product over the last block's output (NCHW).
+// output) whose batch norm writes the blocked layout, a 2x2 max pooling, a residual block of 24
+// channels (nchw8c; with MYELIN_CPU_BLOCK8=0 nchw16c padded to 32) with an identity shortcut, then
+// 48 channels at stride 2 with a 1x1 projection, and the inner product over the last block's output
+// (NCHW).
 StepNet small_resnet(bool training) {
   Graph g(training);
   StepBuilder b{g};
@@ -99,7 +103,7 @@ StepResult run(const StepNet& net, bool blocked) {
 std::set<std::string> blocked_values(const Graph& g) {
   std::set<std::string> names;
   for (const Value& v : g.values())
-    if (v.layout == Layout::nchw16c) names.insert(v.name);
+    if (cpu::is_blocked(v.layout)) names.insert(v.name);
   return names;
 }
 
@@ -121,15 +125,30 @@ TEST(CpuBlocked, ConvBatchNormResidualTrainingStepMatches) {
   expect_same_step(resnet_like(true));
 }
 
-// 24 channels: stored padded to two blocks, padding zero through every kernel (the plain step
+// 24 channels in blocks of 8: oneDNN's 8-channel convolutions, batch norm (converting from the
+// stem's plain convolution), the 2x2 pooling, the residual sum and ReLUs, forward and gradients.
+TEST(CpuBlocked, EightChannelBlocksTrainingStepMatches) {
+  expect_same_step(small_resnet(true));
+}
+
+// MYELIN_CPU_BLOCK8=0 for the test's scope: 24 channels stored nchw16c, padded to 32.
+struct Block16Only {
+  Block16Only() { setenv("MYELIN_CPU_BLOCK8", "0", 1); }
+  ~Block16Only() { unsetenv("MYELIN_CPU_BLOCK8"); }
+};
+
+// 24 channels padded to two blocks of 16, padding zero through every kernel (the plain step
 // would not match if a padding channel leaked into a real one; run_step poisons the arena).
 TEST(CpuBlocked, PaddedChannelsTrainingStepMatches) {
+  Block16Only padded;
   expect_same_step(small_resnet(true));
 }
 
 TEST(CpuBlocked, InferenceGraphsMatch) {
   expect_same_step(alexnet_like(false));
   expect_same_step(resnet_like(false));
+  expect_same_step(small_resnet(false));
+  Block16Only padded;
   expect_same_step(small_resnet(false));
 }
 
@@ -192,10 +211,10 @@ TEST(CpuBlocked, PlanBlocksTheResidualBlockBetweenBatchNorms) {
   EXPECT_EQ(blocked_dx, 3);
 }
 
-// 24 channels are blocked like 16k (padded): the whole residual block of 24 channels and the
+// 24 channels are blocked in 8s (48 in 16s): the whole residual block of 24 channels and the
 // pooling before it, from the stem's batch norm on; the stem's convolution (im2col + SGEMM) and
 // the last sum and its ReLU, which the inner product reads, stay NCHW.
-TEST(CpuBlocked, PlanBlocksPaddedChannels) {
+TEST(CpuBlocked, PlanBlocks24ChannelsInEights) {
   StepResult r = run(small_resnet(true), true);
   const Graph& g = r.graph;
   auto layout = [&](const std::string& name) {
@@ -205,8 +224,9 @@ TEST(CpuBlocked, PlanBlocksPaddedChannels) {
   };
   for (const char* name :
        {"relu1.activation", "pool1.max_pool2d", "res1_conv1.conv2d", "res1_relu1.activation",
-        "res1_conv2.conv2d", "res1.add", "res1_relu.activation", "res2_conv1.conv2d"})
-    EXPECT_EQ(layout(name), Layout::nchw16c) << name;
+        "res1_conv2.conv2d", "res1.add", "res1_relu.activation"})
+    EXPECT_EQ(layout(name), Layout::nchw8c) << name;
+  EXPECT_EQ(layout("res2_conv1.conv2d"), Layout::nchw16c);
   for (const char* name : {"conv1.conv2d", "res2.add", "res2_relu.activation"})
     EXPECT_EQ(layout(name), Layout::nchw) << name;
   // No 24-channel activation gradient is plain but the stem's batch norm's dx.
@@ -217,10 +237,13 @@ TEST(CpuBlocked, PlanBlocksPaddedChannels) {
           val.shape.rank() != 4 || val.shape[1] != 24 || n.op == "batch_norm_grad" ||
           n.op == "conv2d_grad_weight")
         continue;
-      EXPECT_EQ(val.layout, Layout::nchw16c) << val.name;
+      EXPECT_EQ(val.layout, Layout::nchw8c) << val.name;
     }
-  // The arena holds the padding: 24-channel values take 32 channels' bytes.
-  EXPECT_GT(r.arena, run(small_resnet(true), false).arena);
+  // Blocks of 16 store padding: 24-channel values take 32 channels' bytes; blocks of 8 none.
+  Block16Only padded;
+  StepResult r16 = run(small_resnet(true), true);
+  EXPECT_EQ(r16.graph.value(r16.graph.find("res1.add")).layout, Layout::nchw16c);
+  EXPECT_GT(r16.arena, r.arena);
 }
 
 TEST(CpuBlocked, KeptValuesAndPlainConvolutionsStayPlain) {
@@ -269,21 +292,36 @@ TEST(CpuBlocked, KernelsRegisterTheLayoutTheyTake) {
   EXPECT_EQ(kernel_storage("no_such_op", DeviceKind::cpu), nullptr);
 }
 
-// Plain rows and nchw16c tiles made from each other, for pixel counts with and without a
-// remainder of 16 and a partial last block: lanes past the real channels are zero, and
-// tile_to_rows writes the real rows only.
+// Plain rows and blocked tiles (16 and 8 channels) made from each other, for pixel counts with
+// and without a remainder of the block and a partial last block: lanes past the real channels are
+// zero, and tile_to_rows writes the real rows only.
 TEST(CpuBlocked, RowsAndTilesConvert) {
-  for (int64_t s : {5, 16, 37, 196})
-    for (int64_t real : {8, 16}) {
-      std::vector<float> rows(static_cast<size_t>(17 * s)), tile(static_cast<size_t>(16 * s), -1);
-      for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>(i) + 0.5f;
-      cpu::rows_to_tile(rows.data(), s, real, tile.data());
-      for (int64_t i = 0; i < s; ++i)
-        for (int64_t k = 0; k < 16; ++k)
-          ASSERT_EQ(tile[i * 16 + k], k < real ? rows[k * s + i] : 0.0f) << s << " " << real;
-      std::vector<float> back(rows.size(), -7);
-      cpu::tile_to_rows(tile.data(), s, real, back.data());
-      for (int64_t i = 0; i < 17 * s; ++i)
-        ASSERT_EQ(back[i], i < real * s ? rows[i] : -7.0f) << s << " " << real << " " << i;
-    }
+  for (int64_t b : {8, 16})
+    for (int64_t s : {5, 8, 16, 37, 196})
+      for (int64_t real : {b / 2 + 1, b}) {
+        std::vector<float> rows(static_cast<size_t>((b + 1) * s)), tile(static_cast<size_t>(b * s));
+        std::fill(tile.begin(), tile.end(), -1.0f);
+        for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>(i) + 0.5f;
+        cpu::rows_to_tile(rows.data(), s, real, tile.data(), b);
+        for (int64_t i = 0; i < s; ++i)
+          for (int64_t k = 0; k < b; ++k)
+            ASSERT_EQ(tile[i * b + k], k < real ? rows[k * s + i] : 0.0f) << b << " " << s;
+        std::vector<float> back(rows.size(), -7);
+        cpu::tile_to_rows(tile.data(), s, real, back.data(), b);
+        for (int64_t i = 0; i < (b + 1) * s; ++i)
+          ASSERT_EQ(back[i], i < real * s ? rows[i] : -7.0f) << b << " " << s << " " << i;
+      }
+}
+
+// The layout of a blocked value by its channel count.
+TEST(CpuBlocked, BlockedLayoutByChannels) {
+  EXPECT_EQ(cpu::blocked_layout(24), Layout::nchw8c);
+  EXPECT_EQ(cpu::blocked_layout(40), Layout::nchw8c);
+  for (int64_t c : {16, 32, 48, 20, 3}) EXPECT_EQ(cpu::blocked_layout(c), Layout::nchw16c) << c;
+  Block16Only padded;
+  EXPECT_EQ(cpu::blocked_layout(24), Layout::nchw16c);
+  EXPECT_EQ(cpu::block_of(Layout::nchw8c), 8);
+  EXPECT_EQ(cpu::block_of(Layout::nchw), 0);
+  EXPECT_EQ(stored_numel(Shape{2, 24, 3, 3}, Layout::nchw8c), 2 * 24 * 9);  // never padded
+  EXPECT_EQ(stored_numel(Shape{2, 24, 3, 3}, Layout::nchw16c), 2 * 32 * 9);
 }

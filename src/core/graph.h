@@ -29,11 +29,12 @@ struct Init {
 
 // How a 4-D value's elements lie in memory. Shapes are always logical [N, C, H, W]; a backend may
 // store an activation otherwise (Backend::choose_storage) where every kernel touching it takes
-// that: channels-last (nhwc, the CUDA engine), or in blocks of 16 channels (nchw16c:
-// [N, ceil(C/16), H, W, 16], oneDNN's nChw16c, the CPU engine; where C is not a multiple of 16 the
-// last block is padded with channels that stay zero, and the planner reserves the padded size,
-// stored_numel in planner.h). Everything else (inputs, parameters, views, kept values) is nchw.
-enum class Layout : uint8_t { nchw, nhwc, nchw16c };
+// that: channels-last (nhwc, the CUDA engine), or in blocks of channels, oneDNN's nChw16c and
+// nChw8c on the CPU engine (nchw16c: [N, ceil(C/16), H, W, 16], where C is not a multiple of 16
+// the last block padded with channels that stay zero and the planner reserving the padded size,
+// stored_numel in planner.h; nchw8c: [N, C/8, H, W, 8] for C a multiple of 8, never padded).
+// Everything else (inputs, parameters, views, kept values) is nchw.
+enum class Layout : uint8_t { nchw, nhwc, nchw16c, nchw8c };
 
 struct Value {
   std::string name;

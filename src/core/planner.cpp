@@ -52,8 +52,8 @@ std::vector<Interval> lifetimes(const Graph& g, const std::vector<ValueId>& alia
 }  // namespace
 
 int64_t stored_numel(const Shape& shape, Layout layout) {
-  if (layout != Layout::nchw16c) return shape.numel();
-  constexpr int64_t block = 16;
+  if (layout != Layout::nchw16c && layout != Layout::nchw8c) return shape.numel();
+  const int64_t block = layout == Layout::nchw16c ? 16 : 8;
   const int64_t channels = shape[1], padded = (channels + block - 1) / block * block;
   return channels == 0 ? 0 : shape.numel() / channels * padded;
 }

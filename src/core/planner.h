@@ -17,9 +17,9 @@ struct MemoryPlan {
 
 constexpr size_t kArenaAlignment = 256;  // bytes; enough for AVX-512 and cuDNN
 
-// The elements a value's storage holds: its shape's, except that nchw16c rounds the channels up
-// to whole blocks of 16 (the padding channels hold zeros: every kernel writing such a value
-// writes them).
+// The elements a value's storage holds: its shape's, except that the blocked layouts round the
+// channels up to whole blocks (of 16 or 8; the padding channels hold zeros: every kernel writing
+// such a value writes them).
 int64_t stored_numel(const Shape& shape, Layout layout);
 inline int64_t stored_numel(const Value& v) {
   return stored_numel(v.shape, v.layout);

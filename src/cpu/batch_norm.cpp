@@ -5,12 +5,12 @@
 // Own loops rather than oneDNN's primitive because the op's contract (invstd output, running
 // statistics updated in place with the unbiased variance, gradient from invstd) would need a
 // conversion pass around oneDNN's anyway, and the work is bandwidth-bound.
-// On nchw16c (blocked.h) each thread owns a range of 16-channel blocks and streams every
-// (n, block) tile of s pixels x 16 lanes, one lane per channel, so the blocked convolutions
+// On nchw16c or nchw8c (blocked.h) each thread owns a range of channel blocks and streams every
+// (n, block) tile of s pixels x 16 (or 8) lanes, one lane per channel, so the blocked convolutions
 // around a batch norm need no reorder. Each operand may be stored either way: where they differ
 // the elementwise pass converts (plain rows through a per-thread tile), so batch norm is where a
 // network goes from an NCHW kernel's output to the blocked layout and back. Padding channels
-// (C not a multiple of 16) get zero scale and shift, hence zero outputs and gradients.
+// (C not a multiple of the block) get zero scale and shift, hence zero outputs and gradients.
 #include <omp.h>
 
 #include <algorithm>
@@ -27,33 +27,36 @@ namespace myelin::cpu {
 
 namespace {
 
-constexpr int64_t kLanes = kChannelBlock;
+constexpr int64_t kMaxLanes = kChannelBlock;  // channels of the widest block
 
 struct BnGeometry {
   int64_t n, c, s;  // batch, channels, elements per (n, c) row
-  // Some operand is nchw16c: the elementwise work goes by (n, 16-channel block) tiles of s pixels
-  // x 16 lanes, plain operands converted through per-thread tiles (TileIo).
+  // Some operand is blocked: the elementwise work goes by (n, channel block) tiles of s pixels
+  // x `lanes` (the blocked operands' block: 16 or 8), plain operands converted through per-thread
+  // tiles (TileIo). 0 where no operand is blocked.
+  int64_t lanes;
   bool tiled;
-  BnGeometry(const Shape& x, bool tiled_)
-      : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])), tiled(tiled_) {}
+  BnGeometry(const Shape& x, int64_t lanes_)
+      : n(x[0]), c(x[1]), s(x.numel() / (x[0] * x[1])), lanes(lanes_), tiled(lanes_ != 0) {}
   int64_t per_channel() const { return n * s; }
   int64_t padded() const { return padded_channels(c); }  // the statistics' arrays
-  int64_t step() const { return tiled ? kLanes : 1; }    // channels per row or tile
-  int64_t units() const { return tiled ? channel_blocks(c) : c; }
-  int64_t real(int64_t c0) const { return std::min(kLanes, c - c0); }  // channels of c0's block
+  int64_t step() const { return tiled ? lanes : 1; }     // channels per row or tile
+  int64_t units() const { return tiled ? channel_blocks(c, lanes) : c; }
+  int64_t real(int64_t c0) const { return std::min(lanes, c - c0); }  // channels of c0's block
   int64_t plain_row(int64_t in, int64_t ic) const { return (in * c + ic) * s; }
   int64_t tile(int64_t in, int64_t ic) const {
-    return (in * channel_blocks(c) + ic / kLanes) * kLanes * s;
+    return (in * channel_blocks(c, lanes) + ic / lanes) * lanes * s;
   }
 };
 
-bool any_blocked(const KernelSpec& s) {
-  bool any = false;
+// The block of the operands stored blocked (all of one channel count, so of one layout), or 0.
+int64_t blocked_lanes(const KernelSpec& s) {
+  int64_t lanes = 0;
   for (size_t i = 0; i < s.node.inputs.size(); ++i)
-    any = any || s.input_layout(i) == Layout::nchw16c;
+    lanes = std::max(lanes, block_of(s.input_layout(i)));
   for (size_t i = 0; i < s.node.outputs.size(); ++i)
-    any = any || s.output_layout(i) == Layout::nchw16c;
-  return any;
+    lanes = std::max(lanes, block_of(s.output_layout(i)));
+  return lanes;
 }
 
 // One activation operand of a tiled pass: a blocked one is read and written in place; a plain
@@ -64,28 +67,28 @@ struct TileIo {
   bool blocked;
   const float* read(const BnGeometry& g, int64_t n, int64_t c0, float* buf) const {
     if (blocked) return base + g.tile(n, c0);
-    rows_to_tile(base + g.plain_row(n, c0), g.s, g.real(c0), buf);
+    rows_to_tile(base + g.plain_row(n, c0), g.s, g.real(c0), buf, g.lanes);
     return buf;
   }
   float* target(const BnGeometry& g, int64_t n, int64_t c0, float* buf) const {
     return blocked ? base + g.tile(n, c0) : buf;
   }
   void written(const BnGeometry& g, int64_t n, int64_t c0, const float* buf) const {
-    if (!blocked) tile_to_rows(buf, g.s, g.real(c0), base + g.plain_row(n, c0));
+    if (!blocked) tile_to_rows(buf, g.s, g.real(c0), base + g.plain_row(n, c0), g.lanes);
   }
 };
 
 TileIo io(const Tensor& t, Layout layout) {
-  return {t.f32(), layout == Layout::nchw16c};
+  return {t.f32(), is_blocked(layout)};
 }
 
 // The phases of a batch norm pass on `threads` threads, t the thread: prepare(n, c, t) on its
 // share of the rows (tiles where tiled), if any; then stats(c0, c1, t) on its share of the
-// channels, taken `stats_step` at a time (kLanes where the statistics read tiles: c1 may then pass
-// c, the last block padded; 1 where they read plain rows, so that 24 channels split 12 and 12, not
-// 16 and 8); then pass(n, c, t) on its share of the rows: the elementwise pass split by channels
-// alone, 48 channels (3 blocks) would keep one of 2 threads idle for a third of it. Each phase
-// waits for the one before on every thread.
+// channels, taken `stats_step` at a time (the block where the statistics read tiles: c1 may then
+// pass c, the last block padded; 1 where they read plain rows, so that 24 channels split 12 and 12,
+// not 16 and 8); then pass(n, c, t) on its share of the rows: the elementwise pass split by
+// channels alone, 48 channels (3 blocks) would keep one of 2 threads idle for a third of it. Each
+// phase waits for the one before on every thread.
 struct NoPrepare {
   void operator()(int64_t, int64_t, int64_t) const {}
 };
@@ -94,7 +97,7 @@ template <class Stats, class Pass, class Prepare = NoPrepare>
 void in_phases(const BnGeometry& g, int threads, int64_t stats_step, Stats stats, Pass pass,
                Prepare prepare = {}) {
   const int64_t units = g.units(), rows = g.n * units;
-  const int64_t stat_units = stats_step == 1 ? g.c : channel_blocks(g.c);
+  const int64_t stat_units = channel_blocks(g.c, stats_step);
   constexpr bool prepares = !std::is_same_v<Prepare, NoPrepare>;
 #pragma omp parallel num_threads(threads)
   {
@@ -174,75 +177,111 @@ MYELIN_VECTOR_CLONES void row_grad_input(const float* dy, const float* x, float*
   for (int64_t i = 0; i < len; ++i) dx[i] = a * dy[i] + b * x[i] + k;
 }
 
-// --- The same on nchw16c tiles: s pixels of kLanes channels, one channel per lane ---
+// --- The same on blocked tiles: s pixels of L channels (16 or 8), one channel per lane. Each
+// cloned function runs the loops of its block size (lanes_call). ---
 
-constexpr int64_t kTileBlock = kBlock / kLanes;  // pixels summed in float lanes
+template <int64_t L>
+constexpr int64_t kTileBlock = kBlock / L;  // pixels summed in float lanes
 
-MYELIN_VECTOR_CLONES void tile_sum(const float* t, int64_t s, double* sum) {
-  for (int64_t b = 0; b < s; b += kTileBlock) {
-    const int64_t end = std::min(s, b + kTileBlock);
-    float acc[kLanes] = {};
+template <int64_t L>
+[[gnu::always_inline]] inline void tile_sum_l(const float* t, int64_t s, double* sum) {
+  for (int64_t b = 0; b < s; b += kTileBlock<L>) {
+    const int64_t end = std::min(s, b + kTileBlock<L>);
+    float acc[L] = {};
     for (int64_t i = b; i < end; ++i)
 #pragma omp simd
-      for (int64_t k = 0; k < kLanes; ++k) acc[k] += t[i * kLanes + k];
-    for (int64_t k = 0; k < kLanes; ++k) sum[k] += acc[k];
+      for (int64_t k = 0; k < L; ++k) acc[k] += t[i * L + k];
+    for (int64_t k = 0; k < L; ++k) sum[k] += acc[k];
   }
 }
 
-MYELIN_VECTOR_CLONES void tile_centered_sumsq(const float* t, int64_t s, const double* mean,
-                                              double* sumsq) {
-  float m[kLanes];
-  for (int64_t k = 0; k < kLanes; ++k) m[k] = static_cast<float>(mean[k]);
-  for (int64_t b = 0; b < s; b += kTileBlock) {
-    const int64_t end = std::min(s, b + kTileBlock);
-    float acc[kLanes] = {};
+template <int64_t L>
+[[gnu::always_inline]] inline void tile_centered_sumsq_l(const float* t, int64_t s,
+                                                         const double* mean, double* sumsq) {
+  float m[L];
+  for (int64_t k = 0; k < L; ++k) m[k] = static_cast<float>(mean[k]);
+  for (int64_t b = 0; b < s; b += kTileBlock<L>) {
+    const int64_t end = std::min(s, b + kTileBlock<L>);
+    float acc[L] = {};
     for (int64_t i = b; i < end; ++i)
 #pragma omp simd
-      for (int64_t k = 0; k < kLanes; ++k) {
-        float d = t[i * kLanes + k] - m[k];
+      for (int64_t k = 0; k < L; ++k) {
+        float d = t[i * L + k] - m[k];
         acc[k] += d * d;
       }
-    for (int64_t k = 0; k < kLanes; ++k) sumsq[k] += acc[k];
+    for (int64_t k = 0; k < L; ++k) sumsq[k] += acc[k];
   }
 }
 
-MYELIN_VECTOR_CLONES void tile_affine(const float* x, float* y, int64_t s, const float* a,
-                                      const float* b, const PostRelu& post) {
+template <int64_t L>
+[[gnu::always_inline]] inline void tile_affine_l(const float* x, float* y, int64_t s,
+                                                 const float* a, const float* b,
+                                                 const PostRelu& post) {
   for (int64_t i = 0; i < s; ++i) {
-    const float* xi = x + i * kLanes;
-    float* yi = y + i * kLanes;
+    const float* xi = x + i * L;
+    float* yi = y + i * L;
     if (post.on) {
 #pragma omp simd
-      for (int64_t k = 0; k < kLanes; ++k) yi[k] = relu_with_slope(xi[k] * a[k] + b[k], post.slope);
+      for (int64_t k = 0; k < L; ++k) yi[k] = relu_with_slope(xi[k] * a[k] + b[k], post.slope);
     } else {
 #pragma omp simd
-      for (int64_t k = 0; k < kLanes; ++k) yi[k] = xi[k] * a[k] + b[k];
+      for (int64_t k = 0; k < L; ++k) yi[k] = xi[k] * a[k] + b[k];
     }
   }
 }
 
-MYELIN_VECTOR_CLONES void tile_grad_sums(const float* dy, const float* x, int64_t s,
-                                         const float* mean, double* sum_dy, double* sum_dxm) {
-  for (int64_t b = 0; b < s; b += kTileBlock) {
-    const int64_t end = std::min(s, b + kTileBlock);
-    float sdy[kLanes] = {}, sdxm[kLanes] = {};
+template <int64_t L>
+[[gnu::always_inline]] inline void tile_grad_sums_l(const float* dy, const float* x, int64_t s,
+                                                    const float* mean, double* sum_dy,
+                                                    double* sum_dxm) {
+  for (int64_t b = 0; b < s; b += kTileBlock<L>) {
+    const int64_t end = std::min(s, b + kTileBlock<L>);
+    float sdy[L] = {}, sdxm[L] = {};
     for (int64_t i = b; i < end; ++i)
 #pragma omp simd
-      for (int64_t k = 0; k < kLanes; ++k) {
-        sdy[k] += dy[i * kLanes + k];
-        sdxm[k] += dy[i * kLanes + k] * (x[i * kLanes + k] - mean[k]);
+      for (int64_t k = 0; k < L; ++k) {
+        sdy[k] += dy[i * L + k];
+        sdxm[k] += dy[i * L + k] * (x[i * L + k] - mean[k]);
       }
-    for (int64_t k = 0; k < kLanes; ++k) sum_dy[k] += sdy[k], sum_dxm[k] += sdxm[k];
+    for (int64_t k = 0; k < L; ++k) sum_dy[k] += sdy[k], sum_dxm[k] += sdxm[k];
   }
 }
 
-MYELIN_VECTOR_CLONES void tile_grad_input(const float* dy, const float* x, float* dx, int64_t s,
-                                          const float* a, const float* b, const float* k) {
+template <int64_t L>
+[[gnu::always_inline]] inline void tile_grad_input_l(const float* dy, const float* x, float* dx,
+                                                     int64_t s, const float* a, const float* b,
+                                                     const float* k) {
   for (int64_t i = 0; i < s; ++i)
 #pragma omp simd
-    for (int64_t l = 0; l < kLanes; ++l)
-      dx[i * kLanes + l] = a[l] * dy[i * kLanes + l] + b[l] * x[i * kLanes + l] + k[l];
+    for (int64_t l = 0; l < L; ++l)
+      dx[i * L + l] = a[l] * dy[i * L + l] + b[l] * x[i * L + l] + k[l];
 }
+
+// f<16>(args...) or f<8>(args...) by `lanes`, inside the calling clone.
+#define lanes_call(f, lanes, ...) ((lanes) == 8 ? f<8>(__VA_ARGS__) : f<16>(__VA_ARGS__))
+
+MYELIN_VECTOR_CLONES void tile_sum(int64_t lanes, const float* t, int64_t s, double* sum) {
+  lanes_call(tile_sum_l, lanes, t, s, sum);
+}
+MYELIN_VECTOR_CLONES void tile_centered_sumsq(int64_t lanes, const float* t, int64_t s,
+                                              const double* mean, double* sumsq) {
+  lanes_call(tile_centered_sumsq_l, lanes, t, s, mean, sumsq);
+}
+MYELIN_VECTOR_CLONES void tile_affine(int64_t lanes, const float* x, float* y, int64_t s,
+                                      const float* a, const float* b, const PostRelu& post) {
+  lanes_call(tile_affine_l, lanes, x, y, s, a, b, post);
+}
+MYELIN_VECTOR_CLONES void tile_grad_sums(int64_t lanes, const float* dy, const float* x, int64_t s,
+                                         const float* mean, double* sum_dy, double* sum_dxm) {
+  lanes_call(tile_grad_sums_l, lanes, dy, x, s, mean, sum_dy, sum_dxm);
+}
+MYELIN_VECTOR_CLONES void tile_grad_input(int64_t lanes, const float* dy, const float* x, float* dx,
+                                          int64_t s, const float* a, const float* b,
+                                          const float* k) {
+  lanes_call(tile_grad_input_l, lanes, dy, x, dx, s, a, b, k);
+}
+
+#undef lanes_call
 
 // Three tiles per thread for the plain operands of a tiled pass, at the start of the workspace.
 struct TileBuffers {
@@ -256,15 +295,16 @@ struct TileBuffers {
 };
 
 TileBuffers tile_buffers(const BnGeometry& g) {
-  return {g.tiled ? g.s * kLanes : 0};
+  return {g.tiled ? g.s * g.lanes : 0};
 }
 
 // batch_norm(x, gamma, beta, running_mean, running_var) -> y [, mean, invstd]. x and y may be
-// stored alike or not: batch norm converts between NCHW and nchw16c in its elementwise pass.
+// stored alike or not: batch norm converts between NCHW and a blocked layout in its elementwise
+// pass.
 class BatchNormForward : public Kernel {
  public:
   explicit BatchNormForward(const KernelSpec& s)
-      : g_(s.input(0).shape, any_blocked(s)),
+      : g_(s.input(0).shape, blocked_lanes(s)),
         x_layout_(s.input_layout(0)),
         y_layout_(s.output_layout(0)),
         p_(s.node.attrs),
@@ -308,7 +348,7 @@ class BatchNormForward : public Kernel {
       }
     };
     const TileIo xio = io(in[0], x_layout_), yio = io(out[0], y_layout_);
-    const int64_t stats_step = x_layout_ == Layout::nchw16c ? kLanes : 1;
+    const int64_t stats_step = is_blocked(x_layout_) ? g_.lanes : 1;
     in_phases(g_, threads_, stats_step, statistics, [&](int64_t n, int64_t c, int64_t t) {
       if (!g_.tiled) {
         const int64_t o = g_.plain_row(n, c);
@@ -319,8 +359,8 @@ class BatchNormForward : public Kernel {
         return;
       }
       float* y = yio.target(g_, n, c, tiles_.of(ctx.workspace, t, 1));
-      tile_affine(xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), y, g_.s, scale + c, shift + c,
-                  post_);
+      tile_affine(g_.lanes, xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), y, g_.s, scale + c,
+                  shift + c, post_);
       yio.written(g_, n, c, y);
     });
   }
@@ -329,13 +369,13 @@ class BatchNormForward : public Kernel {
   // Mean and variance of channels [c0, c1) (c1 may pass c: lanes of padding, ignored), from
   // rows where x is plain, from tiles where it is blocked.
   void batch_statistics(const float* x, double* mean, double* var, int64_t c0, int64_t c1) const {
-    const bool tiles = x_layout_ == Layout::nchw16c;
-    const int64_t step = tiles ? kLanes : 1, end = tiles ? c1 : std::min(c1, g_.c);
+    const bool tiles = is_blocked(x_layout_);
+    const int64_t step = tiles ? g_.lanes : 1, end = tiles ? c1 : std::min(c1, g_.c);
     for (int64_t c = c0; c < c1; ++c) mean[c] = var[c] = 0;
     for (int64_t n = 0; n < g_.n; ++n)
       for (int64_t c = c0; c < end; c += step) {
         if (tiles)
-          tile_sum(x + g_.tile(n, c), g_.s, mean + c);
+          tile_sum(g_.lanes, x + g_.tile(n, c), g_.s, mean + c);
         else
           mean[c] += row_sum(x + g_.plain_row(n, c), g_.s);
       }
@@ -343,7 +383,7 @@ class BatchNormForward : public Kernel {
     for (int64_t n = 0; n < g_.n; ++n)
       for (int64_t c = c0; c < end; c += step) {
         if (tiles)
-          tile_centered_sumsq(x + g_.tile(n, c), g_.s, mean + c, var + c);
+          tile_centered_sumsq(g_.lanes, x + g_.tile(n, c), g_.s, mean + c, var + c);
         else
           var[c] += row_centered_sumsq(x + g_.plain_row(n, c), g_.s, mean[c]);
       }
@@ -372,9 +412,9 @@ class BatchNormForward : public Kernel {
 class BatchNormGrad : public Kernel {
  public:
   explicit BatchNormGrad(const KernelSpec& s)
-      : g_(s.input(0).shape, any_blocked(s)),
+      : g_(s.input(0).shape, blocked_lanes(s)),
         layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
-        staged_(layouts_[0] == Layout::nchw16c && layouts_[1] == Layout::nchw &&
+        staged_(is_blocked(layouts_[0]) && layouts_[1] == Layout::nchw &&
                 layouts_[2] == Layout::nchw),
         threads_(cpu_backend(s).threads()),
         tiles_(staged_ ? TileBuffers{} : tile_buffers(g_)) {}
@@ -413,7 +453,7 @@ class BatchNormGrad : public Kernel {
       }
     };
     auto stage = [&](int64_t n, int64_t c, int64_t) {
-      tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c));
+      tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c), g_.lanes);
     };
     auto pass = [&](int64_t n, int64_t c, int64_t t) {
       if (!g_.tiled || staged_) {
@@ -425,12 +465,12 @@ class BatchNormGrad : public Kernel {
         return;
       }
       float* dx = dxio.target(g_, n, c, tiles_.of(ctx.workspace, t, 2));
-      tile_grad_input(dyio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)),
+      tile_grad_input(g_.lanes, dyio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)),
                       xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 1)), dx, g_.s, a + c, b + c,
                       k + c);
       dxio.written(g_, n, c, dx);
     };
-    const int64_t stats_step = g_.tiled && !staged_ ? kLanes : 1;
+    const int64_t stats_step = g_.tiled && !staged_ ? g_.lanes : 1;
     if (staged_)
       in_phases(g_, threads_, stats_step, coefficients, pass, stage);
     else
@@ -455,14 +495,15 @@ class BatchNormGrad : public Kernel {
   // The same by tiles of whole blocks (channels from c1 on are padding, not stored).
   void reduce_tiled(const TileIo& dyio, const TileIo& xio, const float* mean, int64_t c0,
                     int64_t c1, float* sum_dy, float* sum_dxm, void* workspace, int64_t t) const {
-    for (int64_t c = c0; c < c1; c += kLanes) {
-      float lane_mean[kLanes] = {};
-      std::copy(mean + c, mean + std::min(c + kLanes, c1), lane_mean);
-      double sdy[kLanes] = {}, sdxm[kLanes] = {};
+    const int64_t lanes = g_.lanes;
+    for (int64_t c = c0; c < c1; c += lanes) {
+      float lane_mean[kMaxLanes] = {};
+      std::copy(mean + c, mean + std::min(c + lanes, c1), lane_mean);
+      double sdy[kMaxLanes] = {}, sdxm[kMaxLanes] = {};
       for (int64_t n = 0; n < g_.n; ++n)
-        tile_grad_sums(dyio.read(g_, n, c, tiles_.of(workspace, t, 0)),
+        tile_grad_sums(lanes, dyio.read(g_, n, c, tiles_.of(workspace, t, 0)),
                        xio.read(g_, n, c, tiles_.of(workspace, t, 1)), g_.s, lane_mean, sdy, sdxm);
-      for (int64_t l = 0; l < kLanes && c + l < c1; ++l) {
+      for (int64_t l = 0; l < lanes && c + l < c1; ++l) {
         sum_dy[c + l] = static_cast<float>(sdy[l]);
         sum_dxm[c + l] = static_cast<float>(sdxm[l]);
       }
@@ -471,8 +512,8 @@ class BatchNormGrad : public Kernel {
 
   BnGeometry g_;
   Layout layouts_[3];  // dy, x, dx
-  // dy blocked, x and dx plain (the gradient of a batch norm that converts to nchw16c): dy is
-  // made plain once, in dx's memory, before the sums, and dx computed there in place.
+  // dy blocked, x and dx plain (the gradient of a batch norm that converts to a blocked layout): dy
+  // is made plain once, in dx's memory, before the sums, and dx computed there in place.
   bool staged_;
   int threads_;
   TileBuffers tiles_;
@@ -480,7 +521,7 @@ class BatchNormGrad : public Kernel {
 
 }  // namespace
 
-// x and y (forward), dy, x and dx (gradient): each NCHW or nchw16c, alike or not (batch norm
+// x and y (forward), dy, x and dx (gradient): each NCHW or blocked, alike or not (batch norm
 // converts between them).
 MYELIN_REGISTER_OPS {
   register_kernel("batch_norm", DeviceKind::cpu,

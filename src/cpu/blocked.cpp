@@ -1,10 +1,19 @@
-// Helpers of blocked.h: which nodes have whole channel blocks, and plain rows <-> nchw16c tiles
-// (16 x 16 transposes in AVX-512 registers where the CPU has them).
+// Helpers of blocked.h: which nodes have whole channel blocks, and plain rows <-> blocked tiles
+// (16 x 16 transposes in AVX-512 registers, 8 x 8 in AVX2 registers, where the CPU has them).
 #include "cpu/blocked.h"
 
 #include <immintrin.h>
 
+#include <cstdlib>
+#include <cstring>
+
 namespace myelin::cpu {
+
+Layout blocked_layout(int64_t c) {
+  const char* env = std::getenv("MYELIN_CPU_BLOCK8");
+  const bool block8 = !(env && std::strcmp(env, "0") == 0);
+  return block8 && c % 8 == 0 && c % 16 != 0 ? Layout::nchw8c : Layout::nchw16c;
+}
 
 bool whole_blocks(const Node& n, const Graph& g) {
   auto whole = [&](ValueId v) {
@@ -77,23 +86,87 @@ __attribute__((target("avx512f"))) int64_t tile_to_rows_avx512(const float* tile
   return i;
 }
 
+// r[k] holds row k of an 8 x 8 block on entry and its column k on exit.
+__attribute__((target("avx2"))) inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+    u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+    u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+    u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+    r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+  }
+}
+
+constexpr int64_t B8 = 8;
+
+__attribute__((target("avx2"))) int64_t rows_to_tile_avx2(const float* rows, int64_t s,
+                                                          int64_t real, float* tile) {
+  int64_t i = 0;
+  for (; i + B8 <= s; i += B8) {
+    __m256 r[B8];
+    for (int64_t k = 0; k < B8; ++k)
+      r[k] = k < real ? _mm256_loadu_ps(rows + k * s + i) : _mm256_setzero_ps();
+    transpose8(r);
+    for (int64_t j = 0; j < B8; ++j) _mm256_storeu_ps(tile + (i + j) * B8, r[j]);
+  }
+  return i;
+}
+
+__attribute__((target("avx2"))) int64_t tile_to_rows_avx2(const float* tile, int64_t s,
+                                                          int64_t real, float* rows) {
+  int64_t i = 0;
+  for (; i + B8 <= s; i += B8) {
+    __m256 r[B8];
+    for (int64_t j = 0; j < B8; ++j) r[j] = _mm256_loadu_ps(tile + (i + j) * B8);
+    transpose8(r);
+    for (int64_t k = 0; k < real; ++k) _mm256_storeu_ps(rows + k * s + i, r[k]);
+  }
+  return i;
+}
+
 bool avx512() {
   static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
   return on;
 }
 
-}  // namespace
-
-void rows_to_tile(const float* rows, int64_t s, int64_t real, float* tile) {
-  const int64_t done = avx512() ? rows_to_tile_avx512(rows, s, real, tile) : 0;
-  for (int64_t i = done; i < s; ++i)
-    for (int64_t k = 0; k < B; ++k) tile[i * B + k] = k < real ? rows[k * s + i] : 0.0f;
+bool avx2() {
+  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return on;
 }
 
-void tile_to_rows(const float* tile, int64_t s, int64_t real, float* rows) {
-  const int64_t done = avx512() ? tile_to_rows_avx512(tile, s, real, rows) : 0;
+// The pixels [0, done) of a tile by registers, or none.
+int64_t rows_to_tile_fast(const float* rows, int64_t s, int64_t real, float* tile, int64_t b) {
+  if (b == B && avx512()) return rows_to_tile_avx512(rows, s, real, tile);
+  if (b == B8 && avx2()) return rows_to_tile_avx2(rows, s, real, tile);
+  return 0;
+}
+
+int64_t tile_to_rows_fast(const float* tile, int64_t s, int64_t real, float* rows, int64_t b) {
+  if (b == B && avx512()) return tile_to_rows_avx512(tile, s, real, rows);
+  if (b == B8 && avx2()) return tile_to_rows_avx2(tile, s, real, rows);
+  return 0;
+}
+
+}  // namespace
+
+void rows_to_tile(const float* rows, int64_t s, int64_t real, float* tile, int64_t block) {
+  const int64_t done = rows_to_tile_fast(rows, s, real, tile, block);
+  for (int64_t i = done; i < s; ++i)
+    for (int64_t k = 0; k < block; ++k) tile[i * block + k] = k < real ? rows[k * s + i] : 0.0f;
+}
+
+void tile_to_rows(const float* tile, int64_t s, int64_t real, float* rows, int64_t block) {
+  const int64_t done = tile_to_rows_fast(tile, s, real, rows, block);
   for (int64_t k = 0; k < real; ++k)
-    for (int64_t i = done; i < s; ++i) rows[k * s + i] = tile[i * B + k];
+    for (int64_t i = done; i < s; ++i) rows[k * s + i] = tile[i * block + k];
 }
 
 }  // namespace myelin::cpu

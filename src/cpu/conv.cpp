@@ -3,8 +3,10 @@
 // geometry (conv_impl below, so that runs are reproducible): our im2col + SGEMM (conv_gemm.cpp),
 // oneDNN on the plain NCHW/OIHW tensors (its own im2col + GEMM), or oneDNN on the layouts it
 // chooses (blocked nChw16c with a direct JIT kernel). The blocked kernels take each activation as
-// it is stored (plain, or nChw16c where CpuBackend::choose_storage kept it blocked between ops) and
-// reorder only what differs from the primitive's choice.
+// it is stored (plain, or nChw16c / nChw8c where CpuBackend::choose_storage kept it blocked
+// between ops) and reorder only what differs from the primitive's choice. An nChw8c operand is
+// given to the primitive as stored, so that oneDNN runs its 8-channel kernels on it (24 channels:
+// faster than padding to 16-channel blocks, bench/RESULTS.md).
 #include <algorithm>
 #include <cstdio>
 
@@ -22,7 +24,8 @@ struct ConvGeometry {
   memory::dims w_dnnl;  // [G, O/G, C/G, kh, kw] when grouped
   memory::dims strides, dilates, pad_l, pad_r;
   bool has_bias = false;
-  memory::desc x_md, y_md;  // x and y (or their gradients) as stored
+  memory::desc x_md, y_md;      // x and y (or their gradients) as stored
+  bool x8 = false, y8 = false;  // x, y stored nChw8c: the primitive takes them so
 };
 
 ConvGeometry conv_geometry(const KernelSpec& s, ConvPass pass) {
@@ -43,6 +46,9 @@ ConvGeometry conv_geometry(const KernelSpec& s, ConvPass pass) {
   if (pass == ConvPass::forward) g.x_md = in(0, g.x), g.y_md = out(0, g.y);
   if (pass == ConvPass::grad_input) g.y_md = in(0, g.y), g.x_md = out(0, g.x);
   if (pass == ConvPass::grad_weight) g.y_md = in(0, g.y), g.x_md = in(1, g.x);
+  const int xi = pass == ConvPass::grad_weight ? 1 : 0;
+  g.x8 = (pass == ConvPass::grad_input ? s.output_layout(0) : s.input_layout(xi)) == Layout::nchw8c;
+  g.y8 = (pass == ConvPass::forward ? s.output_layout(0) : s.input_layout(0)) == Layout::nchw8c;
   return g;
 }
 
@@ -50,14 +56,22 @@ memory::desc conv_desc(const memory::dims& d, bool blocked) {
   return blocked ? any_desc(d) : plain_desc(d);
 }
 
+// x and y for the primitive's description: as stored where that is nChw8c, else conv_desc.
+memory::desc x_desc(const ConvGeometry& g, bool blocked) {
+  return g.x8 ? g.x_md : conv_desc(dnnl_dims(g.x), blocked);
+}
+memory::desc y_desc(const ConvGeometry& g, bool blocked) {
+  return g.y8 ? g.y_md : conv_desc(dnnl_dims(g.y), blocked);
+}
+
 dnnl::convolution_forward::primitive_desc forward_pd(const ConvGeometry& g, bool blocked,
                                                      dnnl::engine& eng,
                                                      const dnnl::primitive_attr& attr) {
   memory::desc bias = g.has_bias ? plain_desc(memory::dims{g.w[0]}) : memory::desc();
-  dnnl::convolution_forward::desc d(
-      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-      conv_desc(dnnl_dims(g.x), blocked), conv_desc(g.w_dnnl, blocked), bias,
-      conv_desc(dnnl_dims(g.y), blocked), g.strides, g.dilates, g.pad_l, g.pad_r);
+  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training,
+                                    dnnl::algorithm::convolution_direct, x_desc(g, blocked),
+                                    conv_desc(g.w_dnnl, blocked), bias, y_desc(g, blocked),
+                                    g.strides, g.dilates, g.pad_l, g.pad_r);
   return {d, attr, eng};
 }
 
@@ -82,10 +96,9 @@ void build_forward(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl:
 
 void build_grad_input(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl::engine& eng) {
   auto hint = forward_pd(g, blocked, eng, {});
-  dnnl::convolution_backward_data::desc d(
-      dnnl::algorithm::convolution_direct, conv_desc(dnnl_dims(g.x), blocked),
-      conv_desc(g.w_dnnl, blocked), conv_desc(dnnl_dims(g.y), blocked), g.strides, g.dilates,
-      g.pad_l, g.pad_r);
+  dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, x_desc(g, blocked),
+                                          conv_desc(g.w_dnnl, blocked), y_desc(g, blocked),
+                                          g.strides, g.dilates, g.pad_l, g.pad_r);
   dnnl::convolution_backward_data::primitive_desc pd(d, user_scratchpad_attr(), eng, hint);
   auto dy = seq.input_as(0, g.y_md, pd.diff_dst_desc());
   auto w = seq.input_as(1, plain_desc(g.w_dnnl), pd.weights_desc());
@@ -98,9 +111,8 @@ void build_grad_input(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dn
 void build_grad_weight(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl::engine& eng) {
   auto hint = forward_pd(g, blocked, eng, {});
   dnnl::convolution_backward_weights::desc d(
-      dnnl::algorithm::convolution_direct, conv_desc(dnnl_dims(g.x), blocked),
-      conv_desc(g.w_dnnl, blocked), conv_desc(dnnl_dims(g.y), blocked), g.strides, g.dilates,
-      g.pad_l, g.pad_r);
+      dnnl::algorithm::convolution_direct, x_desc(g, blocked), conv_desc(g.w_dnnl, blocked),
+      y_desc(g, blocked), g.strides, g.dilates, g.pad_l, g.pad_r);
   dnnl::convolution_backward_weights::primitive_desc pd(d, user_scratchpad_attr(), eng, hint);
   auto dy = seq.input_as(0, g.y_md, pd.diff_dst_desc());
   auto x = seq.input_as(1, g.x_md, pd.src_desc());
@@ -198,7 +210,8 @@ bool conv_takes_blocked(const Node& n, const Graph& g) {
 }
 
 // Convolutions on oneDNN's blocked kernels (not our im2col + SGEMM, not oneDNN on plain tensors)
-// take each activation operand nchw16c or NCHW and reorder what is not the primitive's choice.
+// take each activation operand blocked (nChw16c, nChw8c) or NCHW and reorder what is not the
+// primitive's choice.
 MYELIN_REGISTER_OPS {
   register_kernel("conv2d", DeviceKind::cpu, conv_factory<ConvPass::forward>(),
                   {.layout = takes_each({0}, {0}, conv_takes_blocked)});

@@ -22,8 +22,8 @@ class CpuBackend : public Backend {
   // Fuses each ReLU into the convolution, inner product or batch norm that produces its input
   // where nothing else reads that input (fuse.cpp). MYELIN_CPU_FUSE=0 turns it off.
   void fuse(Graph& g) const override;
-  // Keeps activations in oneDNN's blocked layout (nchw16c) between the kernels that take it
-  // (storage.cpp). MYELIN_CPU_BLOCKED=0 turns it off.
+  // Keeps activations in oneDNN's blocked layouts (nchw16c, nchw8c) between the kernels that take
+  // it (storage.cpp). MYELIN_CPU_BLOCKED=0 turns it off.
   void choose_storage(Graph& g) const override;
 
   int threads() const { return threads_; }

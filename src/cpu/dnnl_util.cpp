@@ -33,7 +33,9 @@ memory::desc plain_desc(const memory::dims& d) {
 memory::desc stored_desc(const Shape& s, Layout layout) {
   if (layout == Layout::nhwc) throw UnsupportedError("the CPU engine stores no NHWC values");
   if (layout == Layout::nchw) return plain_desc(s);
-  return memory::desc(dnnl_dims(s), memory::data_type::f32, memory::format_tag::nChw16c);
+  const auto tag =
+      layout == Layout::nchw8c ? memory::format_tag::nChw8c : memory::format_tag::nChw16c;
+  return memory::desc(dnnl_dims(s), memory::data_type::f32, tag);
 }
 
 memory::desc any_desc(const memory::dims& d) {

@@ -22,7 +22,7 @@ memory::desc plain_desc(const memory::dims& d);
 inline memory::desc plain_desc(const Shape& s) {
   return plain_desc(dnnl_dims(s));
 }
-// f32 as a value is stored (Value::layout): row-major, or nChw16c for nchw16c (blocked.h).
+// f32 as a value is stored (Value::layout): row-major, nChw16c or nChw8c (blocked.h).
 memory::desc stored_desc(const Shape& s, Layout layout);
 // f32 with format_tag::any: the primitive chooses (often a blocked layout such as nChw16c).
 memory::desc any_desc(const memory::dims& d);

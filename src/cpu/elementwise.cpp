@@ -87,12 +87,12 @@ void bias_grad_plain(const Tensor& dy_t, float* db) {
   }
 }
 
-// The same on nchw16c dy ([N, C/16, H*W, 16], C padded to whole blocks): the 16 channels of a
-// block are summed in the lanes of one vector over each (n, block) row.
+// The same on blocked dy ([N, C/B, H*W, B], B = 16 or 8, C padded to whole blocks): the B
+// channels of a block are summed in the lanes of one vector over each (n, block) row.
+template <int64_t B>
 void bias_grad_blocked(const Tensor& dy_t, float* db) {
-  constexpr int64_t B = cpu::kChannelBlock;
   ChannelLayout l(dy_t.shape());
-  const int64_t blocks = cpu::channel_blocks(l.channels);
+  const int64_t blocks = cpu::channel_blocks(l.channels, B);
   const float* dy = dy_t.f32();
 #pragma omp parallel for if (dy_t.numel() >= kParallelMin)
   for (int64_t cb = 0; cb < blocks; ++cb) {
@@ -112,17 +112,19 @@ void bias_grad_blocked(const Tensor& dy_t, float* db) {
 
 class BiasGradKernel : public Kernel {
  public:
-  explicit BiasGradKernel(const KernelSpec& s) : blocked_(s.input_layout(0) == Layout::nchw16c) {}
+  explicit BiasGradKernel(const KernelSpec& s) : block_(cpu::block_of(s.input_layout(0))) {}
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
-    if (blocked_)
-      bias_grad_blocked(in[0], out[0].f32());
+    if (block_ == 16)
+      bias_grad_blocked<16>(in[0], out[0].f32());
+    else if (block_ == 8)
+      bias_grad_blocked<8>(in[0], out[0].f32());
     else
       bias_grad_plain(in[0], out[0].f32());
   }
 
  private:
-  bool blocked_;
+  int64_t block_;  // of dy's layout; 0 where plain
 };
 
 template <class T>
@@ -156,7 +158,7 @@ class FillKernel : public Kernel {
 }  // namespace
 
 MYELIN_REGISTER_OPS {
-  // Flat loops over the elements: nchw16c where all the operands have it.
+  // Flat loops over the elements: blocked where all the operands are (alike: same shapes).
   register_kernel("add", DeviceKind::cpu, make_flat_binary<std::plus<float>>,
                   {.layout = takes_alike({0, 1}, {0})});
   register_kernel("mul", DeviceKind::cpu, make_flat_binary<std::multiplies<float>>,

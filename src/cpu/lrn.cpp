@@ -221,8 +221,7 @@ MYELIN_REGISTER_OPS {
                   {.layout = takes_alike({0}, {0}, whole_blocks)});
   register_kernel("lrn_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-                    if (s.input_layout(0) == Layout::nchw16c)
-                      return std::make_unique<BlockedLrnGrad>(s);
+                    if (is_blocked(s.input_layout(0))) return std::make_unique<BlockedLrnGrad>(s);
                     return std::make_unique<LrnGrad>(s);
                   },
                   {.layout = takes_alike({0, 1, 2}, {0}, whole_blocks)});

@@ -287,11 +287,11 @@ class PairMaxPoolGrad : public Kernel {
   bool relu_grad_;  // a fused ReLU's gradient: dy counts only where y > 0
 };
 
-// The pair pools on nchw16c: the same rules with the 16 channels of a pixel in the lanes of one
-// vector ([plane][h][w][16], a plane per (n, 16-channel block)).
-MYELIN_VECTOR_CLONES void blocked_pair_max_row(const float* x0, const float* x1, float* y,
-                                               int64_t ow) {
-  constexpr int64_t B = kChannelBlock;
+// The pair pools on blocked layouts: the same rules with the B channels of a pixel (16 or 8) in
+// the lanes of one vector ([plane][h][w][B], a plane per (n, channel block)).
+template <int64_t B>
+[[gnu::always_inline]] inline void blocked_pair_max_row_b(const float* x0, const float* x1,
+                                                          float* y, int64_t ow) {
   for (int64_t j = 0; j < ow; ++j) {
     const float *a = x0 + 2 * j * B, *b = x1 + 2 * j * B;
 #pragma omp simd
@@ -300,10 +300,11 @@ MYELIN_VECTOR_CLONES void blocked_pair_max_row(const float* x0, const float* x1,
   }
 }
 
-MYELIN_VECTOR_CLONES void blocked_pair_max_grad_row(const float* x0, const float* x1,
-                                                    const float* y, const float* dy, float* dx0,
-                                                    float* dx1, int64_t ow, bool relu_grad) {
-  constexpr int64_t B = kChannelBlock;
+template <int64_t B>
+[[gnu::always_inline]] inline void blocked_pair_max_grad_row_b(const float* x0, const float* x1,
+                                                               const float* y, const float* dy,
+                                                               float* dx0, float* dx1, int64_t ow,
+                                                               bool relu_grad) {
   for (int64_t j = 0; j < ow; ++j) {
     const int64_t at = 2 * j * B;
 #pragma omp simd
@@ -319,45 +320,62 @@ MYELIN_VECTOR_CLONES void blocked_pair_max_grad_row(const float* x0, const float
   }
 }
 
+MYELIN_VECTOR_CLONES void blocked_pair_max_row(int64_t lanes, const float* x0, const float* x1,
+                                               float* y, int64_t ow) {
+  if (lanes == 8) return blocked_pair_max_row_b<8>(x0, x1, y, ow);
+  blocked_pair_max_row_b<16>(x0, x1, y, ow);
+}
+
+MYELIN_VECTOR_CLONES void blocked_pair_max_grad_row(int64_t lanes, const float* x0, const float* x1,
+                                                    const float* y, const float* dy, float* dx0,
+                                                    float* dx1, int64_t ow, bool relu_grad) {
+  if (lanes == 8) return blocked_pair_max_grad_row_b<8>(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
+  blocked_pair_max_grad_row_b<16>(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
+}
+
 class BlockedPairMaxPool : public Kernel {
  public:
-  explicit BlockedPairMaxPool(const KernelSpec& s) : g_(s.input(0).shape, s.node.attrs) {}
+  explicit BlockedPairMaxPool(const KernelSpec& s)
+      : g_(s.input(0).shape, s.node.attrs), lanes_(block_of(s.output_layout(0))) {}
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
-    constexpr int64_t B = kChannelBlock;
+    const int64_t B = lanes_;
     const float* x = in[0].f32();
     float* y = out[0].f32();
     const PoolGeometry& g = g_;
 #pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c); ++plane)
+    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c, B); ++plane)
       for (int64_t oy = 0; oy < g.oh; ++oy) {
         const float* x0 = x + (plane * g.h + 2 * oy) * g.w * B;
-        blocked_pair_max_row(x0, x0 + g.w * B, y + (plane * g.oh + oy) * g.ow * B, g.ow);
+        blocked_pair_max_row(B, x0, x0 + g.w * B, y + (plane * g.oh + oy) * g.ow * B, g.ow);
       }
   }
 
  private:
   PoolGeometry g_;
+  int64_t lanes_;
 };
 
 class BlockedPairMaxPoolGrad : public Kernel {
  public:
   explicit BlockedPairMaxPoolGrad(const KernelSpec& s)
-      : g_(s.input(1).shape, s.node.attrs), relu_grad_(fused_relu_grad(s.node)) {}
+      : g_(s.input(1).shape, s.node.attrs),
+        relu_grad_(fused_relu_grad(s.node)),
+        lanes_(block_of(s.output_layout(0))) {}
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
-    constexpr int64_t B = kChannelBlock;
+    const int64_t B = lanes_;
     const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
     float* dx = out[0].f32();
     const PoolGeometry& g = g_;
 #pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c); ++plane) {
+    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c, B); ++plane) {
       float* dxp = dx + plane * g.h * g.w * B;
       for (int64_t oy = 0; oy < g.oh; ++oy) {
         const int64_t row = 2 * oy * g.w * B, at = (plane * g.oh + oy) * g.ow * B;
         const float* x0 = x + plane * g.h * g.w * B + row;
-        blocked_pair_max_grad_row(x0, x0 + g.w * B, y + at, dy + at, dxp + row, dxp + row + g.w * B,
-                                  g.ow, relu_grad_);
+        blocked_pair_max_grad_row(B, x0, x0 + g.w * B, y + at, dy + at, dxp + row,
+                                  dxp + row + g.w * B, g.ow, relu_grad_);
         for (int64_t r = row; r < row + 2 * g.w * B; r += g.w * B)  // an odd width's last column
           std::fill(dxp + r + 2 * g.ow * B, dxp + r + g.w * B, 0.0f);
       }
@@ -368,6 +386,7 @@ class BlockedPairMaxPoolGrad : public Kernel {
  private:
   PoolGeometry g_;
   bool relu_grad_;  // a fused ReLU's gradient: dy counts only where y > 0
+  int64_t lanes_;
 };
 
 // max_pool2d_grad(dy, x, y) -> dx: each dy goes to the first element of its window equal to
@@ -442,13 +461,13 @@ class MaxPoolGrad : public Kernel {
   bool full_windows_;
 };
 
-// One window of a max gradient on nchw16c: in each of the 16 lanes (channels), dy goes to the
-// first of the window's elements (row-major, row stride `w` pixels) equal to the lane's maximum;
-// what is left to give drops to 0 once given, so the other elements add 0.
-MYELIN_VECTOR_CLONES void blocked_window_grad(const float* x, float* dx, const float* m,
-                                              const float* dy, int64_t rows, int64_t cols,
-                                              int64_t w) {
-  constexpr int64_t B = kChannelBlock;
+// One window of a max gradient on a blocked layout: in each of the B lanes (channels), dy goes
+// to the first of the window's elements (row-major, row stride `w` pixels) equal to the lane's
+// maximum; what is left to give drops to 0 once given, so the other elements add 0.
+template <int64_t B>
+[[gnu::always_inline]] inline void blocked_window_grad_b(const float* x, float* dx, const float* m,
+                                                         const float* dy, int64_t rows,
+                                                         int64_t cols, int64_t w) {
   float left[B];
   for (int64_t l = 0; l < B; ++l) left[l] = dy[l];
   for (int64_t r = 0; r < rows; ++r)
@@ -464,20 +483,28 @@ MYELIN_VECTOR_CLONES void blocked_window_grad(const float* x, float* dx, const f
     }
 }
 
-// max_pool2d_grad on nchw16c: MaxPoolGrad's rule on planes of 16-channel vectors. Windows are
-// visited in the same order as there, so every dx element sums the same terms in the same order.
-// Padding channels (x, y and dy zero) get zeros.
+MYELIN_VECTOR_CLONES void blocked_window_grad(int64_t lanes, const float* x, float* dx,
+                                              const float* m, const float* dy, int64_t rows,
+                                              int64_t cols, int64_t w) {
+  if (lanes == 8) return blocked_window_grad_b<8>(x, dx, m, dy, rows, cols, w);
+  blocked_window_grad_b<16>(x, dx, m, dy, rows, cols, w);
+}
+
+// max_pool2d_grad on a blocked layout: MaxPoolGrad's rule on planes of 16- or 8-channel vectors.
+// Windows are visited in the same order as there, so every dx element sums the same terms in the
+// same order. Padding channels (x, y and dy zero) get zeros.
 class BlockedMaxPoolGrad : public Kernel {
  public:
-  explicit BlockedMaxPoolGrad(const KernelSpec& s) : g_(s.input(1).shape, s.node.attrs) {}
+  explicit BlockedMaxPoolGrad(const KernelSpec& s)
+      : g_(s.input(1).shape, s.node.attrs), lanes_(block_of(s.output_layout(0))) {}
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
            const StepContext&) override {
-    constexpr int64_t B = kChannelBlock;
+    const int64_t B = lanes_;
     const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
     float* dx = out[0].f32();
     const PoolGeometry& g = g_;
 #pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c); ++plane) {
+    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c, B); ++plane) {
       const float* xp = x + plane * g.h * g.w * B;
       float* dxp = dx + plane * g.h * g.w * B;
       std::fill_n(dxp, g.h * g.w * B, 0.0f);
@@ -485,7 +512,7 @@ class BlockedMaxPoolGrad : public Kernel {
         for (int64_t ox = 0; ox < g.ow; ++ox) {
           const int64_t at = ((plane * g.oh + oy) * g.ow + ox) * B;
           const int64_t corner = (g.rows.begin[oy] * g.w + g.cols.begin[ox]) * B;
-          blocked_window_grad(xp + corner, dxp + corner, y + at, dy + at,
+          blocked_window_grad(B, xp + corner, dxp + corner, y + at, dy + at,
                               g.rows.end[oy] - g.rows.begin[oy], g.cols.end[ox] - g.cols.begin[ox],
                               g.w);
         }
@@ -494,6 +521,7 @@ class BlockedMaxPoolGrad : public Kernel {
 
  private:
   PoolGeometry g_;
+  int64_t lanes_;
 };
 
 // avg_pool2d_grad(dy) -> dx where oneDNN's divisor differs: each dy spread evenly over its
@@ -550,7 +578,7 @@ std::unique_ptr<Kernel> make_avg_pool_grad(const KernelSpec& s) {
 }
 
 bool blocked(const KernelSpec& s) {
-  return s.output_layout(0) == Layout::nchw16c;
+  return is_blocked(s.output_layout(0));
 }
 
 }  // namespace
@@ -568,8 +596,8 @@ bool pool_takes_blocked(const Node& n, const Graph& g) {
   return dnnl_avg_matches(PoolGeometry(x, n.attrs));
 }
 
-// Pooling (oneDNN, and our blocked max gradient) takes nchw16c where all its operands have it,
-// for the nodes pool_takes_blocked names.
+// Pooling (oneDNN, and our blocked max gradient) takes a blocked layout where all its operands have
+// it, for the nodes pool_takes_blocked names.
 MYELIN_REGISTER_OPS {
   register_kernel("max_pool2d", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {

@@ -3,8 +3,9 @@
 // reorders its input from NCHW to nChw16c and its output back on every call, nor do its
 // gradients.
 //
-// A 4-D f32 activation is stored nchw16c (blocked.h; channels that are not a multiple of 16
-// padded to whole blocks, the padding zero) when every node touching it takes that. Each kernel
+// A 4-D f32 activation is stored blocked (blocked.h: nchw8c for channel counts that are a multiple
+// of 8 but not of 16, nchw16c otherwise, channels that are not a multiple of 16 padded to whole
+// blocks, the padding zero) when every node touching it takes that. Each kernel
 // states which of its operands take it, and for which nodes, where it is registered
 // (KernelStorage::layout, core/backend.h): the convolutions on oneDNN's blocked kernels, pooling,
 // LRN (whole blocks), batch norm (each operand on its own: it converts between the layouts where
@@ -32,7 +33,7 @@ namespace myelin {
 
 namespace {
 
-// n's slots that take nchw16c, or null where its kernel takes it nowhere.
+// n's slots that take a blocked layout, or null where its kernel takes it nowhere.
 const OperandSlots* blocked_slots(const Node& n, const Graph& g) {
   const KernelStorage* k = kernel_storage(n.op, DeviceKind::cpu);
   return k && k->layout ? k->layout->slots_for(n, g) : nullptr;
@@ -49,8 +50,10 @@ void CpuBackend::choose_storage(Graph& g) const {
                                            v.dtype == DType::f32 && v.shape.rank() == 4;
                                   });
   std::vector<char> chosen = choose_values(g, rules);
-  for (size_t v = 0; v < chosen.size(); ++v)
-    if (chosen[v]) g.value(static_cast<ValueId>(v)).layout = Layout::nchw16c;
+  for (size_t v = 0; v < chosen.size(); ++v) {
+    Value& val = g.value(static_cast<ValueId>(v));
+    if (chosen[v]) val.layout = cpu::blocked_layout(val.shape[1]);
+  }
 }
 
 }  // namespace myelin
