@@ -15,10 +15,11 @@
 //
 // Measured (2 threads, this AVX-512 machine, medians of 5 interleaved runs): AlexNet at batch 16
 // 477.9 -> 465.2 ms a step (the values from conv2's output to conv5's input blocked). LeNet is
-// unchanged (its values all touch im2col + SGEMM). The small ResNet (models/resnet.yaml) has no
-// activation reorder left: from its stem's batch norm, which writes nchw16c from the plain output
-// of the stem's im2col + SGEMM convolution, to the batch norms before the inner product, every
-// activation and gradient is blocked, its 24-channel ones padded to 32 (bench/RESULTS.md).
+// unchanged (its values all touch im2col + SGEMM). In the small ResNet (models/resnet.yaml), from
+// its stem's batch norm, which writes nchw8c from the plain output of the stem's im2col + SGEMM
+// convolution, to the batch norms before the inner product, every activation and gradient is
+// blocked, its 24-channel ones nchw8c, the 48-channel ones nchw16c; the only activation reorders
+// left are oneDNN's between the two around its 24 -> 48 convolutions (bench/RESULTS.md).
 // MYELIN_CPU_BLOCKED=0 keeps every activation NCHW (for A/B timing).
 #include <cstdlib>
 #include <cstring>
