@@ -92,6 +92,23 @@ StepNet small_resnet(bool training) {
   return finish_step_net(std::move(g), b.fc(h, "fc", 6));
 }
 
+// 24 channels in blocks of 8 through the other pooling kernels: a padded 3x3 stride-2 max pooling
+// (oneDNN forward, our window gradient) and a global average pooling (oneDNN), between blocked
+// convolutions (16 -> 24, 24 -> 24 and a 1x1 24 -> 24 after the global pooling; biases
+// included: the bias gradient reads nchw8c).
+StepNet pooled_24(bool training) {
+  Graph g(training);
+  StepBuilder b{g};
+  ValueId x = g.param("data", Shape{4, 16, 9, 9}, Init{});
+  ValueId h = b.conv_relu(x, "conv1", 24, 3, pad1);
+  h = g.add1("max_pool2d", "pool1", {h},
+             Attrs{{"kernel", int64_t{3}}, {"stride", int64_t{2}}, {"pad", int64_t{1}}});
+  h = b.conv_relu(h, "conv2", 24, 3, pad1);
+  h = g.add1("avg_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{5}}});
+  h = b.conv_relu(h, "conv3", 24, 1);  // reads the pooling's output blocked; the fc's input plain
+  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
+}
+
 // MYELIN_CPU_BLOCKED on or off; labels in [0, 6), step seed 3.
 StepResult run(const StepNet& net, bool blocked) {
   return run_step(
@@ -129,6 +146,24 @@ TEST(CpuBlocked, ConvBatchNormResidualTrainingStepMatches) {
 // stem's plain convolution), the 2x2 pooling, the residual sum and ReLUs, forward and gradients.
 TEST(CpuBlocked, EightChannelBlocksTrainingStepMatches) {
   expect_same_step(small_resnet(true));
+}
+
+TEST(CpuBlocked, EightChannelBlocksPoolingStepMatches) {
+  StepNet net = pooled_24(true);
+  expect_same_step(net);
+  StepResult r = run(net, true);
+  for (const char* name :
+       {"conv1_relu.activation", "pool1.max_pool2d", "conv2_relu.activation", "pool2.avg_pool2d"}) {
+    ValueId v = r.graph.find(name);
+    ASSERT_NE(v, kNoValue) << name;
+    EXPECT_EQ(r.graph.value(v).layout, Layout::nchw8c) << name;
+  }
+  int blocked_bias_grads = 0;
+  for (const Node& n : r.graph.nodes())
+    if (n.op == "bias_grad")
+      blocked_bias_grads += r.graph.value(n.inputs[0]).layout == Layout::nchw8c;
+  EXPECT_GE(blocked_bias_grads, 1);
+  expect_same_step(pooled_24(false));
 }
 
 // MYELIN_CPU_BLOCK8=0 for the test's scope: 24 channels stored nchw16c, padded to 32.
