@@ -124,6 +124,13 @@ std::set<std::string> blocked_values(const Graph& g) {
   return names;
 }
 
+// The layout the plan gave the value named `name` (a failure where there is none).
+Layout layout_of(const Graph& g, const std::string& name) {
+  ValueId v = g.find(name);
+  EXPECT_NE(v, kNoValue) << name;
+  return v == kNoValue ? Layout::nchw : g.value(v).layout;
+}
+
 // Blocked and plain steps agree value by value, and the blocked one did block something.
 void expect_same_step(const StepNet& net) {
   StepResult off = run(net, false), on = run(net, true);
@@ -193,11 +200,7 @@ TEST(CpuBlocked, PlanBlocksTheChainBetweenBlockedKernels) {
   StepNet net = alexnet_like(true, &data);
   StepResult r = run(net, true);
   const Graph& g = r.graph;
-  auto layout = [&](const std::string& name) {
-    ValueId v = g.find(name);
-    EXPECT_NE(v, kNoValue) << name;
-    return v == kNoValue ? Layout::nchw : g.value(v).layout;
-  };
+  auto layout = [&](const std::string& name) { return layout_of(g, name); };
   // The ReLUs are fused: each convolution writes its ReLU's output.
   for (const char* name : {"conv2_relu.activation", "pool2.max_pool2d", "norm2.lrn",
                            "conv3_relu.activation", "pool3.avg_pool2d"})
@@ -222,11 +225,7 @@ TEST(CpuBlocked, PlanBlocksTheChainBetweenBlockedKernels) {
 TEST(CpuBlocked, PlanBlocksTheResidualBlockBetweenBatchNorms) {
   StepResult r = run(resnet_like(true), true);
   const Graph& g = r.graph;
-  auto layout = [&](const std::string& name) {
-    ValueId v = g.find(name);
-    EXPECT_NE(v, kNoValue) << name;
-    return v == kNoValue ? Layout::nchw : g.value(v).layout;
-  };
+  auto layout = [&](const std::string& name) { return layout_of(g, name); };
   for (const char* name :
        {"stem_relu.activation", "res_a.conv2d", "res_a_relu.activation", "res_b.conv2d",
         "res_b_bn.batch_norm.0", "proj.conv2d", "sum.add", "sum_relu.activation", "head.conv2d"})
@@ -252,11 +251,7 @@ TEST(CpuBlocked, PlanBlocksTheResidualBlockBetweenBatchNorms) {
 TEST(CpuBlocked, PlanBlocks24ChannelsInEights) {
   StepResult r = run(small_resnet(true), true);
   const Graph& g = r.graph;
-  auto layout = [&](const std::string& name) {
-    ValueId v = g.find(name);
-    EXPECT_NE(v, kNoValue) << name;
-    return v == kNoValue ? Layout::nchw : g.value(v).layout;
-  };
+  auto layout = [&](const std::string& name) { return layout_of(g, name); };
   for (const char* name :
        {"relu1.activation", "pool1.max_pool2d", "res1_conv1.conv2d", "res1_relu1.activation",
         "res1_conv2.conv2d", "res1.add", "res1_relu.activation"})
