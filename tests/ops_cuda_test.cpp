@@ -85,23 +85,10 @@ using Doubles = std::vector<double>;
 // Batch norm (then a ReLU when attrs relu = 1) in float64: y [, mean, invstd].
 std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& a,
                                    const std::vector<TensorType>& t, bool training) {
-  const Shape& s = t[0].shape;
-  BatchNormParams p(a);
-  const int64_t c = s[1], inner = s.numel() / (s[0] * c), m = s[0] * inner;
-  Doubles mean(c, 0.0), var(c, 0.0), invstd(c), y(in[0].size());
-  auto channel = [&](size_t i) { return static_cast<int64_t>(i) / inner % c; };
-  for (size_t i = 0; i < y.size(); ++i) mean[channel(i)] += in[0][i] / double(m);
-  for (size_t i = 0; i < y.size(); ++i)
-    var[channel(i)] += std::pow(in[0][i] - mean[channel(i)], 2) / double(m);
-  if (!training) mean = in[3], var = in[4];
-  for (int64_t k = 0; k < c; ++k) invstd[k] = 1 / std::sqrt(var[k] + p.eps);
-  for (size_t i = 0; i < y.size(); ++i) {
-    const int64_t k = channel(i);
-    y[i] = (in[0][i] - mean[k]) * invstd[k] * in[1][k] + in[2][k];
-    if (a.i("relu", 0)) y[i] = std::max(y[i], 0.0);
-  }
-  if (!training) return {y};
-  return {y, mean, invstd};
+  std::vector<Doubles> out = test::reference_batch_norm(in, a, t, training);
+  if (a.i("relu", 0))
+    for (double& y : out[0]) y = std::max(y, 0.0);
+  return out;
 }
 
 [[maybe_unused]] const bool pooled_bn_cases = [] {

@@ -157,31 +157,11 @@ Ins ref_lrn(const Ins& in, const Attrs& a, const Types& t) {
 
 // ---- batch norm ----
 
-// batch_norm(x, gamma, beta, running_mean, running_var) -> y [, mean, invstd]
-Ins ref_batch_norm(const Ins& in, const Attrs& a, const Types& t, bool training) {
-  const Shape& s = t[0].shape;
-  BatchNormParams p(a);
-  int64_t c = s[1], inner = s.numel() / (s[0] * c), m = s[0] * inner;
-  Doubles mean(c, 0.0), var(c, 0.0), invstd(c), y(in[0].size());
-  auto channel = [&](size_t i) { return int64_t(i) / inner % c; };
-  for (size_t i = 0; i < y.size(); ++i) mean[channel(i)] += in[0][i] / double(m);
-  for (size_t i = 0; i < y.size(); ++i)
-    var[channel(i)] += std::pow(in[0][i] - mean[channel(i)], 2) / double(m);
-  if (!training) mean = in[3], var = in[4];
-  for (int64_t k = 0; k < c; ++k) invstd[k] = 1 / std::sqrt(var[k] + p.eps);
-  for (size_t i = 0; i < y.size(); ++i) {
-    int64_t k = channel(i);
-    y[i] = (in[0][i] - mean[k]) * invstd[k] * in[1][k] + in[2][k];
-  }
-  if (!training) return {y};
-  return {y, mean, invstd};
-}
-
 Ins ref_bn_train(const Ins& in, const Attrs& a, const Types& t) {
-  return ref_batch_norm(in, a, t, true);
+  return reference_batch_norm(in, a, t, true);
 }
 Ins ref_bn_infer(const Ins& in, const Attrs& a, const Types& t) {
-  return ref_batch_norm(in, a, t, false);
+  return reference_batch_norm(in, a, t, false);
 }
 
 void positive_running_var(Ins& in) {
@@ -506,5 +486,25 @@ void register_linear() {
 }();
 
 }  // namespace
+
+std::vector<Doubles> reference_batch_norm(const std::vector<Doubles>& in, const Attrs& a,
+                                          const std::vector<TensorType>& t, bool training) {
+  const Shape& s = t[0].shape;
+  BatchNormParams p(a);
+  int64_t c = s[1], inner = s.numel() / (s[0] * c), m = s[0] * inner;
+  Doubles mean(c, 0.0), var(c, 0.0), invstd(c), y(in[0].size());
+  auto channel = [&](size_t i) { return int64_t(i) / inner % c; };
+  for (size_t i = 0; i < y.size(); ++i) mean[channel(i)] += in[0][i] / double(m);
+  for (size_t i = 0; i < y.size(); ++i)
+    var[channel(i)] += std::pow(in[0][i] - mean[channel(i)], 2) / double(m);
+  if (!training) mean = in[3], var = in[4];
+  for (int64_t k = 0; k < c; ++k) invstd[k] = 1 / std::sqrt(var[k] + p.eps);
+  for (size_t i = 0; i < y.size(); ++i) {
+    int64_t k = channel(i);
+    y[i] = (in[0][i] - mean[k]) * invstd[k] * in[1][k] + in[2][k];
+  }
+  if (!training) return {y};
+  return {y, mean, invstd};
+}
 
 }  // namespace myelin::test
