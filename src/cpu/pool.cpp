@@ -1,9 +1,9 @@
-// Pooling kernels. Own row kernels for 2x2 max pooling with stride 2 (the common case; NCHW or
-// nChw16c), else oneDNN's pooling primitives for max forward and for average forward and
-// backward (where oneDNN's divisor is ours), on plain NCHW or on blocked nChw16c (blocked.h);
-// OpenMP loops over (n, c) planes, or (n, 16-channel block) planes when blocked, for the max
-// gradient, which recomputes each window's argmax from x and y so that no workspace outlives the
-// forward pass, and for averages oneDNN would divide differently.
+// Pooling kernels. Own row kernels for 2x2 max pooling with stride 2 (the common case; NCHW here,
+// nChw16c/nChw8c in pool_blocked.cpp), else oneDNN's pooling primitives for max forward and for
+// average forward and backward (where oneDNN's divisor is ours), on plain NCHW or on blocked
+// layouts (blocked.h); OpenMP loops over (n, c) planes, or (n, channel block) planes when blocked
+// (pool_blocked.cpp), for the max gradient, which recomputes each window's argmax from x and y so
+// that no workspace outlives the forward pass, and for averages oneDNN would divide differently.
 //
 // Windows follow Caffe/PyTorch: output o covers input rows [o*stride - pad, +kernel). With
 // ceil_mode the last window may overhang the right padding; the overhang is never counted, so
@@ -18,55 +18,13 @@
 #include "cpu/blocked.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/fuse.h"
+#include "cpu/pool_geometry.h"
 #include "cpu/simd.h"
 #include "ops/params.h"
 
 namespace myelin::cpu {
 
 namespace {
-
-// One axis of the windows: for each output position, the real input range [begin, end) and the
-// divisor factor (the window clipped to [-pad, in + pad) with count_include_pad, else the real
-// count). Precomputed once, so the loops below do no window arithmetic per element.
-struct PoolAxis {
-  std::vector<int64_t> begin, end, divisor;
-  PoolAxis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad, bool include_pad) {
-    for (int64_t o = 0; o < out; ++o) {
-      int64_t s = o * stride - pad;
-      begin.push_back(std::max<int64_t>(s, 0));
-      end.push_back(std::min(s + kernel, in));
-      divisor.push_back(include_pad ? std::min(s + kernel, in + pad) - s
-                                    : end.back() - begin.back());
-    }
-  }
-};
-
-struct PoolGeometry {
-  int64_t n, c, h, w, oh, ow;
-  PoolParams p;
-  PoolAxis rows, cols;
-  PoolGeometry(const Shape& x, const Attrs& a)
-      : n(x[0]),
-        c(x[1]),
-        h(x[2]),
-        w(x[3]),
-        oh(PoolParams(a).out_h(h)),
-        ow(PoolParams(a).out_w(w)),
-        p(a),
-        rows(h, oh, p.kernel_h, p.stride_h, p.pad_h, p.count_include_pad),
-        cols(w, ow, p.kernel_w, p.stride_w, p.pad_w, p.count_include_pad) {}
-  // Padding on the right/bottom that oneDNN needs to produce oh x ow windows.
-  int64_t pad_r_h() const {
-    return std::max<int64_t>(0, (oh - 1) * p.stride_h + p.kernel_h - h - p.pad_h);
-  }
-  int64_t pad_r_w() const {
-    return std::max<int64_t>(0, (ow - 1) * p.stride_w + p.kernel_w - w - p.pad_w);
-  }
-  bool overhangs() const { return pad_r_h() > p.pad_h || pad_r_w() > p.pad_w; }
-  float divisor(int64_t oy, int64_t ox) const {
-    return static_cast<float>(rows.divisor[oy] * cols.divisor[ox]);
-  }
-};
 
 dnnl::pooling_forward::desc pooling_desc(const PoolGeometry& g, dnnl::prop_kind prop,
                                          dnnl::algorithm alg, const memory::desc& src,
@@ -149,22 +107,6 @@ class AvgPoolForwardLoop : public Kernel {
  private:
   PoolGeometry g_;
 };
-
-// 2x2 windows with stride 2, no padding, all inside the input (LeNet's and the ResNet's
-// pools): every input element lies in at most one window, so both passes stream whole rows, and
-// the gradient writes each dx element exactly once (no zero fill, no scatter). Rows and columns
-// past the last window (odd sizes) get no gradient.
-bool is_pair_pool(const PoolGeometry& g) {
-  const PoolParams& p = g.p;
-  return p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
-         p.pad_w == 0 && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
-}
-
-// The gradient of a ReLU before the pooling, fused into its gradient (CpuBackend::fuse; pair
-// pools only): a window's dy goes to its maximum only where that is above 0.
-bool fused_relu_grad(const Node& n) {
-  return n.attrs.s("post", "") == "relu_grad";
-}
 
 MYELIN_VECTOR_CLONES void pair_max_row(const float* x0, const float* x1, float* y, int64_t ow) {
   for (int64_t j = 0; j < ow; ++j)
@@ -287,108 +229,6 @@ class PairMaxPoolGrad : public Kernel {
   bool relu_grad_;  // a fused ReLU's gradient: dy counts only where y > 0
 };
 
-// The pair pools on blocked layouts: the same rules with the B channels of a pixel (16 or 8) in
-// the lanes of one vector ([plane][h][w][B], a plane per (n, channel block)).
-template <int64_t B>
-[[gnu::always_inline]] inline void blocked_pair_max_row_b(const float* x0, const float* x1,
-                                                          float* y, int64_t ow) {
-  for (int64_t j = 0; j < ow; ++j) {
-    const float *a = x0 + 2 * j * B, *b = x1 + 2 * j * B;
-#pragma omp simd
-    for (int64_t l = 0; l < B; ++l)
-      y[j * B + l] = std::max(std::max(a[l], a[B + l]), std::max(b[l], b[B + l]));
-  }
-}
-
-template <int64_t B>
-[[gnu::always_inline]] inline void blocked_pair_max_grad_row_b(const float* x0, const float* x1,
-                                                               const float* y, const float* dy,
-                                                               float* dx0, float* dx1, int64_t ow,
-                                                               bool relu_grad) {
-  for (int64_t j = 0; j < ow; ++j) {
-    const int64_t at = 2 * j * B;
-#pragma omp simd
-    for (int64_t l = 0; l < B; ++l) {
-      const float m = y[j * B + l], d = relu_grad && !(m > 0) ? 0.0f : dy[j * B + l];
-      const int a = x0[at + l] == m, b = (x0[at + B + l] == m) & !a;
-      const int c = (x1[at + l] == m) & !(a | b), e = (x1[at + B + l] == m) & !(a | b | c);
-      dx0[at + l] = a ? d : 0.0f;
-      dx0[at + B + l] = b ? d : 0.0f;
-      dx1[at + l] = c ? d : 0.0f;
-      dx1[at + B + l] = e ? d : 0.0f;
-    }
-  }
-}
-
-MYELIN_VECTOR_CLONES void blocked_pair_max_row(int64_t lanes, const float* x0, const float* x1,
-                                               float* y, int64_t ow) {
-  if (lanes == 8) return blocked_pair_max_row_b<8>(x0, x1, y, ow);
-  blocked_pair_max_row_b<16>(x0, x1, y, ow);
-}
-
-MYELIN_VECTOR_CLONES void blocked_pair_max_grad_row(int64_t lanes, const float* x0, const float* x1,
-                                                    const float* y, const float* dy, float* dx0,
-                                                    float* dx1, int64_t ow, bool relu_grad) {
-  if (lanes == 8) return blocked_pair_max_grad_row_b<8>(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
-  blocked_pair_max_grad_row_b<16>(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
-}
-
-class BlockedPairMaxPool : public Kernel {
- public:
-  explicit BlockedPairMaxPool(const KernelSpec& s)
-      : g_(s.input(0).shape, s.node.attrs), lanes_(block_of(s.output_layout(0))) {}
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext&) override {
-    const int64_t B = lanes_;
-    const float* x = in[0].f32();
-    float* y = out[0].f32();
-    const PoolGeometry& g = g_;
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c, B); ++plane)
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const float* x0 = x + (plane * g.h + 2 * oy) * g.w * B;
-        blocked_pair_max_row(B, x0, x0 + g.w * B, y + (plane * g.oh + oy) * g.ow * B, g.ow);
-      }
-  }
-
- private:
-  PoolGeometry g_;
-  int64_t lanes_;
-};
-
-class BlockedPairMaxPoolGrad : public Kernel {
- public:
-  explicit BlockedPairMaxPoolGrad(const KernelSpec& s)
-      : g_(s.input(1).shape, s.node.attrs),
-        relu_grad_(fused_relu_grad(s.node)),
-        lanes_(block_of(s.output_layout(0))) {}
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext&) override {
-    const int64_t B = lanes_;
-    const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
-    float* dx = out[0].f32();
-    const PoolGeometry& g = g_;
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c, B); ++plane) {
-      float* dxp = dx + plane * g.h * g.w * B;
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const int64_t row = 2 * oy * g.w * B, at = (plane * g.oh + oy) * g.ow * B;
-        const float* x0 = x + plane * g.h * g.w * B + row;
-        blocked_pair_max_grad_row(B, x0, x0 + g.w * B, y + at, dy + at, dxp + row,
-                                  dxp + row + g.w * B, g.ow, relu_grad_);
-        for (int64_t r = row; r < row + 2 * g.w * B; r += g.w * B)  // an odd width's last column
-          std::fill(dxp + r + 2 * g.ow * B, dxp + r + g.w * B, 0.0f);
-      }
-      std::fill(dxp + 2 * g.oh * g.w * B, dxp + g.h * g.w * B, 0.0f);  // an odd height's last row
-    }
-  }
-
- private:
-  PoolGeometry g_;
-  bool relu_grad_;  // a fused ReLU's gradient: dy counts only where y > 0
-  int64_t lanes_;
-};
-
 // max_pool2d_grad(dy, x, y) -> dx: each dy goes to the first element of its window equal to
 // the window's maximum y (the element the forward pass picked).
 class MaxPoolGrad : public Kernel {
@@ -459,69 +299,6 @@ class MaxPoolGrad : public Kernel {
 
   PoolGeometry g_;
   bool full_windows_;
-};
-
-// One window of a max gradient on a blocked layout: in each of the B lanes (channels), dy goes
-// to the first of the window's elements (row-major, row stride `w` pixels) equal to the lane's
-// maximum; what is left to give drops to 0 once given, so the other elements add 0.
-template <int64_t B>
-[[gnu::always_inline]] inline void blocked_window_grad_b(const float* x, float* dx, const float* m,
-                                                         const float* dy, int64_t rows,
-                                                         int64_t cols, int64_t w) {
-  float left[B];
-  for (int64_t l = 0; l < B; ++l) left[l] = dy[l];
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const float* xv = x + (r * w + c) * B;
-      float* dv = dx + (r * w + c) * B;
-#pragma omp simd
-      for (int64_t l = 0; l < B; ++l) {
-        const bool hit = xv[l] == m[l];
-        dv[l] += hit ? left[l] : 0.0f;
-        left[l] = hit ? 0.0f : left[l];
-      }
-    }
-}
-
-MYELIN_VECTOR_CLONES void blocked_window_grad(int64_t lanes, const float* x, float* dx,
-                                              const float* m, const float* dy, int64_t rows,
-                                              int64_t cols, int64_t w) {
-  if (lanes == 8) return blocked_window_grad_b<8>(x, dx, m, dy, rows, cols, w);
-  blocked_window_grad_b<16>(x, dx, m, dy, rows, cols, w);
-}
-
-// max_pool2d_grad on a blocked layout: MaxPoolGrad's rule on planes of 16- or 8-channel vectors.
-// Windows are visited in the same order as there, so every dx element sums the same terms in the
-// same order. Padding channels (x, y and dy zero) get zeros.
-class BlockedMaxPoolGrad : public Kernel {
- public:
-  explicit BlockedMaxPoolGrad(const KernelSpec& s)
-      : g_(s.input(1).shape, s.node.attrs), lanes_(block_of(s.output_layout(0))) {}
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext&) override {
-    const int64_t B = lanes_;
-    const float *dy = in[0].f32(), *x = in[1].f32(), *y = in[2].f32();
-    float* dx = out[0].f32();
-    const PoolGeometry& g = g_;
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < g.n * channel_blocks(g.c, B); ++plane) {
-      const float* xp = x + plane * g.h * g.w * B;
-      float* dxp = dx + plane * g.h * g.w * B;
-      std::fill_n(dxp, g.h * g.w * B, 0.0f);
-      for (int64_t oy = 0; oy < g.oh; ++oy)
-        for (int64_t ox = 0; ox < g.ow; ++ox) {
-          const int64_t at = ((plane * g.oh + oy) * g.ow + ox) * B;
-          const int64_t corner = (g.rows.begin[oy] * g.w + g.cols.begin[ox]) * B;
-          blocked_window_grad(B, xp + corner, dxp + corner, y + at, dy + at,
-                              g.rows.end[oy] - g.rows.begin[oy], g.cols.end[ox] - g.cols.begin[ox],
-                              g.w);
-        }
-    }
-  }
-
- private:
-  PoolGeometry g_;
-  int64_t lanes_;
 };
 
 // avg_pool2d_grad(dy) -> dx where oneDNN's divisor differs: each dy spread evenly over its
@@ -602,7 +379,7 @@ MYELIN_REGISTER_OPS {
   register_kernel("max_pool2d", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     if (is_pair_pool(PoolGeometry(s.input(0).shape, s.node.attrs))) {
-                      if (blocked(s)) return std::make_unique<BlockedPairMaxPool>(s);
+                      if (blocked(s)) return make_blocked_max_pool(s);
                       return std::make_unique<PairMaxPool>(s);
                     }
                     return std::make_unique<DnnlPool>(s, dnnl::algorithm::pooling_max, false);
@@ -612,11 +389,9 @@ MYELIN_REGISTER_OPS {
                   {.layout = takes_alike({0}, {0}, pool_takes_blocked)});
   register_kernel("max_pool2d_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
-                    if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs))) {
-                      if (blocked(s)) return std::make_unique<BlockedPairMaxPoolGrad>(s);
+                    if (blocked(s)) return make_blocked_max_pool_grad(s);
+                    if (is_pair_pool(PoolGeometry(s.input(1).shape, s.node.attrs)))
                       return std::make_unique<PairMaxPoolGrad>(s);
-                    }
-                    if (blocked(s)) return std::make_unique<BlockedMaxPoolGrad>(s);
                     return std::make_unique<MaxPoolGrad>(s);
                   },
                   {.layout = takes_alike({0, 1, 2}, {0}, pool_takes_blocked)});
