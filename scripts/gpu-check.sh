@@ -8,6 +8,9 @@
 #   scripts/gpu-check.sh                     # everything
 #   STAGES="build fmnist" FMNIST_RUNS="fast|resnet9-fast|" TORCH_FMNIST= scripts/gpu-check.sh
 #   STAGES="build tests" scripts/gpu-check.sh
+#   STAGES=fmnist BUILD_DIR=/tmp/gpu/bin FMNIST_FRESH_CACHE=1 TORCH_FMNIST= \
+#     FMNIST_RUNS="s1|models/resnet9-fast.yaml|--seed 1;s2|models/resnet9-fast.yaml|--seed 2" \
+#     scripts/gpu-check.sh                   # prebuilt programs (scripts/gpu-carry.sh), 2 seeds
 #   BENCH_ARGS="--batches 256 --precisions bf16" TORCH_MODES=bf16 TORCH_BATCHES=256 \
 #     TORCH_COMPILE_MODES= BENCH_VARIANTS= scripts/gpu-check.sh
 #
@@ -144,6 +147,8 @@ if has fmnist; then
   for r in "${runs[@]}"; do
     IFS='|' read -r name model flags <<< "$r"
     [ -n "$name" ] || continue
+    # FMNIST_FRESH_CACHE=1: every run starts with an empty cuDNN algorithm cache, as a first run.
+    [ -n "${FMNIST_FRESH_CACHE:-}" ] && rm -f "$MYELIN_CUDA_ALGO_CACHE"
     rm -rf "/tmp/fmnist-$name"
     /usr/bin/time -f "%e" -o "$OUT/fmnist-$name.wall" "$BUILD"/myelin train --model "$model" \
       --data "$FMNIST_DIR" --device cuda --precision bf16 $FMNIST_FLAGS $flags \

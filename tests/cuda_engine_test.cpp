@@ -543,3 +543,71 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   EXPECT_EQ(bn_operands(false, true), std::pair(0, 5));
   EXPECT_EQ(bn_operands(true, false), std::pair(0, 0)) << "16 bits only where channels are last";
 }
+
+// A residual block (conv, bn1, ReLU, conv, bn2, + shortcut, ReLU) under bf16: the add and its
+// ReLU run inside bn2's forward (its sixth input the shortcut), bn1's ReLU gradient inside bn1's
+// gradient (post relu_grad, beta its sixth input), and every operand the fusions touch stays
+// 16-bit NHWC. bn2's gradient keeps its input: the ReLU's gradient also feeds the shortcut.
+TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
+  Graph block(true);
+  ValueId data = block.input("data", Shape{4, 8, 6, 6});
+  ValueId x = block.add1("conv2d", "stem",
+                         {data, block.param("stem.weight", Shape{8, 8, 1, 1}, Init{})});
+  auto conv_bn = [&](const std::string& name, ValueId in) {
+    ValueId w = block.param(name + ".weight", Shape{8, 8, 3, 3}, Init{});
+    ValueId h = block.add1("conv2d", name, {in, w}, Attrs{{"pad", int64_t{1}}});
+    ValueId gamma = block.param(name + ".gamma", Shape{8}, Init{}),
+            beta = block.param(name + ".beta", Shape{8}, Init{});
+    ValueId mean = block.state(name + ".mean", Shape{8}, Init{}),
+            var = block.state(name + ".var", Shape{8}, Init{});
+    return block.add1("batch_norm", name + "_bn", {h, gamma, beta, mean, var});
+  };
+  ValueId h = block.add1("relu", "relu1", {conv_bn("conv1", x)});
+  h = block.add1("add", "sum", {conv_bn("conv2", h), x});
+  const ValueId block_out = block.add1("relu", "relu2", {h});
+  ValueId out = block.add1("conv2d", "head",
+                           {block_out, block.param("head.weight", Shape{8, 8, 1, 1}, Init{})});
+  ValueId dout = block.input("dout", block.value(out).shape);
+  differentiate(block, {{out, dout}}, block.params());
+
+  auto count = [](const Graph& g, const std::string& op) {  // forward and backward
+    int k = 0;
+    for (const Node& n : g.nodes()) k += n.op == op;
+    return k;
+  };
+  auto node = [](const Graph& g, const std::string& op, const std::string& name) {
+    for (const Node& n : g.nodes())
+      if (n.op == op && n.name == name) return n;
+    ADD_FAILURE() << "no " << op << " node of " << name;
+    return Node{};
+  };
+  Graph unfused = block;
+  cuda::plan_fusion(unfused, false);
+  EXPECT_EQ(count(unfused, "add"), 2) << "the block's, and the shortcut's gradient sum";
+  EXPECT_EQ(count(unfused, "activation_grad"), 2);
+
+  Graph g = block;
+  cuda::plan_fusion(g);
+  cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+  EXPECT_EQ(count(g, "add"), 1) << g.dump();
+  EXPECT_EQ(count(g, "activation_grad"), 1) << "relu2's gradient stays: it feeds the shortcut";
+  const Node bn2 = node(g, "batch_norm", "conv2_bn");
+  ASSERT_EQ(bn2.inputs.size(), 6u);
+  EXPECT_EQ(bn2.inputs[5], x);
+  EXPECT_EQ(bn2.outputs[0], block_out);
+  EXPECT_EQ(bn2.attrs.s("post", ""), "relu");
+  const Node bn1 = node(g, "batch_norm", "conv1_bn");
+  const Node grad1 = node(g, "batch_norm_grad", "conv1_bn");
+  ASSERT_EQ(grad1.inputs.size(), 6u);
+  EXPECT_EQ(grad1.attrs.s("post", ""), "relu_grad");
+  EXPECT_EQ(grad1.inputs[5], bn1.inputs[2]) << "beta";
+  EXPECT_EQ(grad1.inputs[1], bn1.inputs[0]) << "x";
+  const Node grad2 = node(g, "batch_norm_grad", "conv2_bn");
+  EXPECT_EQ(grad2.inputs.size(), 5u);
+  EXPECT_FALSE(grad2.attrs.has("post"));
+  for (ValueId v : {bn2.inputs[0], bn2.inputs[5], bn2.outputs[0], grad1.inputs[0],
+                    grad1.inputs[1], grad1.outputs[0]}) {
+      EXPECT_EQ(g.value(v).dtype, DType::bf16) << g.value(v).name;
+      EXPECT_EQ(g.value(v).layout, Layout::nhwc) << g.value(v).name;
+  }
+}

@@ -64,8 +64,11 @@ std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
   Attrs bn_attrs;
   for (const char* k : {"eps", "momentum"})
     if (a.has(k)) bn_attrs.set(k, a.items().at(k));
+  bn_in.resize(5);
   std::vector<ValueId> out = g.add("batch_norm", name + ".bn", bn_in, bn_attrs);
   ValueId y = out[0];
+  if (in.size() == 6)  // a residual block's end: the add that the engine fuses into batch norm
+    y = g.add1("add", name + ".sum", {y, g.add1("avg_pool2d", name + ".res", {in[5]}, one)});
   if (a.i("relu", 0)) y = g.add1("relu", name + ".relu", {y});
   out[0] = g.add1("avg_pool2d", name + ".out", {y}, one);
   return out;
@@ -74,18 +77,22 @@ std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
 [[maybe_unused]] const bool pooled_bn_op = [] {
   register_op({.name = "test_pooled_batch_norm",
                .min_inputs = 5,
-               .max_inputs = 5,
+               .max_inputs = 6,
                .expand = expand_pooled_bn,
-               .doc = "(test) batch norm between two 1x1 average pools; relu = 1 adds a ReLU"});
+               .doc = "(test) batch norm between two 1x1 average pools; a sixth input is added "
+                      "to its output, and relu = 1 adds a ReLU"});
   return true;
 }();
 
 using Doubles = std::vector<double>;
 
-// Batch norm (then a ReLU when attrs relu = 1) in float64: y [, mean, invstd].
+// Batch norm (plus the residual, the sixth input, then a ReLU when attrs relu = 1) in float64:
+// y [, mean, invstd].
 std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& a,
                                    const std::vector<TensorType>& t, bool training) {
   std::vector<Doubles> out = test::reference_batch_norm(in, a, t, training);
+  if (in.size() == 6)
+    for (size_t i = 0; i < out[0].size(); ++i) out[0][i] += in[5][i];
   if (a.i("relu", 0))
     for (double& y : out[0]) y = std::max(y, 0.0);
   return out;
@@ -93,13 +100,15 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
 
 [[maybe_unused]] const bool pooled_bn_cases = [] {
   auto add = [](const std::string& name, Dims x, bool training, std::vector<int> grads,
-                std::vector<int> checked, Attrs attrs = {}) {
+                std::vector<int> checked, Attrs attrs = {}, bool residual = false) {
     Dims c{x[1]};
     auto f32 = [](Dims d) { return TensorType{Shape(d), DType::f32}; };
+    std::vector<TensorType> inputs{f32(x), f32(c), f32(c), f32(c), f32(c)};
+    if (residual) inputs.push_back(f32(x));
     test::register_case({.name = "batch_norm_nhwc/" + name,
                          .op = "test_pooled_batch_norm",
                          .attrs = attrs,
-                         .inputs = {f32(x), f32(c), f32(c), f32(c), f32(c)},
+                         .inputs = inputs,
                          .training = training,
                          .reference =
                              [training](const std::vector<Doubles>& in, const Attrs& a,
@@ -122,8 +131,15 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
   add("c512_grad", {2, 512, 2, 2}, true, {0, 1, 2}, {0});
   add("rows8192_outputs", {8, 64, 32, 32}, true, {}, {});
   add("rows8192_grad", {8, 64, 32, 32}, true, {1, 2}, {0});
+  // With a ReLU the gradient's ReLU runs inside batch_norm_grad (its mask recomputed from x); with
+  // a residual too, the add and ReLU run inside the batch norm's forward pass.
   add("c24_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2}, {0}, relu);
   add("c5_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2}, {0}, relu);
+  add("rows8192_relu_grad", {8, 64, 32, 32}, true, {1, 2}, {0}, relu);
+  add("c24_residual_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0}, relu, true);
+  add("c5_residual_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0}, relu, true);
+  add("c24_residual_grad", {4, 24, 5, 6}, true, {0, 5}, {0}, {}, true);
+  add("c24_residual_relu_inference", {4, 24, 5, 6}, false, {}, {}, relu, true);
   add("c24_inference", {4, 24, 5, 6}, false, {}, {});
   add("c24_relu_inference", {4, 24, 5, 6}, false, {}, {},
       Attrs{{"relu", int64_t{1}}, {"eps", 1e-3}});

@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/cuda_query.h"
 #include "cli/onnx_model.h"
 #include "core/op_registry.h"
 
@@ -35,6 +36,9 @@ struct LayerTime {
 
 struct Timing {
   double forward_ms = 0, backward_ms = 0, update_ms = 0, step_ms = 0, step_flops = 0;
+  // The device memory the session took on a GPU (weights, activations, workspaces, cuDNN's and
+  // the CUDA graphs' own): the device's free memory before it minus after the timed steps.
+  double device_mib = 0;
   std::vector<std::string> order;
   std::map<std::string, LayerTime> layers;
 };
@@ -102,6 +106,7 @@ void print_table(const Timing& t, const Session& s, int64_t batch) {
               t.step_flops / t.step_ms / 1e6, t.step_flops / static_cast<double>(batch) / 1e6);
   std::printf("inference %.0f images/s (forward in training mode)\n",
               1000.0 * static_cast<double>(batch) / t.forward_ms);
+  if (t.device_mib > 0) std::printf("device memory %.0f MiB\n", t.device_mib);
 }
 
 nlohmann::json to_json(const Timing& t, const std::string& model, const std::string& device,
@@ -126,6 +131,7 @@ nlohmann::json to_json(const Timing& t, const std::string& model, const std::str
           {"update_ms", t.update_ms},
           {"gflop_per_step", t.step_flops / 1e9},
           {"gflops", t.step_flops / t.step_ms / 1e6},
+          {"device_memory_mib", t.device_mib},
           {"layers", layers}};
 }
 
@@ -151,9 +157,14 @@ int run_time(const std::vector<std::string>& argv) {
   o.seed = static_cast<uint64_t>(a.integer("seed", 1));
   o.eval = false;
   o.recipe = spec.recipe;
+  const bool gpu = o.device.kind == DeviceKind::cuda;
+  const size_t free_before = gpu ? cuda_free_bytes(o.device.index) : 0;
   Session s(spec, o);
   s.feed(synthetic_batch(s.train_net(), spec.classes, o.seed));
   Timing t = measure(s, iterations, a.integer("warmup", 5));
+  if (gpu)
+    t.device_mib = (static_cast<double>(free_before) -
+                    static_cast<double>(cuda_free_bytes(o.device.index))) / (1 << 20);
   if (a.has("json"))
     std::printf("%s\n", to_json(t, spec.name, o.device.str(), batch, iterations).dump(2).c_str());
   else

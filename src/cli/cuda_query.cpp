@@ -16,4 +16,15 @@ void print_cuda_devices() {
 #endif
 }
 
+size_t cuda_free_bytes(int index) {
+#ifdef MYELIN_WITH_CUDA
+  if (cuda_device_count() <= index) return 0;
+  for (const CudaDeviceInfo& d : cuda_devices())
+    if (d.index == index) return d.free_bytes;
+#else
+  (void)index;
+#endif
+  return 0;
+}
+
 }  // namespace myelin::cli

@@ -310,7 +310,11 @@ class BatchNormForward : public Kernel {
         p_(s.node.attrs),
         post_(s.node.attrs),
         threads_(cpu_backend(s).threads()),
-        tiles_(tile_buffers(g_)) {}
+        tiles_(tile_buffers(g_)) {
+    if (s.node.inputs.size() > 5)
+      throw UnsupportedError("batch_norm '" + s.node.name +
+                             "': the CPU engine has no fused residual add");
+  }
   // The tiles, then per channel (padded): two doubles of statistics, two floats of scale and
   // shift.
   size_t workspace_bytes() const override {
@@ -417,7 +421,11 @@ class BatchNormGrad : public Kernel {
         staged_(is_blocked(layouts_[0]) && layouts_[1] == Layout::nchw &&
                 layouts_[2] == Layout::nchw),
         threads_(cpu_backend(s).threads()),
-        tiles_(staged_ ? TileBuffers{} : tile_buffers(g_)) {}
+        tiles_(staged_ ? TileBuffers{} : tile_buffers(g_)) {
+    if (s.node.attrs.has("post"))
+      throw UnsupportedError("batch_norm_grad '" + s.node.name +
+                             "': the CPU engine has no fused ReLU gradient");
+  }
   size_t workspace_bytes() const override {
     return tiles_.bytes(threads_) + g_.padded() * 3 * sizeof(float);
   }

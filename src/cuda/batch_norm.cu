@@ -103,12 +103,56 @@ __device__ __forceinline__ void welford(float& n, float (&mean)[V], float (&m2)[
   }
 }
 
-// The rows of this thread: r, r + step, ... below rows, kUnroll loads in flight.
-struct RowWalk {
-  int64_t first, step;
-  __device__ RowWalk()
-      : first(static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y),
-        step(static_cast<int64_t>(gridDim.y) * blockDim.y) {}
+// f(r, v) for each row r of this thread (r, r + step, ... below rows; the block's threadIdx.y
+// and the grid's row slice pick them) with v[k] the row's V channels of stream k (p[k] + r * c,
+// p[k] at the thread's column), kUnroll rows' loads issued before the arithmetic that uses them.
+template <class T, int V, int N, class F>
+__device__ __forceinline__ void walk_rows(const T* const (&p)[N], int64_t rows, int64_t c, F&& f) {
+  const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
+  int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
+  for (; r + (kUnroll - 1) * step < rows; r += kUnroll * step) {
+    float v[kUnroll][N][V];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int k = 0; k < N; ++k) load<T, V>(p[k] + (r + u * step) * c, v[u][k]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) f(r + u * step, v[u]);
+  }
+  for (; r < rows; r += step) {
+    float v[N][V];
+#pragma unroll
+    for (int k = 0; k < N; ++k) load<T, V>(p[k] + r * c, v[k]);
+    f(r, v);
+  }
+}
+
+// y = x * scale + shift's coefficients from the batch statistics, written out so that the
+// forward pass and the ReLU mask of the gradient (which recomputes y from x) round alike.
+__device__ __forceinline__ float2 affine(float gamma, float beta, float mean, float invstd) {
+  const float scale = __fmul_rn(gamma, invstd);
+  return make_float2(scale, __fmaf_rn(-mean, scale, beta));
+}
+
+// The V channels' coefficients of the ReLU mask (y > 0 where x * scale + shift > 0).
+template <int V>
+struct ReluMask {
+  float scale[V], shift[V];
+  __device__ ReluMask(const float* gamma, const float* beta, const float* mean,
+                      const float* invstd, int64_t col) {
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const int64_t ch = col * V + i;
+      const float2 a = affine(gamma[ch], beta[ch], mean[ch], invstd[ch]);
+      scale[i] = a.x, shift[i] = a.y;
+    }
+  }
+  // g = 0 where the forward ReLU's output was 0.
+  __device__ __forceinline__ void apply(float (&g)[V], const float (&x)[V]) const {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (!(__fmaf_rn(x[i], scale[i], shift[i]) > 0.f)) g[i] = 0.f;
+  }
 };
 
 // The power of two at or above blockDim.y, halved: the first stride of a tree reduction.
@@ -131,21 +175,8 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
   for (int i = 0; i < V; ++i) mean[i] = m2[i] = 0.f;
   if (active) {
-    const T* p = x + col * V;
-    RowWalk w;
-    int64_t r = w.first;
-    for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
-      float v[kUnroll][V];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) load<T, V>(p + (r + u * w.step) * c, v[u]);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) welford(n, mean, m2, v[u]);
-    }
-    for (; r < rows; r += w.step) {
-      float v[V];
-      load<T, V>(p + r * c, v);
-      welford(n, mean, m2, v);
-    }
+    const T* p[1] = {x + col * V};
+    walk_rows<T, V>(p, rows, c, [&](int64_t, float(&v)[1][V]) { welford(n, mean, m2, v[0]); });
   }
   const int t = threadIdx.y * blockDim.x + threadIdx.x;
   s_n[t] = n;
@@ -202,9 +233,9 @@ __global__ void finalize_stats_kernel(const float* part_n, const float* part_mea
   save_invstd[ch] = invstd;
   running_mean[ch] = momentum * running_mean[ch] + (1.f - momentum) * mean;
   running_var[ch] = momentum * running_var[ch] + (1.f - momentum) * unbiased;
-  const float sc = gamma[ch] * invstd;
-  scale[ch] = sc;
-  shift[ch] = beta[ch] - mean * sc;
+  const float2 a = affine(gamma[ch], beta[ch], mean, invstd);
+  scale[ch] = a.x;
+  shift[ch] = a.y;
 }
 
 __global__ void inference_coefficients_kernel(const float* gamma, const float* beta,
@@ -217,49 +248,56 @@ __global__ void inference_coefficients_kernel(const float* gamma, const float* b
   shift[ch] = beta[ch] - running_mean[ch] * sc;
 }
 
-// y = x * scale + shift per channel, then max(y, 0) when relu.
-template <class T, int V>
+// y = x * scale + shift per channel, plus the residual r where Residual, then max(y, 0) when relu.
+template <class T, int V, bool Residual>
 __global__ void __launch_bounds__(kBlock)
-    apply_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t c,
-                 const float* __restrict__ scale, const float* __restrict__ shift, bool relu) {
+    apply_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y,
+                 int64_t rows, int64_t c, const float* __restrict__ scale,
+                 const float* __restrict__ shift, bool relu) {
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (col >= c / V) return;
   float a[V], b[V];
   load_f32(scale, col, a);
   load_f32(shift, col, b);
-  auto out = [&](int64_t r, float(&v)[V]) {
+  const int64_t off = col * V;
+  auto out = [&](int64_t r, auto& v) {
 #pragma unroll
     for (int i = 0; i < V; ++i) {
-      v[i] = fmaf(v[i], a[i], b[i]);
-      if (relu) v[i] = fmaxf(v[i], 0.f);
+      v[0][i] = fmaf(v[0][i], a[i], b[i]);
+      if constexpr (Residual) v[0][i] += v[1][i];
+      if (relu) v[0][i] = fmaxf(v[0][i], 0.f);
     }
-    store<T, V>(y + r * c + col * V, v);
+    store<T, V>(y + r * c + off, v[0]);
   };
-  const T* p = x + col * V;
-  RowWalk w;
-  int64_t r = w.first;
-  for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
-    float v[kUnroll][V];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) load<T, V>(p + (r + u * w.step) * c, v[u]);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) out(r + u * w.step, v[u]);
-  }
-  for (; r < rows; r += w.step) {
-    float v[V];
-    load<T, V>(p + r * c, v);
-    out(r, v);
+  if constexpr (Residual) {
+    const T* p[2] = {x + off, res + off};
+    walk_rows<T, V>(p, rows, c, out);
+  } else {
+    const T* p[1] = {x + off};
+    walk_rows<T, V>(p, rows, c, out);
   }
 }
 
 // ---- backward ----------------------------------------------------------------------------------
 
-// Per channel: sum dy and sum dy * (x - mean) over the block's rows.
-template <class T, int V>
+// The V channels' ReLU mask where the gradient has a ReLU fused in (Relu), else nothing.
+template <int V, bool Relu>
+struct MaybeMask {
+  __device__ MaybeMask(const float*, const float*, const float*, const float*, int64_t) {}
+  __device__ __forceinline__ void apply(float (&)[V], const float (&)[V]) const {}
+};
+template <int V>
+struct MaybeMask<V, true> : ReluMask<V> {
+  using ReluMask<V>::ReluMask;
+};
+
+// Per channel: sum dy and sum dy * (x - mean) over the block's rows (dy masked by the fused ReLU).
+template <class T, int V, bool Relu>
 __global__ void __launch_bounds__(kBlock)
     grad_sums_kernel(const T* __restrict__ dy, const T* __restrict__ x, int64_t rows, int64_t c,
-                     const float* __restrict__ mean, float* __restrict__ part_dy,
-                     float* __restrict__ part_dyx) {
+                     const float* __restrict__ gamma, const float* __restrict__ beta,
+                     const float* __restrict__ mean, const float* __restrict__ invstd,
+                     float* __restrict__ part_dy, float* __restrict__ part_dyx) {
   __shared__ float s_dy[V][kBlock], s_dyx[V][kBlock];
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool active = col < c / V;
@@ -268,32 +306,16 @@ __global__ void __launch_bounds__(kBlock)
   for (int i = 0; i < V; ++i) sdy[i] = sdyx[i] = mu[i] = 0.f;
   if (active) {
     load_f32(mean, col, mu);
-    const int64_t off = col * V;
-    auto add = [&](const float(&g)[V], const float(&v)[V]) {
+    const MaybeMask<V, Relu> mask(gamma, beta, mean, invstd, col);
+    const T* p[2] = {dy + col * V, x + col * V};
+    walk_rows<T, V>(p, rows, c, [&](int64_t, float(&v)[2][V]) {
+      mask.apply(v[0], v[1]);
 #pragma unroll
       for (int i = 0; i < V; ++i) {
-        sdy[i] += g[i];
-        sdyx[i] = fmaf(g[i], v[i] - mu[i], sdyx[i]);
+        sdy[i] += v[0][i];
+        sdyx[i] = fmaf(v[0][i], v[1][i] - mu[i], sdyx[i]);
       }
-    };
-    RowWalk w;
-    int64_t r = w.first;
-    for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
-      float g[kUnroll][V], v[kUnroll][V];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        load<T, V>(dy + (r + u * w.step) * c + off, g[u]);
-        load<T, V>(x + (r + u * w.step) * c + off, v[u]);
-      }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) add(g[u], v[u]);
-    }
-    for (; r < rows; r += w.step) {
-      float g[V], v[V];
-      load<T, V>(dy + r * c + off, g);
-      load<T, V>(x + r * c + off, v);
-      add(g, v);
-    }
+    });
   }
   const int t = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
@@ -338,12 +360,13 @@ __global__ void finalize_grad_kernel(const float* part_dy, const float* part_dyx
   kx[ch] = kk * is * dg * inv_rows;
 }
 
-template <class T, int V>
+template <class T, int V, bool Relu>
 __global__ void __launch_bounds__(kBlock)
     grad_apply_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
-                      int64_t rows, int64_t c, const float* __restrict__ mean,
-                      const float* __restrict__ k, const float* __restrict__ kc,
-                      const float* __restrict__ kx) {
+                      int64_t rows, int64_t c, const float* __restrict__ gamma,
+                      const float* __restrict__ beta, const float* __restrict__ mean,
+                      const float* __restrict__ invstd, const float* __restrict__ k,
+                      const float* __restrict__ kc, const float* __restrict__ kx) {
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (col >= c / V) return;
   float mu[V], a[V], b[V], e[V];
@@ -351,30 +374,30 @@ __global__ void __launch_bounds__(kBlock)
   load_f32(k, col, a);
   load_f32(kc, col, b);
   load_f32(kx, col, e);
+  const MaybeMask<V, Relu> mask(gamma, beta, mean, invstd, col);
   const int64_t off = col * V;
-  auto out = [&](int64_t r, const float(&g)[V], const float(&v)[V]) {
+  const T* p[2] = {dy + off, x + off};
+  walk_rows<T, V>(p, rows, c, [&](int64_t r, float(&v)[2][V]) {
+    mask.apply(v[0], v[1]);
     float o[V];
 #pragma unroll
-    for (int i = 0; i < V; ++i) o[i] = fmaf(a[i], g[i], -b[i]) - e[i] * (v[i] - mu[i]);
+    for (int i = 0; i < V; ++i) o[i] = fmaf(a[i], v[0][i], -b[i]) - e[i] * (v[1][i] - mu[i]);
     store<T, V>(dx + r * c + off, o);
-  };
-  RowWalk w;
-  int64_t r = w.first;
-  for (; r + (kUnroll - 1) * w.step < rows; r += kUnroll * w.step) {
-    float g[kUnroll][V], v[kUnroll][V];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      load<T, V>(dy + (r + u * w.step) * c + off, g[u]);
-      load<T, V>(x + (r + u * w.step) * c + off, v[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) out(r + u * w.step, g[u], v[u]);
-  }
-  for (; r < rows; r += w.step) {
-    float g[V], v[V];
-    load<T, V>(dy + r * c + off, g);
-    load<T, V>(x + r * c + off, v);
-    out(r, g, v);
+  });
+}
+
+// The cuDNN path's fused ReLU gradient (fp32 NCHW, x viewed as [n, c, inner]): dy_masked = dy where
+// x * scale + shift > 0, else 0.
+__global__ void relu_mask_nchw_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                      float* __restrict__ out, int64_t total, int64_t c,
+                                      int64_t inner, const float* __restrict__ gamma,
+                                      const float* __restrict__ beta,
+                                      const float* __restrict__ mean,
+                                      const float* __restrict__ invstd) {
+  for (int64_t i = global_index(); i < total; i += grid_stride()) {
+    const int64_t ch = i / inner % c;
+    const float2 a = affine(gamma[ch], beta[ch], mean[ch], invstd[ch]);
+    out[i] = __fmaf_rn(x[i], a.x, a.y) > 0.f ? dy[i] : 0.f;
   }
 }
 
@@ -425,15 +448,29 @@ int resident(K kernel) {
   return std::clamp(n, 1, kMaxPerSm);
 }
 
-// Each kernel's resident blocks per multiprocessor for one storage type and width, found once
-// (outside any graph capture: bn_workspace_bytes asks first).
+// fn(std::bool_constant<on>{}): a run-time flag as a template argument.
+template <class Fn>
+void with_flag(bool on, Fn&& fn) {
+  if (on)
+    fn(std::true_type{});
+  else
+    fn(std::false_type{});
+}
+
+// Each kernel's resident blocks per multiprocessor for one storage type and width (apply: without
+// and with the residual; the gradient's: without and with the ReLU mask), found once (outside any
+// graph capture: bn_workspace_bytes asks first).
 struct Residency {
-  int stats, apply, sums, grad_apply;
+  int stats, apply[2], sums[2], grad_apply[2];
 };
 template <class T, int V>
 const Residency& residency() {
-  static const Residency r{resident(stats_kernel<T, V>), resident(apply_kernel<T, V>),
-                           resident(grad_sums_kernel<T, V>), resident(grad_apply_kernel<T, V>)};
+  static const Residency r{resident(stats_kernel<T, V>),
+                           {resident(apply_kernel<T, V, false>), resident(apply_kernel<T, V, true>)},
+                           {resident(grad_sums_kernel<T, V, false>),
+                            resident(grad_sums_kernel<T, V, true>)},
+                           {resident(grad_apply_kernel<T, V, false>),
+                            resident(grad_apply_kernel<T, V, true>)}};
   return r;
 }
 
@@ -446,16 +483,21 @@ int element_bytes(int type) {
   return type == 0 ? 4 : 2;
 }
 
-void apply(FPtr x, FPtr y, const BnDims& d, const float* scale, const float* shift,
+void apply(FPtr x, FPtr res, FPtr y, const BnDims& d, const float* scale, const float* shift,
            cudaStream_t s) {
-  if (y.type != x.type) throw DeviceError("batch_norm: x and y must share one storage type");
+  if (y.type != x.type || (res.p && res.type != x.type))
+    throw DeviceError("batch_norm: x, the residual and y must share one storage type");
   const int bytes = element_bytes(x.type);
   dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
     using T = typename decltype(tag)::type;
     constexpr int V = decltype(v)::value;
-    const Tiles t = tiles_for(d, bytes, residency<T, V>().apply);
-    apply_kernel<T, V><<<t.grid, t.block, 0, s>>>(static_cast<const T*>(x.p), static_cast<T*>(y.p),
-                                                  d.rows, d.c, scale, shift, d.relu);
+    with_flag(res.p != nullptr, [&](auto flag) {
+      constexpr bool residual = decltype(flag)::value;
+      const Tiles t = tiles_for(d, bytes, residency<T, V>().apply[residual]);
+      apply_kernel<T, V, residual><<<t.grid, t.block, 0, s>>>(
+          static_cast<const T*>(x.p), static_cast<const T*>(res.p), static_cast<T*>(y.p), d.rows,
+          d.c, scale, shift, d.relu);
+    });
   });
   check_launch("batch_norm", "");
 }
@@ -468,7 +510,7 @@ size_t bn_workspace_bytes(const BnDims& d, int type) {
   return static_cast<size_t>(3 * max_slices(d) * d.c + 3 * d.c) * sizeof(float);
 }
 
-void bn_forward_train(FPtr x, FPtr y, const float* gamma, const float* beta, float* running_mean,
+void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta, float* running_mean,
                       float* running_var, float* save_mean, float* save_invstd, const BnDims& d,
                       void* workspace, cudaStream_t s) {
   const int bytes = element_bytes(x.type);
@@ -489,10 +531,10 @@ void bn_forward_train(FPtr x, FPtr y, const float* gamma, const float* beta, flo
       pn, pmean, pm2, static_cast<int>(slices), d.c, gamma, beta, running_mean, running_var,
       save_mean, save_invstd, scale, shift, d.eps, d.momentum);
   check_launch("batch_norm statistics (combine)", "");
-  apply(x, y, d, scale, shift, s);
+  apply(x, res, y, d, scale, shift, s);
 }
 
-void bn_forward_infer(FPtr x, FPtr y, const float* gamma, const float* beta,
+void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
                       const float* running_mean, const float* running_var, const BnDims& d,
                       void* workspace, cudaStream_t s) {
   float* scale = static_cast<float*>(workspace);
@@ -500,41 +542,47 @@ void bn_forward_infer(FPtr x, FPtr y, const float* gamma, const float* beta,
   inference_coefficients_kernel<<<blocks_for_all(d.c), kThreads, 0, s>>>(
       gamma, beta, running_mean, running_var, d.c, d.eps, scale, shift);
   check_launch("batch_norm coefficients", "");
-  apply(x, y, d, scale, shift, s);
+  apply(x, res, y, d, scale, shift, s);
 }
 
-void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* mean,
-                 const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
-                 cudaStream_t s) {
+void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta,
+                 const float* mean, const float* invstd, float* dgamma, float* dbeta,
+                 const BnDims& d, void* workspace, cudaStream_t s) {
   if (dy.type != x.type || dx.type != x.type)
     throw DeviceError("batch_norm_grad: dy, x and dx must share one storage type");
   const int bytes = element_bytes(x.type);
-  const bool wide = tiles_for(d, bytes).v > 1;
   const int64_t part = max_slices(d) * d.c;
   float* pdy = static_cast<float*>(workspace);
   float *pdyx = pdy + part, *k = pdyx + part, *kc = k + d.c, *kx = kc + d.c;
-  int64_t slices = 0;
-  dispatch(x.type, wide, [&](auto tag, auto v) {
+  dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
     using T = typename decltype(tag)::type;
     constexpr int V = decltype(v)::value;
-    const Tiles t = tiles_for(d, bytes, residency<T, V>().sums);
-    slices = t.slices();
-    grad_sums_kernel<T, V><<<t.grid, t.block, 0, s>>>(
-        static_cast<const T*>(dy.p), static_cast<const T*>(x.p), d.rows, d.c, mean, pdy, pdyx);
+    const auto *dyp = static_cast<const T*>(dy.p), *xp = static_cast<const T*>(x.p);
+    with_flag(d.relu, [&](auto flag) {
+      constexpr bool relu = decltype(flag)::value;
+      const Tiles sums = tiles_for(d, bytes, residency<T, V>().sums[relu]);
+      grad_sums_kernel<T, V, relu><<<sums.grid, sums.block, 0, s>>>(
+          dyp, xp, d.rows, d.c, gamma, beta, mean, invstd, pdy, pdyx);
+      check_launch("batch_norm_grad sums", "");
+      finalize_grad_kernel<<<blocks_for_all(d.c * 32), kThreads, 0, s>>>(
+          pdy, pdyx, static_cast<int>(sums.slices()), d.c, d.rows, gamma, invstd, dgamma, dbeta,
+          k, kc, kx);
+      check_launch("batch_norm_grad (combine)", "");
+      const Tiles t = tiles_for(d, bytes, residency<T, V>().grad_apply[relu]);
+      grad_apply_kernel<T, V, relu><<<t.grid, t.block, 0, s>>>(
+          dyp, xp, static_cast<T*>(dx.p), d.rows, d.c, gamma, beta, mean, invstd, k, kc, kx);
+      check_launch("batch_norm_grad", "");
+    });
   });
-  check_launch("batch_norm_grad sums", "");
-  finalize_grad_kernel<<<blocks_for_all(d.c * 32), kThreads, 0, s>>>(
-      pdy, pdyx, static_cast<int>(slices), d.c, d.rows, gamma, invstd, dgamma, dbeta, k, kc, kx);
-  check_launch("batch_norm_grad (combine)", "");
-  dispatch(x.type, wide, [&](auto tag, auto v) {
-    using T = typename decltype(tag)::type;
-    constexpr int V = decltype(v)::value;
-    const Tiles t = tiles_for(d, bytes, residency<T, V>().grad_apply);
-    grad_apply_kernel<T, V>
-        <<<t.grid, t.block, 0, s>>>(static_cast<const T*>(dy.p), static_cast<const T*>(x.p),
-                                    static_cast<T*>(dx.p), d.rows, d.c, mean, k, kc, kx);
-  });
-  check_launch("batch_norm_grad", "");
+}
+
+void bn_relu_grad_mask_nchw(const float* dy, const float* x, float* out, int64_t n, int64_t c,
+                            int64_t inner, const float* gamma, const float* beta,
+                            const float* mean, const float* invstd, cudaStream_t s) {
+  const int64_t total = n * c * inner;
+  relu_mask_nchw_kernel<<<blocks_for(total), kThreads, 0, s>>>(dy, x, out, total, c, inner, gamma,
+                                                               beta, mean, invstd);
+  check_launch("batch_norm_grad (ReLU mask)", "");
 }
 
 }  // namespace myelin::cuda

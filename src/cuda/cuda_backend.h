@@ -127,8 +127,9 @@ class CudaBackend final : public Backend {
 // What choose_storage does, without a device: under bf16/fp16, stores g's activations in 16 bits
 // (storage16) and channels-last (nhwc) where every kernel touching them takes it.
 void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
-// What fuse does, without a device: the ReLUs folded into their producers (and gradients).
-void plan_fusion(Graph& g);
+// What fuse does, without a device: the ReLUs folded into their producers (and gradients), and
+// with batch_norm the residual adds and ReLU gradients folded into batch norms (ops/fuse.h).
+void plan_fusion(Graph& g, bool batch_norm = true);
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

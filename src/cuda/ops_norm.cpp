@@ -4,8 +4,10 @@
 // on cuDNN for fp32 NCHW. Training updates the running statistics in place as the CPU engine
 // does: running = momentum * running + (1 - momentum) * batch, with the unbiased batch variance
 // for running_var (cuDNN's exponentialAverageFactor is 1 - momentum), and saves the mean and
-// 1/sqrt(var + eps). A fused ReLU (post = "relu", CudaBackend::fuse) is applied in the own
-// kernels' elementwise pass, and after cuDNN's call on the cuDNN path.
+// 1/sqrt(var + eps). Fusions (CudaBackend::fuse): a ReLU and a residual add after the forward pass
+// (post = "relu", a sixth input) are applied in the own kernels' elementwise pass, and after
+// cuDNN's call on the cuDNN path; the gradient's fused ReLU (post = "relu_grad") masks dy where
+// the recomputed y is not above 0, in the own kernels' passes, and before cuDNN's call there.
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
 #include <cstdlib>
@@ -69,58 +71,76 @@ cudnnBatchNormMode_t bn_mode() {
                                              : CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
 }
 
-// x viewed as [N, C, rest, 1]; gamma, beta and statistics as cuDNN's derived [1, C, 1, 1].
+// A batch-norm node's fusions (CudaBackend::fuse, ops/fuse.h): the forward's ReLU and residual
+// (post = "relu", a sixth input), the gradient's ReLU (post = "relu_grad", beta the sixth input).
+struct BnFusion {
+  bool relu, residual;
+  BnFusion(const KernelSpec& s, bool backward)
+      : relu(s.node.attrs.s("post", "") == (backward ? "relu_grad" : "relu")),
+        residual(!backward && s.node.inputs.size() == 6) {}
+};
+
+// x viewed as [N, C, rest, 1]; gamma, beta and statistics as cuDNN's derived [1, C, 1, 1]. The
+// fusions run as passes of their own around cuDNN's call.
 class BatchNormKernel : public CudaKernel {
  public:
   BatchNormKernel(const KernelSpec& s, bool backward)
-      : CudaKernel(s),
-        backward_(backward),
-        relu_(s.node.attrs.s("post", "") == "relu"),
-        p_(s.node.attrs),
-        mode_(bn_mode()) {
+      : CudaKernel(s), backward_(backward), fused_(s, backward), p_(s.node.attrs), mode_(bn_mode()) {
     require_f32(s);
-    Shape x = s.input(backward ? 1 : 0).shape;
-    xd_.set(CUDNN_DATA_FLOAT, x[0], x[1], inner_size(x, 2), 1, where_);
-    numel_ = x.numel();
+    x_ = s.input(backward ? 1 : 0).shape;
+    xd_.set(CUDNN_DATA_FLOAT, x_[0], x_[1], inner_size(x_, 2), 1, where_);
     MYELIN_CHECK(cudnnDeriveBNTensorDescriptor(bnd_, xd_, mode_), where_);
     if (p_.eps < CUDNN_BN_MIN_EPSILON)
       throw UnsupportedError(where_ + ": eps below cuDNN's minimum");
   }
+  // The masked dy of a fused ReLU gradient.
+  size_t workspace_bytes() const override {
+    return backward_ && fused_.relu ? x_.numel() * sizeof(float) : 0;
+  }
 
  private:
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-              const StepContext&) override {
+              const StepContext& ctx) override {
     const float one = 1.f, zero = 0.f;
     cudnnHandle_t h = be_.cudnn();
-    if (backward_) {  // (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
+    if (backward_) {  // (dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta
+      const void* dy = in[0].data();
+      if (fused_.relu) {
+        bn_relu_grad_mask_nchw(in[0].f32(), in[1].f32(), static_cast<float*>(ctx.workspace),
+                               x_[0], x_[1], inner_size(x_, 2), in[2].f32(), in[5].f32(),
+                               in[3].f32(), in[4].f32(), stream());
+        dy = ctx.workspace;
+      }
       MYELIN_CHECK(cudnnBatchNormalizationBackward(
-                       h, mode_, &one, &zero, &one, &zero, xd_, in[1].data(), xd_, in[0].data(),
-                       xd_, out[0].data(), bnd_, in[2].data(), out[1].data(), out[2].data(), p_.eps,
+                       h, mode_, &one, &zero, &one, &zero, xd_, in[1].data(), xd_, dy, xd_,
+                       out[0].data(), bnd_, in[2].data(), out[1].data(), out[2].data(), p_.eps,
                        in[3].data(), in[4].data()),
                    "");
-    } else if (p_.training) {  // (x, gamma, beta, rmean, rvar) -> y, mean, invstd
+      return;
+    }
+    if (p_.training) {  // (x, gamma, beta, rmean, rvar [, r]) -> y, mean, invstd
       MYELIN_CHECK(cudnnBatchNormalizationForwardTraining(
                        h, mode_, &one, &zero, xd_, in[0].data(), xd_, out[0].data(), bnd_,
                        in[1].data(), in[2].data(), 1.0 - p_.momentum, in[3].data(), in[4].data(),
                        p_.eps, out[1].data(), out[2].data()),
                    "");
-      relu(out[0]);
     } else {
       MYELIN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
                                                            xd_, in[0].data(), xd_, out[0].data(),
                                                            bnd_, in[1].data(), in[2].data(),
                                                            in[3].data(), in[4].data(), p_.eps),
                    "");
-      relu(out[0]);
     }
+    const FPtr y = fptr(out[0]);
+    if (fused_.residual)
+      add_any(y, fptr(in[5]), y, x_.numel(), stream(), fused_.relu);
+    else if (fused_.relu)
+      activation_forward(ActKind::relu, 0.f, y, y, x_.numel(), stream());
   }
 
-  void relu(const Tensor& y) {
-    if (relu_) activation_forward(ActKind::relu, 0.f, fptr(y), fptr(y), numel_, stream());
-  }
-
-  bool backward_, relu_;
-  int64_t numel_ = 0;
+  bool backward_;
+  BnFusion fused_;
+  Shape x_;
   BatchNormParams p_;
   cudnnBatchNormMode_t mode_;
   TensorDesc xd_, bnd_;
@@ -130,13 +150,13 @@ class BatchNormKernel : public CudaKernel {
 class BatchNormRowsKernel : public CudaKernel {
  public:
   BatchNormRowsKernel(const KernelSpec& s, bool backward)
-      : CudaKernel(s), backward_(backward), p_(s.node.attrs) {
+      : CudaKernel(s), backward_(backward), fused_(s, backward), p_(s.node.attrs) {
     require_float(s);
     const int x = backward ? 1 : 0;
     const Shape& shape = s.input(x).shape;
     d_ = BnDims{shape.numel() / shape[1], shape[1], static_cast<float>(p_.eps),
-                static_cast<float>(p_.momentum), s.node.attrs.s("post", "") == "relu"};
-    for (int i = backward ? 2 : 1; i < 5; ++i)
+                static_cast<float>(p_.momentum), fused_.relu};
+    for (int i = backward ? 2 : 1; i < (backward && fused_.relu ? 6 : 5); ++i)
       if (s.input(i).dtype != DType::f32)
         throw UnsupportedError(where_ + ": gamma, beta and the statistics must be f32");
     if (!s.input_nhwc(x) && shape.rank() != 2)
@@ -144,8 +164,9 @@ class BatchNormRowsKernel : public CudaKernel {
                              ": the CUDA kernels for 16-bit batch norm take channels-last "
                              "(NHWC) or [N, C] activations only");
     const DType t = s.input(x).dtype;
-    if (s.output(0).dtype != t || (backward && s.input(0).dtype != t))
-      throw UnsupportedError(where_ + ": x, y (dy, dx) must share one storage type");
+    if (s.output(0).dtype != t || (backward && s.input(0).dtype != t) ||
+        (fused_.residual && s.input(5).dtype != t))
+      throw UnsupportedError(where_ + ": x, y (dy, dx) and the residual must share one storage type");
     workspace_ = bn_workspace_bytes(d_, t == DType::bf16 ? 1 : t == DType::f16 ? 2 : 0);
   }
   size_t workspace_bytes() const override { return workspace_; }
@@ -153,18 +174,23 @@ class BatchNormRowsKernel : public CudaKernel {
  private:
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext& ctx) override {
-    if (backward_)  // (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
-      bn_backward(fptr(in[0]), fptr(in[1]), fptr(out[0]), in[2].f32(), in[3].f32(), in[4].f32(),
-                  out[1].f32(), out[2].f32(), d_, ctx.workspace, stream());
-    else if (p_.training)  // (x, gamma, beta, rmean, rvar) -> y, mean, invstd
-      bn_forward_train(fptr(in[0]), fptr(out[0]), in[1].f32(), in[2].f32(), in[3].f32(),
+    if (backward_) {  // (dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta
+      const float* beta = fused_.relu ? in[5].f32() : nullptr;
+      bn_backward(fptr(in[0]), fptr(in[1]), fptr(out[0]), in[2].f32(), beta, in[3].f32(),
+                  in[4].f32(), out[1].f32(), out[2].f32(), d_, ctx.workspace, stream());
+      return;
+    }
+    const FPtr res = fused_.residual ? fptr(in[5]) : FPtr{};
+    if (p_.training)  // (x, gamma, beta, rmean, rvar [, r]) -> y, mean, invstd
+      bn_forward_train(fptr(in[0]), res, fptr(out[0]), in[1].f32(), in[2].f32(), in[3].f32(),
                        in[4].f32(), out[1].f32(), out[2].f32(), d_, ctx.workspace, stream());
     else
-      bn_forward_infer(fptr(in[0]), fptr(out[0]), in[1].f32(), in[2].f32(), in[3].f32(),
+      bn_forward_infer(fptr(in[0]), res, fptr(out[0]), in[1].f32(), in[2].f32(), in[3].f32(),
                        in[4].f32(), d_, ctx.workspace, stream());
   }
 
   bool backward_;
+  BnFusion fused_;
   BatchNormParams p_;
   BnDims d_{};
   size_t workspace_ = 0;
@@ -202,7 +228,7 @@ MYELIN_REGISTER_OPS {
   register_kernel(
       "lrn_grad", DeviceKind::cuda, make<LrnKernel, true>,
       {.layout = takes_alike({0, 1, 2}, {0}), .half = takes_alike({0, 1, 2}, {0}, lrn16)});
-  // Batch norm takes NHWC where x and y (dy, x and dx) all have it, and 16-bit storage likewise
+  // Batch norm takes NHWC where x, a fused residual and y (dy, x and dx) all have it, and 16-bit storage likewise
   // where its x is NHWC or [N, C] (the own kernels; cuDNN's fp32 NCHW path stays fp32). cuDNN's
   // own NHWC fp32 batch norm made ResNet-9's step 4x slower (H200: 17.9 vs 4.5 ms).
   auto rows = [](int x) {
@@ -212,7 +238,7 @@ MYELIN_REGISTER_OPS {
     };
   };
   register_kernel("batch_norm", DeviceKind::cuda, make_batch_norm<false>,
-                  {.layout = takes_alike({0}, {0}), .half = takes_alike({0}, {0}, rows(0))});
+                  {.layout = takes_alike({0, 5}, {0}), .half = takes_alike({0, 5}, {0}, rows(0))});
   register_kernel("batch_norm_grad", DeviceKind::cuda, make_batch_norm<true>,
                   {.layout = takes_alike({0, 1}, {0}), .half = takes_alike({0, 1}, {0}, rows(1))});
 }

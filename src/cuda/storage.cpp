@@ -1,6 +1,7 @@
 // How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout;
-// and the ReLUs it fuses into convolutions, batch norms and adds (a residual block's end), and
-// their gradients into LRN's, first (CudaBackend::fuse).
+// and the ReLUs it fuses into convolutions, batch norms and adds (a residual block's end), their
+// gradients into LRN's and batch norm's, and the residual add into the batch norm before it, first
+// (CudaBackend::fuse; MYELIN_CUDA_BN_FUSE=0 leaves the batch-norm fusions out).
 //
 // Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
 // precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there
@@ -78,16 +79,19 @@ void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
   if (storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
 }
 
-void plan_fusion(Graph& g) {
+void plan_fusion(Graph& g, bool batch_norm) {
   fuse_relus(g, [](const Node& producer, double slope) {
     return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
            slope == 0;
   });
   fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
+  if (!batch_norm) return;
+  fuse_residual_adds(g);
+  fuse_batch_norm_relu_grads(g);
 }
 
 void CudaBackend::fuse(Graph& g) const {
-  if (!env_is("MYELIN_CUDA_FUSE", "0")) plan_fusion(g);
+  if (!env_is("MYELIN_CUDA_FUSE", "0")) plan_fusion(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"));
 }
 
 void CudaBackend::choose_storage(Graph& g) const {

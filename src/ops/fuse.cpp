@@ -18,12 +18,27 @@ std::optional<double> relu_slope(const Node& n) {
   return std::nullopt;
 }
 
-}  // namespace
-
-void fuse_relus(Graph& g, const std::function<bool(const Node&, double)>& takes) {
+// readers[v]: the nodes that read value v, in order.
+std::vector<std::vector<int>> readers_of(const Graph& g) {
   std::vector<std::vector<int>> readers(g.values().size());
   for (size_t i = 0; i < g.nodes().size(); ++i)
     for (ValueId v : g.nodes()[i].inputs) readers[v].push_back(static_cast<int>(i));
+  return readers;
+}
+
+// Whether every reader of n's outputs is node `at` or comes after it.
+bool outputs_read_after(const Graph& g, const Node& n, int at,
+                        const std::vector<std::vector<int>>& readers) {
+  for (ValueId v : n.outputs)
+    for (int r : readers[v])
+      if (r < at) return false;
+  return true;
+}
+
+}  // namespace
+
+void fuse_relus(Graph& g, const std::function<bool(const Node&, double)>& takes) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
   std::vector<int> fused;  // the ReLU nodes now done by their producers
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     const Node& relu = g.nodes()[i];
@@ -74,6 +89,62 @@ void fuse_relu_grads(Graph& g, const std::function<bool(const Node&)>& takes) {
     Node& pn = g.node(p);
     pn.attrs.set("post", std::string("relu_grad"));
     pn.outputs[0] = a.outputs[0];
+    fused.push_back(static_cast<int>(i));
+  }
+  g.remove_nodes(fused);
+}
+
+void fuse_residual_adds(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the batch norms now done where their add was
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& add = g.nodes()[i];
+    if (add.op != "add" || add.inputs.size() != 2 || add.attrs.s("post", "relu") != "relu")
+      continue;
+    for (int side = 0; side < 2; ++side) {
+      const ValueId t = add.inputs[side], r = add.inputs[1 - side];
+      const int p = g.value(t).producer;
+      if (p < 0 || g.is_kept(t) || readers[t].size() != 1 || t == r) continue;
+      const Node& bn = g.nodes()[p];
+      if (bn.op != "batch_norm" || bn.inputs.size() != 5 || bn.attrs.has("post") ||
+          bn.outputs[0] != t || g.value(r).shape != g.value(t).shape ||
+          !outputs_read_after(g, bn, static_cast<int>(i), readers))
+        continue;
+      Node merged = bn;
+      merged.inputs.push_back(r);
+      merged.outputs[0] = add.outputs[0];
+      for (const char* k : {"post", "post_slope"})
+        if (add.attrs.has(k)) merged.attrs.set(k, add.attrs.items().at(k));
+      g.node(static_cast<int>(i)) = std::move(merged);
+      fused.push_back(p);
+      break;
+    }
+  }
+  g.remove_nodes(fused);
+}
+
+void fuse_batch_norm_relu_grads(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the ReLU gradient nodes now done by the batch norm's gradient
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& a = g.nodes()[i];
+    if (a.op != "activation_grad" || relu_slope(a) != 0.0) continue;
+    const ValueId dy = a.inputs[0], y = a.inputs[2], dt = a.outputs[0];
+    const int p = g.value(y).producer;
+    if (p < 0 || g.is_kept(dt) || readers[dt].size() != 1) continue;
+    const Node& bn = g.nodes()[p];
+    const Node& b = g.nodes()[readers[dt][0]];
+    if (bn.op != "batch_norm" || bn.inputs.size() != 5 || bn.outputs.size() != 3 ||
+        bn.attrs.s("post", "") != "relu" || bn.attrs.has("post_slope") || bn.outputs[0] != y ||
+        a.inputs[1] != y)
+      continue;
+    if (b.op != "batch_norm_grad" || b.inputs.size() != 5 || b.attrs.has("post") ||
+        b.inputs[0] != dt || b.inputs[1] != bn.inputs[0] || b.inputs[3] != bn.outputs.at(1))
+      continue;
+    Node& grad = g.node(readers[dt][0]);
+    grad.inputs[0] = dy;
+    grad.inputs.push_back(bn.inputs[2]);
+    grad.attrs.set("post", std::string("relu_grad"));
     fused.push_back(static_cast<int>(i));
   }
   g.remove_nodes(fused);

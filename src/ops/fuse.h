@@ -22,4 +22,16 @@ void fuse_relus(Graph& g, const std::function<bool(const Node& producer, double 
 // result and `takes(gradient node)`.
 void fuse_relu_grads(Graph& g, const std::function<bool(const Node& gradient)>& takes);
 
+// A residual block's end, add(batch_norm(x), r) and the ReLU fused into the add, becomes one
+// batch_norm node with r as its sixth input (y = max(batch_norm(x) + r, 0)), placed where the add
+// was; where nothing else reads batch_norm(x). Run after fuse_relus.
+void fuse_residual_adds(Graph& g);
+
+// The gradient of a ReLU fused into a batch norm (post = "relu", no residual) becomes part of that
+// batch norm's gradient: batch_norm_grad gets post = "relu_grad", the ReLU's incoming gradient as
+// its dy and beta as a sixth input, and recomputes the ReLU's mask from x (y > 0 exactly where
+// gamma * (x - mean) * invstd + beta > 0), where nothing else reads the ReLU's gradient. Run after
+// fuse_relus and fuse_residual_adds.
+void fuse_batch_norm_relu_grads(Graph& g);
+
 }  // namespace myelin

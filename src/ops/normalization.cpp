@@ -18,14 +18,17 @@ std::vector<TensorType> infer_lrn_grad(const Node& n, const std::vector<TensorTy
   return {in[0]};
 }
 
-// batch_norm(x[N, C, ...], gamma[C], beta[C], running_mean[C], running_var[C]).
+// batch_norm(x[N, C, ...], gamma[C], beta[C], running_mean[C], running_var[C] [, r]).
 // Training: outputs y, the batch mean and 1/sqrt(var + eps) (saved for backward), and updates
-// the running statistics. Inference: y from the running statistics.
+// the running statistics. Inference: y from the running statistics. A sixth input r (like x) is a
+// residual add fused in by a backend (ops/fuse.h): y = batch_norm(x) + r, then the fused ReLU when
+// attrs post = "relu".
 std::vector<TensorType> infer_bn(const Node& n, const std::vector<TensorType>& in) {
   expect(in[0].shape.rank() >= 2, n, in, "input must be [N, C, ...]");
   Shape c{in[0].shape[1]};
   for (int i = 1; i < 5; ++i)
     expect(in[i].shape == c, n, in, "gamma, beta and statistics must be [C]");
+  if (in.size() == 6) expect(in[5].shape == in[0].shape, n, in, "the residual must be shaped as x");
   if (!BatchNormParams(n.attrs).training) return {in[0]};
   return {in[0], {c, DType::f32}, {c, DType::f32}};
 }
@@ -37,9 +40,14 @@ std::vector<ValueId> expand_bn(Graph& g, const std::string& name, const std::vec
   return {g.append_primitive("batch_norm", name, in, a).at(0)};
 }
 
-// batch_norm_grad(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta
+// batch_norm_grad(dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta. With attrs post =
+// "relu_grad" (a ReLU's gradient fused in by a backend, ops/fuse.h) dy is the gradient of
+// max(y, 0) and counts only where y = gamma * (x - mean) * invstd + beta > 0: beta is then the
+// sixth input.
 std::vector<TensorType> infer_bn_grad(const Node& n, const std::vector<TensorType>& in) {
   expect(in[0].shape == in[1].shape, n, in, "dy and x must have the same shape");
+  const bool relu_grad = n.attrs.s("post", "") == "relu_grad";
+  expect(relu_grad == (in.size() == 6), n, in, "beta is the sixth input exactly with a fused ReLU");
   return {in[0], in[2], in[2]};
 }
 
@@ -87,18 +95,18 @@ MYELIN_REGISTER_OPS {
   register_op(
       {.name = "batch_norm",
        .min_inputs = 5,
-       .max_inputs = 5,
+       .max_inputs = 6,
        .infer = infer_bn,
        .grad = grad_bn,
        .expand = expand_bn,
        .flops = batch_norm_flops,
-       .doc = "batch normalization: x, gamma, beta, running mean, running var; eps, momentum"});
+       .doc = "batch normalization: x, gamma, beta, running mean, running var [, residual]; eps, momentum"});
   register_op({.name = "batch_norm_grad",
                .min_inputs = 5,
-               .max_inputs = 5,
+               .max_inputs = 6,
                .infer = infer_bn_grad,
                .flops = flops_per_input(9),
-               .doc = "(dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta"});
+               .doc = "(dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta"});
 }
 
 }  // namespace myelin
