@@ -14,24 +14,19 @@
 #include <numeric>
 
 #include "data/dataset_util.h"
-#include "data/io.h"
 #include "data/loader.h"
-#include "data/text.h"
 #include "dist/communicator.h"
 #include "dist/watchdog.h"
-#include "model/adapt.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
-#include "train/sample.h"
 #include "train/schedule.h"
 #include "train/session.h"
+#include "train/trainer_impl.h"
 
-namespace myelin {
+namespace myelin::detail {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -120,103 +115,15 @@ void check_recipe(const Recipe& r) {
   if (r.clip_grad_norm < 0) throw UsageError("clip_grad_norm must not be negative");
 }
 
-// Mean loss and accuracy over the batches since it was last taken.
-struct Window {
-  double loss = 0, top1 = 0, seconds = 0;
-  int64_t batches = 0;
-  void add(float l, float t) { loss += l, top1 += t, ++batches; }
-  double mean_loss() const { return batches ? loss / static_cast<double>(batches) : 0; }
-  double mean_top1() const { return batches ? top1 / static_cast<double>(batches) : 0; }
-};
+}  // namespace
 
-class Trainer {
- public:
-  Trainer(const TrainOptions& o, const TrainObserver& obs) : o_(o), obs_(obs) {}
-  TrainResult run();
+double Trainer::elapsed() const {
+  return start_seconds_ + seconds_since(t_start_);
+}
 
- private:
-  void resolve_inputs();
-  void open_data();
-  void fit_text_dataset();
-  void open_text_data();
-  void open_sources();
-  void build_session();
-  void add_eval_program();
-  void init_state();
-  void open_metrics();
-  void loop();
-  bool train_step(const Batch& b);
-  // Whole steps queued on a device that runs them asynchronously (CUDA, accumulate == 1).
-  bool pipelined() const { return recipe_.accumulate == 1 && session_->pipelined(); }
-  bool pipelined_step(const Batch& b);
-  void collect_stats(bool all);
-  void after_update();
-  [[noreturn]] void diverged(float loss, const Batch& b);
-  [[noreturn]] void diverged(float loss, int64_t iter, int64_t epoch, int64_t batch, double lr);
-  void write_train_event();
-  void test_pass();
-  void write_sample();
-  void snapshot();
-  TrainResult finish(bool stopped);
-  double epoch() const {
-    return static_cast<double>(st_.epoch) +
-           static_cast<double>(st_.batch_in_epoch) / static_cast<double>(bpe_);
-  }
-  double elapsed() const { return start_seconds_ + seconds_since(t_start_); }
-  bool stop_requested() const { return g_signal != 0 || (obs_.should_stop && obs_.should_stop()); }
-  // Data parallelism: every rank must stop at the same update, so a stop request is summed over
-  // the ranks (each update on the CPU; every 16 on a pipelined GPU, where it costs a sync).
-  bool should_stop();
-  std::string rank_device() const;
-  void connect_ranks();
-  void rescale_resumed_counters(int64_t old_global_batch);
-  std::vector<double> sum_over_ranks(std::vector<double> v);
-  void reduce_window();
-  void reduce_eval(EvalResult& r);
-  bool parallel() const { return comm_ != nullptr; }
-  int64_t ranks() const { return world_.size; }
-
-  const TrainOptions& o_;
-  const TrainObserver& obs_;
-  dist::World world_;
-  std::string device_;  // this rank's
-  std::unique_ptr<dist::Communicator> comm_;
-  std::unique_ptr<dist::Watchdog> watchdog_;
-  std::string resume_dir_;
-  std::optional<Checkpoint> resume_;
-  json prev_options_ = json::object();
-  std::string model_, data_spec_;
-  NetworkSpec spec_;
-  Recipe recipe_;
-  uint64_t seed_ = 1;
-  int64_t train_limit_ = 0, test_limit_ = 0;
-  std::shared_ptr<Dataset> train_data_, test_data_;
-  std::optional<TextCorpus> text_;  // a text dataset, read while resolving the network
-  std::string data_description_;
-  int64_t train_examples_ = 0, test_examples_ = 0;  // text: tokens
-  std::vector<std::string> class_names_;
-  std::unique_ptr<Session> session_;
-  std::unique_ptr<Session> sampler_;  // text: the network reading one symbol per step
-  std::shared_ptr<BatchSource> train_loader_, test_loader_;
-  int64_t bpe_ = 0, max_iter_ = 0, eval_every_ = 0, snapshot_every_ = 0, log_every_ = 0;
-  TrainerState st_;
-  std::unique_ptr<MetricsLog> log_;
-  std::unique_ptr<Progress> progress_;
-  Window window_, update_window_;
-  double lr_ = 0, train_seconds_ = 0, start_seconds_ = 0, last_eval_seconds_ = 0;
-  int64_t start_iter_ = 0;
-  // Pipelined steps (CUDA): a step's figures are read while the next one runs.
-  struct Pending {
-    int64_t iter = 0, epoch = 0, batch = 0;
-    double lr = 0;
-  };
-  Pending pending_[2];
-  int64_t stats_seen_ = 0;
-  Clock::time_point t_start_ = Clock::now();
-  std::optional<EvalResult> last_test_;
-  int64_t last_test_iter_ = -1;
-  std::string last_checkpoint_;
-};
+bool Trainer::stop_requested() const {
+  return g_signal != 0 || (obs_.should_stop && obs_.should_stop());
+}
 
 // Model, data, recipe and seed: the flags given, else the resumed run's, else the defaults.
 void Trainer::resolve_inputs() {
@@ -243,55 +150,6 @@ void Trainer::resolve_inputs() {
   train_limit_ = o_.train_limit > 0 ? o_.train_limit : int_field(prev_options_, "train_limit", 0);
   test_limit_ = o_.test_limit > 0 ? o_.test_limit : int_field(prev_options_, "test_limit", 0);
   fit_text_dataset();
-}
-
-// A text dataset sizes a new network's vocabulary (the embedding and the scores) to its own; a
-// resumed or fine-tuned network must already have it.
-void Trainer::fit_text_dataset() {
-  if (!is_text_dataset(data_spec_)) return;
-  if (spec_.input_type != "tokens")
-    throw UsageError("dataset '" + data_spec_ + "' is text: it trains networks with input_type: " +
-                     "tokens (such as --model char-lstm), and '" + spec_.name + "' reads images");
-  text_ = load_text_dataset(data_spec_);
-  const auto symbols = static_cast<int64_t>(text_->vocabulary.size());
-  if (symbols == spec_.classes) return;
-  if (resume_ || !o_.weights.empty()) check_text_vocabulary(data_spec_, symbols, spec_.classes);
-  spec_ = adapt_network(spec_, spec_.input, symbols);
-  // The fitted network is this run's own: kept beside it, named in its checkpoints and weights,
-  // so resuming, testing and sampling find it.
-  fs::path file = fs::absolute(fs::path(o_.out_dir) / "network.yaml");
-  if (world_.is_root()) {
-    fs::create_directories(file.parent_path());
-    data::AtomicFile out(file.string());
-    std::string text = write_network(spec_);
-    out.write(text.data(), text.size());
-    out.commit();
-  }
-  model_ = file.string();
-}
-
-// Contiguous streams of the training and validation text (see TextLoader), each rank its rows.
-void Trainer::open_text_data() {
-  const int64_t steps = spec_.input[0];
-  auto train = std::make_shared<std::vector<int32_t>>(std::move(text_->train));
-  if (train_limit_ > 0 && train_limit_ < static_cast<int64_t>(train->size()))
-    train->resize(static_cast<size_t>(train_limit_));
-  train_loader_ =
-      std::make_unique<TextLoader>(train, recipe_.batch, steps, world_.rank, world_.size);
-  bpe_ = train_loader_->batches_per_epoch();
-  auto test = std::make_shared<std::vector<int32_t>>(std::move(text_->validation));
-  if (test_limit_ > 0 && test_limit_ < static_cast<int64_t>(test->size()))
-    test->resize(static_cast<size_t>(test_limit_));
-  const int64_t rows = (static_cast<int64_t>(test->size()) - 1) / (steps * world_.size);
-  if (rows >= 1)
-    test_loader_ = std::make_unique<TextLoader>(test, std::min(o_.eval_batch, rows), steps,
-                                                world_.rank, world_.size);
-  class_names_ = text_->vocabulary;  // the symbols themselves: `myelin sample` decodes with them
-  train_examples_ = static_cast<int64_t>(train->size());
-  test_examples_ = test_loader_ ? static_cast<int64_t>(test->size()) : 0;
-  data_description_ = "text (" + text_->level + "): " + std::to_string(train_examples_) +
-                      " training and " + std::to_string(test_examples_) + " validation tokens, " +
-                      std::to_string(class_names_.size()) + " symbols";
 }
 
 // Batches from memory (TrainOptions::sources), checked against the network and the recipe.
@@ -370,71 +228,11 @@ void Trainer::build_session() {
   if (world_.distributed() || o_.data_parallel) comm_ = dist::connect(world_, session_->backend());
 }
 
-// A rank's GPU: the local launcher's, else under mpirun or srun the one its local rank names.
-std::string Trainer::rank_device() const {
-  if (world_.gpu >= 0) return "cuda:" + std::to_string(world_.gpu);
-  if (world_.distributed() && o_.device == "cuda")
-    return "cuda:" + std::to_string(world_.local_rank);
-  return o_.device;
-}
-
-// Every rank starts from rank 0's parameters, states and solver slots; from here on the session
-// sums the gradients over the ranks.
-void Trainer::connect_ranks() {
-  if (!comm_) return;
-  session_->set_communicator(comm_.get());
-  if (ranks() > 1)
-    watchdog_ = std::make_unique<dist::Watchdog>(world_.rank, dist::Watchdog::default_timeout());
-}
-
-// A run resumed with another global batch (other ranks or --batch) goes on from the same number
-// of examples seen: its counters are in batches of the old size.
-void Trainer::rescale_resumed_counters(int64_t old_global) {
-  const int64_t global = recipe_.batch * ranks();
-  if (old_global == global) return;
-  auto rescale = [&](int64_t& v) { v = v * old_global / global; };
-  int64_t before = st_.iteration;
-  rescale(st_.iteration), rescale(st_.micro_batches), rescale(st_.batch_in_epoch);
-  if (st_.best_iter >= 0) rescale(st_.best_iter);
-  if (!o_.quiet && world_.is_root())
-    std::fprintf(stderr,
-                 "the checkpoint's global batch was %lld, now %lld (%lld rank%s x %lld): "
-                 "iteration %lld continues as %lld\n",
-                 static_cast<long long>(old_global), static_cast<long long>(global),
-                 static_cast<long long>(ranks()), ranks() == 1 ? "" : "s",
-                 static_cast<long long>(recipe_.batch), static_cast<long long>(before),
-                 static_cast<long long>(st_.iteration));
-}
-
-std::vector<double> Trainer::sum_over_ranks(std::vector<double> v) {
-  if (comm_ && ranks() > 1) comm_->all_reduce_host(v);
-  return v;
-}
-
 bool Trainer::should_stop() {
   if (!parallel()) return stop_requested();
   const int64_t every = pipelined() ? 16 : 1;
   if (st_.iteration % every != 0) return false;
   return sum_over_ranks({stop_requested() ? 1.0 : 0.0})[0] > 0;
-}
-
-// The train event's figures over every rank's batches.
-void Trainer::reduce_window() {
-  if (!parallel()) return;
-  std::vector<double> v =
-      sum_over_ranks({window_.loss, window_.top1, static_cast<double>(window_.batches)});
-  window_.loss = v[0], window_.top1 = v[1], window_.batches = static_cast<int64_t>(v[2]);
-}
-
-// Each rank evaluated its share of the test set: the whole set's figures.
-void Trainer::reduce_eval(EvalResult& r) {
-  if (!parallel()) return;
-  const double n = static_cast<double>(r.examples);
-  auto part = [&](double x) { return r.examples > 0 ? x * n : 0.0; };
-  std::vector<double> v = sum_over_ranks({part(r.loss), part(r.top1), part(r.top5), n});
-  r.examples = static_cast<int64_t>(v[3]);
-  if (v[3] > 0) r.loss = v[0] / v[3], r.top1 = v[1] / v[3], r.top5 = v[2] / v[3];
-  r.images_per_second = r.seconds > 0 ? v[3] / r.seconds : 0;
 }
 
 void Trainer::add_eval_program() {
@@ -693,45 +491,6 @@ void Trainer::test_pass() {
   write_sample();
 }
 
-// Text networks that carry their state: 200 symbols drawn with the current weights after each
-// test pass (a `sample` event), so a person sees the model learn to write.
-void Trainer::write_sample() {
-  if (!text_ || !world_.is_root()) return;
-  if (!sampler_) {
-    NetworkSpec one;
-    try {
-      one = sample_network(spec_);
-    } catch (const UsageError&) {
-      return;  // no carried state: nothing to sample from
-    }
-    SessionOptions so;
-    so.device = Device::parse(device_);
-    so.backend.threads = o_.threads;
-    so.batch = so.eval_batch = 1;
-    so.train = false;
-    so.recipe = recipe_;
-    sampler_ = std::make_unique<Session>(one, so);
-  }
-  for (const std::string& name : session_->param_names())
-    sampler_->write(name, session_->read(name));
-  const bool newline =
-      std::find(class_names_.begin(), class_names_.end(), "\n") != class_names_.end();
-  const std::string prime = newline ? "\n" : "";
-  const double temperature = 0.8;
-  std::string text =
-      TextSampler(*sampler_, class_names_)
-          .run(prime, 200, temperature, seed_ + static_cast<uint64_t>(st_.iteration));
-  log_->write({{"event", "sample"},
-               {"iter", st_.iteration},
-               {"epoch", epoch()},
-               {"prime", prime},
-               {"temperature", temperature},
-               {"text", text}});
-  size_t shown = std::min<size_t>(text.size(), 100);
-  while (shown < text.size() && (static_cast<unsigned char>(text[shown]) & 0xC0) == 0x80) --shown;
-  progress_->line("sample: " + escape_text(text.substr(0, shown)));
-}
-
 // Rank 0 writes the checkpoint (every rank holds the same weights); the others wait for it, so
 // a long write does not look like a hung rank.
 void Trainer::snapshot() {
@@ -818,10 +577,12 @@ TrainResult Trainer::run() {
   }
 }
 
-}  // namespace
+}  // namespace myelin::detail
+
+namespace myelin {
 
 TrainResult train(const TrainOptions& options, const TrainObserver& observer) {
-  return Trainer(options, observer).run();
+  return detail::Trainer(options, observer).run();
 }
 
 }  // namespace myelin
