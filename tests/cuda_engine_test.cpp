@@ -551,8 +551,8 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
 TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
   Graph block(true);
   ValueId data = block.input("data", Shape{4, 8, 6, 6});
-  ValueId x = block.add1("conv2d", "stem",
-                         {data, block.param("stem.weight", Shape{8, 8, 1, 1}, Init{})});
+  ValueId x =
+      block.add1("conv2d", "stem", {data, block.param("stem.weight", Shape{8, 8, 1, 1}, Init{})});
   auto conv_bn = [&](const std::string& name, ValueId in) {
     ValueId w = block.param(name + ".weight", Shape{8, 8, 3, 3}, Init{});
     ValueId h = block.add1("conv2d", name, {in, w}, Attrs{{"pad", int64_t{1}}});
@@ -605,9 +605,9 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
   const Node grad2 = node(g, "batch_norm_grad", "conv2_bn");
   EXPECT_EQ(grad2.inputs.size(), 5u);
   EXPECT_FALSE(grad2.attrs.has("post"));
-  for (ValueId v : {bn2.inputs[0], bn2.inputs[5], bn2.outputs[0], grad1.inputs[0],
-                    grad1.inputs[1], grad1.outputs[0]}) {
-      EXPECT_EQ(g.value(v).dtype, DType::bf16) << g.value(v).name;
-      EXPECT_EQ(g.value(v).layout, Layout::nhwc) << g.value(v).name;
+  for (ValueId v : {bn2.inputs[0], bn2.inputs[5], bn2.outputs[0], grad1.inputs[0], grad1.inputs[1],
+                    grad1.outputs[0]}) {
+    EXPECT_EQ(g.value(v).dtype, DType::bf16) << g.value(v).name;
+    EXPECT_EQ(g.value(v).layout, Layout::nhwc) << g.value(v).name;
   }
 }

@@ -163,8 +163,9 @@ int run_time(const std::vector<std::string>& argv) {
   s.feed(synthetic_batch(s.train_net(), spec.classes, o.seed));
   Timing t = measure(s, iterations, a.integer("warmup", 5));
   if (gpu)
-    t.device_mib = (static_cast<double>(free_before) -
-                    static_cast<double>(cuda_free_bytes(o.device.index))) / (1 << 20);
+    t.device_mib =
+        (static_cast<double>(free_before) - static_cast<double>(cuda_free_bytes(o.device.index))) /
+        (1 << 20);
   if (a.has("json"))
     std::printf("%s\n", to_json(t, spec.name, o.device.str(), batch, iterations).dump(2).c_str());
   else

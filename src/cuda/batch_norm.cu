@@ -138,8 +138,8 @@ __device__ __forceinline__ float2 affine(float gamma, float beta, float mean, fl
 template <int V>
 struct ReluMask {
   float scale[V], shift[V];
-  __device__ ReluMask(const float* gamma, const float* beta, const float* mean,
-                      const float* invstd, int64_t col) {
+  __device__ ReluMask(const float* gamma, const float* beta, const float* mean, const float* invstd,
+                      int64_t col) {
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       const int64_t ch = col * V + i;
@@ -465,12 +465,11 @@ struct Residency {
 };
 template <class T, int V>
 const Residency& residency() {
-  static const Residency r{resident(stats_kernel<T, V>),
-                           {resident(apply_kernel<T, V, false>), resident(apply_kernel<T, V, true>)},
-                           {resident(grad_sums_kernel<T, V, false>),
-                            resident(grad_sums_kernel<T, V, true>)},
-                           {resident(grad_apply_kernel<T, V, false>),
-                            resident(grad_apply_kernel<T, V, true>)}};
+  static const Residency r{
+      resident(stats_kernel<T, V>),
+      {resident(apply_kernel<T, V, false>), resident(apply_kernel<T, V, true>)},
+      {resident(grad_sums_kernel<T, V, false>), resident(grad_sums_kernel<T, V, true>)},
+      {resident(grad_apply_kernel<T, V, false>), resident(grad_apply_kernel<T, V, true>)}};
   return r;
 }
 
@@ -494,9 +493,9 @@ void apply(FPtr x, FPtr res, FPtr y, const BnDims& d, const float* scale, const 
     with_flag(res.p != nullptr, [&](auto flag) {
       constexpr bool residual = decltype(flag)::value;
       const Tiles t = tiles_for(d, bytes, residency<T, V>().apply[residual]);
-      apply_kernel<T, V, residual><<<t.grid, t.block, 0, s>>>(
-          static_cast<const T*>(x.p), static_cast<const T*>(res.p), static_cast<T*>(y.p), d.rows,
-          d.c, scale, shift, d.relu);
+      apply_kernel<T, V, residual>
+          <<<t.grid, t.block, 0, s>>>(static_cast<const T*>(x.p), static_cast<const T*>(res.p),
+                                      static_cast<T*>(y.p), d.rows, d.c, scale, shift, d.relu);
     });
   });
   check_launch("batch_norm", "");
@@ -510,9 +509,9 @@ size_t bn_workspace_bytes(const BnDims& d, int type) {
   return static_cast<size_t>(3 * max_slices(d) * d.c + 3 * d.c) * sizeof(float);
 }
 
-void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta, float* running_mean,
-                      float* running_var, float* save_mean, float* save_invstd, const BnDims& d,
-                      void* workspace, cudaStream_t s) {
+void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
+                      float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                      const BnDims& d, void* workspace, cudaStream_t s) {
   const int bytes = element_bytes(x.type);
   const int64_t part = max_slices(d) * d.c;
   float* pn = static_cast<float*>(workspace);
@@ -545,9 +544,9 @@ void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float*
   apply(x, res, y, d, scale, shift, s);
 }
 
-void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta,
-                 const float* mean, const float* invstd, float* dgamma, float* dbeta,
-                 const BnDims& d, void* workspace, cudaStream_t s) {
+void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta, const float* mean,
+                 const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
+                 cudaStream_t s) {
   if (dy.type != x.type || dx.type != x.type)
     throw DeviceError("batch_norm_grad: dy, x and dx must share one storage type");
   const int bytes = element_bytes(x.type);
@@ -561,12 +560,12 @@ void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta
     with_flag(d.relu, [&](auto flag) {
       constexpr bool relu = decltype(flag)::value;
       const Tiles sums = tiles_for(d, bytes, residency<T, V>().sums[relu]);
-      grad_sums_kernel<T, V, relu><<<sums.grid, sums.block, 0, s>>>(
-          dyp, xp, d.rows, d.c, gamma, beta, mean, invstd, pdy, pdyx);
+      grad_sums_kernel<T, V, relu><<<sums.grid, sums.block, 0, s>>>(dyp, xp, d.rows, d.c, gamma,
+                                                                    beta, mean, invstd, pdy, pdyx);
       check_launch("batch_norm_grad sums", "");
       finalize_grad_kernel<<<blocks_for_all(d.c * 32), kThreads, 0, s>>>(
-          pdy, pdyx, static_cast<int>(sums.slices()), d.c, d.rows, gamma, invstd, dgamma, dbeta,
-          k, kc, kx);
+          pdy, pdyx, static_cast<int>(sums.slices()), d.c, d.rows, gamma, invstd, dgamma, dbeta, k,
+          kc, kx);
       check_launch("batch_norm_grad (combine)", "");
       const Tiles t = tiles_for(d, bytes, residency<T, V>().grad_apply[relu]);
       grad_apply_kernel<T, V, relu><<<t.grid, t.block, 0, s>>>(
@@ -577,8 +576,8 @@ void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta
 }
 
 void bn_relu_grad_mask_nchw(const float* dy, const float* x, float* out, int64_t n, int64_t c,
-                            int64_t inner, const float* gamma, const float* beta,
-                            const float* mean, const float* invstd, cudaStream_t s) {
+                            int64_t inner, const float* gamma, const float* beta, const float* mean,
+                            const float* invstd, cudaStream_t s) {
   const int64_t total = n * c * inner;
   relu_mask_nchw_kernel<<<blocks_for(total), kThreads, 0, s>>>(dy, x, out, total, c, inner, gamma,
                                                                beta, mean, invstd);

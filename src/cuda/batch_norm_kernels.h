@@ -37,22 +37,22 @@ size_t bn_workspace_bytes(const BnDims& d, int type);
 // (x, gamma, beta, running_mean, running_var) -> y, save_mean, save_invstd; the running
 // statistics updated in place. A residual `res` (null res.p: none) of x's shape and type is added
 // before the ReLU.
-void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta, float* running_mean,
-                      float* running_var, float* save_mean, float* save_invstd, const BnDims& d,
-                      void* workspace, cudaStream_t s);
+void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
+                      float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                      const BnDims& d, void* workspace, cudaStream_t s);
 // y from the running statistics.
 void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
                       const float* running_mean, const float* running_var, const BnDims& d,
                       void* workspace, cudaStream_t s);
 // (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta; dy, x and dx of one type. beta is read
 // for the ReLU mask only (d.relu).
-void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta,
-                 const float* mean, const float* invstd, float* dgamma, float* dbeta,
-                 const BnDims& d, void* workspace, cudaStream_t s);
+void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta, const float* mean,
+                 const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
+                 cudaStream_t s);
 // The cuDNN path's fused ReLU gradient, fp32 NCHW (x as [n, c, inner]): out = dy where
 // gamma * (x - mean) * invstd + beta > 0, else 0.
 void bn_relu_grad_mask_nchw(const float* dy, const float* x, float* out, int64_t n, int64_t c,
-                            int64_t inner, const float* gamma, const float* beta,
-                            const float* mean, const float* invstd, cudaStream_t s);
+                            int64_t inner, const float* gamma, const float* beta, const float* mean,
+                            const float* invstd, cudaStream_t s);
 
 }  // namespace myelin::cuda

@@ -85,7 +85,11 @@ struct BnFusion {
 class BatchNormKernel : public CudaKernel {
  public:
   BatchNormKernel(const KernelSpec& s, bool backward)
-      : CudaKernel(s), backward_(backward), fused_(s, backward), p_(s.node.attrs), mode_(bn_mode()) {
+      : CudaKernel(s),
+        backward_(backward),
+        fused_(s, backward),
+        p_(s.node.attrs),
+        mode_(bn_mode()) {
     require_f32(s);
     x_ = s.input(backward ? 1 : 0).shape;
     xd_.set(CUDNN_DATA_FLOAT, x_[0], x_[1], inner_size(x_, 2), 1, where_);
@@ -106,15 +110,15 @@ class BatchNormKernel : public CudaKernel {
     if (backward_) {  // (dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta
       const void* dy = in[0].data();
       if (fused_.relu) {
-        bn_relu_grad_mask_nchw(in[0].f32(), in[1].f32(), static_cast<float*>(ctx.workspace),
-                               x_[0], x_[1], inner_size(x_, 2), in[2].f32(), in[5].f32(),
-                               in[3].f32(), in[4].f32(), stream());
+        bn_relu_grad_mask_nchw(in[0].f32(), in[1].f32(), static_cast<float*>(ctx.workspace), x_[0],
+                               x_[1], inner_size(x_, 2), in[2].f32(), in[5].f32(), in[3].f32(),
+                               in[4].f32(), stream());
         dy = ctx.workspace;
       }
-      MYELIN_CHECK(cudnnBatchNormalizationBackward(
-                       h, mode_, &one, &zero, &one, &zero, xd_, in[1].data(), xd_, dy, xd_,
-                       out[0].data(), bnd_, in[2].data(), out[1].data(), out[2].data(), p_.eps,
-                       in[3].data(), in[4].data()),
+      MYELIN_CHECK(cudnnBatchNormalizationBackward(h, mode_, &one, &zero, &one, &zero, xd_,
+                                                   in[1].data(), xd_, dy, xd_, out[0].data(), bnd_,
+                                                   in[2].data(), out[1].data(), out[2].data(),
+                                                   p_.eps, in[3].data(), in[4].data()),
                    "");
       return;
     }
@@ -166,7 +170,8 @@ class BatchNormRowsKernel : public CudaKernel {
     const DType t = s.input(x).dtype;
     if (s.output(0).dtype != t || (backward && s.input(0).dtype != t) ||
         (fused_.residual && s.input(5).dtype != t))
-      throw UnsupportedError(where_ + ": x, y (dy, dx) and the residual must share one storage type");
+      throw UnsupportedError(where_ +
+                             ": x, y (dy, dx) and the residual must share one storage type");
     workspace_ = bn_workspace_bytes(d_, t == DType::bf16 ? 1 : t == DType::f16 ? 2 : 0);
   }
   size_t workspace_bytes() const override { return workspace_; }
@@ -228,9 +233,9 @@ MYELIN_REGISTER_OPS {
   register_kernel(
       "lrn_grad", DeviceKind::cuda, make<LrnKernel, true>,
       {.layout = takes_alike({0, 1, 2}, {0}), .half = takes_alike({0, 1, 2}, {0}, lrn16)});
-  // Batch norm takes NHWC where x, a fused residual and y (dy, x and dx) all have it, and 16-bit storage likewise
-  // where its x is NHWC or [N, C] (the own kernels; cuDNN's fp32 NCHW path stays fp32). cuDNN's
-  // own NHWC fp32 batch norm made ResNet-9's step 4x slower (H200: 17.9 vs 4.5 ms).
+  // Batch norm takes NHWC where x, a fused residual and y (dy, x and dx) all have it, and 16-bit
+  // storage likewise where its x is NHWC or [N, C] (the own kernels; cuDNN's fp32 NCHW path stays
+  // fp32). cuDNN's own NHWC fp32 batch norm made ResNet-9's step 4x slower (H200: 17.9 vs 4.5 ms).
   auto rows = [](int x) {
     return [x](const Node& n, const Graph& g) {
       const Value& v = g.value(n.inputs.at(x));

@@ -92,15 +92,15 @@ MYELIN_REGISTER_OPS {
                .infer = infer_lrn_grad,
                .flops = [](const Graph& g, const Node& n) { return 2 * lrn_flops(g, n); },
                .doc = "(dy, x, y) -> dx"});
-  register_op(
-      {.name = "batch_norm",
-       .min_inputs = 5,
-       .max_inputs = 6,
-       .infer = infer_bn,
-       .grad = grad_bn,
-       .expand = expand_bn,
-       .flops = batch_norm_flops,
-       .doc = "batch normalization: x, gamma, beta, running mean, running var [, residual]; eps, momentum"});
+  register_op({.name = "batch_norm",
+               .min_inputs = 5,
+               .max_inputs = 6,
+               .infer = infer_bn,
+               .grad = grad_bn,
+               .expand = expand_bn,
+               .flops = batch_norm_flops,
+               .doc = "batch normalization: x, gamma, beta, running mean, running var [, "
+                      "residual]; eps, momentum"});
   register_op({.name = "batch_norm_grad",
                .min_inputs = 5,
                .max_inputs = 6,
