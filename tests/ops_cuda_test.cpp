@@ -40,6 +40,11 @@ class PerfTable : public ::testing::Environment {
 };
 [[maybe_unused]] auto* const perf_table = ::testing::AddGlobalTestEnvironment(new PerfTable);
 
+// The engine's batch-norm fusions (off by default until they have run on a GPU) are what the
+// batch_norm_nhwc relu and residual cases check; MYELIN_CUDA_BN_FUSE=0 ops_cuda_test checks the
+// unfused path instead.
+[[maybe_unused]] const bool bn_fusions_on = setenv("MYELIN_CUDA_BN_FUSE", "1", 0) == 0;
+
 void print_errors(const OpCase& c, const std::string& precision, const test::CaseResult& r) {
   std::printf("[cuda %s] %s fwd %.3g", precision.c_str(), c.name.c_str(), r.fwd_error);
   for (size_t i = 0; i < r.grad_errors.size(); ++i)
