@@ -14,11 +14,15 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/executor.h"
+#include "core/planner.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_info.h"
+#include "model/network.h"
 #include "ops/fuse.h"
 #include "ops/params.h"
 #include "support/require_gpu.h"
+#include "train/memory.h"
+#include "train/session.h"
 
 using namespace myelin;
 
@@ -522,7 +526,7 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   // (16-bit operands, NHWC operands) of the batch norm and its gradient: x, y; dy, x, dx.
   auto bn_operands = [&](bool storage16, bool nhwc) {
     Graph g = bn;
-    cuda::plan_fusion(g);
+    cuda::plan_fusion(g, false);
     cuda::plan_storage(g, cuda::Precision::bf16, storage16, nhwc);
     int half = 0, last = 0, operands = 0;
     for (const Node& n : g.nodes()) {
@@ -587,7 +591,7 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
   EXPECT_EQ(count(unfused, "activation_grad"), 2);
 
   Graph g = block;
-  cuda::plan_fusion(g);
+  cuda::plan_fusion(g, true);
   cuda::plan_storage(g, cuda::Precision::bf16, true, true);
   EXPECT_EQ(count(g, "add"), 1) << g.dump();
   EXPECT_EQ(count(g, "activation_grad"), 1) << "relu2's gradient stays: it feeds the shortcut";
@@ -610,4 +614,28 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
     EXPECT_EQ(g.value(v).dtype, DType::bf16) << g.value(v).name;
     EXPECT_EQ(g.value(v).layout, Layout::nhwc) << g.value(v).name;
   }
+}
+
+// The memory estimate (train/memory.h) restates the CUDA engine's fusion and storage rules for
+// builds without it: its training arena must be what the engine's own planning gives. (Not for
+// the small `resnet`: its flatten right after a residual block keeps that block NCHW, and batch
+// norm's tie spreads it through the network, which keeps it fp32; the estimate does not model
+// layouts and counts it in 16 bits.)
+TEST(CudaStorage, MemoryEstimateFollowsTheEnginesPlanning) {
+  for (const char* model : {"resnet50", "resnet9-fast", "alexnet", "lenet"})
+    for (const char* precision : {"bf16", "fp32"})
+      for (bool bn_fusion : {false, true}) {
+        SCOPED_TRACE(std::string(model) + " " + precision + (bn_fusion ? " fused" : ""));
+        NetworkSpec spec = load_network(model);
+        const int64_t batch = 16;
+        TrainingGraph t =
+            build_training_graph(spec, spec.recipe, batch, default_loss_scale(precision));
+        Graph g = t.net.graph;
+        cuda::plan_fusion(g, bn_fusion);
+        cuda::plan_storage(g, cuda::parse_precision(precision), true, true);
+        if (bn_fusion) setenv("MYELIN_CUDA_BN_FUSE", "1", 1);
+        MemoryEstimate m = estimate_training_memory(spec, batch, "cuda", precision, 0);
+        unsetenv("MYELIN_CUDA_BN_FUSE");
+        EXPECT_EQ(m.train_arena, static_cast<int64_t>(plan_memory(g).arena_bytes));
+      }
 }

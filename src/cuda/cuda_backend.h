@@ -129,7 +129,7 @@ class CudaBackend final : public Backend {
 void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
 // What fuse does, without a device: the ReLUs folded into their producers (and gradients), and
 // with batch_norm the residual adds and ReLU gradients folded into batch norms (ops/fuse.h).
-void plan_fusion(Graph& g, bool batch_norm = true);
+void plan_fusion(Graph& g, bool batch_norm);
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

@@ -77,23 +77,31 @@ bool cuda_takes_16bit(const std::string& op) {
   return ops.count(op) != 0;
 }
 
-// CudaBackend::fuse and choose_storage's effect on sizes (layouts do not change sizes).
+// CudaBackend::fuse and choose_storage's effect on sizes (layouts do not change sizes). Batch norm
+// takes 16 bits on x, a fused residual and y (dy, x and dx), channels-last; under bf16/fp16 every
+// 4-D activation of a convolutional network is.
 void cuda_rewrite(Graph& g, const std::string& precision) {
   if (!env_is("MYELIN_CUDA_FUSE", "0")) {
-    fuse_relus(g, [](const Node& p, double slope) { return p.op == "conv2d" && slope == 0; });
+    fuse_relus(g, [](const Node& p, double slope) {
+      return (p.op == "conv2d" || p.op == "batch_norm" || p.op == "add") && slope == 0;
+    });
     fuse_relu_grads(g, [](const Node& n) { return n.op == "lrn_grad"; });
+    if (env_is("MYELIN_CUDA_BN_FUSE", "1")) {
+      fuse_residual_adds(g);
+      fuse_batch_norm_relu_grads(g);
+    }
   }
   if (precision != "bf16" && precision != "fp16") return;
-  bool batch_norm = false;
-  for (const Node& n : g.nodes()) batch_norm = batch_norm || n.op == "batch_norm";
-  bool on = env_is("MYELIN_CUDA_BF16_STORAGE", "1") ||
-            (!batch_norm && !env_is("MYELIN_CUDA_BF16_STORAGE", "0"));
-  if (!on) return;
+  if (env_is("MYELIN_CUDA_BF16_STORAGE", "0")) return;
   ChoiceRules rules;
-  rules.takes = [](const Node& n, bool, size_t) {
+  rules.takes = [](const Node& n, bool output, size_t k) {
+    if (n.op == "batch_norm") return k == 0 || (!output && k == 5);
+    if (n.op == "batch_norm_grad") return k == 0 || (!output && k == 1);
     return op_def(n.op).is_view || cuda_takes_16bit(n.op);
   };
-  rules.tied = [](const Node& n) { return n.op == "lrn" || n.op == "lrn_grad"; };
+  rules.tied = [](const Node& n) {
+    return n.op == "lrn" || n.op == "lrn_grad" || n.op == "batch_norm" || n.op == "batch_norm_grad";
+  };
   rules.eligible = [](const Value& v) {
     return v.kind == ValueKind::activation && v.dtype == DType::f32;
   };
