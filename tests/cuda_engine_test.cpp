@@ -526,12 +526,14 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   // (16-bit operands, NHWC operands) of the batch norm and its gradient: x, y; dy, x, dx.
   auto bn_operands = [&](bool storage16, bool nhwc) {
     Graph g = bn;
-    cuda::plan_fusion(g, false);
+    fuse_for_cuda(g, false);
     cuda::plan_storage(g, cuda::Precision::bf16, storage16, nhwc);
     int half = 0, last = 0, operands = 0;
     for (const Node& n : g.nodes()) {
       if (n.op != "batch_norm" && n.op != "batch_norm_grad") continue;
-      if (n.op == "batch_norm") EXPECT_EQ(n.attrs.s("post", ""), "relu") << "fused";
+      if (n.op == "batch_norm") {
+        EXPECT_EQ(n.attrs.s("post", ""), "relu") << "fused";
+      }
       std::vector<ValueId> v{n.outputs[0], n.inputs[0]};
       if (n.op == "batch_norm_grad") v.push_back(n.inputs[1]);
       for (ValueId id : v) {
@@ -586,12 +588,12 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
     return Node{};
   };
   Graph unfused = block;
-  cuda::plan_fusion(unfused, false);
+  fuse_for_cuda(unfused, false);
   EXPECT_EQ(count(unfused, "add"), 2) << "the block's, and the shortcut's gradient sum";
   EXPECT_EQ(count(unfused, "activation_grad"), 2);
 
   Graph g = block;
-  cuda::plan_fusion(g, true);
+  fuse_for_cuda(g, true);
   cuda::plan_storage(g, cuda::Precision::bf16, true, true);
   EXPECT_EQ(count(g, "add"), 1) << g.dump();
   EXPECT_EQ(count(g, "activation_grad"), 1) << "relu2's gradient stays: it feeds the shortcut";
@@ -631,7 +633,7 @@ TEST(CudaStorage, MemoryEstimateFollowsTheEnginesPlanning) {
         TrainingGraph t =
             build_training_graph(spec, spec.recipe, batch, default_loss_scale(precision));
         Graph g = t.net.graph;
-        cuda::plan_fusion(g, bn_fusion);
+        fuse_for_cuda(g, bn_fusion);
         cuda::plan_storage(g, cuda::parse_precision(precision), true, true);
         if (bn_fusion) setenv("MYELIN_CUDA_BN_FUSE", "1", 1);
         MemoryEstimate m = estimate_training_memory(spec, batch, "cuda", precision, 0);

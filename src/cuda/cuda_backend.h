@@ -63,8 +63,9 @@ class CudaBackend final : public Backend {
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
   // A ReLU after a convolution, a batch norm or an add becomes that node's epilogue, and its
-  // gradient, where an LRN reads the ReLU's output, the LRN gradient's (ops/fuse.h; storage.cpp).
-  // MYELIN_CUDA_FUSE=0 turns both off.
+  // gradient, where an LRN reads the ReLU's output, the LRN gradient's; with MYELIN_CUDA_BN_FUSE=1
+  // also batch norm + residual add, and a ReLU's gradient inside batch norm's (fuse_for_cuda in
+  // ops/fuse.h). MYELIN_CUDA_FUSE=0 turns all off.
   void fuse(Graph& g) const override;
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
   // kernels take it, unless the environment says otherwise (storage.cpp).
@@ -127,9 +128,6 @@ class CudaBackend final : public Backend {
 // What choose_storage does, without a device: under bf16/fp16, stores g's activations in 16 bits
 // (storage16) and channels-last (nhwc) where every kernel touching them takes it.
 void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
-// What fuse does, without a device: the ReLUs folded into their producers (and gradients), and
-// with batch_norm the residual adds and ReLU gradients folded into batch norms (ops/fuse.h).
-void plan_fusion(Graph& g, bool batch_norm);
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

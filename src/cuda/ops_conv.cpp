@@ -28,9 +28,8 @@
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
+#include "core/env.h"
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
 
@@ -84,11 +83,6 @@ struct Scratch {
   ~Scratch() { b.deallocate(p); }
 };
 
-bool env_off(const char* name) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, "0") == 0;
-}
-
 class ConvKernel : public CudaKernel {
  public:
   ConvKernel(const KernelSpec& s, ConvDir dir) : CudaKernel(s), dir_(dir), p_(s.node.attrs) {
@@ -111,11 +105,11 @@ class ConvKernel : public CudaKernel {
     check_storage(s);
     q_ = Problem{x_,       w_,       p_.stride_h, p_.stride_w, p_.pad_h,
                  p_.pad_w, p_.dil_h, p_.dil_w,    p_.groups};
-    if (!env_off("MYELIN_CUDA_FOLD") && dir_ != ConvDir::backward_data && p_.groups == 1 &&
+    if (!env_is("MYELIN_CUDA_FOLD", "0") && dir_ != ConvDir::backward_data && p_.groups == 1 &&
         x_[1] < 8 && p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 &&
         p_.dil_w == 1 && (half_ || x_[1] * p_.stride_h * p_.stride_h % 8 == 0))
       fold();
-    if (!env_off("MYELIN_CUDA_SPLIT_GROUPS") && half_ && p_.groups > 1) split();
+    if (!env_is("MYELIN_CUDA_SPLIT_GROUPS", "0") && half_ && p_.groups > 1) split();
     // An operand already stored as cuDNN takes it (16-bit NHWC) is used in place.
     x_direct_ = !folded_ && (!half_ || (x_nhwc_ && x16_));
     y_direct_ = !half_ || (y_nhwc_ && y16_);
@@ -231,9 +225,8 @@ class ConvKernel : public CudaKernel {
 
   // Times every algorithm (find) or takes cuDNN's heuristic ranking (see the top of the file).
   bool heuristic() const {
-    const char* e = std::getenv("MYELIN_CUDA_ALGO_SEARCH");
-    if (e && std::strcmp(e, "find") == 0) return false;
-    if (e && std::strcmp(e, "heuristic") == 0) return true;
+    if (env_is("MYELIN_CUDA_ALGO_SEARCH", "find")) return false;
+    if (env_is("MYELIN_CUDA_ALGO_SEARCH", "heuristic")) return true;
     return half_;
   }
 

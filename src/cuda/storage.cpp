@@ -23,12 +23,11 @@
 // norm ran fp32 NCHW on cuDNN and kept most of a ResNet's activations so. In AlexNet 16-bit
 // channels-last storage is worth 8% at batch 256 (H100). MYELIN_CUDA_BF16_STORAGE=0 and
 // MYELIN_CUDA_LAYOUT=nchw turn either off.
-#include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/env.h"
 #include "core/op_registry.h"
 #include "core/value_choice.h"
 #include "cuda/cuda_backend.h"
@@ -44,11 +43,6 @@ const OperandSlots* kernel_slots(const Node& n, const Graph& g,
                                  std::optional<StorageRule> KernelStorage::*rule) {
   const KernelStorage* k = kernel_storage(n.op, DeviceKind::cuda);
   return k && (k->*rule) ? (k->*rule)->slots_for(n, g) : nullptr;
-}
-
-bool env_is(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, value) == 0;
 }
 
 void choose_types(Graph& g, DType half) {
@@ -81,19 +75,8 @@ void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
   if (storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
 }
 
-void plan_fusion(Graph& g, bool batch_norm) {
-  fuse_relus(g, [](const Node& producer, double slope) {
-    return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
-           slope == 0;
-  });
-  fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
-  if (!batch_norm) return;
-  fuse_residual_adds(g);
-  fuse_batch_norm_relu_grads(g);
-}
-
 void CudaBackend::fuse(Graph& g) const {
-  if (!env_is("MYELIN_CUDA_FUSE", "0")) plan_fusion(g, env_is("MYELIN_CUDA_BN_FUSE", "1"));
+  fuse_for_cuda(g);
 }
 
 void CudaBackend::choose_storage(Graph& g) const {

@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "core/env.h"
 #include "ops/params.h"
 
 namespace myelin {
@@ -148,6 +149,21 @@ void fuse_batch_norm_relu_grads(Graph& g) {
     fused.push_back(static_cast<int>(i));
   }
   g.remove_nodes(fused);
+}
+
+void fuse_for_cuda(Graph& g, bool batch_norm) {
+  fuse_relus(g, [](const Node& producer, double slope) {
+    return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
+           slope == 0;
+  });
+  fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
+  if (!batch_norm) return;
+  fuse_residual_adds(g);
+  fuse_batch_norm_relu_grads(g);
+}
+
+void fuse_for_cuda(Graph& g) {
+  if (!env_is("MYELIN_CUDA_FUSE", "0")) fuse_for_cuda(g, env_is("MYELIN_CUDA_BN_FUSE", "1"));
 }
 
 }  // namespace myelin

@@ -27,6 +27,15 @@ void fuse_relu_grads(Graph& g, const std::function<bool(const Node& gradient)>& 
 // was; where nothing else reads batch_norm(x). Run after fuse_relus.
 void fuse_residual_adds(Graph& g);
 
+// The CUDA engine's fusions (CudaBackend::fuse), here below the engine so that planning in a build
+// without it (train/memory.cpp's estimate) rewrites a graph exactly as the engine does: ReLUs into
+// convolutions, batch norms and adds, ReLU gradients into LRN gradients, and with batch_norm the
+// residual adds and ReLU gradients into batch norms.
+void fuse_for_cuda(Graph& g, bool batch_norm);
+// The same as the engine's settings ask: nothing under MYELIN_CUDA_FUSE=0, the batch-norm fusions
+// only under MYELIN_CUDA_BN_FUSE=1 (off until their kernels have run on a GPU).
+void fuse_for_cuda(Graph& g);
+
 // The gradient of a ReLU fused into a batch norm (post = "relu", no residual) becomes part of that
 // batch norm's gradient: batch_norm_grad gets post = "relu_grad", the ReLU's incoming gradient as
 // its dy and beta as a sixth input, and recomputes the ReLU's mask from x (y > 0 exactly where

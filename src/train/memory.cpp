@@ -1,13 +1,12 @@
 #include "train/memory.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
 
 #include "core/backend.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "core/op_registry.h"
 #include "core/planner.h"
@@ -46,11 +45,6 @@ int64_t bytes_of(const Value& v) {
   return v.shape.numel() * static_cast<int64_t>(dtype_size(v.dtype));
 }
 
-bool env_is(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, value) == 0;
-}
-
 // Ops whose CUDA kernels load and store 16-bit activations (KernelStorage::half in their
 // registrations, src/cuda/ops_*.cpp, here by op: the operands those leave out are parameters, or
 // gradients only the optimizer reads). A copy, since a build without the CUDA engine estimates
@@ -81,16 +75,7 @@ bool cuda_takes_16bit(const std::string& op) {
 // takes 16 bits on x, a fused residual and y (dy, x and dx), channels-last; under bf16/fp16 every
 // 4-D activation of a convolutional network is.
 void cuda_rewrite(Graph& g, const std::string& precision) {
-  if (!env_is("MYELIN_CUDA_FUSE", "0")) {
-    fuse_relus(g, [](const Node& p, double slope) {
-      return (p.op == "conv2d" || p.op == "batch_norm" || p.op == "add") && slope == 0;
-    });
-    fuse_relu_grads(g, [](const Node& n) { return n.op == "lrn_grad"; });
-    if (env_is("MYELIN_CUDA_BN_FUSE", "1")) {
-      fuse_residual_adds(g);
-      fuse_batch_norm_relu_grads(g);
-    }
-  }
+  fuse_for_cuda(g);
   if (precision != "bf16" && precision != "fp16") return;
   if (env_is("MYELIN_CUDA_BF16_STORAGE", "0")) return;
   ChoiceRules rules;

@@ -10,14 +10,15 @@
 //   own rewrites run, and its kernels are made (not run) to read their workspace, for all the
 //   machine's cores (--threads 0; fewer threads need less workspace). Not counted:
 //   oneDNN's and OpenBLAS's internal caches, the loader's batches, the process itself.
-// - cuda: the arena follows the CUDA engine's rules (ReLUs fused into convolutions, batch norms
-//   and residual adds, and into LRN gradients; under bf16/fp16 activations stored in 2 bytes where
-//   the engine's kernels take that, batch norm's included; LRN's 16-bit size limits not modelled),
+// - cuda: the arena follows the CUDA engine's rules: its fusions (fuse_for_cuda, ops/fuse.h, the
+//   engine's own), and its 16-bit storage under bf16/fp16 (activations in 2 bytes where the
+//   engine's kernels take that, batch norm's included; LRN's 16-bit size limits not modelled),
 //   restated here because a build without the CUDA engine estimates too. A CUDA build's
-//   cuda_engine_test checks the restatement against the engine's own planning. The workspace is an allowance, not a measurement: cuDNN picks each convolution's
-//   algorithm on the GPU within 2 GiB; we allow, for the largest convolution of the step, its
-//   input, weights and output at 4 bytes each (the engine's staging copies) and as much again for
-//   the algorithm, at least 64 MiB and at most 2 GiB. Not counted: the CUDA context and library
+//   cuda_engine_test checks the estimate against the engine's own planning. The workspace is an
+//   allowance, not a measurement: cuDNN picks each convolution's algorithm on the GPU within
+//   2 GiB; we allow, for the largest convolution of the step, its input, weights and output at 4
+//   bytes each (the engine's staging copies) and as much again for the algorithm, at least 64 MiB
+//   and at most 2 GiB. Not counted: the CUDA context and library
 //   handles (a few hundred MiB per process), the allocator's rounding.
 // Precisions fp32 and tf32 store everything in 4 bytes; the CPU engine computes in fp32 whatever
 // the precision. Parameters, their gradients and optimizer state are fp32 everywhere.
