@@ -26,6 +26,8 @@ mkdir -p "$stage/bin" "$stage/lib" .carry
 for p in "${programs[@]}"; do
   if [ -x "$build/$p" ]; then cp "$build/$p" "$stage/bin/"; else echo "gpu-carry: no $build/$p" >&2; fi
 done
+# Symbols stay behind: they would double the archive, which travels within the call's 64 MiB.
+strip --strip-unneeded "$stage"/bin/*
 
 # Libraries a CUDA machine has (the C library, the driver, the CUDA toolkit's) stay behind.
 system='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libcuda|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl|libnvrtc|libnvJitLink)\.so'
@@ -36,6 +38,6 @@ done | sort -u | while read -r lib; do
   [[ "$name" =~ $system ]] || cp -L "$lib" "$stage/lib/$name"
 done
 
-tar -C "$stage" -cf - bin lib | xz -T0 -6 > .carry/gpu.tar.xz
+tar -C "$stage" -cf - bin lib | xz -T0 -9 > .carry/gpu.tar.xz
 echo "gpu-carry: .carry/gpu.tar.xz $(du -h .carry/gpu.tar.xz | cut -f1):" \
   "$(ls "$stage/bin" | tr '\n' ' ')+ $(ls "$stage/lib" | wc -l) libraries"

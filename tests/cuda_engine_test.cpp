@@ -1,12 +1,14 @@
 // The CUDA engine beyond single ops: the backend (device query, memory, errors), the captured
 // step (CUDA graph replay gives the eager result and a fresh dropout mask per step), dropout
 // masks identical to the CPU engine's, the one-launch optimizer against the CPU solver, label
-// errors, and a whole small training step (AlexNet's layer types) against the CPU engine.
+// errors, a whole small training step (AlexNet's layer types) against the CPU engine, and the
+// graph API's tuned convolutions against the convolution in double.
 // Without a GPU every test that needs one reports itself SKIPPED.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -15,6 +17,7 @@
 #include "core/error.h"
 #include "core/executor.h"
 #include "core/planner.h"
+#include "cuda/conv_graph.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_info.h"
 #include "model/network.h"
@@ -640,4 +643,125 @@ TEST(CudaStorage, MemoryEstimateFollowsTheEnginesPlanning) {
         unsetenv("MYELIN_CUDA_BN_FUSE");
         EXPECT_EQ(m.train_arena, static_cast<int64_t>(plan_memory(g).arena_bytes));
       }
+}
+
+// ---- cuDNN's graph API (cuda/conv_graph.h) ------------------------------------------------------
+namespace {
+
+uint16_t to_bf16(float f) {  // exact for the values below (multiples of 1/8 in [-1, 1])
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float from_bf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// NHWC activations and KRSC filters; x [N, C, H, W], w [K, C, R, S], y [N, K, P, Q] logically.
+struct ConvCase {
+  int64_t n = 2, c = 16, h = 9, w = 9, k = 32, r = 3, s = 3, stride = 2, pad = 1;
+  int64_t p() const { return (h + 2 * pad - r) / stride + 1; }
+  int64_t q() const { return (w + 2 * pad - s) / stride + 1; }
+  size_t xi(int64_t b, int64_t ch, int64_t i, int64_t j) const {
+    return ((b * h + i) * w + j) * c + ch;
+  }
+  size_t wi(int64_t o, int64_t ch, int64_t i, int64_t j) const {
+    return ((o * r + i) * s + j) * c + ch;
+  }
+  size_t yi(int64_t b, int64_t o, int64_t i, int64_t j) const {
+    return ((b * p() + i) * q() + j) * k + o;
+  }
+  // Calls f(x index, w index, y index) for every product the convolution sums.
+  template <class F>
+  void each_product(F f) const {
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t o = 0; o < k; ++o)
+        for (int64_t i = 0; i < p(); ++i)
+          for (int64_t j = 0; j < q(); ++j)
+            for (int64_t ki = 0; ki < r; ++ki)
+              for (int64_t kj = 0; kj < s; ++kj) {
+                int64_t hi = i * stride - pad + ki, wj = j * stride - pad + kj;
+                if (hi < 0 || hi >= h || wj < 0 || wj >= w) continue;
+                for (int64_t ch = 0; ch < c; ++ch)
+                  f(xi(b, ch, hi, wj), wi(o, ch, ki, kj), yi(b, o, i, j));
+              }
+  }
+};
+
+std::vector<uint16_t> eighths(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint16_t> v(n);
+  for (uint16_t& e : v) e = to_bf16(static_cast<float>(static_cast<int>(rng() % 17) - 8) / 8);
+  return v;
+}
+
+struct DeviceBuffer {
+  void* p = nullptr;
+  explicit DeviceBuffer(size_t bytes) { EXPECT_EQ(cudaMalloc(&p, bytes), cudaSuccess); }
+  ~DeviceBuffer() { cudaFree(p); }
+};
+
+}  // namespace
+
+// Each direction's tuned plan on bf16 NHWC operands computes what the convolution in double does
+// (the output rounded to bf16 once: relative error under 2^-8 of the largest value).
+TEST(CudaConvGraph, TunedPlansMatchTheConvolutionInDouble) {
+  REQUIRE_GPU();
+  const ConvCase g;
+  const size_t nx = g.n * g.h * g.w * g.c, nw = g.k * g.r * g.s * g.c,
+               ny = g.n * g.p() * g.q() * g.k;
+  std::vector<uint16_t> x = eighths(nx, 1), w = eighths(nw, 2), y = eighths(ny, 3);
+  cudnnHandle_t h;
+  ASSERT_EQ(cudnnCreate(&h), CUDNN_STATUS_SUCCESS);
+  const size_t ws_bytes = size_t{64} << 20;
+  DeviceBuffer dx(nx * 2), dw(nw * 2), dy(ny * 2), ws(ws_bytes);
+  for (cuda::ConvDir dir :
+       {cuda::ConvDir::forward, cuda::ConvDir::backward_data, cuda::ConvDir::backward_filter}) {
+    cuda::ConvGeometry geo;
+    geo.dir = dir;
+    geo.x = {g.n, g.c, g.h, g.w};
+    geo.w = {g.k, g.c, g.r, g.s};
+    geo.y = {g.n, g.k, g.p(), g.q()};
+    geo.stride = {g.stride, g.stride};
+    geo.pad = {g.pad, g.pad};
+    cuda::ConvGraph graph(h, geo, "test convolution");
+    ASSERT_GT(graph.candidates(), 0);
+    float ms = 0;
+    ASSERT_GE(graph.tune(nullptr, dx.p, dw.p, dy.p, ws.p, ws_bytes, &ms), 0);
+    EXPECT_GT(ms, 0.f);
+    // The operands this direction reads, then the one it writes, checked against double.
+    std::vector<double> want(dir == cuda::ConvDir::forward         ? ny
+                             : dir == cuda::ConvDir::backward_data ? nx
+                                                                   : nw);
+    auto f = [&](uint16_t v) { return static_cast<double>(from_bf16(v)); };
+    g.each_product([&](size_t a, size_t b, size_t c) {
+      if (dir == cuda::ConvDir::forward) want[c] += f(x[a]) * f(w[b]);
+      if (dir == cuda::ConvDir::backward_data) want[a] += f(y[c]) * f(w[b]);
+      if (dir == cuda::ConvDir::backward_filter) want[b] += f(y[c]) * f(x[a]);
+    });
+    ASSERT_EQ(cudaMemcpy(dx.p, x.data(), nx * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dw.p, w.data(), nw * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dy.p, y.data(), ny * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    graph.execute(dx.p, dw.p, dy.p, ws.p);
+    void* out = dir == cuda::ConvDir::forward         ? dy.p
+                : dir == cuda::ConvDir::backward_data ? dx.p
+                                                      : dw.p;
+    std::vector<uint16_t> got(want.size());
+    ASSERT_EQ(cudaMemcpy(got.data(), out, got.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    double largest = 0, worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      largest = std::max(largest, std::abs(want[i]));
+      worst = std::max(worst, std::abs(f(got[i]) - want[i]));
+    }
+    EXPECT_GT(largest, 1.0);
+    EXPECT_LT(worst, largest / 256) << "direction " << static_cast<int>(dir) << ", candidate "
+                                    << graph.selected() << " of " << graph.candidates();
+    std::printf("graph API direction %d: candidate %d of %d, %.4f ms, worst error %.3g of %.3g\n",
+                static_cast<int>(dir), graph.selected(), graph.candidates(), ms, worst, largest);
+  }
+  cudnnDestroy(h);
 }

@@ -30,14 +30,13 @@
 #include <algorithm>
 
 #include "core/env.h"
+#include "cuda/conv_graph.h"
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
 
 namespace myelin::cuda {
 
 namespace {
-
-enum class ConvDir { forward, backward_data, backward_filter };
 
 const char* dir_name(ConvDir d) {
   switch (d) {
@@ -198,6 +197,7 @@ class ConvKernel : public CudaKernel {
   }
 
   void choose_algorithm(Precision prec) {
+    if (graph_api() && choose_graph(prec)) return;
     const bool ranked = heuristic();
     std::string key = key_of(dir_, q_, y_, prec, be_.options().workspace_limit);
     if (ranked) key.append(",heuristic");
@@ -221,6 +221,52 @@ class ConvKernel : public CudaKernel {
     throw UnsupportedError(where_ + ": cuDNN has no " + dir_name(dir_) + " algorithm for " +
                            precision_name(prec) + " within a workspace of " +
                            std::to_string(limit >> 20) + " MiB");
+  }
+
+  // The graph API for 16-bit convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
+  bool graph_api() const {
+    return half_ && q_.slices == 1 && env_is("MYELIN_CUDA_CONV_API", "graph");
+  }
+
+  // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
+  // none for this problem: the legacy API decides then.
+  bool choose_graph(Precision prec) {
+    const size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
+    const std::string key = key_of(dir_, q_, y_, prec, limit) + ",graph";
+    try {
+      graph_ = std::make_unique<ConvGraph>(be_.cudnn(), geometry(), where_);
+    } catch (const DeviceError&) {
+      return false;  // cuDNN takes no part of this graph
+    }
+    const ConvAlgo* cached = be_.cached_conv_algo(key);
+    if (cached && graph_->select(cached->algo, limit)) {
+      algo_ = *cached;
+      return true;
+    }
+    float ms = 0;
+    {
+      Scratch x(be_, bytes(q_.x)), w(be_, bytes(q_.w)), y(be_, bytes(y_)), ws(be_, limit);
+      if (graph_->tune(stream(), x.p, w.p, y.p, ws.p, limit, &ms) < 0) {
+        graph_.reset();
+        return false;
+      }
+    }
+    algo_ = ConvAlgo{graph_->selected(), CUDNN_DEFAULT_MATH, graph_->workspace(), ms};
+    be_.cache_conv_algo(key, algo_);
+    return true;
+  }
+
+  ConvGeometry geometry() const {
+    ConvGeometry g;
+    g.dir = dir_;
+    g.type = dt_;
+    g.x = {q_.x[0], q_.x[1], q_.x[2], q_.x[3]};
+    g.w = {q_.w[0], q_.w[1], q_.w[2], q_.w[3]};
+    g.y = {y_[0], y_[1], y_[2], y_[3]};
+    g.stride = {q_.stride_h, q_.stride_w};
+    g.pad = {q_.pad_h, q_.pad_w};
+    g.dilation = {q_.dil_h, q_.dil_w};
+    return g;
   }
 
   // Times every algorithm (find) or takes cuDNN's heuristic ranking (see the top of the file).
@@ -433,6 +479,7 @@ class ConvKernel : public CudaKernel {
   }
 
   void convolve(void* x, void* w, void* y, void* ws) {
+    if (graph_) return graph_->execute(x, w, y, ws);
     const float one = 1.f, zero = 0.f;
     cudnnHandle_t h = be_.cudnn();
     if (dir_ == ConvDir::forward)
@@ -472,6 +519,7 @@ class ConvKernel : public CudaKernel {
   FilterDesc wd_;
   ConvDesc cd_;
   ConvAlgo algo_;
+  std::unique_ptr<ConvGraph> graph_;  // the graph API's plan, when it runs this convolution
 };
 
 KernelFactory conv(ConvDir d) {

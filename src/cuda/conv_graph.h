@@ -1,0 +1,71 @@
+// A convolution on cuDNN's graph API (the backend descriptors of cuDNN 9): the engine
+// configurations cuDNN's heuristics offer for the problem, each one timed on the device, the
+// fastest kept as an execution plan. The legacy API (ops_conv.cpp) reaches only the engines behind
+// its eight algorithm numbers; PyTorch's cudnn.benchmark searches these configurations instead.
+// Used for 16-bit NHWC operands (KRSC filters) with fp32 accumulation.
+#pragma once
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace myelin::cuda {
+
+enum class ConvDir { forward, backward_data, backward_filter };
+
+struct ConvGeometry {
+  ConvDir dir = ConvDir::forward;
+  cudnnDataType_t type = CUDNN_DATA_BFLOAT16;  // or CUDNN_DATA_HALF
+  std::array<int64_t, 4> x{}, w{}, y{};        // [N, C, H, W], [K, C, R, S], [N, K, P, Q]
+  std::array<int64_t, 2> stride{1, 1}, pad{0, 0}, dilation{1, 1};
+};
+
+// One backend descriptor, destroyed with its owner.
+class BackendDesc {
+ public:
+  explicit BackendDesc(cudnnBackendDescriptorType_t type);
+  ~BackendDesc();
+  BackendDesc(const BackendDesc&) = delete;
+  BackendDesc& operator=(const BackendDesc&) = delete;
+  cudnnBackendDescriptor_t get() const { return d_; }
+
+ private:
+  cudnnBackendDescriptor_t d_ = nullptr;
+};
+
+class ConvGraph {
+ public:
+  // The operation graph and its engine configurations (cuDNN's heuristics, mode A, best first).
+  // Throws DeviceError naming `where` when cuDNN takes no part of it.
+  ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where);
+  int candidates() const { return static_cast<int>(configs_.size()); }
+  // Makes candidate i the execution plan; false where cuDNN cannot run it or it needs a workspace
+  // over `workspace_limit` or compiles kernels at run time (seconds per shape).
+  bool select(int i, size_t workspace_limit);
+  int selected() const { return selected_; }
+  size_t workspace() const { return workspace_; }
+  // x, w and y are the input, filter and output of the forward convolution (gradients where this
+  // direction computes or reads them), as ConvGeometry describes them.
+  void execute(void* x, void* w, void* y, void* ws) const;
+
+  // Times each candidate that select() takes on the given device buffers (contents are
+  // overwritten), keeps the fastest selected, and returns its index; -1 if none runs.
+  int tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t workspace_limit,
+           float* best_ms);
+
+ private:
+  cudnnHandle_t h_;
+  std::string where_;
+  std::vector<std::unique_ptr<BackendDesc>> tensors_;  // x, w, y, and the descriptors below
+  std::unique_ptr<BackendDesc> conv_, op_, graph_, heur_, plan_;
+  std::vector<std::unique_ptr<BackendDesc>> configs_;
+  int selected_ = -1;
+  size_t workspace_ = 0;
+};
+
+}  // namespace myelin::cuda
