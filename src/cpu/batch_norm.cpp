@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "cpu/blocked.h"
+#include "cpu/bn_pool.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
 #include "cpu/simd.h"
@@ -530,15 +531,17 @@ class BatchNormGrad : public Kernel {
 }  // namespace
 
 // x and y (forward), dy, x and dx (gradient): each NCHW or blocked, alike or not (batch norm
-// converts between them).
+// converts between them). Nodes with a fused pooling ("pool") go to bn_pool.cpp's kernels.
 MYELIN_REGISTER_OPS {
   register_kernel("batch_norm", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    if (s.node.attrs.has("pool")) return make_batch_norm_pool(s);
                     return std::make_unique<BatchNormForward>(s);
                   },
                   {.layout = takes_each({0}, {0})});
   register_kernel("batch_norm_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
+                    if (s.node.attrs.has("pool")) return make_batch_norm_pool_grad(s);
                     return std::make_unique<BatchNormGrad>(s);
                   },
                   {.layout = takes_each({0, 1}, {0})});
