@@ -254,9 +254,8 @@ TEST(CpuBlocked, PlanBlocks24ChannelsInEights) {
   const Graph& g = r.graph;
   auto layout = [&](const std::string& name) { return layout_of(g, name); };
   EXPECT_EQ(g.value(g.find("relu1.activation")).producer, -1);
-  for (const char* name :
-       {"pool1.max_pool2d", "res1_conv1.conv2d", "res1_relu1.activation",
-        "res1_conv2.conv2d", "res1.add", "res1_relu.activation"})
+  for (const char* name : {"pool1.max_pool2d", "res1_conv1.conv2d", "res1_relu1.activation",
+                           "res1_conv2.conv2d", "res1.add", "res1_relu.activation"})
     EXPECT_EQ(layout(name), Layout::nchw8c) << name;
   EXPECT_EQ(layout("res2_conv1.conv2d"), Layout::nchw16c);
   for (const char* name : {"conv1.conv2d", "res2.add", "res2_relu.activation"})
