@@ -91,11 +91,15 @@ Net stem_net(bool training, int64_t side) {
   return n;
 }
 
-// MYELIN_CPU_BN_POOL on or off (the other fusions on): the batch norm + ReLU + pooling chain
-// fused into one node forward and one backward (`fusable` nodes fewer), the same step otherwise.
+// MYELIN_CPU_BN_POOL on or off (the other fusions on but the stem convolution's, which would take
+// the convolution in where no gradient is asked for the image): the batch norm + ReLU + pooling
+// chain fused into one node forward and one backward (`fusable` nodes fewer), the same step
+// otherwise.
 void expect_same_bn_pool_step(const Net& net) {
   const StepOptions o{.switch_env = "MYELIN_CPU_BN_POOL", .bind_seed = 5, .label_classes = 5};
+  setenv("MYELIN_CPU_STEM", "0", 1);
   StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+  unsetenv("MYELIN_CPU_STEM");
   EXPECT_EQ(on.nodes + net.fusable, off.nodes) << on.graph.dump();
   int pooled = 0;
   for (const Node& n : on.graph.nodes()) pooled += n.attrs.s("pool", "") == "max2";
@@ -190,6 +194,35 @@ TEST(CpuFuse, RewriteDropsThePreActivationValue) {
   EXPECT_EQ(same.dump(), net.graph.dump());
 }
 
+// A stem whose image is an input (no gradient asked), so that its convolution (cin input channels,
+// 3x3, `conv` its stride and padding) fuses into the batch norm too; `fusable`: the convolution
+// and its weight gradient.
+Net stem_input_net(bool training, int64_t side, int64_t cin, Attrs conv) {
+  Graph g(training);
+  StepBuilder b{g};
+  ValueId x = g.input("data", Shape{3, cin, side, side});
+  ValueId w = g.param("conv1.weight", Shape{24, cin, 3, 3}, Init{});
+  ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, conv), "bn1"), "relu1");
+  h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
+  h = b.relu(b.conv(h, "conv2", 24, 3, {{"pad", int64_t{1}}}), "relu2");
+  Net n{finish_step_net(std::move(g), b.fc(h, "ip", 5)), training ? 2 : 1};
+  for (const char* state : {"bn1.mean", "bn1.var"}) n.compared.push_back(n.graph.find(state));
+  return n;
+}
+
+// MYELIN_CPU_STEM on or off: the stem convolution computed inside the batch norm + pooling
+// kernels (and its weight gradient inside their gradient's) or apart.
+void expect_same_stem_step(const Net& net) {
+  const StepOptions o{.switch_env = "MYELIN_CPU_STEM", .bind_seed = 9, .label_classes = 5};
+  StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+  EXPECT_EQ(on.nodes + net.fusable, off.nodes) << on.graph.dump();
+  int stems = 0;
+  for (const Node& n : on.graph.nodes()) stems += n.attrs.s("conv", "") == "stem";
+  EXPECT_EQ(stems, net.fusable);
+  EXPECT_LT(on.arena, off.arena);
+  expect_steps_match(off, on, 1e-5, "fused and unfused stem convolution differ");
+}
+
 // Batch norm + ReLU + 2x2 max pooling as one kernel and its gradient as one, against the three
 // kernels apart: even and odd sizes, 24 channels in blocks of 8 (the default), padded to 16, and
 // all plain.
@@ -203,4 +236,25 @@ TEST(CpuFuse, BatchNormPoolStepMatches) {
     expect_same_bn_pool_step(stem_net(true, 11));
     unsetenv(env);
   }
+}
+
+// The stem convolution inside them: 1 and 3 input channels, padding 1 (even and odd sizes) and
+// stride 2 without padding, in blocks of 8, 16 and plain.
+TEST(CpuFuse, StemConvolutionStepMatches) {
+  const Attrs pad1{{"pad", int64_t{1}}}, stride2{{"stride", int64_t{2}}};
+  for (bool training : {true, false}) {
+    expect_same_stem_step(stem_input_net(training, 8, 1, pad1));
+    expect_same_stem_step(stem_input_net(training, 11, 3, pad1));
+    expect_same_stem_step(stem_input_net(training, 13, 3, stride2));
+  }
+  for (const char* env : {"MYELIN_CPU_BLOCK8", "MYELIN_CPU_BLOCKED"}) {
+    setenv(env, "0", 1);
+    expect_same_stem_step(stem_input_net(true, 11, 1, pad1));
+    unsetenv(env);
+  }
+  // The image's gradient asked for (data a parameter): the convolution stays apart.
+  Net with_grad = stem_net(true, 8);
+  with_grad.fusable = 0;
+  const StepOptions o{.switch_env = "MYELIN_CPU_STEM", .bind_seed = 9, .label_classes = 5};
+  EXPECT_EQ(run_step(with_grad, true, o).nodes, run_step(with_grad, false, o).nodes);
 }

@@ -1,6 +1,8 @@
 // Batch norm, its ReLU and a 2x2 stride-2 max pooling as one kernel, and the gradient of the three
 // as one (bn_pool.cpp): the nodes CpuBackend::fuse makes of such a chain (fuse.cpp, attribute
-// "pool" = "max2" on batch_norm and batch_norm_grad).
+// "pool" = "max2" on batch_norm and batch_norm_grad), with a thin convolution in front of it
+// possibly fused too ("conv" = "stem": the image in x's place, the weights as the last input, the
+// gradient writing the weight gradient in dx's place).
 #pragma once
 #include <memory>
 
@@ -8,9 +10,11 @@
 
 namespace myelin::cpu {
 
-// batch_norm+relu+pool(x, gamma, beta, running_mean, running_var) -> p [, mean, invstd].
+// batch_norm+relu+pool(x, gamma, beta, running_mean, running_var) -> p [, mean, invstd]; with the
+// stem convolution (image, gamma, beta, running_mean, running_var, w).
 std::unique_ptr<Kernel> make_batch_norm_pool(const KernelSpec& s);
-// batch_norm_grad+pool(dp, x, gamma, mean, invstd, beta) -> dx, dgamma, dbeta.
+// batch_norm_grad+pool(dp, x, gamma, mean, invstd, beta) -> dx, dgamma, dbeta; with the stem
+// convolution (dp, image, gamma, mean, invstd, beta, w) -> dw, dgamma, dbeta.
 std::unique_ptr<Kernel> make_batch_norm_pool_grad(const KernelSpec& s);
 
 }  // namespace myelin::cpu

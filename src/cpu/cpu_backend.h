@@ -20,8 +20,9 @@ class CpuBackend : public Backend {
   void fill_zero(void* p, size_t bytes) override;
   void synchronize() override {}
   // Fuses each ReLU into the convolution, inner product or batch norm that produces its input
-  // where nothing else reads that input, and batch norm + ReLU + 2x2 max pooling into one node
-  // forward and one backward (fuse.cpp). MYELIN_CPU_FUSE=0 turns it off.
+  // where nothing else reads that input, and batch norm + ReLU + 2x2 max pooling (with a thin
+  // convolution before it) into one node forward and one backward (fuse.cpp). MYELIN_CPU_FUSE=0
+  // turns it off.
   void fuse(Graph& g) const override;
   // Keeps activations in oneDNN's blocked layouts (nchw16c, nchw8c) between the kernels that take
   // it (storage.cpp). MYELIN_CPU_BLOCKED=0 turns it off.

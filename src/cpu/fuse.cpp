@@ -1,8 +1,9 @@
 // CpuBackend::fuse: a ReLU whose input comes from a convolution, an inner product or a batch
 // norm becomes that node's epilogue, the gradient of a ReLU before a 2x2 max pooling part of
 // the pooling's gradient (ops/fuse.h), and a batch norm + ReLU + 2x2 max pooling one node, with
-// its gradient (fuse_batch_norm_pools below). MYELIN_CPU_FUSE=0 turns all of it off,
-// MYELIN_CPU_BN_POOL=0 the last one alone.
+// its gradient (fuse_batch_norm_pools below), with a thin convolution in front of that
+// (fuse_stem_convolutions). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0 the last
+// two, MYELIN_CPU_STEM=0 the convolution's.
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -107,6 +108,80 @@ void fuse_batch_norm_pools(Graph& g) {
   g.remove_nodes(fused);
 }
 
+namespace {
+
+constexpr int64_t kMaxStemTaps = 32;  // input channels x kernel area of a fusable convolution
+
+// The chain's convolution, if it may be fused into it: a convolution without bias, ReLU or groups,
+// of few taps, whose output only the batch norm and its gradient read, and whose input gradient
+// nobody asks for (the gradient of the batch norm read by the weight gradient alone).
+bool fusable_stem(const Graph& g, const std::vector<std::vector<int>>& readers, int bn, int grad,
+                  int& conv, int& weight_grad) {
+  const ValueId x = g.nodes()[bn].inputs[0];
+  conv = g.value(x).producer;
+  if (conv < 0 || g.is_kept(x)) return false;
+  const Node& c = g.nodes()[conv];
+  if (c.op != "conv2d" || c.inputs.size() != 2 || c.attrs.has("post") || c.outputs[0] != x ||
+      c.attrs.i("groups", 1) != 1)
+    return false;
+  const Shape& w = g.value(c.inputs[1]).shape;
+  if (w.rank() != 4 || w[1] * w[2] * w[3] > kMaxStemTaps) return false;
+  for (int r : readers[x])
+    if (r != bn && r != grad) return false;
+  if (grad < 0) return true;
+  const ValueId dx = g.nodes()[grad].outputs[0];
+  if (g.is_kept(dx) || readers[dx].size() != 1) return false;
+  weight_grad = readers[dx][0];
+  const Node& wg = g.nodes()[weight_grad];
+  return wg.op == "conv2d_grad_weight" && wg.inputs.size() == 2 && wg.inputs[0] == dx &&
+         wg.inputs[1] == c.inputs[0];
+}
+
+// The convolution's geometry onto a fused node.
+void copy_conv_attrs(const Node& conv, Node& to) {
+  to.attrs.set("conv", std::string("stem"));
+  for (const char* k : {"stride", "pad", "dilation"})
+    if (conv.attrs.has(k)) to.attrs.set(k, conv.attrs.items().at(k));
+}
+
+}  // namespace
+
+// A thin convolution in front of a fused batch norm + ReLU + pooling (a ResNet's stem) becomes
+// part of it: the batch norm reads the image and the weights and computes the convolution's
+// output where it needs it (bn_pool.cpp), so that output, 128x24x28x28 floats in the small
+// ResNet, is neither stored nor read back; the gradient writes the convolution's weight gradient
+// in place of dx, which goes too. Run after fuse_batch_norm_pools.
+void fuse_stem_convolutions(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the convolutions and weight gradients now done by batch norms
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& bn = g.nodes()[i];
+    if (bn.op != "batch_norm" || bn.attrs.s("pool", "") != "max2" || bn.attrs.has("conv")) continue;
+    int grad = -1, conv = -1, weight_grad = -1;
+    for (int r : readers[bn.inputs[0]]) {
+      const Node& n = g.nodes()[r];
+      if (n.op == "batch_norm_grad" && n.attrs.s("pool", "") == "max2" &&
+          n.inputs[1] == bn.inputs[0])
+        grad = r;
+    }
+    if (!fusable_stem(g, readers, static_cast<int>(i), grad, conv, weight_grad)) continue;
+    const Node c = g.nodes()[conv];
+    Node& b = g.node(static_cast<int>(i));
+    b.inputs[0] = c.inputs[0];
+    b.inputs.push_back(c.inputs[1]);
+    copy_conv_attrs(c, b);
+    fused.push_back(conv);
+    if (grad < 0) continue;
+    Node& bg = g.node(grad);
+    bg.inputs[1] = c.inputs[0];
+    bg.inputs.push_back(c.inputs[1]);
+    bg.outputs[0] = g.nodes()[weight_grad].outputs[0];
+    copy_conv_attrs(c, bg);
+    fused.push_back(weight_grad);
+  }
+  g.remove_nodes(fused);
+}
+
 }  // namespace cpu
 
 void CpuBackend::fuse(Graph& g) const {
@@ -115,7 +190,9 @@ void CpuBackend::fuse(Graph& g) const {
     return producer.op == "conv2d" || producer.op == "inner_product" || producer.op == "batch_norm";
   });
   fuse_relu_grads(g, [&g](const Node& n) { return cpu::pool_grad_takes_relu_grad(n, g); });
-  if (!env_is("MYELIN_CPU_BN_POOL", "0")) cpu::fuse_batch_norm_pools(g);
+  if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
+  cpu::fuse_batch_norm_pools(g);
+  if (!env_is("MYELIN_CPU_STEM", "0")) cpu::fuse_stem_convolutions(g);
 }
 
 }  // namespace myelin
