@@ -43,6 +43,7 @@ Net conv_fc_net(bool training) {
 }
 
 // ResNet-like: conv -> BN -> ReLU twice, then a residual sum and a leaky ReLU of an inner product.
+// In training the two ReLUs' gradients fuse into the batch norms' gradients too.
 Net bn_net(bool training) {
   Graph g(training);
   StepBuilder b{g};
@@ -51,7 +52,7 @@ Net bn_net(bool training) {
   ValueId r = b.relu(b.bn(b.conv(h, "conv2", 16, 3, {{"pad", int64_t{1}}}), "bn2"), "relu2");
   h = g.add1("add", "sum", {h, r});
   h = g.add1("leaky_relu", "relu3", {b.fc(h, "ip1", 20)}, Attrs{{"alpha", 0.1}});
-  return Net{finish_step_net(std::move(g), b.fc(h, "ip2", 6)), 3};
+  return Net{finish_step_net(std::move(g), b.fc(h, "ip2", 6)), training ? 5 : 3};
 }
 
 // Where fusion must not happen: the convolution's output also feeds a residual sum, an inner
@@ -145,8 +146,12 @@ TEST(CpuFuse, ConvAndInnerProductReluTrainingStepMatches) {
   }
 }
 
+// Blocked (tiles) and plain (rows): the ReLU's gradient inside the batch norm's both ways.
 TEST(CpuFuse, BatchNormReluTrainingStepMatches) {
   expect_same_step(bn_net(true));
+  setenv("MYELIN_CPU_BLOCKED", "0", 1);
+  expect_same_step(bn_net(true));
+  unsetenv("MYELIN_CPU_BLOCKED");
 }
 
 TEST(CpuFuse, InferenceGraphsMatch) {

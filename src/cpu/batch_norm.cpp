@@ -155,25 +155,52 @@ MYELIN_VECTOR_CLONES void row_affine_relu(const float* x, float* y, int64_t len,
   for (int64_t i = 0; i < len; ++i) y[i] = relu_with_slope(x[i] * a + b, slope);
 }
 
-// Adds sum(dy) and sum(dy * (x - mean)) of one row to the running totals.
-MYELIN_VECTOR_CLONES void row_grad_sums(const float* dy, const float* x, int64_t len, float mean,
-                                        double& sum_dy, double& sum_dxm) {
+// The gradient of a ReLU fused after the batch norm (post = "relu_grad" on its gradient node):
+// dy counts only where the forward's output was above 0, x * scale + shift > 0 recomputed as
+// the forward computed it (the same scale and shift, the same expression). `on` false: no mask.
+struct ReluMask {
+  bool on = false;
+  float scale = 0, shift = 0;
+};
+
+[[gnu::always_inline]] inline float masked(float dy, float x, float scale, float shift) {
+  return x * scale + shift > 0 ? dy : 0.0f;
+}
+
+// Adds sum(dy) and sum(dy * (x - mean)) of one row to the running totals (dy masked where m.on).
+template <bool Masked>
+[[gnu::always_inline]] inline void row_grad_sums_m(const float* dy, const float* x, int64_t len,
+                                                   float mean, ReluMask m, double& sum_dy,
+                                                   double& sum_dxm) {
   for (int64_t b = 0; b < len; b += kBlock) {
     const int64_t end = std::min(len, b + kBlock);
     float sdy = 0, sdxm = 0;
 #pragma omp simd reduction(+ : sdy, sdxm)
     for (int64_t i = b; i < end; ++i) {
-      sdy += dy[i];
-      sdxm += dy[i] * (x[i] - mean);
+      const float d = Masked ? masked(dy[i], x[i], m.scale, m.shift) : dy[i];
+      sdy += d;
+      sdxm += d * (x[i] - mean);
     }
     sum_dy += sdy;
     sum_dxm += sdxm;
   }
 }
 
-// dx = a * dy + b * x + k over one row.
+MYELIN_VECTOR_CLONES void row_grad_sums(const float* dy, const float* x, int64_t len, float mean,
+                                        ReluMask m, double& sum_dy, double& sum_dxm) {
+  if (m.on) return row_grad_sums_m<true>(dy, x, len, mean, m, sum_dy, sum_dxm);
+  row_grad_sums_m<false>(dy, x, len, mean, m, sum_dy, sum_dxm);
+}
+
+// dx = a * dy + b * x + k over one row (dy masked where m.on). dy and dx may be the same row.
 MYELIN_VECTOR_CLONES void row_grad_input(const float* dy, const float* x, float* dx, int64_t len,
-                                         float a, float b, float k) {
+                                         float a, float b, float k, ReluMask m) {
+  if (m.on) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i)
+      dx[i] = a * masked(dy[i], x[i], m.scale, m.shift) + b * x[i] + k;
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) dx[i] = a * dy[i] + b * x[i] + k;
 }
@@ -231,19 +258,31 @@ template <int64_t L>
   }
 }
 
+// sc, sh: the ReLU mask's scale and shift per lane, or null (no mask).
 template <int64_t L>
 [[gnu::always_inline]] inline void tile_grad_sums_l(const float* dy, const float* x, int64_t s,
-                                                    const float* mean, double* sum_dy,
+                                                    const float* mean, const float* sc,
+                                                    const float* sh, double* sum_dy,
                                                     double* sum_dxm) {
   for (int64_t b = 0; b < s; b += kTileBlock<L>) {
     const int64_t end = std::min(s, b + kTileBlock<L>);
     float sdy[L] = {}, sdxm[L] = {};
-    for (int64_t i = b; i < end; ++i)
+    if (sc) {
+      for (int64_t i = b; i < end; ++i)
 #pragma omp simd
-      for (int64_t k = 0; k < L; ++k) {
-        sdy[k] += dy[i * L + k];
-        sdxm[k] += dy[i * L + k] * (x[i * L + k] - mean[k]);
-      }
+        for (int64_t k = 0; k < L; ++k) {
+          const float d = masked(dy[i * L + k], x[i * L + k], sc[k], sh[k]);
+          sdy[k] += d;
+          sdxm[k] += d * (x[i * L + k] - mean[k]);
+        }
+    } else {
+      for (int64_t i = b; i < end; ++i)
+#pragma omp simd
+        for (int64_t k = 0; k < L; ++k) {
+          sdy[k] += dy[i * L + k];
+          sdxm[k] += dy[i * L + k] * (x[i * L + k] - mean[k]);
+        }
+    }
     for (int64_t k = 0; k < L; ++k) sum_dy[k] += sdy[k], sum_dxm[k] += sdxm[k];
   }
 }
@@ -251,7 +290,16 @@ template <int64_t L>
 template <int64_t L>
 [[gnu::always_inline]] inline void tile_grad_input_l(const float* dy, const float* x, float* dx,
                                                      int64_t s, const float* a, const float* b,
-                                                     const float* k) {
+                                                     const float* k, const float* sc,
+                                                     const float* sh) {
+  if (sc) {
+    for (int64_t i = 0; i < s; ++i)
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l)
+        dx[i * L + l] =
+            a[l] * masked(dy[i * L + l], x[i * L + l], sc[l], sh[l]) + b[l] * x[i * L + l] + k[l];
+    return;
+  }
   for (int64_t i = 0; i < s; ++i)
 #pragma omp simd
     for (int64_t l = 0; l < L; ++l)
@@ -273,13 +321,14 @@ MYELIN_VECTOR_CLONES void tile_affine(int64_t lanes, const float* x, float* y, i
   lanes_call(tile_affine_l, lanes, x, y, s, a, b, post);
 }
 MYELIN_VECTOR_CLONES void tile_grad_sums(int64_t lanes, const float* dy, const float* x, int64_t s,
-                                         const float* mean, double* sum_dy, double* sum_dxm) {
-  lanes_call(tile_grad_sums_l, lanes, dy, x, s, mean, sum_dy, sum_dxm);
+                                         const float* mean, const float* sc, const float* sh,
+                                         double* sum_dy, double* sum_dxm) {
+  lanes_call(tile_grad_sums_l, lanes, dy, x, s, mean, sc, sh, sum_dy, sum_dxm);
 }
 MYELIN_VECTOR_CLONES void tile_grad_input(int64_t lanes, const float* dy, const float* x, float* dx,
-                                          int64_t s, const float* a, const float* b,
-                                          const float* k) {
-  lanes_call(tile_grad_input_l, lanes, dy, x, dx, s, a, b, k);
+                                          int64_t s, const float* a, const float* b, const float* k,
+                                          const float* sc, const float* sh) {
+  lanes_call(tile_grad_input_l, lanes, dy, x, dx, s, a, b, k, sc, sh);
 }
 
 #undef lanes_call
@@ -347,8 +396,7 @@ class BatchNormForward : public Kernel {
         double invstd = 1.0 / std::sqrt(var[c] + p_.eps);
         out[1].f32()[c] = static_cast<float>(mean[c]);
         out[2].f32()[c] = static_cast<float>(invstd);
-        scale[c] = static_cast<float>(gamma[c] * invstd);
-        shift[c] = static_cast<float>(beta[c] - mean[c] * gamma[c] * invstd);
+        bn_affine(gamma[c], beta[c], out[1].f32()[c], out[2].f32()[c], scale[c], shift[c]);
         update_running(run_mean[c], run_var[c], mean[c], var[c]);
       }
     };
@@ -421,14 +469,16 @@ class BatchNormGrad : public Kernel {
         layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
         staged_(is_blocked(layouts_[0]) && layouts_[1] == Layout::nchw &&
                 layouts_[2] == Layout::nchw),
+        relu_grad_(s.node.attrs.s("post", "") == "relu_grad"),
         threads_(cpu_backend(s).threads()),
         tiles_(staged_ ? TileBuffers{} : tile_buffers(g_)) {
-    if (s.node.attrs.has("post"))
-      throw UnsupportedError("batch_norm_grad '" + s.node.name +
-                             "': the CPU engine has no fused ReLU gradient");
+    if (s.node.attrs.has("post") && !(relu_grad_ && s.node.inputs.size() == 6))
+      throw UnsupportedError("batch_norm_grad '" + s.node.name + "': unknown fused post-op");
   }
+  // The tiles, then per channel (padded) dx's coefficients a, b, k and the ReLU mask's scale and
+  // shift.
   size_t workspace_bytes() const override {
-    return tiles_.bytes(threads_) + g_.padded() * 3 * sizeof(float);
+    return tiles_.bytes(threads_) + g_.padded() * 5 * sizeof(float);
   }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
@@ -439,8 +489,12 @@ class BatchNormGrad : public Kernel {
     float *dgamma = out[1].f32(), *dbeta = out[2].f32();
     // dx = a*dy + b*x + k per channel; zero on padding channels, so their dx is zero.
     auto* a = reinterpret_cast<float*>(static_cast<char*>(ctx.workspace) + tiles_.bytes(threads_));
-    float *b = a + cp, *k = b + cp;
-    for (float* p : {a, b, k}) std::fill(p + g_.c, p + cp, 0.0f);
+    float *b = a + cp, *k = b + cp, *sc = k + cp, *sh = sc + cp;
+    for (float* p : {a, b, k, sc, sh}) std::fill(p + g_.c, p + cp, 0.0f);
+    if (relu_grad_)  // y > 0 where x * sc + sh > 0, as the forward computed y
+      for (int64_t c = 0; c < g_.c; ++c)
+        bn_affine(gamma[c], in[5].f32()[c], mean[c], invstd[c], sc[c], sh[c]);
+    const Mask mask{relu_grad_, sc, sh};
     const TileIo dyio = io(in[0], layouts_[0]), xio = io(in[1], layouts_[1]),
                  dxio = io(out[0], layouts_[2]);
     float* dx_rows = out[0].f32();  // where dx is plain
@@ -449,9 +503,9 @@ class BatchNormGrad : public Kernel {
       for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
       // dgamma holds sum(dy * (x - mean)) here
       if (g_.tiled && !staged_)
-        reduce_tiled(dyio, xio, mean, c0, c1, dbeta, dgamma, ctx.workspace, t);
+        reduce_tiled(dyio, xio, mean, mask, c0, c1, dbeta, dgamma, ctx.workspace, t);
       else
-        reduce(staged_ ? dx_rows : dy, x, mean, c0, c1, dbeta, dgamma);
+        reduce(staged_ ? dx_rows : dy, x, mean, mask, c0, c1, dbeta, dgamma);
       double m = static_cast<double>(g_.per_channel());
       for (int64_t c = c0; c < c1; ++c) {
         double is = invstd[c], gi = gamma[c] * is, sdy = dbeta[c], sdxm = dgamma[c];
@@ -469,14 +523,14 @@ class BatchNormGrad : public Kernel {
         const float* from = staged_ ? dx_rows : dy;
         for (int64_t i = c; i < c + (staged_ ? g_.real(c) : 1); ++i) {
           const int64_t o = g_.plain_row(n, i);
-          row_grad_input(from + o, x + o, dx_rows + o, g_.s, a[i], b[i], k[i]);
+          row_grad_input(from + o, x + o, dx_rows + o, g_.s, a[i], b[i], k[i], mask.row(i));
         }
         return;
       }
       float* dx = dxio.target(g_, n, c, tiles_.of(ctx.workspace, t, 2));
       tile_grad_input(g_.lanes, dyio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)),
                       xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 1)), dx, g_.s, a + c, b + c,
-                      k + c);
+                      k + c, mask.lanes(sc, c), mask.lanes(sh, c));
       dxio.written(g_, n, c, dx);
     };
     const int64_t stats_step = g_.tiled && !staged_ ? g_.lanes : 1;
@@ -487,14 +541,22 @@ class BatchNormGrad : public Kernel {
   }
 
  private:
+  // The fused ReLU's mask (post = "relu_grad"), per channel; off where none is fused.
+  struct Mask {
+    bool on;
+    const float *sc, *sh;
+    ReluMask row(int64_t c) const { return on ? ReluMask{true, sc[c], sh[c]} : ReluMask{}; }
+    const float* lanes(const float* p, int64_t c) const { return on ? p + c : nullptr; }
+  };
+
   // sum_dy[c] = sum(dy), sum_dxm[c] = sum(dy * (x - mean)) over channels [c0, c1), plain.
-  void reduce(const float* dy, const float* x, const float* mean, int64_t c0, int64_t c1,
-              float* sum_dy, float* sum_dxm) const {
+  void reduce(const float* dy, const float* x, const float* mean, const Mask& mask, int64_t c0,
+              int64_t c1, float* sum_dy, float* sum_dxm) const {
     for (int64_t c = c0; c < c1; ++c) {
       double sdy = 0, sdxm = 0;
       for (int64_t n = 0; n < g_.n; ++n) {
         int64_t o = g_.plain_row(n, c);
-        row_grad_sums(dy + o, x + o, g_.s, mean[c], sdy, sdxm);
+        row_grad_sums(dy + o, x + o, g_.s, mean[c], mask.row(c), sdy, sdxm);
       }
       sum_dy[c] = static_cast<float>(sdy);
       sum_dxm[c] = static_cast<float>(sdxm);
@@ -502,8 +564,9 @@ class BatchNormGrad : public Kernel {
   }
 
   // The same by tiles of whole blocks (channels from c1 on are padding, not stored).
-  void reduce_tiled(const TileIo& dyio, const TileIo& xio, const float* mean, int64_t c0,
-                    int64_t c1, float* sum_dy, float* sum_dxm, void* workspace, int64_t t) const {
+  void reduce_tiled(const TileIo& dyio, const TileIo& xio, const float* mean, const Mask& mask,
+                    int64_t c0, int64_t c1, float* sum_dy, float* sum_dxm, void* workspace,
+                    int64_t t) const {
     const int64_t lanes = g_.lanes;
     for (int64_t c = c0; c < c1; c += lanes) {
       float lane_mean[kMaxLanes] = {};
@@ -511,7 +574,8 @@ class BatchNormGrad : public Kernel {
       double sdy[kMaxLanes] = {}, sdxm[kMaxLanes] = {};
       for (int64_t n = 0; n < g_.n; ++n)
         tile_grad_sums(lanes, dyio.read(g_, n, c, tiles_.of(workspace, t, 0)),
-                       xio.read(g_, n, c, tiles_.of(workspace, t, 1)), g_.s, lane_mean, sdy, sdxm);
+                       xio.read(g_, n, c, tiles_.of(workspace, t, 1)), g_.s, lane_mean,
+                       mask.lanes(mask.sc, c), mask.lanes(mask.sh, c), sdy, sdxm);
       for (int64_t l = 0; l < lanes && c + l < c1; ++l) {
         sum_dy[c + l] = static_cast<float>(sdy[l]);
         sum_dxm[c + l] = static_cast<float>(sdxm[l]);
@@ -524,6 +588,7 @@ class BatchNormGrad : public Kernel {
   // dy blocked, x and dx plain (the gradient of a batch norm that converts to a blocked layout): dy
   // is made plain once, in dx's memory, before the sums, and dx computed there in place.
   bool staged_;
+  bool relu_grad_;  // post = "relu_grad": the gradient of a ReLU after the batch norm, beta 6th
   int threads_;
   TileBuffers tiles_;
 };

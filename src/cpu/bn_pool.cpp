@@ -91,13 +91,6 @@ Operand operand(const Tensor& t, Layout layout, const Shape& shape) {
   return {t.f32(), is_blocked(layout), shape[2] * shape[3]};
 }
 
-// The forward's y = x * scale + shift of a channel from the statistics as the outputs hold
-// them (rounded to float), so that the gradient, which reads those, recomputes the same z.
-void affine_of(float gamma, float beta, float mean, float invstd, float& scale, float& shift) {
-  scale = gamma * invstd;
-  shift = beta - mean * scale;
-}
-
 // --- Lane loops on tiles ([pixel][L]), one channel per lane. ---
 
 constexpr int64_t kSumPixels = 256;  // pixels summed in float before going to double
@@ -708,7 +701,7 @@ class BatchNormPool : public Kernel {
                 invstd_f = static_cast<float>(1.0 / std::sqrt(var + bn_.eps));
     out[1].f32()[c] = mean_f;
     out[2].f32()[c] = invstd_f;
-    affine_of(in[1].f32()[c], in[2].f32()[c], mean_f, invstd_f, scale, shift);
+    bn_affine(in[1].f32()[c], in[2].f32()[c], mean_f, invstd_f, scale, shift);
     // running = momentum * running + (1 - momentum) * batch, with the unbiased variance
     float &run_mean = in[3].f32()[c], &run_var = in[4].f32()[c];
     const double unbiased = m > 1 ? var * m / (m - 1) : var;
@@ -760,7 +753,7 @@ class BatchNormPoolGrad : public Kernel {
     std::fill(arrays, arrays + 6 * cp, 0.0f);  // padding channels: dx = 0
     for (int64_t c = 0; c < g_.c; ++c) {
       mean[c] = in[3].f32()[c];
-      affine_of(in[2].f32()[c], in[5].f32()[c], mean[c], in[4].f32()[c], scale[c], shift[c]);
+      bn_affine(in[2].f32()[c], in[5].f32()[c], mean[c], in[4].f32()[c], scale[c], shift[c]);
     }
     if (conv_.on()) conv_.transpose_weights(g_, in.back().f32(), wt);
     const XTiles xs{g_, conv_, operand(in[1], layouts_[1], in[1].shape()), wt};

@@ -10,6 +10,15 @@
 
 namespace myelin::cpu {
 
+// A training batch norm's y = x * scale + shift for one channel, from its statistics as the
+// outputs hold them (rounded to float): every kernel that recomputes y from x (a fused ReLU's or
+// pooling's gradient) gets the same floats as the forward pass, which computes them so too.
+inline void bn_affine(float gamma, float beta, float mean, float invstd, float& scale,
+                      float& shift) {
+  scale = gamma * invstd;
+  shift = beta - mean * scale;
+}
+
 // batch_norm+relu+pool(x, gamma, beta, running_mean, running_var) -> p [, mean, invstd]; with the
 // stem convolution (image, gamma, beta, running_mean, running_var, w).
 std::unique_ptr<Kernel> make_batch_norm_pool(const KernelSpec& s);

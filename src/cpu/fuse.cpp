@@ -190,6 +190,7 @@ void CpuBackend::fuse(Graph& g) const {
     return producer.op == "conv2d" || producer.op == "inner_product" || producer.op == "batch_norm";
   });
   fuse_relu_grads(g, [&g](const Node& n) { return cpu::pool_grad_takes_relu_grad(n, g); });
+  if (!env_is("MYELIN_CPU_BN_RELU_GRAD", "0")) fuse_batch_norm_relu_grads(g);
   if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
   cpu::fuse_batch_norm_pools(g);
   if (!env_is("MYELIN_CPU_STEM", "0")) cpu::fuse_stem_convolutions(g);
