@@ -228,6 +228,32 @@ void expect_same_stem_step(const Net& net) {
   expect_steps_match(off, on, 1e-5, "fused and unfused stem convolution differ");
 }
 
+// Residual sums after batch norms: add(bn(conv(h)), h) and its ReLU (24 channels), and
+// add(bn(conv(s)), bn(proj(s))) without one (16 channels, stride 2); `fusable`: the two adds and
+// the ReLU.
+Net residual_net(bool training) {
+  Graph g(training);
+  StepBuilder b{g};
+  const Attrs pad1{{"pad", int64_t{1}}}, stride2{{"stride", int64_t{2}}};
+  ValueId x = g.param("data", Shape{3, 8, 9, 9}, Init{});
+  ValueId h = b.conv_relu(x, "conv1", 24, 3, pad1);
+  ValueId r = b.bn(b.conv(h, "conv2", 24, 3, pad1), "bn2");
+  ValueId s = b.relu(g.add1("add", "sum1", {r, h}), "sum1_relu");
+  ValueId t =
+      b.bn(b.conv(s, "conv3", 16, 3, Attrs{{"pad", int64_t{1}}, {"stride", int64_t{2}}}), "bn3");
+  t = g.add1("add", "sum2", {t, b.bn(b.conv(s, "proj", 16, 1, stride2), "proj_bn")});
+  return Net{finish_step_net(std::move(g), b.fc(t, "ip", 5)), 3};
+}
+
+// MYELIN_CPU_RESIDUAL on or off: the sums (and the ReLU after one) inside the batch norms.
+void expect_same_residual_step(const Net& net) {
+  const StepOptions o{.switch_env = "MYELIN_CPU_RESIDUAL", .bind_seed = 3, .label_classes = 5};
+  StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+  EXPECT_EQ(on.nodes + net.fusable, off.nodes) << on.graph.dump();
+  EXPECT_LE(on.arena, off.arena);  // the peak may lie elsewhere
+  expect_steps_match(off, on, 1e-5, "fused and unfused residual sums differ");
+}
+
 // Batch norm + ReLU + 2x2 max pooling as one kernel and its gradient as one, against the three
 // kernels apart: even and odd sizes, 24 channels in blocks of 8 (the default), padded to 16, and
 // all plain.
@@ -262,4 +288,15 @@ TEST(CpuFuse, StemConvolutionStepMatches) {
   with_grad.fusable = 0;
   const StepOptions o{.switch_env = "MYELIN_CPU_STEM", .bind_seed = 9, .label_classes = 5};
   EXPECT_EQ(run_step(with_grad, true, o).nodes, run_step(with_grad, false, o).nodes);
+}
+
+// Residual sums inside batch norms, blocked (8 and 16 channels a block), padded and plain.
+TEST(CpuFuse, ResidualSumStepMatches) {
+  expect_same_residual_step(residual_net(true));
+  expect_same_residual_step(residual_net(false));
+  for (const char* env : {"MYELIN_CPU_BLOCK8", "MYELIN_CPU_BLOCKED"}) {
+    setenv(env, "0", 1);
+    expect_same_residual_step(residual_net(true));
+    unsetenv(env);
+  }
 }

@@ -167,6 +167,19 @@ struct ReluMask {
   return x * scale + shift > 0 ? dy : 0.0f;
 }
 
+// y = post(x * a + b + r) over one row: a residual sum fused into the batch norm (its sixth
+// input r, ops/fuse.h's fuse_residual_adds), with the ReLU after the sum if fused too.
+MYELIN_VECTOR_CLONES void row_affine_residual(const float* x, const float* r, float* y, int64_t len,
+                                              float a, float b, const PostRelu& post) {
+  if (post.on) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) y[i] = relu_with_slope(x[i] * a + b + r[i], post.slope);
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) y[i] = x[i] * a + b + r[i];
+}
+
 // Adds sum(dy) and sum(dy * (x - mean)) of one row to the running totals (dy masked where m.on).
 template <bool Masked>
 [[gnu::always_inline]] inline void row_grad_sums_m(const float* dy, const float* x, int64_t len,
@@ -241,14 +254,25 @@ template <int64_t L>
   }
 }
 
+// r: the residual tile (fuse_residual_adds), added before the ReLU; null where none.
 template <int64_t L>
-[[gnu::always_inline]] inline void tile_affine_l(const float* x, float* y, int64_t s,
-                                                 const float* a, const float* b,
+[[gnu::always_inline]] inline void tile_affine_l(const float* x, const float* r, float* y,
+                                                 int64_t s, const float* a, const float* b,
                                                  const PostRelu& post) {
   for (int64_t i = 0; i < s; ++i) {
     const float* xi = x + i * L;
     float* yi = y + i * L;
-    if (post.on) {
+    if (r) {
+      const float* ri = r + i * L;
+      if (post.on) {
+#pragma omp simd
+        for (int64_t k = 0; k < L; ++k)
+          yi[k] = relu_with_slope(xi[k] * a[k] + b[k] + ri[k], post.slope);
+      } else {
+#pragma omp simd
+        for (int64_t k = 0; k < L; ++k) yi[k] = xi[k] * a[k] + b[k] + ri[k];
+      }
+    } else if (post.on) {
 #pragma omp simd
       for (int64_t k = 0; k < L; ++k) yi[k] = relu_with_slope(xi[k] * a[k] + b[k], post.slope);
     } else {
@@ -316,9 +340,10 @@ MYELIN_VECTOR_CLONES void tile_centered_sumsq(int64_t lanes, const float* t, int
                                               const double* mean, double* sumsq) {
   lanes_call(tile_centered_sumsq_l, lanes, t, s, mean, sumsq);
 }
-MYELIN_VECTOR_CLONES void tile_affine(int64_t lanes, const float* x, float* y, int64_t s,
-                                      const float* a, const float* b, const PostRelu& post) {
-  lanes_call(tile_affine_l, lanes, x, y, s, a, b, post);
+MYELIN_VECTOR_CLONES void tile_affine(int64_t lanes, const float* x, const float* r, float* y,
+                                      int64_t s, const float* a, const float* b,
+                                      const PostRelu& post) {
+  lanes_call(tile_affine_l, lanes, x, r, y, s, a, b, post);
 }
 MYELIN_VECTOR_CLONES void tile_grad_sums(int64_t lanes, const float* dy, const float* x, int64_t s,
                                          const float* mean, const float* sc, const float* sh,
@@ -359,12 +384,10 @@ class BatchNormForward : public Kernel {
         y_layout_(s.output_layout(0)),
         p_(s.node.attrs),
         post_(s.node.attrs),
+        residual_(s.node.inputs.size() > 5),
+        r_layout_(residual_ ? s.input_layout(5) : Layout::nchw),
         threads_(cpu_backend(s).threads()),
-        tiles_(tile_buffers(g_)) {
-    if (s.node.inputs.size() > 5)
-      throw UnsupportedError("batch_norm '" + s.node.name +
-                             "': the CPU engine has no fused residual add");
-  }
+        tiles_(tile_buffers(g_)) {}
   // The tiles, then per channel (padded): two doubles of statistics, two floats of scale and
   // shift.
   size_t workspace_bytes() const override {
@@ -405,15 +428,20 @@ class BatchNormForward : public Kernel {
     in_phases(g_, threads_, stats_step, statistics, [&](int64_t n, int64_t c, int64_t t) {
       if (!g_.tiled) {
         const int64_t o = g_.plain_row(n, c);
-        if (post_.on)
+        if (residual_)
+          row_affine_residual(x + o, in[5].f32() + o, out[0].f32() + o, g_.s, scale[c], shift[c],
+                              post_);
+        else if (post_.on)
           row_affine_relu(x + o, out[0].f32() + o, g_.s, scale[c], shift[c], post_.slope);
         else
           row_affine(x + o, out[0].f32() + o, g_.s, scale[c], shift[c]);
         return;
       }
       float* y = yio.target(g_, n, c, tiles_.of(ctx.workspace, t, 1));
-      tile_affine(g_.lanes, xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), y, g_.s, scale + c,
-                  shift + c, post_);
+      const float* r =
+          residual_ ? io(in[5], r_layout_).read(g_, n, c, tiles_.of(ctx.workspace, t, 2)) : nullptr;
+      tile_affine(g_.lanes, xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), r, y, g_.s,
+                  scale + c, shift + c, post_);
       yio.written(g_, n, c, y);
     });
   }
@@ -455,6 +483,8 @@ class BatchNormForward : public Kernel {
   Layout x_layout_, y_layout_;
   BatchNormParams p_;
   PostRelu post_;
+  bool residual_;  // a sixth input r added before the ReLU (fuse_residual_adds)
+  Layout r_layout_;
   int threads_;
   TileBuffers tiles_;
 };
@@ -595,15 +625,16 @@ class BatchNormGrad : public Kernel {
 
 }  // namespace
 
-// x and y (forward), dy, x and dx (gradient): each NCHW or blocked, alike or not (batch norm
-// converts between them). Nodes with a fused pooling ("pool") go to bn_pool.cpp's kernels.
+// x, y and a fused residual r (forward), dy, x and dx (gradient): each NCHW or blocked, alike or
+// not (batch norm converts between them). Nodes with a fused pooling ("pool") go to bn_pool.cpp's
+// kernels.
 MYELIN_REGISTER_OPS {
   register_kernel("batch_norm", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     if (s.node.attrs.has("pool")) return make_batch_norm_pool(s);
                     return std::make_unique<BatchNormForward>(s);
                   },
-                  {.layout = takes_each({0}, {0})});
+                  {.layout = takes_each({0, 5}, {0})});
   register_kernel("batch_norm_grad", DeviceKind::cpu,
                   [](const KernelSpec& s) -> std::unique_ptr<Kernel> {
                     if (s.node.attrs.has("pool")) return make_batch_norm_pool_grad(s);

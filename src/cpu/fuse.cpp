@@ -191,6 +191,11 @@ void CpuBackend::fuse(Graph& g) const {
   });
   fuse_relu_grads(g, [&g](const Node& n) { return cpu::pool_grad_takes_relu_grad(n, g); });
   if (!env_is("MYELIN_CPU_BN_RELU_GRAD", "0")) fuse_batch_norm_relu_grads(g);
+  if (!env_is("MYELIN_CPU_RESIDUAL", "0")) {
+    // add(batch_norm(x), r) becomes one batch norm; the ReLU after the sum then fuses into it.
+    fuse_residual_adds(g);
+    fuse_relus(g, [](const Node& producer, double) { return producer.op == "batch_norm"; });
+  }
   if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
   cpu::fuse_batch_norm_pools(g);
   if (!env_is("MYELIN_CPU_STEM", "0")) cpu::fuse_stem_convolutions(g);
