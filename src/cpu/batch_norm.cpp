@@ -1,7 +1,9 @@
-// Batch normalization on x[N, C, S...] (S = 1 for [N, C]) as OpenMP loops: each thread owns a
-// range of channels and streams every (n, c) row of its range, so [N, C] and [N, C, H, W] share
-// one code path. Sums run in float vector lanes over blocks of kBlock elements, and the blocks
-// add up in double; the variance is a second pass over x - mean (no cancellation).
+// Batch normalization on x[N, C, S...] (S = 1 for [N, C]) as OpenMP loops over (n, c) rows, so
+// [N, C] and [N, C, H, W] share one code path. Sums run in float vector lanes over blocks of
+// kBlock elements, and the blocks add up in double. The forward statistics take one pass over x:
+// each row (or tile) gives its sum and its squares about its own mean while in cache, and the
+// images' moments combine per channel in image order (moments.h: no cancellation, and the same
+// result on any number of threads).
 // Own loops rather than oneDNN's primitive because the op's contract (invstd output, running
 // statistics updated in place with the unbiased variance, gradient from invstd) would need a
 // conversion pass around oneDNN's anyway, and the work is bandwidth-bound.
@@ -21,6 +23,7 @@
 #include "cpu/bn_pool.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
+#include "cpu/moments.h"
 #include "cpu/simd.h"
 #include "ops/params.h"
 
@@ -118,29 +121,9 @@ void in_phases(const BnGeometry& g, int threads, int64_t stats_step, Stats stats
 
 constexpr int64_t kBlock = 4096;  // floats summed in float lanes before going to double
 
-MYELIN_VECTOR_CLONES double row_sum(const float* r, int64_t len) {
-  double total = 0;
-  for (int64_t b = 0; b < len; b += kBlock) {
-    const int64_t end = std::min(len, b + kBlock);
-    float acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = b; i < end; ++i) acc += r[i];
-    total += acc;
-  }
-  return total;
-}
-
-MYELIN_VECTOR_CLONES double row_centered_sumsq(const float* r, int64_t len, double mean) {
-  const float m = static_cast<float>(mean);
-  double total = 0;
-  for (int64_t b = 0; b < len; b += kBlock) {
-    const int64_t end = std::min(len, b + kBlock);
-    float acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = b; i < end; ++i) acc += (r[i] - m) * (r[i] - m);
-    total += acc;
-  }
-  return total;
+// The statistics' moments of one plain row (moments.h).
+MYELIN_VECTOR_CLONES void plain_row_moments(const float* r, int64_t s, double& sum, double& m2) {
+  row_moments(r, s, sum, m2);
 }
 
 MYELIN_VECTOR_CLONES void row_affine(const float* x, float* y, int64_t len, float a, float b) {
@@ -224,36 +207,6 @@ MYELIN_VECTOR_CLONES void row_grad_input(const float* dy, const float* x, float*
 template <int64_t L>
 constexpr int64_t kTileBlock = kBlock / L;  // pixels summed in float lanes
 
-template <int64_t L>
-[[gnu::always_inline]] inline void tile_sum_l(const float* t, int64_t s, double* sum) {
-  for (int64_t b = 0; b < s; b += kTileBlock<L>) {
-    const int64_t end = std::min(s, b + kTileBlock<L>);
-    float acc[L] = {};
-    for (int64_t i = b; i < end; ++i)
-#pragma omp simd
-      for (int64_t k = 0; k < L; ++k) acc[k] += t[i * L + k];
-    for (int64_t k = 0; k < L; ++k) sum[k] += acc[k];
-  }
-}
-
-template <int64_t L>
-[[gnu::always_inline]] inline void tile_centered_sumsq_l(const float* t, int64_t s,
-                                                         const double* mean, double* sumsq) {
-  float m[L];
-  for (int64_t k = 0; k < L; ++k) m[k] = static_cast<float>(mean[k]);
-  for (int64_t b = 0; b < s; b += kTileBlock<L>) {
-    const int64_t end = std::min(s, b + kTileBlock<L>);
-    float acc[L] = {};
-    for (int64_t i = b; i < end; ++i)
-#pragma omp simd
-      for (int64_t k = 0; k < L; ++k) {
-        float d = t[i * L + k] - m[k];
-        acc[k] += d * d;
-      }
-    for (int64_t k = 0; k < L; ++k) sumsq[k] += acc[k];
-  }
-}
-
 // r: the residual tile (fuse_residual_adds), added before the ReLU; null where none.
 template <int64_t L>
 [[gnu::always_inline]] inline void tile_affine_l(const float* x, const float* r, float* y,
@@ -333,12 +286,9 @@ template <int64_t L>
 // f<16>(args...) or f<8>(args...) by `lanes`, inside the calling clone.
 #define lanes_call(f, lanes, ...) ((lanes) == 8 ? f<8>(__VA_ARGS__) : f<16>(__VA_ARGS__))
 
-MYELIN_VECTOR_CLONES void tile_sum(int64_t lanes, const float* t, int64_t s, double* sum) {
-  lanes_call(tile_sum_l, lanes, t, s, sum);
-}
-MYELIN_VECTOR_CLONES void tile_centered_sumsq(int64_t lanes, const float* t, int64_t s,
-                                              const double* mean, double* sumsq) {
-  lanes_call(tile_centered_sumsq_l, lanes, t, s, mean, sumsq);
+MYELIN_VECTOR_CLONES void tile_moments(int64_t lanes, const float* t, int64_t s, double* sum,
+                                       double* m2) {
+  lanes_call(tile_moments_l, lanes, t, s, sum, m2);
 }
 MYELIN_VECTOR_CLONES void tile_affine(int64_t lanes, const float* x, const float* r, float* y,
                                       int64_t s, const float* a, const float* b,
@@ -388,10 +338,11 @@ class BatchNormForward : public Kernel {
         r_layout_(residual_ ? s.input_layout(5) : Layout::nchw),
         threads_(cpu_backend(s).threads()),
         tiles_(tile_buffers(g_)) {}
-  // The tiles, then per channel (padded): two doubles of statistics, two floats of scale and
-  // shift.
+  // The tiles, then per channel (padded): two doubles of statistics, two doubles of moments per
+  // image, two floats of scale and shift.
   size_t workspace_bytes() const override {
-    return tiles_.bytes(threads_) + g_.padded() * (2 * sizeof(double) + 2 * sizeof(float));
+    return tiles_.bytes(threads_) +
+           g_.padded() * ((2 + 2 * g_.n) * sizeof(double) + 2 * sizeof(float));
   }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
@@ -399,8 +350,8 @@ class BatchNormForward : public Kernel {
     const int64_t cp = g_.padded();
     auto* mean =
         reinterpret_cast<double*>(static_cast<char*>(ctx.workspace) + tiles_.bytes(threads_));
-    double* var = mean + cp;
-    auto* scale = reinterpret_cast<float*>(var + cp);
+    double *var = mean + cp, *psum = var + cp, *pm2 = psum + g_.n * cp;
+    auto* scale = reinterpret_cast<float*>(pm2 + g_.n * cp);
     float* shift = scale + cp;
     const float *x = in[0].f32(), *gamma = in[1].f32(), *beta = in[2].f32();
     float *run_mean = in[3].f32(), *run_var = in[4].f32();
@@ -412,10 +363,13 @@ class BatchNormForward : public Kernel {
         shift[c] = beta[c] - run_mean[c] * scale[c];
       }
     }
+    auto moments = [&](int64_t n, int64_t c, int64_t) {
+      if (p_.training) unit_moments(x, n, c, psum, pm2);
+    };
     auto statistics = [&](int64_t c0, int64_t c1, int64_t) {
       if (!p_.training) return;
-      batch_statistics(x, mean, var, c0, c1);
       for (int64_t c = c0; c < std::min(c1, g_.c); ++c) {
+        combine_moments(psum + c, pm2 + c, g_.n, cp, g_.s, mean[c], var[c]);
         double invstd = 1.0 / std::sqrt(var[c] + p_.eps);
         out[1].f32()[c] = static_cast<float>(mean[c]);
         out[2].f32()[c] = static_cast<float>(invstd);
@@ -425,50 +379,40 @@ class BatchNormForward : public Kernel {
     };
     const TileIo xio = io(in[0], x_layout_), yio = io(out[0], y_layout_);
     const int64_t stats_step = is_blocked(x_layout_) ? g_.lanes : 1;
-    in_phases(g_, threads_, stats_step, statistics, [&](int64_t n, int64_t c, int64_t t) {
-      if (!g_.tiled) {
-        const int64_t o = g_.plain_row(n, c);
-        if (residual_)
-          row_affine_residual(x + o, in[5].f32() + o, out[0].f32() + o, g_.s, scale[c], shift[c],
-                              post_);
-        else if (post_.on)
-          row_affine_relu(x + o, out[0].f32() + o, g_.s, scale[c], shift[c], post_.slope);
-        else
-          row_affine(x + o, out[0].f32() + o, g_.s, scale[c], shift[c]);
-        return;
-      }
-      float* y = yio.target(g_, n, c, tiles_.of(ctx.workspace, t, 1));
-      const float* r =
-          residual_ ? io(in[5], r_layout_).read(g_, n, c, tiles_.of(ctx.workspace, t, 2)) : nullptr;
-      tile_affine(g_.lanes, xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), r, y, g_.s,
-                  scale + c, shift + c, post_);
-      yio.written(g_, n, c, y);
-    });
+    in_phases(
+        g_, threads_, stats_step, statistics,
+        [&](int64_t n, int64_t c, int64_t t) {
+          if (!g_.tiled) {
+            const int64_t o = g_.plain_row(n, c);
+            if (residual_)
+              row_affine_residual(x + o, in[5].f32() + o, out[0].f32() + o, g_.s, scale[c],
+                                  shift[c], post_);
+            else if (post_.on)
+              row_affine_relu(x + o, out[0].f32() + o, g_.s, scale[c], shift[c], post_.slope);
+            else
+              row_affine(x + o, out[0].f32() + o, g_.s, scale[c], shift[c]);
+            return;
+          }
+          float* y = yio.target(g_, n, c, tiles_.of(ctx.workspace, t, 1));
+          const float* r = residual_
+                               ? io(in[5], r_layout_).read(g_, n, c, tiles_.of(ctx.workspace, t, 2))
+                               : nullptr;
+          tile_affine(g_.lanes, xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)), r, y, g_.s,
+                      scale + c, shift + c, post_);
+          yio.written(g_, n, c, y);
+        },
+        moments);
   }
 
  private:
-  // Mean and variance of channels [c0, c1) (c1 may pass c: lanes of padding, ignored), from
-  // rows where x is plain, from tiles where it is blocked.
-  void batch_statistics(const float* x, double* mean, double* var, int64_t c0, int64_t c1) const {
-    const bool tiles = is_blocked(x_layout_);
-    const int64_t step = tiles ? g_.lanes : 1, end = tiles ? c1 : std::min(c1, g_.c);
-    for (int64_t c = c0; c < c1; ++c) mean[c] = var[c] = 0;
-    for (int64_t n = 0; n < g_.n; ++n)
-      for (int64_t c = c0; c < end; c += step) {
-        if (tiles)
-          tile_sum(g_.lanes, x + g_.tile(n, c), g_.s, mean + c);
-        else
-          mean[c] += row_sum(x + g_.plain_row(n, c), g_.s);
-      }
-    for (int64_t c = c0; c < c1; ++c) mean[c] /= static_cast<double>(g_.per_channel());
-    for (int64_t n = 0; n < g_.n; ++n)
-      for (int64_t c = c0; c < end; c += step) {
-        if (tiles)
-          tile_centered_sumsq(g_.lanes, x + g_.tile(n, c), g_.s, mean + c, var + c);
-        else
-          var[c] += row_centered_sumsq(x + g_.plain_row(n, c), g_.s, mean[c]);
-      }
-    for (int64_t c = c0; c < c1; ++c) var[c] /= static_cast<double>(g_.per_channel());
+  // The moments (moments.h) of image n's unit from channel c (a tile where x is blocked, else the
+  // unit's plain rows) into the per-image partials psum, pm2 ([n][padded channels]).
+  void unit_moments(const float* x, int64_t n, int64_t c, double* psum, double* pm2) const {
+    const int64_t at = n * g_.padded() + c;
+    if (is_blocked(x_layout_))
+      return tile_moments(g_.lanes, x + g_.tile(n, c), g_.s, psum + at, pm2 + at);
+    for (int64_t i = 0; i < (g_.tiled ? g_.real(c) : 1); ++i)
+      plain_row_moments(x + g_.plain_row(n, c + i), g_.s, psum[at + i], pm2[at + i]);
   }
 
   // running = momentum * running + (1 - momentum) * batch, with the unbiased batch variance.

@@ -37,6 +37,7 @@
 #include "core/error.h"
 #include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/moments.h"
 #include "cpu/simd.h"
 #include "ops/params.h"
 
@@ -94,39 +95,6 @@ Operand operand(const Tensor& t, Layout layout, const Shape& shape) {
 // --- Lane loops on tiles ([pixel][L]), one channel per lane. ---
 
 constexpr int64_t kSumPixels = 256;  // pixels summed in float before going to double
-
-// Per lane: the tile's sum and its sum of squares about the tile's own mean.
-template <int64_t L>
-[[gnu::always_inline]] inline void tile_moments_l(const float* t, int64_t s, double* sum,
-                                                  double* m2) {
-  double total[L] = {};
-  for (int64_t b = 0; b < s; b += kSumPixels) {
-    float acc[L] = {};
-    for (int64_t i = b; i < std::min(s, b + kSumPixels); ++i)
-#pragma omp simd
-      for (int64_t k = 0; k < L; ++k) acc[k] += t[i * L + k];
-    for (int64_t k = 0; k < L; ++k) total[k] += acc[k];
-  }
-  float mean[L];
-  for (int64_t k = 0; k < L; ++k) mean[k] = static_cast<float>(total[k] / s);
-  double sq[L] = {};
-  for (int64_t b = 0; b < s; b += kSumPixels) {
-    float acc[L] = {};
-    for (int64_t i = b; i < std::min(s, b + kSumPixels); ++i)
-#pragma omp simd
-      for (int64_t k = 0; k < L; ++k) {
-        const float d = t[i * L + k] - mean[k];
-        acc[k] += d * d;
-      }
-    for (int64_t k = 0; k < L; ++k) sq[k] += acc[k];
-  }
-  // The sum about the float mean, moved to the exact one: m2 = sq - s * (mean_exact - mean)^2.
-  for (int64_t k = 0; k < L; ++k) {
-    const double shift = total[k] / s - mean[k];
-    sum[k] = total[k];
-    m2[k] = std::max(0.0, sq[k] - s * shift * shift);
-  }
-}
 
 // L floats as one GCC vector: the window and convolution loops work on these rather than in
 // `omp simd` loops over the lanes, which GCC left scalar for L = 8 in the AVX-512 clone (it tried
@@ -658,7 +626,7 @@ class BatchNormPool : public Kernel {
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < g_.c; ++c) {
           double mean, var;
-          combine_moments(sum, m2, c, mean, var);
+          combine_moments(sum + c, m2 + c, g_.n, cp, g_.h * g_.w, mean, var);
           statistics(in, out, mean, var, c, scale[c], shift[c]);
         }
       } else {
@@ -677,22 +645,6 @@ class BatchNormPool : public Kernel {
   }
 
  private:
-  // Channel c's batch mean and variance from the per-image partials (tile_moments_l).
-  void combine_moments(const double* sum, const double* m2, int64_t c, double& mean,
-                       double& var) const {
-    const int64_t cp = g_.padded();
-    const double m = g_.per_channel(), s = static_cast<double>(g_.h * g_.w);
-    double total = 0;
-    for (int64_t n = 0; n < g_.n; ++n) total += sum[n * cp + c];
-    mean = total / m;
-    double sq = 0;
-    for (int64_t n = 0; n < g_.n; ++n) {
-      const double d = sum[n * cp + c] / s - mean;
-      sq += m2[n * cp + c] + s * d * d;
-    }
-    var = sq / m;
-  }
-
   // Channel c's outputs, running statistics and affine form from its batch mean and variance.
   void statistics(const std::vector<Tensor>& in, const std::vector<Tensor>& out, double mean,
                   double var, int64_t c, float& scale, float& shift) const {
