@@ -87,12 +87,12 @@ TileIo io(const Tensor& t, Layout layout) {
 }
 
 // The phases of a batch norm pass on `threads` threads, t the thread: prepare(n, c, t) on its
-// share of the rows (tiles where tiled), if any; then stats(c0, c1, t) on its share of the
-// channels, taken `stats_step` at a time (the block where the statistics read tiles: c1 may then
-// pass c, the last block padded; 1 where they read plain rows, so that 24 channels split 12 and 12,
-// not 16 and 8); then pass(n, c, t) on its share of the rows: the elementwise pass split by
-// channels alone, 48 channels (3 blocks) would keep one of 2 threads idle for a third of it. Each
-// phase waits for the one before on every thread.
+// share of the rows (tiles where tiled), if any (both kernels take their per-image sums there);
+// then stats(c0, c1, t) on its share of the channels, taken `stats_step` at a time (c1 may pass c,
+// the last block padded), which only combines the images' sums; then pass(n, c, t) on its share
+// of the rows. The passes over x are split by rows, not channels: 48 channels (3 blocks) would
+// keep one of 2 threads idle for a third of them. Each phase waits for the one before on every
+// thread.
 struct NoPrepare {
   void operator()(int64_t, int64_t, int64_t) const {}
 };
@@ -449,10 +449,10 @@ class BatchNormGrad : public Kernel {
     if (s.node.attrs.has("post") && !(relu_grad_ && s.node.inputs.size() == 6))
       throw UnsupportedError("batch_norm_grad '" + s.node.name + "': unknown fused post-op");
   }
-  // The tiles, then per channel (padded) dx's coefficients a, b, k and the ReLU mask's scale and
-  // shift.
+  // The tiles, then per image and channel (padded) the two sums, then per channel dx's
+  // coefficients a, b, k, the ReLU mask's scale and shift and the mean.
   size_t workspace_bytes() const override {
-    return tiles_.bytes(threads_) + g_.padded() * 5 * sizeof(float);
+    return tiles_.bytes(threads_) + g_.padded() * (2 * g_.n * sizeof(double) + 6 * sizeof(float));
   }
 
   void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
@@ -461,10 +461,15 @@ class BatchNormGrad : public Kernel {
     const float *dy = in[0].f32(), *x = in[1].f32(), *gamma = in[2].f32(), *mean = in[3].f32(),
                 *invstd = in[4].f32();
     float *dgamma = out[1].f32(), *dbeta = out[2].f32();
+    // Per image: sum(dy) and sum(dy * (x - mean)) of each channel, summed over the images in order.
+    auto* psdy =
+        reinterpret_cast<double*>(static_cast<char*>(ctx.workspace) + tiles_.bytes(threads_));
+    double* psdxm = psdy + g_.n * cp;
     // dx = a*dy + b*x + k per channel; zero on padding channels, so their dx is zero.
-    auto* a = reinterpret_cast<float*>(static_cast<char*>(ctx.workspace) + tiles_.bytes(threads_));
-    float *b = a + cp, *k = b + cp, *sc = k + cp, *sh = sc + cp;
-    for (float* p : {a, b, k, sc, sh}) std::fill(p + g_.c, p + cp, 0.0f);
+    auto* a = reinterpret_cast<float*>(psdxm + g_.n * cp);
+    float *b = a + cp, *k = b + cp, *sc = k + cp, *sh = sc + cp, *meanp = sh + cp;
+    for (float* p : {a, b, k, sc, sh, meanp}) std::fill(p + g_.c, p + cp, 0.0f);
+    std::copy(mean, mean + g_.c, meanp);
     if (relu_grad_)  // y > 0 where x * sc + sh > 0, as the forward computed y
       for (int64_t c = 0; c < g_.c; ++c)
         bn_affine(gamma[c], in[5].f32()[c], mean[c], invstd[c], sc[c], sh[c]);
@@ -472,25 +477,39 @@ class BatchNormGrad : public Kernel {
     const TileIo dyio = io(in[0], layouts_[0]), xio = io(in[1], layouts_[1]),
                  dxio = io(out[0], layouts_[2]);
     float* dx_rows = out[0].f32();  // where dx is plain
-    auto coefficients = [&](int64_t c0, int64_t c1, int64_t t) {
-      c1 = std::min(c1, g_.c);
-      for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = 0;
-      // dgamma holds sum(dy * (x - mean)) here
-      if (g_.tiled && !staged_)
-        reduce_tiled(dyio, xio, mean, mask, c0, c1, dbeta, dgamma, ctx.workspace, t);
-      else
-        reduce(staged_ ? dx_rows : dy, x, mean, mask, c0, c1, dbeta, dgamma);
+    // The sums of image n's unit from channel c; where staged, dy made plain in dx's rows first.
+    auto sums = [&](int64_t n, int64_t c, int64_t t) {
+      const int64_t at = n * cp + c;
+      if (g_.tiled && !staged_) {
+        std::fill_n(psdy + at, g_.lanes, 0.0);
+        std::fill_n(psdxm + at, g_.lanes, 0.0);
+        tile_grad_sums(g_.lanes, dyio.read(g_, n, c, tiles_.of(ctx.workspace, t, 0)),
+                       xio.read(g_, n, c, tiles_.of(ctx.workspace, t, 1)), g_.s, meanp + c,
+                       mask.lanes(sc, c), mask.lanes(sh, c), psdy + at, psdxm + at);
+        return;
+      }
+      if (staged_)
+        tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c), g_.lanes);
+      const float* from = staged_ ? dx_rows : dy;
+      for (int64_t i = c; i < c + (staged_ ? g_.real(c) : 1); ++i) {
+        const int64_t o = g_.plain_row(n, i);
+        psdy[n * cp + i] = psdxm[n * cp + i] = 0;
+        row_grad_sums(from + o, x + o, g_.s, mean[i], mask.row(i), psdy[n * cp + i],
+                      psdxm[n * cp + i]);
+      }
+    };
+    auto coefficients = [&](int64_t c0, int64_t c1, int64_t) {
       double m = static_cast<double>(g_.per_channel());
-      for (int64_t c = c0; c < c1; ++c) {
-        double is = invstd[c], gi = gamma[c] * is, sdy = dbeta[c], sdxm = dgamma[c];
+      for (int64_t c = c0; c < std::min(c1, g_.c); ++c) {
+        double sdy = 0, sdxm = 0;
+        for (int64_t n = 0; n < g_.n; ++n) sdy += psdy[n * cp + c], sdxm += psdxm[n * cp + c];
+        double is = invstd[c], gi = gamma[c] * is;
         a[c] = static_cast<float>(gi);
         b[c] = static_cast<float>(-gi * is * is * sdxm / m);
         k[c] = static_cast<float>(-gi * sdy / m + gi * is * is * sdxm * mean[c] / m);
         dgamma[c] = static_cast<float>(sdxm * is);
+        dbeta[c] = static_cast<float>(sdy);
       }
-    };
-    auto stage = [&](int64_t n, int64_t c, int64_t) {
-      tile_to_rows(dy + g_.tile(n, c), g_.s, g_.real(c), dx_rows + g_.plain_row(n, c), g_.lanes);
     };
     auto pass = [&](int64_t n, int64_t c, int64_t t) {
       if (!g_.tiled || staged_) {
@@ -507,11 +526,7 @@ class BatchNormGrad : public Kernel {
                       k + c, mask.lanes(sc, c), mask.lanes(sh, c));
       dxio.written(g_, n, c, dx);
     };
-    const int64_t stats_step = g_.tiled && !staged_ ? g_.lanes : 1;
-    if (staged_)
-      in_phases(g_, threads_, stats_step, coefficients, pass, stage);
-    else
-      in_phases(g_, threads_, stats_step, coefficients, pass);
+    in_phases(g_, threads_, 1, coefficients, pass, sums);
   }
 
  private:
@@ -523,44 +538,11 @@ class BatchNormGrad : public Kernel {
     const float* lanes(const float* p, int64_t c) const { return on ? p + c : nullptr; }
   };
 
-  // sum_dy[c] = sum(dy), sum_dxm[c] = sum(dy * (x - mean)) over channels [c0, c1), plain.
-  void reduce(const float* dy, const float* x, const float* mean, const Mask& mask, int64_t c0,
-              int64_t c1, float* sum_dy, float* sum_dxm) const {
-    for (int64_t c = c0; c < c1; ++c) {
-      double sdy = 0, sdxm = 0;
-      for (int64_t n = 0; n < g_.n; ++n) {
-        int64_t o = g_.plain_row(n, c);
-        row_grad_sums(dy + o, x + o, g_.s, mean[c], mask.row(c), sdy, sdxm);
-      }
-      sum_dy[c] = static_cast<float>(sdy);
-      sum_dxm[c] = static_cast<float>(sdxm);
-    }
-  }
-
-  // The same by tiles of whole blocks (channels from c1 on are padding, not stored).
-  void reduce_tiled(const TileIo& dyio, const TileIo& xio, const float* mean, const Mask& mask,
-                    int64_t c0, int64_t c1, float* sum_dy, float* sum_dxm, void* workspace,
-                    int64_t t) const {
-    const int64_t lanes = g_.lanes;
-    for (int64_t c = c0; c < c1; c += lanes) {
-      float lane_mean[kMaxLanes] = {};
-      std::copy(mean + c, mean + std::min(c + lanes, c1), lane_mean);
-      double sdy[kMaxLanes] = {}, sdxm[kMaxLanes] = {};
-      for (int64_t n = 0; n < g_.n; ++n)
-        tile_grad_sums(lanes, dyio.read(g_, n, c, tiles_.of(workspace, t, 0)),
-                       xio.read(g_, n, c, tiles_.of(workspace, t, 1)), g_.s, lane_mean,
-                       mask.lanes(mask.sc, c), mask.lanes(mask.sh, c), sdy, sdxm);
-      for (int64_t l = 0; l < lanes && c + l < c1; ++l) {
-        sum_dy[c + l] = static_cast<float>(sdy[l]);
-        sum_dxm[c + l] = static_cast<float>(sdxm[l]);
-      }
-    }
-  }
-
   BnGeometry g_;
   Layout layouts_[3];  // dy, x, dx
   // dy blocked, x and dx plain (the gradient of a batch norm that converts to a blocked layout): dy
-  // is made plain once, in dx's memory, before the sums, and dx computed there in place.
+  // is made plain once, in dx's memory, unit by unit just before its sums, and dx computed there
+  // in place.
   bool staged_;
   bool relu_grad_;  // post = "relu_grad": the gradient of a ReLU after the batch norm, beta 6th
   int threads_;
