@@ -269,14 +269,16 @@ TEST(CpuFuse, BatchNormPoolStepMatches) {
   }
 }
 
-// The stem convolution inside them: 1 and 3 input channels, padding 1 (even and odd sizes) and
-// stride 2 without padding, in blocks of 8, 16 and plain.
+// The stem convolution inside them: 1 and 3 input channels (9 taps: the window loops with the
+// convolution inside; 27: tiles), padding 1 (even and odd sizes) and stride 2 without padding, in
+// blocks of 8, 16 and plain.
 TEST(CpuFuse, StemConvolutionStepMatches) {
   const Attrs pad1{{"pad", int64_t{1}}}, stride2{{"stride", int64_t{2}}};
   for (bool training : {true, false}) {
     expect_same_stem_step(stem_input_net(training, 8, 1, pad1));
     expect_same_stem_step(stem_input_net(training, 11, 3, pad1));
     expect_same_stem_step(stem_input_net(training, 13, 3, stride2));
+    expect_same_stem_step(stem_input_net(training, 13, 1, stride2));
   }
   for (const char* env : {"MYELIN_CPU_BLOCK8", "MYELIN_CPU_BLOCKED"}) {
     setenv(env, "0", 1);

@@ -21,8 +21,10 @@
 // A thin convolution in front ("conv" = "stem", StemConv below) is computed inside both kernels,
 // so x is never stored at all: the forward computes it once per tile for the pooling, its
 // statistics come from the image's, and the gradient writes the convolution's weight gradient in
-// dx's place. The small ResNet's stem (conv1, bn1, relu1, pool1) went from 0.8 + 1.0 + 0.26 ms
-// forward and 1.0 + 1.8 + 1.0 ms backward to 0.8 and 1.5 ms (2 threads, batch 128).
+// dx's place. For 9 taps (3x3 on one channel) the convolution runs inside the window loops
+// themselves (stem_pool_l, stem_grad_l). The small ResNet's stem (conv1, bn1, relu1, pool1) went
+// from 0.8 + 1.0 + 0.26 ms forward and 1.0 + 1.8 + 1.0 ms backward to 0.7 and 1.4 ms (2 threads,
+// batch 128, Xeon with AVX-512).
 #include "cpu/bn_pool.h"
 
 #include <dnnl.h>
@@ -141,6 +143,7 @@ struct Window {
   Lanes<L> x[4];
   Window(const float* x0, const float* x1)
       : x{load<L>(x0), load<L>(x0 + L), load<L>(x1), load<L>(x1 + L)} {}
+  explicit Window(const Lanes<L> (&v)[4]) : x{v[0], v[1], v[2], v[3]} {}
 };
 
 // The pooled z of one tile: p[oy][ox] = max of the window's four z.
@@ -310,12 +313,30 @@ template <int64_t L>
 MYELIN_VECTOR_CLONES double row_total(const float* r, int64_t len) {
   double total = 0;
   for (int64_t b = 0; b < len; b += kSumPixels * 4) {
-    float acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = b; i < std::min(len, b + kSumPixels * 4); ++i) acc += r[i];
-    total += acc;
+    // Four vector accumulators: one would wait on its own add every step.
+    const int64_t end = std::min(len, b + kSumPixels * 4);
+    Lanes<8> acc[4] = {};
+    int64_t i = b;
+    for (; i + 32 <= end; i += 32)
+      for (int j = 0; j < 4; ++j) acc[j] += load<8>(r + i + 8 * j);
+    float sum = 0;
+    for (; i < end; ++i) sum += r[i];
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 8; ++k) sum += acc[j][k];
+    total += sum;
   }
   return total;
+}
+
+// dst[i] = src[i * stride], i < len: vector copies where the stride is 1 (the small runs of a
+// padded image and its columns, which std::copy sent to a memmove call each; inline, as a call
+// per run cost as much).
+[[gnu::always_inline]] inline void copy_run(const float* src, int64_t stride, int64_t len,
+                                            float* dst) {
+  int64_t i = 0;
+  if (stride == 1)
+    for (; i + 8 <= len; i += 8) store<8>(dst + i, load<8>(src + i));
+  for (; i < len; ++i) dst[i] = src[i * stride];
 }
 
 // One image's column moments: cols holds its `taps` columns (rows of s pixels); sum[t] = their
@@ -383,6 +404,111 @@ MYELIN_FMA_CLONES void conv_grad_tile(int64_t lanes, const float* pimg, const in
                                       int64_t taps, const float* dz, int64_t oh, int64_t ow,
                                       int64_t sh, int64_t sw, int64_t wp, double* g1) {
   lanes_call(conv_grad_tile_l, lanes, pimg, off, taps, dz, oh, ow, sh, sw, wp, g1);
+}
+
+// --- The stem convolution of T taps (3x3 on one channel: T = 9) fused into the window loops: each
+// window's four x computed in registers from the padded image, used there and dropped, so x and
+// dz never go through a tile. The weights and, in the gradient, the T weight-gradient accumulators
+// stay in registers (T known at compile time). ---
+
+// The image elements of tap t for a window's four pixels: at[j] + off[t], at[j] the pixel's
+// corner in the padded image.
+struct WindowPixels {
+  int64_t at[4];
+  WindowPixels(int64_t oy, int64_t ox, int64_t sh, int64_t sw, int64_t wp) {
+    for (int j = 0; j < 4; ++j) at[j] = (2 * oy + j / 2) * sh * wp + (2 * ox + j % 2) * sw;
+  }
+};
+
+template <int64_t L, int64_t T>
+[[gnu::always_inline]] inline void window_x(const float* pimg, const int64_t* off,
+                                            const Lanes<L> (&w)[T], const WindowPixels& px,
+                                            Lanes<L> (&x)[4]) {
+  // Unrolled, so that the weights and accumulators stay in registers.
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    Lanes<L> acc = {};
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < T; ++t) acc += w[t] * pimg[px.at[j] + off[t]];
+    x[j] = acc;
+  }
+}
+
+// The forward: the pooled z of one unit straight from the image (conv_tile_l and tile_pool_l in
+// one loop).
+template <int64_t L, int64_t T>
+[[gnu::always_inline]] inline void stem_pool_l(const float* pimg, const int64_t* off,
+                                               const float* wt, int64_t oh, int64_t ow, int64_t sh,
+                                               int64_t sw, int64_t wp, const float* scale,
+                                               const float* shift, float* p) {
+  Lanes<L> w[T];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
+  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift);
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      Lanes<L> x[4];
+      window_x<L, T>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), x);
+      Lanes<L> m = activated_v<L>(x[0], sc, shv);
+      for (int j = 1; j < 4; ++j) m = max_v<L>(m, activated_v<L>(x[j], sc, shv));
+      store<L>(p + (oy * ow + ox) * L, m);
+    }
+}
+
+// The gradient: per lane sum(dz), sum(dz * (x - mean)) and per tap g1 = sum(dz * col_t) of one
+// unit (tile_dz_l and conv_grad_tile_l in one loop), added to the running totals.
+template <int64_t L, int64_t T>
+[[gnu::always_inline]] inline void stem_grad_l(const float* pimg, const int64_t* off,
+                                               const float* wt, const float* dp, int64_t oh,
+                                               int64_t ow, int64_t sh, int64_t sw, int64_t wp,
+                                               const float* scale, const float* shift,
+                                               const float* mean, double* sum_dz, double* sum_dxm,
+                                               double* g1) {
+  Lanes<L> w[T], g[T] = {};
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
+  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift), mn = load<L>(mean), zero = {};
+  Lanes<L> sdz = {}, sdxm = {};
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const WindowPixels px(oy, ox, sh, sw, wp);
+      Lanes<L> x[4];
+      window_x<L, T>(pimg, off, w, px, x);
+      const WindowPick<L> p(Window<L>(x), load<L>(dp + (oy * ow + ox) * L), sc, shv);
+      sdz += p.dz;
+      sdxm += p.dz * (p.x - mn);
+      Lanes<L> d[4];
+      for (int j = 0; j < 4; ++j) d[j] = p.hit[j] ? p.dz : zero;
+#pragma GCC unroll 16
+      for (int64_t t = 0; t < T; ++t)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) g[t] += d[j] * pimg[px.at[j] + off[t]];
+    }
+  for (int64_t k = 0; k < L; ++k) sum_dz[k] += sdz[k], sum_dxm[k] += sdxm[k];
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < L; ++k) g1[t * L + k] += g[t][k];
+}
+
+constexpr int64_t kStemTaps = 9;  // the taps the fused window loops are compiled for
+
+MYELIN_FMA_CLONES void stem_pool(int64_t lanes, const float* pimg, const int64_t* off,
+                                 const float* wt, int64_t oh, int64_t ow, int64_t sh, int64_t sw,
+                                 int64_t wp, const float* scale, const float* shift, float* p) {
+  if (lanes == 8)
+    return stem_pool_l<8, kStemTaps>(pimg, off, wt, oh, ow, sh, sw, wp, scale, shift, p);
+  stem_pool_l<16, kStemTaps>(pimg, off, wt, oh, ow, sh, sw, wp, scale, shift, p);
+}
+
+MYELIN_FMA_CLONES void stem_grad(int64_t lanes, const float* pimg, const int64_t* off,
+                                 const float* wt, const float* dp, int64_t oh, int64_t ow,
+                                 int64_t sh, int64_t sw, int64_t wp, const float* scale,
+                                 const float* shift, const float* mean, double* sum_dz,
+                                 double* sum_dxm, double* g1) {
+  if (lanes == 8)
+    return stem_grad_l<8, kStemTaps>(pimg, off, wt, dp, oh, ow, sh, sw, wp, scale, shift, mean,
+                                     sum_dz, sum_dxm, g1);
+  stem_grad_l<16, kStemTaps>(pimg, off, wt, dp, oh, ow, sh, sw, wp, scale, shift, mean, sum_dz,
+                             sum_dxm, g1);
 }
 
 #undef lanes_call
@@ -469,13 +595,28 @@ class StemConv {
     for (int64_t ci = 0; ci < cin_; ++ci)
       for (int64_t y = 0; y < h_ && y + cp_.pad_h < hp_; ++y) {
         const float* row = img + ((n * cin_ + ci) * h_ + y) * w_;
-        std::copy(row, row + x1, pimg + (ci * hp_ + y + cp_.pad_h) * wp_ + cp_.pad_w);
+        copy_run(row, 1, x1, pimg + (ci * hp_ + y + cp_.pad_h) * wp_ + cp_.pad_w);
       }
   }
   // x's tile of channels from c0, from the padded image.
   void tile(const Geometry& g, const float* pimg, const float* wt, int64_t c0, float* x) const {
     conv_tile(g.lanes, pimg, off_.data(), taps(), wt + c0 * taps(), oh_, ow_, cp_.stride_h,
               cp_.stride_w, wp_, x);
+  }
+  // Whether the window loops with the convolution inside (stem_pool, stem_grad) apply: T taps.
+  bool windowed() const { return taps() == kStemTaps; }
+  // The pooled z of unit c0 from the padded image (stem_pool_l).
+  void pool(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* scale,
+            const float* shift, float* p) const {
+    stem_pool(g.lanes, pimg, off_.data(), wt + c0 * taps(), g.oh, g.ow, cp_.stride_h, cp_.stride_w,
+              wp_, scale, shift, p);
+  }
+  // The gradient sums of unit c0 from the padded image (stem_grad_l).
+  void grad(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* dp,
+            const float* scale, const float* shift, const float* mean, double* sum_dz,
+            double* sum_dxm, double* g1) const {
+    stem_grad(g.lanes, pimg, off_.data(), wt + c0 * taps(), dp, g.oh, g.ow, cp_.stride_h,
+              cp_.stride_w, wp_, scale, shift, mean, sum_dz, sum_dxm, g1);
   }
   // The weight gradient term g1 of that tile (conv_grad_tile_l).
   void grad_tile(const Geometry& g, const float* pimg, const float* dz, double* g1) const {
@@ -494,13 +635,8 @@ class StemConv {
     padded = n;
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t oy = 0; oy < oh_; ++oy) {
-        const float* src = pimg + oy * cp_.stride_h * wp_ + off_[t];
-        float* dst = cols + t * s + oy * ow_;
-        if (cp_.stride_w == 1) {
-          std::copy(src, src + ow_, dst);
-          continue;
-        }
-        for (int64_t ox = 0; ox < ow_; ++ox) dst[ox] = src[ox * cp_.stride_w];
+        copy_run(pimg + oy * cp_.stride_h * wp_ + off_[t], cp_.stride_w, ow_,
+                 cols + t * s + oy * ow_);
       }
     return column_moments(cols, taps, s, gram, moments + n * taps,
                           moments + n_ * taps + n * taps * taps);
@@ -569,9 +705,13 @@ struct XTiles {
   const float* wt;
   const float* get(int64_t n, int64_t c0, float* buf, float* pimg, int64_t& padded) const {
     if (!conv.on()) return x.read(g, n, c0, buf);
-    if (padded != n) conv.pad(x.base, n, pimg), padded = n;
-    conv.tile(g, pimg, wt, c0, buf);
+    conv.tile(g, image(n, pimg, padded), wt, c0, buf);
     return buf;
+  }
+  // Image n padded in pimg (the fused convolution).
+  const float* image(int64_t n, float* pimg, int64_t& padded) const {
+    if (padded != n) conv.pad(x.base, n, pimg), padded = n;
+    return pimg;
   }
 };
 
@@ -635,9 +775,12 @@ class BatchNormPool : public Kernel {
       }
       for_my_units(g_, [&](int64_t n, int64_t c0, int64_t t) {
         float* buf = ws_.tiles(ctx.workspace, t);
-        const float* xt = xs.get(n, c0, buf, scratch, padded);
         float* pt = p.target(g_, n, c0, buf + hw * g_.lanes);
-        tile_pool(g_.lanes, xt, pt, g_.w, g_.oh, g_.ow, scale + c0, shift + c0);
+        if (conv_.windowed())
+          conv_.pool(g_, xs.image(n, scratch, padded), wt, c0, scale + c0, shift + c0, pt);
+        else
+          tile_pool(g_.lanes, xs.get(n, c0, buf, scratch, padded), pt, g_.w, g_.oh, g_.ow,
+                    scale + c0, shift + c0);
         p.written(g_, n, c0, pt);
       });
     }
@@ -727,11 +870,18 @@ class BatchNormPoolGrad : public Kernel {
         image = conv_.batch_stats(sums.moments);
       }
       for_my_units(g_, [&](int64_t n, int64_t c0, int64_t t) {
-        const float* xt = xs.get(n, c0, tiles.x(t), tiles.image(t), padded);
         const float* dpt = dp.read(g_, n, c0, tiles.dp(t));
         const int64_t at = n * cp + c0;
         std::fill_n(sums.dz + at, g_.lanes, 0.0);
         std::fill_n(sums.dxm + at, g_.lanes, 0.0);
+        if (conv_.windowed()) {
+          double* g1 = sums.g1 + at * taps;
+          std::fill_n(g1, taps * g_.lanes, 0.0);
+          conv_.grad(g_, xs.image(n, tiles.image(t), padded), wt, c0, dpt, scale + c0, shift + c0,
+                     mean + c0, sums.dz + at, sums.dxm + at, g1);
+          return;
+        }
+        const float* xt = xs.get(n, c0, tiles.x(t), tiles.image(t), padded);
         if (!conv_.on()) {
           tile_grad_sums(g_.lanes, xt, dpt, g_.w, g_.oh, g_.ow, scale + c0, shift + c0, mean + c0,
                          sums.dz + at, sums.dxm + at);
