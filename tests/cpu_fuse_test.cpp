@@ -245,10 +245,13 @@ Net residual_net(bool training) {
   return Net{finish_step_net(std::move(g), b.fc(t, "ip", 5)), 3};
 }
 
-// MYELIN_CPU_RESIDUAL on or off: the sums (and the ReLU after one) inside the batch norms.
+// MYELIN_CPU_RESIDUAL on or off: the sums (and the ReLU after one) inside the batch norms. The
+// ReLU gradients stay out of the adds (which the fused ReLU's would join).
 void expect_same_residual_step(const Net& net) {
   const StepOptions o{.switch_env = "MYELIN_CPU_RESIDUAL", .bind_seed = 3, .label_classes = 5};
+  setenv("MYELIN_CPU_ADD_RELU_GRAD", "0", 1);
   StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+  unsetenv("MYELIN_CPU_ADD_RELU_GRAD");
   EXPECT_EQ(on.nodes + net.fusable, off.nodes) << on.graph.dump();
   EXPECT_LE(on.arena, off.arena);  // the peak may lie elsewhere
   expect_steps_match(off, on, 1e-5, "fused and unfused residual sums differ");
@@ -300,5 +303,25 @@ TEST(CpuFuse, ResidualSumStepMatches) {
     setenv(env, "0", 1);
     expect_same_residual_step(residual_net(true));
     unsetenv(env);
+  }
+}
+
+// The gradient of the ReLU after residual_net's first sum reaches it as the sum of its two
+// convolutions' input gradients, and so does conv1's: the adds apply the ReLUs' masks themselves
+// (a node fewer each), blocked and plain.
+TEST(CpuFuse, AddReluGradientStepMatches) {
+  Net net = residual_net(true);
+  net.fusable = 2;
+  const StepOptions o{.switch_env = "MYELIN_CPU_ADD_RELU_GRAD", .bind_seed = 4, .label_classes = 5};
+  for (const char* blocked : {"1", "0"}) {
+    setenv("MYELIN_CPU_BLOCKED", blocked, 1);
+    StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+    unsetenv("MYELIN_CPU_BLOCKED");
+    EXPECT_EQ(on.nodes + net.fusable, off.nodes) << on.graph.dump();
+    int masked_adds = 0;
+    for (const Node& n : on.graph.nodes())
+      masked_adds += n.op == "add" && n.attrs.s("post", "") == "relu_grad";
+    EXPECT_EQ(masked_adds, net.fusable);
+    expect_steps_match(off, on, 1e-6, "fused and unfused ReLU gradients of sums differ");
   }
 }

@@ -2,8 +2,9 @@
 // norm becomes that node's epilogue, the gradient of a ReLU before a 2x2 max pooling part of
 // the pooling's gradient (ops/fuse.h), and a batch norm + ReLU + 2x2 max pooling one node, with
 // its gradient (fuse_batch_norm_pools below), with a thin convolution in front of that
-// (fuse_stem_convolutions). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0 the last
-// two, MYELIN_CPU_STEM=0 the convolution's.
+// (fuse_stem_convolutions); the gradient of a ReLU into the add of the two gradients it reads
+// (fuse_add_relu_grads). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0 the batch norm
+// + pooling, MYELIN_CPU_STEM=0 the convolution's.
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "cpu/fuse.h"
 #include "cpu/pool_geometry.h"
 #include "ops/fuse.h"
+#include "ops/params.h"
 
 namespace myelin {
 
@@ -182,6 +184,35 @@ void fuse_stem_convolutions(Graph& g) {
   g.remove_nodes(fused);
 }
 
+// The gradient of a ReLU whose incoming gradient is a sum (a residual block's input, read by two
+// convolutions) becomes part of the add: add(a, b, y) with "post" = "relu_grad" writes
+// y > 0 ? a + b : 0 (elementwise.cpp), where nothing else reads the sum. Run after the ReLUs are
+// fused (their gradients then read y as their x).
+void fuse_add_relu_grads(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the ReLU gradient nodes now done by adds
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& a = g.nodes()[i];
+    if (a.op != "activation_grad" || a.inputs.size() != 3 || a.inputs[1] != a.inputs[2] ||
+        ActParams(a.attrs).kind != ActKind::relu)
+      continue;
+    const ValueId sum = a.inputs[0], y = a.inputs[1];
+    const int p = g.value(sum).producer;
+    if (p < 0 || g.is_kept(sum) || readers[sum].size() != 1) continue;
+    const Node& add = g.nodes()[p];
+    if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") ||
+        add.outputs[0] != sum || g.value(add.inputs[0]).shape != g.value(y).shape ||
+        g.value(add.inputs[1]).shape != g.value(y).shape)
+      continue;
+    Node& n = g.node(p);
+    n.inputs.push_back(y);
+    n.attrs.set("post", std::string("relu_grad"));
+    n.outputs[0] = a.outputs[0];
+    fused.push_back(static_cast<int>(i));
+  }
+  g.remove_nodes(fused);
+}
+
 }  // namespace cpu
 
 void CpuBackend::fuse(Graph& g) const {
@@ -196,6 +227,7 @@ void CpuBackend::fuse(Graph& g) const {
     fuse_residual_adds(g);
     fuse_relus(g, [](const Node& producer, double) { return producer.op == "batch_norm"; });
   }
+  if (!env_is("MYELIN_CPU_ADD_RELU_GRAD", "0")) cpu::fuse_add_relu_grads(g);
   if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
   cpu::fuse_batch_norm_pools(g);
   if (!env_is("MYELIN_CPU_STEM", "0")) cpu::fuse_stem_convolutions(g);
