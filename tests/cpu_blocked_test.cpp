@@ -318,7 +318,8 @@ TEST(CpuBlocked, KernelsRegisterTheLayoutTheyTake) {
   const KernelStorage* bn = kernel_storage("batch_norm_grad", DeviceKind::cpu);
   ASSERT_TRUE(bn && bn->layout);
   EXPECT_FALSE(bn->layout->slots.tied);  // it converts between layouts
-  EXPECT_EQ(bn->layout->slots.in, (std::vector<int>{0, 1}));
+  // dy, x and, fused into the batch norm + pooling gradient, dy's second addend (bn_pool.cpp)
+  EXPECT_EQ(bn->layout->slots.in, (std::vector<int>{0, 1, 6, 7}));
   for (const char* op : {"softmax", "dropout", "inner_product", "bias_add"}) {
     const KernelStorage* s = kernel_storage(op, DeviceKind::cpu);
     ASSERT_NE(s, nullptr) << op;

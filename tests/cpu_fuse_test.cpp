@@ -325,3 +325,33 @@ TEST(CpuFuse, AddReluGradientStepMatches) {
     expect_steps_match(off, on, 1e-6, "fused and unfused ReLU gradients of sums differ");
   }
 }
+
+// A residual block on the fused stem: the pooling's output read by the block's convolution and its
+// shortcut, so its gradient is a sum, which the batch norm + pooling gradient adds itself
+// (MYELIN_CPU_DP_SUM: one node fewer), with and without the stem convolution inside, blocked and
+// plain.
+TEST(CpuFuse, PoolGradientSumStepMatches) {
+  auto net = [](bool data_input) {
+    Graph g(true);
+    StepBuilder b{g};
+    const Attrs pad1{{"pad", int64_t{1}}};
+    ValueId x = data_input ? g.input("data", Shape{3, 1, 10, 10})
+                           : g.param("data", Shape{3, 1, 10, 10}, Init{});
+    ValueId w = g.param("conv1.weight", Shape{24, 1, 3, 3}, Init{});
+    ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, pad1), "bn1"), "relu1");
+    h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}});
+    ValueId r = b.bn(b.conv(h, "conv2", 24, 3, pad1), "bn2");
+    h = b.relu(g.add1("add", "sum", {r, h}), "sum_relu");
+    return Net{finish_step_net(std::move(g), b.fc(h, "ip", 5)), 1};
+  };
+  const StepOptions o{.switch_env = "MYELIN_CPU_DP_SUM", .bind_seed = 6, .label_classes = 5};
+  for (bool data_input : {true, false})
+    for (const char* blocked : {"1", "0"}) {
+      setenv("MYELIN_CPU_BLOCKED", blocked, 1);
+      Net n = net(data_input);
+      StepResult off = run_step(n, false, o), on = run_step(n, true, o);
+      unsetenv("MYELIN_CPU_BLOCKED");
+      EXPECT_EQ(on.nodes + n.fusable, off.nodes) << on.graph.dump();
+      expect_steps_match(off, on, 1e-6, "fused and unfused sums into the pooling gradient differ");
+    }
+}

@@ -566,7 +566,8 @@ MYELIN_REGISTER_OPS {
                     if (s.node.attrs.has("pool")) return make_batch_norm_pool_grad(s);
                     return std::make_unique<BatchNormGrad>(s);
                   },
-                  {.layout = takes_each({0, 1}, {0})});
+                  // 6 or 7: dp's second addend where fused (bn_pool.cpp)
+                  {.layout = takes_each({0, 1, 6, 7}, {0})});
 }
 
 }  // namespace myelin::cpu

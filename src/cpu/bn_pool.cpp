@@ -513,6 +513,12 @@ MYELIN_FMA_CLONES void stem_grad(int64_t lanes, const float* pimg, const int64_t
 
 #undef lanes_call
 
+// y = a + b over n floats (y may be a): dp made of its two addends.
+MYELIN_VECTOR_CLONES void add_tiles(const float* a, const float* b, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
 // The workspace of both kernels: per-image partial sums (doubles), per-channel float arrays,
 // then each thread's tiles.
 struct Workspace {
@@ -557,11 +563,10 @@ struct ImageStats {
 
 class StemConv {
  public:
-  StemConv(const KernelSpec& s, int image_input)
+  StemConv(const KernelSpec& s, int image_input, int weight_input)
       : on_(s.node.attrs.s("conv", "") == "stem"), cp_(s.node.attrs) {
     if (!on_) return;
-    const Shape &img = s.input(image_input).shape,
-                &w = s.input(int(s.node.inputs.size()) - 1).shape;
+    const Shape &img = s.input(image_input).shape, &w = s.input(weight_input).shape;
     n_ = img[0], cin_ = img[1], h_ = img[2], w_ = img[3], o_ = w[0], kh_ = w[2], kw_ = w[3];
     oh_ = (h_ + 2 * cp_.pad_h - cp_.dil_h * (kh_ - 1) - 1) / cp_.stride_h + 1;
     ow_ = (w_ + 2 * cp_.pad_w - cp_.dil_w * (kw_ - 1) - 1) / cp_.stride_w + 1;
@@ -716,9 +721,11 @@ struct XTiles {
 };
 
 class BatchNormPool : public Kernel {
+  static constexpr int kWeights = 5;  // the fused convolution's weights, after running_var
+
  public:
   explicit BatchNormPool(const KernelSpec& s)
-      : conv_(s, 0),
+      : conv_(s, 0, kWeights),
         g_(conv_.on() ? conv_.x_shape() : s.input(0).shape, s.output(0).shape, tile_lanes(s)),
         x_(s.input_layout(0)),
         p_layout_(s.output_layout(0)),
@@ -734,7 +741,7 @@ class BatchNormPool : public Kernel {
     const int64_t cp = g_.padded(), hw = g_.h * g_.w, phw = g_.oh * g_.ow;
     double *sum = ws_.partials(ctx.workspace), *m2 = sum + g_.n * cp, *moments = m2 + g_.n * cp;
     float *scale = ws_.channels(ctx.workspace), *shift = scale + cp, *wt = shift + cp;
-    if (conv_.on()) conv_.transpose_weights(g_, in.back().f32(), wt);
+    if (conv_.on()) conv_.transpose_weights(g_, in[kWeights].f32(), wt);
     const XTiles xs{g_, conv_, operand(in[0], x_, in[0].shape()), wt};
     const Operand p = operand(out[0], p_layout_, out[0].shape());
     std::fill(scale, scale + cp, 0.0f);  // padding channels: z = 0
@@ -754,7 +761,7 @@ class BatchNormPool : public Kernel {
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < g_.c; ++c) {
           double mean, var;
-          conv_.channel_stats(image, in.back().f32(), c, mean, var);
+          conv_.channel_stats(image, in[kWeights].f32(), c, mean, var);
           statistics(in, out, mean, var, c, scale[c], shift[c]);
         }
       } else if (bn_.training) {
@@ -824,15 +831,19 @@ class BatchNormPool : public Kernel {
 // convolution's weight gradient in dx's place, from sums taken in the same pass (conv_grad_tile_l)
 // and the image's moments (StemConv).
 class BatchNormPoolGrad : public Kernel {
+  static constexpr int kWeights = 6;  // the fused convolution's weights, after beta
+
  public:
   explicit BatchNormPoolGrad(const KernelSpec& s)
-      : conv_(s, 1),
+      : conv_(s, 1, kWeights),
         g_(conv_.on() ? conv_.x_shape() : s.input(1).shape, s.input(0).shape, tile_lanes(s)),
         layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
+        addend_(s.node.attrs.i("dp_sum", 0) != 0 ? (conv_.on() ? kWeights + 1 : kWeights) : -1),
+        addend_layout_(addend_ >= 0 ? s.input_layout(addend_) : Layout::nchw),
         threads_(cpu_backend(s).threads()),
         ws_{(2 + conv_.taps()) * g_.n * g_.padded() + conv_.moment_doubles(),
             (6 + conv_.taps()) * g_.padded(),
-            (2 * g_.h * g_.w + g_.oh * g_.ow) * g_.lanes + conv_.scratch_floats(), threads_} {
+            (2 * g_.h * g_.w + 2 * g_.oh * g_.ow) * g_.lanes + conv_.scratch_floats(), threads_} {
     if (conv_.on() && is_blocked(layouts_[2]))
       throw UnsupportedError("batch_norm_grad '" + s.node.name + "': blocked weight gradient");
   }
@@ -850,11 +861,21 @@ class BatchNormPoolGrad : public Kernel {
       mean[c] = in[3].f32()[c];
       bn_affine(in[2].f32()[c], in[5].f32()[c], mean[c], in[4].f32()[c], scale[c], shift[c]);
     }
-    if (conv_.on()) conv_.transpose_weights(g_, in.back().f32(), wt);
+    if (conv_.on()) conv_.transpose_weights(g_, in[kWeights].f32(), wt);
     const XTiles xs{g_, conv_, operand(in[1], layouts_[1], in[1].shape()), wt};
     const Operand dp = operand(in[0], layouts_[0], in[0].shape()),
                   dx = operand(out[0], layouts_[2], out[0].shape());
     const Tiles tiles{g_, hw, ws_, ctx.workspace};
+    // dp's tile of unit (n, c0); with "dp_sum" the sum of the two addends (cpu/fuse.cpp), made in
+    // the thread's dp tile.
+    auto dp_tile = [&](int64_t n, int64_t c0, int64_t t) {
+      const float* first = dp.read(g_, n, c0, tiles.dp(t));
+      if (addend_ < 0) return first;
+      const Operand second = operand(in[addend_], addend_layout_, in[addend_].shape());
+      add_tiles(first, second.read(g_, n, c0, tiles.addend(t)), tiles.dp(t),
+                g_.oh * g_.ow * g_.lanes);
+      return static_cast<const float*>(tiles.dp(t));
+    };
     ImageStats image;
     std::atomic<bool> ok{true};  // no exceptions inside OpenMP
 #pragma omp parallel num_threads(threads_)
@@ -870,7 +891,7 @@ class BatchNormPoolGrad : public Kernel {
         image = conv_.batch_stats(sums.moments);
       }
       for_my_units(g_, [&](int64_t n, int64_t c0, int64_t t) {
-        const float* dpt = dp.read(g_, n, c0, tiles.dp(t));
+        const float* dpt = dp_tile(n, c0, t);
         const int64_t at = n * cp + c0;
         std::fill_n(sums.dz + at, g_.lanes, 0.0);
         std::fill_n(sums.dxm + at, g_.lanes, 0.0);
@@ -902,7 +923,7 @@ class BatchNormPoolGrad : public Kernel {
       if (!conv_.on())
         for_my_units(g_, [&](int64_t n, int64_t c0, int64_t t) {
           const float* xt = xs.get(n, c0, tiles.x(t), tiles.image(t), padded);
-          const float* dpt = dp.read(g_, n, c0, tiles.dp(t));
+          const float* dpt = dp_tile(n, c0, t);
           float* dxt = dx.target(g_, n, c0, tiles.dx(t));
           tile_grad_input(g_.lanes, xt, dpt, dxt, g_.h, g_.w, g_.oh, g_.ow, scale + c0, shift + c0,
                           a + c0, b + c0, k + c0);
@@ -930,7 +951,8 @@ class BatchNormPoolGrad : public Kernel {
     float* x(int64_t t) const { return ws.tiles(base, t); }
     float* dx(int64_t t) const { return x(t) + hw * g.lanes; }
     float* dp(int64_t t) const { return x(t) + 2 * hw * g.lanes; }
-    float* image(int64_t t) const { return x(t) + (2 * hw + g.oh * g.ow) * g.lanes; }
+    float* addend(int64_t t) const { return x(t) + (2 * hw + g.oh * g.ow) * g.lanes; }
+    float* image(int64_t t) const { return x(t) + (2 * hw + 2 * g.oh * g.ow) * g.lanes; }
   };
 
   // Channel c's sums over the batch, in image order.
@@ -967,7 +989,7 @@ class BatchNormPoolGrad : public Kernel {
       double g1 = 0, g2, g3;
       for (int64_t n = 0; n < g_.n; ++n)
         g1 += s.g1[(n * cp + c - lane) * taps + t * g_.lanes + lane];
-      conv_.centred_sums(image, in.back().f32(), c, in[3].f32()[c], t, g2, g3);
+      conv_.centred_sums(image, in[kWeights].f32(), c, in[3].f32()[c], t, g2, g3);
       out[0].f32()[c * taps + t] = static_cast<float>(gi * g1 + b * g2 + k * g3);
     }
   }
@@ -975,6 +997,8 @@ class BatchNormPoolGrad : public Kernel {
   StemConv conv_;
   Geometry g_;
   Layout layouts_[3];  // dp, x, dx
+  int addend_;         // dp's second addend's input ("dp_sum"), or -1
+  Layout addend_layout_;
   int threads_;
   Workspace ws_;
 };
@@ -988,7 +1012,8 @@ std::unique_ptr<Kernel> make_batch_norm_pool(const KernelSpec& s) {
 }
 
 std::unique_ptr<Kernel> make_batch_norm_pool_grad(const KernelSpec& s) {
-  const size_t inputs = s.node.attrs.s("conv", "") == "stem" ? 7 : 6;
+  const size_t inputs =
+      (s.node.attrs.s("conv", "") == "stem" ? 7 : 6) + (s.node.attrs.i("dp_sum", 0) != 0);
   if (s.node.attrs.s("pool", "") != "max2" || s.node.inputs.size() != inputs)
     throw UnsupportedError("batch_norm_grad '" + s.node.name + "': unknown fused pooling");
   return std::make_unique<BatchNormPoolGrad>(s);

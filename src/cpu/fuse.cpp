@@ -3,8 +3,9 @@
 // the pooling's gradient (ops/fuse.h), and a batch norm + ReLU + 2x2 max pooling one node, with
 // its gradient (fuse_batch_norm_pools below), with a thin convolution in front of that
 // (fuse_stem_convolutions); the gradient of a ReLU into the add of the two gradients it reads
-// (fuse_add_relu_grads). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0 the batch norm
-// + pooling, MYELIN_CPU_STEM=0 the convolution's.
+// (fuse_add_relu_grads), and the sum that the fused pooling's gradient reads into it
+// (fuse_pool_grad_sums). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0 the batch
+// norm + pooling ones, MYELIN_CPU_STEM=0 the convolution's.
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -213,6 +214,34 @@ void fuse_add_relu_grads(Graph& g) {
   g.remove_nodes(fused);
 }
 
+// A fused batch norm + pooling gradient whose dp is a sum (the pooling's output read by a
+// residual block's first convolution and its shortcut) adds the two itself, per tile in cache:
+// "dp_sum" = 1, the second addend as the last input. Run after fuse_stem_convolutions.
+void fuse_pool_grad_sums(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the adds now done by batch norm gradients
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& b = g.nodes()[i];
+    if (b.op != "batch_norm_grad" || b.attrs.s("pool", "") != "max2" || b.attrs.has("dp_sum"))
+      continue;
+    const ValueId dp = b.inputs[0];
+    const int p = g.value(dp).producer;
+    if (p < 0 || g.is_kept(dp) || readers[dp].size() != 1) continue;
+    const Node& add = g.nodes()[p];
+    if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") ||
+        add.outputs[0] != dp || g.value(add.inputs[0]).shape != g.value(dp).shape ||
+        g.value(add.inputs[1]).shape != g.value(dp).shape)
+      continue;
+    const Node sum = add;
+    Node& grad = g.node(static_cast<int>(i));
+    grad.inputs[0] = sum.inputs[0];
+    grad.inputs.push_back(sum.inputs[1]);
+    grad.attrs.set("dp_sum", int64_t{1});
+    fused.push_back(p);
+  }
+  g.remove_nodes(fused);
+}
+
 }  // namespace cpu
 
 void CpuBackend::fuse(Graph& g) const {
@@ -231,6 +260,7 @@ void CpuBackend::fuse(Graph& g) const {
   if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
   cpu::fuse_batch_norm_pools(g);
   if (!env_is("MYELIN_CPU_STEM", "0")) cpu::fuse_stem_convolutions(g);
+  if (!env_is("MYELIN_CPU_DP_SUM", "0")) cpu::fuse_pool_grad_sums(g);
 }
 
 }  // namespace myelin
