@@ -10,8 +10,7 @@
 // 8, the blocked operands' block; 16 where all are plain), made from plain rows where an operand
 // is plain (blocked.h), in the calling thread's buffers. Sums over the batch go to per-image
 // partials first, added in image order, so results do not depend on the thread count. The
-// statistics combine per-image means and centred sums of squares (Chan et al.'s pairwise
-// formula), one pass over x instead of the unfused kernel's two.
+// statistics combine per-image means and centred sums of squares (moments.h), one pass over x.
 //
 // The gradient recomputes each window's four values z = max(x * scale + shift, 0) with the
 // forward's scale and shift (both from the rounded mean and invstd outputs, so the same floats)
