@@ -349,6 +349,28 @@ TEST(CpuBlocked, RowsAndTilesConvert) {
       }
 }
 
+// nChw8c and nChw16c made from each other (reblock): every channel where the definition puts it,
+// the padding of 16-channel blocks zero (24 and 40 channels), and back unchanged.
+TEST(CpuBlocked, EightAndSixteenChannelBlocksConvert) {
+  const int64_t n = 3, hw = 5;
+  for (int64_t c : {8, 16, 24, 40}) {
+    auto at = [&](int64_t block, int64_t i, int64_t ch, int64_t p) {
+      return ((i * cpu::channel_blocks(c, block) + ch / block) * hw + p) * block + ch % block;
+    };
+    std::vector<float> x8(static_cast<size_t>(n * cpu::padded_channels(c, 8) * hw));
+    std::vector<float> x16(static_cast<size_t>(n * cpu::padded_channels(c, 16) * hw), -1.0f);
+    for (size_t i = 0; i < x8.size(); ++i) x8[i] = static_cast<float>(i) + 0.25f;
+    cpu::reblock(x8.data(), 8, x16.data(), 16, n, c, hw);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < cpu::padded_channels(c, 16); ++ch)
+        for (int64_t p = 0; p < hw; ++p)
+          ASSERT_EQ(x16[at(16, i, ch, p)], ch < c ? x8[at(8, i, ch, p)] : 0.0f) << c;
+    std::vector<float> back(x8.size(), -1.0f);
+    cpu::reblock(x16.data(), 16, back.data(), 8, n, c, hw);
+    EXPECT_EQ(back, x8) << c;
+  }
+}
+
 // The layout of a blocked value by its channel count.
 TEST(CpuBlocked, BlockedLayoutByChannels) {
   EXPECT_EQ(cpu::blocked_layout(24), Layout::nchw8c);

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/simd.h"
+
 namespace myelin::cpu {
 
 Layout blocked_layout(int64_t c) {
@@ -161,6 +163,41 @@ void rows_to_tile(const float* rows, int64_t s, int64_t real, float* tile, int64
   const int64_t done = rows_to_tile_fast(rows, s, real, tile, block);
   for (int64_t i = done; i < s; ++i)
     for (int64_t k = 0; k < block; ++k) tile[i * block + k] = k < real ? rows[k * s + i] : 0.0f;
+}
+
+// One target block of one image, pixel by pixel, so that each pixel's `to` lanes are written at
+// once (a whole cache line for 16): lanes [j * step, (j + 1) * step) from src[j] (blocks of
+// `from`, already at the run's first lane), or zeros where src[j] is null (padding).
+MYELIN_VECTOR_CLONES void reblock_block(const float* const* src, int64_t from, float* dst,
+                                        int64_t to, int64_t hw, int64_t step) {
+  for (int64_t p = 0; p < hw; ++p)
+    for (int64_t j = 0; j < to / step; ++j) {
+      float* d = dst + p * to + j * step;
+      if (!src[j]) {
+#pragma omp simd
+        for (int64_t k = 0; k < step; ++k) d[k] = 0.0f;
+        continue;
+      }
+#pragma omp simd
+      for (int64_t k = 0; k < step; ++k) d[k] = src[j][p * from + k];
+    }
+}
+
+void reblock(const float* src, int64_t from, float* dst, int64_t to, int64_t n, int64_t c,
+             int64_t hw) {
+  const int64_t step = std::min(from, to);
+  const int64_t from_blocks = channel_blocks(c, from), to_blocks = channel_blocks(c, to);
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < n * to_blocks; ++u) {
+    const int64_t i = u / to_blocks, b = u % to_blocks;
+    const float* runs[kChannelBlock / 8] = {};
+    for (int64_t j = 0; j < to / step; ++j) {
+      const int64_t c0 = b * to + j * step;  // the run's first channel
+      if (c0 / from < from_blocks)           // else padding of the larger target block: zeros
+        runs[j] = src + ((i * from_blocks + c0 / from) * hw) * from + c0 % from;
+    }
+    reblock_block(runs, from, dst + u * hw * to, to, hw, step);
+  }
 }
 
 void tile_to_rows(const float* tile, int64_t s, int64_t real, float* rows, int64_t block) {

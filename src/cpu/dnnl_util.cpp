@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/blocked.h"
+
 namespace myelin::cpu {
 
 namespace {
@@ -100,14 +102,7 @@ DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& stored,
   Slot user = input(index, stored);
   if (want == stored) return user;
   Slot staged = scratch(want);
-  dnnl::reorder r;
-  try {
-    r = dnnl::reorder(
-        dnnl::reorder::primitive_desc(backend_->engine(), stored, backend_->engine(), want));
-  } catch (const dnnl::error& e) {
-    throw_dnnl_error(e, op_, layer_, "reorder");
-  }
-  steps_.push_back(make_step(r, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, staged}}, "reorder"));
+  steps_.push_back(conversion(user, stored, staged, want));
   ++reorders_;
   return staged;
 }
@@ -117,16 +112,48 @@ DnnlSequence::Slot DnnlSequence::output_as(int index, const memory::desc& stored
   Slot user = output(index, stored);
   if (have == stored) return user;
   Slot staged = scratch(have);
+  post_.push_back(conversion(staged, have, user, stored));
+  ++reorders_;
+  return staged;
+}
+
+namespace {
+
+// The channel block of md where it is a 4-D f32 nChw8c or nChw16c, else 0.
+int64_t block_of_desc(const memory::desc& md) {
+  const memory::dims d = md.dims();
+  if (d.size() != 4) return 0;
+  const Shape s{d[0], d[1], d[2], d[3]};
+  if (md == stored_desc(s, Layout::nchw8c)) return 8;
+  if (md == stored_desc(s, Layout::nchw16c)) return 16;
+  return 0;
+}
+
+}  // namespace
+
+DnnlSequence::Step DnnlSequence::conversion(Slot from, const memory::desc& from_md, Slot to,
+                                            const memory::desc& to_md) {
+  const int64_t a = block_of_desc(from_md), b = block_of_desc(to_md);
+  if (a && b && a != b && from_md.dims() == to_md.dims()) {
+    Step st{dnnl::primitive(), {}, "reorder", from, to, a, b};
+    return st;
+  }
   dnnl::reorder r;
   try {
     r = dnnl::reorder(
-        dnnl::reorder::primitive_desc(backend_->engine(), have, backend_->engine(), stored));
+        dnnl::reorder::primitive_desc(backend_->engine(), from_md, backend_->engine(), to_md));
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, "reorder");
   }
-  post_.push_back(make_step(r, {{DNNL_ARG_FROM, staged}, {DNNL_ARG_TO, user}}, "reorder"));
-  ++reorders_;
-  return staged;
+  return make_step(r, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, "reorder");
+}
+
+void DnnlSequence::execute(const Step& st, dnnl::stream& stream) const {
+  if (!st.from_block) return st.prim.execute(stream, st.args);
+  const memory &from = slots_[st.from].mem, &to = slots_[st.to].mem;
+  const memory::dims d = from.get_desc().dims();
+  reblock(static_cast<const float*>(from.get_data_handle()), st.from_block,
+          static_cast<float*>(to.get_data_handle()), st.to_block, d[0], d[1], d[2] * d[3]);
 }
 
 void DnnlSequence::add(const dnnl::primitive& p, const std::vector<std::pair<int, Slot>>& args,
@@ -151,8 +178,8 @@ void DnnlSequence::run(const std::vector<Tensor>& in, const std::vector<Tensor>&
   dnnl::stream& stream = backend_->stream();
   const Step* current = nullptr;
   try {
-    for (const Step& st : steps_) current = &st, st.prim.execute(stream, st.args);
-    for (const Step& st : post_) current = &st, st.prim.execute(stream, st.args);
+    for (const Step& st : steps_) current = &st, execute(st, stream);
+    for (const Step& st : post_) current = &st, execute(st, stream);
     stream.wait();
   } catch (const dnnl::error& e) {
     throw_dnnl_error(e, op_, layer_, current ? current->what : "stream");

@@ -88,9 +88,17 @@ class DnnlSequence {
     dnnl::primitive prim;
     std::unordered_map<int, memory> args;
     std::string what;
+    // A conversion between nChw8c and nChw16c by our own loop (reblock, blocked.h) instead of
+    // a primitive: the slots it reads and writes, and their blocks; from_block 0 where none.
+    Slot from = -1, to = -1;
+    int64_t from_block = 0, to_block = 0;
   };
 
   Slot add_slot(Source s, int index, const memory::desc& md);
+  // The conversion from `from` to `to`: reblock where it is one between 8- and 16-channel blocks,
+  // else a oneDNN reorder.
+  Step conversion(Slot from, const memory::desc& from_md, Slot to, const memory::desc& to_md);
+  void execute(const Step& st, dnnl::stream& stream) const;
   Step make_step(const dnnl::primitive& p, const std::vector<std::pair<int, Slot>>& args,
                  const std::string& what);
 
