@@ -116,8 +116,9 @@ namespace {
 constexpr int64_t kMaxStemTaps = 32;  // input channels x kernel area of a fusable convolution
 
 // The chain's convolution, if it may be fused into it: a convolution without bias, ReLU or groups,
-// of few taps, whose output only the batch norm and its gradient read, and whose input gradient
-// nobody asks for (the gradient of the batch norm read by the weight gradient alone).
+// of few taps, on a graph input (the kernels read the image as NCHW, which an activation need not
+// be), whose output only the batch norm and its gradient read, and whose input gradient nobody
+// asks for (the gradient of the batch norm read by the weight gradient alone).
 bool fusable_stem(const Graph& g, const std::vector<std::vector<int>>& readers, int bn, int grad,
                   int& conv, int& weight_grad) {
   const ValueId x = g.nodes()[bn].inputs[0];
@@ -125,7 +126,8 @@ bool fusable_stem(const Graph& g, const std::vector<std::vector<int>>& readers, 
   if (conv < 0 || g.is_kept(x)) return false;
   const Node& c = g.nodes()[conv];
   if (c.op != "conv2d" || c.inputs.size() != 2 || c.attrs.has("post") || c.outputs[0] != x ||
-      c.attrs.i("groups", 1) != 1)
+      c.attrs.i("groups", 1) != 1 || g.value(c.inputs[0]).kind == ValueKind::activation ||
+      g.value(c.inputs[0]).dtype != DType::f32)
     return false;
   const Shape& w = g.value(c.inputs[1]).shape;
   if (w.rank() != 4 || w[1] * w[2] * w[3] > kMaxStemTaps) return false;
