@@ -33,11 +33,15 @@ def run(bs, mode, iters=20, warm=5):
         opt.zero_grad(set_to_none=True)
         with torch.autocast('cuda', torch.bfloat16, enabled=amp): loss = lossf(f(x), y)
         loss.backward(); opt.step()
+    torch.cuda.reset_peak_memory_stats()
     for _ in range(warm + (10 if 'compile' in mode else 0)): step()
     torch.cuda.synchronize(); t = time.perf_counter()
     for _ in range(iters): step()
     torch.cuda.synchronize(); dt = time.perf_counter() - t
     print(f"resnet50 bs={bs} mode={mode}: {bs*iters/dt:.0f} img/s", flush=True)
+    # Peak memory of the steps: tensors allocated, and what the caching allocator reserved.
+    print(f"resnet50 bs={bs} mode={mode} memory: allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB,"
+          f" reserved {torch.cuda.max_memory_reserved() / 2**20:.0f} MiB", flush=True)
 modes = sys.argv[1].split(','); batches = [int(b) for b in sys.argv[2].split(',')]
 for b in batches:
     for md in modes: run(b, md)
