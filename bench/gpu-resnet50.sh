@@ -27,7 +27,7 @@ mkdir -p "$OUT"
 BUILD="${BUILD_DIR:-build-gpu}"
 BATCHES="${BATCHES:-128 256}"
 PRECISIONS="${PRECISIONS:-bf16 tf32}"
-PEER_MODES="${PEER_MODES:-bf16clcompile,tf32compile,tf32clcompile}"
+PEER_MODES="${PEER_MODES-bf16clcompile,tf32compile,tf32clcompile}"  # empty: Myelin only
 REPEATS="${REPEATS:-1}"
 ITERS="${ITERS:-30}"
 VARIANTS="${VARIANTS:-default}"
@@ -71,6 +71,7 @@ for r in $(seq "$REPEATS"); do
       done
     done
     # The peer runs on its own PyTorch bundles, not the libraries on LD_LIBRARY_PATH for Myelin.
+    [ -n "$PEER_MODES" ] || continue
     env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout 400 python3 bench/torch_resnet50_bench.py \
       "$PEER_MODES" "$b" > "$OUT/torch-b$b-$r.log" 2>&1 || note "torch batch $b: rc=$? (see torch-b$b-$r.log)"
     sed -nE 's/^resnet50 bs=([0-9]+) mode=([a-z0-9]+): ([0-9]+) img\/s/{"who":"torch","mode":"\2","batch":\1,"images_per_second":\3}/p' \
