@@ -1,0 +1,354 @@
+// The stem convolution's loops (stem_conv.h): tile by tile, inside the pooling's window loops,
+// and the image's column moments.
+#include "cpu/stem_conv.h"
+
+#include <dnnl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/bn_pool_window.h"
+
+namespace myelin::cpu::bn_pool {
+
+namespace {
+
+constexpr int64_t kSumPixels = 256;  // pixels summed in float before going to double
+
+// Pixels a convolution loop keeps in flight: independent accumulators, so that it runs at the
+// multiply-add units' throughput rather than at one add's latency per tap.
+constexpr int64_t kPixels = 4;
+
+// One tile of the fused stem convolution: x[pixel][k] = sum over taps t of wt[t][k] * the image
+// element that tap reads for the pixel (pimg: the image zero-padded, so every tap reads inside
+// it; off[t]: each tap's offset there). kPixels pixels of a row at a time, then the row's rest.
+template <int64_t L>
+[[gnu::always_inline]] inline void conv_tile_l(const float* pimg, const int64_t* off, int64_t taps,
+                                               const float* wt, int64_t oh, int64_t ow, int64_t sh,
+                                               int64_t sw, int64_t wp, float* x) {
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    const float* row = pimg + oy * sh * wp;
+    float* xr = x + oy * ow * L;
+    int64_t ox = 0;
+    for (; ox + kPixels <= ow; ox += kPixels) {
+      Lanes<L> acc[kPixels] = {};
+      for (int64_t t = 0; t < taps; ++t) {
+        const Lanes<L> w = load<L>(wt + t * L);
+        for (int64_t j = 0; j < kPixels; ++j) acc[j] += w * row[(ox + j) * sw + off[t]];
+      }
+      for (int64_t j = 0; j < kPixels; ++j) store<L>(xr + (ox + j) * L, acc[j]);
+    }
+    for (; ox < ow; ++ox) {
+      Lanes<L> acc = {};
+      for (int64_t t = 0; t < taps; ++t) acc += load<L>(wt + t * L) * row[ox * sw + off[t]];
+      store<L>(xr + ox * L, acc);
+    }
+  }
+}
+
+// The fused convolution's weight gradient term of one tile, added to the running totals: per tap
+// t and lane k, g1 += sum(dz * col_t), col_t the image elements tap t reads. By linearity of
+// dx = a * dz + b * (x - mean) + k', dW = a * g1 + b * sum((x - mean) * col) + k' * sum(col), and
+// the last two come from the image's moments (StemConv), so dx itself is never formed.
+template <int64_t L>
+[[gnu::always_inline]] inline void conv_grad_tile_l(const float* pimg, const int64_t* off,
+                                                    int64_t taps, const float* dz, int64_t oh,
+                                                    int64_t ow, int64_t sh, int64_t sw, int64_t wp,
+                                                    double* g1) {
+  for (int64_t t = 0; t < taps; ++t) {
+    Lanes<L> acc[kPixels] = {};
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const float* col = pimg + oy * sh * wp + off[t];
+      const float* d = dz + oy * ow * L;
+      int64_t ox = 0;
+      for (; ox + kPixels <= ow; ox += kPixels)
+        for (int64_t j = 0; j < kPixels; ++j)
+          acc[j] += load<L>(d + (ox + j) * L) * col[(ox + j) * sw];
+      for (; ox < ow; ++ox) acc[0] += load<L>(d + ox * L) * col[ox * sw];
+    }
+    for (int64_t j = 1; j < kPixels; ++j) acc[0] += acc[j];
+    for (int64_t k = 0; k < L; ++k) g1[t * L + k] += acc[0][k];
+  }
+}
+
+// Sum of a row of floats: float lanes over blocks, the blocks added in double.
+MYELIN_VECTOR_CLONES double row_total(const float* r, int64_t len) {
+  double total = 0;
+  for (int64_t b = 0; b < len; b += kSumPixels * 4) {
+    // Four vector accumulators: one would wait on its own add every step.
+    const int64_t end = std::min(len, b + kSumPixels * 4);
+    Lanes<8> acc[4] = {};
+    int64_t i = b;
+    for (; i + 32 <= end; i += 32)
+      for (int j = 0; j < 4; ++j) acc[j] += load<8>(r + i + 8 * j);
+    float sum = 0;
+    for (; i < end; ++i) sum += r[i];
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 8; ++k) sum += acc[j][k];
+    total += sum;
+  }
+  return total;
+}
+
+// dst[i] = src[i * stride], i < len: vector copies where the stride is 1 (the small runs of a
+// padded image and its columns, which std::copy sent to a memmove call each; inline, as a call
+// per run cost as much).
+[[gnu::always_inline]] inline void copy_run(const float* src, int64_t stride, int64_t len,
+                                            float* dst) {
+  int64_t i = 0;
+  if (stride == 1)
+    for (; i + 8 <= len; i += 8) store<8>(dst + i, load<8>(src + i));
+  for (; i < len; ++i) dst[i] = src[i * stride];
+}
+
+// One image's column moments: cols holds its `taps` columns (rows of s pixels); sum[t] = their
+// sums, co[t][u] = the sums of products about the image's own means (cols centred in place; the
+// products by one SGEMM, `gram` its float result).
+bool column_moments(float* cols, int64_t taps, int64_t s, float* gram, double* sum, double* co) {
+  std::vector<double> shift(taps);
+  for (int64_t t = 0; t < taps; ++t) {
+    float* r = cols + t * s;
+    sum[t] = row_total(r, s);
+    const float mean = static_cast<float>(sum[t] / s);
+    shift[t] = sum[t] / s - mean;  // what the float mean misses of the exact one
+    for (int64_t i = 0; i < s; ++i) r[i] -= mean;
+  }
+  if (dnnl_sgemm('N', 'T', taps, taps, s, 1.0f, cols, s, cols, s, 0.0f, gram, taps) != dnnl_success)
+    return false;
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t u = 0; u < taps; ++u)
+      co[t * taps + u] = gram[t * taps + u] - s * shift[t] * shift[u];
+  return true;
+}
+
+// The convolution by tiles. Forward and gradient compute x by the same clone, so alike.
+MYELIN_FMA_CLONES void conv_tile(int64_t lanes, const float* pimg, const int64_t* off, int64_t taps,
+                                 const float* wt, int64_t oh, int64_t ow, int64_t sh, int64_t sw,
+                                 int64_t wp, float* x) {
+  MYELIN_BY_LANES(conv_tile_l, lanes, pimg, off, taps, wt, oh, ow, sh, sw, wp, x);
+}
+MYELIN_FMA_CLONES void conv_grad_tile(int64_t lanes, const float* pimg, const int64_t* off,
+                                      int64_t taps, const float* dz, int64_t oh, int64_t ow,
+                                      int64_t sh, int64_t sw, int64_t wp, double* g1) {
+  MYELIN_BY_LANES(conv_grad_tile_l, lanes, pimg, off, taps, dz, oh, ow, sh, sw, wp, g1);
+}
+
+// --- The stem convolution of T taps (3x3 on one channel: T = 9) fused into the window loops: each
+// window's four x computed in registers from the padded image, used there and dropped, so x and
+// dz never go through a tile. The weights and, in the gradient, the T weight-gradient accumulators
+// stay in registers (T known at compile time). ---
+
+// The image elements of tap t for a window's four pixels: at[j] + off[t], at[j] the pixel's
+// corner in the padded image.
+struct WindowPixels {
+  int64_t at[4];
+  WindowPixels(int64_t oy, int64_t ox, int64_t sh, int64_t sw, int64_t wp) {
+    for (int j = 0; j < 4; ++j) at[j] = (2 * oy + j / 2) * sh * wp + (2 * ox + j % 2) * sw;
+  }
+};
+
+template <int64_t L, int64_t T>
+[[gnu::always_inline]] inline void window_x(const float* pimg, const int64_t* off,
+                                            const Lanes<L> (&w)[T], const WindowPixels& px,
+                                            Lanes<L> (&x)[4]) {
+  // Unrolled, so that the weights and accumulators stay in registers.
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    Lanes<L> acc = {};
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < T; ++t) acc += w[t] * pimg[px.at[j] + off[t]];
+    x[j] = acc;
+  }
+}
+
+// The forward: the pooled z of one unit straight from the image (conv_tile_l and tile_pool_l in
+// one loop).
+template <int64_t L, int64_t T>
+[[gnu::always_inline]] inline void stem_pool_l(const float* pimg, const int64_t* off,
+                                               const float* wt, int64_t oh, int64_t ow, int64_t sh,
+                                               int64_t sw, int64_t wp, const float* scale,
+                                               const float* shift, float* p) {
+  Lanes<L> w[T];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
+  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift);
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      Lanes<L> x[4];
+      window_x<L, T>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), x);
+      Lanes<L> m = activated_v<L>(x[0], sc, shv);
+      for (int j = 1; j < 4; ++j) m = max_v<L>(m, activated_v<L>(x[j], sc, shv));
+      store<L>(p + (oy * ow + ox) * L, m);
+    }
+}
+
+// The gradient: per lane sum(dz), sum(dz * (x - mean)) and per tap g1 = sum(dz * col_t) of one
+// unit (tile_dz_l and conv_grad_tile_l in one loop), added to the running totals.
+template <int64_t L, int64_t T>
+[[gnu::always_inline]] inline void stem_grad_l(const float* pimg, const int64_t* off,
+                                               const float* wt, const float* dp, int64_t oh,
+                                               int64_t ow, int64_t sh, int64_t sw, int64_t wp,
+                                               const float* scale, const float* shift,
+                                               const float* mean, double* sum_dz, double* sum_dxm,
+                                               double* g1) {
+  Lanes<L> w[T], g[T] = {};
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
+  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift), mn = load<L>(mean), zero = {};
+  Lanes<L> sdz = {}, sdxm = {};
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const WindowPixels px(oy, ox, sh, sw, wp);
+      Lanes<L> x[4];
+      window_x<L, T>(pimg, off, w, px, x);
+      const WindowPick<L> p(Window<L>(x), load<L>(dp + (oy * ow + ox) * L), sc, shv);
+      sdz += p.dz;
+      sdxm += p.dz * (p.x - mn);
+      Lanes<L> d[4];
+      for (int j = 0; j < 4; ++j) d[j] = p.hit[j] ? p.dz : zero;
+#pragma GCC unroll 16
+      for (int64_t t = 0; t < T; ++t)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) g[t] += d[j] * pimg[px.at[j] + off[t]];
+    }
+  for (int64_t k = 0; k < L; ++k) sum_dz[k] += sdz[k], sum_dxm[k] += sdxm[k];
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < L; ++k) g1[t * L + k] += g[t][k];
+}
+
+MYELIN_FMA_CLONES void stem_pool(int64_t lanes, const float* pimg, const int64_t* off,
+                                 const float* wt, int64_t oh, int64_t ow, int64_t sh, int64_t sw,
+                                 int64_t wp, const float* scale, const float* shift, float* p) {
+  if (lanes == 8)
+    return stem_pool_l<8, kStemTaps>(pimg, off, wt, oh, ow, sh, sw, wp, scale, shift, p);
+  stem_pool_l<16, kStemTaps>(pimg, off, wt, oh, ow, sh, sw, wp, scale, shift, p);
+}
+
+MYELIN_FMA_CLONES void stem_grad(int64_t lanes, const float* pimg, const int64_t* off,
+                                 const float* wt, const float* dp, int64_t oh, int64_t ow,
+                                 int64_t sh, int64_t sw, int64_t wp, const float* scale,
+                                 const float* shift, const float* mean, double* sum_dz,
+                                 double* sum_dxm, double* g1) {
+  if (lanes == 8)
+    return stem_grad_l<8, kStemTaps>(pimg, off, wt, dp, oh, ow, sh, sw, wp, scale, shift, mean,
+                                     sum_dz, sum_dxm, g1);
+  stem_grad_l<16, kStemTaps>(pimg, off, wt, dp, oh, ow, sh, sw, wp, scale, shift, mean, sum_dz,
+                             sum_dxm, g1);
+}
+
+}  // namespace
+
+StemConv::StemConv(const KernelSpec& s, int image_input, int weight_input)
+    : on_(s.node.attrs.s("conv", "") == "stem"), cp_(s.node.attrs) {
+  if (!on_) return;
+  const Shape &img = s.input(image_input).shape, &w = s.input(weight_input).shape;
+  n_ = img[0], cin_ = img[1], h_ = img[2], w_ = img[3], o_ = w[0], kh_ = w[2], kw_ = w[3];
+  oh_ = (h_ + 2 * cp_.pad_h - cp_.dil_h * (kh_ - 1) - 1) / cp_.stride_h + 1;
+  ow_ = (w_ + 2 * cp_.pad_w - cp_.dil_w * (kw_ - 1) - 1) / cp_.stride_w + 1;
+  hp_ = (oh_ - 1) * cp_.stride_h + (kh_ - 1) * cp_.dil_h + 1;
+  wp_ = (ow_ - 1) * cp_.stride_w + (kw_ - 1) * cp_.dil_w + 1;
+  for (int64_t ci = 0; ci < cin_; ++ci)
+    for (int64_t ky = 0; ky < kh_; ++ky)
+      for (int64_t kx = 0; kx < kw_; ++kx)
+        off_.push_back((ci * hp_ + ky * cp_.dil_h) * wp_ + kx * cp_.dil_w);
+}
+
+void StemConv::transpose_weights(const Geometry& g, const float* w, float* wt) const {
+  const int64_t taps = this->taps();
+  for (int64_t c = 0; c < g.padded(); ++c)
+    for (int64_t t = 0; t < taps; ++t)
+      wt[(c / g.lanes * taps + t) * g.lanes + c % g.lanes] = c < g.c ? w[c * taps + t] : 0.0f;
+}
+
+void StemConv::pad(const float* img, int64_t n, float* pimg) const {
+  std::fill_n(pimg, image_floats(), 0.0f);
+  const int64_t x1 = std::min(w_, wp_ - cp_.pad_w);
+  for (int64_t ci = 0; ci < cin_; ++ci)
+    for (int64_t y = 0; y < h_ && y + cp_.pad_h < hp_; ++y) {
+      const float* row = img + ((n * cin_ + ci) * h_ + y) * w_;
+      copy_run(row, 1, x1, pimg + (ci * hp_ + y + cp_.pad_h) * wp_ + cp_.pad_w);
+    }
+}
+
+void StemConv::tile(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                    float* x) const {
+  conv_tile(g.lanes, pimg, off_.data(), taps(), wt + c0 * taps(), oh_, ow_, cp_.stride_h,
+            cp_.stride_w, wp_, x);
+}
+
+void StemConv::pool(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                    const float* scale, const float* shift, float* p) const {
+  stem_pool(g.lanes, pimg, off_.data(), wt + c0 * taps(), g.oh, g.ow, cp_.stride_h, cp_.stride_w,
+            wp_, scale, shift, p);
+}
+
+void StemConv::grad(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                    const float* dp, const float* scale, const float* shift, const float* mean,
+                    double* sum_dz, double* sum_dxm, double* g1) const {
+  stem_grad(g.lanes, pimg, off_.data(), wt + c0 * taps(), dp, g.oh, g.ow, cp_.stride_h,
+            cp_.stride_w, wp_, scale, shift, mean, sum_dz, sum_dxm, g1);
+}
+
+void StemConv::grad_tile(const Geometry& g, const float* pimg, const float* dz, double* g1) const {
+  conv_grad_tile(g.lanes, pimg, off_.data(), taps(), dz, oh_, ow_, cp_.stride_h, cp_.stride_w, wp_,
+                 g1);
+}
+
+bool StemConv::image_moments(const float* img, int64_t n, float* scratch, double* moments,
+                             int64_t& padded) const {
+  const int64_t taps = this->taps(), s = oh_ * ow_;
+  float *pimg = scratch, *cols = scratch + image_floats(), *gram = cols + taps * s;
+  pad(img, n, pimg);
+  padded = n;
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t oy = 0; oy < oh_; ++oy) {
+      copy_run(pimg + oy * cp_.stride_h * wp_ + off_[t], cp_.stride_w, ow_,
+               cols + t * s + oy * ow_);
+    }
+  return column_moments(cols, taps, s, gram, moments + n * taps,
+                        moments + n_ * taps + n * taps * taps);
+}
+
+ImageStats StemConv::batch_stats(const double* moments) const {
+  const int64_t taps = this->taps();
+  const double s = static_cast<double>(oh_ * ow_), m = s * n_;
+  ImageStats st{std::vector<double>(taps, 0.0), std::vector<double>(taps * taps, 0.0)};
+  for (int64_t n = 0; n < n_; ++n)
+    for (int64_t t = 0; t < taps; ++t) st.mu[t] += moments[n * taps + t];
+  for (double& v : st.mu) v /= m;
+  for (int64_t n = 0; n < n_; ++n) {
+    const double *sum = moments + n * taps, *co = moments + n_ * taps + n * taps * taps;
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t u = 0; u < taps; ++u)
+        st.cov[t * taps + u] +=
+            co[t * taps + u] + s * (sum[t] / s - st.mu[t]) * (sum[u] / s - st.mu[u]);
+  }
+  for (double& v : st.cov) v /= m;
+  return st;
+}
+
+void StemConv::channel_stats(const ImageStats& st, const float* w, int64_t c, double& mean,
+                             double& var) const {
+  const int64_t taps = this->taps();
+  const float* wc = w + c * taps;
+  mean = var = 0;
+  for (int64_t t = 0; t < taps; ++t) {
+    mean += wc[t] * st.mu[t];
+    for (int64_t u = 0; u < taps; ++u) var += wc[t] * st.cov[t * taps + u] * wc[u];
+  }
+  var = std::max(var, 0.0);
+}
+
+void StemConv::centred_sums(const ImageStats& st, const float* w, int64_t c, double mean, int64_t t,
+                            double& g2, double& g3) const {
+  const int64_t taps = this->taps();
+  const float* wc = w + c * taps;
+  const double m = static_cast<double>(oh_ * ow_ * n_);
+  double cov_w = 0, w_mu = 0;
+  for (int64_t u = 0; u < taps; ++u)
+    cov_w += st.cov[t * taps + u] * wc[u], w_mu += wc[u] * st.mu[u];
+  g2 = m * cov_w + m * st.mu[t] * (w_mu - mean);
+  g3 = m * st.mu[t];
+}
+
+}  // namespace myelin::cpu::bn_pool
