@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <tuple>
 
 #include "core/backend.h"
 #include "support/step_compare.h"
@@ -293,6 +294,27 @@ TEST(CpuFuse, StemConvolutionStepMatches) {
   with_grad.fusable = 0;
   const StepOptions o{.switch_env = "MYELIN_CPU_STEM", .bind_seed = 9, .label_classes = 5};
   EXPECT_EQ(run_step(with_grad, true, o).nodes, run_step(with_grad, false, o).nodes);
+}
+
+// MYELIN_CPU_STEM_STATS on or off: the fused stem's gradient takes the image's statistics from the
+// forward ("stem_stats": one output and one input more) or computes them again from the image.
+// The same doubles either way, so the same step to the bit: 9 taps (the window loops) and 27
+// (tiles), padding 1 and stride 2.
+TEST(CpuFuse, StemStatisticsFromTheForwardMatch) {
+  const Attrs pad1{{"pad", int64_t{1}}}, stride2{{"stride", int64_t{2}}};
+  const StepOptions o{.switch_env = "MYELIN_CPU_STEM_STATS", .bind_seed = 9, .label_classes = 5};
+  const std::tuple<int64_t, int64_t, Attrs> cases[] = {
+      {8, 1, pad1}, {11, 3, pad1}, {13, 1, stride2}};
+  for (const auto& [side, cin, conv] : cases) {
+    const Net net = stem_input_net(true, side, cin, conv);
+    StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+    EXPECT_EQ(on.nodes, off.nodes);
+    int passing = 0;
+    for (const Node& n : on.graph.nodes()) passing += n.attrs.i("stem_stats", 0) != 0;
+    EXPECT_EQ(passing, 1) << on.graph.dump();
+    for (const Node& n : off.graph.nodes()) EXPECT_FALSE(n.attrs.has("stem_stats"));
+    expect_steps_match(off, on, 0.0, "the stem's statistics from the forward differ");
+  }
 }
 
 // Residual sums inside batch norms, blocked (8 and 16 channels a block), padded and plain.

@@ -30,6 +30,10 @@ ValueId Graph::state(const std::string& name, Shape shape, Init init) {
   return add_value(std::move(v));
 }
 
+ValueId Graph::activation(const std::string& base, Shape shape, DType dtype) {
+  return add_value({unique_name(base), std::move(shape), dtype, ValueKind::activation});
+}
+
 ValueId Graph::find(const std::string& name) const {
   for (size_t i = 0; i < values_.size(); ++i)
     if (values_[i].name == name) return static_cast<ValueId>(i);

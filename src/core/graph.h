@@ -89,6 +89,8 @@ class Graph {
   // its place, with producer -1, and gets no memory. The caller keeps the order topological.
   Node& node(int index) { return nodes_.at(index); }
   void remove_nodes(const std::vector<int>& indices);
+  // A new activation for a rewrite to pass between the nodes it makes (named uniquely from base).
+  ValueId activation(const std::string& base, Shape shape, DType dtype = DType::f32);
 
   // Values that must survive the whole step (loss, accuracy, gradients).
   void keep(ValueId id);

@@ -46,7 +46,8 @@ namespace {
 using namespace bn_pool;
 
 class BatchNormPool : public Kernel {
-  static constexpr int kWeights = 5;  // the fused convolution's weights, after running_var
+  static constexpr int kWeights = 5;       // the fused convolution's weights, after running_var
+  static constexpr size_t kStemStats = 3;  // the output of its image statistics, after invstd
 
  public:
   explicit BatchNormPool(const KernelSpec& s)
@@ -82,7 +83,10 @@ class BatchNormPool : public Kernel {
         for (int64_t n = 0; n < g_.n; ++n)
           if (!conv_.image_moments(in[0].f32(), n, scratch, moments, padded)) ok = false;
 #pragma omp single
-        image = conv_.batch_stats(moments);
+        {
+          image = conv_.batch_stats(moments);
+          if (out.size() > kStemStats) conv_.save_stats(image, out[kStemStats].f32());
+        }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < g_.c; ++c) {
           double mean, var;

@@ -19,11 +19,20 @@ inline void bn_affine(float gamma, float beta, float mean, float invstd, float& 
   shift = beta - mean * scale;
 }
 
+// The floats of the stem's image statistics that the forward kernel passes to the gradient's
+// ("stem_stats"): the image columns' mean (T) and covariance (T x T), as doubles, two floats each
+// (the graph has no f64 values). T: the convolution's taps.
+constexpr int64_t stem_stats_floats(int64_t taps) {
+  return 2 * (taps + taps * taps);
+}
+
 // batch_norm+relu+pool(x, gamma, beta, running_mean, running_var) -> p [, mean, invstd]; with the
-// stem convolution (image, gamma, beta, running_mean, running_var, w).
+// stem convolution (image, gamma, beta, running_mean, running_var, w) -> p, mean, invstd
+// [, stem_stats].
 std::unique_ptr<Kernel> make_batch_norm_pool(const KernelSpec& s);
 // batch_norm_grad+pool(dp, x, gamma, mean, invstd, beta) -> dx, dgamma, dbeta; with the stem
-// convolution (dp, image, gamma, mean, invstd, beta, w) -> dw, dgamma, dbeta.
+// convolution (dp, image, gamma, mean, invstd, beta, w [, stem_stats]) -> dw, dgamma, dbeta. With
+// "dp_sum" dp's second addend follows as the last input.
 std::unique_ptr<Kernel> make_batch_norm_pool_grad(const KernelSpec& s);
 
 }  // namespace myelin::cpu

@@ -26,7 +26,8 @@ class BatchNormPoolGrad : public Kernel {
       : conv_(s, 1, kWeights),
         g_(conv_.on() ? conv_.x_shape() : s.input(1).shape, s.input(0).shape, tile_lanes(s)),
         layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
-        addend_(s.node.attrs.i("dp_sum", 0) != 0 ? (conv_.on() ? kWeights + 1 : kWeights) : -1),
+        stats_(conv_.on() && s.node.attrs.i("stem_stats", 0) != 0 ? kWeights + 1 : -1),
+        addend_(s.node.attrs.i("dp_sum", 0) != 0 ? static_cast<int>(s.node.inputs.size()) - 1 : -1),
         addend_layout_(addend_ >= 0 ? s.input_layout(addend_) : Layout::nchw),
         threads_(cpu_backend(s).threads()),
         ws_{(2 + conv_.taps()) * g_.n * g_.padded() + conv_.moment_doubles(),
@@ -64,12 +65,13 @@ class BatchNormPoolGrad : public Kernel {
                 g_.oh * g_.ow * g_.lanes);
       return static_cast<const float*>(tiles.dp(t));
     };
-    ImageStats image;
+    // The image's statistics from the forward, or computed again below.
+    ImageStats image = stats_ >= 0 ? conv_.load_stats(in[stats_].f32()) : ImageStats{};
     std::atomic<bool> ok{true};  // no exceptions inside OpenMP
 #pragma omp parallel num_threads(threads_)
     {
       int64_t padded = -1;  // the image in this thread's pimg
-      if (conv_.on()) {
+      if (conv_.on() && stats_ < 0) {
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g_.n; ++n)
           if (!conv_.image_moments(in[1].f32(), n, tiles.image(omp_get_thread_num()), sums.moments,
@@ -185,6 +187,7 @@ class BatchNormPoolGrad : public Kernel {
   StemConv conv_;
   Geometry g_;
   Layout layouts_[3];  // dp, x, dx
+  int stats_;          // the input of the stem's image statistics ("stem_stats"), or -1
   int addend_;         // dp's second addend's input ("dp_sum"), or -1
   Layout addend_layout_;
   int threads_;
@@ -194,8 +197,9 @@ class BatchNormPoolGrad : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_batch_norm_pool_grad(const KernelSpec& s) {
+  const bool stem = s.node.attrs.s("conv", "") == "stem";
   const size_t inputs =
-      (s.node.attrs.s("conv", "") == "stem" ? 7 : 6) + (s.node.attrs.i("dp_sum", 0) != 0);
+      (stem ? 7 + (s.node.attrs.i("stem_stats", 0) != 0) : 6) + (s.node.attrs.i("dp_sum", 0) != 0);
   if (s.node.attrs.s("pool", "") != "max2" || s.node.inputs.size() != inputs)
     throw UnsupportedError("batch_norm_grad '" + s.node.name + "': unknown fused pooling");
   return std::make_unique<BatchNormPoolGrad>(s);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/env.h"
+#include "cpu/bn_pool.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
 #include "cpu/pool_geometry.h"
@@ -155,8 +156,12 @@ void copy_conv_attrs(const Node& conv, Node& to) {
 // part of it: the batch norm reads the image and the weights and computes the convolution's
 // output where it needs it (bn_pool.cpp), so that output, 128x24x28x28 floats in the small
 // ResNet, is neither stored nor read back; the gradient writes the convolution's weight gradient
-// in place of dx, which goes too. Run after fuse_batch_norm_pools.
+// in place of dx, which goes too. The forward passes the image's statistics (the columns' mean and
+// covariance, which the weight gradient needs) to the gradient as "stem_stats", so that it does
+// not compute them again from the image (MYELIN_CPU_STEM_STATS=0: it does). Run after
+// fuse_batch_norm_pools.
 void fuse_stem_convolutions(Graph& g) {
+  const bool pass_stats = !env_is("MYELIN_CPU_STEM_STATS", "0");
   const std::vector<std::vector<int>> readers = readers_of(g);
   std::vector<int> fused;  // the convolutions and weight gradients now done by batch norms
   for (size_t i = 0; i < g.nodes().size(); ++i) {
@@ -183,6 +188,13 @@ void fuse_stem_convolutions(Graph& g) {
     bg.outputs[0] = g.nodes()[weight_grad].outputs[0];
     copy_conv_attrs(c, bg);
     fused.push_back(weight_grad);
+    if (!pass_stats) continue;
+    const Shape w = g.value(c.inputs[1]).shape;
+    const ValueId stats =
+        g.activation(c.name + ".stem_stats", Shape{stem_stats_floats(w[1] * w[2] * w[3])});
+    g.node(static_cast<int>(i)).outputs.push_back(stats);
+    g.node(grad).inputs.push_back(stats);
+    g.node(grad).attrs.set("stem_stats", int64_t{1});
   }
   g.remove_nodes(fused);
 }

@@ -327,6 +327,19 @@ ImageStats StemConv::batch_stats(const double* moments) const {
   return st;
 }
 
+void StemConv::save_stats(const ImageStats& st, float* to) const {
+  std::memcpy(to, st.mu.data(), st.mu.size() * sizeof(double));
+  std::memcpy(to + 2 * st.mu.size(), st.cov.data(), st.cov.size() * sizeof(double));
+}
+
+ImageStats StemConv::load_stats(const float* from) const {
+  const int64_t taps = this->taps();
+  ImageStats st{std::vector<double>(taps), std::vector<double>(taps * taps)};
+  std::memcpy(st.mu.data(), from, st.mu.size() * sizeof(double));
+  std::memcpy(st.cov.data(), from + 2 * taps, st.cov.size() * sizeof(double));
+  return st;
+}
+
 void StemConv::channel_stats(const ImageStats& st, const float* w, int64_t c, double& mean,
                              double& var) const {
   const int64_t taps = this->taps();

@@ -72,6 +72,10 @@ class StemConv {
   // The columns' mean and covariance over the batch: the images' moments combined in image order
   // (Chan et al.'s formula, as for the batch norm's own statistics).
   ImageStats batch_stats(const double* moments) const;
+  // The statistics as the forward passes them to the gradient (bn_pool.h: stem_stats_floats, the
+  // doubles' bytes), so the gradient gets the same doubles.
+  void save_stats(const ImageStats& st, float* to) const;
+  ImageStats load_stats(const float* from) const;
   // Channel c's batch mean and variance (w: the weights, [o][T]).
   void channel_stats(const ImageStats& st, const float* w, int64_t c, double& mean,
                      double& var) const;
