@@ -69,8 +69,9 @@ template <int64_t L>
                     row[4] = {at, at + L, at + w * L, at + w * L + L};
       const Window<L> win(x + at, x + at + w * L);
       const WindowPick<L> p(win, load<L>(dp + (oy * ow + ox) * L), sc, sh);
-      const Lanes<L> add = a * p.dz;
-      for (int j = 0; j < 4; ++j) store<L>(dx + row[j], b * win.x[j] + k + (p.hit[j] ? add : zero));
+      // The select keeps a * dz a product of its own (not fused into the sum's multiply-add).
+      for (int j = 0; j < 4; ++j)
+        store<L>(dx + row[j], b * win.x[j] + k + (p.dz_at[j] != zero ? a * p.dz_at[j] : zero));
     }
     for (int64_t r = 2 * oy; r < 2 * oy + 2; ++r)
       for (int64_t i = r * w + 2 * ow; i < (r + 1) * w; ++i)
@@ -88,7 +89,7 @@ template <int64_t L>
                                              const float* shift, const float* mean, double* sum_dz,
                                              double* sum_dxm) {
   if (2 * oh != h || 2 * ow != w) std::fill_n(dz, h * w * L, 0.0f);  // rows past the windows
-  const Lanes<L> sc = load<L>(scale), sh = load<L>(shift), mn = load<L>(mean), zero = {};
+  const Lanes<L> sc = load<L>(scale), sh = load<L>(shift), mn = load<L>(mean);
   Lanes<L> sdz = {}, sdxm = {};
   for (int64_t oy = 0; oy < oh; ++oy)
     for (int64_t ox = 0; ox < ow; ++ox) {
@@ -98,7 +99,7 @@ template <int64_t L>
                             sh);
       sdz += p.dz;
       sdxm += p.dz * (p.x - mn);
-      for (int j = 0; j < 4; ++j) store<L>(dz + row[j], p.hit[j] ? p.dz : zero);
+      for (int j = 0; j < 4; ++j) store<L>(dz + row[j], p.dz_at[j]);
     }
   for (int64_t k = 0; k < L; ++k) sum_dz[k] += sdz[k], sum_dxm[k] += sdxm[k];
 }

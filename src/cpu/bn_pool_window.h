@@ -24,25 +24,29 @@ struct Window {
 };
 
 // One window's gradient, per lane: which of its four elements is the first maximum of z, as the
-// pooling gradient picks (one-hot masks), the x there, and dz there: dp where the maximum is above
-// 0, else 0.
+// pooling gradient picks, the x there, dz there (dp where the maximum is above 0, else 0), and
+// each element's dz (dz_at: dz at the first maximum, 0 elsewhere).
+//
+// Every step is a select on a fresh comparison: with one-hot masks kept in an array and combined
+// (and, or, not), GCC lowered the 16-lane selects to scalar code lane by lane in the AVX-512
+// clone, which made the fused gradient 5x slower wherever the lanes are 16 (a stem of 16, 32 or
+// 64 channels: 7.9 against 1.4 ms for the small ResNet's stem with MYELIN_CPU_BLOCK8=0).
 template <int64_t L>
 struct WindowPick {
-  using Mask = decltype(Lanes<L>{} < Lanes<L>{});
-  Mask hit[4];
-  Lanes<L> x, dz;
+  Lanes<L> x, dz, dz_at[4];
   WindowPick(const Window<L>& win, Lanes<L> dp, Lanes<L> scale, Lanes<L> shift) {
     Lanes<L> z[4];
     for (int j = 0; j < 4; ++j) z[j] = activated_v<L>(win.x[j], scale, shift);
     const Lanes<L> m = max_v<L>(max_v<L>(z[0], z[1]), max_v<L>(z[2], z[3])), zero = {};
-    Mask taken = z[0] != z[0];  // all false
-    x = win.x[3];
-    for (int j = 0; j < 4; ++j) {
-      hit[j] = j < 3 ? (z[j] == m) & ~taken : ~taken;
-      taken |= hit[j];
-    }
-    for (int j = 2; j >= 0; --j) x = hit[j] ? win.x[j] : x;
     dz = m > zero ? dp : zero;
+    x = win.x[3];
+    for (int j = 2; j >= 0; --j) x = z[j] == m ? win.x[j] : x;  // the lowest j with z = m last
+    Lanes<L> left = dz;  // what the elements after the first maximum get: nothing
+    for (int j = 0; j < 3; ++j) {
+      dz_at[j] = z[j] == m ? left : zero;
+      left = z[j] == m ? zero : left;
+    }
+    dz_at[3] = left;
   }
 };
 

@@ -194,7 +194,7 @@ template <int64_t L, int64_t T>
   Lanes<L> w[T], g[T] = {};
 #pragma GCC unroll 16
   for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
-  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift), mn = load<L>(mean), zero = {};
+  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift), mn = load<L>(mean);
   Lanes<L> sdz = {}, sdxm = {};
   for (int64_t oy = 0; oy < oh; ++oy)
     for (int64_t ox = 0; ox < ow; ++ox) {
@@ -204,12 +204,10 @@ template <int64_t L, int64_t T>
       const WindowPick<L> p(Window<L>(x), load<L>(dp + (oy * ow + ox) * L), sc, shv);
       sdz += p.dz;
       sdxm += p.dz * (p.x - mn);
-      Lanes<L> d[4];
-      for (int j = 0; j < 4; ++j) d[j] = p.hit[j] ? p.dz : zero;
 #pragma GCC unroll 16
       for (int64_t t = 0; t < T; ++t)
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) g[t] += d[j] * pimg[px.at[j] + off[t]];
+        for (int j = 0; j < 4; ++j) g[t] += p.dz_at[j] * pimg[px.at[j] + off[t]];
     }
   for (int64_t k = 0; k < L; ++k) sum_dz[k] += sdz[k], sum_dxm[k] += sdxm[k];
   for (int64_t t = 0; t < T; ++t)
