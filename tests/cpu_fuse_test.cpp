@@ -372,7 +372,14 @@ TEST(CpuFuse, PoolGradientSumStepMatches) {
       setenv("MYELIN_CPU_BLOCKED", blocked, 1);
       Net n = net(data_input);
       StepResult off = run_step(n, false, o), on = run_step(n, true, o);
+      // The stem's statistics passed to its gradient (an input more, before the second addend)
+      // change no value's layout: the addend stays as its producer stores it.
+      setenv("MYELIN_CPU_STEM_STATS", "0", 1);
+      const StepResult no_stats = run_step(n, true, o);
+      unsetenv("MYELIN_CPU_STEM_STATS");
       unsetenv("MYELIN_CPU_BLOCKED");
+      for (const Value& v : no_stats.graph.values())
+        EXPECT_EQ(on.graph.value(on.graph.find(v.name)).layout, v.layout) << v.name;
       EXPECT_EQ(on.nodes + n.fusable, off.nodes) << on.graph.dump();
       expect_steps_match(off, on, 1e-6, "fused and unfused sums into the pooling gradient differ");
     }
