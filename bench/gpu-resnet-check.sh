@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The batch-norm networks' GPU checks in one device call, on programs built on the CPU machine and
+# carried (scripts/gpu-carry.sh build myelin ops_cuda_test cuda_engine_test; the call carries
+# .carry, with Fashion-MNIST in .carry/fashion-mnist):
+#   tests   batch-norm, residual and convolution op tests (ops_cuda_test turns the batch-norm
+#           fusions on; its ConvGraphCuda test the graph API), the engine's fusion and graph tests
+#   r50     ResNet-50 bf16 per variant of $VARIANTS beside PyTorch torch.compile (gpu-resnet50.sh)
+#   fmnist  resnet9-fast over seeds 1-3, each from an empty cuDNN algorithm cache ($FMNIST_ENV)
+# About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last.
+#
+#   STEPS="tests r50 fmnist" BATCHES="128 256" bench/gpu-resnet-check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+OUT="${OUT:-$PWD/gpu-resnet-check-out}"
+STEPS="${STEPS:-tests r50 fmnist}"
+VARIANTS="${VARIANTS:-fused|MYELIN_CUDA_BN_FUSE=1;unfused|MYELIN_CUDA_BN_FUSE=0;graph|MYELIN_CUDA_BN_FUSE=1 MYELIN_CUDA_CONV_API=graph}"
+FMNIST_ENV="${FMNIST_ENV:-MYELIN_CUDA_BN_FUSE=1}"
+mkdir -p "$OUT" /tmp/gpu
+tar -xJf .carry/gpu.tar.xz -C /tmp/gpu && ln -sfn "$PWD/models" /tmp/gpu/models || exit 1
+export LD_LIBRARY_PATH=/tmp/gpu/lib
+t0=$(date +%s)
+step() { echo "[$(($(date +%s) - t0)) s] $*" | tee -a "$OUT/summary.txt"; }
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+: > "$OUT/summary.txt"
+
+if has tests; then
+  timeout 150 /tmp/gpu/bin/ops_cuda_test \
+    --gtest_filter='*batch_norm*:*add*:*relu*:*conv*' > "$OUT/ops.log" 2>&1
+  step "ops_cuda_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/ops.log" | tr '\n' ' ')"
+  timeout 120 /tmp/gpu/bin/cuda_engine_test > "$OUT/engine.log" 2>&1
+  step "cuda_engine_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/engine.log" | tr '\n' ' ')"
+  grep "graph API direction" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
+fi
+if has r50; then
+  MYELIN_BIN=/tmp/gpu/bin/myelin BATCHES="${BATCHES:-256}" PRECISIONS="${PRECISIONS:-bf16}" \
+    PEER_MODES="${PEER_MODES-bf16clcompile}" VARIANTS="$VARIANTS" OUT="$OUT/r50" \
+    timeout 420 bash bench/gpu-resnet50.sh > "$OUT/r50.log" 2>&1
+  step "resnet50: rc $?"
+fi
+if has fmnist; then
+  runs=""
+  for s in 1 2 3; do runs+="s$s|models/resnet9-fast.yaml|--seed $s --eval-every 100000;"; done
+  # shellcheck disable=SC2086  # FMNIST_ENV is words of ENV=VALUE
+  env $FMNIST_ENV STAGES=fmnist BUILD_DIR=/tmp/gpu/bin FMNIST_FRESH_CACHE=1 TORCH_FMNIST= \
+    FMNIST_RUNS="${runs%;}" OUT="$OUT/fmnist" timeout 120 bash scripts/gpu-check.sh \
+    > "$OUT/fmnist.log" 2>&1
+  step "fmnist: rc $?"
+fi
+echo "==== summary"
+cat "$OUT/summary.txt"
+sed -n '/==== summary/,$p' "$OUT/r50.log" 2>/dev/null
+grep -h "memory" "$OUT"/r50/torch-*.log 2>/dev/null
+for f in "$OUT"/r50/myelin*.json; do
+  [ -f "$f" ] && echo "$(basename "$f" .json): $(grep -o '"device_memory_mib":[0-9.]*' "$f")"
+done
+cat "$OUT/fmnist/summary.txt" 2>/dev/null
