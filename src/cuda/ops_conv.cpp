@@ -6,7 +6,9 @@
 // fp16 take cuDNN's heuristic ranking, which picked as well there and costs no time (H100: AlexNet
 // bf16 b256 23,492 vs 23,507 img/s, Fashion-MNIST ResNet-9 from an empty cache 9.6 s vs 10.0 s of
 // process, same accuracy), where in fp32 it halved AlexNet's speed (5,541 vs 10,640 img/s at b64).
-// MYELIN_CUDA_ALGO_SEARCH=find|heuristic decides instead.
+// MYELIN_CUDA_ALGO_SEARCH=find|heuristic decides instead. MYELIN_CUDA_CONV_API=graph runs 16-bit
+// convolutions of whole tensors (not folded, not split by group) on cuDNN's graph API instead,
+// timing its engine configurations (conv_graph.h); opt-in until it has been measured on a GPU.
 //
 // Precision: fp32 uses FMA math only (no TF32); tf32 allows tensor-op math on fp32 tensors;
 // bf16/fp16 convolve 16-bit NHWC operands (filters KRSC) with fp32 accumulation: cuDNN runs its
