@@ -142,6 +142,44 @@ TEST(EvaluateWorst, NoneWhenAskedForNone) {
   EXPECT_EQ(r.examples, 10);
 }
 
+// Test-time mirroring: each image scored by the mean of its logits and its mirror image's, the
+// loss and accuracy computed here in double from the weights.
+TEST(EvaluateMirror, ScoresTheMeanOfAnImageAndItsMirror) {
+  NetworkSpec spec = parse_network(kTiny, "tiny.yaml");
+  auto data = std::make_shared<RandomDataset>(30, Shape{1, 4, 4}, 3, 11);
+  Session s(spec, eval_options(7));
+  LoaderOptions lo;
+  lo.batch = 7;
+  lo.shuffle = lo.training = lo.drop_last = false;
+  lo.transforms = transforms_from(spec.recipe);
+  Loader loader(data, lo);
+  EvalResult plain = evaluate_batches(s, loader, data->class_names(), 0, false);
+  EvalResult mirrored = evaluate_batches(s, loader, data->class_names(), 0, true);
+
+  Tensor w = s.read("fc.weight"), b = s.read("fc.bias");
+  double loss = 0;
+  int64_t right = 0;
+  for (int64_t i = 0; i < data->size(); ++i) {
+    double logit[3], max = -1e300, sum = 0;
+    for (int c = 0; c < 3; ++c) {
+      logit[c] = b.f32()[c];
+      for (int k = 0; k < 16; ++k) {
+        const int mirror_k = k / 4 * 4 + 3 - k % 4;  // the same row, the column reversed
+        const double px = (data->pixels(i)[k] + data->pixels(i)[mirror_k]) / 2.0;
+        logit[c] += double(w.f32()[c * 16 + k]) * px * spec.recipe.scale;
+      }
+      max = std::max(max, logit[c]);
+    }
+    for (double l : logit) sum += std::exp(l - max);
+    const int32_t y = data->label(i);
+    loss += std::log(sum) - (logit[y] - max);
+    right += std::max_element(logit, logit + 3) - logit == y;
+  }
+  EXPECT_NEAR(mirrored.loss, loss / 30, 1e-5);
+  EXPECT_NEAR(mirrored.top1, right / 30.0, 1e-9);
+  EXPECT_GT(std::abs(mirrored.loss - plain.loss), 1e-4) << "random images are not symmetric";
+}
+
 TEST(ClassifyBytes, SameAsFromFiles) {
   TempDir dir;
   NetworkSpec lenet = load_network("lenet");

@@ -23,6 +23,10 @@ const std::vector<Flag>& test_flags() {
         {"limit", "N", "only the first N examples", "all"},
         {"batch", "B", "examples per batch", "100"},
         {"loader-threads", "T", "threads preparing batches", "2"},
+        {"mirror", "on|off",
+         "score each image by the mean of its logits and its mirror image's (test-time "
+         "augmentation)",
+         "the recipe's test_mirror"},
         {"seed", "N", "seed of the validation split of image folders", "1"},
         {"json", "", "print one JSON object", ""}};
     for (const Flag& d : data_flags()) v.push_back(d);
@@ -60,6 +64,11 @@ int run_test(const std::vector<std::string>& argv) {
   o.threads = b.threads;
   o.precision = b.precision;
   o.loader_threads = static_cast<int>(a.integer("loader-threads", 2));
+  if (a.has("mirror")) {
+    const std::string m = a.str("mirror");
+    if (m != "on" && m != "off") throw UsageError("--mirror takes on or off, got '" + m + "'");
+    o.mirror = m == "on";
+  }
   EvalResult r = evaluate(o);
   if (a.has("json"))
     std::printf("%s\n", r.to_json().dump(2).c_str());

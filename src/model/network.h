@@ -34,6 +34,9 @@ struct Recipe {
   int64_t crop = 0, pad = 0;
   bool mirror = false;
   int64_t cutout = 0;  // side of a random square zeroed per training image
+  // Test passes score each image by the mean of its logits and its mirror's (test-time
+  // augmentation: the test set chooses nothing, both views are always taken).
+  bool test_mirror = false;
 
   bool operator==(const Recipe&) const = default;
 };

@@ -277,6 +277,8 @@ Recipe parse_recipe(const Reader& r, const YAML::Node& node, KeyMarks& marks) {
       {"pad", integer(rc.pad)},
       {"mirror", [&](const YAML::Node& n, const std::string& k) { rc.mirror = r.boolean(n, k); }},
       {"cutout", integer(rc.cutout)},
+      {"test_mirror",
+       [&](const YAML::Node& n, const std::string& k) { rc.test_mirror = r.boolean(n, k); }},
   };
   std::vector<std::string> names;
   for (auto& [k, set] : keys) names.push_back(k);

@@ -76,6 +76,8 @@ void emit_recipe(YAML::Emitter& out, const Recipe& r) {
   integer("pad", r.pad, d.pad);
   if (r.mirror != d.mirror) out << YAML::Key << "mirror" << YAML::Value << r.mirror;
   integer("cutout", r.cutout, d.cutout);
+  if (r.test_mirror != d.test_mirror)
+    out << YAML::Key << "test_mirror" << YAML::Value << r.test_mirror;
   out << YAML::EndMap;
 }
 

@@ -308,7 +308,8 @@ json recipe_to_json(const Recipe& r) {
           {"crop", r.crop},
           {"pad", r.pad},
           {"mirror", r.mirror},
-          {"cutout", r.cutout}};
+          {"cutout", r.cutout},
+          {"test_mirror", r.test_mirror}};
 }
 
 namespace {
@@ -355,6 +356,7 @@ Recipe recipe_from_json(const json& j) {
   get_field(j, "pad", r.pad);
   get_field(j, "mirror", r.mirror);
   get_field(j, "cutout", r.cutout);
+  get_field(j, "test_mirror", r.test_mirror);
   return r;
 }
 

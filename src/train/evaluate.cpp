@@ -141,8 +141,30 @@ std::string EvalResult::report() const {
   return s;
 }
 
+namespace {
+
+// Each image of a [B, C, H, W] batch mirrored left to right, in place.
+void mirror_images(const Tensor& images) {
+  const int64_t w = images.shape()[3], rows = images.numel() / w;
+  float* p = images.f32();
+  for (int64_t r = 0; r < rows; ++r) std::reverse(p + r * w, p + (r + 1) * w);
+}
+
+// The batch's logits, averaged with its mirror images' when `mirror` (images only).
+void score(Session& s, Batch& b, Tensor& logits, bool mirror, std::vector<float>& first) {
+  s.evaluate(b, &logits);
+  if (!mirror || b.images.shape().rank() != 4 || b.images.dtype() != DType::f32) return;
+  first.assign(logits.f32(), logits.f32() + logits.numel());
+  mirror_images(b.images);
+  s.evaluate(b, &logits);
+  float* l = logits.f32();
+  for (size_t i = 0; i < first.size(); ++i) l[i] = (first[i] + l[i]) / 2;
+}
+
+}  // namespace
+
 EvalResult evaluate_batches(Session& s, BatchSource& loader, const std::vector<std::string>& names,
-                            int worst) {
+                            int worst, bool mirror) {
   auto t0 = std::chrono::steady_clock::now();
   int classes = static_cast<int>(s.spec().classes);
   ClassificationTally tally(classes);
@@ -151,8 +173,9 @@ EvalResult evaluate_batches(Session& s, BatchSource& loader, const std::vector<s
   loader.start_epoch(0);
   Batch b;
   Tensor logits;
+  std::vector<float> first;
   while (loader.next(b)) {
-    s.evaluate(b, &logits);
+    score(s, b, logits, mirror, first);
     // Text batches label every step: a row of logits per label.
     const int64_t labels = b.labels.numel() / b.labels.shape()[0];
     tally.add(logits.f32(), b.labels.data_as<int32_t>(), b.count * labels);
@@ -233,7 +256,8 @@ EvalResult evaluate(const EvalOptions& o) {
   Loader loader(data, lo);
   std::vector<std::string> names = data->class_names();
   names.resize(static_cast<size_t>(spec.classes));
-  return evaluate_batches(*session, loader, names, o.worst);
+  return evaluate_batches(*session, loader, names, o.worst,
+                          o.mirror.value_or(spec.recipe.test_mirror));
 }
 
 }  // namespace myelin

@@ -45,9 +45,10 @@ struct EvalResult {
 
 // Every batch of `loader` (started at epoch 0, unshuffled) through the session's inference
 // program; a short last batch counts only its real rows. Keeps the `worst` most confident
-// mistakes.
+// mistakes. With `mirror`, an image's logits are the mean of its own and its mirror image's
+// (Recipe::test_mirror; text batches are scored as they are).
 EvalResult evaluate_batches(Session& s, BatchSource& loader, const std::vector<std::string>& names,
-                            int worst = 20);
+                            int worst = 20, bool mirror = false);
 
 struct EvalOptions {
   std::string model;                // network name or file; empty: from the weights' metadata
@@ -62,7 +63,8 @@ struct EvalOptions {
   int threads = 0, loader_threads = 2;
   int64_t batch = 100;
   std::string precision = "fp32";
-  int worst = 20;  // the most confident mistakes kept in EvalResult::worst (0: none)
+  int worst = 20;              // the most confident mistakes kept in EvalResult::worst (0: none)
+  std::optional<bool> mirror;  // score images with their mirrors too [the recipe's test_mirror]
 };
 EvalResult evaluate(const EvalOptions& o);
 

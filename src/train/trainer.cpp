@@ -462,7 +462,7 @@ void Trainer::write_train_event() {
 
 void Trainer::test_pass() {
   if (watchdog_) watchdog_->pause();
-  EvalResult r = evaluate_batches(*session_, *test_loader_, class_names_);
+  EvalResult r = evaluate_batches(*session_, *test_loader_, class_names_, 20, recipe_.test_mirror);
   reduce_eval(r);
   if (watchdog_) watchdog_->resume();
   last_eval_seconds_ = r.seconds;
