@@ -5,7 +5,8 @@
 #   tests   batch-norm, residual and convolution op tests (ops_cuda_test turns the batch-norm
 #           fusions on; its ConvGraphCuda test the graph API), the engine's fusion and graph tests
 #   r50     ResNet-50 bf16 per variant of $VARIANTS beside PyTorch torch.compile (gpu-resnet50.sh)
-#   fmnist  resnet9-fast over seeds 1-3, each from an empty cuDNN algorithm cache ($FMNIST_ENV)
+#   fmnist  resnet9-fast over seeds 1-3 for each of $FMNIST_EPOCHS epochs (16 and 14), each run
+#           from an empty cuDNN algorithm cache, under $FMNIST_ENV
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last.
 #
 #   STEPS="tests r50 fmnist" BATCHES="128 256" bench/gpu-resnet-check.sh
@@ -39,10 +40,14 @@ if has r50; then
 fi
 if has fmnist; then
   runs=""
-  for s in 1 2 3; do runs+="s$s|models/resnet9-fast.yaml|--seed $s --eval-every 100000;"; done
+  for e in ${FMNIST_EPOCHS:-16 14}; do  # warm-up over a quarter of the run, as the recipe's
+    for s in 1 2 3; do
+      runs+="e${e}s$s|models/resnet9-fast.yaml|--seed $s --epochs $e --warmup $((e * 117 / 4)) --eval-every 100000;"
+    done
+  done
   # shellcheck disable=SC2086  # FMNIST_ENV is words of ENV=VALUE
   env $FMNIST_ENV STAGES=fmnist BUILD_DIR=/tmp/gpu/bin FMNIST_FRESH_CACHE=1 TORCH_FMNIST= \
-    FMNIST_RUNS="${runs%;}" OUT="$OUT/fmnist" timeout 120 bash scripts/gpu-check.sh \
+    FMNIST_RUNS="${runs%;}" OUT="$OUT/fmnist" timeout 180 bash scripts/gpu-check.sh \
     > "$OUT/fmnist.log" 2>&1
   step "fmnist: rc $?"
 fi
