@@ -75,6 +75,16 @@ std::string write_random_weights(const NetworkSpec& spec, const std::string& pat
   return path;
 }
 
+// The test order over `data`, in batches of `batch`, with the recipe's transforms.
+std::unique_ptr<Loader> test_loader(std::shared_ptr<Dataset> data, int64_t batch,
+                                    const Recipe& recipe) {
+  LoaderOptions lo;
+  lo.batch = batch;
+  lo.shuffle = lo.training = lo.drop_last = false;
+  lo.transforms = transforms_from(recipe);
+  return std::make_unique<Loader>(std::move(data), lo);
+}
+
 }  // namespace
 
 TEST(EvaluateWorst, MostConfidentMistakesInOrder) {
@@ -83,12 +93,8 @@ TEST(EvaluateWorst, MostConfidentMistakesInOrder) {
   SessionOptions so = eval_options(7);  // 30 = 4 x 7 + 2: a short last batch
   so.seed = 3;
   Session s(spec, so);
-  LoaderOptions lo;
-  lo.batch = 7;
-  lo.shuffle = lo.training = lo.drop_last = false;
-  lo.transforms = transforms_from(spec.recipe);
-  Loader loader(data, lo);
-  EvalResult r = evaluate_batches(s, loader, data->class_names(), 5);
+  auto loader = test_loader(data, 7, spec.recipe);
+  EvalResult r = evaluate_batches(s, *loader, data->class_names(), 5);
 
   // The same from the weights, in double.
   Tensor w = s.read("fc.weight"), b = s.read("fc.bias");
@@ -133,11 +139,8 @@ TEST(EvaluateWorst, NoneWhenAskedForNone) {
   NetworkSpec spec = parse_network(kTiny, "tiny.yaml");
   auto data = std::make_shared<RandomDataset>(10, Shape{1, 4, 4}, 3, 9);
   Session s(spec, eval_options(4));
-  LoaderOptions lo;
-  lo.batch = 4;
-  lo.shuffle = lo.training = lo.drop_last = false;
-  Loader loader(data, lo);
-  EvalResult r = evaluate_batches(s, loader, data->class_names(), 0);
+  auto loader = test_loader(data, 4, spec.recipe);
+  EvalResult r = evaluate_batches(s, *loader, data->class_names(), 0);
   EXPECT_TRUE(r.worst.empty());
   EXPECT_EQ(r.examples, 10);
 }
@@ -148,13 +151,9 @@ TEST(EvaluateMirror, ScoresTheMeanOfAnImageAndItsMirror) {
   NetworkSpec spec = parse_network(kTiny, "tiny.yaml");
   auto data = std::make_shared<RandomDataset>(30, Shape{1, 4, 4}, 3, 11);
   Session s(spec, eval_options(7));
-  LoaderOptions lo;
-  lo.batch = 7;
-  lo.shuffle = lo.training = lo.drop_last = false;
-  lo.transforms = transforms_from(spec.recipe);
-  Loader loader(data, lo);
-  EvalResult plain = evaluate_batches(s, loader, data->class_names(), 0, false);
-  EvalResult mirrored = evaluate_batches(s, loader, data->class_names(), 0, true);
+  auto loader = test_loader(data, 7, spec.recipe);
+  EvalResult plain = evaluate_batches(s, *loader, data->class_names(), 0, false);
+  EvalResult mirrored = evaluate_batches(s, *loader, data->class_names(), 0, true);
 
   Tensor w = s.read("fc.weight"), b = s.read("fc.bias");
   double loss = 0;
