@@ -289,20 +289,25 @@ TEST(BatchNormNhwcCuda, Fp32ChannelsLastMatchesReference) {
   EXPECT_GT(ran, 10);
 }
 
-// The convolution cases in 16 bits on cuDNN's graph API (MYELIN_CUDA_CONV_API=graph: tuned engine
-// configurations, cuda/conv_graph.h) instead of the legacy API's algorithms.
-TEST(ConvGraphCuda, SixteenBitConvolutionsMatchReference) {
+// The convolution cases on cuDNN's graph API (MYELIN_CUDA_CONV_API=graph: tuned engine
+// configurations, cuda/conv_graph.h) instead of the legacy API's algorithms, in every precision
+// (fp32 on engines without tensor cores).
+TEST(ConvGraphCuda, ConvolutionsMatchReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
   setenv("MYELIN_CUDA_CONV_API", "graph", 1);
   int ran = 0;
   for (const OpCase& c : test::all_cases()) {
     if (!c.name.starts_with("conv2d")) continue;
-    for (std::string precision : {"bf16", "fp16"}) {
+    for (std::string precision : {"fp32", "tf32", "bf16", "fp16"}) {
+      auto tolerance = [&](double fp32_tol) {
+        return precision == "fp32" ? fp32_tol : reduced_tolerance(fp32_tol, precision);
+      };
       test::CaseResult r = test::run_case(c, Device::cuda(0), precision);
       print_errors(c, precision + "/graph", r);
-      EXPECT_LT(r.fwd_error, reduced_tolerance(c.fwd_tol, precision)) << c.name << ": " << r.detail;
+      EXPECT_LT(r.fwd_error, tolerance(c.fwd_tol))
+          << c.name << " " << precision << ": " << r.detail;
       for (size_t i = 0; i < r.grad_errors.size(); ++i)
-        EXPECT_LT(r.grad_errors[i], reduced_tolerance(c.grad_tol, precision))
+        EXPECT_LT(r.grad_errors[i], tolerance(c.grad_tol))
             << c.name << " " << precision << " gradient of input " << c.grad_inputs[i];
     }
     ++ran;

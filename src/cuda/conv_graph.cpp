@@ -29,15 +29,17 @@ void set_desc(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name,
   set(d, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v, where);
 }
 
-// Strides of a logical [N, C, H, W] tensor stored NHWC (filters: [K, C, R, S] stored KRSC).
-std::array<int64_t, 4> channels_last(const std::array<int64_t, 4>& d) {
+// Strides of a logical [N, C, H, W] tensor stored NHWC (filters: [K, C, R, S] stored KRSC) for
+// 16-bit types, NCHW (KCRS) for fp32.
+std::array<int64_t, 4> strides_of(const std::array<int64_t, 4>& d, cudnnDataType_t type) {
+  if (type == CUDNN_DATA_FLOAT) return {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
   return {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
 }
 
 std::unique_ptr<BackendDesc> tensor(const std::array<int64_t, 4>& dims, int64_t uid,
                                     cudnnDataType_t type, const std::string& where) {
   auto t = std::make_unique<BackendDesc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-  const std::array<int64_t, 4> strides = channels_last(dims);
+  const std::array<int64_t, 4> strides = strides_of(dims, type);
   const int64_t alignment = 16;
   set(t->get(), CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type, where);
   set(t->get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data(), where);
@@ -100,20 +102,42 @@ OpAttrs op_attrs(ConvDir d) {
           CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY};
 }
 
-// True when the engine behind `config` compiles its kernels at run time.
-bool compiles_at_run_time(cudnnBackendDescriptor_t config, const std::string& where) {
-  BackendDesc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-  cudnnBackendDescriptor_t e = engine.get();
-  int64_t n = 0;
-  MYELIN_CHECK(cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE,
-                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &e),
-               where);
-  cudnnBackendBehaviorNote_t notes[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
-  if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
-                               CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &n, notes) != CUDNN_STATUS_SUCCESS)
-    return false;
-  return std::find(notes, notes + n, CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) != notes + n;
-}
+// What the engine behind an engine configuration says of itself.
+class EngineNotes {
+ public:
+  EngineNotes(cudnnBackendDescriptor_t config, const std::string& where)
+      : engine_(CUDNN_BACKEND_ENGINE_DESCRIPTOR) {
+    cudnnBackendDescriptor_t e = engine_.get();
+    int64_t n = 0;
+    MYELIN_CHECK(cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE,
+                                          CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &e),
+                 where);
+  }
+  bool compiles_at_run_time() const {
+    return has(CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+               CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION);
+  }
+  bool uses_tensor_cores() const {
+    return has(CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+               CUDNN_NUMERICAL_NOTE_TYPE_COUNT, CUDNN_NUMERICAL_NOTE_TENSOR_CORE) ||
+           has(CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+               CUDNN_NUMERICAL_NOTE_TYPE_COUNT, CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS);
+  }
+
+ private:
+  // Whether the engine's list of notes `name` (enum values of `type`) holds `note`.
+  bool has(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int count,
+           int note) const {
+    std::vector<int> notes(static_cast<size_t>(count));  // the note enums are ints
+    int64_t n = 0;
+    if (cudnnBackendGetAttribute(engine_.get(), name, type, count, &n, notes.data()) !=
+        CUDNN_STATUS_SUCCESS)
+      return false;
+    return std::find(notes.begin(), notes.begin() + n, note) != notes.begin() + n;
+  }
+
+  BackendDesc engine_;
+};
 
 }  // namespace
 
@@ -126,7 +150,7 @@ BackendDesc::~BackendDesc() {
 }
 
 ConvGraph::ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where)
-    : h_(h), where_(std::move(where)) {
+    : h_(h), where_(std::move(where)), tensor_cores_(g.tensor_cores || g.type != CUDNN_DATA_FLOAT) {
   tensors_.push_back(tensor(g.x, uid_x, g.type, where_));
   tensors_.push_back(tensor(g.w, uid_w, g.type, where_));
   tensors_.push_back(tensor(g.y, uid_y, g.type, where_));
@@ -171,7 +195,8 @@ ConvGraph::ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where)
 bool ConvGraph::select(int i, size_t workspace_limit) {
   if (i < 0 || i >= candidates()) return false;
   cudnnBackendDescriptor_t config = configs_[i]->get();
-  if (compiles_at_run_time(config, where_)) return false;
+  const EngineNotes notes(config, where_);
+  if (notes.compiles_at_run_time() || (!tensor_cores_ && notes.uses_tensor_cores())) return false;
   auto plan = std::make_unique<BackendDesc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
   set(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h_, where_);
   set(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,

@@ -2,7 +2,8 @@
 // configurations cuDNN's heuristics offer for the problem, each one timed on the device, the
 // fastest kept as an execution plan. The legacy API (ops_conv.cpp) reaches only the engines behind
 // its eight algorithm numbers; PyTorch's cudnn.benchmark searches these configurations instead.
-// Used for 16-bit NHWC operands (KRSC filters) with fp32 accumulation.
+// Operands 16-bit NHWC (KRSC filters) or fp32 NCHW (KCRS), fp32 accumulation; exact fp32 takes
+// only engines that compute in fp32 (no tensor cores, which round inputs to tf32).
 #pragma once
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
@@ -20,7 +21,8 @@ enum class ConvDir { forward, backward_data, backward_filter };
 
 struct ConvGeometry {
   ConvDir dir = ConvDir::forward;
-  cudnnDataType_t type = CUDNN_DATA_BFLOAT16;  // or CUDNN_DATA_HALF
+  cudnnDataType_t type = CUDNN_DATA_BFLOAT16;  // CUDNN_DATA_HALF; CUDNN_DATA_FLOAT (NCHW)
+  bool tensor_cores = true;                    // fp32: may round inputs to tf32
   std::array<int64_t, 4> x{}, w{}, y{};        // [N, C, H, W], [K, C, R, S], [N, K, P, Q]
   std::array<int64_t, 2> stride{1, 1}, pad{0, 0}, dilation{1, 1};
 };
@@ -45,7 +47,8 @@ class ConvGraph {
   ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where);
   int candidates() const { return static_cast<int>(configs_.size()); }
   // Makes candidate i the execution plan; false where cuDNN cannot run it or it needs a workspace
-  // over `workspace_limit` or compiles kernels at run time (seconds per shape).
+  // over `workspace_limit`, compiles kernels at run time (seconds per shape), or uses tensor
+  // cores where the geometry forbids them.
   bool select(int i, size_t workspace_limit);
   int selected() const { return selected_; }
   size_t workspace() const { return workspace_; }
@@ -61,6 +64,7 @@ class ConvGraph {
  private:
   cudnnHandle_t h_;
   std::string where_;
+  bool tensor_cores_;
   std::vector<std::unique_ptr<BackendDesc>> tensors_;  // x, w, y, and the descriptors below
   std::unique_ptr<BackendDesc> conv_, op_, graph_, heur_, plan_;
   std::vector<std::unique_ptr<BackendDesc>> configs_;

@@ -6,9 +6,9 @@
 // fp16 take cuDNN's heuristic ranking, which picked as well there and costs no time (H100: AlexNet
 // bf16 b256 23,492 vs 23,507 img/s, Fashion-MNIST ResNet-9 from an empty cache 9.6 s vs 10.0 s of
 // process, same accuracy), where in fp32 it halved AlexNet's speed (5,541 vs 10,640 img/s at b64).
-// MYELIN_CUDA_ALGO_SEARCH=find|heuristic decides instead. MYELIN_CUDA_CONV_API=graph runs 16-bit
-// convolutions of whole tensors (not folded, not split by group) on cuDNN's graph API instead,
-// timing its engine configurations (conv_graph.h); opt-in until it has been measured on a GPU.
+// MYELIN_CUDA_ALGO_SEARCH=find|heuristic decides instead. MYELIN_CUDA_CONV_API=graph runs
+// convolutions of whole tensors (not split by group) on cuDNN's graph API instead, timing its
+// engine configurations (conv_graph.h); opt-in until it has been measured on a GPU.
 //
 // Precision: fp32 uses FMA math only (no TF32); tf32 allows tensor-op math on fp32 tensors;
 // bf16/fp16 convolve 16-bit NHWC operands (filters KRSC) with fp32 accumulation: cuDNN runs its
@@ -225,10 +225,8 @@ class ConvKernel : public CudaKernel {
                            std::to_string(limit >> 20) + " MiB");
   }
 
-  // The graph API for 16-bit convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
-  bool graph_api() const {
-    return half_ && q_.slices == 1 && env_is("MYELIN_CUDA_CONV_API", "graph");
-  }
+  // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
+  bool graph_api() const { return q_.slices == 1 && env_is("MYELIN_CUDA_CONV_API", "graph"); }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
   // none for this problem: the legacy API decides then.
@@ -262,6 +260,7 @@ class ConvKernel : public CudaKernel {
     ConvGeometry g;
     g.dir = dir_;
     g.type = dt_;
+    g.tensor_cores = be_.precision() != Precision::fp32;
     g.x = {q_.x[0], q_.x[1], q_.x[2], q_.x[3]};
     g.w = {q_.w[0], q_.w[1], q_.w[2], q_.w[3]};
     g.y = {y_[0], y_[1], y_[2], y_[3]};
