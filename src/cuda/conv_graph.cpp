@@ -233,15 +233,15 @@ int ConvGraph::tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t 
   float best_time = 0;
   const int runs = 3;
   for (int i = 0; i < std::min(candidates(), max_tuned); ++i) {
-    if (!select(i, workspace_limit)) continue;
     try {
+      if (!select(i, workspace_limit)) continue;
       execute(x, w, y, ws);  // warm-up: the first run loads the kernel
       MYELIN_CHECK(cudaEventRecord(start, s), where_);
       for (int r = 0; r < runs; ++r) execute(x, w, y, ws);
       MYELIN_CHECK(cudaEventRecord(stop, s), where_);
       MYELIN_CHECK(cudaEventSynchronize(stop), where_);
     } catch (const std::exception&) {
-      cudaGetLastError();  // a candidate that fails to run is skipped
+      cudaGetLastError();  // a candidate that fails to plan or run is skipped
       continue;
     }
     float ms = 0;
