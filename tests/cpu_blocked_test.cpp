@@ -308,7 +308,8 @@ TEST(CpuBlocked, KernelsRegisterTheLayoutTheyTake) {
   ASSERT_TRUE(conv && conv->layout);
   EXPECT_TRUE(conv->layout->when);
   EXPECT_EQ(conv->layout->slots.in, std::vector<int>{0});
-  EXPECT_EQ(conv->layout->slots.out, std::vector<int>{0});
+  // y and, with "x16_out", x converted to nChw16c (fuse_x16.cpp)
+  EXPECT_EQ(conv->layout->slots.out, (std::vector<int>{0, 1}));
   EXPECT_FALSE(conv->layout->slots.tied);
   EXPECT_FALSE(conv->half);
   const KernelStorage* add = kernel_storage("add", DeviceKind::cpu);

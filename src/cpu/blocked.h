@@ -56,6 +56,12 @@ bool pool_takes_blocked(const Node& n, const Graph& g);
 // Every 4-D operand of n has a multiple of 16 channels (no padding).
 bool whole_blocks(const Node& n, const Graph& g);
 
+// A 24-channel input that 3x3 convolutions to 48 channels convert to nChw16c, converted once by
+// the first one's forward as its second output (fuse_x16.cpp; MYELIN_CPU_SHARE_X16=0: not), and
+// that output stored nChw16c where it is blocked (after CpuBackend::choose_storage).
+void share_wide_inputs(Graph& g);
+void store_wide_inputs(Graph& g);
+
 // One channel block of plain rows (row k at rows + k * s, for the `real` channels present) and
 // its blocked tile ([s][block], block 8 or 16; lanes from `real` on are zero) made from each
 // other.

@@ -84,8 +84,9 @@ dnnl::convolution_forward::primitive_desc forward_pd(const ConvGeometry& g, bool
 }
 
 // A fused ReLU is a oneDNN eltwise post-op: applied in the convolution's own output loop.
-void build_forward(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl::engine& eng,
-                   const PostRelu& post) {
+void build_forward(DnnlSequence& seq, const KernelSpec& s, const ConvGeometry& g, bool blocked,
+                   dnnl::engine& eng) {
+  const PostRelu post(s.node.attrs);
   dnnl::primitive_attr attr = user_scratchpad_attr();
   if (post.on) {
     dnnl::post_ops ops;
@@ -93,7 +94,15 @@ void build_forward(DnnlSequence& seq, const ConvGeometry& g, bool blocked, dnnl:
     attr.set_post_ops(ops);
   }
   auto pd = forward_pd(g, blocked, eng, attr);
-  auto x = seq.input_as(0, g.x_md, pd.src_desc());
+  DnnlSequence::Slot x;
+  if (s.node.attrs.has("x16_out")) {  // x converted once, kept for other readers (fuse_x16.cpp)
+    const memory::desc x16_md = stored_desc(g.x, s.output_layout(1));
+    const DnnlSequence::Slot user = seq.input(0, g.x_md), copy = seq.output(1, x16_md);
+    seq.convert(user, g.x_md, copy, x16_md);
+    x = seq.slot_as(copy, x16_md, pd.src_desc());
+  } else {
+    x = seq.input_as(0, g.x_md, pd.src_desc());
+  }
   auto w = seq.input_as(1, plain_desc(g.w_dnnl), pd.weights_desc());
   auto y = seq.output_as(0, g.y_md, pd.dst_desc());
   std::vector<std::pair<int, DnnlSequence::Slot>> args{
@@ -147,7 +156,7 @@ DnnlSequence build(const KernelSpec& s, ConvPass pass, bool blocked) {
   DnnlSequence seq(cpu_backend(s), s.node);
   dnnl::engine& eng = cpu_backend(s).engine();
   dnnl_call(s.node, pass_primitive(pass), [&] {
-    if (pass == ConvPass::forward) build_forward(seq, g, blocked, eng, PostRelu(s.node.attrs));
+    if (pass == ConvPass::forward) build_forward(seq, s, g, blocked, eng);
     if (pass == ConvPass::grad_input) build_grad_input(seq, g, blocked, eng);
     if (pass == ConvPass::grad_weight) build_grad_weight(seq, g, blocked, eng);
   });
@@ -222,7 +231,7 @@ bool conv_takes_blocked(const Node& n, const Graph& g) {
 // primitive's choice.
 MYELIN_REGISTER_OPS {
   register_kernel("conv2d", DeviceKind::cpu, conv_factory<ConvPass::forward>(),
-                  {.layout = takes_each({0}, {0}, conv_takes_blocked)});
+                  {.layout = takes_each({0}, {0, 1}, conv_takes_blocked)});
   register_kernel("conv2d_grad_input", DeviceKind::cpu, conv_factory<ConvPass::grad_input>(),
                   {.layout = takes_each({0}, {0}, conv_takes_blocked)});
   register_kernel("conv2d_grad_weight", DeviceKind::cpu, conv_factory<ConvPass::grad_weight>(),

@@ -99,12 +99,21 @@ DnnlSequence::Step DnnlSequence::make_step(const dnnl::primitive& p,
 
 DnnlSequence::Slot DnnlSequence::input_as(int index, const memory::desc& stored,
                                           const memory::desc& want) {
-  Slot user = input(index, stored);
+  return slot_as(input(index, stored), stored, want);
+}
+
+DnnlSequence::Slot DnnlSequence::slot_as(Slot user, const memory::desc& stored,
+                                         const memory::desc& want) {
   if (want == stored) return user;
   Slot staged = scratch(want);
-  steps_.push_back(conversion(user, stored, staged, want));
-  ++reorders_;
+  convert(user, stored, staged, want);
   return staged;
+}
+
+void DnnlSequence::convert(Slot from, const memory::desc& from_md, Slot to,
+                           const memory::desc& to_md) {
+  steps_.push_back(conversion(from, from_md, to, to_md));
+  ++reorders_;
 }
 
 DnnlSequence::Slot DnnlSequence::output_as(int index, const memory::desc& stored,

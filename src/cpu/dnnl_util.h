@@ -63,6 +63,11 @@ class DnnlSequence {
   // Input `index` (stored as `stored`) as the primitive wants it: the input itself when the
   // layouts agree, else a workspace buffer filled by a reorder that runs before the primitive.
   Slot input_as(int index, const memory::desc& stored, const memory::desc& want);
+  // Slot `user` (stored as `stored`) likewise, converted after the steps added so far.
+  Slot slot_as(Slot user, const memory::desc& stored, const memory::desc& want);
+  // A conversion from slot `from` into slot `to` (reblock or a reorder), run in order with the
+  // primitives: a kernel writing one of its inputs converted as an output.
+  void convert(Slot from, const memory::desc& from_md, Slot to, const memory::desc& to_md);
   // Output `index` (stored as `stored`) as the primitive produces it (`have`): the output
   // itself, or a workspace buffer reordered into the output after the primitives.
   Slot output_as(int index, const memory::desc& stored, const memory::desc& have);

@@ -4,13 +4,15 @@
 // its gradient (fuse_batch_norm_pools below), with a thin convolution in front of that
 // (fuse_stem_convolutions); the gradient of a ReLU into the add of the two gradients it reads
 // (fuse_add_relu_grads), and the sum that the fused pooling's gradient reads into it
-// (fuse_pool_grad_sums). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0 the batch
-// norm + pooling ones, MYELIN_CPU_STEM=0 the convolution's.
+// (fuse_pool_grad_sums); a 24-channel input that convolutions convert to nChw16c converted once
+// (share_wide_inputs, fuse_x16.cpp). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0
+// the batch norm + pooling ones, MYELIN_CPU_STEM=0 the convolution's.
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/env.h"
+#include "cpu/blocked.h"
 #include "cpu/bn_pool.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
@@ -271,6 +273,7 @@ void CpuBackend::fuse(Graph& g) const {
     fuse_relus(g, [](const Node& producer, double) { return producer.op == "batch_norm"; });
   }
   if (!env_is("MYELIN_CPU_ADD_RELU_GRAD", "0")) cpu::fuse_add_relu_grads(g);
+  cpu::share_wide_inputs(g);
   if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
   cpu::fuse_batch_norm_pools(g);
   if (!env_is("MYELIN_CPU_STEM", "0")) cpu::fuse_stem_convolutions(g);

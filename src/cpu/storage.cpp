@@ -55,6 +55,7 @@ void CpuBackend::choose_storage(Graph& g) const {
     Value& val = g.value(static_cast<ValueId>(v));
     if (chosen[v]) val.layout = cpu::blocked_layout(val.shape[1]);
   }
+  cpu::store_wide_inputs(g);
 }
 
 }  // namespace myelin
