@@ -7,6 +7,8 @@
 #   r50     ResNet-50 bf16 per variant of $VARIANTS beside PyTorch torch.compile (gpu-resnet50.sh)
 #   fmnist  resnet9-fast over seeds 1-3 for each of $FMNIST_EPOCHS epochs (16 and 14), each run
 #           from an empty cuDNN algorithm cache, under $FMNIST_ENV
+#   profile PyTorch's kernel time by kind and peak memory (torch_resnet50_profile.py), Myelin's
+#           step kernel by kernel under ncu (scripts/ncu-step.py); not in the defaults
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last.
 #
 #   STEPS="tests r50 fmnist" BATCHES="128 256" bench/gpu-resnet-check.sh
@@ -14,6 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-resnet-check-out}"
 STEPS="${STEPS:-tests r50 fmnist}"
+BATCHES="${BATCHES:-256}"
 VARIANTS="${VARIANTS:-fused|MYELIN_CUDA_BN_FUSE=1;unfused|MYELIN_CUDA_BN_FUSE=0;graph|MYELIN_CUDA_BN_FUSE=1 MYELIN_CUDA_CONV_API=graph}"
 FMNIST_ENV="${FMNIST_ENV:-MYELIN_CUDA_BN_FUSE=1}"
 mkdir -p "$OUT" /tmp/gpu
@@ -33,7 +36,7 @@ if has tests; then
   grep "graph API direction" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
 fi
 if has r50; then
-  MYELIN_BIN=/tmp/gpu/bin/myelin BATCHES="${BATCHES:-256}" PRECISIONS="${PRECISIONS:-bf16}" \
+  MYELIN_BIN=/tmp/gpu/bin/myelin BATCHES="$BATCHES" PRECISIONS="${PRECISIONS:-bf16}" \
     PEER_MODES="${PEER_MODES-bf16clcompile}" VARIANTS="$VARIANTS" OUT="$OUT/r50" \
     timeout 420 bash bench/gpu-resnet50.sh > "$OUT/r50.log" 2>&1
   step "resnet50: rc $?"
@@ -51,6 +54,21 @@ if has fmnist; then
     > "$OUT/fmnist.log" 2>&1
   step "fmnist: rc $?"
 fi
+if has profile; then  # not in the defaults: about 3 minutes more
+  env -u LD_LIBRARY_PATH timeout 200 python3 bench/torch_resnet50_profile.py "${BATCHES%% *}" 5 \
+    > "$OUT/torch-profile.log" 2>&1
+  step "torch profile: rc $?"
+  ncu="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
+  if [ -x "$ncu" ]; then
+    first="${VARIANTS%%;*}"
+    # shellcheck disable=SC2086  # the first variant's settings are words of ENV=VALUE
+    env ${first#*|} timeout 300 "$ncu" --clock-control none --metrics gpu__time_duration.sum \
+      --csv --graph-profiling node /tmp/gpu/bin/myelin time --model models/resnet50.yaml \
+      --device cuda --precision bf16 --batch "${BATCHES%% *}" --iterations 3 > "$OUT/ncu.csv" 2>&1
+    step "ncu: rc $?"
+    python3 scripts/ncu-step.py "$OUT/ncu.csv" > "$OUT/ncu.txt" 2>&1
+  fi
+fi
 echo "==== summary"
 cat "$OUT/summary.txt"
 sed -n '/==== summary/,$p' "$OUT/r50.log" 2>/dev/null
@@ -59,3 +77,4 @@ for f in "$OUT"/r50/myelin*.json; do
   [ -f "$f" ] && echo "$(basename "$f" .json): $(grep -o '"device_memory_mib":[0-9.]*' "$f")"
 done
 cat "$OUT/fmnist/summary.txt" 2>/dev/null
+head -12 "$OUT/torch-profile.log" "$OUT/ncu.txt" 2>/dev/null
