@@ -118,7 +118,7 @@ TEST(NetworkFile, EveryLayerTypeBuilds) {
 input: [3, 16, 16]
 classes: 5
 train: {solver: adam, lr: 1e-3, lr_policy: multistep, milestones: [100, 200], scale: 1/255,
-        mean: [120, 115, 100], mirror: yes, cutout: 8}
+        mean: [120, 115, 100], mirror: yes, cutout: 8, test_mirror: yes}
 layers:
   - conv:       {name: c1, filters: 8, kernel: [3, 5], stride: [1, 1], pad: [1, 2], dilation: 1}
   - batch_norm: {name: bn, eps: 0.001, momentum: 0.99}
@@ -143,6 +143,7 @@ layers:
   EXPECT_EQ(s.recipe.milestones, (std::vector<int64_t>{100, 200}));
   EXPECT_TRUE(s.recipe.mirror);
   EXPECT_EQ(s.recipe.cutout, 8);
+  EXPECT_TRUE(s.recipe.test_mirror);
   BuiltNetwork net = build_network(s, 2, true);
   const Graph& g = net.graph;
   EXPECT_EQ(g.value(g.find("c1")).shape, (Shape{2, 8, 16, 16}));
@@ -431,9 +432,11 @@ TEST(NetBuilder, WrittenNetworksReadBack) {
       .dropout("d", 0.3)
       .fc("out", 4, {.bias_init = {"constant", 0.25}});
   b.recipe().mean = {1.5, 2.5, 3.5};
+  b.recipe().test_mirror = true;
   NetworkSpec s = b.spec();
   std::string text = write_network(s);
   EXPECT_TRUE(equivalent(s, parse_network(text, "w.yaml"))) << text;
+  EXPECT_TRUE(parse_network(text, "w.yaml").recipe.test_mirror) << text;
   EXPECT_NE(text.find("gaussian(0.03)"), std::string::npos) << text;
   EXPECT_NE(text.find("count_include_pad: false"), std::string::npos) << text;
 }
