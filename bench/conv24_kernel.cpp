@@ -8,9 +8,9 @@
 // (output channels 0-15) and one ymm (16-23), 28 accumulators; each input value is broadcast
 // from memory into two FMAs. That uses 24 of 32 lanes per FMA pair, against oneDNN's AVX2
 // kernel that fills its 8-lane FMAs but issues 3 of them for the same 24 products.
-#include <dnnl.hpp>
 #include <immintrin.h>
 #include <omp.h>
+#include <dnnl.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -124,8 +124,8 @@ int main() {
   memory ym(yd, eng, y_ref.data());
   convolution_forward conv(pd);
   auto run_ref = [&] {
-    conv.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, bm},
-                     {DNNL_ARG_DST, ym}});
+    conv.execute(
+        s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
     s.wait();
   };
   const std::vector<float> wp = pack_weights(w);
@@ -137,8 +137,8 @@ int main() {
   double max_rel = 0, max_ref = 0;
   for (size_t i = 0; i < y.size(); ++i) {
     max_ref = std::max(max_ref, double(std::fabs(y_ref[i])));
-    max_rel = std::max(max_rel, double(std::fabs(y[i] - y_ref[i]) /
-                                       std::max(1.f, std::fabs(y_ref[i]))));
+    max_rel =
+        std::max(max_rel, double(std::fabs(y[i] - y_ref[i]) / std::max(1.f, std::fabs(y_ref[i]))));
   }
   std::printf("max |ref| %.3g, max relative difference %.3g\n", max_ref, max_rel);
 
@@ -148,8 +148,8 @@ int main() {
     for (int i = 0; i < 41; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       f();
-      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count());
+      t.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     return median(t);
   };

@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "cpu/blocked.h"
+#include "cpu/conv_direct8.h"
 #include "cpu/conv_gemm.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/fuse.h"
@@ -213,6 +214,17 @@ KernelFactory conv_factory() {
       std::fprintf(stderr, "myelin cpu: %s '%s': %s\n", s.node.op.c_str(), s.node.name.c_str(),
                    impl_name(impl));
     if (impl == ConvImpl::gemm) return make_gemm_conv(s, pass);
+    // 3x3 convolutions between nChw8c activations (24 -> 24): our AVX-512 kernel, where oneDNN
+    // would run its AVX2 one (conv_direct8.h). Layouts as for oneDNN's blocked kernels.
+    if (impl == ConvImpl::blocked && !s.node.attrs.has("x16_out")) {
+      const ConvGeometry g = conv_geometry(s, pass);
+      if (direct8_applies(conv_shape(s, pass), g.x8, g.y8)) {
+        if (verbose())
+          std::fprintf(stderr, "myelin cpu: %s '%s': direct 3x3 AVX-512 (nChw8c)\n",
+                       s.node.op.c_str(), s.node.name.c_str());
+        return make_direct8_conv(s, pass);
+      }
+    }
     return std::make_unique<DnnlConv>(s, pass, impl == ConvImpl::blocked);
   };
 }
