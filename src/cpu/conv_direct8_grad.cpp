@@ -28,22 +28,27 @@ struct Acc {
   __m256 b[kChannels][3];
 };
 
-// One dy pixel (d: its first block) times the x values around it (xp: the pixel to its left,
-// channel c0 of the 4). Left / Right: the pixel is on the image's left / right edge.
-template <int K, bool Left, bool Right>
-MYELIN_AVX512_INLINE void pixel(Acc<K>& acc, const float* d, const float* xp, int64_t plane) {
+// Zeros in place of the x values left and right of a row: the edge pixels run the same code
+// as the others (specialised edge code made GCC spill the accumulators around it).
+alignas(64) const float kZeros[8] = {};
+
+// One dy pixel (d: its first block) times the x values around it: xl, xm, xr point at input
+// channel c0 of the 4 in the pixel to its left, itself and to its right.
+template <int K>
+MYELIN_AVX512_INLINE void pixel(Acc<K>& acc, const float* d, const float* xl, const float* xm,
+                                const float* xr, int64_t plane) {
   __m512 dz[Acc<K>::ZA];
   __m256 dyy;
   for (int z = 0; z < Acc<K>::Z; ++z)
     dz[z] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(d + 2 * z * plane)),
                                _mm256_loadu_ps(d + (2 * z + 1) * plane), 1);
   if constexpr (Acc<K>::Y) dyy = _mm256_loadu_ps(d + 2 * Acc<K>::Z * plane);
+  const float* xs[3] = {xl, xm, xr};
 #pragma GCC unroll 4
   for (int i = 0; i < kChannels; ++i) {
 #pragma GCC unroll 3
     for (int kx = 0; kx < 3; ++kx) {
-      if ((Left && kx == 0) || (Right && kx == 2)) continue;
-      const __m512 v = _mm512_set1_ps(xp[kx * 8 + i]);
+      const __m512 v = _mm512_set1_ps(xs[kx][i]);
       for (int z = 0; z < Acc<K>::Z; ++z)
         acc.a[i][kx][z] = _mm512_fmadd_ps(v, dz[z], acc.a[i][kx][z]);
       if constexpr (Acc<K>::Y)
@@ -69,12 +74,12 @@ MYELIN_AVX512 void rows(const float* dy, const float* x, float* part, int64_t c,
       const int64_t ih = oh + ky - 1;
       if (ih < 0 || ih >= h) continue;
       const float* d = dy + n * K * h * wd + oh * wd * 8;
-      // x's pixel (ih, ow - 1) for ow = 0 lies one pixel before the row (never read).
-      const float* xr = x + n * c * h * wd + (c0 / 8) * plane + (ih * wd - 1) * 8 + c0 % 8;
-      pixel<K, true, false>(acc, d, xr, plane);
-      for (int64_t ow = 1; ow + 1 < wd; ++ow)
-        pixel<K, false, false>(acc, d + ow * 8, xr + ow * 8, plane);
-      pixel<K, false, true>(acc, d + (wd - 1) * 8, xr + (wd - 1) * 8, plane);
+      const float* xrow = x + n * c * h * wd + (c0 / 8) * plane + ih * wd * 8 + c0 % 8;
+      for (int64_t ow = 0; ow < wd; ++ow) {
+        const float* xl = ow > 0 ? xrow + (ow - 1) * 8 : kZeros;
+        const float* xr = ow + 1 < wd ? xrow + (ow + 1) * 8 : kZeros;
+        pixel<K>(acc, d + ow * 8, xl, xrow + ow * 8, xr, plane);
+      }
     }
   }
   for (int i = 0; i < kChannels; ++i)
