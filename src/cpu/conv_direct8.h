@@ -3,8 +3,8 @@
 // 14x14). oneDNN runs its AVX2 kernel on nChw8c operands: 3 ymm FMAs for 24 output channels of
 // a pixel. Here one zmm FMA covers 16 of them and a ymm FMA the other 8, both fed by one
 // broadcast of the input value, so 24 products take 2 FMAs instead of 3: forward 1.65 vs 2.62
-// ms at batch 128, one thread (bench/conv24_kernel.cpp). The backward data pass is the same
-// kernel on dy with the weights flipped and transposed; the weight gradient accumulates
+// ms at batch 128, one thread (a standalone benchmark, commit 27f0546). The backward data pass is
+// the same kernel on dy with the weights flipped and transposed; the weight gradient accumulates
 // (input channel, tap) rows of the same width.
 //
 // The weight gradient sums fixed chunks of images into partials and adds the partials in chunk
