@@ -7,8 +7,6 @@
 // (fuse_pool_grad_sums); a 24-channel input that convolutions convert to nChw16c converted once
 // (share_wide_inputs, fuse_x16.cpp). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0
 // the batch norm + pooling ones, MYELIN_CPU_STEM=0 the convolution's.
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
 #include "core/env.h"
@@ -26,12 +24,17 @@ namespace cpu {
 
 namespace {
 
-// readers[v]: the nodes that read value v, in order.
-std::vector<std::vector<int>> readers_of(const Graph& g) {
-  std::vector<std::vector<int>> readers(g.values().size());
-  for (size_t i = 0; i < g.nodes().size(); ++i)
-    for (ValueId v : g.nodes()[i].inputs) readers[v].push_back(static_cast<int>(i));
-  return readers;
+// The node producing v if it is a plain add (two operands shaped like v, no fused post-op) and v
+// is read once and not kept: a sum another node may take over. -1 otherwise.
+int plain_sum_producer(const Graph& g, const std::vector<std::vector<int>>& readers, ValueId v) {
+  const int p = g.value(v).producer;
+  if (p < 0 || g.is_kept(v) || readers[v].size() != 1) return -1;
+  const Node& add = g.nodes()[p];
+  const Shape& s = g.value(v).shape;
+  if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") || add.outputs[0] != v ||
+      g.value(add.inputs[0]).shape != s || g.value(add.inputs[1]).shape != s)
+    return -1;
+  return p;
 }
 
 // The parts of one batch norm + ReLU + pair pooling chain: node indices, -1 where absent.
@@ -214,13 +217,8 @@ void fuse_add_relu_grads(Graph& g) {
         ActParams(a.attrs).kind != ActKind::relu)
       continue;
     const ValueId sum = a.inputs[0], y = a.inputs[1];
-    const int p = g.value(sum).producer;
-    if (p < 0 || g.is_kept(sum) || readers[sum].size() != 1) continue;
-    const Node& add = g.nodes()[p];
-    if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") ||
-        add.outputs[0] != sum || g.value(add.inputs[0]).shape != g.value(y).shape ||
-        g.value(add.inputs[1]).shape != g.value(y).shape)
-      continue;
+    const int p = plain_sum_producer(g, readers, sum);
+    if (p < 0 || g.value(sum).shape != g.value(y).shape) continue;
     Node& n = g.node(p);
     n.inputs.push_back(y);
     n.attrs.set("post", std::string("relu_grad"));
@@ -240,18 +238,12 @@ void fuse_pool_grad_sums(Graph& g) {
     const Node& b = g.nodes()[i];
     if (b.op != "batch_norm_grad" || b.attrs.s("pool", "") != "max2" || b.attrs.has("dp_sum"))
       continue;
-    const ValueId dp = b.inputs[0];
-    const int p = g.value(dp).producer;
-    if (p < 0 || g.is_kept(dp) || readers[dp].size() != 1) continue;
-    const Node& add = g.nodes()[p];
-    if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") ||
-        add.outputs[0] != dp || g.value(add.inputs[0]).shape != g.value(dp).shape ||
-        g.value(add.inputs[1]).shape != g.value(dp).shape)
-      continue;
-    const Node sum = add;
+    const int p = plain_sum_producer(g, readers, b.inputs[0]);
+    if (p < 0) continue;
+    const std::vector<ValueId> addends = g.nodes()[p].inputs;
     Node& grad = g.node(static_cast<int>(i));
-    grad.inputs[0] = sum.inputs[0];
-    grad.inputs.push_back(sum.inputs[1]);
+    grad.inputs[0] = addends[0];
+    grad.inputs.push_back(addends[1]);
     grad.attrs.set("dp_sum", int64_t{1});
     fused.push_back(p);
   }

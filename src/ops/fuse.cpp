@@ -19,14 +19,6 @@ std::optional<double> relu_slope(const Node& n) {
   return std::nullopt;
 }
 
-// readers[v]: the nodes that read value v, in order.
-std::vector<std::vector<int>> readers_of(const Graph& g) {
-  std::vector<std::vector<int>> readers(g.values().size());
-  for (size_t i = 0; i < g.nodes().size(); ++i)
-    for (ValueId v : g.nodes()[i].inputs) readers[v].push_back(static_cast<int>(i));
-  return readers;
-}
-
 // Whether every reader of n's outputs is node `at` or comes after it.
 bool outputs_read_after(const Graph& g, const Node& n, int at,
                         const std::vector<std::vector<int>>& readers) {
@@ -37,6 +29,13 @@ bool outputs_read_after(const Graph& g, const Node& n, int at,
 }
 
 }  // namespace
+
+std::vector<std::vector<int>> readers_of(const Graph& g) {
+  std::vector<std::vector<int>> readers(g.values().size());
+  for (size_t i = 0; i < g.nodes().size(); ++i)
+    for (ValueId v : g.nodes()[i].inputs) readers[v].push_back(static_cast<int>(i));
+  return readers;
+}
 
 void fuse_relus(Graph& g, const std::function<bool(const Node&, double)>& takes) {
   const std::vector<std::vector<int>> readers = readers_of(g);

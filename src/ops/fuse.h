@@ -8,10 +8,14 @@
 // ReLU with a slope >= 0).
 #pragma once
 #include <functional>
+#include <vector>
 
 #include "core/graph.h"
 
 namespace myelin {
+
+// readers[v]: the nodes that read value v, in order (for the rewrites here and the engines').
+std::vector<std::vector<int>> readers_of(const Graph& g);
 
 // Fuses every ReLU (or leaky ReLU, slope >= 0) whose producer `takes(producer, slope)`.
 void fuse_relus(Graph& g, const std::function<bool(const Node& producer, double slope)>& takes);
