@@ -31,8 +31,6 @@ namespace myelin::cpu {
 
 namespace {
 
-constexpr int64_t kMaxLanes = kChannelBlock;  // channels of the widest block
-
 struct BnGeometry {
   int64_t n, c, s;  // batch, channels, elements per (n, c) row
   // Some operand is blocked: the elementwise work goes by (n, channel block) tiles of s pixels
@@ -52,16 +50,6 @@ struct BnGeometry {
     return (in * channel_blocks(c, lanes) + ic / lanes) * lanes * s;
   }
 };
-
-// The block of the operands stored blocked (all of one channel count, so of one layout), or 0.
-int64_t blocked_lanes(const KernelSpec& s) {
-  int64_t lanes = 0;
-  for (size_t i = 0; i < s.node.inputs.size(); ++i)
-    lanes = std::max(lanes, block_of(s.input_layout(i)));
-  for (size_t i = 0; i < s.node.outputs.size(); ++i)
-    lanes = std::max(lanes, block_of(s.output_layout(i)));
-  return lanes;
-}
 
 // One activation operand of a tiled pass: a blocked one is read and written in place; a plain
 // one goes through the calling thread's tile (`buf`), made from its rows before reading
@@ -202,7 +190,7 @@ MYELIN_VECTOR_CLONES void row_grad_input(const float* dy, const float* x, float*
 }
 
 // --- The same on blocked tiles: s pixels of L channels (16 or 8), one channel per lane. Each
-// cloned function runs the loops of its block size (lanes_call). ---
+// cloned function runs the loops of its block size (MYELIN_BY_LANES). ---
 
 template <int64_t L>
 constexpr int64_t kTileBlock = kBlock / L;  // pixels summed in float lanes
@@ -283,30 +271,21 @@ template <int64_t L>
       dx[i * L + l] = a[l] * dy[i * L + l] + b[l] * x[i * L + l] + k[l];
 }
 
-// f<16>(args...) or f<8>(args...) by `lanes`, inside the calling clone.
-#define lanes_call(f, lanes, ...) ((lanes) == 8 ? f<8>(__VA_ARGS__) : f<16>(__VA_ARGS__))
-
-MYELIN_VECTOR_CLONES void tile_moments(int64_t lanes, const float* t, int64_t s, double* sum,
-                                       double* m2) {
-  lanes_call(tile_moments_l, lanes, t, s, sum, m2);
-}
 MYELIN_VECTOR_CLONES void tile_affine(int64_t lanes, const float* x, const float* r, float* y,
                                       int64_t s, const float* a, const float* b,
                                       const PostRelu& post) {
-  lanes_call(tile_affine_l, lanes, x, r, y, s, a, b, post);
+  MYELIN_BY_LANES(tile_affine_l, lanes, x, r, y, s, a, b, post);
 }
 MYELIN_VECTOR_CLONES void tile_grad_sums(int64_t lanes, const float* dy, const float* x, int64_t s,
                                          const float* mean, const float* sc, const float* sh,
                                          double* sum_dy, double* sum_dxm) {
-  lanes_call(tile_grad_sums_l, lanes, dy, x, s, mean, sc, sh, sum_dy, sum_dxm);
+  MYELIN_BY_LANES(tile_grad_sums_l, lanes, dy, x, s, mean, sc, sh, sum_dy, sum_dxm);
 }
 MYELIN_VECTOR_CLONES void tile_grad_input(int64_t lanes, const float* dy, const float* x, float* dx,
                                           int64_t s, const float* a, const float* b, const float* k,
                                           const float* sc, const float* sh) {
-  lanes_call(tile_grad_input_l, lanes, dy, x, dx, s, a, b, k, sc, sh);
+  MYELIN_BY_LANES(tile_grad_input_l, lanes, dy, x, dx, s, a, b, k, sc, sh);
 }
-
-#undef lanes_call
 
 // Three tiles per thread for the plain operands of a tiled pass, at the start of the workspace.
 struct TileBuffers {

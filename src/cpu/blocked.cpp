@@ -4,17 +4,23 @@
 
 #include <immintrin.h>
 
-#include <cstdlib>
-#include <cstring>
-
+#include "core/env.h"
 #include "cpu/simd.h"
 
 namespace myelin::cpu {
 
 Layout blocked_layout(int64_t c) {
-  const char* env = std::getenv("MYELIN_CPU_BLOCK8");
-  const bool block8 = !(env && std::strcmp(env, "0") == 0);
+  const bool block8 = !env_is("MYELIN_CPU_BLOCK8", "0");
   return block8 && c % 8 == 0 && c % 16 != 0 ? Layout::nchw8c : Layout::nchw16c;
+}
+
+int64_t blocked_lanes(const KernelSpec& s) {
+  int64_t lanes = 0;
+  for (size_t i = 0; i < s.node.inputs.size(); ++i)
+    lanes = std::max(lanes, block_of(s.input_layout(i)));
+  for (size_t i = 0; i < s.node.outputs.size(); ++i)
+    lanes = std::max(lanes, block_of(s.output_layout(i)));
+  return lanes;
 }
 
 bool whole_blocks(const Node& n, const Graph& g) {

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "core/backend.h"
 #include "core/graph.h"
 
 namespace myelin::cpu {
@@ -55,6 +56,9 @@ bool conv_takes_blocked(const Node& n, const Graph& g);
 bool pool_takes_blocked(const Node& n, const Graph& g);
 // Every 4-D operand of n has a multiple of 16 channels (no padding).
 bool whole_blocks(const Node& n, const Graph& g);
+// The block of a kernel's operands stored blocked (all of one channel count, so of one layout),
+// or 0 where none is.
+int64_t blocked_lanes(const KernelSpec& s);
 
 // A 24-channel input that 3x3 convolutions to 48 channels convert to nChw16c, converted once by
 // the first one's forward as its second output (fuse_x16.cpp; MYELIN_CPU_SHARE_X16=0: not), and

@@ -10,11 +10,7 @@
 namespace myelin::cpu::bn_pool {
 
 int64_t tile_lanes(const KernelSpec& s) {
-  int64_t lanes = 0;
-  for (size_t i = 0; i < s.node.inputs.size(); ++i)
-    lanes = std::max(lanes, block_of(s.input_layout(i)));
-  for (size_t i = 0; i < s.node.outputs.size(); ++i)
-    lanes = std::max(lanes, block_of(s.output_layout(i)));
+  const int64_t lanes = blocked_lanes(s);
   return lanes ? lanes : kChannelBlock;
 }
 
@@ -106,10 +102,6 @@ template <int64_t L>
 
 }  // namespace
 
-MYELIN_VECTOR_CLONES void tile_moments(int64_t lanes, const float* t, int64_t s, double* sum,
-                                       double* m2) {
-  MYELIN_BY_LANES(tile_moments_l, lanes, t, s, sum, m2);
-}
 MYELIN_VECTOR_CLONES void tile_pool(int64_t lanes, const float* x, float* p, int64_t w, int64_t oh,
                                     int64_t ow, const float* scale, const float* shift) {
   MYELIN_BY_LANES(tile_pool_l, lanes, x, p, w, oh, ow, scale, shift);
@@ -140,3 +132,12 @@ MYELIN_VECTOR_CLONES void add_tiles(const float* a, const float* b, float* y, in
 }
 
 }  // namespace myelin::cpu::bn_pool
+
+namespace myelin::cpu {
+
+MYELIN_VECTOR_CLONES void tile_moments(int64_t lanes, const float* t, int64_t s, double* sum,
+                                       double* m2) {
+  MYELIN_BY_LANES(tile_moments_l, lanes, t, s, sum, m2);
+}
+
+}  // namespace myelin::cpu

@@ -86,9 +86,6 @@ void for_my_units(const Geometry& g, Unit unit) {
 // dp tiles of oh*ow (x's 2x2 windows; rows and columns past the last window, at odd sizes, pool
 // nothing). scale and shift: the batch norm's affine form, z = max(x * scale + shift, 0). ---
 
-// Per lane: the tile's sum and its sum of squares about its own mean (moments.h), s pixels.
-void tile_moments(int64_t lanes, const float* t, int64_t s, double* sum, double* m2);
-
 // The pooled z of one tile: p[oy][ox] = max of the window's four z.
 void tile_pool(int64_t lanes, const float* x, float* p, int64_t w, int64_t oh, int64_t ow,
                const float* scale, const float* shift);

@@ -7,10 +7,9 @@
 #include <omp.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
+#include "core/env.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
 
@@ -165,8 +164,7 @@ bool cpu_has_avx512() {
 }
 
 bool switched_on() {
-  const char* env = std::getenv("MYELIN_CPU_DIRECT24");
-  return !(env && std::strcmp(env, "0") == 0);
+  return !env_is("MYELIN_CPU_DIRECT24", "0");
 }
 
 class Direct8Conv : public Kernel {

@@ -62,22 +62,16 @@ class FlatBinary : public Kernel {
     const float* a = in[0].f32();
     const float* b = in[1].f32();
     float* y = out[0].f32();
+    const float* r = relu_grad_ ? in[2].f32() : nullptr;
     const int64_t n = n_;
-    if (relu_grad_) {
-      const float* r = in[2].f32();
-#pragma omp parallel if (n >= kParallelMin)
-      {
-        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-        masked_sum(a + i0, b + i0, r + i0, y + i0, i1 - i0);
-      }
-      return;
-    }
 #pragma omp parallel if (n >= kParallelMin)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-      flat(Op{}, a + i0, b + i0, y + i0, i1 - i0);
+      if (r)
+        masked_sum(a + i0, b + i0, r + i0, y + i0, i1 - i0);
+      else
+        flat(Op{}, a + i0, b + i0, y + i0, i1 - i0);
     }
   }
 

@@ -18,9 +18,6 @@
 #define MYELIN_FMA_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
-// f<16>(args...) or f<8>(args...) by `lanes`, inside the calling clone.
-#define MYELIN_BY_LANES(f, lanes, ...) ((lanes) == 8 ? f<8>(__VA_ARGS__) : f<16>(__VA_ARGS__))
-
 namespace myelin::cpu {
 
 template <int64_t L>

@@ -44,6 +44,10 @@ template <int64_t L>
   }
 }
 
+// tile_moments_l for a tile of `lanes` (8 or 16) lanes, in the clone for the running CPU
+// (bn_pool_tiles.cpp).
+void tile_moments(int64_t lanes, const float* t, int64_t s, double* sum, double* m2);
+
 // The same for one plain row of s elements.
 [[gnu::always_inline]] inline void row_moments(const float* r, int64_t s, double& sum, double& m2) {
   double total = 0, sq = 0;

@@ -4,3 +4,7 @@
 #pragma once
 
 #define MYELIN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// f<16>(args...) or f<8>(args...) by `lanes` (a blocked layout's channel block), inside the
+// calling clone.
+#define MYELIN_BY_LANES(f, lanes, ...) ((lanes) == 8 ? f<8>(__VA_ARGS__) : f<16>(__VA_ARGS__))

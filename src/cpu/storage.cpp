@@ -21,11 +21,10 @@
 // blocked, its 24-channel ones nchw8c, the 48-channel ones nchw16c; the only activation reorders
 // left are oneDNN's between the two around its 24 -> 48 convolutions (bench/RESULTS.md).
 // MYELIN_CPU_BLOCKED=0 keeps every activation NCHW (for A/B timing).
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/env.h"
 #include "core/value_choice.h"
 #include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
@@ -43,8 +42,7 @@ const OperandSlots* blocked_slots(const Node& n, const Graph& g) {
 }  // namespace
 
 void CpuBackend::choose_storage(Graph& g) const {
-  const char* env = std::getenv("MYELIN_CPU_BLOCKED");
-  if (env && std::strcmp(env, "0") == 0) return;
+  if (env_is("MYELIN_CPU_BLOCKED", "0")) return;
   ChoiceRules rules = table_rules([&g](const Node& n) { return blocked_slots(n, g); },
                                   [](const Value& v) {
                                     return v.kind == ValueKind::activation &&

@@ -10,9 +10,7 @@
 // the recomputed y is not above 0, in the own kernels' passes, and before cuDNN's call there.
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
-#include <cstdlib>
-#include <cstring>
-
+#include "core/env.h"
 #include "cuda/batch_norm_kernels.h"
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
@@ -66,8 +64,7 @@ class LrnKernel : public CudaKernel {
 // plain ones. Persistent is faster in training (ResNet-9 at batch 512, bf16, H200: step 8.30 ms
 // vs 9.35 ms; the first batch norm's forward 0.13 vs 0.24 ms, its backward 0.21 vs 0.60 ms).
 cudnnBatchNormMode_t bn_mode() {
-  const char* e = std::getenv("MYELIN_CUDA_BN");
-  return e && std::strcmp(e, "spatial") == 0 ? CUDNN_BATCHNORM_SPATIAL
+  return env_is("MYELIN_CUDA_BN", "spatial") ? CUDNN_BATCHNORM_SPATIAL
                                              : CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
 }
 
