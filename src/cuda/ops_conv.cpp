@@ -225,14 +225,20 @@ class ConvKernel : public CudaKernel {
                            std::to_string(limit >> 20) + " MiB");
   }
 
+  // The workspace an algorithm may take: the configured limit, or half the free memory if less.
+  size_t search_limit() const {
+    return std::min(be_.options().workspace_limit, be_.free_memory() / 2);
+  }
+
   // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
   bool graph_api() const { return q_.slices == 1 && env_is("MYELIN_CUDA_CONV_API", "graph"); }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
   // none for this problem: the legacy API decides then.
   bool choose_graph(Precision prec) {
-    const size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
-    const std::string key = key_of(dir_, q_, y_, prec, limit) + ",graph";
+    const size_t limit = search_limit();
+    // Keyed by the configured limit, as the legacy choices are: free memory differs between runs.
+    const std::string key = key_of(dir_, q_, y_, prec, be_.options().workspace_limit) + ",graph";
     try {
       graph_ = std::make_unique<ConvGraph>(be_.cudnn(), geometry(), where_);
     } catch (const DeviceError&) {
@@ -279,7 +285,7 @@ class ConvKernel : public CudaKernel {
 
   // cuDNN's heuristic ranking, without running anything.
   ConvAlgo rank(Precision prec) {
-    size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
+    const size_t limit = search_limit();
     cudnnHandle_t h = be_.cudnn();
     int count = 0;
     if (dir_ == ConvDir::forward) {
@@ -304,7 +310,7 @@ class ConvKernel : public CudaKernel {
   }
 
   ConvAlgo search(Precision prec) {
-    size_t limit = std::min(be_.options().workspace_limit, be_.free_memory() / 2);
+    const size_t limit = search_limit();
     Scratch x(be_, bytes(q_.x)), w(be_, bytes(q_.w)), y(be_, bytes(y_) / q_.slices), ws(be_, limit);
     cudnnHandle_t h = be_.cudnn();
     int count = 0;
