@@ -32,21 +32,22 @@ std::vector<float> random(size_t n, uint32_t seed) {
   return v;
 }
 
-// NCHW <-> nChw8c (channels a multiple of 8).
-std::vector<float> to8(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> y(x.size());
+// NCHW <-> nChw8c (channels a multiple of 8): each element's (NCHW index, nChw8c index).
+template <class F>
+void each_index8(int64_t n, int64_t c, int64_t hw, F f) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t p = 0; p < hw; ++p)
-        y[((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8] = x[(i * c + ch) * hw + p];
+        f((i * c + ch) * hw + p, ((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8);
+}
+std::vector<float> to8(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> y(x.size());
+  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { y[blocked] = x[plain]; });
   return y;
 }
 std::vector<float> from8(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw) {
   std::vector<float> x(y.size());
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p)
-        x[(i * c + ch) * hw + p] = y[((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8];
+  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { x[plain] = y[blocked]; });
   return x;
 }
 

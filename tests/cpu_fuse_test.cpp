@@ -75,22 +75,29 @@ Net unfusable_net(bool training) {
   return n;
 }
 
-// A ResNet stem: a thin convolution (im2col + SGEMM, plain output), batch norm, ReLU and a 2x2
-// max pooling, then a 24-channel convolution (blocked) and the inner product. `side` odd: the
-// pooling leaves a row and a column out. The batch norm's running statistics are compared too.
-// The first convolution has no bias, as in ResNets: its gradient would be zero but for rounding.
-Net stem_net(bool training, int64_t side) {
+// The stem chain on a [3, cin, side, side] image, a parameter (its gradient asked) or an input:
+// conv1 (24 filters, 3x3, `conv` its stride and padding) -> bn1 -> relu1 -> 2x2 pool1, then
+// conv2 + relu2 and an inner product; `fusable`: 2 nodes in training, 1 in inference.
+Net stem_chain(bool training, bool image_is_param, int64_t side, int64_t cin, const Attrs& conv) {
   Graph g(training);
   StepBuilder b{g};
-  ValueId x = g.param("data", Shape{3, 1, side, side}, Init{});
-  ValueId w = g.param("conv1.weight", Shape{24, 1, 3, 3}, Init{});
-  ValueId h = g.add1("conv2d", "conv1", {x, w}, Attrs{{"pad", int64_t{1}}});
-  h = b.relu(b.bn(h, "bn1"), "relu1");
+  const Shape image{3, cin, side, side};
+  ValueId x = image_is_param ? g.param("data", image, Init{}) : g.input("data", image);
+  ValueId w = g.param("conv1.weight", Shape{24, cin, 3, 3}, Init{});
+  ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, conv), "bn1"), "relu1");
   h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
   h = b.relu(b.conv(h, "conv2", 24, 3, {{"pad", int64_t{1}}}), "relu2");
   Net n{finish_step_net(std::move(g), b.fc(h, "ip", 5)), training ? 2 : 1};
   for (const char* state : {"bn1.mean", "bn1.var"}) n.compared.push_back(n.graph.find(state));
   return n;
+}
+
+// A ResNet stem: a thin convolution (im2col + SGEMM, plain output), batch norm, ReLU and a 2x2
+// max pooling, then a 24-channel convolution (blocked) and the inner product. `side` odd: the
+// pooling leaves a row and a column out. The batch norm's running statistics are compared too.
+// The first convolution has no bias, as in ResNets: its gradient would be zero but for rounding.
+Net stem_net(bool training, int64_t side) {
+  return stem_chain(training, true, side, 1, Attrs{{"pad", int64_t{1}}});
 }
 
 // MYELIN_CPU_BN_POOL on or off (the other fusions on but the stem convolution's, which would take
@@ -204,16 +211,7 @@ TEST(CpuFuse, RewriteDropsThePreActivationValue) {
 // 3x3, `conv` its stride and padding) fuses into the batch norm too; `fusable`: the convolution
 // and its weight gradient.
 Net stem_input_net(bool training, int64_t side, int64_t cin, Attrs conv) {
-  Graph g(training);
-  StepBuilder b{g};
-  ValueId x = g.input("data", Shape{3, cin, side, side});
-  ValueId w = g.param("conv1.weight", Shape{24, cin, 3, 3}, Init{});
-  ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, conv), "bn1"), "relu1");
-  h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
-  h = b.relu(b.conv(h, "conv2", 24, 3, {{"pad", int64_t{1}}}), "relu2");
-  Net n{finish_step_net(std::move(g), b.fc(h, "ip", 5)), training ? 2 : 1};
-  for (const char* state : {"bn1.mean", "bn1.var"}) n.compared.push_back(n.graph.find(state));
-  return n;
+  return stem_chain(training, false, side, cin, conv);
 }
 
 // MYELIN_CPU_STEM on or off: the stem convolution computed inside the batch norm + pooling
