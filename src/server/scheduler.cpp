@@ -142,9 +142,10 @@ void Scheduler::dispatch() {
         if (!claimed.count(p) && (capacity[p] < 0 || busy[p] < capacity[p]) &&
             static_cast<int>(free.size()) < needs.count)
           free.push_back(p);
-      if (static_cast<int>(free.size()) == needs.count && start(id, free)) {
-        for (const std::string& p : free) ++busy[p];
-        continue;
+      if (static_cast<int>(free.size()) == needs.count) {
+        if (start(id, free))
+          for (const std::string& p : free) ++busy[p];
+        continue;  // started, failed to start, or aborted meanwhile: not waiting
       }
       why = needs.describe;
       for (const std::string& p : needs.candidates)
@@ -160,6 +161,11 @@ void Scheduler::waiting(int64_t job, const std::string& why) {
 }
 
 bool Scheduler::start(int64_t job, const std::vector<std::string>& pools) {
+  // An abort from the API waits until the job is started (then it is signalled) or sees it
+  // still queued without a process (then it is aborted here, and not started).
+  std::lock_guard<std::mutex> lock(launch_mutex_);
+  if (!c_.db.scalar("SELECT 1 FROM jobs WHERE id = ? AND state = 'queued' AND pid IS NULL", {job}))
+    return false;
   nlohmann::json j = job_json(c_, job);
   std::string dir = j["run_dir"];
   bool resume = c_.db.scalar("SELECT resume FROM jobs WHERE id = ?", {job}).value_or(0) != 0;
@@ -213,6 +219,7 @@ void Scheduler::mark_running(int64_t job, Running& r) {
 }
 
 void Scheduler::abort(int64_t job, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(launch_mutex_);
   nlohmann::json j = job_json(c_, job);
   std::string state = j["state"];
   // Not handed to a launcher yet (pid is set once it is): aborted at once.

@@ -63,6 +63,7 @@ class Scheduler {
   std::unique_ptr<Launcher> launcher_;
   std::map<int64_t, Running> running_;  // only the scheduler's thread touches it
   std::mutex mutex_;
+  std::mutex launch_mutex_;  // a job's start and its abort, one at a time
   std::condition_variable cv_;
   bool woken_ = false;
   std::atomic<bool> stop_{false};

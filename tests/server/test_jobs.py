@@ -174,6 +174,16 @@ def test_abort_then_resume(srv, fm):
     assert resumes, "the resumed trainer logs a resume event"
 
 
+def test_abort_as_the_job_starts(srv, fm):
+    # Aborted the moment it is queued: the scheduler may be starting it right then. Whichever
+    # wins, the job ends aborted, and no trainer goes on with its million iterations.
+    for i in range(6):
+        job = srv.job(**quick_job(fm, "aborted at start %d" % i, iterations=1000000))
+        srv.ok("POST", "/api/v1/jobs/%d/abort" % job)
+        j = srv.wait_job(job, timeout=60)
+        assert j["state"] == "aborted", j
+
+
 # ---- the CPU pool's queue ----
 
 def test_queue_runs_in_submission_order(srv, fm):
