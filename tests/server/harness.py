@@ -6,11 +6,13 @@
 
 The binary is $MYELIN_BINARY, else the `myelin` built last under build*/.
 """
+import contextlib
 import http.client
 import json
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import time
@@ -107,6 +109,23 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+        self.end_jobs()
+
+    def end_jobs(self):
+        """Trainers outlive a stopped server (the next one reattaches them); a test's must not
+        outlive the test, or a job left running loads every test after it."""
+        path = os.path.join(self.data, "myelin.db")
+        if not os.path.exists(path):
+            return
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            pids = [r[0] for r in db.execute("SELECT pid FROM jobs WHERE pid IS NOT NULL")]
+        for pid in pids:
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if b"myelin" in f.read():
+                        os.killpg(pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass  # ended already, or a Slurm job id
 
     def start(self, timeout=30):
         self.port = free_port()
