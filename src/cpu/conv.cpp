@@ -6,13 +6,16 @@
 // it is stored (plain, or nChw16c / nChw8c where CpuBackend::choose_storage kept it blocked
 // between ops) and reorder only what differs from the primitive's choice. An nChw8c operand is
 // given to the primitive as stored, so that oneDNN runs its 8-channel kernels on it (24 channels:
-// faster than padding to 16-channel blocks, bench/RESULTS.md).
+// faster than padding to 16-channel blocks, bench/RESULTS.md). Two shapes run on our own kernels
+// instead of oneDNN's blocked ones: 3x3 convolutions between nChw8c activations
+// (conv_direct8.h) and the gradients of strided 1x1 convolutions (conv_pointwise.h).
 #include <algorithm>
 #include <cstdio>
 
 #include "cpu/blocked.h"
 #include "cpu/conv_direct8.h"
 #include "cpu/conv_gemm.h"
+#include "cpu/conv_pointwise.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/fuse.h"
 
@@ -223,6 +226,15 @@ KernelFactory conv_factory() {
           std::fprintf(stderr, "myelin cpu: %s '%s': direct 3x3 AVX-512 (nChw8c)\n",
                        s.node.op.c_str(), s.node.name.c_str());
         return make_direct8_conv(s, pass);
+      }
+      // Strided 1x1 gradients (conv_pointwise.h).
+      const Layout x = pass == ConvPass::grad_input ? s.output_layout(0) : s.input_layout(1);
+      if (pass != ConvPass::forward &&
+          pointwise_applies(conv_shape(s, pass), pass, block_of(x), block_of(s.input_layout(0)))) {
+        if (verbose())
+          std::fprintf(stderr, "myelin cpu: %s '%s': strided 1x1 AVX2 (blocked)\n",
+                       s.node.op.c_str(), s.node.name.c_str());
+        return make_pointwise_conv(s, pass);
       }
     }
     return std::make_unique<DnnlConv>(s, pass, impl == ConvImpl::blocked);
