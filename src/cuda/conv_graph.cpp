@@ -224,11 +224,23 @@ void ConvGraph::execute(void* x, void* w, void* y, void* ws) const {
   MYELIN_CHECK(cudnnBackendExecute(h_, plan_->get(), pack.get()), where_);
 }
 
+namespace {
+
+// A timing event, destroyed however the tuning loop ends.
+struct TimingEvent {
+  cudaEvent_t e = nullptr;
+  explicit TimingEvent(const std::string& where) { MYELIN_CHECK(cudaEventCreate(&e), where); }
+  ~TimingEvent() { cudaEventDestroy(e); }
+  TimingEvent(const TimingEvent&) = delete;
+  TimingEvent& operator=(const TimingEvent&) = delete;
+};
+
+}  // namespace
+
 int ConvGraph::tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t workspace_limit,
                     float* best_ms) {
-  cudaEvent_t start, stop;
-  MYELIN_CHECK(cudaEventCreate(&start), where_);
-  MYELIN_CHECK(cudaEventCreate(&stop), where_);
+  const TimingEvent start_event(where_), stop_event(where_);
+  cudaEvent_t start = start_event.e, stop = stop_event.e;
   int best = -1;
   float best_time = 0;
   const int runs = 3;
@@ -249,8 +261,6 @@ int ConvGraph::tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t 
     ms /= runs;
     if (best < 0 || ms < best_time) best = i, best_time = ms;
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   if (best >= 0) {
     select(best, workspace_limit);
     if (best_ms) *best_ms = best_time;
