@@ -50,19 +50,14 @@ StepNet alexnet_like(bool training, ValueId* data = nullptr) {
 StepNet resnet_like(bool training) {
   Graph g(training);
   StepBuilder b{g};
-  // The convolutions before batch norm have no bias, as in ResNets: its gradient would be zero
-  // but for rounding, which differs with the order batch norm sums in.
-  auto conv = [&](ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a) {
-    ValueId w = g.param(name + ".weight", Shape{o, g.value(x).shape[1], k, k}, Init{});
-    return g.add1("conv2d", name, {x, w}, a);
-  };
   ValueId x = g.param("data", Shape{4, 2, 9, 9}, Init{});
-  ValueId h = g.add1("relu", "stem_relu", {b.bn(conv(x, "stem", 16, 3, pad1), "stem_bn")});
-  ValueId r = b.relu(b.bn(conv(h, "res_a", 32, 3, pad1), "res_a_bn"), "res_a_relu");
-  r = b.bn(conv(r, "res_b", 32, 3, pad1), "res_b_bn");
+  ValueId h =
+      g.add1("relu", "stem_relu", {b.bn(b.conv_no_bias(x, "stem", 16, 3, pad1), "stem_bn")});
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "res_a", 32, 3, pad1), "res_a_bn"), "res_a_relu");
+  r = b.bn(b.conv_no_bias(r, "res_b", 32, 3, pad1), "res_b_bn");
   ValueId s = g.add1("add", "sum", {r, b.conv(h, "proj", 32, 1)});
   s = g.add1("relu", "sum_relu", {s});
-  h = g.add1("relu", "head_relu", {b.bn(conv(s, "head", 16, 3, pad1), "head_bn")});
+  h = g.add1("relu", "head_relu", {b.bn(b.conv_no_bias(s, "head", 16, 3, pad1), "head_bn")});
   return finish_step_net(std::move(g), b.fc(h, "fc", 6));
 }
 
@@ -74,20 +69,17 @@ StepNet resnet_like(bool training) {
 StepNet small_resnet(bool training) {
   Graph g(training);
   StepBuilder b{g};
-  auto conv = [&](ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a) {
-    ValueId w = g.param(name + ".weight", Shape{o, g.value(x).shape[1], k, k}, Init{});
-    return g.add1("conv2d", name, {x, w}, a);
-  };
   const Attrs stride2{{"stride", int64_t{2}}, {"pad", int64_t{1}}};
   ValueId x = g.param("data", Shape{4, 1, 11, 11}, Init{});  // odd: the pooling drops a row
-  ValueId h = b.relu(b.bn(conv(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
+  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
   h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
-  ValueId r = b.relu(b.bn(conv(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
-  r = b.bn(conv(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
+  r = b.bn(b.conv_no_bias(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
   h = b.relu(g.add1("add", "res1", {r, h}), "res1_relu");
-  r = b.relu(b.bn(conv(h, "res2_conv1", 48, 3, stride2), "res2_bn1"), "res2_relu1");
-  r = b.bn(conv(r, "res2_conv2", 48, 3, pad1), "res2_bn2");
-  ValueId p = b.bn(conv(h, "res2_proj", 48, 1, Attrs{{"stride", int64_t{2}}}), "res2_proj_bn");
+  r = b.relu(b.bn(b.conv_no_bias(h, "res2_conv1", 48, 3, stride2), "res2_bn1"), "res2_relu1");
+  r = b.bn(b.conv_no_bias(r, "res2_conv2", 48, 3, pad1), "res2_bn2");
+  ValueId p =
+      b.bn(b.conv_no_bias(h, "res2_proj", 48, 1, Attrs{{"stride", int64_t{2}}}), "res2_proj_bn");
   h = b.relu(g.add1("add", "res2", {r, p}), "res2_relu");
   return finish_step_net(std::move(g), b.fc(h, "fc", 6));
 }

@@ -127,15 +127,11 @@ StepNet resnet_14(bool training) {
   Graph g(training);
   StepBuilder b{g};
   const Attrs pad1{{"pad", int64_t{1}}};
-  auto conv = [&](ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a) {
-    ValueId w = g.param(name + ".weight", Shape{o, g.value(x).shape[1], k, k}, Init{});
-    return g.add1("conv2d", name, {x, w}, a);
-  };
   ValueId x = g.param("data", Shape{4, 1, 28, 28}, Init{});
-  ValueId h = b.relu(b.bn(conv(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
+  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
   h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
-  ValueId r = b.relu(b.bn(conv(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
-  r = b.bn(conv(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
+  r = b.bn(b.conv_no_bias(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
   h = b.relu(g.add1("add", "res1", {r, h}), "res1_relu");
   h = b.conv_relu(h, "conv_b", 24, 3, pad1);
   h = g.add1("max_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});

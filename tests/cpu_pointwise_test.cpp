@@ -116,15 +116,11 @@ StepNet projection_net() {
   StepBuilder b{g};
   const Attrs pad1{{"pad", int64_t{1}}}, pad1s2{{"pad", int64_t{1}}, {"stride", int64_t{2}}};
   const Attrs s2{{"stride", int64_t{2}}};
-  auto conv = [&](ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a) {
-    ValueId w = g.param(name + ".weight", Shape{o, g.value(x).shape[1], k, k}, Init{});
-    return g.add1("conv2d", name, {x, w}, a);
-  };
   ValueId x = g.param("data", Shape{4, 24, 14, 14}, Init{});
-  ValueId h = b.relu(b.bn(conv(x, "conv0", 24, 3, pad1), "bn0"), "relu0");
-  ValueId r = b.relu(b.bn(conv(h, "conv1", 48, 3, pad1s2), "bn1"), "relu1");
-  r = b.bn(conv(r, "conv2", 48, 3, pad1), "bn2");
-  ValueId s = b.bn(conv(h, "proj", 48, 1, s2), "proj_bn");
+  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv0", 24, 3, pad1), "bn0"), "relu0");
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "conv1", 48, 3, pad1s2), "bn1"), "relu1");
+  r = b.bn(b.conv_no_bias(r, "conv2", 48, 3, pad1), "bn2");
+  ValueId s = b.bn(b.conv_no_bias(h, "proj", 48, 1, s2), "proj_bn");
   h = b.relu(g.add1("add", "res", {r, s}), "res_relu");
   return finish_step_net(std::move(g), b.fc(h, "fc", 6));
 }

@@ -22,6 +22,12 @@ ValueId StepBuilder::conv(ValueId x, const std::string& name, int64_t o, int64_t
   return g.add1("conv2d", name, {x, w, b}, a);
 }
 
+ValueId StepBuilder::conv_no_bias(ValueId x, const std::string& name, int64_t o, int64_t k,
+                                  Attrs a) {
+  ValueId w = g.param(name + ".weight", Shape{o, g.value(x).shape[1], k, k}, Init{});
+  return g.add1("conv2d", name, {x, w}, a);
+}
+
 ValueId StepBuilder::conv_relu(ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a) {
   return relu(conv(x, name, o, k, a), name + "_relu");
 }

@@ -24,6 +24,9 @@ struct StepBuilder {
   Graph& g;
   // Convolution with bias, `o` output channels, a k x k kernel.
   ValueId conv(ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a = {});
+  // Convolution without bias, as before a batch norm (its bias gradient would be zero but for
+  // rounding, which differs with the order batch norm sums in).
+  ValueId conv_no_bias(ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a = {});
   // conv followed by a ReLU named name + "_relu".
   ValueId conv_relu(ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a = {});
   // Inner product to `o` outputs, with or without bias.
