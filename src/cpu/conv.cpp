@@ -6,14 +6,16 @@
 // it is stored (plain, or nChw16c / nChw8c where CpuBackend::choose_storage kept it blocked
 // between ops) and reorder only what differs from the primitive's choice. An nChw8c operand is
 // given to the primitive as stored, so that oneDNN runs its 8-channel kernels on it (24 channels:
-// faster than padding to 16-channel blocks, bench/RESULTS.md). Two shapes run on our own kernels
+// faster than padding to 16-channel blocks, bench/RESULTS.md). Three shapes run on our own kernels
 // instead of oneDNN's blocked ones: 3x3 convolutions between nChw8c activations
-// (conv_direct8.h) and the gradients of strided 1x1 convolutions (conv_pointwise.h).
+// (conv_direct8.h), 3x3 stride-2 ones from nChw8c to nChw16c (conv_direct_s2.h) and the
+// gradients of strided 1x1 convolutions (conv_pointwise.h).
 #include <algorithm>
 #include <cstdio>
 
 #include "cpu/blocked.h"
 #include "cpu/conv_direct8.h"
+#include "cpu/conv_direct_s2.h"
 #include "cpu/conv_gemm.h"
 #include "cpu/conv_pointwise.h"
 #include "cpu/dnnl_util.h"
@@ -217,6 +219,14 @@ KernelFactory conv_factory() {
       std::fprintf(stderr, "myelin cpu: %s '%s': %s\n", s.node.op.c_str(), s.node.name.c_str(),
                    impl_name(impl));
     if (impl == ConvImpl::gemm) return make_gemm_conv(s, pass);
+    // 3x3 stride-2 convolutions from nChw8c to nChw16c (24 -> 48): our AVX-512 kernel on x as
+    // stored, where oneDNN's would convert x to nChw16c and dx back (conv_direct_s2.h).
+    if (impl == ConvImpl::blocked && direct_s2_takes(s, pass)) {
+      if (verbose())
+        std::fprintf(stderr, "myelin cpu: %s '%s': direct 3x3 stride 2 AVX-512 (nChw8c)\n",
+                     s.node.op.c_str(), s.node.name.c_str());
+      return make_direct_s2_conv(s, pass);
+    }
     // 3x3 convolutions between nChw8c activations (24 -> 24): our AVX-512 kernel, where oneDNN
     // would run its AVX2 one (conv_direct8.h). Layouts as for oneDNN's blocked kernels.
     if (impl == ConvImpl::blocked && !s.node.attrs.has("x16_out")) {

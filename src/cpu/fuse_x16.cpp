@@ -5,9 +5,11 @@
 // gradient and the other convolutions on the same input (a residual block's 1x1 projection, its
 // weight gradient) read instead. In the small ResNet that saves res2_conv1's second conversion
 // (its weight gradient's) and runs res2_proj on oneDNN's AVX-512 1x1 kernel without converting
-// its output and gradients between 8- and 16-channel blocks. MYELIN_CPU_SHARE_X16=0 turns it off.
+// its output and gradients between 8- and 16-channel blocks. Not where our stride-2 kernel takes
+// the convolution (it reads nChw8c). MYELIN_CPU_SHARE_X16=0 turns it off.
 #include "core/env.h"
 #include "cpu/blocked.h"
+#include "cpu/conv_direct_s2.h"
 #include "cpu/conv_gemm.h"
 #include "cpu/cpu_backend.h"
 
@@ -33,6 +35,10 @@ void share_wide_inputs(Graph& g) {
       continue;
     const ConvShape c = conv_shape(conv, g, ConvPass::forward);
     if (c.kh * c.kw == 1) continue;  // these take x as nChw8c (conv_geometry)
+    // Our stride-2 kernel reads x as nChw8c in every pass (conv_direct_s2.h): the copy would
+    // only serve the projection's forward. In the small ResNet at batch 128, 2 threads, making
+    // it cost res2_conv1's forward 0.2 ms and saved res2_proj's 0.15 ms.
+    if (direct_s2_applies(c, ConvPass::forward, 8, kChannelBlock)) continue;
     const ValueId x = conv.inputs[0];
     std::vector<int> readers;  // the nodes after conv that may read the copy instead
     for (size_t r = i + 1; r < g.nodes().size(); ++r) {

@@ -1,0 +1,452 @@
+// Our AVX-512 direct 3x3 stride-2 convolution from nChw8c to nChw16c (conv_direct_s2.h).
+#include "cpu/conv_direct_s2.h"
+
+// GCC 12's _mm512_castps512_ps256 and _mm512_extractf32x8_ps read a deliberately uninitialized
+// value: a false warning.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "core/env.h"
+#include "cpu/blocked.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/fuse.h"
+
+// Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
+#define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define MYELIN_AVX512_INLINE MYELIN_AVX512 inline __attribute__((always_inline))
+
+namespace myelin::cpu {
+
+namespace direct_s2 {
+
+namespace {
+
+constexpr int kRun = 7;                   // output (or dx) pixels of a row kept in registers
+constexpr int64_t kChunkImages = 8;       // images per weight-gradient partial: fixed, so sums
+                                          // ignore the thread count
+alignas(64) const float kZeros[16] = {};  // the x values left of a row
+
+// The geometry of one call: x (or dx) c x h x w in blocks of bx channels, y (or dy) k x oh x ow
+// in blocks of 16; the strides computed once (a division per row cost the weight gradient 10%).
+struct Geo {
+  int64_t c, k, h, w, oh, ow, bx;
+  int64_t x_plane, x_image;  // floats of one channel block of x, of one image
+  int64_t y_plane, y_image;
+  Geo(int64_t c_, int64_t k_, int64_t h_, int64_t w_, int64_t bx_)
+      : c(c_), k(k_), h(h_), w(w_), oh((h_ + 1) / 2), ow(w_ / 2), bx(bx_) {
+    x_plane = h * w * bx, x_image = padded_channels(c, bx) * h * w;
+    y_plane = oh * ow * 16, y_image = k * oh * ow;
+  }
+};
+
+// ---- forward ----
+
+// y for output pixels [ow0, ow0 + 7) of row oy of one image (x, y: the image's first float):
+// the sum over input channels and taps of x * wp[(ci * 9 + tap) * K + o]. Left: the run starts
+// at column 0, whose tap kx = 0 reads the padding (skipped at compile time).
+template <int K, int BX, bool Left>
+MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bias, float* y,
+                               const Geo& g, int64_t oy, int64_t ow0, bool relu, float slope) {
+  constexpr int Z = K / 16;
+  __m512 a[Z][kRun];
+  for (int z = 0; z < Z; ++z) {
+    const __m512 v = bias ? _mm512_loadu_ps(bias + 16 * z) : _mm512_setzero_ps();
+    for (int p = 0; p < kRun; ++p) a[z][p] = v;
+  }
+  for (int ky = 0; ky < 3; ++ky) {
+    const int64_t iy = 2 * oy + ky - 1;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int64_t c8 = 0; c8 < g.c / 8; ++c8) {
+      // Input column iw of these 8 channels at row[iw * BX].
+      const float* row = x + (c8 * 8 / BX) * g.x_plane + iy * g.w * BX + c8 * 8 % BX;
+      for (int c = 0; c < 8; ++c) {
+        const float* wt = wp + ((c8 * 8 + c) * 9 + ky * 3) * K;
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; ++kx) {
+          __m512 wz[Z];
+          for (int z = 0; z < Z; ++z) wz[z] = _mm512_loadu_ps(wt + kx * K + 16 * z);
+#pragma GCC unroll 7
+          for (int p = 0; p < kRun; ++p) {
+            if (Left && p == 0 && kx == 0) continue;
+            const __m512 v = _mm512_set1_ps(row[(2 * (ow0 + p) + kx - 1) * BX + c]);
+            for (int z = 0; z < Z; ++z) a[z][p] = _mm512_fmadd_ps(v, wz[z], a[z][p]);
+          }
+        }
+      }
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps(), sl = _mm512_set1_ps(slope);
+  float* out = y + (oy * g.ow + ow0) * 16;
+  for (int z = 0; z < Z; ++z)
+    for (int p = 0; p < kRun; ++p) {
+      __m512 v = a[z][p];
+      if (relu) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sl);
+      _mm512_storeu_ps(out + z * g.y_plane + p * 16, v);
+    }
+}
+
+template <int K, int BX>
+MYELIN_AVX512 void forward_rows(const float* x, const float* wp, const float* bias, float* y,
+                                const Geo& g, int64_t n, bool relu, float slope, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < n * g.oh; ++r) {
+    const int64_t img = r / g.oh, oy = r % g.oh;
+    const float* xi = x + img * g.x_image;
+    float* yi = y + img * g.y_image;
+    forward_run<K, BX, true>(xi, wp, bias, yi, g, oy, 0, relu, slope);
+    for (int64_t ow0 = kRun; ow0 < g.ow; ow0 += kRun)
+      forward_run<K, BX, false>(xi, wp, bias, yi, g, oy, ow0, relu, slope);
+  }
+}
+
+// ---- data gradient ----
+
+// dx[ci, iy, ix] = sum dy[o, oy, ox] w[o, ci, ky, kx] over iy = 2 oy + ky - 1, ix = 2 ox + kx - 1.
+// An even dx column 2 j takes tap kx = 1 of dy column j; the odd one beside it, 2 j + 1, taps
+// kx = 2 of column j and kx = 0 of column j + 1. So dy column j, broadcast once, feeds the pair
+// of pixels (2 j, 2 j + 1) and the odd pixel of the pair before. Per pixel, channels [0, 16 Z)
+// are Z zmm of its own (a: even pixel, b: odd); the last 8 (C = 24) of both pixels of a pair
+// share one zmm (e), which is also how nChw8c stores them (adjacent pixels of one block): 5 FMAs
+// per dy value and (o, ky) where one zmm + ymm per pixel took 6 (90% of the lanes useful, not
+// 75%). That alone gained nothing (0.50 ms at batch 128 on 2 threads, both); what the pass
+// waited on was its weights (60 KB, more than L1 beside dy): stepped pointers, an image's even
+// rows before its odd ones and the weights below without copies took it to 0.455 ms.
+//
+// Pairs j0 + p, p < 7, of dx row iy. Last: dy column j0 + 7 is past dy's right edge. wp: per
+// (o, ky), channels [0, 16 Z) of taps kx = 0, 1, 2 and (Y) the pair weights [kx 1 | kx 2] and
+// [0 | kx 0] of the last 8 channels: Stride floats (80 for C = 24: 46 KB for 48 outputs).
+template <int C>
+struct PairLanes {
+  static constexpr int Z = C / 16, Y = (C % 16) / 8, ZA = Z > 0 ? Z : 1;
+  static constexpr int64_t Stride = 48 * Z + 32 * Y;
+};
+
+template <int C, bool Last>
+MYELIN_AVX512 void input_pairs(const float* dy, const float* wp, float* dx, const Geo& g,
+                               int64_t iy, int64_t j0) {
+  using L = PairLanes<C>;
+  constexpr int Z = L::Z, Y = L::Y;
+  __m512 a[L::ZA][kRun], b[L::ZA][kRun], e[kRun];
+  for (int p = 0; p < kRun; ++p) {
+    for (int z = 0; z < Z; ++z) a[z][p] = b[z][p] = _mm512_setzero_ps();
+    if constexpr (Y) e[p] = _mm512_setzero_ps();
+  }
+  for (int ky = 0; ky < 3; ++ky) {
+    const int64_t t = iy + 1 - ky;
+    if (t & 1) continue;
+    const int64_t oy = t / 2;
+    if (oy < 0 || oy >= g.oh) continue;
+    // dy column j0 + q of channel o at d[q * 16]: constant offsets, and the pointers stepped
+    // rather than computed from o (GCC kept those in vector registers: moves on the FMA ports;
+    // 0.51 -> 0.49 ms).
+    const float* d = dy + oy * g.ow * 16 + j0 * 16;
+    const float* wt = wp + ky * L::Stride;
+    for (int64_t o = 0; o < g.k; ++o, ++d, wt += 3 * L::Stride) {
+      if (o > 0 && o % 16 == 0) d += g.y_plane - 16;
+      __m512 w0[L::ZA], w1[L::ZA], w2[L::ZA], e12, e0;
+      for (int z = 0; z < Z; ++z) {
+        w0[z] = _mm512_loadu_ps(wt + 16 * z);
+        w1[z] = _mm512_loadu_ps(wt + 16 * Z + 16 * z);
+        w2[z] = _mm512_loadu_ps(wt + 32 * Z + 16 * z);
+      }
+      if constexpr (Y) {
+        e12 = _mm512_loadu_ps(wt + 48 * Z);
+        e0 = _mm512_loadu_ps(wt + 48 * Z + 16);
+      }
+#pragma GCC unroll 8
+      for (int q = 0; q <= kRun; ++q) {
+        if (Last && q == kRun) continue;
+        const __m512 v = _mm512_set1_ps(d[q * 16]);
+        if (q < kRun) {
+          for (int z = 0; z < Z; ++z) {
+            a[z][q] = _mm512_fmadd_ps(v, w1[z], a[z][q]);
+            b[z][q] = _mm512_fmadd_ps(v, w2[z], b[z][q]);
+          }
+          if constexpr (Y) e[q] = _mm512_fmadd_ps(v, e12, e[q]);
+        }
+        if (q > 0) {
+          for (int z = 0; z < Z; ++z) b[z][q - 1] = _mm512_fmadd_ps(v, w0[z], b[z][q - 1]);
+          if constexpr (Y) e[q - 1] = _mm512_fmadd_ps(v, e0, e[q - 1]);
+        }
+      }
+    }
+  }
+  const int64_t plane = g.h * g.w * 8;
+  for (int p = 0; p < kRun; ++p) {
+    float* out = dx + (iy * g.w + 2 * (j0 + p)) * 8;  // the even pixel; the odd one at out + 8
+    for (int z = 0; z < Z; ++z) {
+      _mm256_storeu_ps(out + 2 * z * plane, _mm512_castps512_ps256(a[z][p]));
+      _mm256_storeu_ps(out + (2 * z + 1) * plane, _mm512_extractf32x8_ps(a[z][p], 1));
+      _mm256_storeu_ps(out + 2 * z * plane + 8, _mm512_castps512_ps256(b[z][p]));
+      _mm256_storeu_ps(out + (2 * z + 1) * plane + 8, _mm512_extractf32x8_ps(b[z][p], 1));
+    }
+    if constexpr (Y) _mm512_storeu_ps(out + 2 * Z * plane, e[p]);
+  }
+}
+
+template <int C>
+MYELIN_AVX512 void input_rows(const float* dy, const float* w, float* dx, const Geo& g, int64_t n,
+                              int threads) {
+  using L = PairLanes<C>;
+  std::vector<float> wp(g.k * 3 * L::Stride, 0.f);  // see input_pairs
+  for (int64_t o = 0; o < g.k; ++o)
+    for (int ky = 0; ky < 3; ++ky) {
+      float* row = wp.data() + (o * 3 + ky) * L::Stride;
+      auto at = [&](int64_t i, int kx) { return w[((o * C + i) * 3 + ky) * 3 + kx]; };
+      for (int kx = 0; kx < 3; ++kx)
+        for (int64_t i = 0; i < 16 * L::Z; ++i) row[kx * 16 * L::Z + i] = at(i, kx);
+      if constexpr (L::Y)
+        for (int64_t i = 0; i < 8; ++i) {
+          row[48 * L::Z + i] = at(16 * L::Z + i, 1);
+          row[48 * L::Z + 8 + i] = at(16 * L::Z + i, 2);
+          row[48 * L::Z + 24 + i] = at(16 * L::Z + i, 0);
+        }
+    }
+  const int64_t runs = g.ow / kRun;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < n * g.h; ++r) {
+    // An image's even rows (tap row 1: a third of the weights) before its odd ones (0 and 2),
+    // so fewer weights compete for L1 at a time: 0.49 -> 0.46 ms.
+    const int64_t img = r / g.h, m = r % g.h, even = (g.h + 1) / 2;
+    const int64_t iy = m < even ? 2 * m : 2 * (m - even) + 1;
+    const float* dyi = dy + img * g.y_image;
+    float* dxi = dx + img * C * g.h * g.w;
+    for (int64_t q = 0; q + 1 < runs; ++q)
+      input_pairs<C, false>(dyi, wp.data(), dxi, g, iy, q * kRun);
+    input_pairs<C, true>(dyi, wp.data(), dxi, g, iy, (runs - 1) * kRun);
+  }
+}
+
+// ---- weight gradient ----
+
+// dw[o, ci, ky, kx] = sum over images and output pixels of dy[o, oy, ox] x[ci, 2 oy + ky - 1,
+// 2 ox + kx - 1]. Partial sums of images [n0, n1) for tap row ky and input channels
+// [c0, c0 + NC) into part[(ci * 9 + tap) * K + o] (added to it where `add`); the NC channels
+// lie in one block of x.
+template <int K, int BX, int NC>
+MYELIN_AVX512 void weight_rows(const float* dy, const float* x, float* part, const Geo& g,
+                               int64_t n0, int64_t n1, int ky, int64_t c0, bool add) {
+  constexpr int Z = K / 16;
+  __m512 acc[NC][3][Z];
+  for (int i = 0; i < NC; ++i)
+    for (int kx = 0; kx < 3; ++kx)
+      for (int z = 0; z < Z; ++z)
+        acc[i][kx][z] = add ? _mm512_loadu_ps(part + ((c0 + i) * 9 + ky * 3 + kx) * K + 16 * z)
+                            : _mm512_setzero_ps();
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const int64_t iy = 2 * oy + ky - 1;
+      if (iy < 0 || iy >= g.h) continue;
+      const float* d = dy + n * g.y_image + oy * g.ow * 16;
+      const float* xrow = x + n * g.x_image + (c0 / BX) * g.x_plane + iy * g.w * BX + c0 % BX;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        __m512 dz[Z];
+        for (int z = 0; z < Z; ++z) dz[z] = _mm512_loadu_ps(d + z * g.y_plane + ox * 16);
+        // Input columns 2 ox - 1 (zeros left of the image), 2 ox, 2 ox + 1.
+        const float* xs[3] = {ox > 0 ? xrow + (2 * ox - 1) * BX : kZeros, xrow + 2 * ox * BX,
+                              xrow + (2 * ox + 1) * BX};
+#pragma GCC unroll 4
+        for (int i = 0; i < NC; ++i)
+#pragma GCC unroll 3
+          for (int kx = 0; kx < 3; ++kx) {
+            const __m512 v = _mm512_set1_ps(xs[kx][i]);
+            for (int z = 0; z < Z; ++z) acc[i][kx][z] = _mm512_fmadd_ps(v, dz[z], acc[i][kx][z]);
+          }
+      }
+    }
+  }
+  for (int i = 0; i < NC; ++i)
+    for (int kx = 0; kx < 3; ++kx)
+      for (int z = 0; z < Z; ++z)
+        _mm512_storeu_ps(part + ((c0 + i) * 9 + ky * 3 + kx) * K + 16 * z, acc[i][kx][z]);
+}
+
+// One item of work: a chunk of images and a tap row. Its images go by one at a time, each
+// through every group of NC channels (the accumulators stored in the partial between images),
+// so that the image's dy (9.4 KB at 48 x 7 x 7) and x rows stay in L1: with all the chunk's
+// images per group the dy loads came from L2, 0.62 -> 0.58 ms at batch 128 on 2 threads. Each
+// sum still adds the images, rows and pixels in the same order.
+template <int K, int BX>
+void weight_partials(const float* dy, const float* x, float* scratch, const Geo& g, int64_t n,
+                     int threads) {
+  // Channels at once: 2 x 3 taps x 3 zmm = 18 accumulators for 48 output channels, 4 below.
+  constexpr int NC = K > 32 ? 2 : 4;
+  const int64_t chunks = (n + kChunkImages - 1) / kChunkImages, groups = g.c / NC;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t it = 0; it < chunks * 3; ++it) {
+    const int64_t chunk = it / 3, n0 = chunk * kChunkImages;
+    const int ky = static_cast<int>(it % 3);
+    for (int64_t i = n0; i < std::min(n, n0 + kChunkImages); ++i)
+      for (int64_t grp = 0; grp < groups; ++grp)
+        weight_rows<K, BX, NC>(dy, x, scratch + chunk * g.c * 9 * K, g, i, i + 1, ky, grp * NC,
+                               i > n0);
+  }
+}
+
+// The partials ([chunk][ci][tap][k]) added in chunk order, into dw (OIHW): a (ci, tap) row of k
+// output channels at a time, in vectors.
+MYELIN_AVX512 void add_partials(const float* scratch, float* dw, int64_t chunks, int64_t c,
+                                int64_t k, int threads) {
+  const int64_t per = c * 9 * k;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < c * 9; ++r) {
+    float s[48];
+    for (int64_t o = 0; o < k; ++o) s[o] = scratch[r * k + o];
+    for (int64_t q = 1; q < chunks; ++q)
+      for (int64_t o = 0; o < k; ++o) s[o] += scratch[q * per + r * k + o];
+    const int64_t i = r / 9, t = r % 9;
+    for (int64_t o = 0; o < k; ++o) dw[(o * c + i) * 9 + t] = s[o];
+  }
+}
+
+// Calls f(integral_constant<int, K>) for k of 16, 32 or 48.
+template <class F>
+void with_k(int64_t k, F&& f) {
+  if (k == 16) return f(std::integral_constant<int, 16>{});
+  if (k == 32) return f(std::integral_constant<int, 32>{});
+  return f(std::integral_constant<int, 48>{});
+}
+
+}  // namespace
+
+void forward(const float* x, int64_t bx, const float* w, const float* bias, float* y, int64_t n,
+             int64_t c, int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads) {
+  std::vector<float> wp(c * 9 * k);  // [c][tap][k]: a tap's output channels contiguous
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < c; ++i)
+      for (int t = 0; t < 9; ++t) wp[(i * 9 + t) * k + o] = w[(o * c + i) * 9 + t];
+  const Geo g(c, k, h, wd, bx);
+  with_k(k, [&](auto kk) {
+    constexpr int K = decltype(kk)::value;
+    if (bx == 8)
+      forward_rows<K, 8>(x, wp.data(), bias, y, g, n, relu, slope, threads);
+    else
+      forward_rows<K, 16>(x, wp.data(), bias, y, g, n, relu, slope, threads);
+  });
+}
+
+void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c, int64_t k,
+                int64_t h, int64_t wd, int threads) {
+  const Geo g(c, k, h, wd, 8);
+  switch (c) {
+    case 8:
+      return input_rows<8>(dy, w, dx, g, n, threads);
+    case 16:
+      return input_rows<16>(dy, w, dx, g, n, threads);
+    default:
+      return input_rows<24>(dy, w, dx, g, n, threads);
+  }
+}
+
+int64_t scratch_floats(int64_t n, int64_t c, int64_t k) {
+  return (n + kChunkImages - 1) / kChunkImages * c * 9 * k;
+}
+
+void grad_weight(const float* dy, const float* x, int64_t bx, float* dw, float* scratch, int64_t n,
+                 int64_t c, int64_t k, int64_t h, int64_t wd, int threads) {
+  const Geo g(c, k, h, wd, bx);
+  with_k(k, [&](auto kk) {
+    constexpr int K = decltype(kk)::value;
+    if (bx == 8)
+      weight_partials<K, 8>(dy, x, scratch, g, n, threads);
+    else
+      weight_partials<K, 16>(dy, x, scratch, g, n, threads);
+  });
+  add_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
+}
+
+}  // namespace direct_s2
+
+namespace {
+
+std::atomic<int64_t> made{0};
+
+bool cpu_has_avx512() {
+  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") &&
+                                                    __builtin_cpu_supports("avx512vl") &&
+                                                    __builtin_cpu_supports("avx512dq"));
+  return on;
+}
+
+// x's block in a pass: the layout of dx (grad_input's output) or of x (an input).
+int64_t x_block(const KernelSpec& s, ConvPass pass) {
+  if (pass == ConvPass::grad_input) return block_of(s.output_layout(0));
+  return block_of(s.input_layout(pass == ConvPass::grad_weight ? 1 : 0));
+}
+int64_t y_block(const KernelSpec& s, ConvPass pass) {
+  return block_of(pass == ConvPass::forward ? s.output_layout(0) : s.input_layout(0));
+}
+
+class DirectS2Conv : public Kernel {
+ public:
+  DirectS2Conv(const KernelSpec& s, ConvPass pass)
+      : c_(conv_shape(s, pass)),
+        pass_(pass),
+        threads_(cpu_backend(s).threads()),
+        bx_(x_block(s, pass)),
+        post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {}
+
+  size_t workspace_bytes() const override {
+    if (pass_ != ConvPass::grad_weight) return 0;
+    return static_cast<size_t>(direct_s2::scratch_floats(c_.n, c_.c, c_.o)) * sizeof(float);
+  }
+
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    if (pass_ == ConvPass::forward) {
+      direct_s2::forward(in[0].f32(), bx_, in[1].f32(), c_.has_bias ? in[2].f32() : nullptr,
+                         out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w, post_.on, post_.slope,
+                         threads_);
+    }
+    if (pass_ == ConvPass::grad_input)
+      direct_s2::grad_input(in[0].f32(), in[1].f32(), out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w,
+                            threads_);
+    if (pass_ == ConvPass::grad_weight)
+      direct_s2::grad_weight(in[0].f32(), in[1].f32(), bx_, out[0].f32(),
+                             static_cast<float*>(ctx.workspace), c_.n, c_.c, c_.o, c_.h, c_.w,
+                             threads_);
+  }
+
+ private:
+  ConvShape c_;
+  ConvPass pass_;
+  int threads_;
+  int64_t bx_;
+  PostRelu post_;
+};
+
+}  // namespace
+
+bool direct_s2_applies(const ConvShape& c, ConvPass pass, int64_t bx, int64_t by) {
+  const bool geometry = c.kh == 3 && c.kw == 3 && c.sh == 2 && c.sw == 2 && c.ph == 1 &&
+                        c.pw == 1 && c.dil_h == 1 && c.dil_w == 1 && c.groups == 1 &&
+                        c.c % 8 == 0 && c.c <= 24 && (c.o == 16 || c.o == 32 || c.o == 48) &&
+                        c.ow % 7 == 0 && c.w == 2 * c.ow && c.oh == (c.h + 1) / 2;
+  // dx is written in 8-channel blocks; x is read in either.
+  const bool layouts = by == 16 && (bx == 8 || (bx == 16 && pass != ConvPass::grad_input));
+  return geometry && layouts && cpu_has_avx512() && !env_is("MYELIN_CPU_DIRECT_S2", "0");
+}
+
+std::unique_ptr<Kernel> make_direct_s2_conv(const KernelSpec& s, ConvPass pass) {
+  ++made;
+  return std::make_unique<DirectS2Conv>(s, pass);
+}
+
+int64_t direct_s2_kernels_made() {
+  return made.load();
+}
+
+bool direct_s2_takes(const KernelSpec& s, ConvPass pass) {
+  // A forward that writes the shared nChw16c copy of x (fuse_x16.cpp, which leaves the
+  // convolutions we take alone) stays on oneDNN.
+  if (s.node.attrs.has("x16_out")) return false;
+  return direct_s2_applies(conv_shape(s, pass), pass, x_block(s, pass), y_block(s, pass));
+}
+
+}  // namespace myelin::cpu
