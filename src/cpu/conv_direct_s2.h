@@ -10,11 +10,11 @@
 //    16 channels of each pixel in a zmm of its own and the last 8 of both pixels in one; each dy
 //    value, broadcast once, feeds the taps of the 3 pixels it reaches (5 FMAs);
 //  - weight gradient: for one tap row and 2 input channels, the (channel, kx) rows of 48 output
-//    channels (18 zmm) stay in registers while an image's dy pixels stream by. It sums fixed
+//    channels (18 zmm) stay in registers while 2 images' dy pixels stream by. It sums fixed
 //    chunks of 8 images into partials added in chunk order, so its rounding does not depend on
 //    the thread count (bit-exact resume).
 // At batch 128 on 2 threads (AVX-512, the fastest of 200 runs): forward / data / weight
-// gradient 0.36 / 0.455 / 0.535 ms, 365 / 285 / 245 GFLOP/s; oneDNN's 0.73 ms forward and
+// gradient 0.35 / 0.44 / 0.49 ms, 370 / 294 / 265 GFLOP/s; oneDNN's 0.73 ms forward and
 // 1.64 ms backward in `myelin time` included its conversions.
 // Forward and weight gradient also read x in 16-channel blocks (x stored so: MYELIN_CPU_BLOCK8=0).
 // The graph keeps no nChw16c copy of x for the projection beside it (fuse_x16.cpp): that cost
