@@ -1,10 +1,11 @@
 // Our AVX-512 direct 3x3 stride-2 convolution from nChw8c to nChw16c (cpu/conv_direct_s2.h):
 // forward (bias, fused leaky ReLU), data gradient and weight gradient against a reference in
 // double for 8 to 24 input and 16 to 48 output channels, x also read in 16-channel blocks, odd
-// heights, several runs of 7 in a row, a partial chunk of images; the weight gradient
-// bit-identical for 1, 2 and 3 threads; and a training step of the small ResNet's stride-2 block
-// (24 -> 48 channels at 14x14) gives the step of oneDNN's kernels (MYELIN_CPU_DIRECT_S2=0), which
-// share an nChw16c copy of x with the projection (MYELIN_CPU_SHARE_X16) or not; ours keep none.
+// heights, several runs of 7 in a row, a partial chunk of images; the forward of the 1x1
+// stride-2 projection (the centre tap) against double; the weight gradient bit-identical for 1,
+// 2 and 3 threads; and a training step of the small ResNet's stride-2 block (24 -> 48 channels
+// at 14x14) gives the step of oneDNN's kernels (MYELIN_CPU_DIRECT_S2=0), which share an nChw16c
+// copy of x with the projection (MYELIN_CPU_SHARE_X16) or not; ours keep none.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -122,7 +123,7 @@ void check(const Geometry& g) {
   std::vector<float> yb(blocked_size(g.n, g.k, ohw, 16), kNaN);
   std::vector<float> dxb(blocked_size(g.n, g.c, hw, 8), kNaN), dw(wt.size(), kNaN);
   cpu::direct_s2::forward(xb.data(), g.bx, wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h,
-                          g.w, true, slope, 2);
+                          g.w, 3, true, slope, 2);
   expect_near(y_ref, from_blocks(yb, g.n, g.k, ohw, 16), "forward");
   cpu::direct_s2::grad_input(dyb.data(), wt.data(), dxb.data(), g.n, g.c, g.k, g.h, g.w, 2);
   expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw, 8), "grad_input");
@@ -138,6 +139,32 @@ void check(const Geometry& g) {
   }
 }
 
+// The 1x1 stride-2 forward (no padding): y[o, oy, ox] = bias + sum x[ci, 2 oy, 2 ox] w[o, ci].
+void check_1x1(const Geometry& g) {
+  SCOPED_TRACE(testing::Message() << "1x1: n " << g.n << " c " << g.c << " k " << g.k << " " << g.h
+                                  << "x" << g.w << " x block " << g.bx);
+  const int64_t oh = (g.h + 1) / 2, ow = g.w / 2, hw = g.h * g.w, ohw = oh * ow;
+  ASSERT_TRUE(cpu::direct_s2_applies({g.n, g.c, g.h, g.w, g.k, oh, ow, 1, 1, 2, 2, 0, 0, 1, 1, 1},
+                                     cpu::ConvPass::forward, g.bx, 16));
+  std::vector<float> x = random(g.n * g.c * hw, 1), wt = random(g.k * g.c, 2),
+                     bias = random(g.k, 4);
+  std::vector<double> y_ref(g.n * g.k * ohw);
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int64_t o = 0; o < g.k; ++o)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          double v = bias[o];
+          for (int64_t ci = 0; ci < g.c; ++ci)
+            v += double(x[((i * g.c + ci) * g.h + 2 * oy) * g.w + 2 * ox]) * wt[o * g.c + ci];
+          y_ref[((i * g.k + o) * oh + oy) * ow + ox] = v;
+        }
+  const std::vector<float> xb = to_blocks(x, g.n, g.c, hw, g.bx);
+  std::vector<float> yb(blocked_size(g.n, g.k, ohw, 16), kNaN);
+  cpu::direct_s2::forward(xb.data(), g.bx, wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h,
+                          g.w, 1, false, 0.f, 2);
+  expect_near(y_ref, from_blocks(yb, g.n, g.k, ohw, 16), "forward 1x1");
+}
+
 }  // namespace
 
 TEST(CpuDirectS2, KernelsMatchTheReference) {
@@ -147,6 +174,12 @@ TEST(CpuDirectS2, KernelsMatchTheReference) {
   check({10, 8, 16, 13, 14, 8});   // odd height; 10 images: a partial chunk of the weight gradient
   check({2, 24, 32, 6, 28, 16});   // two runs of 7 in a row
   check({2, 16, 48, 5, 14, 8});
+}
+
+TEST(CpuDirectS2, Forward1x1MatchesTheReference) {
+  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_1x1({3, 24, 48, 14, 14, 8});  // the small ResNet's res2_proj
+  check_1x1({2, 16, 32, 13, 28, 16});
 }
 
 TEST(CpuDirectS2, OtherShapesNotTaken) {
@@ -163,6 +196,10 @@ TEST(CpuDirectS2, OtherShapesNotTaken) {
   EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 32, 48), fwd, 8, 16));   // 32 channels
   EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 32, 48), fwd, 8, 16));   // 32 channels
   EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 24, 48), fwd, 8, 8));    // y in 8c
+  cpu::ConvShape pointwise = shape(14, 14, 24, 48);
+  pointwise.kh = pointwise.kw = 1, pointwise.ph = pointwise.pw = 0;
+  EXPECT_TRUE(cpu::direct_s2_applies(pointwise, fwd, 8, 16));
+  EXPECT_FALSE(cpu::direct_s2_applies(pointwise, gin, 8, 16));  // 1x1 gradients: not ours
 }
 
 // The small ResNet's second block at 14x14 (24 -> 48 channels, stride 2, projection shortcut).
@@ -194,7 +231,7 @@ TEST(CpuDirectS2, TrainingStepMatchesOneDnn) {
     const StepResult off = run_step(net, false, opts);
     const int64_t before = cpu::direct_s2_kernels_made();
     const StepResult on = run_step(net, true, opts);
-    EXPECT_EQ(cpu::direct_s2_kernels_made() - before, 3);  // conv1's three passes
+    EXPECT_EQ(cpu::direct_s2_kernels_made() - before, 4);  // conv1's three passes, proj's forward
     for (const Node& node : on.graph.nodes())              // no nChw16c copy of x (fuse_x16.cpp)
       EXPECT_FALSE(node.attrs.has("x16_out")) << node.name;
     expect_steps_match(off, on, 1e-5, "direct and oneDNN steps differ");
@@ -224,7 +261,8 @@ TEST(CpuDirectS2, DISABLED_Timing) {
   };
   const double flop = 2.0 * n * k * 49 * c * 9;
   const double fwd = best_ms([&] {
-    cpu::direct_s2::forward(x.data(), 8, wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
+    cpu::direct_s2::forward(x.data(), 8, wt.data(), nullptr, y.data(), n, c, k, h, w, 3, false, 0,
+                            2);
   });
   const double gin = best_ms(
       [&] { cpu::direct_s2::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
@@ -234,4 +272,9 @@ TEST(CpuDirectS2, DISABLED_Timing) {
   });
   for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})
     std::printf("%-12s %.3f ms  %.0f GFLOP/s\n", name, ms, flop / ms * 1e-6);
+  const double fwd1 = best_ms([&] {  // res2_proj: 1x1, the weights' first k x c
+    cpu::direct_s2::forward(x.data(), 8, wt.data(), nullptr, y.data(), n, c, k, h, w, 1, false, 0,
+                            2);
+  });
+  std::printf("forward 1x1  %.3f ms  %.0f GFLOP/s\n", fwd1, flop / 9 / fwd1 * 1e-6);
 }

@@ -8,8 +8,9 @@
 // given to the primitive as stored, so that oneDNN runs its 8-channel kernels on it (24 channels:
 // faster than padding to 16-channel blocks, bench/RESULTS.md). Three shapes run on our own kernels
 // instead of oneDNN's blocked ones: 3x3 convolutions between nChw8c activations
-// (conv_direct8.h), 3x3 stride-2 ones from nChw8c to nChw16c (conv_direct_s2.h) and the
-// gradients of strided 1x1 convolutions (conv_pointwise.h).
+// (conv_direct8.h), 3x3 stride-2 ones from nChw8c to nChw16c with the forward of the 1x1
+// projection beside them (conv_direct_s2.h), and the gradients of strided 1x1 convolutions
+// (conv_pointwise.h).
 #include <algorithm>
 #include <cstdio>
 
@@ -219,11 +220,12 @@ KernelFactory conv_factory() {
       std::fprintf(stderr, "myelin cpu: %s '%s': %s\n", s.node.op.c_str(), s.node.name.c_str(),
                    impl_name(impl));
     if (impl == ConvImpl::gemm) return make_gemm_conv(s, pass);
-    // 3x3 stride-2 convolutions from nChw8c to nChw16c (24 -> 48): our AVX-512 kernel on x as
-    // stored, where oneDNN's would convert x to nChw16c and dx back (conv_direct_s2.h).
+    // 3x3 stride-2 convolutions from nChw8c to nChw16c (24 -> 48) and the forward of the 1x1
+    // projection beside them: our AVX-512 kernels on x as stored, where oneDNN's would convert x
+    // to nChw16c and dx back (conv_direct_s2.h).
     if (impl == ConvImpl::blocked && direct_s2_takes(s, pass)) {
       if (verbose())
-        std::fprintf(stderr, "myelin cpu: %s '%s': direct 3x3 stride 2 AVX-512 (nChw8c)\n",
+        std::fprintf(stderr, "myelin cpu: %s '%s': direct stride-2 AVX-512 (nChw8c)\n",
                      s.node.op.c_str(), s.node.name.c_str());
       return make_direct_s2_conv(s, pass);
     }

@@ -48,9 +48,10 @@ struct Geo {
 // ---- forward ----
 
 // y for output pixels [ow0, ow0 + 7) of row oy of one image (x, y: the image's first float):
-// the sum over input channels and taps of x * wp[(ci * 9 + tap) * K + o]. Left: the run starts
-// at column 0, whose tap kx = 0 reads the padding (skipped at compile time).
-template <int K, int BX, bool Left>
+// the sum over input channels and taps of x * wp[(ci * T * T + tap) * K + o]. Left: the run
+// starts at column 0, whose tap kx = 0 reads the padding (skipped at compile time). T = 1: the
+// 1x1 convolution of stride 2 without padding, which is the 3x3 one's centre tap.
+template <int K, int BX, int T, bool Left>
 MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bias, float* y,
                                const Geo& g, int64_t oy, int64_t ow0, bool relu, float slope) {
   constexpr int Z = K / 16;
@@ -59,18 +60,19 @@ MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bia
     const __m512 v = bias ? _mm512_loadu_ps(bias + 16 * z) : _mm512_setzero_ps();
     for (int p = 0; p < kRun; ++p) a[z][p] = v;
   }
-  for (int ky = 0; ky < 3; ++ky) {
+  constexpr int T0 = (3 - T) / 2;  // the first tap, in the 3x3 kernel's terms
+  for (int ky = T0; ky < T0 + T; ++ky) {
     const int64_t iy = 2 * oy + ky - 1;
     if (iy < 0 || iy >= g.h) continue;
     for (int64_t c8 = 0; c8 < g.c / 8; ++c8) {
       // Input column iw of these 8 channels at row[iw * BX].
       const float* row = x + (c8 * 8 / BX) * g.x_plane + iy * g.w * BX + c8 * 8 % BX;
       for (int c = 0; c < 8; ++c) {
-        const float* wt = wp + ((c8 * 8 + c) * 9 + ky * 3) * K;
+        const float* wt = wp + ((c8 * 8 + c) * T * T + (ky - T0) * T) * K;
 #pragma GCC unroll 3
-        for (int kx = 0; kx < 3; ++kx) {
+        for (int kx = T0; kx < T0 + T; ++kx) {
           __m512 wz[Z];
-          for (int z = 0; z < Z; ++z) wz[z] = _mm512_loadu_ps(wt + kx * K + 16 * z);
+          for (int z = 0; z < Z; ++z) wz[z] = _mm512_loadu_ps(wt + (kx - T0) * K + 16 * z);
 #pragma GCC unroll 7
           for (int p = 0; p < kRun; ++p) {
             if (Left && p == 0 && kx == 0) continue;
@@ -91,7 +93,7 @@ MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bia
     }
 }
 
-template <int K, int BX>
+template <int K, int BX, int T>
 MYELIN_AVX512 void forward_rows(const float* x, const float* wp, const float* bias, float* y,
                                 const Geo& g, int64_t n, bool relu, float slope, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -99,9 +101,9 @@ MYELIN_AVX512 void forward_rows(const float* x, const float* wp, const float* bi
     const int64_t img = r / g.oh, oy = r % g.oh;
     const float* xi = x + img * g.x_image;
     float* yi = y + img * g.y_image;
-    forward_run<K, BX, true>(xi, wp, bias, yi, g, oy, 0, relu, slope);
+    forward_run<K, BX, T, true>(xi, wp, bias, yi, g, oy, 0, relu, slope);
     for (int64_t ow0 = kRun; ow0 < g.ow; ow0 += kRun)
-      forward_run<K, BX, false>(xi, wp, bias, yi, g, oy, ow0, relu, slope);
+      forward_run<K, BX, T, false>(xi, wp, bias, yi, g, oy, ow0, relu, slope);
   }
 }
 
@@ -322,18 +324,28 @@ void with_k(int64_t k, F&& f) {
 }  // namespace
 
 void forward(const float* x, int64_t bx, const float* w, const float* bias, float* y, int64_t n,
-             int64_t c, int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads) {
-  std::vector<float> wp(c * 9 * k);  // [c][tap][k]: a tap's output channels contiguous
+             int64_t c, int64_t k, int64_t h, int64_t wd, int64_t ksize, bool relu, float slope,
+             int threads) {
+  const int64_t taps = ksize * ksize;
+  std::vector<float> wp(c * taps * k);  // [c][tap][k]: a tap's output channels contiguous
   for (int64_t o = 0; o < k; ++o)
     for (int64_t i = 0; i < c; ++i)
-      for (int t = 0; t < 9; ++t) wp[(i * 9 + t) * k + o] = w[(o * c + i) * 9 + t];
+      for (int64_t t = 0; t < taps; ++t) wp[(i * taps + t) * k + o] = w[(o * c + i) * taps + t];
   const Geo g(c, k, h, wd, bx);
   with_k(k, [&](auto kk) {
     constexpr int K = decltype(kk)::value;
+    auto rows = [&](auto bb, auto tt) {
+      forward_rows<K, decltype(bb)::value, decltype(tt)::value>(x, wp.data(), bias, y, g, n, relu,
+                                                                slope, threads);
+    };
+    using I8 = std::integral_constant<int, 8>;
+    using I16 = std::integral_constant<int, 16>;
+    using T1 = std::integral_constant<int, 1>;
+    using T3 = std::integral_constant<int, 3>;
     if (bx == 8)
-      forward_rows<K, 8>(x, wp.data(), bias, y, g, n, relu, slope, threads);
+      ksize == 1 ? rows(I8{}, T1{}) : rows(I8{}, T3{});
     else
-      forward_rows<K, 16>(x, wp.data(), bias, y, g, n, relu, slope, threads);
+      ksize == 1 ? rows(I16{}, T1{}) : rows(I16{}, T3{});
   });
 }
 
@@ -407,7 +419,7 @@ class DirectS2Conv : public Kernel {
            const StepContext& ctx) override {
     if (pass_ == ConvPass::forward) {
       direct_s2::forward(in[0].f32(), bx_, in[1].f32(), c_.has_bias ? in[2].f32() : nullptr,
-                         out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w, post_.on, post_.slope,
+                         out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w, c_.kh, post_.on, post_.slope,
                          threads_);
     }
     if (pass_ == ConvPass::grad_input)
@@ -430,10 +442,13 @@ class DirectS2Conv : public Kernel {
 }  // namespace
 
 bool direct_s2_applies(const ConvShape& c, ConvPass pass, int64_t bx, int64_t by) {
-  const bool geometry = c.kh == 3 && c.kw == 3 && c.sh == 2 && c.sw == 2 && c.ph == 1 &&
-                        c.pw == 1 && c.dil_h == 1 && c.dil_w == 1 && c.groups == 1 &&
-                        c.c % 8 == 0 && c.c <= 24 && (c.o == 16 || c.o == 32 || c.o == 48) &&
-                        c.ow % 7 == 0 && c.w == 2 * c.ow && c.oh == (c.h + 1) / 2;
+  // 3x3 with padding 1, or (forward only) 1x1 without: its centre tap.
+  const bool taps = (c.kh == 3 && c.kw == 3 && c.ph == 1 && c.pw == 1) ||
+                    (c.kh == 1 && c.kw == 1 && c.ph == 0 && c.pw == 0 && pass == ConvPass::forward);
+  const bool geometry = taps && c.sh == 2 && c.sw == 2 && c.dil_h == 1 && c.dil_w == 1 &&
+                        c.groups == 1 && c.c % 8 == 0 && c.c <= 24 &&
+                        (c.o == 16 || c.o == 32 || c.o == 48) && c.ow % 7 == 0 && c.w == 2 * c.ow &&
+                        c.oh == (c.h + 1) / 2;
   // dx is written in 8-channel blocks; x is read in either.
   const bool layouts = by == 16 && (bx == 8 || (bx == 16 && pass != ConvPass::grad_input));
   return geometry && layouts && cpu_has_avx512() && !env_is("MYELIN_CPU_DIRECT_S2", "0");

@@ -17,8 +17,12 @@
 // gradient 0.35 / 0.44 / 0.49 ms, 370 / 294 / 265 GFLOP/s; oneDNN's 0.73 ms forward and
 // 1.64 ms backward in `myelin time` included its conversions.
 // Forward and weight gradient also read x in 16-channel blocks (x stored so: MYELIN_CPU_BLOCK8=0).
-// The graph keeps no nChw16c copy of x for the projection beside it (fuse_x16.cpp): that cost
-// more than it saved.
+//
+// The forward also runs the 1x1 stride-2 projection beside it (res2_proj, the 3x3 kernel's
+// centre tap; its gradients are conv_pointwise.h's): 0.06 ms standalone. The graph then keeps
+// no nChw16c copy of x for the projection (fuse_x16.cpp): making it cost res2_conv1's forward
+// 0.2 ms; without it oneDNN's projection read x as nChw8c in 0.27-0.30 ms (0.15 from the
+// copy), ours does in 0.12-0.155 ms (`myelin time` rows, batch 128, 2 threads).
 //
 // Used by conv.cpp where the CPU has AVX-512; the output width must be a multiple of 7 and the
 // input width twice it. MYELIN_CPU_DIRECT_S2=0 turns it off.
@@ -48,10 +52,12 @@ namespace direct_s2 {
 // The passes on raw buffers (exposed for tests): x (or dx) n x c x h x w in blocks of bx
 // channels (8 or 16 where read, 8 where written; padding lanes of a 16-channel block are
 // neither read nor written), y (or dy) n x k x oh x ow in nChw16c with oh = (h + 1) / 2,
-// ow = w / 2. w is OIHW [k][c][3][3]; bias may be null; slope < 0 means no fused ReLU. dw is
-// written, not added to. `scratch` holds scratch_floats(n, c, k) floats.
+// ow = w / 2. w is OIHW [k][c][3][3] (the forward: [k][c][ksize][ksize], ksize 3 or 1); bias
+// may be null; slope < 0 means no fused ReLU. dw is written, not added to. `scratch` holds
+// scratch_floats(n, c, k) floats.
 void forward(const float* x, int64_t bx, const float* w, const float* bias, float* y, int64_t n,
-             int64_t c, int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads);
+             int64_t c, int64_t k, int64_t h, int64_t wd, int64_t ksize, bool relu, float slope,
+             int threads);
 void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c, int64_t k,
                 int64_t h, int64_t wd, int threads);
 int64_t scratch_floats(int64_t n, int64_t c, int64_t k);
