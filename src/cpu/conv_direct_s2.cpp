@@ -30,7 +30,7 @@ namespace {
 constexpr int kRun = 7;                   // output (or dx) pixels of a row kept in registers
 constexpr int64_t kChunkImages = 8;       // images per weight-gradient partial: fixed, so sums
                                           // ignore the thread count
-alignas(64) const float kZeros[16] = {};  // the x values left of a row
+alignas(64) const float kZeros[16] = {};  // the x value left of a row
 
 // The geometry of one call: x (or dx) c x h x w in blocks of bx channels, y (or dy) k x oh x ow
 // in blocks of 16; the strides computed once (a division per row cost the weight gradient 10%).
@@ -228,71 +228,74 @@ MYELIN_AVX512 void input_rows(const float* dy, const float* w, float* dx, const 
 // ---- weight gradient ----
 
 // dw[o, ci, ky, kx] = sum over images and output pixels of dy[o, oy, ox] x[ci, 2 oy + ky - 1,
-// 2 ox + kx - 1]. Partial sums of images [n0, n1) for tap row ky and input channels
-// [c0, c0 + NC) into part[(ci * 9 + tap) * K + o] (added to it where `add`); the NC channels
-// lie in one block of x.
-template <int K, int BX, int NC>
-MYELIN_AVX512 void weight_rows(const float* dy, const float* x, float* part, const Geo& g,
-                               int64_t n0, int64_t n1, int ky, int64_t c0, bool add) {
+// 2 ox + kx - 1]. Partial sums of images [n0, n1) for input channel ci, all 9 taps (27 zmm
+// accumulators for K = 48), into part[(ci * 9 + tap) * K + o] (added to it where `add`). Each
+// dy pixel, loaded once, meets the 9 x values around it: 3 loads and 9 broadcasts per 27 FMAs.
+// One tap row and 2 channels at a time (18 accumulators, dy loaded 3 times as often) took
+// 0.49-0.50 ms at batch 128 on 2 threads, this 0.47-0.48 (alternating runs).
+template <int K, int BX>
+MYELIN_AVX512 void weight_taps(const float* dy, const float* x, float* part, const Geo& g,
+                               int64_t n0, int64_t n1, int64_t ci, bool add) {
   constexpr int Z = K / 16;
-  __m512 acc[NC][3][Z];
-  for (int i = 0; i < NC; ++i)
-    for (int kx = 0; kx < 3; ++kx)
-      for (int z = 0; z < Z; ++z)
-        acc[i][kx][z] = add ? _mm512_loadu_ps(part + ((c0 + i) * 9 + ky * 3 + kx) * K + 16 * z)
-                            : _mm512_setzero_ps();
+  __m512 acc[3][3][Z];
+  float* out = part + ci * 9 * K;
+  for (int t = 0; t < 9; ++t)
+    for (int z = 0; z < Z; ++z)
+      acc[t / 3][t % 3][z] = add ? _mm512_loadu_ps(out + t * K + 16 * z) : _mm512_setzero_ps();
   for (int64_t n = n0; n < n1; ++n) {
+    const float* xc = x + n * g.x_image + (ci / BX) * g.x_plane + ci % BX;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const int64_t iy = 2 * oy + ky - 1;
-      if (iy < 0 || iy >= g.h) continue;
       const float* d = dy + n * g.y_image + oy * g.ow * 16;
-      const float* xrow = x + n * g.x_image + (c0 / BX) * g.x_plane + iy * g.w * BX + c0 % BX;
+      // Input rows 2 oy - 1 (above the image where oy = 0), 2 oy, 2 oy + 1 (below it where h is
+      // odd): column ix of row ky at rows[ky][ix * BX].
+      const bool valid[3] = {oy > 0, true, 2 * oy + 1 < g.h};
+      const float* mid = xc + 2 * oy * g.w * BX;
+      const float* rows[3] = {valid[0] ? mid - g.w * BX : mid, mid,
+                              valid[2] ? mid + g.w * BX : mid};
       for (int64_t ox = 0; ox < g.ow; ++ox) {
         __m512 dz[Z];
         for (int z = 0; z < Z; ++z) dz[z] = _mm512_loadu_ps(d + z * g.y_plane + ox * 16);
-        // Input columns 2 ox - 1 (zeros left of the image), 2 ox, 2 ox + 1.
-        const float* xs[3] = {ox > 0 ? xrow + (2 * ox - 1) * BX : kZeros, xrow + 2 * ox * BX,
-                              xrow + (2 * ox + 1) * BX};
-#pragma GCC unroll 4
-        for (int i = 0; i < NC; ++i)
+#pragma GCC unroll 3
+        for (int ky = 0; ky < 3; ++ky) {
+          if (!valid[ky]) continue;
 #pragma GCC unroll 3
           for (int kx = 0; kx < 3; ++kx) {
-            const __m512 v = _mm512_set1_ps(xs[kx][i]);
-            for (int z = 0; z < Z; ++z) acc[i][kx][z] = _mm512_fmadd_ps(v, dz[z], acc[i][kx][z]);
+            // Column 2 ox - 1 is left of the image where ox = 0: zeros.
+            const float* p = kx == 0 && ox == 0 ? kZeros : rows[ky] + (2 * ox + kx - 1) * BX;
+            const __m512 v = _mm512_set1_ps(*p);
+            for (int z = 0; z < Z; ++z) acc[ky][kx][z] = _mm512_fmadd_ps(v, dz[z], acc[ky][kx][z]);
           }
+        }
       }
     }
   }
-  for (int i = 0; i < NC; ++i)
-    for (int kx = 0; kx < 3; ++kx)
-      for (int z = 0; z < Z; ++z)
-        _mm512_storeu_ps(part + ((c0 + i) * 9 + ky * 3 + kx) * K + 16 * z, acc[i][kx][z]);
+  for (int t = 0; t < 9; ++t)
+    for (int z = 0; z < Z; ++z) _mm512_storeu_ps(out + t * K + 16 * z, acc[t / 3][t % 3][z]);
 }
 
-// One item of work: a chunk of images and a tap row. Its images go by 2 at a time, each pair
-// through every group of NC channels (the accumulators stored in the partial between pairs), so
-// that the pair's dy (9.4 KB an image at 48 x 7 x 7) and x rows stay in L1: with all the
-// chunk's images per group the dy loads came from L2 (0.62 -> 0.58 ms at batch 128 on 2
-// threads); one image at a time spent more on the accumulators' loads and stores (0.52 -> 0.49
-// ms for pairs; 4 images: 0.55). Each sum still adds the images, rows and pixels in the same
-// order.
+// One item of work: a chunk of images and a third of the input channels. Its images go by 2 at
+// a time, each pair through every channel of the item (the accumulators stored in the partial
+// between pairs), so that the pair's dy (9.4 KB an image at 48 x 7 x 7) and x stay in L1: with
+// all the chunk's images per channel group the dy loads came from L2 (0.62 -> 0.58 ms at batch
+// 128 on 2 threads, before the other changes); one image at a time spends more on the
+// accumulators' loads and stores (0.51 ms against 0.47-0.49 for pairs; 4 images: 0.52-0.54).
+// Each sum still adds the images, rows and pixels in the same order whatever the thread count.
 constexpr int64_t kPassImages = 2;
+constexpr int64_t kChannelParts = 3;
 
 template <int K, int BX>
 void weight_partials(const float* dy, const float* x, float* scratch, const Geo& g, int64_t n,
                      int threads) {
-  // Channels at once: 2 x 3 taps x 3 zmm = 18 accumulators for 48 output channels, 4 below.
-  constexpr int NC = K > 32 ? 2 : 4;
-  const int64_t chunks = (n + kChunkImages - 1) / kChunkImages, groups = g.c / NC;
+  const int64_t chunks = (n + kChunkImages - 1) / kChunkImages;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t it = 0; it < chunks * 3; ++it) {
-    const int64_t chunk = it / 3, n0 = chunk * kChunkImages;
-    const int ky = static_cast<int>(it % 3);
-    const int64_t end = std::min(n, n0 + kChunkImages);
+  for (int64_t it = 0; it < chunks * kChannelParts; ++it) {
+    const int64_t chunk = it / kChannelParts, part = it % kChannelParts;
+    const int64_t c0 = part * g.c / kChannelParts, c1 = (part + 1) * g.c / kChannelParts;
+    const int64_t n0 = chunk * kChunkImages, end = std::min(n, n0 + kChunkImages);
     for (int64_t i = n0; i < end; i += kPassImages)
-      for (int64_t grp = 0; grp < groups; ++grp)
-        weight_rows<K, BX, NC>(dy, x, scratch + chunk * g.c * 9 * K, g, i,
-                               std::min(end, i + kPassImages), ky, grp * NC, i > n0);
+      for (int64_t ci = c0; ci < c1; ++ci)
+        weight_taps<K, BX>(dy, x, scratch + chunk * g.c * 9 * K, g, i,
+                           std::min(end, i + kPassImages), ci, i > n0);
   }
 }
 

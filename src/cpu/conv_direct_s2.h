@@ -9,13 +9,14 @@
 //  - data gradient: 7 pairs of dx pixels (columns 2 j, 2 j + 1) of a row in registers, the first
 //    16 channels of each pixel in a zmm of its own and the last 8 of both pixels in one; each dy
 //    value, broadcast once, feeds the taps of the 3 pixels it reaches (5 FMAs);
-//  - weight gradient: for one tap row and 2 input channels, the (channel, kx) rows of 48 output
-//    channels (18 zmm) stay in registers while 2 images' dy pixels stream by. It sums fixed
-//    chunks of 8 images into partials added in chunk order, so its rounding does not depend on
-//    the thread count (bit-exact resume).
+//  - weight gradient: for one input channel, the 9 taps' rows of 48 output channels (27 zmm)
+//    stay in registers while 2 images' dy pixels stream by. It sums fixed chunks of 8 images
+//    into partials added in chunk order, so its rounding does not depend on the thread count
+//    (bit-exact resume).
 // At batch 128 on 2 threads (AVX-512, the fastest of 200 runs): forward / data / weight
-// gradient 0.35 / 0.44 / 0.49 ms, 370 / 294 / 265 GFLOP/s; oneDNN's 0.73 ms forward and
-// 1.64 ms backward in `myelin time` included its conversions.
+// gradient 0.35-0.39 / 0.44-0.46 / 0.46-0.48 ms, 335-370 / 285-294 / 270-283 GFLOP/s (the
+// machine's speed varied between runs); oneDNN's 0.73 ms forward and 1.64 ms backward in
+// `myelin time` included its conversions.
 // Forward and weight gradient also read x in 16-channel blocks (x stored so: MYELIN_CPU_BLOCK8=0).
 //
 // The forward also runs the 1x1 stride-2 projection beside it (res2_proj, the 3x3 kernel's
