@@ -1,4 +1,4 @@
-// Our AVX-512 direct 3x3 stride-2 convolution from nChw8c to nChw16c (conv_direct_s2.h).
+// Our AVX-512 direct stride-2 convolutions from nChw8c to nChw16c (conv_direct_s2.h).
 #include "cpu/conv_direct_s2.h"
 
 // GCC 12's _mm512_castps512_ps256 and _mm512_extractf32x8_ps read a deliberately uninitialized
@@ -33,7 +33,7 @@ constexpr int64_t kChunkImages = 8;       // images per weight-gradient partial:
 alignas(64) const float kZeros[16] = {};  // the x value left of a row
 
 // The geometry of one call: x (or dx) c x h x w in blocks of bx channels, y (or dy) k x oh x ow
-// in blocks of 16; the strides computed once (a division per row cost the weight gradient 10%).
+// in blocks of 16; the strides computed once (a division per row cost the weight gradient 3%).
 struct Geo {
   int64_t c, k, h, w, oh, ow, bx;
   int64_t x_plane, x_image;  // floats of one channel block of x, of one image
