@@ -194,7 +194,6 @@ TEST(CpuDirectS2, OtherShapesNotTaken) {
   EXPECT_FALSE(cpu::direct_s2_applies(shape(10, 10, 24, 48), fwd, 8, 16));   // 5 columns
   EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 24, 40), fwd, 8, 16));   // 40 channels
   EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 32, 48), fwd, 8, 16));   // 32 channels
-  EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 32, 48), fwd, 8, 16));   // 32 channels
   EXPECT_FALSE(cpu::direct_s2_applies(shape(14, 14, 24, 48), fwd, 8, 8));    // y in 8c
   cpu::ConvShape pointwise = shape(14, 14, 24, 48);
   pointwise.kh = pointwise.kw = 1, pointwise.ph = pointwise.pw = 0;
@@ -202,27 +201,9 @@ TEST(CpuDirectS2, OtherShapesNotTaken) {
   EXPECT_FALSE(cpu::direct_s2_applies(pointwise, gin, 8, 16));  // 1x1 gradients: not ours
 }
 
-// The small ResNet's second block at 14x14 (24 -> 48 channels, stride 2, projection shortcut).
-StepNet stride2_net() {
-  Graph g(true);
-  StepBuilder b{g};
-  const Attrs pad1{{"pad", int64_t{1}}}, pad1s2{{"pad", int64_t{1}}, {"stride", int64_t{2}}};
-  auto conv = [&](ValueId x, const std::string& name, int64_t o, int64_t k, Attrs a) {
-    ValueId w = g.param(name + ".weight", Shape{o, g.value(x).shape[1], k, k}, Init{});
-    return g.add1("conv2d", name, {x, w}, a);
-  };
-  ValueId x = g.param("data", Shape{4, 24, 14, 14}, Init{});
-  ValueId h = b.relu(b.bn(conv(x, "conv0", 24, 3, pad1), "bn0"), "relu0");
-  ValueId r = b.relu(b.bn(conv(h, "conv1", 48, 3, pad1s2), "bn1"), "relu1");
-  r = b.bn(conv(r, "conv2", 48, 3, pad1), "bn2");
-  ValueId s = b.bn(conv(h, "proj", 48, 1, {{"stride", int64_t{2}}}), "proj_bn");
-  h = b.relu(g.add1("add", "res", {r, s}), "res_relu");
-  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
-}
-
 TEST(CpuDirectS2, TrainingStepMatchesOneDnn) {
   if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
-  const StepNet net = stride2_net();
+  const StepNet net = stride2_block_net();
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_DIRECT_S2", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
   for (const char* share : {"1", "0"}) {

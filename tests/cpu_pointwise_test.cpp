@@ -109,25 +109,9 @@ TEST(CpuPointwise, GradientsMatchTheReference) {
   check({2, 8, 16, 6, 6, 2, 8, 16});
 }
 
-// A stride-2 block with a 1x1 projection shortcut between blocked activations (24 -> 48
-// channels at 14x14, as the small ResNet's second block).
-StepNet projection_net() {
-  Graph g(true);
-  StepBuilder b{g};
-  const Attrs pad1{{"pad", int64_t{1}}}, pad1s2{{"pad", int64_t{1}}, {"stride", int64_t{2}}};
-  const Attrs s2{{"stride", int64_t{2}}};
-  ValueId x = g.param("data", Shape{4, 24, 14, 14}, Init{});
-  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv0", 24, 3, pad1), "bn0"), "relu0");
-  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "conv1", 48, 3, pad1s2), "bn1"), "relu1");
-  r = b.bn(b.conv_no_bias(r, "conv2", 48, 3, pad1), "bn2");
-  ValueId s = b.bn(b.conv_no_bias(h, "proj", 48, 1, s2), "proj_bn");
-  h = b.relu(g.add1("add", "res", {r, s}), "res_relu");
-  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
-}
-
 TEST(CpuPointwise, TrainingStepMatchesOneDnn) {
   if (!has_avx2()) GTEST_SKIP() << "no AVX2";
-  const StepNet net = projection_net();
+  const StepNet net = stride2_block_net();
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_POINTWISE", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
   const int64_t before = cpu::pointwise_kernels_made();

@@ -50,6 +50,19 @@ ValueId StepBuilder::relu(ValueId x, const std::string& name) {
   return g.add1("relu", name, {x});
 }
 
+StepNet stride2_block_net() {
+  Graph g(true);
+  StepBuilder b{g};
+  const Attrs pad1{{"pad", int64_t{1}}}, pad1s2{{"pad", int64_t{1}}, {"stride", int64_t{2}}};
+  ValueId x = g.param("data", Shape{4, 24, 14, 14}, Init{});
+  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv0", 24, 3, pad1), "bn0"), "relu0");
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "conv1", 48, 3, pad1s2), "bn1"), "relu1");
+  r = b.bn(b.conv_no_bias(r, "conv2", 48, 3, pad1), "bn2");
+  ValueId s = b.bn(b.conv_no_bias(h, "proj", 48, 1, {{"stride", int64_t{2}}}), "proj_bn");
+  h = b.relu(g.add1("add", "res", {r, s}), "res_relu");
+  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
+}
+
 StepNet finish_step_net(Graph g, ValueId logits) {
   StepNet n{std::move(g), {}};
   Graph& gr = n.graph;

@@ -36,6 +36,11 @@ struct StepBuilder {
   ValueId relu(ValueId x, const std::string& name);
 };
 
+// The small ResNet's second block at 14x14 (models/resnet.yaml): 24 channels through a 3x3
+// convolution, then 24 -> 48 at stride 2 beside a 1x1 stride-2 projection shortcut, batch norms
+// and ReLUs, an inner product to 6 classes. A training step over 4 images.
+StepNet stride2_block_net();
+
 // Ends a network: an i32 label input, a softmax cross-entropy loss over `logits`, loss and logits
 // kept and compared, and in training the gradients of every parameter (the data too when it is
 // one), all compared.
