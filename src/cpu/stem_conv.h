@@ -53,6 +53,12 @@ class StemConv {
   void tile(const Geometry& g, const float* pimg, const float* wt, int64_t c0, float* x) const;
   // Whether the window loops with the convolution inside (pool, grad) apply: kStemTaps taps.
   bool windowed() const { return taps() == kStemTaps; }
+  // One input channel, 3x3, stride 1, no dilation: the window loops read the taps at offsets known
+  // at compile time.
+  bool dense() const {
+    return cin_ == 1 && kh_ == 3 && kw_ == 3 && cp_.stride_h == 1 && cp_.stride_w == 1 &&
+           cp_.dil_h == 1 && cp_.dil_w == 1;
+  }
   // The pooled z of unit c0 from the padded image.
   void pool(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* scale,
             const float* shift, float* p) const;
