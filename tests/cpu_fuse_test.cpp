@@ -273,11 +273,14 @@ TEST(CpuFuse, BatchNormPoolStepMatches) {
 
 // The stem convolution inside them: 1 and 3 input channels (9 taps: the window loops with the
 // convolution inside; 27: tiles), padding 1 (even and odd sizes) and stride 2 without padding, in
-// blocks of 8, 16 and plain.
+// blocks of 8, 16 and plain. One channel with padding 1 is the dense stem (StemConv::dense), whose
+// image moments go by rows of 16 pixels: sides 8, 16 and 21 (part of a row, whole rows, both).
 TEST(CpuFuse, StemConvolutionStepMatches) {
   const Attrs pad1{{"pad", int64_t{1}}}, stride2{{"stride", int64_t{2}}};
   for (bool training : {true, false}) {
     expect_same_stem_step(stem_input_net(training, 8, 1, pad1));
+    expect_same_stem_step(stem_input_net(training, 16, 1, pad1));
+    expect_same_stem_step(stem_input_net(training, 21, 1, pad1));
     expect_same_stem_step(stem_input_net(training, 11, 3, pad1));
     expect_same_stem_step(stem_input_net(training, 13, 3, stride2));
     expect_same_stem_step(stem_input_net(training, 13, 1, stride2));
@@ -302,7 +305,7 @@ TEST(CpuFuse, StemStatisticsFromTheForwardMatch) {
   const Attrs pad1{{"pad", int64_t{1}}}, stride2{{"stride", int64_t{2}}};
   const StepOptions o{.switch_env = "MYELIN_CPU_STEM_STATS", .bind_seed = 9, .label_classes = 5};
   const std::tuple<int64_t, int64_t, Attrs> cases[] = {
-      {8, 1, pad1}, {11, 3, pad1}, {13, 1, stride2}};
+      {8, 1, pad1}, {21, 1, pad1}, {11, 3, pad1}, {13, 1, stride2}};
   for (const auto& [side, cin, conv] : cases) {
     const Net net = stem_input_net(true, side, cin, conv);
     StepResult off = run_step(net, false, o), on = run_step(net, true, o);
