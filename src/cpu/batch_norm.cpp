@@ -229,25 +229,41 @@ template <int64_t L>
                                                     const float* mean, const float* sc,
                                                     const float* sh, double* sum_dy,
                                                     double* sum_dxm) {
+  // kMomentChains sums a lane, as in tile_moments_l: with one, each pixel's add waited on the last
+  // one's. Masked or not, the same sums in the same order (a ReLU fused or apart gives the same
+  // bits); the mask by the omp simd loop it always had, so that it rounds x * scale + shift as
+  // tile_affine_l and tile_grad_input_l do.
+  constexpr int64_t C = kMomentChains;
+  static_assert(C == 4, "the blocks add the four sums pairwise");
+  const Lanes<L> mn = load<L>(mean);
+  float dm[C * L];  // dy of up to C pixels, masked
+  auto dy_of = [&](int64_t i, int64_t pixels) -> const float* {
+    if (!sc) return dy + i * L;
+    for (int64_t j = 0; j < pixels; ++j)
+#pragma omp simd
+      for (int64_t k = 0; k < L; ++k)
+        dm[j * L + k] = masked(dy[(i + j) * L + k], x[(i + j) * L + k], sc[k], sh[k]);
+    return dm;
+  };
   for (int64_t b = 0; b < s; b += kTileBlock<L>) {
     const int64_t end = std::min(s, b + kTileBlock<L>);
-    float sdy[L] = {}, sdxm[L] = {};
-    if (sc) {
-      for (int64_t i = b; i < end; ++i)
-#pragma omp simd
-        for (int64_t k = 0; k < L; ++k) {
-          const float d = masked(dy[i * L + k], x[i * L + k], sc[k], sh[k]);
-          sdy[k] += d;
-          sdxm[k] += d * (x[i * L + k] - mean[k]);
-        }
-    } else {
-      for (int64_t i = b; i < end; ++i)
-#pragma omp simd
-        for (int64_t k = 0; k < L; ++k) {
-          sdy[k] += dy[i * L + k];
-          sdxm[k] += dy[i * L + k] * (x[i * L + k] - mean[k]);
-        }
+    Lanes<L> ady[C] = {}, adxm[C] = {};
+    int64_t i = b;
+    for (; i + C <= end; i += C) {
+      const float* d = dy_of(i, C);
+      for (int64_t j = 0; j < C; ++j) {
+        const Lanes<L> dv = load<L>(d + j * L);
+        ady[j] += dv;
+        adxm[j] += dv * (load<L>(x + (i + j) * L) - mn);
+      }
     }
+    for (; i < end; ++i) {
+      const Lanes<L> dv = load<L>(dy_of(i, 1));
+      ady[0] += dv;
+      adxm[0] += dv * (load<L>(x + i * L) - mn);
+    }
+    const Lanes<L> sdy = (ady[0] + ady[1]) + (ady[2] + ady[3]),
+                   sdxm = (adxm[0] + adxm[1]) + (adxm[2] + adxm[3]);
     for (int64_t k = 0; k < L; ++k) sum_dy[k] += sdy[k], sum_dxm[k] += sdxm[k];
   }
 }

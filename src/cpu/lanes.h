@@ -1,5 +1,6 @@
 // L floats (one per channel of a block: L = 8 or 16) as one GCC vector, for the fused batch norm +
-// pooling kernels' window and convolution loops (bn_pool_tiles.cpp, stem_conv.cpp). They work on
+// pooling kernels' window and convolution loops (bn_pool_tiles.cpp, stem_conv.cpp) and the batch
+// norms' tile sums (moments.h, batch_norm.cpp). They work on
 // these rather than in `omp simd` loops over the lanes, which GCC left scalar for L = 8 in the
 // AVX-512 clone (it tried 16-float vectors). Vector selects (c ? a : b) are branch-free.
 #pragma once
