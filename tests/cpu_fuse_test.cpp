@@ -318,6 +318,32 @@ TEST(CpuFuse, StemStatisticsFromTheForwardMatch) {
   }
 }
 
+// MYELIN_CPU_STEM_PAIRS on or off: the dense stem's gradient takes its 8-lane blocks two at a time
+// as 16 lanes (StemConv::grad_pair) or one at a time; the same operations lane by lane, so the
+// same step to the bit. 24 channels (a pair and a block alone), sides even and odd, and with the
+// pooling's gradient a sum (a residual block on the stem: dp added from two addends).
+TEST(CpuFuse, StemGradientPairsMatchBitForBit) {
+  const Attrs pad1{{"pad", int64_t{1}}};
+  const StepOptions o{.switch_env = "MYELIN_CPU_STEM_PAIRS", .bind_seed = 9, .label_classes = 5};
+  auto residual = [&] {
+    Graph g(true);
+    StepBuilder b{g};
+    ValueId x = g.input("data", Shape{3, 1, 12, 12});
+    ValueId w = g.param("conv1.weight", Shape{24, 1, 3, 3}, Init{});
+    ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, pad1), "bn1"), "relu1");
+    h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}});
+    ValueId r = b.bn(b.conv(h, "conv2", 24, 3, pad1), "bn2");
+    h = b.relu(g.add1("add", "sum", {r, h}), "sum_relu");
+    return Net{finish_step_net(std::move(g), b.fc(h, "ip", 5)), 1};
+  };
+  for (const Net& net :
+       {stem_input_net(true, 8, 1, pad1), stem_input_net(true, 11, 1, pad1), residual()}) {
+    StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+    EXPECT_EQ(on.nodes, off.nodes);
+    expect_steps_match(off, on, 0.0, "the stem gradient's paired blocks differ");
+  }
+}
+
 // Residual sums inside batch norms, blocked (8 and 16 channels a block), padded and plain.
 TEST(CpuFuse, ResidualSumStepMatches) {
   expect_same_residual_step(residual_net(true));

@@ -2,6 +2,7 @@
 // how), with the stem convolution's weight gradient in dx's place where it is fused.
 #include <atomic>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "cpu/bn_pool.h"
 #include "cpu/bn_pool_tiles.h"
@@ -29,6 +30,9 @@ class BatchNormPoolGrad : public Kernel {
         stats_(conv_.on() && s.node.attrs.i("stem_stats", 0) != 0 ? kWeights + 1 : -1),
         addend_(s.node.attrs.i("dp_sum", 0) != 0 ? static_cast<int>(s.node.inputs.size()) - 1 : -1),
         addend_layout_(addend_ >= 0 ? s.input_layout(addend_) : Layout::nchw),
+        pairs_(conv_.on() && conv_.dense() && g_.lanes == 8 && is_blocked(layouts_[0]) &&
+               (addend_ < 0 || is_blocked(addend_layout_)) &&
+               !env_is("MYELIN_CPU_STEM_PAIRS", "0")),
         threads_(cpu_backend(s).threads()),
         ws_{(2 + conv_.taps()) * g_.n * g_.padded() + conv_.moment_doubles(),
             (6 + conv_.taps()) * g_.padded(),
@@ -65,6 +69,16 @@ class BatchNormPoolGrad : public Kernel {
                 g_.oh * g_.ow * g_.lanes);
       return static_cast<const float*>(tiles.dp(t));
     };
+    // dp's tiles of the two blocks from c0, one after the other (pairs_: blocked, as its addend):
+    // in place, or their sum with the addend's in the thread's x tile, which the window loops
+    // leave unused.
+    auto dp_pair = [&](int64_t n, int64_t c0, int64_t t) {
+      const float* first = dp.base + dp.tile_at(g_, n, c0);
+      if (addend_ < 0) return first;
+      add_tiles(first, in[addend_].f32() + dp.tile_at(g_, n, c0), tiles.x(t),
+                2 * g_.oh * g_.ow * g_.lanes);
+      return static_cast<const float*>(tiles.x(t));
+    };
     // The image's statistics from the forward, or computed again below.
     ImageStats image = stats_ >= 0 ? conv_.load_stats(in[stats_].f32()) : ImageStats{};
     std::atomic<bool> ok{true};  // no exceptions inside OpenMP
@@ -80,7 +94,8 @@ class BatchNormPoolGrad : public Kernel {
 #pragma omp single nowait
         image = conv_.batch_stats(sums.moments);
       }
-      for_my_units(g_, [&](int64_t n, int64_t c0, int64_t t) {
+      // Unit (n, c0)'s sums.
+      auto unit_sums = [&](int64_t n, int64_t c0, int64_t t) {
         const float* dpt = dp_tile(n, c0, t);
         const int64_t at = n * cp + c0;
         std::fill_n(sums.dz + at, g_.lanes, 0.0);
@@ -103,7 +118,21 @@ class BatchNormPoolGrad : public Kernel {
         double* g1 = sums.g1 + at * taps;
         std::fill_n(g1, taps * g_.lanes, 0.0);
         conv_.grad_tile(g_, tiles.image(t), tiles.dx(t), g1);
-      });
+      };
+      if (pairs_) {
+        for_my_groups(g_, 2, [&](int64_t n, int64_t c0, int64_t blocks, int64_t t) {
+          if (blocks < 2) return unit_sums(n, c0, t);
+          const int64_t at = n * cp + c0;
+          std::fill_n(sums.dz + at, 2 * g_.lanes, 0.0);
+          std::fill_n(sums.dxm + at, 2 * g_.lanes, 0.0);
+          std::fill_n(sums.g1 + at * taps, 2 * taps * g_.lanes, 0.0);
+          conv_.grad_pair(g_, xs.image(n, tiles.image(t), padded), wt, c0, dp_pair(n, c0, t),
+                          scale + c0, shift + c0, mean + c0, sums.dz + at, sums.dxm + at,
+                          sums.g1 + at * taps);
+        });
+      } else {
+        for_my_units(g_, unit_sums);
+      }
 #pragma omp barrier
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < g_.c; ++c) {
@@ -190,6 +219,10 @@ class BatchNormPoolGrad : public Kernel {
   int stats_;          // the input of the stem's image statistics ("stem_stats"), or -1
   int addend_;         // dp's second addend's input ("dp_sum"), or -1
   Layout addend_layout_;
+  // A dense stem's blocks of 8 lanes taken two at a time as 16 (StemConv::grad_pair), where dp is
+  // blocked: the 24 channels of the small ResNet's stem as 16 + 8 lanes rather than 3 x 8, the
+  // same bits in fewer instructions. MYELIN_CPU_STEM_PAIRS=0: one block at a time.
+  bool pairs_;
   int threads_;
   Workspace ws_;
 };

@@ -82,6 +82,18 @@ void for_my_units(const Geometry& g, Unit unit) {
     unit(r / g.blocks(), r % g.blocks() * g.lanes, t);
 }
 
+// Runs unit(n, c0, blocks, t) on the calling thread t's share of the units of `per` channel blocks
+// of an image (the last of each image fewer where `per` does not divide the blocks).
+template <class Unit>
+void for_my_groups(const Geometry& g, int64_t per, Unit unit) {
+  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t groups = (g.blocks() + per - 1) / per, units = g.n * groups;
+  for (int64_t r = units * t / nt; r < units * (t + 1) / nt; ++r) {
+    const int64_t b0 = r % groups * per;
+    unit(r / groups, b0 * g.lanes, std::min(per, g.blocks() - b0), t);
+  }
+}
+
 // --- Loops over one tile ([pixel][L], one channel per lane): x and dx tiles of h*w pixels, p and
 // dp tiles of oh*ow (x's 2x2 windows; rows and columns past the last window, at odd sizes, pool
 // nothing). scale and shift: the batch norm's affine form, z = max(x * scale + shift, 0). ---

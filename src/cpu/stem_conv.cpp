@@ -285,16 +285,31 @@ template <int64_t L, int64_t T, bool Dense>
 
 // The gradient: per lane sum(dz), sum(dz * (x - mean)) and per tap g1 = sum(dz * col_t) of one
 // unit (tile_dz_l and conv_grad_tile_l in one loop), added to the running totals.
-template <int64_t L, int64_t T, bool Dense>
+// L lanes at p; Split (L = 16): two blocks of 8 lanes, the first 8 at p and the rest at p + hi.
+template <int64_t L, bool Split>
+[[gnu::always_inline]] inline Lanes<L> load_halves(const float* p, int64_t hi) {
+  if constexpr (Split) {
+    static_assert(L == 16);
+    return __builtin_shufflevector(load<8>(p), load<8>(p + hi), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                   11, 12, 13, 14, 15);
+  } else {
+    return load<L>(p);
+  }
+}
+
+// Split: one unit of two 8-lane blocks as 16 lanes (StemConv::grad_pair): wt, dp and g1 by block
+// (the second block's dp at dp + dp_hi, its weights and g1 terms T * 8 floats on).
+template <int64_t L, int64_t T, bool Dense, bool Split = false>
 [[gnu::always_inline]] inline void stem_grad_l(const float* pimg, const int64_t* off,
                                                const float* wt, const float* dp, int64_t oh,
                                                int64_t ow, int64_t sh, int64_t sw, int64_t wp,
                                                const float* scale, const float* shift,
                                                const float* mean, double* sum_dz, double* sum_dxm,
-                                               double* g1) {
+                                               double* g1, int64_t dp_hi = 0) {
+  constexpr int64_t B = Split ? 8 : L;  // the lanes of a stored block
   Lanes<L> w[T], g[T] = {};
 #pragma GCC unroll 16
-  for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
+  for (int64_t t = 0; t < T; ++t) w[t] = load_halves<L, Split>(wt + t * B, T * B);
   const Lanes<L> sc = load<L>(scale), shv = load<L>(shift), mn = load<L>(mean);
   Lanes<L> sdz = {}, sdxm = {};
   // kRun windows at a time: their dz first, then their weight-gradient terms, in the same order as
@@ -312,7 +327,8 @@ template <int64_t L, int64_t T, bool Dense>
         const int64_t ox = ox0 + i;
         Lanes<L> x[4];
         window_x<L, T, Dense>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), wp, x);
-        const WindowPick<L> p(Window<L>(x), load<L>(dp + (oy * ow + ox) * L), sc, shv);
+        const WindowPick<L> p(Window<L>(x), load_halves<L, Split>(dp + (oy * ow + ox) * B, dp_hi),
+                              sc, shv);
         sdz += p.dz;
         sdxm += p.dz * (p.x - mn);
         for (int j = 0; j < 4; ++j) dz_at[i][j] = p.dz_at[j];
@@ -327,7 +343,7 @@ template <int64_t L, int64_t T, bool Dense>
     }
   for (int64_t k = 0; k < L; ++k) sum_dz[k] += sdz[k], sum_dxm[k] += sdxm[k];
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t k = 0; k < L; ++k) g1[t * L + k] += g[t][k];
+    for (int64_t k = 0; k < L; ++k) g1[k / B * T * B + t * B + k % B] += g[t][k];
 }
 
 // dense: StemConv::dense(), the taps at compile-time offsets (tap_of).
@@ -352,6 +368,16 @@ MYELIN_FMA_CLONES void stem_grad(int64_t lanes, bool dense, const float* pimg, c
   if (lanes == 8) return dense ? MYELIN_STEM_GRAD(8, true) : MYELIN_STEM_GRAD(8, false);
   dense ? MYELIN_STEM_GRAD(16, true) : MYELIN_STEM_GRAD(16, false);
 #undef MYELIN_STEM_GRAD
+}
+
+// Two 8-lane blocks of a dense stem as one unit of 16 lanes (StemConv::grad_pair).
+MYELIN_FMA_CLONES void stem_grad_pair(const float* pimg, const int64_t* off, const float* wt,
+                                      const float* dp, int64_t dp_hi, int64_t oh, int64_t ow,
+                                      int64_t wp, const float* scale, const float* shift,
+                                      const float* mean, double* sum_dz, double* sum_dxm,
+                                      double* g1) {
+  stem_grad_l<16, kStemTaps, true, true>(pimg, off, wt, dp, oh, ow, 1, 1, wp, scale, shift, mean,
+                                         sum_dz, sum_dxm, g1, dp_hi);
 }
 
 }  // namespace
@@ -405,6 +431,13 @@ void StemConv::grad(const Geometry& g, const float* pimg, const float* wt, int64
                     double* sum_dz, double* sum_dxm, double* g1) const {
   stem_grad(g.lanes, dense(), pimg, off_.data(), wt + c0 * taps(), dp, g.oh, g.ow, cp_.stride_h,
             cp_.stride_w, wp_, scale, shift, mean, sum_dz, sum_dxm, g1);
+}
+
+void StemConv::grad_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                         const float* dp, const float* scale, const float* shift, const float* mean,
+                         double* sum_dz, double* sum_dxm, double* g1) const {
+  stem_grad_pair(pimg, off_.data(), wt + c0 * taps(), dp, g.oh * g.ow * g.lanes, g.oh, g.ow, wp_,
+                 scale, shift, mean, sum_dz, sum_dxm, g1);
 }
 
 void StemConv::grad_tile(const Geometry& g, const float* pimg, const float* dz, double* g1) const {
