@@ -318,11 +318,12 @@ TEST(CpuFuse, StemStatisticsFromTheForwardMatch) {
   }
 }
 
-// MYELIN_CPU_STEM_PAIRS on or off: the dense stem's gradient takes its 8-lane blocks two at a time
-// as 16 lanes (StemConv::grad_pair) or one at a time; the same operations lane by lane, so the
-// same step to the bit. 24 channels (a pair and a block alone), sides even and odd, and with the
-// pooling's gradient a sum (a residual block on the stem: dp added from two addends).
-TEST(CpuFuse, StemGradientPairsMatchBitForBit) {
+// MYELIN_CPU_STEM_PAIRS on or off: the dense stem's forward and gradient take its 8-lane blocks two
+// at a time as 16 lanes (StemConv::pool_pair, grad_pair) or one at a time; the same operations
+// lane by lane, so the same step to the bit. 24 channels (a pair and a block alone), sides even and
+// odd, and with the pooling's gradient a sum (a residual block on the stem: dp added from two
+// addends).
+TEST(CpuFuse, StemPairsMatchBitForBit) {
   const Attrs pad1{{"pad", int64_t{1}}};
   const StepOptions o{.switch_env = "MYELIN_CPU_STEM_PAIRS", .bind_seed = 9, .label_classes = 5};
   auto residual = [&] {
@@ -340,7 +341,7 @@ TEST(CpuFuse, StemGradientPairsMatchBitForBit) {
        {stem_input_net(true, 8, 1, pad1), stem_input_net(true, 11, 1, pad1), residual()}) {
     StepResult off = run_step(net, false, o), on = run_step(net, true, o);
     EXPECT_EQ(on.nodes, off.nodes);
-    expect_steps_match(off, on, 0.0, "the stem gradient's paired blocks differ");
+    expect_steps_match(off, on, 0.0, "the stem's paired blocks differ");
   }
 }
 

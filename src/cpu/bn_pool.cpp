@@ -33,6 +33,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "cpu/bn_pool_tiles.h"
 #include "cpu/cpu_backend.h"
@@ -56,6 +57,10 @@ class BatchNormPool : public Kernel {
         x_(s.input_layout(0)),
         p_layout_(s.output_layout(0)),
         bn_(s.node.attrs),
+        // A dense stem's blocks of 8 lanes two at a time as 16 (StemConv::pool_pair) where p is
+        // blocked; MYELIN_CPU_STEM_PAIRS=0: one at a time (bn_pool_grad.cpp says why).
+        pairs_(conv_.on() && conv_.dense() && g_.lanes == 8 && is_blocked(p_layout_) &&
+               !env_is("MYELIN_CPU_STEM_PAIRS", "0")),
         threads_(cpu_backend(s).threads()),
         ws_{2 * g_.n * g_.padded() + conv_.moment_doubles(),
             2 * g_.padded() + g_.padded() * conv_.taps(),
@@ -109,7 +114,8 @@ class BatchNormPool : public Kernel {
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < g_.c; ++c) running_affine(in, c, scale[c], shift[c]);
       }
-      for_my_units(g_, [&](int64_t n, int64_t c0, int64_t t) {
+      // Unit (n, c0)'s pooled output.
+      auto unit_pool = [&](int64_t n, int64_t c0, int64_t t) {
         float* buf = ws_.tiles(ctx.workspace, t);
         float* pt = p.target(g_, n, c0, buf + hw * g_.lanes);
         if (conv_.windowed())
@@ -118,7 +124,16 @@ class BatchNormPool : public Kernel {
           tile_pool(g_.lanes, xs.get(n, c0, buf, scratch, padded), pt, g_.w, g_.oh, g_.ow,
                     scale + c0, shift + c0);
         p.written(g_, n, c0, pt);
-      });
+      };
+      if (pairs_) {
+        for_my_groups(g_, 2, [&](int64_t n, int64_t c0, int64_t blocks, int64_t t) {
+          if (blocks < 2) return unit_pool(n, c0, t);
+          conv_.pool_pair(g_, xs.image(n, scratch, padded), wt, c0, scale + c0, shift + c0,
+                          p.base + p.tile_at(g_, n, c0));
+        });
+      } else {
+        for_my_units(g_, unit_pool);
+      }
     }
     if (!ok) throw DeviceError("oneDNN sgemm failed in the stem's moments");
   }
@@ -151,6 +166,7 @@ class BatchNormPool : public Kernel {
   Geometry g_;
   Layout x_, p_layout_;
   BatchNormParams bn_;
+  bool pairs_;
   int threads_;
   Workspace ws_;
 };

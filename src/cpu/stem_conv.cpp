@@ -262,29 +262,6 @@ template <int64_t L, int64_t T, bool Dense>
   }
 }
 
-// The forward: the pooled z of one unit straight from the image (conv_tile_l and tile_pool_l in
-// one loop).
-template <int64_t L, int64_t T, bool Dense>
-[[gnu::always_inline]] inline void stem_pool_l(const float* pimg, const int64_t* off,
-                                               const float* wt, int64_t oh, int64_t ow, int64_t sh,
-                                               int64_t sw, int64_t wp, const float* scale,
-                                               const float* shift, float* p) {
-  Lanes<L> w[T];
-#pragma GCC unroll 16
-  for (int64_t t = 0; t < T; ++t) w[t] = load<L>(wt + t * L);
-  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift);
-  for (int64_t oy = 0; oy < oh; ++oy)
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      Lanes<L> x[4];
-      window_x<L, T, Dense>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), wp, x);
-      Lanes<L> m = activated_v<L>(x[0], sc, shv);
-      for (int j = 1; j < 4; ++j) m = max_v<L>(m, activated_v<L>(x[j], sc, shv));
-      store<L>(p + (oy * ow + ox) * L, m);
-    }
-}
-
-// The gradient: per lane sum(dz), sum(dz * (x - mean)) and per tap g1 = sum(dz * col_t) of one
-// unit (tile_dz_l and conv_grad_tile_l in one loop), added to the running totals.
 // L lanes at p; Split (L = 16): two blocks of 8 lanes, the first 8 at p and the rest at p + hi.
 template <int64_t L, bool Split>
 [[gnu::always_inline]] inline Lanes<L> load_halves(const float* p, int64_t hi) {
@@ -297,6 +274,42 @@ template <int64_t L, bool Split>
   }
 }
 
+// The same for a store.
+template <int64_t L, bool Split>
+[[gnu::always_inline]] inline void store_halves(float* p, int64_t hi, Lanes<L> v) {
+  if constexpr (Split) {
+    static_assert(L == 16);
+    store<8>(p, __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7));
+    store<8>(p + hi, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
+  } else {
+    store<L>(p, v);
+  }
+}
+
+// The forward: the pooled z of one unit straight from the image (conv_tile_l and tile_pool_l in
+// one loop).
+template <int64_t L, int64_t T, bool Dense, bool Split = false>
+[[gnu::always_inline]] inline void stem_pool_l(const float* pimg, const int64_t* off,
+                                               const float* wt, int64_t oh, int64_t ow, int64_t sh,
+                                               int64_t sw, int64_t wp, const float* scale,
+                                               const float* shift, float* p, int64_t p_hi = 0) {
+  constexpr int64_t B = Split ? 8 : L;  // the lanes of a stored block
+  Lanes<L> w[T];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < T; ++t) w[t] = load_halves<L, Split>(wt + t * B, T * B);
+  const Lanes<L> sc = load<L>(scale), shv = load<L>(shift);
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      Lanes<L> x[4];
+      window_x<L, T, Dense>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), wp, x);
+      Lanes<L> m = activated_v<L>(x[0], sc, shv);
+      for (int j = 1; j < 4; ++j) m = max_v<L>(m, activated_v<L>(x[j], sc, shv));
+      store_halves<L, Split>(p + (oy * ow + ox) * B, p_hi, m);
+    }
+}
+
+// The gradient: per lane sum(dz), sum(dz * (x - mean)) and per tap g1 = sum(dz * col_t) of one
+// unit (tile_dz_l and conv_grad_tile_l in one loop), added to the running totals.
 // Split: one unit of two 8-lane blocks as 16 lanes (StemConv::grad_pair): wt, dp and g1 by block
 // (the second block's dp at dp + dp_hi, its weights and g1 terms T * 8 floats on).
 template <int64_t L, int64_t T, bool Dense, bool Split = false>
@@ -370,6 +383,13 @@ MYELIN_FMA_CLONES void stem_grad(int64_t lanes, bool dense, const float* pimg, c
 #undef MYELIN_STEM_GRAD
 }
 
+// Two 8-lane blocks of a dense stem as one unit of 16 lanes (StemConv::pool_pair).
+MYELIN_FMA_CLONES void stem_pool_pair(const float* pimg, const int64_t* off, const float* wt,
+                                      int64_t oh, int64_t ow, int64_t wp, const float* scale,
+                                      const float* shift, float* p, int64_t p_hi) {
+  stem_pool_l<16, kStemTaps, true, true>(pimg, off, wt, oh, ow, 1, 1, wp, scale, shift, p, p_hi);
+}
+
 // Two 8-lane blocks of a dense stem as one unit of 16 lanes (StemConv::grad_pair).
 MYELIN_FMA_CLONES void stem_grad_pair(const float* pimg, const int64_t* off, const float* wt,
                                       const float* dp, int64_t dp_hi, int64_t oh, int64_t ow,
@@ -424,6 +444,12 @@ void StemConv::pool(const Geometry& g, const float* pimg, const float* wt, int64
                     const float* scale, const float* shift, float* p) const {
   stem_pool(g.lanes, dense(), pimg, off_.data(), wt + c0 * taps(), g.oh, g.ow, cp_.stride_h,
             cp_.stride_w, wp_, scale, shift, p);
+}
+
+void StemConv::pool_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                         const float* scale, const float* shift, float* p) const {
+  stem_pool_pair(pimg, off_.data(), wt + c0 * taps(), g.oh, g.ow, wp_, scale, shift, p,
+                 g.oh * g.ow * g.lanes);
 }
 
 void StemConv::grad(const Geometry& g, const float* pimg, const float* wt, int64_t c0,

@@ -62,6 +62,10 @@ class StemConv {
   // The pooled z of unit c0 from the padded image.
   void pool(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* scale,
             const float* shift, float* p) const;
+  // pool of the two 8-lane blocks from c0 as one unit of 16 lanes (dense() only), p the two
+  // blocks' tiles one after the other: the same bits as pool on each block.
+  void pool_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                 const float* scale, const float* shift, float* p) const;
   // The gradient sums of unit c0 from the padded image: per lane sum(dz), sum(dz * (x - mean))
   // and per tap g1 = sum(dz * col_t), added to the running totals.
   void grad(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* dp,
