@@ -69,16 +69,6 @@ class BatchNormPoolGrad : public Kernel {
                 g_.oh * g_.ow * g_.lanes);
       return static_cast<const float*>(tiles.dp(t));
     };
-    // dp's tiles of the two blocks from c0, one after the other (pairs_: blocked, as its addend):
-    // in place, or their sum with the addend's in the thread's x tile, which the window loops
-    // leave unused.
-    auto dp_pair = [&](int64_t n, int64_t c0, int64_t t) {
-      const float* first = dp.base + dp.tile_at(g_, n, c0);
-      if (addend_ < 0) return first;
-      add_tiles(first, in[addend_].f32() + dp.tile_at(g_, n, c0), tiles.x(t),
-                2 * g_.oh * g_.ow * g_.lanes);
-      return static_cast<const float*>(tiles.x(t));
-    };
     // The image's statistics from the forward, or computed again below.
     ImageStats image = stats_ >= 0 ? conv_.load_stats(in[stats_].f32()) : ImageStats{};
     std::atomic<bool> ok{true};  // no exceptions inside OpenMP
@@ -126,9 +116,12 @@ class BatchNormPoolGrad : public Kernel {
           std::fill_n(sums.dz + at, 2 * g_.lanes, 0.0);
           std::fill_n(sums.dxm + at, 2 * g_.lanes, 0.0);
           std::fill_n(sums.g1 + at * taps, 2 * taps * g_.lanes, 0.0);
-          conv_.grad_pair(g_, xs.image(n, tiles.image(t), padded), wt, c0, dp_pair(n, c0, t),
-                          scale + c0, shift + c0, mean + c0, sums.dz + at, sums.dxm + at,
-                          sums.g1 + at * taps);
+          // dp's and its addend's tiles of the two blocks, one after the other (both blocked),
+          // added in the window loop.
+          const int64_t tile = dp.tile_at(g_, n, c0);
+          conv_.grad_pair(g_, xs.image(n, tiles.image(t), padded), wt, c0, dp.base + tile,
+                          addend_ < 0 ? nullptr : in[addend_].f32() + tile, scale + c0, shift + c0,
+                          mean + c0, sums.dz + at, sums.dxm + at, sums.g1 + at * taps);
         });
       } else {
         for_my_units(g_, unit_sums);

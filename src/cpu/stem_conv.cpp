@@ -311,14 +311,13 @@ template <int64_t L, int64_t T, bool Dense, bool Split = false>
 // The gradient: per lane sum(dz), sum(dz * (x - mean)) and per tap g1 = sum(dz * col_t) of one
 // unit (tile_dz_l and conv_grad_tile_l in one loop), added to the running totals.
 // Split: one unit of two 8-lane blocks as 16 lanes (StemConv::grad_pair): wt, dp and g1 by block
-// (the second block's dp at dp + dp_hi, its weights and g1 terms T * 8 floats on).
+// (the second block's dp at dp + dp_hi, its weights and g1 terms T * 8 floats on). addend: dp's
+// second addend (alike), or null.
 template <int64_t L, int64_t T, bool Dense, bool Split = false>
-[[gnu::always_inline]] inline void stem_grad_l(const float* pimg, const int64_t* off,
-                                               const float* wt, const float* dp, int64_t oh,
-                                               int64_t ow, int64_t sh, int64_t sw, int64_t wp,
-                                               const float* scale, const float* shift,
-                                               const float* mean, double* sum_dz, double* sum_dxm,
-                                               double* g1, int64_t dp_hi = 0) {
+[[gnu::always_inline]] inline void stem_grad_l(
+    const float* pimg, const int64_t* off, const float* wt, const float* dp, int64_t oh, int64_t ow,
+    int64_t sh, int64_t sw, int64_t wp, const float* scale, const float* shift, const float* mean,
+    double* sum_dz, double* sum_dxm, double* g1, int64_t dp_hi = 0, const float* addend = nullptr) {
   constexpr int64_t B = Split ? 8 : L;  // the lanes of a stored block
   Lanes<L> w[T], g[T] = {};
 #pragma GCC unroll 16
@@ -340,8 +339,10 @@ template <int64_t L, int64_t T, bool Dense, bool Split = false>
         const int64_t ox = ox0 + i;
         Lanes<L> x[4];
         window_x<L, T, Dense>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), wp, x);
-        const WindowPick<L> p(Window<L>(x), load_halves<L, Split>(dp + (oy * ow + ox) * B, dp_hi),
-                              sc, shv);
+        const int64_t at = (oy * ow + ox) * B;
+        Lanes<L> dpv = load_halves<L, Split>(dp + at, dp_hi);
+        if (addend) dpv += load_halves<L, Split>(addend + at, dp_hi);  // as add_tiles adds them
+        const WindowPick<L> p(Window<L>(x), dpv, sc, shv);
         sdz += p.dz;
         sdxm += p.dz * (p.x - mn);
         for (int j = 0; j < 4; ++j) dz_at[i][j] = p.dz_at[j];
@@ -392,12 +393,12 @@ MYELIN_FMA_CLONES void stem_pool_pair(const float* pimg, const int64_t* off, con
 
 // Two 8-lane blocks of a dense stem as one unit of 16 lanes (StemConv::grad_pair).
 MYELIN_FMA_CLONES void stem_grad_pair(const float* pimg, const int64_t* off, const float* wt,
-                                      const float* dp, int64_t dp_hi, int64_t oh, int64_t ow,
-                                      int64_t wp, const float* scale, const float* shift,
-                                      const float* mean, double* sum_dz, double* sum_dxm,
-                                      double* g1) {
+                                      const float* dp, const float* addend, int64_t dp_hi,
+                                      int64_t oh, int64_t ow, int64_t wp, const float* scale,
+                                      const float* shift, const float* mean, double* sum_dz,
+                                      double* sum_dxm, double* g1) {
   stem_grad_l<16, kStemTaps, true, true>(pimg, off, wt, dp, oh, ow, 1, 1, wp, scale, shift, mean,
-                                         sum_dz, sum_dxm, g1, dp_hi);
+                                         sum_dz, sum_dxm, g1, dp_hi, addend);
 }
 
 }  // namespace
@@ -460,10 +461,11 @@ void StemConv::grad(const Geometry& g, const float* pimg, const float* wt, int64
 }
 
 void StemConv::grad_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
-                         const float* dp, const float* scale, const float* shift, const float* mean,
-                         double* sum_dz, double* sum_dxm, double* g1) const {
-  stem_grad_pair(pimg, off_.data(), wt + c0 * taps(), dp, g.oh * g.ow * g.lanes, g.oh, g.ow, wp_,
-                 scale, shift, mean, sum_dz, sum_dxm, g1);
+                         const float* dp, const float* addend, const float* scale,
+                         const float* shift, const float* mean, double* sum_dz, double* sum_dxm,
+                         double* g1) const {
+  stem_grad_pair(pimg, off_.data(), wt + c0 * taps(), dp, addend, g.oh * g.ow * g.lanes, g.oh, g.ow,
+                 wp_, scale, shift, mean, sum_dz, sum_dxm, g1);
 }
 
 void StemConv::grad_tile(const Geometry& g, const float* pimg, const float* dz, double* g1) const {

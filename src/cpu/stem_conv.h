@@ -72,11 +72,12 @@ class StemConv {
             const float* scale, const float* shift, const float* mean, double* sum_dz,
             double* sum_dxm, double* g1) const;
   // grad of the two 8-lane blocks from c0 as one unit of 16 lanes (dense() only): per-channel
-  // sums and g1 of both, dp the two blocks' tiles one after the other. The same bits as grad on
-  // each block: the same operations lane by lane, in half the instructions.
+  // sums and g1 of both, dp the two blocks' tiles one after the other, plus addend's alike where
+  // not null (dp a sum). The same bits as grad on each block: the same operations lane by lane, in
+  // half the instructions.
   void grad_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* dp,
-                 const float* scale, const float* shift, const float* mean, double* sum_dz,
-                 double* sum_dxm, double* g1) const;
+                 const float* addend, const float* scale, const float* shift, const float* mean,
+                 double* sum_dz, double* sum_dxm, double* g1) const;
   // The weight gradient term g1 of a dz tile, added to the running totals.
   void grad_tile(const Geometry& g, const float* pimg, const float* dz, double* g1) const;
 
