@@ -312,8 +312,9 @@ TEST(CpuBlocked, KernelsRegisterTheLayoutTheyTake) {
   ASSERT_TRUE(bn && bn->layout);
   EXPECT_FALSE(bn->layout->slots.tied);  // it converts between layouts
   // dy, x and, fused into the batch norm + pooling gradient, dy's second addend (bn_pool.cpp: 6,
-  // or 7 after the stem's weights, or 8 after its weights and image statistics)
-  EXPECT_EQ(bn->layout->slots.in, (std::vector<int>{0, 1, 6, 7, 8}));
+  // or 7 after the stem's weights, 8 after its weights and image statistics or picks, 9 after
+  // all three)
+  EXPECT_EQ(bn->layout->slots.in, (std::vector<int>{0, 1, 6, 7, 8, 9}));
   for (const char* op : {"softmax", "dropout", "inner_product", "bias_add"}) {
     const KernelStorage* s = kernel_storage(op, DeviceKind::cpu);
     ASSERT_NE(s, nullptr) << op;

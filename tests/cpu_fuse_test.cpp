@@ -214,6 +214,20 @@ Net stem_input_net(bool training, int64_t side, int64_t cin, Attrs conv) {
   return stem_chain(training, false, side, cin, conv);
 }
 
+// A residual block on a dense stem whose image is an input: the pooling's gradient a sum.
+Net stem_residual_net(int64_t side = 12) {
+  const Attrs pad1{{"pad", int64_t{1}}};
+  Graph g(true);
+  StepBuilder b{g};
+  ValueId x = g.input("data", Shape{3, 1, side, side});
+  ValueId w = g.param("conv1.weight", Shape{24, 1, 3, 3}, Init{});
+  ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, pad1), "bn1"), "relu1");
+  h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}});
+  ValueId r = b.bn(b.conv(h, "conv2", 24, 3, pad1), "bn2");
+  h = b.relu(g.add1("add", "sum", {r, h}), "sum_relu");
+  return Net{finish_step_net(std::move(g), b.fc(h, "ip", 5)), 1};
+}
+
 // MYELIN_CPU_STEM on or off: the stem convolution computed inside the batch norm + pooling
 // kernels (and its weight gradient inside their gradient's) or apart.
 void expect_same_stem_step(const Net& net) {
@@ -326,23 +340,42 @@ TEST(CpuFuse, StemStatisticsFromTheForwardMatch) {
 TEST(CpuFuse, StemPairsMatchBitForBit) {
   const Attrs pad1{{"pad", int64_t{1}}};
   const StepOptions o{.switch_env = "MYELIN_CPU_STEM_PAIRS", .bind_seed = 9, .label_classes = 5};
-  auto residual = [&] {
-    Graph g(true);
-    StepBuilder b{g};
-    ValueId x = g.input("data", Shape{3, 1, 12, 12});
-    ValueId w = g.param("conv1.weight", Shape{24, 1, 3, 3}, Init{});
-    ValueId h = b.relu(b.bn(g.add1("conv2d", "conv1", {x, w}, pad1), "bn1"), "relu1");
-    h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}});
-    ValueId r = b.bn(b.conv(h, "conv2", 24, 3, pad1), "bn2");
-    h = b.relu(g.add1("add", "sum", {r, h}), "sum_relu");
-    return Net{finish_step_net(std::move(g), b.fc(h, "ip", 5)), 1};
-  };
   for (const Net& net :
-       {stem_input_net(true, 8, 1, pad1), stem_input_net(true, 11, 1, pad1), residual()}) {
-    StepResult off = run_step(net, false, o), on = run_step(net, true, o);
-    EXPECT_EQ(on.nodes, off.nodes);
-    expect_steps_match(off, on, 0.0, "the stem's paired blocks differ");
+       {stem_input_net(true, 8, 1, pad1), stem_input_net(true, 11, 1, pad1), stem_residual_net()}) {
+    for (const char* picks : {"1", "0"}) {  // the gradient from the forward's picks or not
+      setenv("MYELIN_CPU_STEM_PICKS", picks, 1);
+      StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+      unsetenv("MYELIN_CPU_STEM_PICKS");
+      EXPECT_EQ(on.nodes, off.nodes);
+      expect_steps_match(off, on, 0.0, "the stem's paired blocks differ");
+    }
   }
+}
+
+// MYELIN_CPU_STEM_PICKS on or off: the dense stem's gradient from the picks the forward stored
+// ("stem_picks", one output and one input more) or from x and z computed again. The same sum(dz)
+// and weight-gradient terms; sum(dz * (x - mean)) by linearity, so close, not equal. Blocked in 8
+// (pairs and a block alone) and 16, plain, sides even and odd, the pooling's gradient a sum added
+// by the kernel or apart (MYELIN_CPU_DP_SUM=0: then dp is plain and the gradient's tiles have 16
+// lanes where the forward's had 8; the picks go by 8 lanes either way).
+TEST(CpuFuse, StemPicksStepMatches) {
+  const Attrs pad1{{"pad", int64_t{1}}};
+  const StepOptions o{.switch_env = "MYELIN_CPU_STEM_PICKS", .bind_seed = 9, .label_classes = 5};
+  for (const char* blocked : {"1", "0"})
+    for (const Net& net : {stem_input_net(true, 8, 1, pad1), stem_input_net(true, 21, 1, pad1),
+                           stem_residual_net(), stem_residual_net(10)})
+      for (const char* dp_sum : {"1", "0"}) {
+        setenv("MYELIN_CPU_BLOCKED", blocked, 1);
+        setenv("MYELIN_CPU_DP_SUM", dp_sum, 1);
+        StepResult off = run_step(net, false, o), on = run_step(net, true, o);
+        unsetenv("MYELIN_CPU_DP_SUM");
+        unsetenv("MYELIN_CPU_BLOCKED");
+        EXPECT_EQ(on.nodes, off.nodes);
+        int passing = 0;
+        for (const Node& n : on.graph.nodes()) passing += n.attrs.i("stem_picks", 0) != 0;
+        EXPECT_EQ(passing, 2) << on.graph.dump();
+        expect_steps_match(off, on, 1e-5, "the stem gradient from the forward's picks differs");
+      }
 }
 
 // Residual sums inside batch norms, blocked (8 and 16 channels a block), padded and plain.

@@ -561,9 +561,9 @@ MYELIN_REGISTER_OPS {
                     if (s.node.attrs.has("pool")) return make_batch_norm_pool_grad(s);
                     return std::make_unique<BatchNormGrad>(s);
                   },
-                  // 6, 7 or 8: dp's second addend where fused (bn_pool.cpp: the last input, after
-                  // the stem's weights and image statistics where those are fused)
-                  {.layout = takes_each({0, 1, 6, 7, 8}, {0})});
+                  // 6 to 9: dp's second addend where fused (bn_pool.cpp: the last input, after
+                  // the stem's weights, image statistics and picks where those are fused)
+                  {.layout = takes_each({0, 1, 6, 7, 8, 9}, {0})});
 }
 
 }  // namespace myelin::cpu

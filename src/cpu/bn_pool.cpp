@@ -16,6 +16,10 @@
 // forward's scale and shift (both from the rounded mean and invstd outputs, so the same floats)
 // and sends dp to the first maximum, where the maximum is above 0 (the ReLU's gradient), as the
 // unfused pooling gradient does. Rows and columns past the last window (odd sizes) get none.
+// With a dense stem convolution fused (below) the forward stores each window's pick instead
+// ("stem_picks", a byte a channel), and the gradient reads it rather than computing x and z
+// again: bn1 backward 0.68 -> 0.44 ms, forward 0.45 -> 0.51 ms (min of 8 alternating `myelin time`
+// runs, batch 128, 2 threads, Xeon shared with other benchmarks; MYELIN_CPU_STEM_PICKS=0: off).
 //
 // A thin convolution in front ("conv" = "stem", StemConv) is computed inside both kernels,
 // so x is never stored at all: the forward computes it once per tile for the pooling, its
@@ -59,6 +63,7 @@ class BatchNormPool : public Kernel {
         bn_(s.node.attrs),
         // A dense stem's blocks of 8 lanes two at a time as 16 (StemConv::pool_pair) where p is
         // blocked; MYELIN_CPU_STEM_PAIRS=0: one at a time (bn_pool_grad.cpp says why).
+        picks_(conv_.on() && s.node.attrs.i("stem_picks", 0) != 0),
         pairs_(conv_.on() && conv_.dense() && g_.lanes == 8 && is_blocked(p_layout_) &&
                !env_is("MYELIN_CPU_STEM_PAIRS", "0")),
         threads_(cpu_backend(s).threads()),
@@ -90,7 +95,8 @@ class BatchNormPool : public Kernel {
 #pragma omp single
         {
           image = conv_.batch_stats(moments);
-          if (out.size() > kStemStats) conv_.save_stats(image, out[kStemStats].f32());
+          if (out.size() > kStemStats + (picks_ ? 1 : 0))
+            conv_.save_stats(image, out[kStemStats].f32());
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < g_.c; ++c) {
@@ -119,7 +125,8 @@ class BatchNormPool : public Kernel {
         float* buf = ws_.tiles(ctx.workspace, t);
         float* pt = p.target(g_, n, c0, buf + hw * g_.lanes);
         if (conv_.windowed())
-          conv_.pool(g_, xs.image(n, scratch, padded), wt, c0, scale + c0, shift + c0, pt);
+          conv_.pool(g_, xs.image(n, scratch, padded), wt, c0, scale + c0, shift + c0, pt,
+                     picks_at(out, n, c0));
         else
           tile_pool(g_.lanes, xs.get(n, c0, buf, scratch, padded), pt, g_.w, g_.oh, g_.ow,
                     scale + c0, shift + c0);
@@ -129,7 +136,7 @@ class BatchNormPool : public Kernel {
         for_my_groups(g_, 2, [&](int64_t n, int64_t c0, int64_t blocks, int64_t t) {
           if (blocks < 2) return unit_pool(n, c0, t);
           conv_.pool_pair(g_, xs.image(n, scratch, padded), wt, c0, scale + c0, shift + c0,
-                          p.base + p.tile_at(g_, n, c0));
+                          p.base + p.tile_at(g_, n, c0), picks_at(out, n, c0));
         });
       } else {
         for_my_units(g_, unit_pool);
@@ -155,6 +162,12 @@ class BatchNormPool : public Kernel {
     run_var = static_cast<float>(bn_.momentum * run_var + (1 - bn_.momentum) * unbiased);
   }
 
+  // Unit (n, c0)'s picks in the last output, or null.
+  uint8_t* picks_at(const std::vector<Tensor>& out, int64_t n, int64_t c0) const {
+    if (!picks_) return nullptr;
+    return reinterpret_cast<uint8_t*>(out.back().f32()) + bn_pool::picks_at(g_, n, c0);
+  }
+
   // Inference: the affine form from the running statistics.
   void running_affine(const std::vector<Tensor>& in, int64_t c, float& scale, float& shift) const {
     const float gamma = in[1].f32()[c], beta = in[2].f32()[c];
@@ -166,6 +179,7 @@ class BatchNormPool : public Kernel {
   Geometry g_;
   Layout x_, p_layout_;
   BatchNormParams bn_;
+  bool picks_;  // the last output: each window's pick ("stem_picks", fuse.cpp), for the gradient
   bool pairs_;
   int threads_;
   Workspace ws_;

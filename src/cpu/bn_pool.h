@@ -26,13 +26,19 @@ constexpr int64_t stem_stats_floats(int64_t taps) {
   return 2 * (taps + taps * taps);
 }
 
+// The floats of a dense stem's picks ("stem_picks", stem_conv.h): a byte per pooled pixel and
+// channel, the channels padded to 16 (the widest block), p the pooled output's shape.
+inline int64_t stem_picks_floats(const Shape& p) {
+  return p[0] * (p[1] + 15) / 16 * 16 * p[2] * p[3] / 4;
+}
+
 // batch_norm+relu+pool(x, gamma, beta, running_mean, running_var) -> p [, mean, invstd]; with the
 // stem convolution (image, gamma, beta, running_mean, running_var, w) -> p, mean, invstd
-// [, stem_stats].
+// [, stem_stats] [, stem_picks].
 std::unique_ptr<Kernel> make_batch_norm_pool(const KernelSpec& s);
 // batch_norm_grad+pool(dp, x, gamma, mean, invstd, beta) -> dx, dgamma, dbeta; with the stem
-// convolution (dp, image, gamma, mean, invstd, beta, w [, stem_stats]) -> dw, dgamma, dbeta. With
-// "dp_sum" dp's second addend follows as the last input.
+// convolution (dp, image, gamma, mean, invstd, beta, w [, stem_stats] [, stem_picks]) -> dw,
+// dgamma, dbeta. With "dp_sum" dp's second addend follows as the last input.
 std::unique_ptr<Kernel> make_batch_norm_pool_grad(const KernelSpec& s);
 
 }  // namespace myelin::cpu

@@ -28,6 +28,9 @@ class BatchNormPoolGrad : public Kernel {
         g_(conv_.on() ? conv_.x_shape() : s.input(1).shape, s.input(0).shape, tile_lanes(s)),
         layouts_{s.input_layout(0), s.input_layout(1), s.output_layout(0)},
         stats_(conv_.on() && s.node.attrs.i("stem_stats", 0) != 0 ? kWeights + 1 : -1),
+        picks_(conv_.on() && s.node.attrs.i("stem_picks", 0) != 0
+                   ? kWeights + 1 + (stats_ >= 0 ? 1 : 0)
+                   : -1),
         addend_(s.node.attrs.i("dp_sum", 0) != 0 ? static_cast<int>(s.node.inputs.size()) - 1 : -1),
         addend_layout_(addend_ >= 0 ? s.input_layout(addend_) : Layout::nchw),
         pairs_(conv_.on() && conv_.dense() && g_.lanes == 8 && is_blocked(layouts_[0]) &&
@@ -93,8 +96,12 @@ class BatchNormPoolGrad : public Kernel {
         if (conv_.windowed()) {
           double* g1 = sums.g1 + at * taps;
           std::fill_n(g1, taps * g_.lanes, 0.0);
-          conv_.grad(g_, xs.image(n, tiles.image(t), padded), wt, c0, dpt, scale + c0, shift + c0,
-                     mean + c0, sums.dz + at, sums.dxm + at, g1);
+          if (picks_ >= 0)
+            conv_.grad_picks(g_, xs.image(n, tiles.image(t), padded), wt, c0, 1, dpt, nullptr,
+                             picks_at(in, n, c0), mean + c0, sums.dz + at, sums.dxm + at, g1);
+          else
+            conv_.grad(g_, xs.image(n, tiles.image(t), padded), wt, c0, dpt, scale + c0, shift + c0,
+                       mean + c0, sums.dz + at, sums.dxm + at, g1);
           return;
         }
         const float* xt = xs.get(n, c0, tiles.x(t), tiles.image(t), padded);
@@ -119,6 +126,11 @@ class BatchNormPoolGrad : public Kernel {
           // dp's and its addend's tiles of the two blocks, one after the other (both blocked),
           // added in the window loop.
           const int64_t tile = dp.tile_at(g_, n, c0);
+          if (picks_ >= 0)
+            return conv_.grad_picks(
+                g_, xs.image(n, tiles.image(t), padded), wt, c0, 2, dp.base + tile,
+                addend_ < 0 ? nullptr : in[addend_].f32() + tile, picks_at(in, n, c0), mean + c0,
+                sums.dz + at, sums.dxm + at, sums.g1 + at * taps);
           conv_.grad_pair(g_, xs.image(n, tiles.image(t), padded), wt, c0, dp.base + tile,
                           addend_ < 0 ? nullptr : in[addend_].f32() + tile, scale + c0, shift + c0,
                           mean + c0, sums.dz + at, sums.dxm + at, sums.g1 + at * taps);
@@ -167,6 +179,11 @@ class BatchNormPoolGrad : public Kernel {
     float* image(int64_t t) const { return x(t) + (2 * hw + 2 * g.oh * g.ow) * g.lanes; }
   };
 
+  // Unit (n, c0)'s picks from the forward.
+  const uint8_t* picks_at(const std::vector<Tensor>& in, int64_t n, int64_t c0) const {
+    return reinterpret_cast<const uint8_t*>(in[picks_].f32()) + bn_pool::picks_at(g_, n, c0);
+  }
+
   // Channel c's sums over the batch, in image order.
   void channel_sums(const Sums& s, int64_t c, double& sum_dz, double& sum_dxm) const {
     const int64_t cp = g_.padded();
@@ -210,6 +227,7 @@ class BatchNormPoolGrad : public Kernel {
   Geometry g_;
   Layout layouts_[3];  // dp, x, dx
   int stats_;          // the input of the stem's image statistics ("stem_stats"), or -1
+  int picks_;          // the input of the forward's picks ("stem_picks"), or -1
   int addend_;         // dp's second addend's input ("dp_sum"), or -1
   Layout addend_layout_;
   // A dense stem's blocks of 8 lanes taken two at a time as 16 (StemConv::grad_pair), where dp is
@@ -226,7 +244,9 @@ class BatchNormPoolGrad : public Kernel {
 std::unique_ptr<Kernel> make_batch_norm_pool_grad(const KernelSpec& s) {
   const bool stem = s.node.attrs.s("conv", "") == "stem";
   const size_t inputs =
-      (stem ? 7 + (s.node.attrs.i("stem_stats", 0) != 0) : 6) + (s.node.attrs.i("dp_sum", 0) != 0);
+      (stem ? 7 + (s.node.attrs.i("stem_stats", 0) != 0) + (s.node.attrs.i("stem_picks", 0) != 0)
+            : 6) +
+      (s.node.attrs.i("dp_sum", 0) != 0);
   if (s.node.attrs.s("pool", "") != "max2" || s.node.inputs.size() != inputs)
     throw UnsupportedError("batch_norm_grad '" + s.node.name + "': unknown fused pooling");
   return std::make_unique<BatchNormPoolGrad>(s);

@@ -166,7 +166,8 @@ void copy_conv_attrs(const Node& conv, Node& to) {
 // not compute them again from the image (MYELIN_CPU_STEM_STATS=0: it does). Run after
 // fuse_batch_norm_pools.
 void fuse_stem_convolutions(Graph& g) {
-  const bool pass_stats = !env_is("MYELIN_CPU_STEM_STATS", "0");
+  const bool pass_stats = !env_is("MYELIN_CPU_STEM_STATS", "0"),
+             pass_picks = !env_is("MYELIN_CPU_STEM_PICKS", "0");
   const std::vector<std::vector<int>> readers = readers_of(g);
   std::vector<int> fused;  // the convolutions and weight gradients now done by batch norms
   for (size_t i = 0; i < g.nodes().size(); ++i) {
@@ -193,13 +194,26 @@ void fuse_stem_convolutions(Graph& g) {
     bg.outputs[0] = g.nodes()[weight_grad].outputs[0];
     copy_conv_attrs(c, bg);
     fused.push_back(weight_grad);
-    if (!pass_stats) continue;
     const Shape w = g.value(c.inputs[1]).shape;
-    const ValueId stats =
-        g.activation(c.name + ".stem_stats", Shape{stem_stats_floats(w[1] * w[2] * w[3])});
-    g.node(static_cast<int>(i)).outputs.push_back(stats);
-    g.node(grad).inputs.push_back(stats);
-    g.node(grad).attrs.set("stem_stats", int64_t{1});
+    if (pass_stats) {
+      const ValueId stats =
+          g.activation(c.name + ".stem_stats", Shape{stem_stats_floats(w[1] * w[2] * w[3])});
+      g.node(static_cast<int>(i)).outputs.push_back(stats);
+      g.node(grad).inputs.push_back(stats);
+      g.node(grad).attrs.set("stem_stats", int64_t{1});
+    }
+    // A dense stem (one channel, 3x3, stride 1) passes each window's pick too ("stem_picks": a
+    // byte a channel, bn_pool.h), so that the gradient computes neither x nor z again.
+    const ConvParams cp(c.attrs);
+    if (pass_picks && w[1] == 1 && w[2] == 3 && w[3] == 3 && cp.stride_h == 1 && cp.stride_w == 1 &&
+        cp.dil_h == 1 && cp.dil_w == 1) {
+      const ValueId picks = g.activation(
+          c.name + ".stem_picks", Shape{stem_picks_floats(g.value(g.nodes()[i].outputs[0]).shape)});
+      g.node(static_cast<int>(i)).outputs.push_back(picks);
+      g.node(static_cast<int>(i)).attrs.set("stem_picks", int64_t{1});
+      g.node(grad).inputs.push_back(picks);
+      g.node(grad).attrs.set("stem_picks", int64_t{1});
+    }
   }
   g.remove_nodes(fused);
 }

@@ -286,13 +286,40 @@ template <int64_t L, bool Split>
   }
 }
 
+// The window's pick per lane, as WindowPick makes it, in a byte a lane: 4 + j, j the first
+// maximum of z, where that is above 0, else 0 (no gradient). The forward stores them ("stem_picks",
+// StemConv::pool with picks), so that the gradient need not compute x and z again.
+template <int64_t L>
+struct CodesOf {
+  typedef int32_t type __attribute__((vector_size(L * sizeof(int32_t))));
+  typedef uint8_t bytes __attribute__((vector_size(L)));
+};
+
+// Stored by 8-lane blocks whatever the kernel's lanes (the gradient's may differ from the
+// forward's): lanes 8 to 15 of a 16-lane unit at `hi` bytes on.
+template <int64_t L>
+[[gnu::always_inline]] inline void store_picks(uint8_t* to, int64_t hi, const Lanes<L> (&z)[4],
+                                               Lanes<L> m) {
+  using Codes = typename CodesOf<L>::type;
+  const Codes zero = {}, four = zero + 4, five = zero + 5, six = zero + 6, seven = zero + 7;
+  const Lanes<L> fzero = {};
+  Codes code = z[2] == m ? six : seven;
+  code = z[1] == m ? five : code;
+  code = z[0] == m ? four : code;
+  code = m > fzero ? code : zero;
+  const typename CodesOf<L>::bytes b = __builtin_convertvector(code, typename CodesOf<L>::bytes);
+  std::memcpy(to, &b, 8);
+  if constexpr (L == 16) std::memcpy(to + hi, reinterpret_cast<const uint8_t*>(&b) + 8, 8);
+}
+
 // The forward: the pooled z of one unit straight from the image (conv_tile_l and tile_pool_l in
 // one loop).
 template <int64_t L, int64_t T, bool Dense, bool Split = false>
 [[gnu::always_inline]] inline void stem_pool_l(const float* pimg, const int64_t* off,
                                                const float* wt, int64_t oh, int64_t ow, int64_t sh,
                                                int64_t sw, int64_t wp, const float* scale,
-                                               const float* shift, float* p, int64_t p_hi = 0) {
+                                               const float* shift, float* p, int64_t p_hi = 0,
+                                               uint8_t* picks = nullptr) {
   constexpr int64_t B = Split ? 8 : L;  // the lanes of a stored block
   Lanes<L> w[T];
 #pragma GCC unroll 16
@@ -302,9 +329,12 @@ template <int64_t L, int64_t T, bool Dense, bool Split = false>
     for (int64_t ox = 0; ox < ow; ++ox) {
       Lanes<L> x[4];
       window_x<L, T, Dense>(pimg, off, w, WindowPixels(oy, ox, sh, sw, wp), wp, x);
-      Lanes<L> m = activated_v<L>(x[0], sc, shv);
-      for (int j = 1; j < 4; ++j) m = max_v<L>(m, activated_v<L>(x[j], sc, shv));
+      Lanes<L> z[4];
+      for (int j = 0; j < 4; ++j) z[j] = activated_v<L>(x[j], sc, shv);
+      Lanes<L> m = z[0];
+      for (int j = 1; j < 4; ++j) m = max_v<L>(m, z[j]);
       store_halves<L, Split>(p + (oy * ow + ox) * B, p_hi, m);
+      if (picks) store_picks<L>(picks + (oy * ow + ox) * 8, oh * ow * 8, z, m);
     }
 }
 
@@ -360,12 +390,62 @@ template <int64_t L, int64_t T, bool Dense, bool Split = false>
     for (int64_t k = 0; k < L; ++k) g1[k / B * T * B + t * B + k % B] += g[t][k];
 }
 
+// The gradient from the forward's picks (store_picks): no x and z to compute again. dz_at[j] is
+// dp where the lane's pick is 4 + j, so sum(dz) and g1 are the same floats in the same order as
+// stem_grad_l's; sum(dz * (x - mean)) comes from them by linearity, x at the pick being
+// sum_t w[t] * col_t: sum(dz * x) = sum_t w[t] * g1[t] (in double, per unit).
+template <int64_t L, int64_t T, bool Dense, bool Split = false>
+[[gnu::always_inline]] inline void stem_grad_picks_l(const float* pimg, const int64_t* off,
+                                                     const float* wt, const float* dp,
+                                                     const float* addend, const uint8_t* picks,
+                                                     int64_t hi, int64_t oh, int64_t ow, int64_t wp,
+                                                     const float* mean, double* sum_dz,
+                                                     double* sum_dxm, double* g1) {
+  constexpr int64_t B = Split ? 8 : L;
+  using Codes = typename CodesOf<L>::type;
+  using Bytes = typename CodesOf<L>::bytes;
+  const Codes czero = {};
+  const Lanes<L> zero = {};
+  Lanes<L> g[T] = {}, sdz = {};
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const int64_t at = (oy * ow + ox) * B;
+      Lanes<L> dpv = load_halves<L, Split>(dp + at, hi);
+      if (addend) dpv += load_halves<L, Split>(addend + at, hi);  // as add_tiles adds them
+      Bytes b;                                                    // by 8-lane blocks (store_picks)
+      std::memcpy(&b, picks + (oy * ow + ox) * 8, 8);
+      if constexpr (L == 16)
+        std::memcpy(reinterpret_cast<uint8_t*>(&b) + 8, picks + (oy * ow + ox) * 8 + oh * ow * 8,
+                    8);
+      const Codes code = __builtin_convertvector(b, Codes);
+      sdz += code != czero ? dpv : zero;
+      Lanes<L> dz_at[4];
+      for (int j = 0; j < 4; ++j) dz_at[j] = code == czero + (4 + j) ? dpv : zero;
+      const WindowPixels px(oy, ox, 1, 1, wp);
+#pragma GCC unroll 16
+      for (int64_t t = 0; t < T; ++t)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) g[t] += dz_at[j] * tap_of<Dense>(pimg, off, px, wp, j, t);
+    }
+  for (int64_t k = 0; k < L; ++k) {
+    const float* wk = wt + k / B * T * B + k % B;  // lane k's weights, by tap
+    double dzx = 0;
+    for (int64_t t = 0; t < T; ++t) dzx += static_cast<double>(wk[t * B]) * g[t][k];
+    sum_dz[k] += sdz[k];
+    sum_dxm[k] += dzx - static_cast<double>(mean[k]) * sdz[k];
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < L; ++k) g1[k / B * T * B + t * B + k % B] += g[t][k];
+}
+
 // dense: StemConv::dense(), the taps at compile-time offsets (tap_of).
 MYELIN_FMA_CLONES void stem_pool(int64_t lanes, bool dense, const float* pimg, const int64_t* off,
                                  const float* wt, int64_t oh, int64_t ow, int64_t sh, int64_t sw,
-                                 int64_t wp, const float* scale, const float* shift, float* p) {
-#define MYELIN_STEM_POOL(L, D) \
-  stem_pool_l<L, kStemTaps, D>(pimg, off, wt, oh, ow, sh, sw, wp, scale, shift, p)
+                                 int64_t wp, const float* scale, const float* shift, float* p,
+                                 uint8_t* picks) {
+#define MYELIN_STEM_POOL(L, D)                                                        \
+  stem_pool_l<L, kStemTaps, D>(pimg, off, wt, oh, ow, sh, sw, wp, scale, shift, p, 0, \
+                               D ? picks : nullptr)
   if (lanes == 8) return dense ? MYELIN_STEM_POOL(8, true) : MYELIN_STEM_POOL(8, false);
   dense ? MYELIN_STEM_POOL(16, true) : MYELIN_STEM_POOL(16, false);
 #undef MYELIN_STEM_POOL
@@ -387,8 +467,25 @@ MYELIN_FMA_CLONES void stem_grad(int64_t lanes, bool dense, const float* pimg, c
 // Two 8-lane blocks of a dense stem as one unit of 16 lanes (StemConv::pool_pair).
 MYELIN_FMA_CLONES void stem_pool_pair(const float* pimg, const int64_t* off, const float* wt,
                                       int64_t oh, int64_t ow, int64_t wp, const float* scale,
-                                      const float* shift, float* p, int64_t p_hi) {
-  stem_pool_l<16, kStemTaps, true, true>(pimg, off, wt, oh, ow, 1, 1, wp, scale, shift, p, p_hi);
+                                      const float* shift, float* p, int64_t p_hi, uint8_t* picks) {
+  stem_pool_l<16, kStemTaps, true, true>(pimg, off, wt, oh, ow, 1, 1, wp, scale, shift, p, p_hi,
+                                         picks);
+}
+
+// The gradient from the picks of a dense stem: blocks of `lanes`, or two 8-lane blocks as 16
+// (pair).
+MYELIN_FMA_CLONES void stem_grad_picks(int64_t lanes, bool pair, const float* pimg,
+                                       const int64_t* off, const float* wt, const float* dp,
+                                       const float* addend, const uint8_t* picks, int64_t hi,
+                                       int64_t oh, int64_t ow, int64_t wp, const float* mean,
+                                       double* sum_dz, double* sum_dxm, double* g1) {
+#define MYELIN_STEM_PICKS(L, S)                                                                    \
+  stem_grad_picks_l<L, kStemTaps, true, S>(pimg, off, wt, dp, addend, picks, hi, oh, ow, wp, mean, \
+                                           sum_dz, sum_dxm, g1)
+  if (pair) return MYELIN_STEM_PICKS(16, true);
+  if (lanes == 8) return MYELIN_STEM_PICKS(8, false);
+  MYELIN_STEM_PICKS(16, false);
+#undef MYELIN_STEM_PICKS
 }
 
 // Two 8-lane blocks of a dense stem as one unit of 16 lanes (StemConv::grad_pair).
@@ -442,15 +539,23 @@ void StemConv::tile(const Geometry& g, const float* pimg, const float* wt, int64
 }
 
 void StemConv::pool(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
-                    const float* scale, const float* shift, float* p) const {
+                    const float* scale, const float* shift, float* p, uint8_t* picks) const {
   stem_pool(g.lanes, dense(), pimg, off_.data(), wt + c0 * taps(), g.oh, g.ow, cp_.stride_h,
-            cp_.stride_w, wp_, scale, shift, p);
+            cp_.stride_w, wp_, scale, shift, p, picks);
 }
 
 void StemConv::pool_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
-                         const float* scale, const float* shift, float* p) const {
+                         const float* scale, const float* shift, float* p, uint8_t* picks) const {
   stem_pool_pair(pimg, off_.data(), wt + c0 * taps(), g.oh, g.ow, wp_, scale, shift, p,
-                 g.oh * g.ow * g.lanes);
+                 g.oh * g.ow * g.lanes, picks);
+}
+
+void StemConv::grad_picks(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
+                          int64_t blocks, const float* dp, const float* addend,
+                          const uint8_t* picks, const float* mean, double* sum_dz, double* sum_dxm,
+                          double* g1) const {
+  stem_grad_picks(g.lanes, blocks == 2, pimg, off_.data(), wt + c0 * taps(), dp, addend, picks,
+                  g.oh * g.ow * g.lanes, g.oh, g.ow, wp_, mean, sum_dz, sum_dxm, g1);
 }
 
 void StemConv::grad(const Geometry& g, const float* pimg, const float* wt, int64_t c0,

@@ -60,12 +60,20 @@ class StemConv {
            cp_.dil_h == 1 && cp_.dil_w == 1;
   }
   // The pooled z of unit c0 from the padded image.
+  // picks (dense() only; else null): each window's pick per lane, a byte, from the unit's
+  // picks_at, by blocks of 8 lanes (the forward's and the gradient's lanes may differ).
   void pool(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* scale,
-            const float* shift, float* p) const;
+            const float* shift, float* p, uint8_t* picks = nullptr) const;
   // pool of the two 8-lane blocks from c0 as one unit of 16 lanes (dense() only), p the two
   // blocks' tiles one after the other: the same bits as pool on each block.
   void pool_pair(const Geometry& g, const float* pimg, const float* wt, int64_t c0,
-                 const float* scale, const float* shift, float* p) const;
+                 const float* scale, const float* shift, float* p, uint8_t* picks = nullptr) const;
+  // The gradient sums of unit c0 (`blocks` 2: a pair of 8-lane blocks) from the forward's picks
+  // (dense() only), dp (and its addend where not null) as for grad_pair: the same sum(dz) and g1
+  // as grad, sum(dz * (x - mean)) by another rounding.
+  void grad_picks(const Geometry& g, const float* pimg, const float* wt, int64_t c0, int64_t blocks,
+                  const float* dp, const float* addend, const uint8_t* picks, const float* mean,
+                  double* sum_dz, double* sum_dxm, double* g1) const;
   // The gradient sums of unit c0 from the padded image: per lane sum(dz), sum(dz * (x - mean))
   // and per tap g1 = sum(dz * col_t), added to the running totals.
   void grad(const Geometry& g, const float* pimg, const float* wt, int64_t c0, const float* dp,
@@ -107,6 +115,12 @@ class StemConv {
           wp_ = 0;
   std::vector<int64_t> off_;  // per tap: its offset in the padded image
 };
+
+// Unit (n, c0)'s byte offset in the picks (bn_pool.h: stem_picks_floats): images of the channels
+// padded to 16, each of blocks of 8 channels by window.
+inline int64_t picks_at(const Geometry& g, int64_t n, int64_t c0) {
+  return (n * ((g.c + 15) / 16 * 16) + c0) * g.oh * g.ow;
+}
 
 // The x tile of unit (n, c0) for thread t: read (converted where x is plain), or computed by the
 // fused convolution from image n, padded into pimg when the thread's image changes (`padded`).
