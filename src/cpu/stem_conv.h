@@ -14,7 +14,10 @@
 //
 // For kStemTaps taps (3x3 on one channel) the convolution runs inside the pooling's window loops
 // themselves (pool, grad: each window's four x computed in registers and dropped), otherwise tile
-// by tile (tile, grad_tile) into the thread's buffers.
+// by tile (tile, grad_tile) into the thread's buffers. A dense stem (one channel, 3x3, stride 1)
+// reads its taps at compile-time offsets, takes 8-lane blocks two at a time as 16 lanes
+// (pool_pair, grad_pair), and its forward stores each window's pick, from which the gradient
+// works without x (grad_picks).
 #pragma once
 #include <cstdint>
 #include <vector>
