@@ -203,7 +203,8 @@ void fuse_stem_convolutions(Graph& g) {
       g.node(grad).attrs.set("stem_stats", int64_t{1});
     }
     // A dense stem (one channel, 3x3, stride 1) passes each window's pick too ("stem_picks": a
-    // byte a channel, bn_pool.h), so that the gradient computes neither x nor z again.
+    // byte a channel, bn_pool.h), so that the gradient computes neither x nor z again
+    // (MYELIN_CPU_STEM_PICKS=0: it does).
     const ConvParams cp(c.attrs);
     if (pass_picks && w[1] == 1 && w[2] == 3 && w[3] == 3 && cp.stride_h == 1 && cp.stride_w == 1 &&
         cp.dil_h == 1 && cp.dil_w == 1) {
