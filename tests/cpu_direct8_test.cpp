@@ -7,30 +7,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "cpu/conv_direct8.h"
+#include "cpu/simd.h"
+#include "support/random_floats.h"
 #include "support/step_compare.h"
 
 using namespace myelin;
 using namespace myelin::test;
 
 namespace {
-
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq");
-}
-
-std::vector<float> random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (float& f : v) f = u(rng);
-  return v;
-}
 
 // NCHW <-> nChw8c (channels a multiple of 8): each element's (NCHW index, nChw8c index).
 template <class F>
@@ -78,8 +65,8 @@ void expect_near(const std::vector<double>& want, const std::vector<float>& got,
 void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   SCOPED_TRACE(testing::Message() << "n " << n << " c " << c << " k " << k << " " << h << "x" << w);
   const int64_t hw = h * w;
-  std::vector<float> x = random(n * c * hw, 1), wt = random(k * c * 9, 2),
-                     dy = random(n * k * hw, 3), bias = random(k, 4);
+  std::vector<float> x = random_floats(n * c * hw, 1), wt = random_floats(k * c * 9, 2),
+                     dy = random_floats(n * k * hw, 3), bias = random_floats(k, 4);
   std::vector<double> y_ref(n * k * hw), dx_ref(n * c * hw, 0), dw_ref(k * c * 9, 0);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < k; ++o)
@@ -113,7 +100,7 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
 }  // namespace
 
 TEST(CpuDirect8, KernelsMatchTheReference) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   check_geometry(3, 24, 24, 14, 14);
   check_geometry(10, 8, 16, 5, 21);  // 10 images: a partial chunk of the weight gradient
   check_geometry(2, 32, 8, 3, 14);
@@ -139,7 +126,7 @@ StepNet resnet_14(bool training) {
 }
 
 TEST(CpuDirect8, TrainingStepMatchesOneDnn) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   const StepNet net = resnet_14(true);
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_DIRECT24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
@@ -151,7 +138,7 @@ TEST(CpuDirect8, TrainingStepMatchesOneDnn) {
 }
 
 TEST(CpuDirect8, InferenceStepMatchesOneDnn) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   const StepNet net = resnet_14(false);
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_DIRECT24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};

@@ -14,30 +14,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "cpu/conv_direct_s2.h"
+#include "cpu/simd.h"
+#include "support/random_floats.h"
 #include "support/step_compare.h"
 
 using namespace myelin;
 using namespace myelin::test;
 
 namespace {
-
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq");
-}
-
-std::vector<float> random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (float& f : v) f = u(rng);
-  return v;
-}
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -104,8 +91,8 @@ void check(const Geometry& g) {
   const int64_t oh = (g.h + 1) / 2, ow = g.w / 2, hw = g.h * g.w, ohw = oh * ow;
   ASSERT_TRUE(cpu::direct_s2_applies({g.n, g.c, g.h, g.w, g.k, oh, ow, 3, 3, 2, 2, 1, 1, 1, 1, 1},
                                      cpu::ConvPass::forward, g.bx, 16));
-  std::vector<float> x = random(g.n * g.c * hw, 1), wt = random(g.k * g.c * 9, 2),
-                     dy = random(g.n * g.k * ohw, 3), bias = random(g.k, 4);
+  std::vector<float> x = random_floats(g.n * g.c * hw, 1), wt = random_floats(g.k * g.c * 9, 2),
+                     dy = random_floats(g.n * g.k * ohw, 3), bias = random_floats(g.k, 4);
   std::vector<double> y_ref(g.n * g.k * ohw), dx_ref(g.n * g.c * hw, 0), dw_ref(wt.size(), 0);
   for (int64_t i = 0; i < g.n; ++i)
     for (int64_t o = 0; o < g.k; ++o)
@@ -146,8 +133,8 @@ void check_1x1(const Geometry& g) {
   const int64_t oh = (g.h + 1) / 2, ow = g.w / 2, hw = g.h * g.w, ohw = oh * ow;
   ASSERT_TRUE(cpu::direct_s2_applies({g.n, g.c, g.h, g.w, g.k, oh, ow, 1, 1, 2, 2, 0, 0, 1, 1, 1},
                                      cpu::ConvPass::forward, g.bx, 16));
-  std::vector<float> x = random(g.n * g.c * hw, 1), wt = random(g.k * g.c, 2),
-                     bias = random(g.k, 4);
+  std::vector<float> x = random_floats(g.n * g.c * hw, 1), wt = random_floats(g.k * g.c, 2),
+                     bias = random_floats(g.k, 4);
   std::vector<double> y_ref(g.n * g.k * ohw);
   for (int64_t i = 0; i < g.n; ++i)
     for (int64_t o = 0; o < g.k; ++o)
@@ -168,7 +155,7 @@ void check_1x1(const Geometry& g) {
 }  // namespace
 
 TEST(CpuDirectS2, KernelsMatchTheReference) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   check({3, 24, 48, 14, 14, 8});   // the small ResNet's res2_conv1
   check({3, 24, 48, 14, 14, 16});  // x read from its nChw16c copy (24 channels padded to 32)
   check({10, 8, 16, 13, 14, 8});   // odd height; 10 images: a partial chunk of the weight gradient
@@ -177,7 +164,7 @@ TEST(CpuDirectS2, KernelsMatchTheReference) {
 }
 
 TEST(CpuDirectS2, Forward1x1MatchesTheReference) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   check_1x1({3, 24, 48, 14, 14, 8});  // the small ResNet's res2_proj
   check_1x1({2, 16, 32, 13, 28, 16});
 }
@@ -202,7 +189,7 @@ TEST(CpuDirectS2, OtherShapesNotTaken) {
 }
 
 TEST(CpuDirectS2, TrainingStepMatchesOneDnn) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   const StepNet net = stride2_block_net();
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_DIRECT_S2", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
@@ -223,10 +210,10 @@ TEST(CpuDirectS2, TrainingStepMatchesOneDnn) {
 // Standalone timing of each pass at res2_conv1's shape (batch 128, 2 threads): the fastest of
 // 200 runs, since other work may share the cores. Run with --gtest_also_run_disabled_tests.
 TEST(CpuDirectS2, DISABLED_Timing) {
-  if (!has_avx512()) GTEST_SKIP() << "no AVX-512";
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   const int64_t n = 128, c = 24, k = 48, h = 14, w = 14;
-  const std::vector<float> x = random(n * c * h * w, 1), wt = random(k * c * 9, 2),
-                           dy = random(n * k * 49, 3);
+  const std::vector<float> x = random_floats(n * c * h * w, 1), wt = random_floats(k * c * 9, 2),
+                           dy = random_floats(n * k * 49, 3);
   std::vector<float> y(n * k * 49), dx(x.size()), dw(wt.size()),
       scratch(cpu::direct_s2::scratch_floats(n, c, k));
   auto best_ms = [](auto&& f) {

@@ -7,10 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "cpu/conv_pointwise.h"
+#include "cpu/simd.h"
+#include "support/random_floats.h"
 #include "support/step_compare.h"
 
 using namespace myelin;
@@ -18,11 +19,6 @@ using namespace myelin::test;
 using cpu::pointwise::Blocked;
 
 namespace {
-
-bool has_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 // A blocked buffer of n images with its padding lanes zero, and access by (image, channel,
 // pixel) for the reference.
@@ -37,12 +33,12 @@ struct Buffer {
   float& at(int64_t i, int64_t ch, int64_t p) {
     return data[i * b.image() + ((ch / b.block) * b.h * b.w + p) * b.block + ch % b.block];
   }
-  void fill(uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-1.f, 1.f);
+  void fill(uint64_t seed) {  // the real channels; padding lanes stay zero
+    const std::vector<float> v = random_floats(n * b.c * b.h * b.w, seed);
+    auto next = v.begin();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t ch = 0; ch < b.c; ++ch)
-        for (int64_t p = 0; p < b.h * b.w; ++p) at(i, ch, p) = u(rng);
+        for (int64_t p = 0; p < b.h * b.w; ++p) at(i, ch, p) = *next++;
   }
 };
 
@@ -67,10 +63,7 @@ void check(const Case& t) {
   Buffer x(t.n, t.bx, t.c, t.h, t.w), dy(t.n, t.by, t.k, oh, ow), dx(t.n, t.bx, t.c, t.h, t.w);
   x.fill(1), dy.fill(2);
   std::fill(dx.data.begin(), dx.data.end(), 7.f);  // every element must be written
-  std::vector<float> w(t.k * t.c);
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  for (float& v : w) v = u(rng);
+  const std::vector<float> w = random_floats(t.k * t.c, 3);
 
   // dx over every stored float (padding lanes and unread pixels zero), dw as [k][c].
   std::vector<double> dx_ref(dx.data.size(), 0.0), dw_ref(t.k * t.c, 0.0);
@@ -101,7 +94,7 @@ void check(const Case& t) {
 }  // namespace
 
 TEST(CpuPointwise, GradientsMatchTheReference) {
-  if (!has_avx2()) GTEST_SKIP() << "no AVX2";
+  if (!cpu::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
   check({3, 24, 48, 14, 14, 2, 8, 16});   // the small ResNet's projection
   check({10, 24, 48, 14, 14, 2, 8, 16});  // 10 images: a partial chunk of the weight gradient
   check({2, 20, 8, 9, 7, 2, 16, 8});      // 20 channels padded to 32; odd sizes
@@ -110,7 +103,7 @@ TEST(CpuPointwise, GradientsMatchTheReference) {
 }
 
 TEST(CpuPointwise, TrainingStepMatchesOneDnn) {
-  if (!has_avx2()) GTEST_SKIP() << "no AVX2";
+  if (!cpu::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
   const StepNet net = stride2_block_net();
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_POINTWISE", .bind_seed = 5, .label_classes = 6, .step_seed = 2};

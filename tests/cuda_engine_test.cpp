@@ -23,23 +23,17 @@
 #include "model/network.h"
 #include "ops/fuse.h"
 #include "ops/params.h"
+#include "support/random_floats.h"
 #include "support/require_gpu.h"
 #include "train/memory.h"
 #include "train/session.h"
 
 using namespace myelin;
+using test::random_floats;
 
 namespace {
 
 using Host = std::map<std::string, std::vector<float>>;
-
-std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1, float hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 uint64_t name_seed(const std::string& s) {
   uint64_t h = 1469598103934665603ull;

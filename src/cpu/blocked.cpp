@@ -140,26 +140,16 @@ __attribute__((target("avx2"))) int64_t tile_to_rows_avx2(const float* tile, int
   return i;
 }
 
-bool avx512() {
-  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
-  return on;
-}
-
-bool avx2() {
-  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
-  return on;
-}
-
 // The pixels [0, done) of a tile by registers, or none.
 int64_t rows_to_tile_fast(const float* rows, int64_t s, int64_t real, float* tile, int64_t b) {
-  if (b == B && avx512()) return rows_to_tile_avx512(rows, s, real, tile);
-  if (b == B8 && avx2()) return rows_to_tile_avx2(rows, s, real, tile);
+  if (b == B && cpu_has_avx512()) return rows_to_tile_avx512(rows, s, real, tile);
+  if (b == B8 && cpu_has_avx2()) return rows_to_tile_avx2(rows, s, real, tile);
   return 0;
 }
 
 int64_t tile_to_rows_fast(const float* tile, int64_t s, int64_t real, float* rows, int64_t b) {
-  if (b == B && avx512()) return tile_to_rows_avx512(tile, s, real, rows);
-  if (b == B8 && avx2()) return tile_to_rows_avx2(tile, s, real, rows);
+  if (b == B && cpu_has_avx512()) return tile_to_rows_avx512(tile, s, real, rows);
+  if (b == B8 && cpu_has_avx2()) return tile_to_rows_avx2(tile, s, real, rows);
   return 0;
 }
 

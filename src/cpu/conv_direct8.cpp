@@ -12,6 +12,7 @@
 #include "core/env.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
+#include "cpu/simd.h"
 
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
 #define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -155,13 +156,6 @@ void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c
 namespace {
 
 std::atomic<int64_t> made{0};
-
-bool cpu_has_avx512() {
-  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") &&
-                                                    __builtin_cpu_supports("avx512vl") &&
-                                                    __builtin_cpu_supports("avx512dq"));
-  return on;
-}
 
 bool switched_on() {
   return !env_is("MYELIN_CPU_DIRECT24", "0");

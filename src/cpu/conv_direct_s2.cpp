@@ -16,6 +16,7 @@
 #include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
+#include "cpu/simd.h"
 
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
 #define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -387,13 +388,6 @@ void grad_weight(const float* dy, const float* x, int64_t bx, float* dw, float* 
 namespace {
 
 std::atomic<int64_t> made{0};
-
-bool cpu_has_avx512() {
-  static const bool on = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") &&
-                                                    __builtin_cpu_supports("avx512vl") &&
-                                                    __builtin_cpu_supports("avx512dq"));
-  return on;
-}
 
 // x's block in a pass: the layout of dx (grad_input's output) or of x (an input).
 int64_t x_block(const KernelSpec& s, ConvPass pass) {

@@ -11,6 +11,7 @@
 #include "core/env.h"
 #include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/simd.h"
 
 // Compiled for AVX2 whatever the build's -march; called only where the CPU has it.
 #define MYELIN_AVX2 __attribute__((target("avx2,fma")))
@@ -173,12 +174,6 @@ void grad_weight(const Blocked& dy, const Blocked& x, float* dw, float* scratch,
 namespace {
 
 std::atomic<int64_t> made{0};
-
-bool cpu_has_avx2() {
-  static const bool on =
-      (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
-  return on;
-}
 
 class PointwiseConv : public Kernel {
  public:

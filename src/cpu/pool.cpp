@@ -173,8 +173,7 @@ __attribute__((target("avx512f"))) void pair_max_grad_avx512(const float* x0, co
 
 void pair_max_grad_row(const float* x0, const float* x1, const float* y, const float* dy,
                        float* dx0, float* dx1, int64_t ow, bool relu_grad) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512)
+  if (cpu_has_avx512())
     pair_max_grad_avx512(x0, x1, y, dy, dx0, dx1, ow, relu_grad);
   else
     pair_max_grad_scalar(x0, x1, y, dy, dx0, dx1, ow, relu_grad);

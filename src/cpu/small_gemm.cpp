@@ -1,4 +1,5 @@
 #include "cpu/small_gemm.h"
+#include "cpu/simd.h"
 
 #include <immintrin.h>
 
@@ -75,8 +76,7 @@ TileFn tile_for(int64_t mt, int64_t nt) {
 }  // namespace
 
 bool small_gemm_available() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
+  return cpu_has_avx512();
 }
 
 void small_gemm_nt(int64_t m, int64_t n, int64_t len, const float* a, int64_t lda, const float* b,
