@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 #include "cpu/conv_direct8.h"
@@ -144,4 +146,37 @@ TEST(CpuDirect8, InferenceStepMatchesOneDnn) {
       .switch_env = "MYELIN_CPU_DIRECT24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
   expect_steps_match(run_step(net, false, opts), run_step(net, true, opts), 1e-5,
                      "direct and oneDNN inference differs");
+}
+
+// Standalone timings of the three passes at res1_conv1's shape (the fastest of 200 runs):
+// --gtest_also_run_disabled_tests --gtest_filter='*Timing*'.
+TEST(CpuDirect8, DISABLED_Timing) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const int64_t n = 128, c = 24, k = 24, h = 14, w = 14;
+  const std::vector<float> x = random_floats(n * c * h * w, 1), wt = random_floats(k * c * 9, 2),
+                           dy = random_floats(n * k * h * w, 3);
+  std::vector<float> y(dy.size()), dx(x.size()), dw(wt.size()),
+      scratch(cpu::direct8::scratch_floats(n, c, k));
+  auto best_ms = [](auto&& f) {
+    double best = 1e30;
+    for (int r = 0; r < 200; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      best = std::min(
+          best,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double flop = 2.0 * n * k * h * w * c * 9;
+  const double fwd = best_ms([&] {
+    cpu::direct8::forward(x.data(), wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
+  });
+  const double gin =
+      best_ms([&] { cpu::direct8::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
+  const double gw = best_ms([&] {
+    cpu::direct8::grad_weight(dy.data(), x.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
+  });
+  for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})
+    std::printf("%-12s %.3f ms  %.0f GFLOP/s\n", name, ms, flop / ms * 1e-6);
 }

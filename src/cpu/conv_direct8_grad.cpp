@@ -104,6 +104,23 @@ void partials(const float* dy, const float* x, float* scratch, int64_t n, int64_
   }
 }
 
+// The partials ([chunk][i][tap][k]) added in chunk order, into dw (OIHW): a (i, tap) row of k
+// output channels at a time, in vectors. A scalar loop over dw's order, reading the partials
+// strided, took 0.03 ms more (batch 128, 2 threads).
+MYELIN_AVX512 void add_partials(const float* scratch, float* dw, int64_t chunks, int64_t c,
+                                int64_t k, int threads) {
+  const int64_t per = c * 9 * k;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < c * 9; ++r) {
+    float s[32];
+    for (int64_t o = 0; o < k; ++o) s[o] = scratch[r * k + o];
+    for (int64_t q = 1; q < chunks; ++q)
+      for (int64_t o = 0; o < k; ++o) s[o] += scratch[q * per + r * k + o];
+    const int64_t i = r / 9, t = r % 9;
+    for (int64_t o = 0; o < k; ++o) dw[(o * c + i) * 9 + t] = s[o];
+  }
+}
+
 }  // namespace
 
 int64_t scratch_floats(int64_t n, int64_t c, int64_t k) {
@@ -125,16 +142,7 @@ void grad_weight(const float* dy, const float* x, float* dw, float* scratch, int
     default:
       partials<32>(dy, x, scratch, n, c, h, wd, threads);
   }
-  // The partials added in chunk order, into OIHW.
-  const int64_t chunks = (n + kChunkImages - 1) / kChunkImages, per = c * 9 * k;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t o = 0; o < k; ++o)
-    for (int64_t i = 0; i < c; ++i)
-      for (int t = 0; t < 9; ++t) {
-        float s = 0;
-        for (int64_t q = 0; q < chunks; ++q) s += scratch[q * per + (i * 9 + t) * k + o];
-        dw[(o * c + i) * 9 + t] = s;
-      }
+  add_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
 }
 
 }  // namespace myelin::cpu::direct8
