@@ -107,6 +107,8 @@ TEST(CpuDirect8, KernelsMatchTheReference) {
   check_geometry(10, 8, 16, 5, 21);  // 10 images: a partial chunk of the weight gradient
   check_geometry(2, 32, 8, 3, 14);
   check_geometry(2, 16, 32, 14, 28);
+  check_geometry(9, 24, 16, 4, 14);  // 3 channel pairs per weight-gradient group, 16 outputs
+  check_geometry(2, 24, 8, 3, 21);   // and 8
 }
 
 // The small ResNet's blocks at 14x14 (models/resnet.yaml: 28x28 images pooled): res1_conv1 and
