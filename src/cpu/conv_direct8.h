@@ -4,8 +4,13 @@
 // a pixel. Here one zmm FMA covers 16 of them and a ymm FMA the other 8, both fed by one
 // broadcast of the input value, so 24 products take 2 FMAs instead of 3: forward 1.65 vs 2.62
 // ms at batch 128, one thread (a standalone benchmark, commit 27f0546). The backward data pass is
-// the same kernel on dy with the weights flipped and transposed; the weight gradient accumulates
-// (input channel, tap) rows of the same width.
+// the same kernel on dy with the weights flipped and transposed. At batch 128 on 2 threads
+// (24 -> 24, 14x14, fastest of 200) both take 0.755-0.765 ms, 340-345 GFLOP/s. A variant with
+// every FMA a full zmm (lanes of output channel x input channel pair, x read by 64-bit
+// broadcasts, the two halves of each sum added at the end) measured the same, 0.76 ms in
+// alternating runs: on this CPU the ymm FMA beside the zmm one does not cost a full slot.
+//
+// The weight gradient does use such lanes (conv_direct8_grad.cpp): 0.92 -> 0.83 ms.
 //
 // The weight gradient sums fixed chunks of images into partials and adds the partials in chunk
 // order, so its rounding does not depend on the thread count (bit-exact resume).
