@@ -2,8 +2,8 @@
 # The batch-norm networks' GPU checks in one device call, on programs built on the CPU machine and
 # carried (scripts/gpu-carry.sh build myelin ops_cuda_test cuda_engine_test; the call carries
 # .carry, with Fashion-MNIST in .carry/fashion-mnist):
-#   tests   batch-norm, residual and convolution op tests (ops_cuda_test turns the batch-norm
-#           fusions on; its ConvGraphCuda test the graph API), the engine's fusion and graph tests
+#   tests   batch-norm, residual and convolution op tests (with the batch-norm fusions, the
+#           default; its ConvGraphCuda test the graph API), the engine's fusion and graph tests
 #   r50     ResNet-50 bf16 per variant of $VARIANTS beside PyTorch torch.compile (gpu-resnet50.sh)
 #   fmnist  resnet9-fast over seeds 1-3 for each of $FMNIST_EPOCHS epochs (16 and 14), each run
 #           from an empty cuDNN algorithm cache, under $FMNIST_ENV
@@ -17,8 +17,8 @@ cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-resnet-check-out}"
 STEPS="${STEPS:-tests r50 fmnist}"
 BATCHES="${BATCHES:-256}"
-VARIANTS="${VARIANTS:-fused|MYELIN_CUDA_BN_FUSE=1;unfused|MYELIN_CUDA_BN_FUSE=0;graph|MYELIN_CUDA_BN_FUSE=1 MYELIN_CUDA_CONV_API=graph}"
-FMNIST_ENV="${FMNIST_ENV:-MYELIN_CUDA_BN_FUSE=1}"
+VARIANTS="${VARIANTS:-default;unfused|MYELIN_CUDA_BN_FUSE=0;graph|MYELIN_CUDA_CONV_API=graph}"
+FMNIST_ENV="${FMNIST_ENV-}"
 mkdir -p "$OUT" /tmp/gpu
 tar -xJf .carry/gpu.tar.xz -C /tmp/gpu && ln -sfn "$PWD/models" /tmp/gpu/models || exit 1
 export LD_LIBRARY_PATH=/tmp/gpu/lib
@@ -29,7 +29,7 @@ has() { [[ " $STEPS " == *" $1 "* ]]; }
 
 if has tests; then
   timeout 150 /tmp/gpu/bin/ops_cuda_test \
-    --gtest_filter='*batch_norm*:*add*:*relu*:*conv*' > "$OUT/ops.log" 2>&1
+    --gtest_filter='*batch_norm*:*add*:*relu*:*conv*:ConvGraph*' > "$OUT/ops.log" 2>&1
   step "ops_cuda_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/ops.log" | tr '\n' ' ')"
   timeout 120 /tmp/gpu/bin/cuda_engine_test > "$OUT/engine.log" 2>&1
   step "cuda_engine_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/engine.log" | tr '\n' ' ')"

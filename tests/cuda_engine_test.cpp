@@ -632,7 +632,7 @@ TEST(CudaStorage, MemoryEstimateFollowsTheEnginesPlanning) {
         Graph g = t.net.graph;
         fuse_for_cuda(g, bn_fusion);
         cuda::plan_storage(g, cuda::parse_precision(precision), true, true);
-        if (bn_fusion) setenv("MYELIN_CUDA_BN_FUSE", "1", 1);
+        setenv("MYELIN_CUDA_BN_FUSE", bn_fusion ? "1" : "0", 1);
         MemoryEstimate m = estimate_training_memory(spec, batch, "cuda", precision, 0);
         unsetenv("MYELIN_CUDA_BN_FUSE");
         EXPECT_EQ(m.train_arena, static_cast<int64_t>(plan_memory(g).arena_bytes));

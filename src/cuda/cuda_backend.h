@@ -63,9 +63,9 @@ class CudaBackend final : public Backend {
   // Publishes ctx's seed and step to the device, then launches the captured graph.
   bool replay(const StepContext& ctx) override;
   // A ReLU after a convolution, a batch norm or an add becomes that node's epilogue, and its
-  // gradient, where an LRN reads the ReLU's output, the LRN gradient's; with MYELIN_CUDA_BN_FUSE=1
-  // also batch norm + residual add, and a ReLU's gradient inside batch norm's (fuse_for_cuda in
-  // ops/fuse.h). MYELIN_CUDA_FUSE=0 turns all off.
+  // gradient, where an LRN reads the ReLU's output, the LRN gradient's; also batch norm + residual
+  // add, and a ReLU's gradient inside batch norm's (fuse_for_cuda in ops/fuse.h; not under
+  // MYELIN_CUDA_BN_FUSE=0). MYELIN_CUDA_FUSE=0 turns all off.
   void fuse(Graph& g) const override;
   // Activations and their gradients in 16 bits under bf16/fp16, and channels-last, where the
   // kernels take it, unless the environment says otherwise (storage.cpp).

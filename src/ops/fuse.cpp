@@ -162,7 +162,7 @@ void fuse_for_cuda(Graph& g, bool batch_norm) {
 }
 
 void fuse_for_cuda(Graph& g) {
-  if (!env_is("MYELIN_CUDA_FUSE", "0")) fuse_for_cuda(g, env_is("MYELIN_CUDA_BN_FUSE", "1"));
+  if (!env_is("MYELIN_CUDA_FUSE", "0")) fuse_for_cuda(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"));
 }
 
 }  // namespace myelin

@@ -36,8 +36,8 @@ void fuse_residual_adds(Graph& g);
 // convolutions, batch norms and adds, ReLU gradients into LRN gradients, and with batch_norm the
 // residual adds and ReLU gradients into batch norms.
 void fuse_for_cuda(Graph& g, bool batch_norm);
-// The same as the engine's settings ask: nothing under MYELIN_CUDA_FUSE=0, the batch-norm fusions
-// only under MYELIN_CUDA_BN_FUSE=1 (off until their kernels have run on a GPU).
+// The same as the engine's settings ask: nothing under MYELIN_CUDA_FUSE=0, no batch-norm fusions
+// under MYELIN_CUDA_BN_FUSE=0.
 void fuse_for_cuda(Graph& g);
 
 // The gradient of a ReLU fused into a batch norm (post = "relu", no residual) becomes part of that
