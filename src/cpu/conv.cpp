@@ -9,12 +9,14 @@
 // faster than padding to 16-channel blocks, bench/RESULTS.md). Three shapes run on our own kernels
 // instead of oneDNN's blocked ones: 3x3 convolutions between nChw8c activations
 // (conv_direct8.h), 3x3 stride-2 ones from nChw8c to nChw16c with the forward of the 1x1
-// projection beside them (conv_direct_s2.h), and the gradients of strided 1x1 convolutions
+// projection beside them (conv_direct_s2.h), 3x3 stride-1 ones between nChw16c activations of
+// up to 48 channels (conv_direct48.h), and the gradients of strided 1x1 convolutions
 // (conv_pointwise.h).
 #include <algorithm>
 #include <cstdio>
 
 #include "cpu/blocked.h"
+#include "cpu/conv_direct48.h"
 #include "cpu/conv_direct8.h"
 #include "cpu/conv_direct_s2.h"
 #include "cpu/conv_gemm.h"
@@ -228,6 +230,14 @@ KernelFactory conv_factory() {
         std::fprintf(stderr, "myelin cpu: %s '%s': direct stride-2 AVX-512 (nChw8c)\n",
                      s.node.op.c_str(), s.node.name.c_str());
       return make_direct_s2_conv(s, pass);
+    }
+    // 3x3 stride-1 convolutions between nChw16c activations of 16 to 48 channels (the small
+    // ResNet's 48 -> 48 at 7x7): our AVX-512 kernels (conv_direct48.h).
+    if (impl == ConvImpl::blocked && direct48_takes(s, pass)) {
+      if (verbose())
+        std::fprintf(stderr, "myelin cpu: %s '%s': direct 3x3 AVX-512 (nChw16c)\n",
+                     s.node.op.c_str(), s.node.name.c_str());
+      return make_direct48_conv(s, pass);
     }
     // 3x3 convolutions between nChw8c activations (24 -> 24): our AVX-512 kernel, where oneDNN
     // would run its AVX2 one (conv_direct8.h). Layouts as for oneDNN's blocked kernels.

@@ -1,0 +1,358 @@
+// Our AVX-512 direct 3x3 stride-1 convolutions between nChw16c activations (conv_direct48.h).
+#include "cpu/conv_direct48.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "core/env.h"
+#include "cpu/blocked.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/fuse.h"
+#include "cpu/simd.h"
+
+// Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
+#define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define MYELIN_AVX512_INLINE MYELIN_AVX512 inline __attribute__((always_inline))
+
+namespace myelin::cpu {
+
+namespace direct48 {
+
+namespace {
+
+constexpr int kRun = 7;              // output pixels of a row kept in registers
+constexpr int64_t kChunkImages = 8;  // images per weight-gradient partial: fixed, so sums ignore
+                                     // the thread count
+
+// The geometry of one call: an input of `in` channels and an output of `out`, both h x w in
+// blocks of 16 channels.
+struct Geo {
+  int64_t in, out, h, w;
+  int64_t plane;                // floats of one channel block
+  int64_t in_image, out_image;  // floats of one image
+  Geo(int64_t in_, int64_t out_, int64_t h_, int64_t w_) : in(in_), out(out_), h(h_), w(w_) {
+    plane = h * w * 16, in_image = in * h * w, out_image = out * h * w;
+  }
+};
+
+// ---- forward (and data gradient) ----
+
+// y for output pixels [ow0, ow0 + 7) of row oy of one image (x, y: the image's first float),
+// input channels [c0, c1) of the sum over input channels and taps of x * wp[(ci * 9 + tap) * K
+// + o]; the sum starts from bias (or zero) where `first`, else from y, and takes the ReLU where
+// `last`. Left / Right: the run starts at column 0 / ends at the last column, whose taps kx = 0
+// / kx = 2 read the padding (skipped at compile time).
+template <int K, bool Left, bool Right>
+MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bias, float* y,
+                               const Geo& g, int64_t oy, int64_t ow0, int64_t c0, int64_t c1,
+                               bool first, bool last, bool relu, float slope) {
+  constexpr int Z = K / 16;
+  float* out = y + (oy * g.w + ow0) * 16;
+  __m512 a[Z][kRun];
+  for (int z = 0; z < Z; ++z) {
+    const __m512 v = bias ? _mm512_loadu_ps(bias + 16 * z) : _mm512_setzero_ps();
+    for (int p = 0; p < kRun; ++p)
+      a[z][p] = first ? v : _mm512_loadu_ps(out + z * g.plane + p * 16);
+  }
+  for (int ky = 0; ky < 3; ++ky) {
+    const int64_t iy = oy + ky - 1;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int64_t ci = c0; ci < c1; ++ci) {
+      // Input column ix of channel ci at row[ix * 16].
+      const float* row = x + (ci / 16) * g.plane + iy * g.w * 16 + ci % 16;
+      const float* wt = wp + (ci * 9 + ky * 3) * K;
+#pragma GCC unroll 3
+      for (int kx = 0; kx < 3; ++kx) {
+        __m512 wz[Z];
+        for (int z = 0; z < Z; ++z) wz[z] = _mm512_loadu_ps(wt + kx * K + 16 * z);
+#pragma GCC unroll 7
+        for (int p = 0; p < kRun; ++p) {
+          if (Left && p == 0 && kx == 0) continue;
+          if (Right && p == kRun - 1 && kx == 2) continue;
+          const __m512 v = _mm512_set1_ps(row[(ow0 + p + kx - 1) * 16]);
+          for (int z = 0; z < Z; ++z) a[z][p] = _mm512_fmadd_ps(v, wz[z], a[z][p]);
+        }
+      }
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps(), sl = _mm512_set1_ps(slope);
+  for (int z = 0; z < Z; ++z)
+    for (int p = 0; p < kRun; ++p) {
+      __m512 v = a[z][p];
+      if (last && relu) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sl);
+      _mm512_storeu_ps(out + z * g.plane + p * 16, v);
+    }
+}
+
+constexpr int64_t kGroup = 16;  // input channels per pass over an image's rows
+
+template <int K>
+MYELIN_AVX512 void forward_rows(const float* x, const float* wp, const float* bias, float* y,
+                                const Geo& g, int64_t n, bool relu, float slope, int threads) {
+  const int64_t runs = g.w / kRun;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t img = 0; img < n; ++img) {
+    const float* xi = x + img * g.in_image;
+    float* yi = y + img * g.out_image;
+    for (int64_t c0 = 0; c0 < g.in; c0 += kGroup) {
+      const int64_t c1 = std::min(g.in, c0 + kGroup);
+      const bool first = c0 == 0, last = c1 == g.in;
+      for (int64_t oy = 0; oy < g.h; ++oy) {
+        if (runs == 1) {
+          forward_run<K, true, true>(xi, wp, bias, yi, g, oy, 0, c0, c1, first, last, relu, slope);
+          continue;
+        }
+        forward_run<K, true, false>(xi, wp, bias, yi, g, oy, 0, c0, c1, first, last, relu, slope);
+        for (int64_t q = 1; q + 1 < runs; ++q)
+          forward_run<K, false, false>(xi, wp, bias, yi, g, oy, q * kRun, c0, c1, first, last, relu,
+                                       slope);
+        forward_run<K, false, true>(xi, wp, bias, yi, g, oy, (runs - 1) * kRun, c0, c1, first, last,
+                                    relu, slope);
+      }
+    }
+  }
+}
+
+// Calls f(integral_constant<int, K>) for k of 16, 32 or 48.
+template <class F>
+void with_k(int64_t k, F&& f) {
+  if (k == 16) return f(std::integral_constant<int, 16>{});
+  if (k == 32) return f(std::integral_constant<int, 32>{});
+  return f(std::integral_constant<int, 48>{});
+}
+
+// The forward from `in` to `out` channels with packed weights wp[(ci * 9 + tap) * out + o].
+void forward_packed(const float* x, const float* wp, const float* bias, float* y, int64_t n,
+                    int64_t in, int64_t out, int64_t h, int64_t wd, bool relu, float slope,
+                    int threads) {
+  const Geo g(in, out, h, wd);
+  with_k(out, [&](auto kk) {
+    forward_rows<decltype(kk)::value>(x, wp, bias, y, g, n, relu, slope, threads);
+  });
+}
+
+// ---- weight gradient ----
+
+// dw[o, ci, ky, kx] = sum over images and pixels of dy[o, oy, ox] x[ci, oy + ky - 1, ox + kx - 1].
+// One dy pixel (its Z zmm at d[z * plane]) times the 9 x values around it (row ky's column ix
+// at rows[ky][ix * 16], the pixel's column at 0) into acc: 3 loads and 9 broadcasts per 27
+// FMAs. Top / Bottom / Left / Right: the pixel is on that edge, whose taps read the padding
+// (skipped at compile time, where a select of a zero value per broadcast and checks of the
+// rows per pixel took the pass 0.92 ms at batch 128 on 2 threads).
+template <int Z, bool Top, bool Bottom, bool Left, bool Right>
+MYELIN_AVX512_INLINE void weight_pixel(__m512 (&acc)[3][3][Z], const float* d, int64_t plane,
+                                       const float* const (&rows)[3]) {
+  __m512 dz[Z];
+  for (int z = 0; z < Z; ++z) dz[z] = _mm512_loadu_ps(d + z * plane);
+#pragma GCC unroll 3
+  for (int ky = 0; ky < 3; ++ky) {
+    if ((Top && ky == 0) || (Bottom && ky == 2)) continue;
+#pragma GCC unroll 3
+    for (int kx = 0; kx < 3; ++kx) {
+      if ((Left && kx == 0) || (Right && kx == 2)) continue;
+      const __m512 v = _mm512_set1_ps(rows[ky][(kx - 1) * 16]);
+      for (int z = 0; z < Z; ++z) acc[ky][kx][z] = _mm512_fmadd_ps(v, dz[z], acc[ky][kx][z]);
+    }
+  }
+}
+
+// A row oy of dy (d: its first pixel) against x's rows around it (mid: x's row oy).
+template <int Z, bool Top, bool Bottom>
+MYELIN_AVX512_INLINE void weight_row(__m512 (&acc)[3][3][Z], const float* d, const float* mid,
+                                     const Geo& g) {
+  const float* rows[3] = {Top ? mid : mid - g.w * 16, mid, Bottom ? mid : mid + g.w * 16};
+  auto step = [&rows] {
+    for (int r = 0; r < 3; ++r) rows[r] += 16;
+  };
+  if (g.w == 1) return weight_pixel<Z, Top, Bottom, true, true>(acc, d, g.plane, rows);
+  weight_pixel<Z, Top, Bottom, true, false>(acc, d, g.plane, rows);
+  step();
+  for (int64_t ox = 1; ox + 1 < g.w; ++ox, step())
+    weight_pixel<Z, Top, Bottom, false, false>(acc, d + ox * 16, g.plane, rows);
+  weight_pixel<Z, Top, Bottom, false, true>(acc, d + (g.w - 1) * 16, g.plane, rows);
+}
+
+// Partial sums of images [n0, n1) for input channel ci, all 9 taps (27 zmm accumulators for
+// K = 48), into part[(ci * 9 + tap) * K + o] (added to it where `add`).
+template <int K>
+MYELIN_AVX512 void weight_taps(const float* dy, const float* x, float* part, const Geo& g,
+                               int64_t n0, int64_t n1, int64_t ci, bool add) {
+  constexpr int Z = K / 16;
+  __m512 acc[3][3][Z];
+  float* out = part + ci * 9 * K;
+  for (int t = 0; t < 9; ++t)
+    for (int z = 0; z < Z; ++z)
+      acc[t / 3][t % 3][z] = add ? _mm512_loadu_ps(out + t * K + 16 * z) : _mm512_setzero_ps();
+  const int64_t row = g.w * 16;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* xc = x + n * g.in_image + (ci / 16) * g.plane + ci % 16;
+    const float* d = dy + n * g.out_image;
+    if (g.h == 1) {
+      weight_row<Z, true, true>(acc, d, xc, g);
+      continue;
+    }
+    weight_row<Z, true, false>(acc, d, xc, g);
+    for (int64_t oy = 1; oy + 1 < g.h; ++oy)
+      weight_row<Z, false, false>(acc, d + oy * row, xc + oy * row, g);
+    weight_row<Z, false, true>(acc, d + (g.h - 1) * row, xc + (g.h - 1) * row, g);
+  }
+  for (int t = 0; t < 9; ++t)
+    for (int z = 0; z < Z; ++z) _mm512_storeu_ps(out + t * K + 16 * z, acc[t / 3][t % 3][z]);
+}
+
+// One item of work: a chunk of images and a third of the input channels. Its images go by 2 at
+// a time, each pair through every channel of the item (the accumulators stored in the partial
+// between pairs), so that the pair's dy and x stay in L1. Each sum adds the images, rows and
+// pixels in the same order whatever the thread count.
+constexpr int64_t kPassImages = 2;
+constexpr int64_t kChannelParts = 3;
+
+template <int K>
+void weight_partials(const float* dy, const float* x, float* scratch, const Geo& g, int64_t n,
+                     int threads) {
+  const int64_t chunks = (n + kChunkImages - 1) / kChunkImages;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t it = 0; it < chunks * kChannelParts; ++it) {
+    const int64_t chunk = it / kChannelParts, part = it % kChannelParts;
+    const int64_t c0 = part * g.in / kChannelParts, c1 = (part + 1) * g.in / kChannelParts;
+    const int64_t n0 = chunk * kChunkImages, end = std::min(n, n0 + kChunkImages);
+    for (int64_t i = n0; i < end; i += kPassImages)
+      for (int64_t ci = c0; ci < c1; ++ci)
+        weight_taps<K>(dy, x, scratch + chunk * g.in * 9 * K, g, i, std::min(end, i + kPassImages),
+                       ci, i > n0);
+  }
+}
+
+// The partials ([chunk][ci][tap][k]) added in chunk order, into dw (OIHW), a (ci, tap) row of k
+// output channels at a time.
+MYELIN_AVX512 void add_partials(const float* scratch, float* dw, int64_t chunks, int64_t c,
+                                int64_t k, int threads) {
+  const int64_t per = c * 9 * k;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < c * 9; ++r) {
+    float s[48];
+    for (int64_t o = 0; o < k; ++o) s[o] = scratch[r * k + o];
+    for (int64_t q = 1; q < chunks; ++q)
+      for (int64_t o = 0; o < k; ++o) s[o] += scratch[q * per + r * k + o];
+    const int64_t i = r / 9, t = r % 9;
+    for (int64_t o = 0; o < k; ++o) dw[(o * c + i) * 9 + t] = s[o];
+  }
+}
+
+}  // namespace
+
+void forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
+             int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads) {
+  std::vector<float> wp(c * 9 * k);  // [c][tap][k]: a tap's output channels contiguous
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t t = 0; t < 9; ++t) wp[(i * 9 + t) * k + o] = w[(o * c + i) * 9 + t];
+  forward_packed(x, wp.data(), bias, y, n, c, k, h, wd, relu, slope, threads);
+}
+
+// dx[ci, iy, ix] = sum dy[o, iy + 1 - ky, ix + 1 - kx] w[o, ci, ky, kx]: the forward on dy with
+// the kernel flipped (tap 8 - t) and its channels swapped.
+void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c, int64_t k,
+                int64_t h, int64_t wd, int threads) {
+  std::vector<float> wp(k * 9 * c);  // [o][tap][c]
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t t = 0; t < 9; ++t) wp[(o * 9 + t) * c + i] = w[(o * c + i) * 9 + 8 - t];
+  forward_packed(dy, wp.data(), nullptr, dx, n, k, c, h, wd, false, 0.f, threads);
+}
+
+int64_t scratch_floats(int64_t n, int64_t c, int64_t k) {
+  return (n + kChunkImages - 1) / kChunkImages * c * 9 * k;
+}
+
+void grad_weight(const float* dy, const float* x, float* dw, float* scratch, int64_t n, int64_t c,
+                 int64_t k, int64_t h, int64_t wd, int threads) {
+  const Geo g(c, k, h, wd);
+  with_k(k, [&](auto kk) { weight_partials<decltype(kk)::value>(dy, x, scratch, g, n, threads); });
+  add_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
+}
+
+}  // namespace direct48
+
+namespace {
+
+std::atomic<int64_t> made{0};
+
+// x's block in a pass: the layout of dx (grad_input's output) or of x (an input).
+int64_t x_block(const KernelSpec& s, ConvPass pass) {
+  if (pass == ConvPass::grad_input) return block_of(s.output_layout(0));
+  return block_of(s.input_layout(pass == ConvPass::grad_weight ? 1 : 0));
+}
+int64_t y_block(const KernelSpec& s, ConvPass pass) {
+  return block_of(pass == ConvPass::forward ? s.output_layout(0) : s.input_layout(0));
+}
+
+class Direct48Conv : public Kernel {
+ public:
+  Direct48Conv(const KernelSpec& s, ConvPass pass)
+      : c_(conv_shape(s, pass)),
+        pass_(pass),
+        threads_(cpu_backend(s).threads()),
+        post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {}
+
+  size_t workspace_bytes() const override {
+    if (pass_ != ConvPass::grad_weight) return 0;
+    return static_cast<size_t>(direct48::scratch_floats(c_.n, c_.c, c_.o)) * sizeof(float);
+  }
+
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    if (pass_ == ConvPass::forward)
+      direct48::forward(in[0].f32(), in[1].f32(), c_.has_bias ? in[2].f32() : nullptr, out[0].f32(),
+                        c_.n, c_.c, c_.o, c_.h, c_.w, post_.on, post_.slope, threads_);
+    if (pass_ == ConvPass::grad_input)
+      direct48::grad_input(in[0].f32(), in[1].f32(), out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w,
+                           threads_);
+    if (pass_ == ConvPass::grad_weight)
+      direct48::grad_weight(in[0].f32(), in[1].f32(), out[0].f32(),
+                            static_cast<float*>(ctx.workspace), c_.n, c_.c, c_.o, c_.h, c_.w,
+                            threads_);
+  }
+
+ private:
+  ConvShape c_;
+  ConvPass pass_;
+  int threads_;
+  PostRelu post_;
+};
+
+}  // namespace
+
+bool direct48_applies(const ConvShape& c, int64_t bx, int64_t by) {
+  auto channels = [](int64_t ch) { return ch == 16 || ch == 32 || ch == 48; };
+  const bool geometry = c.kh == 3 && c.kw == 3 && c.sh == 1 && c.sw == 1 && c.ph == 1 &&
+                        c.pw == 1 && c.dil_h == 1 && c.dil_w == 1 && c.groups == 1 &&
+                        channels(c.c) && channels(c.o) && c.oh == c.h && c.ow == c.w &&
+                        c.w % 7 == 0 && c.w > 0;
+  return geometry && bx == 16 && by == 16 && cpu_has_avx512() &&
+         !env_is("MYELIN_CPU_DIRECT48", "0");
+}
+
+std::unique_ptr<Kernel> make_direct48_conv(const KernelSpec& s, ConvPass pass) {
+  ++made;
+  return std::make_unique<Direct48Conv>(s, pass);
+}
+
+int64_t direct48_kernels_made() {
+  return made.load();
+}
+
+bool direct48_takes(const KernelSpec& s, ConvPass pass) {
+  // A forward that writes a shared nChw16c copy of x (fuse_x16.cpp) stays on oneDNN.
+  if (s.node.attrs.has("x16_out")) return false;
+  // The weight gradient stays on oneDNN: ours took 0.92-0.98 ms at batch 128 on 2 threads,
+  // oneDNN's 0.86.
+  if (pass == ConvPass::grad_weight) return false;
+  return direct48_applies(conv_shape(s, pass), x_block(s, pass), y_block(s, pass));
+}
+
+}  // namespace myelin::cpu

@@ -1,0 +1,56 @@
+// Our AVX-512 direct 3x3 convolution of stride 1 (pad 1, no dilation or groups) between
+// activations stored in 16-channel blocks (nChw16c), 16 to 48 channels on each side: the small
+// ResNet's res2_conv2, 48 -> 48 channels at 7x7. The register blocking is conv_direct_s2.h's:
+//  - forward: 7 output pixels of a row x 48 channels (3 zmm) stay in registers; each broadcast
+//    input value feeds 3 FMAs. An image's input channels go by in groups of 16, whose weights
+//    (28 KB) fit L1 where all 48 channels' (83 KB) do not, the partial sums kept in y between
+//    groups;
+//  - data gradient: the forward on dy with the weights flipped and transposed;
+//  - weight gradient: for one input channel, the 9 taps' rows of 48 output channels (27 zmm)
+//    stay in registers while 2 images' dy pixels stream by. It sums fixed chunks of 8 images
+//    into partials added in chunk order, so its rounding does not depend on the thread count.
+// At batch 128 on 2 threads (AVX-512, the fastest of 200 runs): forward and data gradient
+// 0.66-0.68 ms (385-393 GFLOP/s) against oneDNN's 0.77 and 0.77 (its fastest execution in
+// ONEDNN_VERBOSE over 30 steps); the weight gradient 0.92-0.98 ms against oneDNN's 0.86, so it
+// stays on oneDNN (direct48_takes).
+//
+// Used by conv.cpp where the CPU has AVX-512; the width must be a multiple of 7.
+// MYELIN_CPU_DIRECT48=0 turns it off.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "core/backend.h"
+#include "cpu/conv_gemm.h"
+
+namespace myelin::cpu {
+
+// Whether our kernel takes this pass of a convolution whose x and y are stored with blocks of
+// bx and by channels (0: not blocked).
+bool direct48_applies(const ConvShape& c, int64_t bx, int64_t by);
+
+// direct48_applies for a node's pass with its stored layouts.
+bool direct48_takes(const KernelSpec& s, ConvPass pass);
+
+std::unique_ptr<Kernel> make_direct48_conv(const KernelSpec& s, ConvPass pass);
+
+// Kernels made so far in this process (tests check that a graph used them).
+int64_t direct48_kernels_made();
+
+namespace direct48 {
+
+// The passes on raw buffers (exposed for tests): x (or dx) n x c x h x w and y (or dy)
+// n x k x h x w, both nChw16c (c, k multiples of 16, at most 48). w is OIHW [k][c][3][3]; bias
+// may be null; relu applies the leaky ReLU of `slope`. dw is written, not added to. `scratch`
+// holds scratch_floats(n, c, k) floats.
+void forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
+             int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads);
+void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c, int64_t k,
+                int64_t h, int64_t wd, int threads);
+int64_t scratch_floats(int64_t n, int64_t c, int64_t k);
+void grad_weight(const float* dy, const float* x, float* dw, float* scratch, int64_t n, int64_t c,
+                 int64_t k, int64_t h, int64_t wd, int threads);
+
+}  // namespace direct48
+
+}  // namespace myelin::cpu

@@ -1,0 +1,182 @@
+// Our AVX-512 direct 3x3 stride-1 convolution between nChw16c activations
+// (cpu/conv_direct48.h): forward (bias, fused leaky ReLU), data gradient and weight gradient
+// against a reference in double for 16 to 48 channels on each side, several runs of 7 in a row,
+// a partial chunk of images; the weight gradient bit-identical for 1, 2 and 3 threads; and a
+// training step of the small ResNet's stride-2 block, whose conv2 is 48 -> 48 at 7x7, gives the
+// step of oneDNN's kernels (MYELIN_CPU_DIRECT48=0).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <vector>
+
+#include "cpu/conv_direct48.h"
+#include "cpu/simd.h"
+#include "support/random_floats.h"
+#include "support/step_compare.h"
+
+using namespace myelin;
+using namespace myelin::test;
+
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// NCHW <-> nChw16c (the channels are multiples of 16).
+int64_t blocked_index(int64_t i, int64_t ch, int64_t c, int64_t p, int64_t hw) {
+  return ((i * c / 16 + ch / 16) * hw + p) * 16 + ch % 16;
+}
+std::vector<float> to_blocks(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> y(x.size(), kNaN);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p) y[blocked_index(i, ch, c, p, hw)] = x[(i * c + ch) * hw + p];
+  return y;
+}
+std::vector<float> from_blocks(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> x(y.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p) x[(i * c + ch) * hw + p] = y[blocked_index(i, ch, c, p, hw)];
+  return x;
+}
+
+struct Geometry {
+  int64_t n, c, k, h, w;
+};
+
+cpu::ConvShape shape_of(const Geometry& g) {
+  return {g.n, g.c, g.h, g.w, g.k, g.h, g.w, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+}
+
+void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
+  double scale = 0, diff = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    scale = std::max(scale, std::fabs(want[i]));
+    diff = std::max(diff, std::isnan(got[i]) ? INFINITY : std::fabs(want[i] - got[i]));
+  }
+  EXPECT_LE(diff, 1e-5 * scale) << what;
+}
+
+void check(const Geometry& g) {
+  SCOPED_TRACE(testing::Message() << "n " << g.n << " c " << g.c << " k " << g.k << " " << g.h
+                                  << "x" << g.w);
+  const int64_t hw = g.h * g.w;
+  ASSERT_TRUE(cpu::direct48_applies(shape_of(g), 16, 16));
+  std::vector<float> x = random_floats(g.n * g.c * hw, 1), wt = random_floats(g.k * g.c * 9, 2),
+                     dy = random_floats(g.n * g.k * hw, 3), bias = random_floats(g.k, 4);
+  std::vector<double> y_ref(g.n * g.k * hw), dx_ref(x.size(), 0), dw_ref(wt.size(), 0);
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int64_t o = 0; o < g.k; ++o)
+      for (int64_t p = 0; p < hw; ++p) y_ref[(i * g.k + o) * hw + p] = bias[o];
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int64_t o = 0; o < g.k; ++o)
+      for (int64_t ci = 0; ci < g.c; ++ci)
+        for (int64_t oy = 0; oy < g.h; ++oy)
+          for (int64_t ox = 0; ox < g.w; ++ox)
+            for (int64_t ky = 0; ky < 3; ++ky)
+              for (int64_t kx = 0; kx < 3; ++kx) {
+                const int64_t iy = oy + ky - 1, ix = ox + kx - 1;
+                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                const int64_t yi = ((i * g.k + o) * g.h + oy) * g.w + ox,
+                              xi = ((i * g.c + ci) * g.h + iy) * g.w + ix,
+                              wi = ((o * g.c + ci) * 3 + ky) * 3 + kx;
+                y_ref[yi] += double(x[xi]) * wt[wi];
+                dx_ref[xi] += double(dy[yi]) * wt[wi];
+                dw_ref[wi] += double(dy[yi]) * x[xi];
+              }
+  const float slope = 0.1f;
+  for (double& v : y_ref) v = v < 0 ? v * slope : v;
+
+  const std::vector<float> xb = to_blocks(x, g.n, g.c, hw), dyb = to_blocks(dy, g.n, g.k, hw);
+  std::vector<float> yb(dy.size(), kNaN), dxb(x.size(), kNaN), dw(wt.size(), kNaN);
+  cpu::direct48::forward(xb.data(), wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h, g.w,
+                         true, slope, 2);
+  expect_near(y_ref, from_blocks(yb, g.n, g.k, hw), "forward");
+  cpu::direct48::grad_input(dyb.data(), wt.data(), dxb.data(), g.n, g.c, g.k, g.h, g.w, 2);
+  expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw), "grad_input");
+  std::vector<float> scratch(cpu::direct48::scratch_floats(g.n, g.c, g.k));
+  cpu::direct48::grad_weight(dyb.data(), xb.data(), dw.data(), scratch.data(), g.n, g.c, g.k, g.h,
+                             g.w, 2);
+  expect_near(dw_ref, dw, "grad_weight");
+  for (int threads : {1, 3}) {  // the same bits whatever the thread count
+    std::vector<float> other(dw.size());
+    cpu::direct48::grad_weight(dyb.data(), xb.data(), other.data(), scratch.data(), g.n, g.c, g.k,
+                               g.h, g.w, threads);
+    EXPECT_EQ(other, dw) << threads << " threads";
+  }
+}
+
+}  // namespace
+
+TEST(CpuDirect48, KernelsMatchTheReference) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check({3, 48, 48, 7, 7});   // the small ResNet's res2_conv2
+  check({10, 16, 48, 5, 7});  // 10 images: a partial chunk of the weight gradient
+  check({2, 48, 32, 4, 14});  // two runs of 7 in a row
+  check({2, 32, 16, 3, 21});  // three runs
+  check({1, 16, 16, 1, 7});   // one row
+}
+
+TEST(CpuDirect48, OtherShapesNotTaken) {
+  const cpu::ConvShape base = shape_of({4, 48, 48, 7, 7});
+  EXPECT_TRUE(cpu::direct48_applies(base, 16, 16));
+  EXPECT_FALSE(cpu::direct48_applies(base, 8, 16));  // x in 8c
+  EXPECT_FALSE(cpu::direct48_applies(base, 16, 0));  // y plain
+  cpu::ConvShape s = shape_of({4, 48, 48, 8, 8});    // width not a multiple of 7
+  EXPECT_FALSE(cpu::direct48_applies(s, 16, 16));
+  s = shape_of({4, 64, 48, 7, 7});  // 64 channels
+  EXPECT_FALSE(cpu::direct48_applies(s, 16, 16));
+  s = shape_of({4, 48, 24, 7, 7});  // 24 channels
+  EXPECT_FALSE(cpu::direct48_applies(s, 16, 16));
+  s = base, s.sh = s.sw = 2, s.oh = s.ow = 4;  // stride 2
+  EXPECT_FALSE(cpu::direct48_applies(s, 16, 16));
+}
+
+TEST(CpuDirect48, TrainingStepMatchesOneDnn) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const StepNet net = stride2_block_net();
+  const StepOptions opts{
+      .switch_env = "MYELIN_CPU_DIRECT48", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
+  const StepResult off = run_step(net, false, opts);
+  const int64_t before = cpu::direct48_kernels_made();
+  const StepResult on = run_step(net, true, opts);
+  EXPECT_EQ(cpu::direct48_kernels_made() - before, 2);  // conv2's forward and data gradient
+  expect_steps_match(off, on, 1e-5, "direct and oneDNN steps differ");
+}
+
+// Standalone timing of each pass at res2_conv2's shape (batch 128, 2 threads): the fastest of
+// 200 runs, since other work may share the cores. Run with --gtest_also_run_disabled_tests.
+TEST(CpuDirect48, DISABLED_Timing) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const int64_t n = 128, c = 48, k = 48, h = 7, w = 7;
+  const std::vector<float> x = random_floats(n * c * h * w, 1), wt = random_floats(k * c * 9, 2),
+                           dy = random_floats(n * k * h * w, 3);
+  std::vector<float> y(dy.size()), dx(x.size()), dw(wt.size()),
+      scratch(cpu::direct48::scratch_floats(n, c, k));
+  auto best_ms = [](auto&& f) {
+    double best = 1e30;
+    for (int r = 0; r < 200; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      best = std::min(
+          best,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double flop = 2.0 * n * k * h * w * c * 9;
+  const double fwd = best_ms([&] {
+    cpu::direct48::forward(x.data(), wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
+  });
+  const double gin = best_ms(
+      [&] { cpu::direct48::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
+  const double gw = best_ms([&] {
+    cpu::direct48::grad_weight(dy.data(), x.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
+  });
+  for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})
+    std::printf("%-12s %.3f ms  %.0f GFLOP/s\n", name, ms, flop / ms * 1e-6);
+}
