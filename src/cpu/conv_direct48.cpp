@@ -24,7 +24,8 @@ namespace direct48 {
 
 namespace {
 
-constexpr int kRun = 7;              // output pixels of a row kept in registers
+alignas(64) const float kZeros[16] = {};  // the x value beyond a row's ends
+constexpr int kRun = 7;                   // output pixels of a row kept in registers
 constexpr int64_t kChunkImages = 8;  // images per weight-gradient partial: fixed, so sums ignore
                                      // the thread count
 
@@ -41,27 +42,24 @@ struct Geo {
 
 // ---- forward (and data gradient) ----
 
-// y for output pixels [ow0, ow0 + 7) of row oy of one image (x, y: the image's first float),
-// input channels [c0, c1) of the sum over input channels and taps of x * wp[(ci * 9 + tap) * K
-// + o]; the sum starts from bias (or zero) where `first`, else from y, and takes the ReLU where
-// `last`. Left / Right: the run starts at column 0 / ends at the last column, whose taps kx = 0
-// / kx = 2 read the padding (skipped at compile time).
+// y for output pixels [ow0, ow0 + 7) of row oy of one image (x, y: the image's first float): the
+// sum over input channels and taps of x * wp[(ci * 9 + tap) * K + o]. Left / Right: the run starts
+// at column 0 / ends at the last column, whose taps kx = 0 / kx = 2 read the padding (skipped at
+// compile time).
 template <int K, bool Left, bool Right>
 MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bias, float* y,
-                               const Geo& g, int64_t oy, int64_t ow0, int64_t c0, int64_t c1,
-                               bool first, bool last, bool relu, float slope) {
+                               const Geo& g, int64_t oy, int64_t ow0, bool relu, float slope) {
   constexpr int Z = K / 16;
   float* out = y + (oy * g.w + ow0) * 16;
   __m512 a[Z][kRun];
   for (int z = 0; z < Z; ++z) {
     const __m512 v = bias ? _mm512_loadu_ps(bias + 16 * z) : _mm512_setzero_ps();
-    for (int p = 0; p < kRun; ++p)
-      a[z][p] = first ? v : _mm512_loadu_ps(out + z * g.plane + p * 16);
+    for (int p = 0; p < kRun; ++p) a[z][p] = v;
   }
   for (int ky = 0; ky < 3; ++ky) {
     const int64_t iy = oy + ky - 1;
     if (iy < 0 || iy >= g.h) continue;
-    for (int64_t ci = c0; ci < c1; ++ci) {
+    for (int64_t ci = 0; ci < g.in; ++ci) {
       // Input column ix of channel ci at row[ix * 16].
       const float* row = x + (ci / 16) * g.plane + iy * g.w * 16 + ci % 16;
       const float* wt = wp + (ci * 9 + ky * 3) * K;
@@ -83,13 +81,15 @@ MYELIN_AVX512 void forward_run(const float* x, const float* wp, const float* bia
   for (int z = 0; z < Z; ++z)
     for (int p = 0; p < kRun; ++p) {
       __m512 v = a[z][p];
-      if (last && relu) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sl);
+      if (relu) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, sl);
       _mm512_storeu_ps(out + z * g.plane + p * 16, v);
     }
 }
 
-constexpr int64_t kGroup = 16;  // input channels per pass over an image's rows
-
+// An image at a time: its x and y (9.4 KB each at 48 x 7 x 7) stay in L1 while the weights
+// (83 KB) come from L2. Passes over the image's rows with 16 input channels each, whose
+// weights fit L1, the partial sums kept in y between them, took 0.69-0.75 ms at batch 128 on 2
+// threads against 0.63-0.655 (8 channels: 0.725-0.755).
 template <int K>
 MYELIN_AVX512 void forward_rows(const float* x, const float* wp, const float* bias, float* y,
                                 const Geo& g, int64_t n, bool relu, float slope, int threads) {
@@ -98,21 +98,15 @@ MYELIN_AVX512 void forward_rows(const float* x, const float* wp, const float* bi
   for (int64_t img = 0; img < n; ++img) {
     const float* xi = x + img * g.in_image;
     float* yi = y + img * g.out_image;
-    for (int64_t c0 = 0; c0 < g.in; c0 += kGroup) {
-      const int64_t c1 = std::min(g.in, c0 + kGroup);
-      const bool first = c0 == 0, last = c1 == g.in;
-      for (int64_t oy = 0; oy < g.h; ++oy) {
-        if (runs == 1) {
-          forward_run<K, true, true>(xi, wp, bias, yi, g, oy, 0, c0, c1, first, last, relu, slope);
-          continue;
-        }
-        forward_run<K, true, false>(xi, wp, bias, yi, g, oy, 0, c0, c1, first, last, relu, slope);
-        for (int64_t q = 1; q + 1 < runs; ++q)
-          forward_run<K, false, false>(xi, wp, bias, yi, g, oy, q * kRun, c0, c1, first, last, relu,
-                                       slope);
-        forward_run<K, false, true>(xi, wp, bias, yi, g, oy, (runs - 1) * kRun, c0, c1, first, last,
-                                    relu, slope);
+    for (int64_t oy = 0; oy < g.h; ++oy) {
+      if (runs == 1) {
+        forward_run<K, true, true>(xi, wp, bias, yi, g, oy, 0, relu, slope);
+        continue;
       }
+      forward_run<K, true, false>(xi, wp, bias, yi, g, oy, 0, relu, slope);
+      for (int64_t q = 1; q + 1 < runs; ++q)
+        forward_run<K, false, false>(xi, wp, bias, yi, g, oy, q * kRun, relu, slope);
+      forward_run<K, false, true>(xi, wp, bias, yi, g, oy, (runs - 1) * kRun, relu, slope);
     }
   }
 }
@@ -138,46 +132,9 @@ void forward_packed(const float* x, const float* wp, const float* bias, float* y
 // ---- weight gradient ----
 
 // dw[o, ci, ky, kx] = sum over images and pixels of dy[o, oy, ox] x[ci, oy + ky - 1, ox + kx - 1].
-// One dy pixel (its Z zmm at d[z * plane]) times the 9 x values around it (row ky's column ix
-// at rows[ky][ix * 16], the pixel's column at 0) into acc: 3 loads and 9 broadcasts per 27
-// FMAs. Top / Bottom / Left / Right: the pixel is on that edge, whose taps read the padding
-// (skipped at compile time, where a select of a zero value per broadcast and checks of the
-// rows per pixel took the pass 0.92 ms at batch 128 on 2 threads).
-template <int Z, bool Top, bool Bottom, bool Left, bool Right>
-MYELIN_AVX512_INLINE void weight_pixel(__m512 (&acc)[3][3][Z], const float* d, int64_t plane,
-                                       const float* const (&rows)[3]) {
-  __m512 dz[Z];
-  for (int z = 0; z < Z; ++z) dz[z] = _mm512_loadu_ps(d + z * plane);
-#pragma GCC unroll 3
-  for (int ky = 0; ky < 3; ++ky) {
-    if ((Top && ky == 0) || (Bottom && ky == 2)) continue;
-#pragma GCC unroll 3
-    for (int kx = 0; kx < 3; ++kx) {
-      if ((Left && kx == 0) || (Right && kx == 2)) continue;
-      const __m512 v = _mm512_set1_ps(rows[ky][(kx - 1) * 16]);
-      for (int z = 0; z < Z; ++z) acc[ky][kx][z] = _mm512_fmadd_ps(v, dz[z], acc[ky][kx][z]);
-    }
-  }
-}
-
-// A row oy of dy (d: its first pixel) against x's rows around it (mid: x's row oy).
-template <int Z, bool Top, bool Bottom>
-MYELIN_AVX512_INLINE void weight_row(__m512 (&acc)[3][3][Z], const float* d, const float* mid,
-                                     const Geo& g) {
-  const float* rows[3] = {Top ? mid : mid - g.w * 16, mid, Bottom ? mid : mid + g.w * 16};
-  auto step = [&rows] {
-    for (int r = 0; r < 3; ++r) rows[r] += 16;
-  };
-  if (g.w == 1) return weight_pixel<Z, Top, Bottom, true, true>(acc, d, g.plane, rows);
-  weight_pixel<Z, Top, Bottom, true, false>(acc, d, g.plane, rows);
-  step();
-  for (int64_t ox = 1; ox + 1 < g.w; ++ox, step())
-    weight_pixel<Z, Top, Bottom, false, false>(acc, d + ox * 16, g.plane, rows);
-  weight_pixel<Z, Top, Bottom, false, true>(acc, d + (g.w - 1) * 16, g.plane, rows);
-}
-
 // Partial sums of images [n0, n1) for input channel ci, all 9 taps (27 zmm accumulators for
-// K = 48), into part[(ci * 9 + tap) * K + o] (added to it where `add`).
+// K = 48), into part[(ci * 9 + tap) * K + o] (added to it where `add`). Each dy pixel, loaded
+// once, meets the 9 x values around it: 3 loads and 9 broadcasts per 27 FMAs.
 template <int K>
 MYELIN_AVX512 void weight_taps(const float* dy, const float* x, float* part, const Geo& g,
                                int64_t n0, int64_t n1, int64_t ci, bool add) {
@@ -187,18 +144,37 @@ MYELIN_AVX512 void weight_taps(const float* dy, const float* x, float* part, con
   for (int t = 0; t < 9; ++t)
     for (int z = 0; z < Z; ++z)
       acc[t / 3][t % 3][z] = add ? _mm512_loadu_ps(out + t * K + 16 * z) : _mm512_setzero_ps();
-  const int64_t row = g.w * 16;
   for (int64_t n = n0; n < n1; ++n) {
     const float* xc = x + n * g.in_image + (ci / 16) * g.plane + ci % 16;
-    const float* d = dy + n * g.out_image;
-    if (g.h == 1) {
-      weight_row<Z, true, true>(acc, d, xc, g);
-      continue;
+    for (int64_t oy = 0; oy < g.h; ++oy) {
+      const float* d = dy + n * g.out_image + oy * g.w * 16;
+      // Input rows oy - 1, oy, oy + 1 (outside the image at its top and bottom): column ix of
+      // row ky at rows[ky][ix * 16].
+      const bool valid[3] = {oy > 0, true, oy + 1 < g.h};
+      const float* mid = xc + oy * g.w * 16;
+      const float* rows[3] = {valid[0] ? mid - g.w * 16 : mid, mid,
+                              valid[2] ? mid + g.w * 16 : mid};
+      for (int64_t ox = 0; ox < g.w; ++ox) {
+        __m512 dz[Z];
+        for (int z = 0; z < Z; ++z) dz[z] = _mm512_loadu_ps(d + z * g.plane + ox * 16);
+#pragma GCC unroll 3
+        for (int ky = 0; ky < 3; ++ky) {
+          if (!valid[ky]) continue;
+#pragma GCC unroll 3
+          for (int kx = 0; kx < 3; ++kx) {
+            // Columns -1 and w are outside the image: zeros. The empty asm keeps this a select of
+            // pointers: GCC otherwise branched around a scalar load and broadcast the value from
+            // a register, a uop on an FMA port (0.915-0.93 -> 0.905-0.918 ms at batch 128 on 2
+            // threads, alternating runs).
+            const bool outside = (kx == 0 && ox == 0) || (kx == 2 && ox == g.w - 1);
+            const float* p = outside ? kZeros : rows[ky] + (ox + kx - 1) * 16;
+            asm("" : "+r"(p));
+            const __m512 v = _mm512_set1_ps(*p);
+            for (int z = 0; z < Z; ++z) acc[ky][kx][z] = _mm512_fmadd_ps(v, dz[z], acc[ky][kx][z]);
+          }
+        }
+      }
     }
-    weight_row<Z, true, false>(acc, d, xc, g);
-    for (int64_t oy = 1; oy + 1 < g.h; ++oy)
-      weight_row<Z, false, false>(acc, d + oy * row, xc + oy * row, g);
-    weight_row<Z, false, true>(acc, d + (g.h - 1) * row, xc + (g.h - 1) * row, g);
   }
   for (int t = 0; t < 9; ++t)
     for (int z = 0; z < Z; ++z) _mm512_storeu_ps(out + t * K + 16 * z, acc[t / 3][t % 3][z]);
@@ -349,9 +325,6 @@ int64_t direct48_kernels_made() {
 bool direct48_takes(const KernelSpec& s, ConvPass pass) {
   // A forward that writes a shared nChw16c copy of x (fuse_x16.cpp) stays on oneDNN.
   if (s.node.attrs.has("x16_out")) return false;
-  // The weight gradient stays on oneDNN: ours took 0.92-0.98 ms at batch 128 on 2 threads,
-  // oneDNN's 0.86.
-  if (pass == ConvPass::grad_weight) return false;
   return direct48_applies(conv_shape(s, pass), x_block(s, pass), y_block(s, pass));
 }
 

@@ -2,17 +2,17 @@
 // activations stored in 16-channel blocks (nChw16c), 16 to 48 channels on each side: the small
 // ResNet's res2_conv2, 48 -> 48 channels at 7x7. The register blocking is conv_direct_s2.h's:
 //  - forward: 7 output pixels of a row x 48 channels (3 zmm) stay in registers; each broadcast
-//    input value feeds 3 FMAs. An image's input channels go by in groups of 16, whose weights
-//    (28 KB) fit L1 where all 48 channels' (83 KB) do not, the partial sums kept in y between
-//    groups;
+//    input value feeds 3 FMAs. An image at a time, its x and y in L1, the weights (83 KB) from
+//    L2;
 //  - data gradient: the forward on dy with the weights flipped and transposed;
 //  - weight gradient: for one input channel, the 9 taps' rows of 48 output channels (27 zmm)
 //    stay in registers while 2 images' dy pixels stream by. It sums fixed chunks of 8 images
 //    into partials added in chunk order, so its rounding does not depend on the thread count.
-// At batch 128 on 2 threads (AVX-512, the fastest of 200 runs): forward and data gradient
-// 0.66-0.68 ms (385-393 GFLOP/s) against oneDNN's 0.77 and 0.77 (its fastest execution in
-// ONEDNN_VERBOSE over 30 steps); the weight gradient 0.92-0.98 ms against oneDNN's 0.86, so it
-// stays on oneDNN (direct48_takes).
+// At batch 128 on 2 threads (AVX-512, the fastest of 200 runs, alternating with oneDNN's fastest
+// execution in ONEDNN_VERBOSE over 20 steps; the machine's speed varied between runs): forward
+// and data gradient 0.68-0.70 ms (375-385 GFLOP/s) against oneDNN's 0.785-0.83 and 0.79-0.81,
+// weight gradient 0.805-0.82 ms (320-326 GFLOP/s) against 0.88-0.91 (oneDNN's times leave out
+// its reorders of the weights, ours include their packing).
 //
 // Used by conv.cpp where the CPU has AVX-512; the width must be a multiple of 7.
 // MYELIN_CPU_DIRECT48=0 turns it off.
