@@ -9,10 +9,11 @@
 //    stay in registers while 2 images' dy pixels stream by. It sums fixed chunks of 8 images
 //    into partials added in chunk order, so its rounding does not depend on the thread count.
 // At batch 128 on 2 threads (AVX-512, the fastest of 200 runs, alternating with oneDNN's fastest
-// execution in ONEDNN_VERBOSE over 20 steps; the machine's speed varied between runs): forward
-// and data gradient 0.68-0.70 ms (375-385 GFLOP/s) against oneDNN's 0.785-0.83 and 0.79-0.81,
-// weight gradient 0.805-0.82 ms (320-326 GFLOP/s) against 0.88-0.91 (oneDNN's times leave out
-// its reorders of the weights, ours include their packing).
+// execution in ONEDNN_VERBOSE over 20 steps, 9 pairs; the machine's speed varied between runs):
+// forward 0.685-0.718 ms (360-380 GFLOP/s) against oneDNN's 0.785-0.835, data gradient
+// 0.681-0.713 against 0.79-0.82, weight gradient 0.805-0.863 (300-325 GFLOP/s) against
+// 0.842-0.925 (faster in 8 of the 9 pairs, by up to 10%; 0.6% slower in one). oneDNN's times leave
+// out its reorders of the weights; ours include their packing.
 //
 // Used by conv.cpp where the CPU has AVX-512; the width must be a multiple of 7.
 // MYELIN_CPU_DIRECT48=0 turns it off.
