@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +15,7 @@
 
 #include "cpu/conv_direct48.h"
 #include "cpu/simd.h"
+#include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
 
@@ -172,23 +172,12 @@ TEST(CpuDirect48, DISABLED_Timing) {
         *dx = aligned(std::vector<float>(n * c * h * w)),
         *dw = aligned(std::vector<float>(k * c * 9)),
         *scratch = aligned(std::vector<float>(cpu::direct48::scratch_floats(n, c, k)));
-  auto best_ms = [](auto&& f) {
-    double best = 1e30;
-    for (int r = 0; r < 200; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      best = std::min(
-          best,
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return best;
-  };
   const double flop = 2.0 * n * k * h * w * c * 9;
   const double fwd =
-      best_ms([&] { cpu::direct48::forward(x, wt, nullptr, y, n, c, k, h, w, false, 0, 2); });
-  const double gin = best_ms([&] { cpu::direct48::grad_input(dy, wt, dx, n, c, k, h, w, 2); });
+      fastest_ms([&] { cpu::direct48::forward(x, wt, nullptr, y, n, c, k, h, w, false, 0, 2); });
+  const double gin = fastest_ms([&] { cpu::direct48::grad_input(dy, wt, dx, n, c, k, h, w, 2); });
   const double gw =
-      best_ms([&] { cpu::direct48::grad_weight(dy, x, dw, scratch, n, c, k, h, w, 2); });
+      fastest_ms([&] { cpu::direct48::grad_weight(dy, x, dw, scratch, n, c, k, h, w, 2); });
   for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})
     std::printf("%-12s %.3f ms  %.0f GFLOP/s\n", name, ms, flop / ms * 1e-6);
 }

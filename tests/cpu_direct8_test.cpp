@@ -6,13 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
 #include "cpu/conv_direct8.h"
 #include "cpu/simd.h"
+#include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
 
@@ -159,24 +159,13 @@ TEST(CpuDirect8, DISABLED_Timing) {
                            dy = random_floats(n * k * h * w, 3);
   std::vector<float> y(dy.size()), dx(x.size()), dw(wt.size()),
       scratch(cpu::direct8::scratch_floats(n, c, k));
-  auto best_ms = [](auto&& f) {
-    double best = 1e30;
-    for (int r = 0; r < 200; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      best = std::min(
-          best,
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return best;
-  };
   const double flop = 2.0 * n * k * h * w * c * 9;
-  const double fwd = best_ms([&] {
+  const double fwd = fastest_ms([&] {
     cpu::direct8::forward(x.data(), wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
   });
-  const double gin =
-      best_ms([&] { cpu::direct8::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
-  const double gw = best_ms([&] {
+  const double gin = fastest_ms(
+      [&] { cpu::direct8::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
+  const double gw = fastest_ms([&] {
     cpu::direct8::grad_weight(dy.data(), x.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
   });
   for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})

@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +17,7 @@
 
 #include "cpu/conv_direct_s2.h"
 #include "cpu/simd.h"
+#include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
 
@@ -216,31 +216,20 @@ TEST(CpuDirectS2, DISABLED_Timing) {
                            dy = random_floats(n * k * 49, 3);
   std::vector<float> y(n * k * 49), dx(x.size()), dw(wt.size()),
       scratch(cpu::direct_s2::scratch_floats(n, c, k));
-  auto best_ms = [](auto&& f) {
-    double best = 1e30;
-    for (int r = 0; r < 200; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      f();
-      best = std::min(
-          best,
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return best;
-  };
   const double flop = 2.0 * n * k * 49 * c * 9;
-  const double fwd = best_ms([&] {
+  const double fwd = fastest_ms([&] {
     cpu::direct_s2::forward(x.data(), 8, wt.data(), nullptr, y.data(), n, c, k, h, w, 3, false, 0,
                             2);
   });
-  const double gin = best_ms(
+  const double gin = fastest_ms(
       [&] { cpu::direct_s2::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
-  const double gw = best_ms([&] {
+  const double gw = fastest_ms([&] {
     cpu::direct_s2::grad_weight(dy.data(), x.data(), 8, dw.data(), scratch.data(), n, c, k, h, w,
                                 2);
   });
   for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})
     std::printf("%-12s %.3f ms  %.0f GFLOP/s\n", name, ms, flop / ms * 1e-6);
-  const double fwd1 = best_ms([&] {  // res2_proj: 1x1, the weights' first k x c
+  const double fwd1 = fastest_ms([&] {  // res2_proj: 1x1, the weights' first k x c
     cpu::direct_s2::forward(x.data(), 8, wt.data(), nullptr, y.data(), n, c, k, h, w, 1, false, 0,
                             2);
   });

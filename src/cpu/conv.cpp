@@ -16,6 +16,7 @@
 #include <cstdio>
 
 #include "cpu/blocked.h"
+#include "cpu/conv_direct.h"
 #include "cpu/conv_direct48.h"
 #include "cpu/conv_direct8.h"
 #include "cpu/conv_direct_s2.h"
@@ -250,9 +251,9 @@ KernelFactory conv_factory() {
         return make_direct8_conv(s, pass);
       }
       // Strided 1x1 gradients (conv_pointwise.h).
-      const Layout x = pass == ConvPass::grad_input ? s.output_layout(0) : s.input_layout(1);
       if (pass != ConvPass::forward &&
-          pointwise_applies(conv_shape(s, pass), pass, block_of(x), block_of(s.input_layout(0)))) {
+          pointwise_applies(conv_shape(s, pass), pass, conv_x_block(s, pass),
+                            conv_y_block(s, pass))) {
         if (verbose())
           std::fprintf(stderr, "myelin cpu: %s '%s': strided 1x1 AVX2 (blocked)\n",
                        s.node.op.c_str(), s.node.name.c_str());

@@ -10,6 +10,7 @@
 
 #include "core/env.h"
 #include "cpu/blocked.h"
+#include "cpu/conv_direct.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
 #include "cpu/simd.h"
@@ -203,22 +204,6 @@ void weight_partials(const float* dy, const float* x, float* scratch, const Geo&
   }
 }
 
-// The partials ([chunk][ci][tap][k]) added in chunk order, into dw (OIHW), a (ci, tap) row of k
-// output channels at a time.
-MYELIN_AVX512 void add_partials(const float* scratch, float* dw, int64_t chunks, int64_t c,
-                                int64_t k, int threads) {
-  const int64_t per = c * 9 * k;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < c * 9; ++r) {
-    float s[48];
-    for (int64_t o = 0; o < k; ++o) s[o] = scratch[r * k + o];
-    for (int64_t q = 1; q < chunks; ++q)
-      for (int64_t o = 0; o < k; ++o) s[o] += scratch[q * per + r * k + o];
-    const int64_t i = r / 9, t = r % 9;
-    for (int64_t o = 0; o < k; ++o) dw[(o * c + i) * 9 + t] = s[o];
-  }
-}
-
 }  // namespace
 
 void forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
@@ -249,7 +234,7 @@ void grad_weight(const float* dy, const float* x, float* dw, float* scratch, int
                  int64_t k, int64_t h, int64_t wd, int threads) {
   const Geo g(c, k, h, wd);
   with_k(k, [&](auto kk) { weight_partials<decltype(kk)::value>(dy, x, scratch, g, n, threads); });
-  add_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
+  add_tap_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
 }
 
 }  // namespace direct48
@@ -257,15 +242,6 @@ void grad_weight(const float* dy, const float* x, float* dw, float* scratch, int
 namespace {
 
 std::atomic<int64_t> made{0};
-
-// x's block in a pass: the layout of dx (grad_input's output) or of x (an input).
-int64_t x_block(const KernelSpec& s, ConvPass pass) {
-  if (pass == ConvPass::grad_input) return block_of(s.output_layout(0));
-  return block_of(s.input_layout(pass == ConvPass::grad_weight ? 1 : 0));
-}
-int64_t y_block(const KernelSpec& s, ConvPass pass) {
-  return block_of(pass == ConvPass::forward ? s.output_layout(0) : s.input_layout(0));
-}
 
 class Direct48Conv : public Kernel {
  public:
@@ -325,7 +301,7 @@ int64_t direct48_kernels_made() {
 bool direct48_takes(const KernelSpec& s, ConvPass pass) {
   // A forward that writes a shared nChw16c copy of x (fuse_x16.cpp) stays on oneDNN.
   if (s.node.attrs.has("x16_out")) return false;
-  return direct48_applies(conv_shape(s, pass), x_block(s, pass), y_block(s, pass));
+  return direct48_applies(conv_shape(s, pass), conv_x_block(s, pass), conv_y_block(s, pass));
 }
 
 }  // namespace myelin::cpu

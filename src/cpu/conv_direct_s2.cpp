@@ -14,6 +14,7 @@
 
 #include "core/env.h"
 #include "cpu/blocked.h"
+#include "cpu/conv_direct.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
 #include "cpu/simd.h"
@@ -300,23 +301,6 @@ void weight_partials(const float* dy, const float* x, float* scratch, const Geo&
   }
 }
 
-// The partials ([chunk][ci][tap][k]) added in chunk order, into dw (OIHW): a (ci, tap) row of k
-// output channels at a time, in vectors (a scalar loop over dw's order, reading the partials
-// strided, took 0.06 ms more).
-MYELIN_AVX512 void add_partials(const float* scratch, float* dw, int64_t chunks, int64_t c,
-                                int64_t k, int threads) {
-  const int64_t per = c * 9 * k;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < c * 9; ++r) {
-    float s[48];
-    for (int64_t o = 0; o < k; ++o) s[o] = scratch[r * k + o];
-    for (int64_t q = 1; q < chunks; ++q)
-      for (int64_t o = 0; o < k; ++o) s[o] += scratch[q * per + r * k + o];
-    const int64_t i = r / 9, t = r % 9;
-    for (int64_t o = 0; o < k; ++o) dw[(o * c + i) * 9 + t] = s[o];
-  }
-}
-
 // Calls f(integral_constant<int, K>) for k of 16, 32 or 48.
 template <class F>
 void with_k(int64_t k, F&& f) {
@@ -380,7 +364,7 @@ void grad_weight(const float* dy, const float* x, int64_t bx, float* dw, float* 
     else
       weight_partials<K, 16>(dy, x, scratch, g, n, threads);
   });
-  add_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
+  add_tap_partials(scratch, dw, (n + kChunkImages - 1) / kChunkImages, c, k, threads);
 }
 
 }  // namespace direct_s2
@@ -389,22 +373,13 @@ namespace {
 
 std::atomic<int64_t> made{0};
 
-// x's block in a pass: the layout of dx (grad_input's output) or of x (an input).
-int64_t x_block(const KernelSpec& s, ConvPass pass) {
-  if (pass == ConvPass::grad_input) return block_of(s.output_layout(0));
-  return block_of(s.input_layout(pass == ConvPass::grad_weight ? 1 : 0));
-}
-int64_t y_block(const KernelSpec& s, ConvPass pass) {
-  return block_of(pass == ConvPass::forward ? s.output_layout(0) : s.input_layout(0));
-}
-
 class DirectS2Conv : public Kernel {
  public:
   DirectS2Conv(const KernelSpec& s, ConvPass pass)
       : c_(conv_shape(s, pass)),
         pass_(pass),
         threads_(cpu_backend(s).threads()),
-        bx_(x_block(s, pass)),
+        bx_(conv_x_block(s, pass)),
         post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {}
 
   size_t workspace_bytes() const override {
@@ -464,7 +439,7 @@ bool direct_s2_takes(const KernelSpec& s, ConvPass pass) {
   // A forward that writes the shared nChw16c copy of x (fuse_x16.cpp, which leaves the
   // convolutions we take alone) stays on oneDNN.
   if (s.node.attrs.has("x16_out")) return false;
-  return direct_s2_applies(conv_shape(s, pass), pass, x_block(s, pass), y_block(s, pass));
+  return direct_s2_applies(conv_shape(s, pass), pass, conv_x_block(s, pass), conv_y_block(s, pass));
 }
 
 }  // namespace myelin::cpu

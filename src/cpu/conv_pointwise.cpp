@@ -10,6 +10,7 @@
 
 #include "core/env.h"
 #include "cpu/blocked.h"
+#include "cpu/conv_direct.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/simd.h"
 
@@ -181,8 +182,8 @@ class PointwiseConv : public Kernel {
       : c_(conv_shape(s, pass)),
         pass_(pass),
         threads_(cpu_backend(s).threads()),
-        by_(block_of(s.input_layout(0))),
-        bx_(block_of(pass == ConvPass::grad_input ? s.output_layout(0) : s.input_layout(1))) {}
+        by_(conv_y_block(s, pass)),
+        bx_(conv_x_block(s, pass)) {}
 
   size_t workspace_bytes() const override {
     if (pass_ != ConvPass::grad_weight) return 0;
