@@ -1,6 +1,8 @@
 #include "cpu/conv_direct.h"
 
 #include "cpu/blocked.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/fuse.h"
 
 namespace myelin::cpu {
 
@@ -25,6 +27,51 @@ __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))) void add_tap_parti
     const int64_t i = r / 9, t = r % 9;
     for (int64_t o = 0; o < k; ++o) dw[(o * c + i) * 9 + t] = s[o];
   }
+}
+
+namespace {
+
+class DirectConv : public Kernel {
+ public:
+  DirectConv(const KernelSpec& s, ConvPass pass, const DirectPasses& passes)
+      : c_(conv_shape(s, pass)),
+        pass_(pass),
+        passes_(passes),
+        threads_(cpu_backend(s).threads()),
+        post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {}
+
+  size_t workspace_bytes() const override {
+    if (pass_ != ConvPass::grad_weight) return 0;
+    return static_cast<size_t>(passes_.scratch_floats(c_.n, c_.c, c_.o)) * sizeof(float);
+  }
+
+  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+           const StepContext& ctx) override {
+    if (pass_ == ConvPass::forward)
+      passes_.forward(in[0].f32(), in[1].f32(), c_.has_bias ? in[2].f32() : nullptr, out[0].f32(),
+                      c_.n, c_.c, c_.o, c_.h, c_.w, post_.on, post_.slope, threads_);
+    if (pass_ == ConvPass::grad_input)
+      passes_.grad_input(in[0].f32(), in[1].f32(), out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w,
+                         threads_);
+    if (pass_ == ConvPass::grad_weight)
+      passes_.grad_weight(in[0].f32(), in[1].f32(), out[0].f32(),
+                          static_cast<float*>(ctx.workspace), c_.n, c_.c, c_.o, c_.h, c_.w,
+                          threads_);
+  }
+
+ private:
+  ConvShape c_;
+  ConvPass pass_;
+  DirectPasses passes_;
+  int threads_;
+  PostRelu post_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_direct_conv(const KernelSpec& s, ConvPass pass,
+                                         const DirectPasses& passes) {
+  return std::make_unique<DirectConv>(s, pass, passes);
 }
 
 }  // namespace myelin::cpu

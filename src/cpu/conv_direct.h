@@ -2,6 +2,7 @@
 // share: the blocks of a pass's operands, and the weight gradient's partials summed in order.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "core/backend.h"
 #include "cpu/conv_gemm.h"
@@ -19,5 +20,22 @@ int64_t conv_y_block(const KernelSpec& s, ConvPass pass);
 // took 0.06 ms more for 24 -> 48 channels at batch 128). Needs AVX-512 (cpu_has_avx512).
 void add_tap_partials(const float* scratch, float* dw, int64_t chunks, int64_t c, int64_t k,
                       int threads);
+
+// The passes of a direct 3x3 stride-1 kernel on raw blocked buffers (conv_direct8,
+// conv_direct48): w is OIHW [k][c][3][3]; bias may be null; slope < 0 means no fused ReLU; dw is
+// written, not added to, with scratch_floats(n, c, k) floats of scratch.
+struct DirectPasses {
+  void (*forward)(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
+                  int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads);
+  void (*grad_input)(const float* dy, const float* w, float* dx, int64_t n, int64_t c, int64_t k,
+                     int64_t h, int64_t wd, int threads);
+  int64_t (*scratch_floats)(int64_t n, int64_t c, int64_t k);
+  void (*grad_weight)(const float* dy, const float* x, float* dw, float* scratch, int64_t n,
+                      int64_t c, int64_t k, int64_t h, int64_t wd, int threads);
+};
+
+// A node's pass (its fused ReLU with the forward) run by those passes.
+std::unique_ptr<Kernel> make_direct_conv(const KernelSpec& s, ConvPass pass,
+                                         const DirectPasses& passes);
 
 }  // namespace myelin::cpu

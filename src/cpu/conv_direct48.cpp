@@ -11,8 +11,6 @@
 #include "core/env.h"
 #include "cpu/blocked.h"
 #include "cpu/conv_direct.h"
-#include "cpu/cpu_backend.h"
-#include "cpu/fuse.h"
 #include "cpu/simd.h"
 
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
@@ -243,40 +241,6 @@ namespace {
 
 std::atomic<int64_t> made{0};
 
-class Direct48Conv : public Kernel {
- public:
-  Direct48Conv(const KernelSpec& s, ConvPass pass)
-      : c_(conv_shape(s, pass)),
-        pass_(pass),
-        threads_(cpu_backend(s).threads()),
-        post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {}
-
-  size_t workspace_bytes() const override {
-    if (pass_ != ConvPass::grad_weight) return 0;
-    return static_cast<size_t>(direct48::scratch_floats(c_.n, c_.c, c_.o)) * sizeof(float);
-  }
-
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext& ctx) override {
-    if (pass_ == ConvPass::forward)
-      direct48::forward(in[0].f32(), in[1].f32(), c_.has_bias ? in[2].f32() : nullptr, out[0].f32(),
-                        c_.n, c_.c, c_.o, c_.h, c_.w, post_.on, post_.slope, threads_);
-    if (pass_ == ConvPass::grad_input)
-      direct48::grad_input(in[0].f32(), in[1].f32(), out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w,
-                           threads_);
-    if (pass_ == ConvPass::grad_weight)
-      direct48::grad_weight(in[0].f32(), in[1].f32(), out[0].f32(),
-                            static_cast<float*>(ctx.workspace), c_.n, c_.c, c_.o, c_.h, c_.w,
-                            threads_);
-  }
-
- private:
-  ConvShape c_;
-  ConvPass pass_;
-  int threads_;
-  PostRelu post_;
-};
-
 }  // namespace
 
 bool direct48_applies(const ConvShape& c, int64_t bx, int64_t by) {
@@ -291,7 +255,9 @@ bool direct48_applies(const ConvShape& c, int64_t bx, int64_t by) {
 
 std::unique_ptr<Kernel> make_direct48_conv(const KernelSpec& s, ConvPass pass) {
   ++made;
-  return std::make_unique<Direct48Conv>(s, pass);
+  return make_direct_conv(
+      s, pass,
+      {direct48::forward, direct48::grad_input, direct48::scratch_floats, direct48::grad_weight});
 }
 
 int64_t direct48_kernels_made() {

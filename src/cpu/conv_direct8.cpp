@@ -10,8 +10,7 @@
 #include <vector>
 
 #include "core/env.h"
-#include "cpu/cpu_backend.h"
-#include "cpu/fuse.h"
+#include "cpu/conv_direct.h"
 #include "cpu/simd.h"
 
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
@@ -161,40 +160,6 @@ bool switched_on() {
   return !env_is("MYELIN_CPU_DIRECT24", "0");
 }
 
-class Direct8Conv : public Kernel {
- public:
-  Direct8Conv(const KernelSpec& s, ConvPass pass)
-      : c_(conv_shape(s, pass)),
-        pass_(pass),
-        threads_(cpu_backend(s).threads()),
-        post_(pass == ConvPass::forward ? s.node.attrs : Attrs{}) {}
-
-  size_t workspace_bytes() const override {
-    if (pass_ != ConvPass::grad_weight) return 0;
-    return static_cast<size_t>(direct8::scratch_floats(c_.n, c_.c, c_.o)) * sizeof(float);
-  }
-
-  void run(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
-           const StepContext& ctx) override {
-    if (pass_ == ConvPass::forward)
-      direct8::forward(in[0].f32(), in[1].f32(), c_.has_bias ? in[2].f32() : nullptr, out[0].f32(),
-                       c_.n, c_.c, c_.o, c_.h, c_.w, post_.on, post_.slope, threads_);
-    if (pass_ == ConvPass::grad_input)
-      direct8::grad_input(in[0].f32(), in[1].f32(), out[0].f32(), c_.n, c_.c, c_.o, c_.h, c_.w,
-                          threads_);
-    if (pass_ == ConvPass::grad_weight)
-      direct8::grad_weight(in[0].f32(), in[1].f32(), out[0].f32(),
-                           static_cast<float*>(ctx.workspace), c_.n, c_.c, c_.o, c_.h, c_.w,
-                           threads_);
-  }
-
- private:
-  ConvShape c_;
-  ConvPass pass_;
-  int threads_;
-  PostRelu post_;
-};
-
 }  // namespace
 
 bool direct8_applies(const ConvShape& c, bool x8, bool y8) {
@@ -207,7 +172,9 @@ bool direct8_applies(const ConvShape& c, bool x8, bool y8) {
 
 std::unique_ptr<Kernel> make_direct8_conv(const KernelSpec& s, ConvPass pass) {
   ++made;
-  return std::make_unique<Direct8Conv>(s, pass);
+  return make_direct_conv(
+      s, pass,
+      {direct8::forward, direct8::grad_input, direct8::scratch_floats, direct8::grad_weight});
 }
 
 int64_t direct8_kernels_made() {
