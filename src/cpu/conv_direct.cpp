@@ -29,6 +29,22 @@ __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))) void add_tap_parti
   }
 }
 
+std::vector<float> taps_by_input(const float* w, int64_t c, int64_t k) {
+  std::vector<float> wp(c * 9 * k);
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t t = 0; t < 9; ++t) wp[(i * 9 + t) * k + o] = w[(o * c + i) * 9 + t];
+  return wp;
+}
+
+std::vector<float> taps_flipped(const float* w, int64_t c, int64_t k) {
+  std::vector<float> wp(k * 9 * c);
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t t = 0; t < 9; ++t) wp[(o * 9 + t) * c + i] = w[(o * c + i) * 9 + 8 - t];
+  return wp;
+}
+
 namespace {
 
 class DirectConv : public Kernel {

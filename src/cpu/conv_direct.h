@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/backend.h"
 #include "cpu/conv_gemm.h"
@@ -20,6 +21,12 @@ int64_t conv_y_block(const KernelSpec& s, ConvPass pass);
 // took 0.06 ms more for 24 -> 48 channels at batch 128). Needs AVX-512 (cpu_has_avx512).
 void add_tap_partials(const float* scratch, float* dw, int64_t chunks, int64_t c, int64_t k,
                       int threads);
+
+// 3x3 weights (OIHW [k][c][3][3]) packed for the direct kernels: by_input as [c][tap][k] (a
+// tap's output channels contiguous: the forward's), flipped as [k][tap][c] with tap t read from
+// 8 - t (the data gradient: the forward on dy with the kernel flipped and the channels swapped).
+std::vector<float> taps_by_input(const float* w, int64_t c, int64_t k);
+std::vector<float> taps_flipped(const float* w, int64_t c, int64_t k);
 
 // The passes of a direct 3x3 stride-1 kernel on raw blocked buffers (conv_direct8,
 // conv_direct48): w is OIHW [k][c][3][3]; bias may be null; slope < 0 means no fused ReLU; dw is

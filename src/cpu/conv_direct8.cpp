@@ -132,10 +132,7 @@ void conv_any(const float* x, const float* wp, const float* bias, float* y, int6
 
 void forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
              int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads) {
-  std::vector<float> wp(c * 9 * k);  // [c][tap][k]: a tap's output channels contiguous
-  for (int64_t o = 0; o < k; ++o)
-    for (int64_t i = 0; i < c; ++i)
-      for (int t = 0; t < 9; ++t) wp[(i * 9 + t) * k + o] = w[(o * c + i) * 9 + t];
+  const std::vector<float> wp = taps_by_input(w, c, k);
   conv_any(x, wp.data(), bias, y, n, c, k, h, wd, relu, slope, threads);
 }
 
@@ -143,10 +140,7 @@ void forward(const float* x, const float* w, const float* bias, float* y, int64_
 // of dy with the taps flipped (ky -> 2 - ky) and the channel roles swapped.
 void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c, int64_t k,
                 int64_t h, int64_t wd, int threads) {
-  std::vector<float> wp(k * 9 * c);  // [k][tap][c]
-  for (int64_t o = 0; o < k; ++o)
-    for (int64_t i = 0; i < c; ++i)
-      for (int t = 0; t < 9; ++t) wp[(o * 9 + t) * c + i] = w[(o * c + i) * 9 + (8 - t)];
+  const std::vector<float> wp = taps_flipped(w, c, k);
   conv_any(dy, wp.data(), nullptr, dx, n, k, c, h, wd, false, 0.f, threads);
 }
 
