@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -15,6 +14,7 @@
 
 #include "cpu/conv_direct48.h"
 #include "cpu/simd.h"
+#include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
@@ -23,6 +23,9 @@ using namespace myelin;
 using namespace myelin::test;
 
 namespace {
+
+// The largest difference from the double reference, relative to its largest magnitude.
+constexpr double kTolerance = 1e-5;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -51,15 +54,6 @@ struct Geometry {
 
 cpu::ConvShape shape_of(const Geometry& g) {
   return {g.n, g.c, g.h, g.w, g.k, g.h, g.w, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-}
-
-void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
-  double scale = 0, diff = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    scale = std::max(scale, std::fabs(want[i]));
-    diff = std::max(diff, std::isnan(got[i]) ? INFINITY : std::fabs(want[i] - got[i]));
-  }
-  EXPECT_LE(diff, 1e-5 * scale) << what;
 }
 
 void check(const Geometry& g) {
@@ -96,13 +90,13 @@ void check(const Geometry& g) {
   std::vector<float> yb(dy.size(), kNaN), dxb(x.size(), kNaN), dw(wt.size(), kNaN);
   cpu::direct48::forward(xb.data(), wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h, g.w,
                          true, slope, 2);
-  expect_near(y_ref, from_blocks(yb, g.n, g.k, hw), "forward");
+  expect_near(y_ref, from_blocks(yb, g.n, g.k, hw), kTolerance, "forward");
   cpu::direct48::grad_input(dyb.data(), wt.data(), dxb.data(), g.n, g.c, g.k, g.h, g.w, 2);
-  expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw), "grad_input");
+  expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw), kTolerance, "grad_input");
   std::vector<float> scratch(cpu::direct48::scratch_floats(g.n, g.c, g.k));
   cpu::direct48::grad_weight(dyb.data(), xb.data(), dw.data(), scratch.data(), g.n, g.c, g.k, g.h,
                              g.w, 2);
-  expect_near(dw_ref, dw, "grad_weight");
+  expect_near(dw_ref, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> other(dw.size());
     cpu::direct48::grad_weight(dyb.data(), xb.data(), other.data(), scratch.data(), g.n, g.c, g.k,

@@ -5,13 +5,12 @@
 // oneDNN's kernels (MYELIN_CPU_DIRECT24=0).
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <vector>
 
 #include "cpu/conv_direct8.h"
 #include "cpu/simd.h"
+#include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
@@ -20,6 +19,9 @@ using namespace myelin;
 using namespace myelin::test;
 
 namespace {
+
+// The largest difference from the double reference, relative to its largest magnitude.
+constexpr double kTolerance = 1e-5;
 
 // NCHW <-> nChw8c (channels a multiple of 8): each element's (NCHW index, nChw8c index).
 template <class F>
@@ -57,13 +59,6 @@ void each_product(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, F f) {
               }
 }
 
-void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
-  double scale = 0, diff = 0;
-  for (size_t i = 0; i < want.size(); ++i)
-    scale = std::max(scale, std::fabs(want[i])), diff = std::max(diff, std::fabs(want[i] - got[i]));
-  EXPECT_LE(diff, 1e-5 * scale) << what;
-}
-
 void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   SCOPED_TRACE(testing::Message() << "n " << n << " c " << c << " k " << k << " " << h << "x" << w);
   const int64_t hw = h * w;
@@ -85,12 +80,12 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   std::vector<float> y8(n * k * hw), dx8(n * c * hw), dw(k * c * 9);
   cpu::direct8::forward(x8.data(), wt.data(), bias.data(), y8.data(), n, c, k, h, w, true, slope,
                         2);
-  expect_near(y_ref, from8(y8, n, k, hw), "forward");
+  expect_near(y_ref, from8(y8, n, k, hw), kTolerance, "forward");
   cpu::direct8::grad_input(dy8.data(), wt.data(), dx8.data(), n, c, k, h, w, 2);
-  expect_near(dx_ref, from8(dx8, n, c, hw), "grad_input");
+  expect_near(dx_ref, from8(dx8, n, c, hw), kTolerance, "grad_input");
   std::vector<float> scratch(cpu::direct8::scratch_floats(n, c, k));
   cpu::direct8::grad_weight(dy8.data(), x8.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
-  expect_near(dw_ref, dw, "grad_weight");
+  expect_near(dw_ref, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> other(dw.size());
     cpu::direct8::grad_weight(dy8.data(), x8.data(), other.data(), scratch.data(), n, c, k, h, w,

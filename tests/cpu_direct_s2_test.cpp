@@ -8,8 +8,6 @@
 // copy of x with the projection (MYELIN_CPU_SHARE_X16) or not; ours keep none.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -17,6 +15,7 @@
 
 #include "cpu/conv_direct_s2.h"
 #include "cpu/simd.h"
+#include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
@@ -25,6 +24,9 @@ using namespace myelin;
 using namespace myelin::test;
 
 namespace {
+
+// The largest difference from the double reference, relative to its largest magnitude.
+constexpr double kTolerance = 1e-5;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -76,15 +78,6 @@ void each_product(const Geometry& g, int64_t oh, int64_t ow, F f) {
               }
 }
 
-void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
-  double scale = 0, diff = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    scale = std::max(scale, std::fabs(want[i]));
-    diff = std::max(diff, std::isnan(got[i]) ? INFINITY : std::fabs(want[i] - got[i]));
-  }
-  EXPECT_LE(diff, 1e-5 * scale) << what;
-}
-
 void check(const Geometry& g) {
   SCOPED_TRACE(testing::Message() << "n " << g.n << " c " << g.c << " k " << g.k << " " << g.h
                                   << "x" << g.w << " x block " << g.bx);
@@ -111,13 +104,13 @@ void check(const Geometry& g) {
   std::vector<float> dxb(blocked_size(g.n, g.c, hw, 8), kNaN), dw(wt.size(), kNaN);
   cpu::direct_s2::forward(xb.data(), g.bx, wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h,
                           g.w, 3, true, slope, 2);
-  expect_near(y_ref, from_blocks(yb, g.n, g.k, ohw, 16), "forward");
+  expect_near(y_ref, from_blocks(yb, g.n, g.k, ohw, 16), kTolerance, "forward");
   cpu::direct_s2::grad_input(dyb.data(), wt.data(), dxb.data(), g.n, g.c, g.k, g.h, g.w, 2);
-  expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw, 8), "grad_input");
+  expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw, 8), kTolerance, "grad_input");
   std::vector<float> scratch(cpu::direct_s2::scratch_floats(g.n, g.c, g.k));
   cpu::direct_s2::grad_weight(dyb.data(), xb.data(), g.bx, dw.data(), scratch.data(), g.n, g.c, g.k,
                               g.h, g.w, 2);
-  expect_near(dw_ref, dw, "grad_weight");
+  expect_near(dw_ref, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> other(dw.size());
     cpu::direct_s2::grad_weight(dyb.data(), xb.data(), g.bx, other.data(), scratch.data(), g.n, g.c,
@@ -149,7 +142,7 @@ void check_1x1(const Geometry& g) {
   std::vector<float> yb(blocked_size(g.n, g.k, ohw, 16), kNaN);
   cpu::direct_s2::forward(xb.data(), g.bx, wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h,
                           g.w, 1, false, 0.f, 2);
-  expect_near(y_ref, from_blocks(yb, g.n, g.k, ohw, 16), "forward 1x1");
+  expect_near(y_ref, from_blocks(yb, g.n, g.k, ohw, 16), kTolerance, "forward 1x1");
 }
 
 }  // namespace

@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "cpu/conv_pointwise.h"
 #include "cpu/simd.h"
+#include "support/expect_near.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
 
@@ -19,6 +19,9 @@ using namespace myelin::test;
 using cpu::pointwise::Blocked;
 
 namespace {
+
+// The largest difference from the double reference, relative to its largest magnitude.
+constexpr double kTolerance = 1e-5;
 
 // A blocked buffer of n images with its padding lanes zero, and access by (image, channel,
 // pixel) for the reference.
@@ -41,15 +44,6 @@ struct Buffer {
         for (int64_t p = 0; p < b.h * b.w; ++p) at(i, ch, p) = *next++;
   }
 };
-
-void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
-  ASSERT_EQ(want.size(), got.size()) << what;
-  double scale = 0, diff = 0;
-  for (size_t i = 0; i < want.size(); ++i)
-    scale = std::max(scale, std::fabs(want[i])), diff = std::max(diff, std::fabs(want[i] - got[i]));
-  EXPECT_GT(scale, 0) << what;
-  EXPECT_LE(diff, 1e-5 * scale) << what;
-}
 
 struct Case {
   int64_t n, c, k, h, w, stride, bx, by;
@@ -79,10 +73,10 @@ void check(const Case& t) {
         }
     }
   cpu::pointwise::grad_input(dy.b, w.data(), dx.b, t.n, t.stride, t.stride, 2);
-  expect_near(dx_ref, dx.data, "grad_input");
+  expect_near(dx_ref, dx.data, kTolerance, "grad_input");
   std::vector<float> dw(t.k * t.c), scratch(cpu::pointwise::scratch_floats(t.n, t.c, t.k));
   cpu::pointwise::grad_weight(dy.b, x.b, dw.data(), scratch.data(), t.n, t.stride, t.stride, 2);
-  expect_near(dw_ref, dw, "grad_weight");
+  expect_near(dw_ref, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> other(dw.size());
     cpu::pointwise::grad_weight(dy.b, x.b, other.data(), scratch.data(), t.n, t.stride, t.stride,
