@@ -1,6 +1,6 @@
 // One 2x2 window of the fused batch norm + ReLU + max pooling (bn_pool.cpp), forward and gradient:
-// the tile loops (bn_pool_tiles.cpp) and the stem convolution's window loops (stem_conv.cpp) both
-// build on these, so every path computes z and picks the maximum alike.
+// the tile loops (bn_pool_tiles.cpp) and the stem convolution's window loops (stem_conv.cpp,
+// stem_conv_grad.cpp) all build on these, so every path computes z and picks the maximum alike.
 #pragma once
 #include "cpu/lanes.h"
 
