@@ -12,6 +12,7 @@
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last.
 #
 #   STEPS="tests r50 fmnist" BATCHES="128 256" bench/gpu-resnet-check.sh
+# OPS_FILTER and ENGINE_FILTER narrow the tests (gtest filters).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-resnet-check-out}"
@@ -29,16 +30,16 @@ has() { [[ " $STEPS " == *" $1 "* ]]; }
 
 if has tests; then
   timeout 150 /tmp/gpu/bin/ops_cuda_test \
-    --gtest_filter='*batch_norm*:*add*:*relu*:*conv*:ConvGraph*' > "$OUT/ops.log" 2>&1
+    --gtest_filter="${OPS_FILTER:-*batch_norm*:*add*:*relu*:*conv*:ConvGraph*}" > "$OUT/ops.log" 2>&1
   step "ops_cuda_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/ops.log" | tr '\n' ' ')"
-  timeout 120 /tmp/gpu/bin/cuda_engine_test > "$OUT/engine.log" 2>&1
+  timeout 120 /tmp/gpu/bin/cuda_engine_test --gtest_filter="${ENGINE_FILTER:-*}" > "$OUT/engine.log" 2>&1
   step "cuda_engine_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/engine.log" | tr '\n' ' ')"
   grep "graph API direction" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
 fi
 if has r50; then
   MYELIN_BIN=/tmp/gpu/bin/myelin BATCHES="$BATCHES" PRECISIONS="${PRECISIONS:-bf16}" \
     PEER_MODES="${PEER_MODES-bf16clcompile}" VARIANTS="$VARIANTS" OUT="$OUT/r50" \
-    timeout 420 bash bench/gpu-resnet50.sh > "$OUT/r50.log" 2>&1
+    timeout "${R50_TIMEOUT:-420}" bash bench/gpu-resnet50.sh > "$OUT/r50.log" 2>&1
   step "resnet50: rc $?"
 fi
 if has fmnist; then

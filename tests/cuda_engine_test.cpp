@@ -615,6 +615,51 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
   }
 }
 
+// ResNet-50 under bf16: each block output's gradient is the sum of two (the next block's first
+// convolution and its shortcut), and the ReLU's gradient at the block's end runs inside that sum
+// (add(a, b, y), post relu_grad), one pass instead of an add and a mask; only the last block's,
+// whose output has one reader (the pooling), stays. Every operand of the fused adds stays 16-bit
+// NHWC. MYELIN_CUDA_ADD_RELU_GRAD=0's graph keeps the ReLU gradients as nodes of their own.
+TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
+  NetworkSpec spec = load_network("resnet50");
+  TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
+  auto fused = [&](bool on) {
+    Graph g = t.net.graph;
+    fuse_for_cuda(g, true, on);
+    cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+    return g;
+  };
+  auto masked_adds = [](const Graph& g) {
+    std::vector<Node> adds;
+    for (const Node& n : g.nodes())
+      if (n.op == "add" && n.attrs.s("post", "") == "relu_grad") adds.push_back(n);
+    return adds;
+  };
+  auto relu_grads = [](const Graph& g) {
+    int k = 0;
+    for (const Node& n : g.nodes()) k += n.op == "activation_grad";
+    return k;
+  };
+  const Graph off = fused(false), on = fused(true);
+  EXPECT_EQ(masked_adds(off).size(), 0u);
+  EXPECT_EQ(relu_grads(off), 16) << "one per block end";
+  const std::vector<Node> adds = masked_adds(on);
+  EXPECT_EQ(adds.size(), 15u);
+  EXPECT_EQ(relu_grads(on), 1);
+  EXPECT_EQ(on.nodes().size() + 15, off.nodes().size());
+  for (const Node& n : adds) {
+    ASSERT_EQ(n.inputs.size(), 3u);
+    EXPECT_EQ(on.value(n.inputs[2]).producer >= 0 &&
+                  on.nodes()[on.value(n.inputs[2]).producer].op == "batch_norm",
+              true)
+        << "the mask is a block's output: " << on.value(n.inputs[2]).name;
+    for (ValueId v : {n.inputs[0], n.inputs[1], n.inputs[2], n.outputs[0]}) {
+      EXPECT_EQ(on.value(v).dtype, DType::bf16) << on.value(v).name;
+      EXPECT_EQ(on.value(v).layout, Layout::nhwc) << on.value(v).name;
+    }
+  }
+}
+
 // The memory estimate (train/memory.h) restates the CUDA engine's fusion and storage rules for
 // builds without it: its training arena must be what the engine's own planning gives. (Not for
 // the small `resnet`: its flatten right after a residual block keeps that block NCHW, and batch

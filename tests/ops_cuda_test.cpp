@@ -156,43 +156,54 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
   return true;
 }();
 
-// A residual block's end, add then ReLU (fused into the add), between 1x1 average pools likewise:
+// A residual block's end, add then ReLU (fused into the add), between 1x1 average pools likewise,
+// its output read by attrs "readers" pools (1 or 2), each an output seeded with its own gradient.
+// With 2, as a block's output read by the next block's convolution and its shortcut, the gradient
+// reaching the ReLU is a sum, and the engine runs the ReLU's gradient inside that add (add(a, b,
+// y), post relu_grad, ops/fuse.h).
+std::vector<ValueId> expand_pooled_add_relu(Graph& g, const std::string& name,
+                                            const std::vector<ValueId>& in, const Attrs& attrs) {
+  const Attrs one{{"kernel", int64_t{1}}};
+  ValueId a = g.add1("avg_pool2d", name + ".a", {in[0]}, one);
+  ValueId b = g.add1("avg_pool2d", name + ".b", {in[1]}, one);
+  ValueId y = g.add1("relu", name + ".relu", {g.add1("add", name, {a, b})});
+  std::vector<ValueId> out;
+  for (int64_t k = 0; k < attrs.i("readers", 1); ++k)
+    out.push_back(g.add1("avg_pool2d", name + ".out" + std::to_string(k), {y}, one));
+  return out;
+}
+
 // 16-byte vectors where the element count allows (2 x 24 x 5 x 6), one element at a time otherwise.
 [[maybe_unused]] const bool pooled_add_relu = [] {
-  register_op(
-      {.name = "test_pooled_add_relu",
-       .min_inputs = 2,
-       .max_inputs = 2,
-       .expand =
-           [](Graph& g, const std::string& name, const std::vector<ValueId>& in, const Attrs&) {
-             const Attrs one{{"kernel", int64_t{1}}};
-             ValueId a = g.add1("avg_pool2d", name + ".a", {in[0]}, one);
-             ValueId b = g.add1("avg_pool2d", name + ".b", {in[1]}, one);
-             ValueId y = g.add1("relu", name + ".relu", {g.add1("add", name, {a, b})});
-             return std::vector<ValueId>{g.add1("avg_pool2d", name + ".out", {y}, one)};
-           },
-       .doc = "(test) max(a + b, 0) between 1x1 average pools"});
-  for (auto [name, x] :
-       {std::pair{"n2c24", Dims{2, 24, 5, 6}}, std::pair{"n3c5", Dims{3, 5, 3, 7}}}) {
-    TensorType t{Shape(x), DType::f32};
-    test::register_case(
-        {.name = std::string("add_relu_nhwc/") + name,
-         .op = "test_pooled_add_relu",
-         .inputs = {t, t},
-         .reference =
-             [](const std::vector<Doubles>& in, const Attrs&, const std::vector<TensorType>&) {
-               Doubles y(in[0].size());
-               for (size_t i = 0; i < y.size(); ++i) y[i] = std::max(in[0][i] + in[1][i], 0.0);
-               return std::vector<Doubles>{y};
-             },
-         .grad_inputs = {0, 1},
-         .prepare =
-             [](std::vector<Doubles>& in) {
-               // a + b away from the ReLU's kink, for the finite differences.
-               for (size_t i = 0; i < in[0].size(); ++i)
-                 if (std::abs(in[0][i] + in[1][i]) < 0.05) in[1][i] = 0.1 - in[0][i];
-             }});
-  }
+  register_op({.name = "test_pooled_add_relu",
+               .min_inputs = 2,
+               .max_inputs = 2,
+               .expand = expand_pooled_add_relu,
+               .doc = "(test) max(a + b, 0) between 1x1 average pools, read by `readers` pools"});
+  for (int64_t readers : {1, 2})
+    for (auto [name, x] :
+         {std::pair{"n2c24", Dims{2, 24, 5, 6}}, std::pair{"n3c5", Dims{3, 5, 3, 7}}}) {
+      TensorType t{Shape(x), DType::f32};
+      test::register_case(
+          {.name = std::string(readers == 1 ? "add_relu_nhwc/" : "add_relu_grad_nhwc/") + name,
+           .op = "test_pooled_add_relu",
+           .attrs = Attrs{{"readers", readers}},
+           .inputs = {t, t},
+           .reference =
+               [readers](const std::vector<Doubles>& in, const Attrs&,
+                         const std::vector<TensorType>&) {
+                 Doubles y(in[0].size());
+                 for (size_t i = 0; i < y.size(); ++i) y[i] = std::max(in[0][i] + in[1][i], 0.0);
+                 return std::vector<Doubles>(readers, y);
+               },
+           .grad_inputs = {0, 1},
+           .prepare =
+               [](std::vector<Doubles>& in) {
+                 // a + b away from the ReLU's kink, for the finite differences.
+                 for (size_t i = 0; i < in[0].size(); ++i)
+                   if (std::abs(in[0][i] + in[1][i]) < 0.05) in[1][i] = 0.1 - in[0][i];
+               }});
+    }
   return true;
 }();
 

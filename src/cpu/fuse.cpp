@@ -3,7 +3,7 @@
 // the pooling's gradient (ops/fuse.h), and a batch norm + ReLU + 2x2 max pooling one node, with
 // its gradient (fuse_batch_norm_pools below), with a thin convolution in front of that
 // (fuse_stem_convolutions); the gradient of a ReLU into the add of the two gradients it reads
-// (fuse_add_relu_grads), and the sum that the fused pooling's gradient reads into it
+// (fuse_add_relu_grads, ops/fuse.h), and the sum that the fused pooling's gradient reads into it
 // (fuse_pool_grad_sums); a 24-channel input that convolutions convert to nChw16c converted once
 // (share_wide_inputs, fuse_x16.cpp). MYELIN_CPU_FUSE=0 turns all of it off, MYELIN_CPU_BN_POOL=0
 // the batch norm + pooling ones, MYELIN_CPU_STEM=0 the convolution's.
@@ -23,19 +23,6 @@ namespace myelin {
 namespace cpu {
 
 namespace {
-
-// The node producing v if it is a plain add (two operands shaped like v, no fused post-op) and v
-// is read once and not kept: a sum another node may take over. -1 otherwise.
-int plain_sum_producer(const Graph& g, const std::vector<std::vector<int>>& readers, ValueId v) {
-  const int p = g.value(v).producer;
-  if (p < 0 || g.is_kept(v) || readers[v].size() != 1) return -1;
-  const Node& add = g.nodes()[p];
-  const Shape& s = g.value(v).shape;
-  if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") || add.outputs[0] != v ||
-      g.value(add.inputs[0]).shape != s || g.value(add.inputs[1]).shape != s)
-    return -1;
-  return p;
-}
 
 // The parts of one batch norm + ReLU + pair pooling chain: node indices, -1 where absent.
 struct BnPoolChain {
@@ -219,30 +206,6 @@ void fuse_stem_convolutions(Graph& g) {
   g.remove_nodes(fused);
 }
 
-// The gradient of a ReLU whose incoming gradient is a sum (a residual block's input, read by two
-// convolutions) becomes part of the add: add(a, b, y) with "post" = "relu_grad" writes
-// y > 0 ? a + b : 0 (elementwise.cpp), where nothing else reads the sum. Run after the ReLUs are
-// fused (their gradients then read y as their x).
-void fuse_add_relu_grads(Graph& g) {
-  const std::vector<std::vector<int>> readers = readers_of(g);
-  std::vector<int> fused;  // the ReLU gradient nodes now done by adds
-  for (size_t i = 0; i < g.nodes().size(); ++i) {
-    const Node& a = g.nodes()[i];
-    if (a.op != "activation_grad" || a.inputs.size() != 3 || a.inputs[1] != a.inputs[2] ||
-        ActParams(a.attrs).kind != ActKind::relu)
-      continue;
-    const ValueId sum = a.inputs[0], y = a.inputs[1];
-    const int p = plain_sum_producer(g, readers, sum);
-    if (p < 0 || g.value(sum).shape != g.value(y).shape) continue;
-    Node& n = g.node(p);
-    n.inputs.push_back(y);
-    n.attrs.set("post", std::string("relu_grad"));
-    n.outputs[0] = a.outputs[0];
-    fused.push_back(static_cast<int>(i));
-  }
-  g.remove_nodes(fused);
-}
-
 // A fused batch norm + pooling gradient whose dp is a sum (the pooling's output read by a
 // residual block's first convolution and its shortcut) adds the two itself, per tile in cache:
 // "dp_sum" = 1, the second addend as the last input. Run after fuse_stem_convolutions.
@@ -279,7 +242,7 @@ void CpuBackend::fuse(Graph& g) const {
     fuse_residual_adds(g);
     fuse_relus(g, [](const Node& producer, double) { return producer.op == "batch_norm"; });
   }
-  if (!env_is("MYELIN_CPU_ADD_RELU_GRAD", "0")) cpu::fuse_add_relu_grads(g);
+  if (!env_is("MYELIN_CPU_ADD_RELU_GRAD", "0")) fuse_add_relu_grads(g);
   cpu::share_wide_inputs(g);
   if (env_is("MYELIN_CPU_BN_POOL", "0")) return;
   cpu::fuse_batch_norm_pools(g);

@@ -26,8 +26,9 @@ inline FPtr fptr(float* p) {
 }
 
 // --- elementwise.cu ---------------------------------------------------------------------------
-// y = a + b, then max(y, 0) when relu (a fused ReLU: Backend::fuse).
-void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s, bool relu = false);
+// y = a + b, then max(y, 0) when relu (a fused ReLU: Backend::fuse); where mask.p is set, 0 where
+// mask <= 0 (a ReLU's gradient fused into the sum of two gradients, mask the ReLU's output).
+void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s, bool relu = false, FPtr mask = {});
 void mul_f32(const float* a, const float* b, float* y, int64_t n, cudaStream_t s);
 void accumulate_f32(float* acc, const float* g, int64_t n, cudaStream_t s);
 // y[o, c, i] = x[o, c, i] + b[c] (x may equal y; b may be null), then max(y, 0) when relu (an op's

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <type_traits>
 
 #include "core/error.h"
 #include "cuda/device_kernels.h"
@@ -14,9 +15,12 @@ namespace myelin::cuda {
 
 namespace {
 
-__global__ void add_kernel(FPtr a, FPtr b, FPtr y, int64_t n, bool relu) {
+// y = a + b, then max(y, 0) when relu, or 0 where mask <= 0 when Masked (a ReLU's gradient).
+template <bool Masked>
+__global__ void add_kernel(FPtr a, FPtr b, FPtr mask, FPtr y, int64_t n, bool relu) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    const float v = ld(a, i) + ld(b, i);
+    float v = ld(a, i) + ld(b, i);
+    if constexpr (Masked) v = ld(mask, i) > 0.f ? v : 0.f;
     st(y, i, relu ? fmaxf(v, 0.f) : v);
   }
 }
@@ -42,15 +46,20 @@ __device__ __forceinline__ void store16(void* p, int64_t i, const float (&v)[kPe
   static_cast<uint4*>(p)[i] = u;
 }
 
-// y = a + b (then the ReLU) where a, b and y share the type T, 16 bytes per thread and step.
-template <class T>
-__global__ void add_vector_kernel(FPtr a, FPtr b, FPtr y, int64_t n16, bool relu) {
+// add_kernel where a, b, y (and the mask) share the type T, 16 bytes per thread and step.
+template <class T, bool Masked>
+__global__ void add_vector_kernel(FPtr a, FPtr b, FPtr mask, FPtr y, int64_t n16, bool relu) {
   for (int64_t i = global_index(); i < n16; i += grid_stride()) {
-    float va[kPer16<T>], vb[kPer16<T>];
+    float va[kPer16<T>], vb[kPer16<T>], m[kPer16<T>];
     load16<T>(a.p, i, va);
     load16<T>(b.p, i, vb);
+    if constexpr (Masked) load16<T>(mask.p, i, m);
 #pragma unroll
-    for (int k = 0; k < kPer16<T>; ++k) va[k] = relu ? fmaxf(va[k] + vb[k], 0.f) : va[k] + vb[k];
+    for (int k = 0; k < kPer16<T>; ++k) {
+      va[k] += vb[k];
+      if constexpr (Masked) va[k] = m[k] > 0.f ? va[k] : 0.f;
+      if (relu) va[k] = fmaxf(va[k], 0.f);
+    }
     store16<T>(y.p, i, va);
   }
 }
@@ -290,15 +299,25 @@ int64_t bias_slices(int64_t outer, int64_t channels, int64_t inner) {
 
 }  // namespace
 
-void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s, bool relu) {
-  if (vectorizable({a, b, y}, n)) {
-    const int64_t n16 = n / elements_per16(y.type);
-    with_type(y.type, [&](auto t) {
-      add_vector_kernel<decltype(t)><<<blocks_for(n16), kThreads, 0, s>>>(a, b, y, n16, relu);
-    });
-  } else {
-    add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, y, n, relu);
-  }
+void add_any(FPtr a, FPtr b, FPtr y, int64_t n, cudaStream_t s, bool relu, FPtr mask) {
+  const bool masked = mask.p != nullptr;
+  const bool vector = masked ? vectorizable({a, b, mask, y}, n) : vectorizable({a, b, y}, n);
+  auto launch = [&](auto masked_flag) {
+    constexpr bool kMasked = decltype(masked_flag)::value;
+    if (vector) {
+      const int64_t n16 = n / elements_per16(y.type);
+      with_type(y.type, [&](auto t) {
+        add_vector_kernel<decltype(t), kMasked>
+            <<<blocks_for(n16), kThreads, 0, s>>>(a, b, mask, y, n16, relu);
+      });
+    } else {
+      add_kernel<kMasked><<<blocks_for(n), kThreads, 0, s>>>(a, b, mask, y, n, relu);
+    }
+  };
+  if (masked)
+    launch(std::true_type{});
+  else
+    launch(std::false_type{});
   check_launch("add_kernel", "");
 }
 

@@ -40,12 +40,19 @@ KernelFactory binary(void (*f)(const float*, const float*, float*, int64_t, cuda
   };
 }
 
+// A fused ReLU (post "relu"), or a ReLU's gradient (post "relu_grad": the ReLU's output y the third
+// input, ops/fuse.h's fuse_add_relu_grads).
 std::unique_ptr<Kernel> make_add(const KernelSpec& s) {
-  const bool relu = s.node.attrs.s("post", "") == "relu";  // a fused ReLU (CudaBackend::fuse)
+  const std::string post = s.node.attrs.s("post", "");
+  const bool relu = post == "relu", masked = post == "relu_grad";
+  if (masked != (s.node.inputs.size() == 3))
+    throw UnsupportedError("add: a third input (the ReLU's output) comes with post = relu_grad");
   return std::make_unique<LaunchKernel>(
       s,
-      [relu](const std::vector<Tensor>& in, const std::vector<Tensor>& out, cudaStream_t st) {
-        add_any(fptr(in[0]), fptr(in[1]), fptr(out[0]), out[0].numel(), st, relu);
+      [relu, masked](const std::vector<Tensor>& in, const std::vector<Tensor>& out,
+                     cudaStream_t st) {
+        const FPtr mask = masked ? fptr(in[2]) : FPtr{};
+        add_any(fptr(in[0]), fptr(in[1]), fptr(out[0]), out[0].numel(), st, relu, mask);
       },
       true);
 }
@@ -174,7 +181,7 @@ std::unique_ptr<Kernel> make(const KernelSpec& s) {
 // either layout.
 MYELIN_REGISTER_OPS {
   register_kernel("add", DeviceKind::cuda, make_add,
-                  {.layout = takes_alike({0, 1}, {0}), .half = takes_each({0, 1}, {0})});
+                  {.layout = takes_alike({0, 1, 2}, {0}), .half = takes_each({0, 1, 2}, {0})});
   register_kernel("mul", DeviceKind::cuda, binary(mul_f32), {.layout = takes_alike({0, 1}, {0})});
   register_kernel("accumulate_grad", DeviceKind::cuda, make_accumulate,
                   {.layout = takes_alike({0, 1}, {})});

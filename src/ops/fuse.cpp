@@ -150,19 +150,53 @@ void fuse_batch_norm_relu_grads(Graph& g) {
   g.remove_nodes(fused);
 }
 
-void fuse_for_cuda(Graph& g, bool batch_norm) {
+int plain_sum_producer(const Graph& g, const std::vector<std::vector<int>>& readers, ValueId v) {
+  const int p = g.value(v).producer;
+  if (p < 0 || g.is_kept(v) || readers[v].size() != 1) return -1;
+  const Node& add = g.nodes()[p];
+  const Shape& s = g.value(v).shape;
+  if (add.op != "add" || add.inputs.size() != 2 || add.attrs.has("post") || add.outputs[0] != v ||
+      g.value(add.inputs[0]).shape != s || g.value(add.inputs[1]).shape != s)
+    return -1;
+  return p;
+}
+
+void fuse_add_relu_grads(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the ReLU gradient nodes now done by adds
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& a = g.nodes()[i];
+    if (a.op != "activation_grad" || a.inputs.size() != 3 || a.inputs[1] != a.inputs[2] ||
+        ActParams(a.attrs).kind != ActKind::relu)
+      continue;
+    const ValueId sum = a.inputs[0], y = a.inputs[1];
+    const int p = plain_sum_producer(g, readers, sum);
+    if (p < 0 || g.value(sum).shape != g.value(y).shape) continue;
+    Node& n = g.node(p);
+    n.inputs.push_back(y);
+    n.attrs.set("post", std::string("relu_grad"));
+    n.outputs[0] = a.outputs[0];
+    fused.push_back(static_cast<int>(i));
+  }
+  g.remove_nodes(fused);
+}
+
+void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads) {
   fuse_relus(g, [](const Node& producer, double slope) {
     return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
            slope == 0;
   });
   fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
-  if (!batch_norm) return;
-  fuse_residual_adds(g);
-  fuse_batch_norm_relu_grads(g);
+  if (batch_norm) {
+    fuse_residual_adds(g);
+    fuse_batch_norm_relu_grads(g);
+  }
+  if (add_relu_grads) fuse_add_relu_grads(g);
 }
 
 void fuse_for_cuda(Graph& g) {
-  if (!env_is("MYELIN_CUDA_FUSE", "0")) fuse_for_cuda(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"));
+  if (env_is("MYELIN_CUDA_FUSE", "0")) return;
+  fuse_for_cuda(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"), !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"));
 }
 
 }  // namespace myelin

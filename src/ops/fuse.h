@@ -31,13 +31,24 @@ void fuse_relu_grads(Graph& g, const std::function<bool(const Node& gradient)>& 
 // was; where nothing else reads batch_norm(x). Run after fuse_relus.
 void fuse_residual_adds(Graph& g);
 
+// The node producing v if it is a plain add (two operands shaped like v, no fused post-op) and v
+// is read once and not kept: a sum another node may take over. -1 otherwise.
+int plain_sum_producer(const Graph& g, const std::vector<std::vector<int>>& readers, ValueId v);
+
+// The gradient of a ReLU whose incoming gradient is a sum (a residual block's output, read by the
+// next block's convolution and its shortcut) becomes part of the add: add(a, b, y) with "post" =
+// "relu_grad" writes y > 0 ? a + b : 0, where nothing else reads the sum. Run after the ReLUs are
+// fused (their gradients then read y as their x).
+void fuse_add_relu_grads(Graph& g);
+
 // The CUDA engine's fusions (CudaBackend::fuse), here below the engine so that planning in a build
 // without it (train/memory.cpp's estimate) rewrites a graph exactly as the engine does: ReLUs into
-// convolutions, batch norms and adds, ReLU gradients into LRN gradients, and with batch_norm the
-// residual adds and ReLU gradients into batch norms.
-void fuse_for_cuda(Graph& g, bool batch_norm);
+// convolutions, batch norms and adds, ReLU gradients into LRN gradients, with batch_norm the
+// residual adds and ReLU gradients into batch norms, and with add_relu_grads the ReLU gradients
+// of sums into their adds.
+void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads = true);
 // The same as the engine's settings ask: nothing under MYELIN_CUDA_FUSE=0, no batch-norm fusions
-// under MYELIN_CUDA_BN_FUSE=0.
+// under MYELIN_CUDA_BN_FUSE=0, no ReLU gradients in adds under MYELIN_CUDA_ADD_RELU_GRAD=0.
 void fuse_for_cuda(Graph& g);
 
 // The gradient of a ReLU fused into a batch norm (post = "relu", no residual) becomes part of that
