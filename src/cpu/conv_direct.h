@@ -29,8 +29,8 @@ std::vector<float> taps_by_input(const float* w, int64_t c, int64_t k);
 std::vector<float> taps_flipped(const float* w, int64_t c, int64_t k);
 
 // The passes of a direct 3x3 stride-1 kernel on raw blocked buffers (conv_direct8,
-// conv_direct48): w is OIHW [k][c][3][3]; bias may be null; slope < 0 means no fused ReLU; dw is
-// written, not added to, with scratch_floats(n, c, k) floats of scratch.
+// conv_direct48): w is OIHW [k][c][3][3]; bias may be null; relu applies the leaky ReLU of `slope`;
+// dw is written, not added to, with scratch_floats(n, c, k) floats of scratch.
 struct DirectPasses {
   void (*forward)(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
                   int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads);

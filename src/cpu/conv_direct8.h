@@ -38,7 +38,7 @@ int64_t direct8_kernels_made();
 namespace direct8 {
 
 // The passes on raw nChw8c buffers (exposed for tests). w is OIHW [k][c][3][3]; bias may be
-// null; slope < 0 means no fused ReLU. dw is written, not added to. `scratch` holds
+// null; relu applies the leaky ReLU of `slope`. dw is written, not added to. `scratch` holds
 // scratch_floats(n, c, k) floats.
 void forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
              int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads);
