@@ -11,7 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <numeric>
+#include <random>
 #include <set>
+#include <tuple>
 
 #include "core/backend.h"
 #include "core/graph.h"
@@ -204,6 +207,45 @@ std::vector<ValueId> expand_pooled_add_relu(Graph& g, const std::string& name,
                    if (std::abs(in[0][i] + in[1][i]) < 0.05) in[1][i] = 0.1 - in[0][i];
                }});
     }
+  return true;
+}();
+
+// Max pooling between 1x1 average pools, so that under bf16/fp16 its operands are stored 16-bit
+// NHWC as in a ResNet: the gradient then gathers (pool.cu) where 16 bytes hold whole channels (8
+// and 16 channels; 12 in fp32 only). The values are distinct and exact in bf16 (multiples of 1/128
+// below 2 in magnitude), so no window holds a tie in any precision.
+[[maybe_unused]] const bool pooled_max_pool = [] {
+  register_op(
+      {.name = "test_pooled_max_pool",
+       .expand =
+           [](Graph& g, const std::string& name, const std::vector<ValueId>& in, const Attrs& a) {
+             const Attrs one{{"kernel", int64_t{1}}};
+             ValueId x = g.add1("avg_pool2d", name + ".in", {in[0]}, one);
+             ValueId y = g.add1("max_pool2d", name, {x}, a);
+             return std::vector<ValueId>{g.add1("avg_pool2d", name + ".out", {y}, one)};
+           },
+       .doc = "(test) max pooling between two 1x1 average pools"});
+  const Attrs k3s2p1{{"kernel", int64_t{3}}, {"stride", int64_t{2}}, {"pad", int64_t{1}}};
+  const Attrs k3s2{{"kernel", int64_t{3}}, {"stride", int64_t{2}}};
+  for (auto [name, x, attrs] : {std::tuple{"c8_k3s2p1", Dims{1, 8, 7, 7}, k3s2p1},
+                                std::tuple{"c16_k3s2p1", Dims{1, 16, 5, 5}, k3s2p1},
+                                std::tuple{"c12_k3s2p1", Dims{1, 12, 5, 5}, k3s2p1},
+                                std::tuple{"c16_k3s2", Dims{1, 16, 5, 5}, k3s2}})
+    test::register_case({.name = std::string("max_pool_nhwc/") + name,
+                         .op = "test_pooled_max_pool",
+                         .attrs = attrs,
+                         .inputs = {TensorType{Shape(x), DType::f32}},
+                         .reference = test::reference_max_pool,
+                         .grad_inputs = {0},
+                         .prepare = [](std::vector<Doubles>& in) {
+                           Doubles& v = in[0];
+                           std::vector<size_t> order(v.size());
+                           std::iota(order.begin(), order.end(), size_t{0});
+                           std::shuffle(order.begin(), order.end(), std::mt19937(17));
+                           const double half = static_cast<double>(v.size() / 2);
+                           for (size_t i = 0; i < v.size(); ++i)
+                             v[order[i]] = (static_cast<double>(i) - half) / 128;
+                         }});
   return true;
 }();
 

@@ -92,12 +92,18 @@ struct PoolDims {
   int kh, kw, sh, sw, ph, pw;
   bool include_pad;
   bool x_nhwc, y_nhwc, dx_nhwc, dy_nhwc;  // each operand's layout
+  // Max backward: every operand NHWC of one type, c a multiple of the channels in 16 bytes
+  // (max_pool_gathers).
+  bool gather;
 };
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
-// Each dy goes to the first element of its window equal to y (the CPU engine's rule).
-// dy is added with atomics into fp32: into dx itself, or into `scratch` (n * c * h * w
-// floats) when dx is 16-bit, then stored. (Gathering instead, each dx scanning the windows that
-// cover it, made AlexNet's pool1 backward 5x slower.)
+// Each dy goes to the first element of its window equal to y (the CPU engine's rule). With
+// d.gather, each dx sums the dy of the windows covering it that pick it, scanning their x up to it
+// (channels-last, 16 bytes of channels per thread: ResNet-50's pool1 backward needs no fp32
+// scratch and no atomics). Otherwise dy is added with atomics into fp32: into dx itself, or into
+// `scratch` (n * c * h * w floats) when dx is 16-bit, then stored. (Gathering in NCHW, each dx
+// scanning the windows that cover it one element at a time, made AlexNet's pool1 backward 5x
+// slower.)
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s);
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);

@@ -25,27 +25,6 @@ __global__ void add_kernel(FPtr a, FPtr b, FPtr mask, FPtr y, int64_t n, bool re
   }
 }
 
-// 16 bytes of a tensor of T (element i of it as a vector of 16 / sizeof(T)), in fp32.
-template <class T>
-constexpr int kPer16 = 16 / sizeof(T);
-
-template <class T>
-__device__ __forceinline__ void load16(const void* p, int64_t i, float (&v)[kPer16<T>]) {
-  const uint4 u = static_cast<const uint4*>(p)[i];
-  const T* t = reinterpret_cast<const T*>(&u);
-#pragma unroll
-  for (int k = 0; k < kPer16<T>; ++k) v[k] = to_float(t[k]);
-}
-
-template <class T>
-__device__ __forceinline__ void store16(void* p, int64_t i, const float (&v)[kPer16<T>]) {
-  uint4 u;
-  T* t = reinterpret_cast<T*>(&u);
-#pragma unroll
-  for (int k = 0; k < kPer16<T>; ++k) t[k] = from_float<T>(v[k]);
-  static_cast<uint4*>(p)[i] = u;
-}
-
 // add_kernel where a, b, y (and the mask) share the type T, 16 bytes per thread and step.
 template <class T, bool Masked>
 __global__ void add_vector_kernel(FPtr a, FPtr b, FPtr mask, FPtr y, int64_t n16, bool relu) {
@@ -78,17 +57,6 @@ bool vectorizable(std::initializer_list<FPtr> operands, int64_t n) {
   for (FPtr p : operands)
     if (p.type != type || !aligned16(p.p)) return false;
   return n % elements_per16(type) == 0;
-}
-
-// fn(T{}) for a storage type code (FPtr::type).
-template <class Fn>
-void with_type(int type, Fn&& fn) {
-  if (type == 1)
-    fn(__nv_bfloat16{});
-  else if (type == 2)
-    fn(__half{});
-  else
-    fn(float{});
 }
 
 __global__ void mul_kernel(const float* a, const float* b, float* y, int64_t n) {

@@ -89,6 +89,38 @@ __device__ __forceinline__ T from_float(float v) {
     return v;
 }
 
+// fn(T{}) for a storage type code (FPtr::type).
+template <class Fn>
+void with_type(int type, Fn&& fn) {
+  if (type == 1)
+    fn(__nv_bfloat16{});
+  else if (type == 2)
+    fn(__half{});
+  else
+    fn(float{});
+}
+
+// 16 bytes of a tensor of T (element i of it as a vector of 16 / sizeof(T)), in fp32.
+template <class T>
+constexpr int kPer16 = 16 / sizeof(T);
+
+template <class T>
+__device__ __forceinline__ void load16(const void* p, int64_t i, float (&v)[kPer16<T>]) {
+  const uint4 u = static_cast<const uint4*>(p)[i];
+  const T* t = reinterpret_cast<const T*>(&u);
+#pragma unroll
+  for (int k = 0; k < kPer16<T>; ++k) v[k] = to_float(t[k]);
+}
+
+template <class T>
+__device__ __forceinline__ void store16(void* p, int64_t i, const float (&v)[kPer16<T>]) {
+  uint4 u;
+  T* t = reinterpret_cast<T*>(&u);
+#pragma unroll
+  for (int k = 0; k < kPer16<T>; ++k) t[k] = from_float<T>(v[k]);
+  static_cast<uint4*>(p)[i] = u;
+}
+
 // v rounded to `type`'s precision (0: f32, 1: bf16, 2: f16), as st() would store it.
 __device__ __forceinline__ float rounded(int type, float v) {
   if (type == 1) return __bfloat162float(__float2bfloat16_rn(v));

@@ -1,5 +1,6 @@
 // Max and average pooling (own kernels, pool.cu), with the CPU engine's window rules, each operand
 // NCHW or NHWC.
+#include "core/env.h"
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
 
@@ -16,9 +17,6 @@ class PoolKernel : public CudaKernel {
     bool forward = op == PoolOp::max_forward || op == PoolOp::avg_forward;
     Shape x = forward ? s.input(0).shape : s.output(0).shape;
     Shape y = forward ? s.output(0).shape : s.input(0).shape;
-    // A 16-bit max-pool gradient is accumulated in fp32 scratch first.
-    if (op == PoolOp::max_backward && s.output(0).dtype != DType::f32)
-      scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
     PoolParams p(s.node.attrs);
     d_ = PoolDims{x[0],
                   x[1],
@@ -40,11 +38,26 @@ class PoolKernel : public CudaKernel {
       d_.dy_nhwc = s.input_nhwc(0), d_.dx_nhwc = s.output_nhwc(0);
       if (op == PoolOp::max_backward) d_.x_nhwc = s.input_nhwc(1), d_.y_nhwc = s.input_nhwc(2);
     }
+    if (op != PoolOp::max_backward) return;
+    d_.gather = gathers(s);
+    // Without gathering, a 16-bit max-pool gradient is accumulated in fp32 scratch first.
+    if (!d_.gather && s.output(0).dtype != DType::f32)
+      scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
   }
 
   size_t workspace_bytes() const override { return scratch_; }
 
  private:
+  // Whether the max-pool gradient gathers (PoolDims::gather): (dy, x, y) -> dx all NHWC of one
+  // type, whole 16-byte groups of channels; MYELIN_CUDA_POOL_GATHER=0 keeps the atomics.
+  bool gathers(const KernelSpec& s) const {
+    const DType t = s.output(0).dtype;
+    const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t));
+    bool ok = d_.x_nhwc && d_.y_nhwc && d_.dx_nhwc && d_.dy_nhwc && d_.c % per16 == 0;
+    for (int i = 0; i < 3; ++i) ok = ok && s.input(i).dtype == t;
+    return ok && !env_is("MYELIN_CUDA_POOL_GATHER", "0");
+  }
+
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
               const StepContext& ctx) override {
     switch (op_) {

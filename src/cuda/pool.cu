@@ -1,7 +1,8 @@
 // Max and average pooling, each operand NCHW or NHWC, with the CPU engine's windows: output o
 // covers input rows [o*stride - pad, +kernel), clipped to the input; with count_include_pad the
 // divisor counts the window clipped to [-pad, in + pad) (Caffe/PyTorch). Backward max gives each dy
-// to the first element of its window equal to y; backward average gathers, so it needs no atomics.
+// to the first element of its window equal to y: gathering where every operand is NHWC of one
+// type (PoolDims::gather), else by atomics; backward average gathers, so it needs no atomics.
 #include <algorithm>
 
 #include "cuda/device_kernels.h"
@@ -99,6 +100,61 @@ __global__ void max_backward(FPtr dy, FPtr x, FPtr y, float* dx, PoolDims d) {
   }
 }
 
+// The outputs whose window covers input row i: o*s - p <= i < o*s - p + k.
+__device__ __forceinline__ void covering(int i, int k, int s, int p, int out, int& lo, int& hi) {
+  int num = i + p - k + 1;
+  lo = num <= 0 ? 0 : (num + s - 1) / s;
+  hi = min((i + p) / s, out - 1);
+}
+
+// max_backward by gathering, where every operand is NHWC of one type T and 16 bytes hold V whole
+// channels: a thread per input pixel and V channels sums the dy of each window covering it whose
+// first element equal to y (in scan order) is this one, found by scanning the window's x up to
+// it. No atomics, no fp32 scratch, dx written once; the scans read x through the cache.
+template <class T>
+__global__ void max_backward_gather(const T* __restrict__ dy, const T* __restrict__ x,
+                                    const T* __restrict__ y, T* __restrict__ dx, PoolDims d) {
+  constexpr int V = kPer16<T>;
+  const int64_t cv_count = d.c / V, total = d.n * d.h * d.w * cv_count;
+  for (int64_t i = global_index(); i < total; i += grid_stride()) {
+    const int64_t c0 = i % cv_count * V, pixel = i / cv_count;
+    const int ix = static_cast<int>(pixel % d.w), iy = static_cast<int>(pixel / d.w % d.h);
+    const int64_t n = pixel / (d.w * d.h);
+    // The 16-byte vectors of x at (qy, qx) and of y and dy at output o, as load16 counts them.
+    auto x_at = [&](int qy, int qx) { return (((n * d.h + qy) * d.w + qx) * d.c + c0) / V; };
+    int y0, y1, x0, x1;
+    covering(iy, d.kh, d.sh, d.ph, static_cast<int>(d.oh), y0, y1);
+    covering(ix, d.kw, d.sw, d.pw, static_cast<int>(d.ow), x0, x1);
+    float g[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) g[k] = 0.f;
+    for (int oy = y0; oy <= y1; ++oy)
+      for (int ox = x0; ox <= x1; ++ox) {
+        const int64_t o = (((n * d.oh + oy) * d.ow + ox) * d.c + c0) / V;
+        const Win w = window(d, oy, ox);
+        float m[V];
+        load16<T>(y, o, m);
+        bool earlier[V];  // a lane's maximum already found before (iy, ix)
+#pragma unroll
+        for (int k = 0; k < V; ++k) earlier[k] = false;
+        for (int qy = w.h0; qy <= iy; ++qy)
+          for (int qx = w.w0; qx < (qy == iy ? ix : w.w1); ++qx) {
+            float v[V];
+            load16<T>(x, x_at(qy, qx), v);
+#pragma unroll
+            for (int k = 0; k < V; ++k) earlier[k] = earlier[k] || v[k] == m[k];
+          }
+        float v[V], gy[V];
+        load16<T>(x, x_at(iy, ix), v);
+        load16<T>(dy, o, gy);
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          if (!earlier[k] && v[k] == m[k]) g[k] += gy[k];
+      }
+    store16<T>(dx, (pixel * d.c + c0) / V, g);
+  }
+}
+
 __global__ void store_kernel(const float* x, FPtr y, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) st(y, i, x[i]);
 }
@@ -115,13 +171,6 @@ __global__ void avg_forward(FPtr x, FPtr y, PoolDims d) {
       for (int ix = w.w0; ix < w.w1; ++ix) sum += ld(x, at(d.x_nhwc, q.n, q.c, iy, ix, C, H, W));
     st(y, o, sum / static_cast<float>(w.divisor));
   }
-}
-
-// The outputs whose window covers input row i: o*s - p <= i < o*s - p + k.
-__device__ __forceinline__ void covering(int i, int k, int s, int p, int out, int& lo, int& hi) {
-  int num = i + p - k + 1;
-  lo = num <= 0 ? 0 : (num + s - 1) / s;
-  hi = min((i + p) / s, out - 1);
 }
 
 template <class I>
@@ -170,6 +219,20 @@ void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s) {
   int64_t n = d.n * d.c * d.h * d.w;
+  if (d.gather) {
+    for (FPtr p : {dy, x, y, dx})
+      if (p.type != dx.type || reinterpret_cast<uintptr_t>(p.p) % 16 != 0)
+        throw DeviceError(
+            "max_pool_backward: gathering needs 16-byte aligned operands of one type");
+    with_type(dx.type, [&](auto t) {
+      using T = decltype(t);
+      max_backward_gather<T><<<blocks_for(n / kPer16<T>), kThreads, 0, s>>>(
+          static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
+          static_cast<T*>(dx.p), d);
+    });
+    check_launch("max_pool_backward", "");
+    return;
+  }
   float* acc = dx.type == 0 ? static_cast<float*>(dx.p) : scratch;
   MYELIN_CHECK(cudaMemsetAsync(acc, 0, sizeof(float) * n, s), "max_pool_backward");
   launch_indexed(max_backward<int>, max_backward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,

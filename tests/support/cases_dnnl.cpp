@@ -507,4 +507,9 @@ std::vector<Doubles> reference_batch_norm(const std::vector<Doubles>& in, const 
   return {y, mean, invstd};
 }
 
+std::vector<Doubles> reference_max_pool(const std::vector<Doubles>& in, const Attrs& a,
+                                        const std::vector<TensorType>& t) {
+  return ref_max_pool(in, a, t);
+}
+
 }  // namespace myelin::test

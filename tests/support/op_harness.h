@@ -18,21 +18,21 @@ namespace myelin::test {
 using Doubles = std::vector<double>;
 
 struct OpCase {
-  std::string name;                 // "conv2d/stride2_groups2", unique
-  std::string op;                   // any registered op (composites too)
+  std::string name;  // "conv2d/stride2_groups2", unique
+  std::string op;    // any registered op (composites too)
   Attrs attrs;
-  std::vector<TensorType> inputs;   // float inputs are uniform in [-1, 1] away from 0;
-  int64_t int_max = 10;             // i32 inputs are uniform integers in [0, int_max)
-  bool training = true;             // graph mode (dropout, batch norm)
+  std::vector<TensorType> inputs;  // float inputs are uniform in [-1, 1] away from 0;
+  int64_t int_max = 10;            // i32 inputs are uniform integers in [0, int_max)
+  bool training = true;            // graph mode (dropout, batch norm)
   // float64 reference: inputs (as doubles, row-major) -> outputs (as doubles).
   std::function<std::vector<Doubles>(const std::vector<Doubles>& in, const Attrs& attrs,
                                      const std::vector<TensorType>& in_types)>
       reference;
-  std::vector<int> grad_inputs;     // inputs whose gradients are checked (empty: none)
-  std::vector<int> checked_outputs; // outputs compared and seeded (empty: all)
-  double fwd_tol = 1e-5;            // relative error ||out - ref|| / ||ref|| on fp32
+  std::vector<int> grad_inputs;      // inputs whose gradients are checked (empty: none)
+  std::vector<int> checked_outputs;  // outputs compared and seeded (empty: all)
+  double fwd_tol = 1e-5;             // relative error ||out - ref|| / ||ref|| on fp32
   double grad_tol = 1e-4;
-  double fd_step = 1e-4;            // finite-difference step on the float64 reference
+  double fd_step = 1e-4;  // finite-difference step on the float64 reference
   // Values where the reference is not differentiable (ReLU at 0, max-pool ties) are avoided by
   // drawing inputs away from them; a case may also transform its random inputs:
   std::function<void(std::vector<Doubles>& in)> prepare;
@@ -46,10 +46,10 @@ bool register_case(OpCase c);
 const std::vector<OpCase>& all_cases();
 
 struct CaseResult {
-  double fwd_error = 0;                 // worst relative error over checked outputs
-  std::vector<double> grad_errors;      // per grad_inputs entry
-  double fwd_ms = 0, bwd_ms = 0;        // perf mode only
-  std::string detail;                   // what went wrong, for the failure message
+  double fwd_error = 0;             // worst relative error over checked outputs
+  std::vector<double> grad_errors;  // per grad_inputs entry
+  double fwd_ms = 0, bwd_ms = 0;    // perf mode only
+  std::string detail;               // what went wrong, for the failure message
 };
 
 // Runs one case on a device ("cpu" or "cuda:0"); precision as in BackendOptions.
@@ -76,6 +76,10 @@ std::vector<std::string> case_ops(const OpCase& c);
 // running_mean, running_var) -> y, and in training the batch's mean and invstd.
 std::vector<Doubles> reference_batch_norm(const std::vector<Doubles>& in, const Attrs& a,
                                           const std::vector<TensorType>& t, bool training);
+
+// Max pooling in float64 (attrs as max_pool2d's), the reference of the max_pool2d cases: x -> y.
+std::vector<Doubles> reference_max_pool(const std::vector<Doubles>& in, const Attrs& a,
+                                        const std::vector<TensorType>& t);
 
 // "conv2d/stride2_groups2" -> "conv2d_stride2_groups2" (GoogleTest parameter names).
 std::string case_test_name(const OpCase& c);
