@@ -6,7 +6,8 @@
 #           default; its ConvGraphCuda test the graph API), the engine's fusion and graph tests
 #   r50     ResNet-50 bf16 per variant of $VARIANTS beside PyTorch torch.compile (gpu-resnet50.sh)
 #   fmnist  resnet9-fast over seeds 1-3 for each of $FMNIST_EPOCHS epochs (16 and 14), each run
-#           from an empty cuDNN algorithm cache, under $FMNIST_ENV
+#           from an empty cuDNN algorithm cache, under $FMNIST_ENV (or the runs of $FMNIST_RUNS,
+#           as scripts/gpu-check.sh takes them; $FMNIST_TIMEOUT seconds for all, 180 default)
 #   profile PyTorch's kernel time by kind and peak memory (torch_resnet50_profile.py), Myelin's
 #           step kernel by kernel under ncu (scripts/ncu-step.py); not in the defaults
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last.
@@ -49,9 +50,10 @@ if has fmnist; then
       runs+="e${e}s$s|models/resnet9-fast.yaml|--seed $s --epochs $e --warmup $((e * 117 / 4)) --eval-every 100000;"
     done
   done
+  runs="${FMNIST_RUNS:-${runs%;}}"
   # shellcheck disable=SC2086  # FMNIST_ENV is words of ENV=VALUE
   env $FMNIST_ENV STAGES=fmnist BUILD_DIR=/tmp/gpu/bin FMNIST_FRESH_CACHE=1 TORCH_FMNIST= \
-    FMNIST_RUNS="${runs%;}" OUT="$OUT/fmnist" timeout 180 bash scripts/gpu-check.sh \
+    FMNIST_RUNS="$runs" OUT="$OUT/fmnist" timeout "${FMNIST_TIMEOUT:-180}" bash scripts/gpu-check.sh \
     > "$OUT/fmnist.log" 2>&1
   step "fmnist: rc $?"
 fi
