@@ -1,0 +1,133 @@
+// Our Winograd F(2x2, 3x3) kernel (cpu/conv_winograd24.h): forward (bias, fused leaky ReLU) and
+// data gradient against a double reference for 8 to 32 channels, the same bits for 1, 2 and 3
+// threads, and a standalone timing beside conv_direct8's.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "cpu/conv_direct8.h"
+#include "cpu/conv_winograd24.h"
+#include "cpu/simd.h"
+#include "support/fastest_ms.h"
+#include "support/random_floats.h"
+
+using namespace myelin;
+using namespace myelin::test;
+
+namespace {
+
+// NCHW -> nChw8c and back (channels a multiple of 8).
+template <class F>
+void each_index8(int64_t n, int64_t c, int64_t hw, F f) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p)
+        f((i * c + ch) * hw + p, ((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8);
+}
+std::vector<float> to8(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> y(x.size());
+  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { y[blocked] = x[plain]; });
+  return y;
+}
+std::vector<float> from8(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> x(y.size());
+  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { x[plain] = y[blocked]; });
+  return x;
+}
+
+// The largest difference from the reference, relative to the reference's largest magnitude:
+// Winograd's transforms add a few roundings to each product, so 1e-5 of the output's scale.
+void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
+  double scale = 0, diff = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    scale = std::max(scale, std::fabs(want[i])), diff = std::max(diff, std::fabs(want[i] - got[i]));
+  EXPECT_LE(diff, 1e-5 * scale) << what;
+  std::printf("%-10s max diff %.2e of scale %.2f\n", what, diff, scale);
+}
+
+void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
+  SCOPED_TRACE(testing::Message() << "n " << n << " c " << c << " k " << k << " " << h << "x" << w);
+  const int64_t hw = h * w;
+  const std::vector<float> x = random_floats(n * c * hw, 1), wt = random_floats(k * c * 9, 2),
+                           dy = random_floats(n * k * hw, 3), bias = random_floats(k, 4);
+  std::vector<double> y_ref(n * k * hw), dx_ref(n * c * hw, 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < k; ++o)
+      for (int64_t ci = 0; ci < c; ++ci)
+        for (int64_t oh = 0; oh < h; ++oh)
+          for (int64_t ow = 0; ow < w; ++ow)
+            for (int64_t ky = 0; ky < 3; ++ky)
+              for (int64_t kx = 0; kx < 3; ++kx) {
+                const int64_t ih = oh + ky - 1, iw = ow + kx - 1;
+                if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                const int64_t yi = ((i * k + o) * h + oh) * w + ow,
+                              xi = ((i * c + ci) * h + ih) * w + iw,
+                              wi = ((o * c + ci) * 3 + ky) * 3 + kx;
+                y_ref[yi] += double(x[xi]) * wt[wi];
+                dx_ref[xi] += double(dy[yi]) * wt[wi];
+              }
+  const float slope = 0.1f;
+  for (int64_t i = 0; i < n * k * hw; ++i) {
+    const double v = y_ref[i] + bias[i / hw % k];
+    y_ref[i] = v < 0 ? v * slope : v;
+  }
+  const std::vector<float> x8 = to8(x, n, c, hw), dy8 = to8(dy, n, k, hw);
+  std::vector<float> y8(n * k * hw), dx8(n * c * hw);
+  cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y8.data(), n, c, k, h, w, true, slope,
+                           2);
+  expect_near(y_ref, from8(y8, n, k, hw), "forward");
+  cpu::winograd24::grad_input(dy8.data(), wt.data(), dx8.data(), n, c, k, h, w, 2);
+  expect_near(dx_ref, from8(dx8, n, c, hw), "grad_input");
+  for (int threads : {1, 3}) {  // the same bits whatever the thread count
+    std::vector<float> y_other(y8.size()), dx_other(dx8.size());
+    cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y_other.data(), n, c, k, h, w, true,
+                             slope, threads);
+    EXPECT_EQ(y_other, y8) << threads << " threads";
+    cpu::winograd24::grad_input(dy8.data(), wt.data(), dx_other.data(), n, c, k, h, w, threads);
+    EXPECT_EQ(dx_other, dx8) << threads << " threads";
+  }
+}
+
+}  // namespace
+
+TEST(CpuWinograd24, KernelsMatchTheReference) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_geometry(3, 24, 24, 14, 14);  // 147 tiles: a short last block
+  check_geometry(10, 8, 16, 6, 2);    // one tile a row: both columns of padding
+  check_geometry(2, 32, 8, 4, 14);
+  check_geometry(2, 16, 32, 14, 28);
+  check_geometry(5, 24, 16, 8, 10);
+}
+
+// Standalone timings at res1_conv1's shape (batch 128, 24 -> 24, 14x14, 2 threads, the fastest
+// of 200 runs), beside conv_direct8's, in alternating rounds:
+// --gtest_also_run_disabled_tests --gtest_filter='*Timing*'.
+TEST(CpuWinograd24, DISABLED_Timing) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const int64_t n = 128, c = 24, k = 24, h = 14, w = 14;
+  const std::vector<float> x = random_floats(n * c * h * w, 1), wt = random_floats(k * c * 9, 2),
+                           dy = random_floats(n * k * h * w, 3);
+  std::vector<float> y(dy.size()), dx(x.size());
+  const double flop = 2.0 * n * k * h * w * c * 9;  // of the direct convolution
+  for (int round = 0; round < 3; ++round) {
+    const double d_fwd = fastest_ms([&] {
+      cpu::direct8::forward(x.data(), wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
+    });
+    const double w_fwd = fastest_ms([&] {
+      cpu::winograd24::forward(x.data(), wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
+    });
+    const double d_gin = fastest_ms(
+        [&] { cpu::direct8::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
+    const double w_gin = fastest_ms(
+        [&] { cpu::winograd24::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
+    std::printf("round %d\n", round);
+    for (auto [name, ms] : {std::pair{"direct8 forward", d_fwd},
+                            {"winograd forward", w_fwd},
+                            {"direct8 grad_input", d_gin},
+                            {"winograd grad_input", w_gin}})
+      std::printf("  %-20s %.3f ms  %.0f direct GFLOP/s\n", name, ms, flop / ms * 1e-6);
+  }
+}
