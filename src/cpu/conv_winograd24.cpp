@@ -8,37 +8,68 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
 #define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+// No predictive commoning in the products: GCC would otherwise carry a broadcast's pair to the
+// next step in a general register, and a broadcast from a register is a shuffle on an FMA port
+// (as in conv_direct8_grad.cpp).
+#if defined(__clang__)
+#define MYELIN_NO_PCOM
+#else
+#define MYELIN_NO_PCOM __attribute__((optimize("no-predictive-commoning")))
+#endif
 
 namespace myelin::cpu::winograd24 {
 
 namespace {
 
-constexpr int kXi = 16;     // positions of a transformed 4x4 tile
-constexpr int kBlock = 14;  // tiles per block: V and M of a block stay in L1
+constexpr int kXi = 16;  // positions of a transformed 4x4 tile
 
-// K output channels as Z zmm lanes (16 channels) and Y ymm lanes (8): 24 = 16 + 8.
+// The accumulators of the products: G zmm a tile for K = 8 G output channels, each lane a pair
+// (output channel, input channel parity) (see products). Up to kMaxT tiles at a time
+// (T G accumulators, G weight vectors and the broadcast in 32 registers).
 template <int K>
 struct Lanes {
-  static constexpr int Z = K / 16, Y = (K % 16) / 8, ZA = Z > 0 ? Z : 1;
+  static constexpr int G = K / 8;
+  static constexpr int kMaxT = std::min(14, (31 - G) / G);
+};
+
+// Floats aligned to 64 bytes: the zmm loads and stores of U and M never split a cache line
+// (with std::vector's 16-byte alignment the products took 0.94 instead of 0.75 ms in a
+// microbenchmark).
+class Floats {
+ public:
+  explicit Floats(size_t n)
+      : p_(static_cast<float*>(std::aligned_alloc(64, (n * 4 + 63) / 64 * 64))) {
+    std::fill(p_.get(), p_.get() + n, 0.f);
+  }
+  float* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> p_;
 };
 
 // The shape of a pass: c input and k output channels of h x wd images, in 2x2 tiles.
 struct Geometry {
   int64_t c, k, h, wd;
   int64_t tiles_per_row() const { return wd / 2; }
-  int64_t tiles_per_image() const { return h / 2 * (wd / 2); }
   int64_t plane() const { return h * wd * 8; }
 };
 
-// U[xi][i][o] = (G g G^T)[xi] for g = w[o][i] (OIHW, k x c), G = [1 0 0; .5 .5 .5; .5 -.5 .5;
-// 0 0 1].
-std::vector<float> transform_weights(const float* w, int64_t c, int64_t k) {
-  std::vector<float> u(kXi * c * k);
+// U[xi][q][g][2 a + j] = (G g G^T)[xi] for g = w[8 g + a][2 q + j] (OIHW, k x c), with
+// G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]: a zmm of U holds 8 output channels of an input
+// channel pair, the order of the accumulators' lanes.
+Floats transform_weights(const float* w, int64_t c, int64_t k) {
+  Floats u(kXi * c * k);
   for (int64_t o = 0; o < k; ++o)
     for (int64_t i = 0; i < c; ++i) {
       const float* g = w + (o * c + i) * 9;
@@ -49,161 +80,172 @@ std::vector<float> transform_weights(const float* w, int64_t c, int64_t k) {
         t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
         t[3][j] = g[6 + j];
       }
+      const int64_t lane = ((i / 2) * (k / 8) + o / 8) * 16 + o % 8 * 2 + i % 2;
       for (int r = 0; r < 4; ++r) {
         const float row[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]),
                               0.5f * (t[r][0] - t[r][1] + t[r][2]), t[r][2]};
-        for (int s = 0; s < 4; ++s) u[((r * 4 + s) * c + i) * k + o] = row[s];
+        for (int s = 0; s < 4; ++s) u.data()[(r * 4 + s) * c * k + lane] = row[s];
       }
     }
   return u;
 }
 
-// B^T d B of a 4x4 tile d of 8 channels, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], position
-// xi stored at v + xi * stride.
-MYELIN_AVX512 inline void transform_input(const __m256 (&d)[4][4], float* v, int64_t stride) {
-  __m256 t[4][4];
-  for (int s = 0; s < 4; ++s) {
-    t[0][s] = _mm256_sub_ps(d[0][s], d[2][s]);
-    t[1][s] = _mm256_add_ps(d[1][s], d[2][s]);
-    t[2][s] = _mm256_sub_ps(d[2][s], d[1][s]);
-    t[3][s] = _mm256_sub_ps(d[1][s], d[3][s]);
+// Input column j of 8 channels through the first stage of B^T d B (B^T = [1 0 -1 0; 0 1 1 0;
+// 0 -1 1 0; 0 1 0 -1]) down the 4 rows rows[r]; zeros for a column of padding.
+MYELIN_AVX512 inline void column(const float* const (&rows)[4], int64_t j, int64_t wd,
+                                 __m256 (&t)[4]) {
+  if (j < 0 || j >= wd) {
+    for (__m256& v : t) v = _mm256_setzero_ps();
+    return;
   }
-  for (int r = 0; r < 4; ++r) {
-    float* row = v + r * 4 * stride;
-    _mm256_storeu_ps(row, _mm256_sub_ps(t[r][0], t[r][2]));
-    _mm256_storeu_ps(row + stride, _mm256_add_ps(t[r][1], t[r][2]));
-    _mm256_storeu_ps(row + 2 * stride, _mm256_sub_ps(t[r][2], t[r][1]));
-    _mm256_storeu_ps(row + 3 * stride, _mm256_sub_ps(t[r][1], t[r][3]));
-  }
+  __m256 e[4];
+  for (int r = 0; r < 4; ++r) e[r] = _mm256_loadu_ps(rows[r] + j * 8);
+  t[0] = _mm256_sub_ps(e[0], e[2]);
+  t[1] = _mm256_add_ps(e[1], e[2]);
+  t[2] = _mm256_sub_ps(e[2], e[1]);
+  t[3] = _mm256_sub_ps(e[1], e[3]);
 }
 
-// The transformed input tile (ty, tx) of image x (its first float), all c channels, into
-// v[xi * stride + channel]. The tile's pixels start at row 2 ty - 1 and column 2 tx - 1; rows
-// outside the image read `zero` (wd * 8 zeros), and where Left / Right its first / last column
-// is the padding.
-template <bool Left, bool Right>
-MYELIN_AVX512 void input_tile(const float* x, const float* zero, const Geometry& g, int64_t ty,
-                              int64_t tx, float* v, int64_t stride) {
+// The transformed input tiles tx0 .. tx0 + count - 1 of tile row ty of image x (its first
+// float), tile t's position xi at v[xi * stride + t * c + channel]. A tile's 4x4 pixels start at
+// row 2 ty - 1, column 2 tx - 1: adjacent tiles share 2 columns, whose first stage is done once.
+// Rows outside the image read `zero` (wd * 8 zeros).
+MYELIN_AVX512 void input_tiles(const float* x, const float* zero, const Geometry& g, int64_t ty,
+                               int64_t tx0, int64_t count, float* v, int64_t stride) {
   for (int64_t cb = 0; cb < g.c / 8; ++cb) {
-    __m256 d[4][4];
+    const float* rows[4];
     for (int r = 0; r < 4; ++r) {
       const int64_t ih = 2 * ty - 1 + r;
-      const float* row = ih < 0 || ih >= g.h ? zero : x + cb * g.plane() + ih * g.wd * 8;
-      for (int s = 0; s < 4; ++s)
-        d[r][s] = (Left && s == 0) || (Right && s == 3)
-                      ? _mm256_setzero_ps()
-                      : _mm256_loadu_ps(row + (2 * tx - 1 + s) * 8);
+      rows[r] = ih < 0 || ih >= g.h ? zero : x + cb * g.plane() + ih * g.wd * 8;
     }
-    transform_input(d, v + cb * 8, stride);
+    __m256 d[4][4];  // [column][row]
+    column(rows, 2 * tx0 - 1, g.wd, d[0]);
+    column(rows, 2 * tx0, g.wd, d[1]);
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tx = tx0 + t;
+      column(rows, 2 * tx + 1, g.wd, d[2]);
+      column(rows, 2 * tx + 2, g.wd, d[3]);
+      float* vt = v + t * g.c + cb * 8;
+      for (int r = 0; r < 4; ++r) {
+        float* row = vt + r * 4 * stride;
+        _mm256_storeu_ps(row, _mm256_sub_ps(d[0][r], d[2][r]));
+        _mm256_storeu_ps(row + stride, _mm256_add_ps(d[1][r], d[2][r]));
+        _mm256_storeu_ps(row + 2 * stride, _mm256_sub_ps(d[2][r], d[1][r]));
+        _mm256_storeu_ps(row + 3 * stride, _mm256_sub_ps(d[1][r], d[3][r]));
+      }
+      for (int r = 0; r < 4; ++r) d[0][r] = d[2][r], d[1][r] = d[3][r];
+    }
   }
 }
 
-// A^T m A of the K-channel products m[xi * stride + channel] of tile (ty, tx), A^T = [1 1 1 0;
-// 0 1 -1 -1], plus the bias and the leaky ReLU, into the 2x2 pixels of image y (its first float).
+// M[xi][t][g] = sum over input channel pairs q of V[xi][t][2 q, 2 q + 1] U[xi][q][g] for T tiles:
+// one 64-bit broadcast of V (channels 2 q and 2 q + 1, adjacent) against a zmm of U, every FMA a
+// full zmm whose lanes are (output channel, input channel parity); the parities are added after
+// the output transform. A 24-channel variant with a zmm and a ymm FMA a broadcast (16 + 8 output
+// lanes) took 0.80 ms for these products of a batch of 128 on one thread, this one ... ms.
+template <int K, int T>
+MYELIN_AVX512 MYELIN_NO_PCOM void products(const float* v, const float* u, float* m, int64_t c) {
+  constexpr int G = K / 8;
+  for (int xi = 0; xi < kXi; ++xi) {
+    const float* vx = v + xi * T * c;
+    const float* ux = u + xi * c * K;
+    __m512 a[T][G];
+    for (int t = 0; t < T; ++t)
+      for (int g = 0; g < G; ++g) a[t][g] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < c / 2; ++q) {
+      __m512 w[G];
+      for (int g = 0; g < G; ++g) w[g] = _mm512_loadu_ps(ux + (q * G + g) * 16);
+#pragma GCC unroll 14
+      for (int t = 0; t < T; ++t) {
+        double pair;
+        std::memcpy(&pair, vx + t * c + 2 * q, sizeof pair);
+        const __m512 s = _mm512_castpd_ps(_mm512_set1_pd(pair));
+        for (int g = 0; g < G; ++g) a[t][g] = _mm512_fmadd_ps(s, w[g], a[t][g]);
+      }
+    }
+    float* mx = m + xi * T * K * 2;
+    for (int t = 0; t < T; ++t)
+      for (int g = 0; g < G; ++g) _mm512_storeu_ps(mx + (t * G + g) * 16, a[t][g]);
+  }
+}
+
+// The sums of the lane pairs (output channel, parity) of p0 and p1: [8 channels of p0 | 8 of p1].
+MYELIN_AVX512 inline __m512 add_parities(__m512 p0, __m512 p1) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  return _mm512_add_ps(_mm512_permutex2var_ps(p0, even, p1), _mm512_permutex2var_ps(p0, odd, p1));
+}
+
+// A^T m A (A^T = [1 1 1 0; 0 1 -1 -1]) of tile (ty, tx) from its products m[xi * stride + g * 16
+// + lane] (lanes as in products), plus the bias and the leaky ReLU, into the 2x2 pixels of
+// image y (its first float): a zmm holds the two pixels of an output row, 8 channels each.
 template <int K>
 MYELIN_AVX512 void output_tile(const float* m, int64_t stride, const float* bias, float* y,
                                const Geometry& g, int64_t ty, int64_t tx, bool relu, float slope) {
-  const __m256 zero = _mm256_setzero_ps(), sl = _mm256_set1_ps(slope);
-  for (int kb = 0; kb < K / 8; ++kb) {
-    __m256 a[2][4];
+  const __m512 zero = _mm512_setzero_ps(), sl = _mm512_set1_ps(slope);
+  for (int gb = 0; gb < K / 8; ++gb) {
+    __m512 a[2][4];
     for (int s = 0; s < 4; ++s) {
-      __m256 e[4];
-      for (int r = 0; r < 4; ++r) e[r] = _mm256_loadu_ps(m + (r * 4 + s) * stride + kb * 8);
-      a[0][s] = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), e[2]);
-      a[1][s] = _mm256_sub_ps(_mm256_sub_ps(e[1], e[2]), e[3]);
+      __m512 e[4];
+      for (int r = 0; r < 4; ++r) e[r] = _mm512_loadu_ps(m + (r * 4 + s) * stride + gb * 16);
+      a[0][s] = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), e[2]);
+      a[1][s] = _mm512_sub_ps(_mm512_sub_ps(e[1], e[2]), e[3]);
     }
-    const __m256 b = bias ? _mm256_loadu_ps(bias + kb * 8) : zero;
+    const __m512 b = bias ? _mm512_broadcast_f32x8(_mm256_loadu_ps(bias + gb * 8)) : zero;
     for (int r = 0; r < 2; ++r) {
-      __m256 out[2] = {_mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]), a[r][2]),
-                       _mm256_sub_ps(_mm256_sub_ps(a[r][1], a[r][2]), a[r][3])};
-      float* dst = y + kb * g.plane() + ((2 * ty + r) * g.wd + 2 * tx) * 8;
-      for (int s = 0; s < 2; ++s) {
-        __m256 o = _mm256_add_ps(out[s], b);
-        if (relu) o = _mm256_mask_mul_ps(o, _mm256_cmp_ps_mask(o, zero, _CMP_LT_OQ), o, sl);
-        _mm256_storeu_ps(dst + s * 8, o);
-      }
-    }
-  }
-}
-
-// M[xi][t][o] = sum over i of V[xi][t][i] U[xi][i][o] for the T tiles of a block: V holds
-// kBlock * c floats a position, M kBlock * K. The accumulators of a position's T tiles stay in
-// registers (T = 14, K = 24: 14 zmm + 14 ymm); one broadcast of V feeds both widths.
-template <int K, int T>
-MYELIN_AVX512 void products(const float* v, const float* u, float* m, int64_t c) {
-  using L = Lanes<K>;
-  for (int xi = 0; xi < kXi; ++xi) {
-    const float* vx = v + xi * kBlock * c;
-    const float* ux = u + xi * c * K;
-    __m512 a[T][L::ZA];
-    __m256 b[T];
-    for (int t = 0; t < T; ++t) {
-      for (int z = 0; z < L::Z; ++z) a[t][z] = _mm512_setzero_ps();
-      if constexpr (L::Y) b[t] = _mm256_setzero_ps();
-    }
-    for (int64_t i = 0; i < c; ++i) {
-      __m512 wz[L::ZA];
-      __m256 wy;
-      for (int z = 0; z < L::Z; ++z) wz[z] = _mm512_loadu_ps(ux + i * K + 16 * z);
-      if constexpr (L::Y) wy = _mm256_loadu_ps(ux + i * K + 16 * L::Z);
-#pragma GCC unroll 14
-      for (int t = 0; t < T; ++t) {
-        const __m512 s = _mm512_set1_ps(vx[t * c + i]);
-        for (int z = 0; z < L::Z; ++z) a[t][z] = _mm512_fmadd_ps(s, wz[z], a[t][z]);
-        if constexpr (L::Y) b[t] = _mm256_fmadd_ps(_mm512_castps512_ps256(s), wy, b[t]);
-      }
-    }
-    float* mx = m + xi * kBlock * K;
-    for (int t = 0; t < T; ++t) {
-      for (int z = 0; z < L::Z; ++z) _mm512_storeu_ps(mx + t * K + 16 * z, a[t][z]);
-      if constexpr (L::Y) _mm256_storeu_ps(mx + t * K + 16 * L::Z, b[t]);
+      const __m512 left = _mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), a[r][2]);
+      const __m512 right = _mm512_sub_ps(_mm512_sub_ps(a[r][1], a[r][2]), a[r][3]);
+      __m512 o = _mm512_add_ps(add_parities(left, right), b);
+      if (relu) o = _mm512_mask_mul_ps(o, _mm512_cmp_ps_mask(o, zero, _CMP_LT_OQ), o, sl);
+      _mm512_storeu_ps(y + gb * g.plane() + ((2 * ty + r) * g.wd + 2 * tx) * 8, o);
     }
   }
 }
 
 using ProductsFn = void (*)(const float*, const float*, float*, int64_t);
 
-// products<K, T> for T = 1 .. kBlock, at index T - 1 (the last block may be short).
+// products<K, T> for T = 1 .. kMaxT, at index T - 1.
 template <int K, size_t... I>
 constexpr std::array<ProductsFn, sizeof...(I)> products_table(std::index_sequence<I...>) {
   return {&products<K, static_cast<int>(I) + 1>...};
 }
 
-// Tile t of the batch (images in order, rows of tiles in order) transformed into v.
-MYELIN_AVX512 void input_of(const float* x, const float* zero, const Geometry& g, int64_t t,
-                            float* v) {
-  const int64_t per = g.tiles_per_image(), tw = g.tiles_per_row();
-  const int64_t img = t / per, ty = t % per / tw, tx = t % tw;
-  const float* xi = x + img * g.c * g.h * g.wd;
-  const int64_t stride = kBlock * g.c;
-  const bool left = tx == 0, right = tx == tw - 1;
-  if (left && right) return input_tile<true, true>(xi, zero, g, ty, tx, v, stride);
-  if (left) return input_tile<true, false>(xi, zero, g, ty, tx, v, stride);
-  if (right) return input_tile<false, true>(xi, zero, g, ty, tx, v, stride);
-  input_tile<false, false>(xi, zero, g, ty, tx, v, stride);
-}
+// Where a tile of the batch is (tiles in order of image, row, column).
+struct TilePos {
+  int64_t img, ty, tx;
+};
 
-// y from x and the transformed weights u, the batch's tiles in blocks of kBlock, a block per
-// item of work.
+// y from x and the transformed weights u. An item of work is a run of kMaxT tiles of the batch
+// (the last one may be short), which may span rows and images.
 template <int K>
 MYELIN_AVX512 void conv(const float* x, const float* u, const float* bias, float* y, int64_t n,
                         int64_t c, int64_t h, int64_t wd, bool relu, float slope, int threads) {
+  constexpr int T = Lanes<K>::kMaxT;
   const Geometry g{c, K, h, wd};
-  const int64_t per = g.tiles_per_image(), tw = g.tiles_per_row(), tiles = n * per;
-  const int64_t blocks = (tiles + kBlock - 1) / kBlock;
-  static constexpr auto table = products_table<K>(std::make_index_sequence<kBlock>{});
+  const int64_t tw = g.tiles_per_row(), th = h / 2, tiles = n * th * tw;
+  const int64_t x_image = c * h * wd, y_image = K * h * wd;
+  static constexpr auto table = products_table<K>(std::make_index_sequence<T>{});
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> v(kXi * kBlock * c), m(kXi * kBlock * K), zero(wd * 8, 0.f);
+    Floats v(kXi * T * c), m(kXi * T * K * 2), zero(wd * 8);
 #pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t t0 = b * kBlock, count = std::min<int64_t>(kBlock, tiles - t0);
-      for (int64_t j = 0; j < count; ++j) input_of(x, zero.data(), g, t0 + j, v.data() + j * c);
+    for (int64_t item = 0; item < (tiles + T - 1) / T; ++item) {
+      const int64_t t0 = item * T, count = std::min<int64_t>(T, tiles - t0);
+      const TilePos first{t0 / (th * tw), t0 / tw % th, t0 % tw};
+      TilePos p = first;
+      for (int64_t j = 0; j < count;) {  // the run's pieces of tile rows
+        const int64_t piece = std::min(count - j, tw - p.tx);
+        input_tiles(x + p.img * x_image, zero.data(), g, p.ty, p.tx, piece, v.data() + j * c,
+                    count * c);
+        j += piece;
+        p = {p.img + (p.ty + 1) / th, (p.ty + 1) % th, 0};
+      }
       table[count - 1](v.data(), u, m.data(), c);
+      p = first;
       for (int64_t j = 0; j < count; ++j) {
-        const int64_t t = t0 + j, img = t / per, ty = t % per / tw, tx = t % tw;
-        output_tile<K>(m.data() + j * K, kBlock * K, bias, y + img * K * h * wd, g, ty, tx, relu,
-                       slope);
+        output_tile<K>(m.data() + j * K * 2, count * K * 2, bias, y + p.img * y_image, g, p.ty,
+                       p.tx, relu, slope);
+        if (++p.tx == tw) p = {p.img + (p.ty + 1) / th, (p.ty + 1) % th, 0};
       }
     }
   }
@@ -227,7 +269,7 @@ void conv_any(const float* x, const float* u, const float* bias, float* y, int64
 
 void forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t c,
              int64_t k, int64_t h, int64_t wd, bool relu, float slope, int threads) {
-  const std::vector<float> u = transform_weights(w, c, k);
+  const Floats u = transform_weights(w, c, k);
   conv_any(x, u.data(), bias, y, n, c, k, h, wd, relu, slope, threads);
 }
 
@@ -239,7 +281,7 @@ void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c
   for (int64_t o = 0; o < k; ++o)
     for (int64_t i = 0; i < c; ++i)
       for (int t = 0; t < 9; ++t) wf[(i * k + o) * 9 + t] = w[(o * c + i) * 9 + 8 - t];
-  const std::vector<float> u = transform_weights(wf.data(), k, c);
+  const Floats u = transform_weights(wf.data(), k, c);
   conv_any(dy, u.data(), nullptr, dx, n, k, c, h, wd, false, 0.f, threads);
 }
 
