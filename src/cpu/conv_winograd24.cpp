@@ -1,8 +1,9 @@
 // A Winograd F(2x2, 3x3) convolution on nChw8c operands (conv_winograd24.h).
 #include "cpu/conv_winograd24.h"
 
-// GCC 12's _mm512_castps512_ps256 reads a deliberately uninitialized value: a false warning.
+// GCC 12's _mm512_shuffle_f32x4 reads a deliberately uninitialized value: a false warning.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #include <omp.h>
 
@@ -29,15 +30,18 @@ namespace myelin::cpu::winograd24 {
 
 namespace {
 
-constexpr int kXi = 16;  // positions of a transformed 4x4 tile
+// The 16 positions xi = 4 r + s of a transformed 4x4 tile, in 8 pairs pp = 2 r + s / 2 (s and
+// s + 1 for even s): V, U and M hold a pair's two values of a channel side by side.
+constexpr int kPairs = 8;
 
-// The accumulators of the products: G zmm a tile for K = 8 G output channels, each lane a pair
-// (output channel, input channel parity) (see products). Up to kMaxT tiles at a time
-// (T G accumulators, G weight vectors and the broadcast in 32 registers).
+// The accumulators of the products: G zmm a tile for K = 8 G output channels, each lane an
+// (output channel, position of the pair) (see products). Up to kMaxT tiles at a time (T G
+// accumulators, G weight vectors and the broadcast in 32 registers).
 template <int K>
 struct Lanes {
   static constexpr int G = K / 8;
   static constexpr int kMaxT = std::min(14, (31 - G) / G);
+  static constexpr int64_t kMStride = kMaxT * K * 2;  // floats of M a pair of positions
 };
 
 // Floats aligned to 64 bytes: the zmm loads and stores of U and M never split a cache line
@@ -65,11 +69,11 @@ struct Geometry {
   int64_t plane() const { return h * wd * 8; }
 };
 
-// U[xi][q][g][2 a + j] = (G g G^T)[xi] for g = w[8 g + a][2 q + j] (OIHW, k x c), with
-// G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]: a zmm of U holds 8 output channels of an input
-// channel pair, the order of the accumulators' lanes.
+// U[pp][i][g][2 a + j] = (G g G^T)[4 r + 2 h + j] for pp = 2 r + h and g = w[8 g + a][i] (OIHW,
+// k x c), with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]: a zmm of U holds 8 output channels of
+// an input channel at both positions of a pair, the order of the accumulators' lanes.
 Floats transform_weights(const float* w, int64_t c, int64_t k) {
-  Floats u(kXi * c * k);
+  Floats u(16 * c * k);
   for (int64_t o = 0; o < k; ++o)
     for (int64_t i = 0; i < c; ++i) {
       const float* g = w + (o * c + i) * 9;
@@ -80,11 +84,11 @@ Floats transform_weights(const float* w, int64_t c, int64_t k) {
         t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
         t[3][j] = g[6 + j];
       }
-      const int64_t lane = ((i / 2) * (k / 8) + o / 8) * 16 + o % 8 * 2 + i % 2;
+      const int64_t lane = (i * (k / 8) + o / 8) * 16 + o % 8 * 2;
       for (int r = 0; r < 4; ++r) {
         const float row[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]),
                               0.5f * (t[r][0] - t[r][1] + t[r][2]), t[r][2]};
-        for (int s = 0; s < 4; ++s) u.data()[(r * 4 + s) * c * k + lane] = row[s];
+        for (int s = 0; s < 4; ++s) u.data()[(r * 2 + s / 2) * c * k * 2 + lane + s % 2] = row[s];
       }
     }
   return u;
@@ -106,10 +110,16 @@ MYELIN_AVX512 inline void column(const float* const (&rows)[4], int64_t j, int64
   t[3] = _mm256_sub_ps(e[1], e[3]);
 }
 
+// [a0 b0 a1 b1 .. a7 b7]: a pair's values of 8 channels, side by side.
+MYELIN_AVX512 inline __m512 interleave(__m256 a, __m256 b) {
+  const __m512i idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  return _mm512_permutex2var_ps(_mm512_zextps256_ps512(a), idx, _mm512_zextps256_ps512(b));
+}
+
 // The transformed input tiles tx0 .. tx0 + count - 1 of tile row ty of image x (its first
-// float), tile t's position xi at v[xi * stride + t * c + channel]. A tile's 4x4 pixels start at
-// row 2 ty - 1, column 2 tx - 1: adjacent tiles share 2 columns, whose first stage is done once.
-// Rows outside the image read `zero` (wd * 8 zeros).
+// float), tile t's positions 4 r + s at v[(2 r + s / 2) * stride + (t * c + channel) * 2 + s % 2].
+// A tile's 4x4 pixels start at row 2 ty - 1, column 2 tx - 1: adjacent tiles share 2 columns, whose
+// first stage is done once. Rows outside the image read `zero` (wd * 8 zeros).
 MYELIN_AVX512 void input_tiles(const float* x, const float* zero, const Geometry& g, int64_t ty,
                                int64_t tx0, int64_t count, float* v, int64_t stride) {
   for (int64_t cb = 0; cb < g.c / 8; ++cb) {
@@ -125,77 +135,80 @@ MYELIN_AVX512 void input_tiles(const float* x, const float* zero, const Geometry
       const int64_t tx = tx0 + t;
       column(rows, 2 * tx + 1, g.wd, d[2]);
       column(rows, 2 * tx + 2, g.wd, d[3]);
-      float* vt = v + t * g.c + cb * 8;
+      float* vt = v + (t * g.c + cb * 8) * 2;
       for (int r = 0; r < 4; ++r) {
-        float* row = vt + r * 4 * stride;
-        _mm256_storeu_ps(row, _mm256_sub_ps(d[0][r], d[2][r]));
-        _mm256_storeu_ps(row + stride, _mm256_add_ps(d[1][r], d[2][r]));
-        _mm256_storeu_ps(row + 2 * stride, _mm256_sub_ps(d[2][r], d[1][r]));
-        _mm256_storeu_ps(row + 3 * stride, _mm256_sub_ps(d[1][r], d[3][r]));
+        float* row = vt + r * 2 * stride;
+        _mm512_storeu_ps(
+            row, interleave(_mm256_sub_ps(d[0][r], d[2][r]), _mm256_add_ps(d[1][r], d[2][r])));
+        _mm512_storeu_ps(row + stride, interleave(_mm256_sub_ps(d[2][r], d[1][r]),
+                                                  _mm256_sub_ps(d[1][r], d[3][r])));
       }
       for (int r = 0; r < 4; ++r) d[0][r] = d[2][r], d[1][r] = d[3][r];
     }
   }
 }
 
-// M[xi][t][g] = sum over input channel pairs q of V[xi][t][2 q, 2 q + 1] U[xi][q][g] for T tiles:
-// one 64-bit broadcast of V (channels 2 q and 2 q + 1, adjacent) against a zmm of U, every FMA a
-// full zmm whose lanes are (output channel, input channel parity); the parities are added after
-// the output transform. A 24-channel variant with a zmm and a ymm FMA a broadcast (16 + 8 output
-// lanes) took 0.80 ms for these products of a batch of 128 on one thread, this one ... ms.
+// M[pp][t][g] = sum over input channels i of V[pp][t][i] U[pp][i][g] for T tiles: one 64-bit
+// broadcast of V (a channel's values at the two positions of pair pp) against a zmm of U, every
+// FMA a full zmm whose lanes are (output channel, position). A 24-channel variant with a zmm and
+// a ymm FMA a broadcast (16 + 8 output lanes, one position) took 0.80 ms for the products of a
+// batch of 128 on one thread; lanes (output channel, input channel parity), 0.70 ms, but their
+// sums were added after the output transform, with M twice the size.
 template <int K, int T>
 MYELIN_AVX512 MYELIN_NO_PCOM void products(const float* v, const float* u, float* m, int64_t c) {
   constexpr int G = K / 8;
-  for (int xi = 0; xi < kXi; ++xi) {
-    const float* vx = v + xi * T * c;
-    const float* ux = u + xi * c * K;
+  for (int pp = 0; pp < kPairs; ++pp) {
+    const float* vp = v + pp * Lanes<K>::kMaxT * c * 2;
+    const float* up = u + pp * c * K * 2;
     __m512 a[T][G];
     for (int t = 0; t < T; ++t)
       for (int g = 0; g < G; ++g) a[t][g] = _mm512_setzero_ps();
-    for (int64_t q = 0; q < c / 2; ++q) {
+    for (int64_t i = 0; i < c; ++i) {
       __m512 w[G];
-      for (int g = 0; g < G; ++g) w[g] = _mm512_loadu_ps(ux + (q * G + g) * 16);
+      for (int g = 0; g < G; ++g) w[g] = _mm512_loadu_ps(up + (i * G + g) * 16);
 #pragma GCC unroll 14
       for (int t = 0; t < T; ++t) {
         double pair;
-        std::memcpy(&pair, vx + t * c + 2 * q, sizeof pair);
+        std::memcpy(&pair, vp + (t * c + i) * 2, sizeof pair);
         const __m512 s = _mm512_castpd_ps(_mm512_set1_pd(pair));
         for (int g = 0; g < G; ++g) a[t][g] = _mm512_fmadd_ps(s, w[g], a[t][g]);
       }
     }
-    float* mx = m + xi * T * K * 2;
+    float* mp = m + pp * Lanes<K>::kMStride;
     for (int t = 0; t < T; ++t)
-      for (int g = 0; g < G; ++g) _mm512_storeu_ps(mx + (t * G + g) * 16, a[t][g]);
+      for (int g = 0; g < G; ++g) _mm512_storeu_ps(mp + (t * G + g) * 16, a[t][g]);
   }
 }
 
-// The sums of the lane pairs (output channel, parity) of p0 and p1: [8 channels of p0 | 8 of p1].
-MYELIN_AVX512 inline __m512 add_parities(__m512 p0, __m512 p1) {
+// A^T m A (A^T = [1 1 1 0; 0 1 -1 -1]) of tile (ty, tx) from its products m[pp * kMStride +
+// g * 16 + lane] (lanes as in products), plus the bias b[g] (8 channels, twice) and the leaky
+// ReLU, into the 2x2 pixels of image y (its first float): a zmm holds the two pixels of an output
+// row, 8 channels each.
+template <int K>
+MYELIN_AVX512 void output_tile(const float* m, const __m512 (&b)[K / 8], float* y,
+                               const Geometry& g, int64_t ty, int64_t tx, bool relu, float slope) {
+  constexpr int64_t stride = Lanes<K>::kMStride;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  return _mm512_add_ps(_mm512_permutex2var_ps(p0, even, p1), _mm512_permutex2var_ps(p0, odd, p1));
-}
-
-// A^T m A (A^T = [1 1 1 0; 0 1 -1 -1]) of tile (ty, tx) from its products m[xi * stride + g * 16
-// + lane] (lanes as in products), plus the bias and the leaky ReLU, into the 2x2 pixels of
-// image y (its first float): a zmm holds the two pixels of an output row, 8 channels each.
-template <int K>
-MYELIN_AVX512 void output_tile(const float* m, int64_t stride, const float* bias, float* y,
-                               const Geometry& g, int64_t ty, int64_t tx, bool relu, float slope) {
   const __m512 zero = _mm512_setzero_ps(), sl = _mm512_set1_ps(slope);
+#pragma GCC unroll 4
   for (int gb = 0; gb < K / 8; ++gb) {
-    __m512 a[2][4];
-    for (int s = 0; s < 4; ++s) {
+    __m512 a[2][2];  // [output row][h]: lanes (channel, s = 2 h, 2 h + 1) of A^T m
+    for (int h = 0; h < 2; ++h) {
       __m512 e[4];
-      for (int r = 0; r < 4; ++r) e[r] = _mm512_loadu_ps(m + (r * 4 + s) * stride + gb * 16);
-      a[0][s] = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), e[2]);
-      a[1][s] = _mm512_sub_ps(_mm512_sub_ps(e[1], e[2]), e[3]);
+      for (int r = 0; r < 4; ++r) e[r] = _mm512_loadu_ps(m + (2 * r + h) * stride + gb * 16);
+      a[0][h] = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), e[2]);
+      a[1][h] = _mm512_sub_ps(_mm512_sub_ps(e[1], e[2]), e[3]);
     }
-    const __m512 b = bias ? _mm512_broadcast_f32x8(_mm256_loadu_ps(bias + gb * 8)) : zero;
     for (int r = 0; r < 2; ++r) {
-      const __m512 left = _mm512_add_ps(_mm512_add_ps(a[r][0], a[r][1]), a[r][2]);
-      const __m512 right = _mm512_sub_ps(_mm512_sub_ps(a[r][1], a[r][2]), a[r][3]);
-      __m512 o = _mm512_add_ps(add_parities(left, right), b);
+      // Columns s = 0 .. 3 of row r as e02 = [s0 | s2], o13 = [s1 | s3] (8 channels each).
+      const __m512 e02 = _mm512_permutex2var_ps(a[r][0], even, a[r][1]);
+      const __m512 o13 = _mm512_permutex2var_ps(a[r][0], odd, a[r][1]);
+      const __m512 sum = _mm512_add_ps(e02, o13);                 // [s0 + s1 | s2 + s3]
+      const __m512 cross = _mm512_shuffle_f32x4(e02, o13, 0x4E);  // [s2 | s1]
+      // [s0 + s1 + s2 | s1 - s2 - s3]: the row's two output pixels.
+      __m512 o = _mm512_mask_sub_ps(_mm512_add_ps(sum, cross), 0xFF00, cross, sum);
+      o = _mm512_add_ps(o, b[gb]);
       if (relu) o = _mm512_mask_mul_ps(o, _mm512_cmp_ps_mask(o, zero, _CMP_LT_OQ), o, sl);
       _mm512_storeu_ps(y + gb * g.plane() + ((2 * ty + r) * g.wd + 2 * tx) * 8, o);
     }
@@ -225,9 +238,12 @@ MYELIN_AVX512 void conv(const float* x, const float* u, const float* bias, float
   const int64_t tw = g.tiles_per_row(), th = h / 2, tiles = n * th * tw;
   const int64_t x_image = c * h * wd, y_image = K * h * wd;
   static constexpr auto table = products_table<K>(std::make_index_sequence<T>{});
+  __m512 b[K / 8];  // the bias of 8 channels, twice
+  for (int gb = 0; gb < K / 8; ++gb)
+    b[gb] = bias ? _mm512_broadcast_f32x8(_mm256_loadu_ps(bias + gb * 8)) : _mm512_setzero_ps();
 #pragma omp parallel num_threads(threads)
   {
-    Floats v(kXi * T * c), m(kXi * T * K * 2), zero(wd * 8);
+    Floats v(kPairs * T * c * 2), m(kPairs * Lanes<K>::kMStride), zero(wd * 8);
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < (tiles + T - 1) / T; ++item) {
       const int64_t t0 = item * T, count = std::min<int64_t>(T, tiles - t0);
@@ -235,16 +251,15 @@ MYELIN_AVX512 void conv(const float* x, const float* u, const float* bias, float
       TilePos p = first;
       for (int64_t j = 0; j < count;) {  // the run's pieces of tile rows
         const int64_t piece = std::min(count - j, tw - p.tx);
-        input_tiles(x + p.img * x_image, zero.data(), g, p.ty, p.tx, piece, v.data() + j * c,
-                    count * c);
+        input_tiles(x + p.img * x_image, zero.data(), g, p.ty, p.tx, piece, v.data() + j * c * 2,
+                    T * c * 2);
         j += piece;
         p = {p.img + (p.ty + 1) / th, (p.ty + 1) % th, 0};
       }
       table[count - 1](v.data(), u, m.data(), c);
       p = first;
       for (int64_t j = 0; j < count; ++j) {
-        output_tile<K>(m.data() + j * K * 2, count * K * 2, bias, y + p.img * y_image, g, p.ty,
-                       p.tx, relu, slope);
+        output_tile<K>(m.data() + j * K * 2, b, y + p.img * y_image, g, p.ty, p.tx, relu, slope);
         if (++p.tx == tw) p = {p.img + (p.ty + 1) / th, (p.ty + 1) % th, 0};
       }
     }
