@@ -1,6 +1,8 @@
 // Our Winograd F(2x2, 3x3) kernel (cpu/conv_winograd24.h): forward (bias, fused leaky ReLU) and
 // data gradient against a double reference for 8 to 32 channels, the same bits for 1, 2 and 3
-// threads, and a standalone timing beside conv_direct8's.
+// threads; a training step of the small ResNet at 14x14 that runs it for its 24 -> 24
+// convolutions gives the step of conv_direct8 (MYELIN_CPU_WINOGRAD24=0); and a standalone timing
+// beside conv_direct8's.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include "cpu/simd.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
+#include "support/step_compare.h"
 
 using namespace myelin;
 using namespace myelin::test;
@@ -100,6 +103,46 @@ TEST(CpuWinograd24, KernelsMatchTheReference) {
   check_geometry(2, 32, 8, 4, 14);
   check_geometry(2, 16, 32, 14, 28);
   check_geometry(5, 24, 16, 8, 10);
+}
+
+// The small ResNet's blocks at 14x14 (models/resnet.yaml: 28x28 images pooled): res1_conv1 and
+// res1_conv2 are 24 -> 24 between nChw8c activations (as in cpu_direct8_test).
+StepNet resnet_14(bool training) {
+  Graph g(training);
+  StepBuilder b{g};
+  const Attrs pad1{{"pad", int64_t{1}}};
+  ValueId x = g.param("data", Shape{4, 1, 28, 28}, Init{});
+  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
+  h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
+  r = b.bn(b.conv_no_bias(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
+  h = b.relu(g.add1("add", "res1", {r, h}), "res1_relu");
+  h = b.conv_relu(h, "conv_b", 24, 3, pad1);
+  h = g.add1("max_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
+  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
+}
+
+TEST(CpuWinograd24, TrainingStepMatchesDirect) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const StepNet net = resnet_14(true);
+  const StepOptions opts{
+      .switch_env = "MYELIN_CPU_WINOGRAD24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
+  const int64_t before_off = cpu::winograd24_passes_made();
+  const StepResult off = run_step(net, false, opts);
+  EXPECT_EQ(cpu::winograd24_passes_made(), before_off);
+  const StepResult on = run_step(net, true, opts);
+  // res1_conv1, res1_conv2: forward and data gradient
+  EXPECT_EQ(cpu::winograd24_passes_made() - before_off, 4);
+  expect_steps_match(off, on, 1e-5, "Winograd and direct steps differ");
+}
+
+TEST(CpuWinograd24, InferenceStepMatchesDirect) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const StepNet net = resnet_14(false);
+  const StepOptions opts{
+      .switch_env = "MYELIN_CPU_WINOGRAD24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
+  expect_steps_match(run_step(net, false, opts), run_step(net, true, opts), 1e-5,
+                     "Winograd and direct inference differs");
 }
 
 // Standalone timings at res1_conv1's shape (batch 128, 24 -> 24, 14x14, 2 threads, the fastest

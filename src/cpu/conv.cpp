@@ -22,6 +22,7 @@
 #include "cpu/conv_direct_s2.h"
 #include "cpu/conv_gemm.h"
 #include "cpu/conv_pointwise.h"
+#include "cpu/conv_winograd24.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/fuse.h"
 
@@ -246,8 +247,11 @@ KernelFactory conv_factory() {
       const ConvGeometry g = conv_geometry(s, pass);
       if (direct8_applies(conv_shape(s, pass), g.x8, g.y8)) {
         if (verbose())
-          std::fprintf(stderr, "myelin cpu: %s '%s': direct 3x3 AVX-512 (nChw8c)\n",
-                       s.node.op.c_str(), s.node.name.c_str());
+          std::fprintf(stderr, "myelin cpu: %s '%s': %s 3x3 AVX-512 (nChw8c)\n", s.node.op.c_str(),
+                       s.node.name.c_str(),
+                       pass != ConvPass::grad_weight && winograd24_applies(conv_shape(s, pass))
+                           ? "Winograd F(2x2,3x3)"
+                           : "direct");
         return make_direct8_conv(s, pass);
       }
       // Strided 1x1 gradients (conv_pointwise.h).

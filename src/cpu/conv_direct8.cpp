@@ -11,6 +11,7 @@
 
 #include "core/env.h"
 #include "cpu/conv_direct.h"
+#include "cpu/conv_winograd24.h"
 #include "cpu/simd.h"
 
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
@@ -148,7 +149,7 @@ void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c
 
 namespace {
 
-std::atomic<int64_t> made{0};
+std::atomic<int64_t> made{0}, winograd_made{0};
 
 bool switched_on() {
   return !env_is("MYELIN_CPU_DIRECT24", "0");
@@ -166,6 +167,12 @@ bool direct8_applies(const ConvShape& c, bool x8, bool y8) {
 
 std::unique_ptr<Kernel> make_direct8_conv(const KernelSpec& s, ConvPass pass) {
   ++made;
+  if (pass != ConvPass::grad_weight && winograd24_applies(conv_shape(s, pass))) {
+    ++winograd_made;
+    return make_direct_conv(s, pass,
+                            {winograd24::forward, winograd24::grad_input, direct8::scratch_floats,
+                             direct8::grad_weight});
+  }
   return make_direct_conv(
       s, pass,
       {direct8::forward, direct8::grad_input, direct8::scratch_floats, direct8::grad_weight});
@@ -173,6 +180,10 @@ std::unique_ptr<Kernel> make_direct8_conv(const KernelSpec& s, ConvPass pass) {
 
 int64_t direct8_kernels_made() {
   return made.load();
+}
+
+int64_t winograd24_passes_made() {
+  return winograd_made.load();
 }
 
 }  // namespace myelin::cpu

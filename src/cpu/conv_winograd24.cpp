@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/env.h"
+
 // Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
 #define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
 // No predictive commoning in the products: GCC would otherwise carry a broadcast's pair to the
@@ -301,3 +303,11 @@ void grad_input(const float* dy, const float* w, float* dx, int64_t n, int64_t c
 }
 
 }  // namespace myelin::cpu::winograd24
+
+namespace myelin::cpu {
+
+bool winograd24_applies(const ConvShape& c) {
+  return c.h % 2 == 0 && c.w % 2 == 0 && !env_is("MYELIN_CPU_WINOGRAD24", "0");
+}
+
+}  // namespace myelin::cpu

@@ -15,8 +15,20 @@
 //
 // The data gradient is the same algorithm on dy with the weights flipped and transposed.
 // The height and width must be even.
+//
+// conv_direct8 runs its forward and data gradient with these where the image is of even size
+// (its weight gradient stays direct). MYELIN_CPU_WINOGRAD24=0 turns that off.
 #pragma once
 #include <cstdint>
+
+#include "cpu/conv_gemm.h"
+
+namespace myelin::cpu {
+
+// Whether conv_direct8's forward and data gradient of this convolution run here.
+bool winograd24_applies(const ConvShape& c);
+
+}  // namespace myelin::cpu
 
 namespace myelin::cpu::winograd24 {
 
