@@ -46,9 +46,9 @@ struct Lanes {
   static constexpr int64_t kMStride = kMaxT * K * 2;  // floats of M a pair of positions
 };
 
-// Floats aligned to 64 bytes: the zmm loads and stores of U and M never split a cache line
-// (with std::vector's 16-byte alignment the products took 0.94 instead of 0.75 ms in a
-// microbenchmark).
+// Floats aligned to 64 bytes: the zmm loads and stores of U, V and M never split a cache line
+// (with std::vector's 16-byte alignment an earlier version's products took 0.94 instead of
+// 0.75 ms in a one-thread microbenchmark).
 class Floats {
  public:
   explicit Floats(size_t n)
@@ -152,10 +152,10 @@ MYELIN_AVX512 void input_tiles(const float* x, const float* zero, const Geometry
 
 // M[pp][t][g] = sum over input channels i of V[pp][t][i] U[pp][i][g] for T tiles: one 64-bit
 // broadcast of V (a channel's values at the two positions of pair pp) against a zmm of U, every
-// FMA a full zmm whose lanes are (output channel, position). A 24-channel variant with a zmm and
-// a ymm FMA a broadcast (16 + 8 output lanes, one position) took 0.80 ms for the products of a
-// batch of 128 on one thread; lanes (output channel, input channel parity), 0.70 ms, but their
-// sums were added after the output transform, with M twice the size.
+// FMA a full zmm whose lanes are (output channel, position). The whole forward (batch 128,
+// 24 -> 24 at 14x14, 2 threads) took 0.73 ms with a zmm and a ymm FMA a broadcast (16 + 8 output
+// lanes, one position), 0.645 ms with lanes (output channel, input channel parity) whose sums
+// were added after the output transform (M twice the size), 0.555 ms with these.
 template <int K, int T>
 MYELIN_AVX512 MYELIN_NO_PCOM void products(const float* v, const float* u, float* m, int64_t c) {
   constexpr int G = K / 8;
