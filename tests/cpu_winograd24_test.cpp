@@ -1,6 +1,6 @@
-// Our Winograd F(2x2, 3x3) kernel (cpu/conv_winograd24.h): forward (bias, fused leaky ReLU) and
-// data gradient against a double reference for 8 to 32 channels, the same bits for 1, 2 and 3
-// threads; a training step of the small ResNet at 14x14 that runs it for its 24 -> 24
+// Our Winograd F(2x2, 3x3) kernel (cpu/conv_winograd24.h): forward (bias, fused leaky ReLU), data
+// gradient and weight gradient against a double reference for 8 to 32 channels, the same bits for
+// 1, 2 and 3 threads; a training step of the small ResNet at 14x14 that runs it for its 24 -> 24
 // convolutions gives the step of conv_direct8 (MYELIN_CPU_WINOGRAD24=0); and a standalone timing
 // beside conv_direct8's.
 #include <gtest/gtest.h>
@@ -56,7 +56,7 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   const int64_t hw = h * w;
   const std::vector<float> x = random_floats(n * c * hw, 1), wt = random_floats(k * c * 9, 2),
                            dy = random_floats(n * k * hw, 3), bias = random_floats(k, 4);
-  std::vector<double> y_ref(n * k * hw), dx_ref(n * c * hw, 0);
+  std::vector<double> y_ref(n * k * hw), dx_ref(n * c * hw, 0), dw_ref(k * c * 9, 0);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < k; ++o)
       for (int64_t ci = 0; ci < c; ++ci)
@@ -71,6 +71,7 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
                               wi = ((o * c + ci) * 3 + ky) * 3 + kx;
                 y_ref[yi] += double(x[xi]) * wt[wi];
                 dx_ref[xi] += double(dy[yi]) * wt[wi];
+                dw_ref[wi] += double(dy[yi]) * x[xi];
               }
   const float slope = 0.1f;
   for (int64_t i = 0; i < n * k * hw; ++i) {
@@ -84,6 +85,9 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   expect_near(y_ref, from8(y8, n, k, hw), "forward");
   cpu::winograd24::grad_input(dy8.data(), wt.data(), dx8.data(), n, c, k, h, w, 2);
   expect_near(dx_ref, from8(dx8, n, c, hw), "grad_input");
+  std::vector<float> dw(k * c * 9), scratch(cpu::winograd24::scratch_floats(n, c, k));
+  cpu::winograd24::grad_weight(dy8.data(), x8.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
+  expect_near(dw_ref, dw, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> y_other(y8.size()), dx_other(dx8.size());
     cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y_other.data(), n, c, k, h, w, true,
@@ -91,6 +95,10 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
     EXPECT_EQ(y_other, y8) << threads << " threads";
     cpu::winograd24::grad_input(dy8.data(), wt.data(), dx_other.data(), n, c, k, h, w, threads);
     EXPECT_EQ(dx_other, dx8) << threads << " threads";
+    std::vector<float> dw_other(dw.size());
+    cpu::winograd24::grad_weight(dy8.data(), x8.data(), dw_other.data(), scratch.data(), n, c, k, h,
+                                 w, threads);
+    EXPECT_EQ(dw_other, dw) << threads << " threads";
   }
 }
 
@@ -103,6 +111,7 @@ TEST(CpuWinograd24, KernelsMatchTheReference) {
   check_geometry(2, 32, 8, 4, 14);
   check_geometry(2, 16, 32, 14, 28);
   check_geometry(5, 24, 16, 8, 10);
+  check_geometry(10, 24, 24, 14, 14);  // 10 images: a short chunk of the weight gradient
 }
 
 // The small ResNet's blocks at 14x14 (models/resnet.yaml: 28x28 images pooled): res1_conv1 and
@@ -131,8 +140,8 @@ TEST(CpuWinograd24, TrainingStepMatchesDirect) {
   const StepResult off = run_step(net, false, opts);
   EXPECT_EQ(cpu::winograd24_passes_made(), before_off);
   const StepResult on = run_step(net, true, opts);
-  // res1_conv1, res1_conv2: forward and data gradient
-  EXPECT_EQ(cpu::winograd24_passes_made() - before_off, 4);
+  // res1_conv1, res1_conv2: forward, data gradient and weight gradient
+  EXPECT_EQ(cpu::winograd24_passes_made() - before_off, 6);
   expect_steps_match(off, on, 1e-5, "Winograd and direct steps differ");
 }
 
@@ -153,7 +162,9 @@ TEST(CpuWinograd24, DISABLED_Timing) {
   const int64_t n = 128, c = 24, k = 24, h = 14, w = 14;
   const std::vector<float> x = random_floats(n * c * h * w, 1), wt = random_floats(k * c * 9, 2),
                            dy = random_floats(n * k * h * w, 3);
-  std::vector<float> y(dy.size()), dx(x.size());
+  std::vector<float> y(dy.size()), dx(x.size()), dw(wt.size()),
+      scratch(std::max(cpu::direct8::scratch_floats(n, c, k),
+                       cpu::winograd24::scratch_floats(n, c, k)));
   const double flop = 2.0 * n * k * h * w * c * 9;  // of the direct convolution
   for (int round = 0; round < 3; ++round) {
     const double d_fwd = fastest_ms([&] {
@@ -166,11 +177,20 @@ TEST(CpuWinograd24, DISABLED_Timing) {
         [&] { cpu::direct8::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
     const double w_gin = fastest_ms(
         [&] { cpu::winograd24::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
+    const double d_gw = fastest_ms([&] {
+      cpu::direct8::grad_weight(dy.data(), x.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
+    });
+    const double w_gw = fastest_ms([&] {
+      cpu::winograd24::grad_weight(dy.data(), x.data(), dw.data(), scratch.data(), n, c, k, h, w,
+                                   2);
+    });
     std::printf("round %d\n", round);
     for (auto [name, ms] : {std::pair{"direct8 forward", d_fwd},
                             {"winograd forward", w_fwd},
                             {"direct8 grad_input", d_gin},
-                            {"winograd grad_input", w_gin}})
+                            {"winograd grad_input", w_gin},
+                            {"direct8 grad_weight", d_gw},
+                            {"winograd grad_weight", w_gw}})
       std::printf("  %-20s %.3f ms  %.0f direct GFLOP/s\n", name, ms, flop / ms * 1e-6);
   }
 }

@@ -249,9 +249,7 @@ KernelFactory conv_factory() {
         if (verbose())
           std::fprintf(stderr, "myelin cpu: %s '%s': %s 3x3 AVX-512 (nChw8c)\n", s.node.op.c_str(),
                        s.node.name.c_str(),
-                       pass != ConvPass::grad_weight && winograd24_applies(conv_shape(s, pass))
-                           ? "Winograd F(2x2,3x3)"
-                           : "direct");
+                       winograd24_applies(conv_shape(s, pass)) ? "Winograd F(2x2,3x3)" : "direct");
         return make_direct8_conv(s, pass);
       }
       // Strided 1x1 gradients (conv_pointwise.h).

@@ -167,11 +167,11 @@ bool direct8_applies(const ConvShape& c, bool x8, bool y8) {
 
 std::unique_ptr<Kernel> make_direct8_conv(const KernelSpec& s, ConvPass pass) {
   ++made;
-  if (pass != ConvPass::grad_weight && winograd24_applies(conv_shape(s, pass))) {
+  if (winograd24_applies(conv_shape(s, pass))) {
     ++winograd_made;
     return make_direct_conv(s, pass,
-                            {winograd24::forward, winograd24::grad_input, direct8::scratch_floats,
-                             direct8::grad_weight});
+                            {winograd24::forward, winograd24::grad_input,
+                             winograd24::scratch_floats, winograd24::grad_weight});
   }
   return make_direct_conv(
       s, pass,

@@ -17,8 +17,8 @@
 //
 // Used by conv.cpp where the CPU has AVX-512 and both x and y are stored nChw8c; the image width
 // must be a multiple of 7 (pixel runs of 7 kept in registers), at least 14.
-// MYELIN_CPU_DIRECT24=0 turns it off. The forward and data gradient run conv_winograd24's
-// Winograd F(2x2, 3x3) where the image is of even size (MYELIN_CPU_WINOGRAD24=0: these kernels).
+// MYELIN_CPU_DIRECT24=0 turns it off. Its passes run conv_winograd24's Winograd F(2x2, 3x3)
+// where the image is of even size (MYELIN_CPU_WINOGRAD24=0: these kernels).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -34,7 +34,7 @@ bool direct8_applies(const ConvShape& c, bool x8, bool y8);
 std::unique_ptr<Kernel> make_direct8_conv(const KernelSpec& s, ConvPass pass);
 
 // Kernels made so far in this process (tests check that a graph used them), and those of them
-// whose forward or data gradient runs the Winograd kernel (conv_winograd24.h).
+// that run the Winograd kernel (conv_winograd24.h).
 int64_t direct8_kernels_made();
 int64_t winograd24_passes_made();
 
