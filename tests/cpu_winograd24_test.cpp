@@ -13,6 +13,7 @@
 #include "cpu/conv_direct8.h"
 #include "cpu/conv_winograd24.h"
 #include "cpu/simd.h"
+#include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
@@ -41,15 +42,8 @@ std::vector<float> from8(const std::vector<float>& y, int64_t n, int64_t c, int6
   return x;
 }
 
-// The largest difference from the reference, relative to the reference's largest magnitude:
-// Winograd's transforms add a few roundings to each product, so 1e-5 of the output's scale.
-void expect_near(const std::vector<double>& want, const std::vector<float>& got, const char* what) {
-  double scale = 0, diff = 0;
-  for (size_t i = 0; i < want.size(); ++i)
-    scale = std::max(scale, std::fabs(want[i])), diff = std::max(diff, std::fabs(want[i] - got[i]));
-  EXPECT_LE(diff, 1e-5 * scale) << what;
-  std::printf("%-10s max diff %.2e of scale %.2f\n", what, diff, scale);
-}
+// Winograd's transforms add a few roundings to each product: 1e-5 of the output's scale.
+constexpr double kTolerance = 1e-5;
 
 void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   SCOPED_TRACE(testing::Message() << "n " << n << " c " << c << " k " << k << " " << h << "x" << w);
@@ -82,12 +76,12 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   std::vector<float> y8(n * k * hw), dx8(n * c * hw);
   cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y8.data(), n, c, k, h, w, true, slope,
                            2);
-  expect_near(y_ref, from8(y8, n, k, hw), "forward");
+  expect_near(y_ref, from8(y8, n, k, hw), kTolerance, "forward");
   cpu::winograd24::grad_input(dy8.data(), wt.data(), dx8.data(), n, c, k, h, w, 2);
-  expect_near(dx_ref, from8(dx8, n, c, hw), "grad_input");
+  expect_near(dx_ref, from8(dx8, n, c, hw), kTolerance, "grad_input");
   std::vector<float> dw(k * c * 9), scratch(cpu::winograd24::scratch_floats(n, c, k));
   cpu::winograd24::grad_weight(dy8.data(), x8.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
-  expect_near(dw_ref, dw, "grad_weight");
+  expect_near(dw_ref, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> y_other(y8.size()), dx_other(dx8.size());
     cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y_other.data(), n, c, k, h, w, true,
