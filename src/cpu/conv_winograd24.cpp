@@ -2,8 +2,10 @@
 #include "cpu/conv_winograd24.h"
 
 // GCC 12's _mm512_shuffle_f32x4 reads a deliberately uninitialized value: a false warning.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 #include <omp.h>
 
