@@ -2,7 +2,9 @@
 #include "cpu/conv_direct8.h"
 
 // GCC 12's _mm512_castps512_ps256 reads a deliberately uninitialized value: a false warning.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #include <omp.h>
 

@@ -5,7 +5,9 @@
 // accumulator lane holds one (output, input channel), an x broadcast covers 2 input channels and
 // a dy vector 8 output channels, each twice (see Acc).
 // GCC 12's _mm512_castps256_ps512 leaves the upper half undefined on purpose: a false warning.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>

@@ -3,8 +3,10 @@
 
 // GCC 12's _mm512_castps512_ps256 and _mm512_extractf32x8_ps read a deliberately uninitialized
 // value: a false warning.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 #include <omp.h>
 

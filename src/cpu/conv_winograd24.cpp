@@ -381,20 +381,24 @@ MYELIN_AVX512 void weight_partials(const float* dy, const float* x, float* scrat
   }
 }
 
+// Sixteen lanes of the partials added in chunk order into the first chunk's (a function of its
+// own: clang does not carry a target attribute into an OpenMP region's outlined body).
+MYELIN_AVX512 void add_chunk_lanes(float* scratch, int64_t per, int64_t chunks, int64_t e) {
+  __m512 sum = _mm512_loadu_ps(scratch + e);
+  for (int64_t q = 1; q < chunks; ++q)
+    sum = _mm512_add_ps(sum, _mm512_loadu_ps(scratch + q * per + e));
+  _mm512_storeu_ps(scratch + e, sum);
+}
+
 // The partials added in chunk order (in vectors, into the first chunk's), then dw[o][i] =
 // G^T dU G (OIHW).
-MYELIN_AVX512 void add_weight_partials(float* scratch, float* dw, int64_t chunks, int64_t c,
-                                       int64_t k, int threads) {
+void add_weight_partials(float* scratch, float* dw, int64_t chunks, int64_t c, int64_t k,
+                         int threads) {
   const int64_t per = 16 * c * k, G = k / 8;
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
-    for (int64_t e = 0; e < per; e += 16) {
-      __m512 sum = _mm512_loadu_ps(scratch + e);
-      for (int64_t q = 1; q < chunks; ++q)
-        sum = _mm512_add_ps(sum, _mm512_loadu_ps(scratch + q * per + e));
-      _mm512_storeu_ps(scratch + e, sum);
-    }
+    for (int64_t e = 0; e < per; e += 16) add_chunk_lanes(scratch, per, chunks, e);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < c * k; ++r) {
       const int64_t o = r / c, i = r % c;
