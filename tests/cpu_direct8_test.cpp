@@ -5,13 +5,11 @@
 // oneDNN's kernels (MYELIN_CPU_DIRECT24=0).
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <vector>
 
 #include "cpu/conv_direct8.h"
 #include "cpu/simd.h"
 #include "support/expect_near.h"
-#include "support/fastest_ms.h"
 #include "support/random_floats.h"
 #include "support/step_compare.h"
 
@@ -143,26 +141,4 @@ TEST(CpuDirect8, InferenceStepMatchesOneDnn) {
       .switch_env = "MYELIN_CPU_DIRECT24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
   expect_steps_match(run_step(net, false, opts), run_step(net, true, opts), 1e-5,
                      "direct and oneDNN inference differs");
-}
-
-// Standalone timings of the three passes at res1_conv1's shape (the fastest of 200 runs):
-// --gtest_also_run_disabled_tests --gtest_filter='*Timing*'.
-TEST(CpuDirect8, DISABLED_Timing) {
-  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
-  const int64_t n = 128, c = 24, k = 24, h = 14, w = 14;
-  const std::vector<float> x = random_floats(n * c * h * w, 1), wt = random_floats(k * c * 9, 2),
-                           dy = random_floats(n * k * h * w, 3);
-  std::vector<float> y(dy.size()), dx(x.size()), dw(wt.size()),
-      scratch(cpu::direct8::scratch_floats(n, c, k));
-  const double flop = 2.0 * n * k * h * w * c * 9;
-  const double fwd = fastest_ms([&] {
-    cpu::direct8::forward(x.data(), wt.data(), nullptr, y.data(), n, c, k, h, w, false, 0, 2);
-  });
-  const double gin = fastest_ms(
-      [&] { cpu::direct8::grad_input(dy.data(), wt.data(), dx.data(), n, c, k, h, w, 2); });
-  const double gw = fastest_ms([&] {
-    cpu::direct8::grad_weight(dy.data(), x.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
-  });
-  for (auto [name, ms] : {std::pair{"forward", fwd}, {"grad_input", gin}, {"grad_weight", gw}})
-    std::printf("%-12s %.3f ms  %.0f GFLOP/s\n", name, ms, flop / ms * 1e-6);
 }

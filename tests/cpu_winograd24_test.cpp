@@ -148,8 +148,8 @@ TEST(CpuWinograd24, InferenceStepMatchesDirect) {
                      "Winograd and direct inference differs");
 }
 
-// Standalone timings at res1_conv1's shape (batch 128, 24 -> 24, 14x14, 2 threads, the fastest
-// of 200 runs), beside conv_direct8's, in alternating rounds:
+// Standalone timings of the three passes at res1_conv1's shape (batch 128, 24 -> 24, 14x14, 2
+// threads, the fastest of 200 runs), beside conv_direct8's, in alternating rounds:
 // --gtest_also_run_disabled_tests --gtest_filter='*Timing*'.
 TEST(CpuWinograd24, DISABLED_Timing) {
   if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
