@@ -1,5 +1,6 @@
 # Copied from ../shared/bench/torch_resnet50_bench.py (the shared peer benchmark), because ../shared
-# does not travel to the GPU machine; unchanged.
+# does not travel to the GPU machine; the model, the step and the timing unchanged, the peak memory
+# of the steps printed after the speed.
 # Anchor: PyTorch ResNet-50 (ImageNet shape 3x224x224, 1000 classes) training throughput.
 # usage: python3 torch_resnet50_bench.py MODES BATCHES   e.g. bf16cl,bf16clcompile,tf32 64,256
 import sys, time, torch, torch.nn as nn
