@@ -72,8 +72,9 @@ Timing measure(Session& s, int64_t iterations, int64_t warmup) {
   t.forward_ms = average_ms(s, iterations, [&](int64_t i) {
     p.run_range({1, uint64_t(i)}, 0, fwd);
   });
-  // Each backward pass right after a forward one, as in a step: the backward pass run alone,
-  // again and again, took 1.6x (small ResNet) to 2.6x (ResNet-50) as long on the CPU.
+  // Each backward pass right after a forward one, as in a step: the memory plan lets gradients
+  // take the memory of activations the backward pass has read, so a backward pass run again on its
+  // own computes on values no step sees (on the CPU it took 1.6x to 2.6x as long).
   for (int64_t i = 0; i < iterations; ++i) {
     p.run_range({1, uint64_t(i)}, 0, fwd);
     t.backward_ms += average_ms(s, 1, [&](int64_t) { p.run_range({1, uint64_t(i)}, fwd, bwd); });
