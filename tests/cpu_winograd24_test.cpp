@@ -108,26 +108,9 @@ TEST(CpuWinograd24, KernelsMatchTheReference) {
   check_geometry(10, 24, 24, 14, 14);  // 10 images: a short chunk of the weight gradient
 }
 
-// The small ResNet's blocks at 14x14 (models/resnet.yaml: 28x28 images pooled): res1_conv1 and
-// res1_conv2 are 24 -> 24 between nChw8c activations (as in cpu_direct8_test).
-StepNet resnet_14(bool training) {
-  Graph g(training);
-  StepBuilder b{g};
-  const Attrs pad1{{"pad", int64_t{1}}};
-  ValueId x = g.param("data", Shape{4, 1, 28, 28}, Init{});
-  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
-  h = g.add1("max_pool2d", "pool1", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
-  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
-  r = b.bn(b.conv_no_bias(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
-  h = b.relu(g.add1("add", "res1", {r, h}), "res1_relu");
-  h = b.conv_relu(h, "conv_b", 24, 3, pad1);
-  h = g.add1("max_pool2d", "pool2", {h}, Attrs{{"kernel", int64_t{2}}, {"stride", int64_t{2}}});
-  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
-}
-
 TEST(CpuWinograd24, TrainingStepMatchesDirect) {
   if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
-  const StepNet net = resnet_14(true);
+  const StepNet net = resnet14_net(true);
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_WINOGRAD24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
   const int64_t before_off = cpu::winograd24_passes_made();
@@ -141,7 +124,7 @@ TEST(CpuWinograd24, TrainingStepMatchesDirect) {
 
 TEST(CpuWinograd24, InferenceStepMatchesDirect) {
   if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
-  const StepNet net = resnet_14(false);
+  const StepNet net = resnet14_net(false);
   const StepOptions opts{
       .switch_env = "MYELIN_CPU_WINOGRAD24", .bind_seed = 5, .label_classes = 6, .step_seed = 2};
   expect_steps_match(run_step(net, false, opts), run_step(net, true, opts), 1e-5,

@@ -63,6 +63,21 @@ StepNet stride2_block_net() {
   return finish_step_net(std::move(g), b.fc(h, "fc", 6));
 }
 
+StepNet resnet14_net(bool training) {
+  Graph g(training);
+  StepBuilder b{g};
+  const Attrs pad1{{"pad", int64_t{1}}}, pool2{{"kernel", int64_t{2}}, {"stride", int64_t{2}}};
+  ValueId x = g.param("data", Shape{4, 1, 28, 28}, Init{});
+  ValueId h = b.relu(b.bn(b.conv_no_bias(x, "conv1", 24, 3, pad1), "bn1"), "relu1");
+  h = g.add1("max_pool2d", "pool1", {h}, pool2);
+  ValueId r = b.relu(b.bn(b.conv_no_bias(h, "res1_conv1", 24, 3, pad1), "res1_bn1"), "res1_relu1");
+  r = b.bn(b.conv_no_bias(r, "res1_conv2", 24, 3, pad1), "res1_bn2");
+  h = b.relu(g.add1("add", "res1", {r, h}), "res1_relu");
+  h = b.conv_relu(h, "conv_b", 24, 3, pad1);
+  h = g.add1("max_pool2d", "pool2", {h}, pool2);
+  return finish_step_net(std::move(g), b.fc(h, "fc", 6));
+}
+
 StepNet finish_step_net(Graph g, ValueId logits) {
   StepNet n{std::move(g), {}};
   Graph& gr = n.graph;

@@ -41,6 +41,11 @@ struct StepBuilder {
 // and ReLUs, an inner product to 6 classes. A training step over 4 images.
 StepNet stride2_block_net();
 
+// The small ResNet's first blocks at 14x14 (models/resnet.yaml: 28x28 images pooled): res1_conv1
+// and res1_conv2 are 24 -> 24 between nChw8c activations; conv_b (bias, ReLU) writes for a pooling
+// that the plan stores otherwise. A training (or inference) step over 4 images.
+StepNet resnet14_net(bool training);
+
 // Ends a network: an i32 label input, a softmax cross-entropy loss over `logits`, loss and logits
 // kept and compared, and in training the gradients of every parameter (the data too when it is
 // one), all compared.
