@@ -13,6 +13,7 @@
 #include "cpu/conv_direct8.h"
 #include "cpu/conv_winograd24.h"
 #include "cpu/simd.h"
+#include "support/conv3x3_ref.h"
 #include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
@@ -23,25 +24,6 @@ using namespace myelin::test;
 
 namespace {
 
-// NCHW -> nChw8c and back (channels a multiple of 8).
-template <class F>
-void each_index8(int64_t n, int64_t c, int64_t hw, F f) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p)
-        f((i * c + ch) * hw + p, ((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8);
-}
-std::vector<float> to8(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> y(x.size());
-  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { y[blocked] = x[plain]; });
-  return y;
-}
-std::vector<float> from8(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> x(y.size());
-  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { x[plain] = y[blocked]; });
-  return x;
-}
-
 // Winograd's transforms add a few roundings to each product: 1e-5 of the output's scale.
 constexpr double kTolerance = 1e-5;
 
@@ -50,38 +32,18 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   const int64_t hw = h * w;
   const std::vector<float> x = random_floats(n * c * hw, 1), wt = random_floats(k * c * 9, 2),
                            dy = random_floats(n * k * hw, 3), bias = random_floats(k, 4);
-  std::vector<double> y_ref(n * k * hw), dx_ref(n * c * hw, 0), dw_ref(k * c * 9, 0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t o = 0; o < k; ++o)
-      for (int64_t ci = 0; ci < c; ++ci)
-        for (int64_t oh = 0; oh < h; ++oh)
-          for (int64_t ow = 0; ow < w; ++ow)
-            for (int64_t ky = 0; ky < 3; ++ky)
-              for (int64_t kx = 0; kx < 3; ++kx) {
-                const int64_t ih = oh + ky - 1, iw = ow + kx - 1;
-                if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
-                const int64_t yi = ((i * k + o) * h + oh) * w + ow,
-                              xi = ((i * c + ci) * h + ih) * w + iw,
-                              wi = ((o * c + ci) * 3 + ky) * 3 + kx;
-                y_ref[yi] += double(x[xi]) * wt[wi];
-                dx_ref[xi] += double(dy[yi]) * wt[wi];
-                dw_ref[wi] += double(dy[yi]) * x[xi];
-              }
   const float slope = 0.1f;
-  for (int64_t i = 0; i < n * k * hw; ++i) {
-    const double v = y_ref[i] + bias[i / hw % k];
-    y_ref[i] = v < 0 ? v * slope : v;
-  }
+  const Conv3x3Ref ref = conv3x3_ref(x, wt, bias, dy, n, c, k, h, w, slope);
   const std::vector<float> x8 = to8(x, n, c, hw), dy8 = to8(dy, n, k, hw);
   std::vector<float> y8(n * k * hw), dx8(n * c * hw);
   cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y8.data(), n, c, k, h, w, true, slope,
                            2);
-  expect_near(y_ref, from8(y8, n, k, hw), kTolerance, "forward");
+  expect_near(ref.y, from8(y8, n, k, hw), kTolerance, "forward");
   cpu::winograd24::grad_input(dy8.data(), wt.data(), dx8.data(), n, c, k, h, w, 2);
-  expect_near(dx_ref, from8(dx8, n, c, hw), kTolerance, "grad_input");
+  expect_near(ref.dx, from8(dx8, n, c, hw), kTolerance, "grad_input");
   std::vector<float> dw(k * c * 9), scratch(cpu::winograd24::scratch_floats(n, c, k));
   cpu::winograd24::grad_weight(dy8.data(), x8.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
-  expect_near(dw_ref, dw, kTolerance, "grad_weight");
+  expect_near(ref.dw, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> y_other(y8.size()), dx_other(dx8.size());
     cpu::winograd24::forward(x8.data(), wt.data(), bias.data(), y_other.data(), n, c, k, h, w, true,
