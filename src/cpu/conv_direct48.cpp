@@ -13,10 +13,6 @@
 #include "cpu/conv_direct.h"
 #include "cpu/simd.h"
 
-// Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
-#define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#define MYELIN_AVX512_INLINE MYELIN_AVX512 inline __attribute__((always_inline))
-
 namespace myelin::cpu {
 
 namespace direct48 {

@@ -16,9 +16,6 @@
 #include "cpu/conv_winograd24.h"
 #include "cpu/simd.h"
 
-// Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
-#define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-
 namespace myelin::cpu {
 
 namespace direct8 {

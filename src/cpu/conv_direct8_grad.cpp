@@ -15,13 +15,7 @@
 #include <vector>
 
 #include "cpu/conv_direct8.h"
-
-#define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#if defined(__clang__)
-#define MYELIN_NO_PCOM
-#else
-#define MYELIN_NO_PCOM __attribute__((optimize("no-predictive-commoning")))
-#endif
+#include "cpu/simd.h"
 
 namespace myelin::cpu::direct8 {
 

@@ -14,9 +14,6 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/simd.h"
 
-// Compiled for AVX2 whatever the build's -march; called only where the CPU has it.
-#define MYELIN_AVX2 __attribute__((target("avx2,fma")))
-
 namespace myelin::cpu {
 
 namespace pointwise {

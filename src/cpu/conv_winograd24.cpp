@@ -18,17 +18,7 @@
 #include <vector>
 
 #include "core/env.h"
-
-// Compiled for AVX-512 whatever the build's -march; called only where the CPU has it.
-#define MYELIN_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-// No predictive commoning in the products: GCC would otherwise carry a broadcast's pair to the
-// next step in a general register, and a broadcast from a register is a shuffle on an FMA port
-// (as in conv_direct8_grad.cpp).
-#if defined(__clang__)
-#define MYELIN_NO_PCOM
-#else
-#define MYELIN_NO_PCOM __attribute__((optimize("no-predictive-commoning")))
-#endif
+#include "cpu/simd.h"
 
 namespace myelin::cpu::winograd24 {
 
