@@ -14,6 +14,8 @@
 
 #include "cpu/conv_direct48.h"
 #include "cpu/simd.h"
+#include "support/blocks.h"
+#include "support/conv3x3_ref.h"
 #include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
@@ -29,25 +31,6 @@ constexpr double kTolerance = 1e-5;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// NCHW <-> nChw16c (the channels are multiples of 16).
-int64_t blocked_index(int64_t i, int64_t ch, int64_t c, int64_t p, int64_t hw) {
-  return ((i * c / 16 + ch / 16) * hw + p) * 16 + ch % 16;
-}
-std::vector<float> to_blocks(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> y(x.size(), kNaN);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p) y[blocked_index(i, ch, c, p, hw)] = x[(i * c + ch) * hw + p];
-  return y;
-}
-std::vector<float> from_blocks(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> x(y.size());
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p) x[(i * c + ch) * hw + p] = y[blocked_index(i, ch, c, p, hw)];
-  return x;
-}
-
 struct Geometry {
   int64_t n, c, k, h, w;
 };
@@ -61,42 +44,24 @@ void check(const Geometry& g) {
                                   << "x" << g.w);
   const int64_t hw = g.h * g.w;
   ASSERT_TRUE(cpu::direct48_applies(shape_of(g), 16, 16));
-  std::vector<float> x = random_floats(g.n * g.c * hw, 1), wt = random_floats(g.k * g.c * 9, 2),
-                     dy = random_floats(g.n * g.k * hw, 3), bias = random_floats(g.k, 4);
-  std::vector<double> y_ref(g.n * g.k * hw), dx_ref(x.size(), 0), dw_ref(wt.size(), 0);
-  for (int64_t i = 0; i < g.n; ++i)
-    for (int64_t o = 0; o < g.k; ++o)
-      for (int64_t p = 0; p < hw; ++p) y_ref[(i * g.k + o) * hw + p] = bias[o];
-  for (int64_t i = 0; i < g.n; ++i)
-    for (int64_t o = 0; o < g.k; ++o)
-      for (int64_t ci = 0; ci < g.c; ++ci)
-        for (int64_t oy = 0; oy < g.h; ++oy)
-          for (int64_t ox = 0; ox < g.w; ++ox)
-            for (int64_t ky = 0; ky < 3; ++ky)
-              for (int64_t kx = 0; kx < 3; ++kx) {
-                const int64_t iy = oy + ky - 1, ix = ox + kx - 1;
-                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-                const int64_t yi = ((i * g.k + o) * g.h + oy) * g.w + ox,
-                              xi = ((i * g.c + ci) * g.h + iy) * g.w + ix,
-                              wi = ((o * g.c + ci) * 3 + ky) * 3 + kx;
-                y_ref[yi] += double(x[xi]) * wt[wi];
-                dx_ref[xi] += double(dy[yi]) * wt[wi];
-                dw_ref[wi] += double(dy[yi]) * x[xi];
-              }
+  const std::vector<float> x = random_floats(g.n * g.c * hw, 1),
+                           wt = random_floats(g.k * g.c * 9, 2),
+                           dy = random_floats(g.n * g.k * hw, 3), bias = random_floats(g.k, 4);
   const float slope = 0.1f;
-  for (double& v : y_ref) v = v < 0 ? v * slope : v;
+  const Conv3x3Ref ref = conv3x3_ref(x, wt, bias, dy, g.n, g.c, g.k, g.h, g.w, slope);
 
-  const std::vector<float> xb = to_blocks(x, g.n, g.c, hw), dyb = to_blocks(dy, g.n, g.k, hw);
+  const std::vector<float> xb = to_blocks(x, g.n, g.c, hw, 16),
+                           dyb = to_blocks(dy, g.n, g.k, hw, 16);
   std::vector<float> yb(dy.size(), kNaN), dxb(x.size(), kNaN), dw(wt.size(), kNaN);
   cpu::direct48::forward(xb.data(), wt.data(), bias.data(), yb.data(), g.n, g.c, g.k, g.h, g.w,
                          true, slope, 2);
-  expect_near(y_ref, from_blocks(yb, g.n, g.k, hw), kTolerance, "forward");
+  expect_near(ref.y, from_blocks(yb, g.n, g.k, hw, 16), kTolerance, "forward");
   cpu::direct48::grad_input(dyb.data(), wt.data(), dxb.data(), g.n, g.c, g.k, g.h, g.w, 2);
-  expect_near(dx_ref, from_blocks(dxb, g.n, g.c, hw), kTolerance, "grad_input");
+  expect_near(ref.dx, from_blocks(dxb, g.n, g.c, hw, 16), kTolerance, "grad_input");
   std::vector<float> scratch(cpu::direct48::scratch_floats(g.n, g.c, g.k));
   cpu::direct48::grad_weight(dyb.data(), xb.data(), dw.data(), scratch.data(), g.n, g.c, g.k, g.h,
                              g.w, 2);
-  expect_near(dw_ref, dw, kTolerance, "grad_weight");
+  expect_near(ref.dw, dw, kTolerance, "grad_weight");
   for (int threads : {1, 3}) {  // the same bits whatever the thread count
     std::vector<float> other(dw.size());
     cpu::direct48::grad_weight(dyb.data(), xb.data(), other.data(), scratch.data(), g.n, g.c, g.k,

@@ -9,6 +9,7 @@
 
 #include "cpu/conv_direct8.h"
 #include "cpu/simd.h"
+#include "support/blocks.h"
 #include "support/conv3x3_ref.h"
 #include "support/expect_near.h"
 #include "support/random_floats.h"
@@ -30,13 +31,13 @@ void check_geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w) {
   const float slope = 0.1f;
   const Conv3x3Ref ref = conv3x3_ref(x, wt, bias, dy, n, c, k, h, w, slope);
 
-  const std::vector<float> x8 = to8(x, n, c, hw), dy8 = to8(dy, n, k, hw);
+  const std::vector<float> x8 = to_blocks(x, n, c, hw, 8), dy8 = to_blocks(dy, n, k, hw, 8);
   std::vector<float> y8(n * k * hw), dx8(n * c * hw), dw(k * c * 9);
   cpu::direct8::forward(x8.data(), wt.data(), bias.data(), y8.data(), n, c, k, h, w, true, slope,
                         2);
-  expect_near(ref.y, from8(y8, n, k, hw), kTolerance, "forward");
+  expect_near(ref.y, from_blocks(y8, n, k, hw, 8), kTolerance, "forward");
   cpu::direct8::grad_input(dy8.data(), wt.data(), dx8.data(), n, c, k, h, w, 2);
-  expect_near(ref.dx, from8(dx8, n, c, hw), kTolerance, "grad_input");
+  expect_near(ref.dx, from_blocks(dx8, n, c, hw, 8), kTolerance, "grad_input");
   std::vector<float> scratch(cpu::direct8::scratch_floats(n, c, k));
   cpu::direct8::grad_weight(dy8.data(), x8.data(), dw.data(), scratch.data(), n, c, k, h, w, 2);
   expect_near(ref.dw, dw, kTolerance, "grad_weight");

@@ -15,6 +15,7 @@
 
 #include "cpu/conv_direct_s2.h"
 #include "cpu/simd.h"
+#include "support/blocks.h"
 #include "support/expect_near.h"
 #include "support/fastest_ms.h"
 #include "support/random_floats.h"
@@ -29,33 +30,6 @@ namespace {
 constexpr double kTolerance = 1e-5;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// NCHW <-> blocks of b channels (the last one padded): each element's (NCHW index, blocked
-// index), and the blocked buffer's size.
-int64_t blocked_size(int64_t n, int64_t c, int64_t hw, int64_t b) {
-  return n * (c + b - 1) / b * b * hw;
-}
-template <class F>
-void each_index(int64_t n, int64_t c, int64_t hw, int64_t b, F f) {
-  const int64_t cp = (c + b - 1) / b * b;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p)
-        f((i * c + ch) * hw + p, ((i * cp / b + ch / b) * hw + p) * b + ch % b);
-}
-// Padding lanes NaN: the kernels must not read them.
-std::vector<float> to_blocks(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw,
-                             int64_t b) {
-  std::vector<float> y(blocked_size(n, c, hw, b), kNaN);
-  each_index(n, c, hw, b, [&](int64_t plain, int64_t blocked) { y[blocked] = x[plain]; });
-  return y;
-}
-std::vector<float> from_blocks(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw,
-                               int64_t b) {
-  std::vector<float> x(n * c * hw);
-  each_index(n, c, hw, b, [&](int64_t plain, int64_t blocked) { x[plain] = y[blocked]; });
-  return x;
-}
 
 struct Geometry {
   int64_t n, c, k, h, w, bx;  // bx: x's block in the forward and weight gradient

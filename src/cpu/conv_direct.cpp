@@ -3,6 +3,7 @@
 #include "cpu/blocked.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/fuse.h"
+#include "cpu/simd.h"
 
 namespace myelin::cpu {
 
@@ -15,8 +16,8 @@ int64_t conv_y_block(const KernelSpec& s, ConvPass pass) {
   return block_of(pass == ConvPass::forward ? s.output_layout(0) : s.input_layout(0));
 }
 
-__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))) void add_tap_partials(
-    const float* scratch, float* dw, int64_t chunks, int64_t c, int64_t k, int threads) {
+MYELIN_AVX512 void add_tap_partials(const float* scratch, float* dw, int64_t chunks, int64_t c,
+                                    int64_t k, int threads) {
   const int64_t per = c * 9 * k;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < c * 9; ++r) {

@@ -1,33 +1,11 @@
 // What the CPU engine's own 3x3 convolution kernels are checked against: a padded 3x3 stride-1
-// convolution (bias, then a leaky ReLU) and its gradients computed in double from NCHW floats, and
-// the conversions between NCHW and nChw8c (channels a multiple of 8).
+// convolution (bias, then a leaky ReLU) and its gradients computed in double from NCHW floats.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 namespace myelin::test {
-
-// Calls f(nchw index, nChw8c index) for every element.
-template <class F>
-void each_index8(int64_t n, int64_t c, int64_t hw, F f) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p)
-        f((i * c + ch) * hw + p, ((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8);
-}
-
-inline std::vector<float> to8(const std::vector<float>& x, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> y(x.size());
-  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { y[blocked] = x[plain]; });
-  return y;
-}
-
-inline std::vector<float> from8(const std::vector<float>& y, int64_t n, int64_t c, int64_t hw) {
-  std::vector<float> x(y.size());
-  each_index8(n, c, hw, [&](int64_t plain, int64_t blocked) { x[plain] = y[blocked]; });
-  return x;
-}
 
 // y = leaky_relu(conv(x, w) + bias, slope); dx and dw for the output gradient dy. NCHW, OIHW.
 struct Conv3x3Ref {
