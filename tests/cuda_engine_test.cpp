@@ -340,12 +340,13 @@ TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
   // Reduced precision: the loss of the first forward pass, and each parameter's change over two
   // steps (forward, backward and update in 16 bits), against fp32; bf16 and fp16 with the
   // activations stored in fp32 or 16 bits (MYELIN_CUDA_BF16_STORAGE) and NCHW or NHWC
-  // (MYELIN_CUDA_LAYOUT), read by the backend.
+  // (MYELIN_CUDA_LAYOUT), read by the backend; tf32 NCHW and NHWC (the convolutions' staged
+  // path in fp32, with the stride folded and the groups split).
   Host start = run_on(r, Device::cuda(0), names, 0);
   struct Variant {
     std::string precision, storage, layout;
   };
-  std::vector<Variant> variants{{"tf32", "0", "nchw"}};
+  std::vector<Variant> variants{{"tf32", "0", "nchw"}, {"tf32", "0", "nhwc"}};
   for (std::string prec : {"bf16", "fp16"})
     for (std::string storage : {"0", "1"})
       for (std::string layout : {"nchw", "nhwc"}) variants.push_back({prec, storage, layout});
@@ -378,7 +379,7 @@ TEST(CudaTraining, SmallAlexNetStepMatchesTheCpuEngine) {
 TEST(CudaStorage, Bf16StorageKeepsMasterValuesInFp32) {
   Net r = small_alexnet(8);
   Graph g = r.graph;
-  cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+  cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
   int half = 0;
   for (size_t v = 0; v < g.values().size(); ++v) {
     const Value& val = g.values()[v];
@@ -401,7 +402,7 @@ TEST(CudaStorage, Bf16StorageKeepsMasterValuesInFp32) {
 TEST(CudaStorage, ConvolutionActivationsAreChannelsLast) {
   Net r = small_alexnet(8);
   Graph g = r.graph;
-  cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+  cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
   auto layout_of = [&](const std::string& layer, const std::string& op, int output) {
     for (const Node& n : g.nodes())
       if (n.name == layer && n.op == op) return g.value(n.outputs.at(output)).layout;
@@ -431,10 +432,22 @@ TEST(CudaStorage, ConvolutionActivationsAreChannelsLast) {
       for (ValueId v : n.inputs)
         EXPECT_EQ(g.value(v).layout, g.value(n.outputs[0]).layout) << n.name;
     }
-  // fp32 and tf32 keep NCHW everywhere (cuDNN convolves fp32 NCHW in place).
-  Graph f = r.graph;
-  cuda::plan_storage(f, cuda::Precision::tf32, true, true);
-  for (const Value& v : f.values()) EXPECT_EQ(v.layout, Layout::nchw) << v.name;
+  // fp32 and tf32 keep a network without batch norm NCHW everywhere (cuDNN convolves fp32 NCHW
+  // in place); tf32 takes channels-last where asked to, fp32 never.
+  for (auto [p, layout, nhwc] : std::vector<std::tuple<cuda::Precision, cuda::ChannelsLast, bool>>{
+           {cuda::Precision::tf32, cuda::ChannelsLast::where_it_pays, false},
+           {cuda::Precision::tf32, cuda::ChannelsLast::always, true},
+           {cuda::Precision::fp32, cuda::ChannelsLast::always, false}}) {
+    Graph f = r.graph;
+    cuda::plan_storage(f, p, true, layout);
+    for (const Node& n : f.nodes()) {
+      if (n.op != "conv2d") continue;
+      EXPECT_EQ(f.value(n.outputs[0]).layout, nhwc ? Layout::nhwc : Layout::nchw)
+          << n.name << " " << precision_name(p);
+    }
+    for (size_t v = 0; v < f.values().size(); ++v)
+      EXPECT_EQ(f.values()[v].dtype, r.graph.values()[v].dtype) << "fp32 storage";
+  }
 }
 
 // Each CUDA kernel states where it is registered what storage it takes (no device needed):
@@ -524,7 +537,8 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   auto bn_operands = [&](bool storage16, bool nhwc) {
     Graph g = bn;
     fuse_for_cuda(g, false);
-    cuda::plan_storage(g, cuda::Precision::bf16, storage16, nhwc);
+    cuda::plan_storage(g, cuda::Precision::bf16, storage16,
+                       nhwc ? cuda::ChannelsLast::where_it_pays : cuda::ChannelsLast::never);
     int half = 0, last = 0, operands = 0;
     for (const Node& n : g.nodes()) {
       if (n.op != "batch_norm" && n.op != "batch_norm_grad") continue;
@@ -545,6 +559,14 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   EXPECT_EQ(bn_operands(true, true), std::pair(5, 5));
   EXPECT_EQ(bn_operands(false, true), std::pair(0, 5));
   EXPECT_EQ(bn_operands(true, false), std::pair(0, 0)) << "16 bits only where channels are last";
+  // tf32: channels-last too (the convolutions stage fp32 NHWC operands), in fp32.
+  Graph t = bn;
+  cuda::plan_storage(t, cuda::Precision::tf32, true, cuda::ChannelsLast::where_it_pays);
+  for (const Node& n : t.nodes())
+    if (n.op == "batch_norm" || (n.op == "conv2d" && n.name == "conv")) {  // conv2: the output
+      EXPECT_EQ(t.value(n.outputs[0]).layout, Layout::nhwc) << n.name;
+      EXPECT_EQ(t.value(n.outputs[0]).dtype, DType::f32) << n.name;
+    }
 }
 
 // A residual block (conv, bn1, ReLU, conv, bn2, + shortcut, ReLU) under bf16: the add and its
@@ -591,7 +613,7 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
 
   Graph g = block;
   fuse_for_cuda(g, true);
-  cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+  cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
   EXPECT_EQ(count(g, "add"), 1) << g.dump();
   EXPECT_EQ(count(g, "activation_grad"), 1) << "relu2's gradient stays: it feeds the shortcut";
   const Node bn2 = node(g, "batch_norm", "conv2_bn");
@@ -626,7 +648,7 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
   auto fused = [&](bool on) {
     Graph g = t.net.graph;
     fuse_for_cuda(g, true, on);
-    cuda::plan_storage(g, cuda::Precision::bf16, true, true);
+    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
     return g;
   };
   auto masked_adds = [](const Graph& g) {
@@ -676,7 +698,8 @@ TEST(CudaStorage, MemoryEstimateFollowsTheEnginesPlanning) {
             build_training_graph(spec, spec.recipe, batch, default_loss_scale(precision));
         Graph g = t.net.graph;
         fuse_for_cuda(g, bn_fusion);
-        cuda::plan_storage(g, cuda::parse_precision(precision), true, true);
+        cuda::plan_storage(g, cuda::parse_precision(precision), true,
+                           cuda::ChannelsLast::where_it_pays);
         setenv("MYELIN_CUDA_BN_FUSE", bn_fusion ? "1" : "0", 1);
         MemoryEstimate m = estimate_training_memory(spec, batch, "cuda", precision, 0);
         unsetenv("MYELIN_CUDA_BN_FUSE");

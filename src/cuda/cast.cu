@@ -1,5 +1,6 @@
 // fp32 <-> bf16/fp16 conversions for the reduced-precision convolution path (inputs and weights
-// go down to 16 bits in the kernel's workspace; results come back to fp32, with the bias fused).
+// go down to 16 bits in the kernel's workspace; results come back to fp32, with the bias fused),
+// and the same layout changes in fp32 for tf32's channels-last path (ops_conv.cpp).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -11,19 +12,6 @@ namespace myelin::cuda {
 
 namespace {
 
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
-  *p = __float2bfloat16_rn(v);
-}
-__device__ __forceinline__ void store(__half* p, float v) {
-  *p = __float2half_rn(v);
-}
-__device__ __forceinline__ float load(const __nv_bfloat16* p) {
-  return __bfloat162float(*p);
-}
-__device__ __forceinline__ float load(const __half* p) {
-  return __half2float(*p);
-}
-
 template <class H>
 __global__ void to_half_kernel(const float* x, H* y, int64_t n) {
   // Four elements per step when aligned: the casts are pure bandwidth.
@@ -31,19 +19,19 @@ __global__ void to_half_kernel(const float* x, H* y, int64_t n) {
   const float4* x4 = reinterpret_cast<const float4*>(x);
   for (int64_t i = global_index(); i < n4; i += grid_stride()) {
     float4 v = x4[i];
-    store(y + 4 * i, v.x);
-    store(y + 4 * i + 1, v.y);
-    store(y + 4 * i + 2, v.z);
-    store(y + 4 * i + 3, v.w);
+    y[4 * i] = from_float<H>(v.x);
+    y[4 * i + 1] = from_float<H>(v.y);
+    y[4 * i + 2] = from_float<H>(v.z);
+    y[4 * i + 3] = from_float<H>(v.w);
   }
-  for (int64_t i = 4 * n4 + global_index(); i < n; i += grid_stride()) store(y + i, x[i]);
+  for (int64_t i = 4 * n4 + global_index(); i < n; i += grid_stride()) y[i] = from_float<H>(x[i]);
 }
 
 template <class H>
 __global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n, int64_t channels,
                                  int64_t inner, bool relu) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    float v = load(x + i);
+    float v = to_float(x[i]);
     if (b) v += b[(i / inner) % channels];
     y[i] = relu ? fmaxf(v, 0.f) : v;
   }
@@ -72,7 +60,7 @@ __global__ void nchw_to_nhwc_kernel(FPtr x, H* y, int c_count, int c_pad, int hw
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
     int hw = hw0 + j, c = c0 + threadIdx.x;
     if (c < c_pad && hw < hw_count)
-      store(yp + size_t(hw) * c_pad + c, c < c_count ? tile[threadIdx.x][j] : 0.f);
+      yp[size_t(hw) * c_pad + c] = from_float<H>(c < c_count ? tile[threadIdx.x][j] : 0.f);
   }
 }
 
@@ -87,7 +75,7 @@ __global__ void nhwc_to_nchw_kernel(const H* x, FPtr y, const float* b, int c_co
   const size_t yp = static_cast<size_t>(blockIdx.z) * c_count * hw_count;
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
     int hw = hw0 + j, c = c0 + threadIdx.x;
-    if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = load(xp + size_t(hw) * c_pad + c);
+    if (c < c_count && hw < hw_count) tile[j][threadIdx.x] = to_float(xp[size_t(hw) * c_pad + c]);
   }
   __syncthreads();
   for (int j = threadIdx.y; j < 32; j += blockDim.y) {
@@ -105,7 +93,8 @@ __global__ void nchw_to_nhwc_narrow(FPtr x, H* y, int c_count, int c_pad, int64_
     int64_t n = i / hw_count, hw = i % hw_count;
     const int64_t xp = n * c_count * hw_count + hw;
     H* yp = y + i * c_pad;
-    for (int c = 0; c < c_pad; ++c) store(yp + c, c < c_count ? ld(x, xp + c * hw_count) : 0.f);
+    for (int c = 0; c < c_pad; ++c)
+      yp[c] = from_float<H>(c < c_count ? ld(x, xp + c * hw_count) : 0.f);
   }
 }
 
@@ -116,7 +105,8 @@ __global__ void nhwc_to_nchw_narrow(const H* x, FPtr y, const float* b, int c_co
     int64_t n = i / hw_count, hw = i % hw_count;
     const int64_t yp = n * c_count * hw_count + hw;
     const H* xp = x + i * c_pad;
-    for (int c = 0; c < c_count; ++c) st(y, yp + c * hw_count, epilogue(load(xp + c), b, c, relu));
+    for (int c = 0; c < c_count; ++c)
+      st(y, yp + c * hw_count, epilogue(to_float(xp[c]), b, c, relu));
   }
 }
 
@@ -153,41 +143,34 @@ void from_nhwc(const H* x, FPtr y, const float* b, int64_t n, int64_t c, int64_t
 void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, int64_t c_pad,
                        int64_t hw, cudaStream_t s) {
   if (n > 65535) throw DeviceError("cast_to_half_nhwc: more than 65535 images");
-  if (half_type == DType::bf16)
-    to_nhwc(x, static_cast<__nv_bfloat16*>(y), n, c, c_pad, hw, s);
-  else
-    to_nhwc(x, static_cast<__half*>(y), n, c, c_pad, hw, s);
+  with_type(half_type,
+            [&](auto t) { to_nhwc(x, static_cast<decltype(t)*>(y), n, c, c_pad, hw, s); });
   check_launch("cast_to_half_nhwc", "");
 }
 
 void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
                          int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu) {
   if (n > 65535) throw DeviceError("cast_from_half_nhwc: more than 65535 images");
-  if (half_type == DType::bf16)
-    from_nhwc(static_cast<const __nv_bfloat16*>(x), y, b, n, c, c_pad, hw, s, relu);
-  else
-    from_nhwc(static_cast<const __half*>(x), y, b, n, c, c_pad, hw, s, relu);
+  with_type(half_type, [&](auto t) {
+    from_nhwc(static_cast<const decltype(t)*>(x), y, b, n, c, c_pad, hw, s, relu);
+  });
   check_launch("cast_from_half_nhwc", "");
 }
 
 void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s) {
-  unsigned blocks = blocks_for((n + 3) / 4);
-  if (half_type == DType::bf16)
-    to_half_kernel<<<blocks, kThreads, 0, s>>>(x, static_cast<__nv_bfloat16*>(y), n);
-  else
-    to_half_kernel<<<blocks, kThreads, 0, s>>>(x, static_cast<__half*>(y), n);
+  with_type(half_type, [&](auto t) {
+    to_half_kernel<<<blocks_for((n + 3) / 4), kThreads, 0, s>>>(x, static_cast<decltype(t)*>(y), n);
+  });
   check_launch("to_half_kernel", "");
 }
 
 void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
                     int64_t channels, int64_t inner, cudaStream_t s, bool relu) {
   int64_t n = outer * channels * inner;
-  if (half_type == DType::bf16)
-    from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, b,
-                                                        n, channels, inner, relu);
-  else
-    from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(x), y, b, n,
+  with_type(half_type, [&](auto t) {
+    from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const decltype(t)*>(x), y, b, n,
                                                         channels, inner, relu);
+  });
   check_launch("from_half_kernel", "");
 }
 

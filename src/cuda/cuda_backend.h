@@ -125,9 +125,13 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
 };
 
-// What choose_storage does, without a device: under bf16/fp16, stores g's activations in 16 bits
-// (storage16) and channels-last (nhwc) where every kernel touching them takes it.
-void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc);
+// Where activations may be stored channels-last: nowhere; where it pays (bf16/fp16, and tf32 in
+// networks with batch norm); or under every precision but exact fp32.
+enum class ChannelsLast { never, where_it_pays, always };
+
+// What choose_storage does, without a device: under bf16/fp16 stores g's activations in 16 bits
+// (storage16), and channels-last as `layout` says, where every kernel touching them takes it.
+void plan_storage(Graph& g, Precision p, bool storage16, ChannelsLast layout);
 
 // The CUDA backend of a kernel spec (kernels registered for DeviceKind::cuda only see these).
 inline CudaBackend& cuda_backend(const KernelSpec& s) {

@@ -49,7 +49,8 @@ void dropout(FPtr x, FPtr y, int64_t n, const unsigned long long* step_state, in
 void write_step_state(unsigned long long* state, uint64_t seed, uint64_t step, cudaStream_t s);
 
 // --- cast.cu: fp32 <-> bf16/fp16 for the reduced-precision paths ----------------------------
-// `half_type` is DType::bf16 or DType::f16.
+// `half_type` is DType::bf16 or DType::f16, or DType::f32 for the same copies and layout changes
+// in fp32 (tf32's channels-last convolutions).
 void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s);
 // y = float(x16) (+ b[c] when b is not null, laid out [outer, channels, inner]); max(y, 0) when
 // relu.
@@ -75,11 +76,12 @@ struct FoldDims {
   // x' and w' channels: c*s*s, or in 16 bits that rounded up to a multiple of 8 (zeros), as
   // tensor cores take them (ResNet's 7x7 stem at stride 2: 3 channels fold into 12, padded to 16).
   int cf;
+  bool nhwc;  // x' and w' channels-last (NHWC, KRSC) as the staged path takes them, or NCHW, KCRS
 };
-// x (NCHW or NHWC, any float type) -> x' of type `type`: 16-bit [n, fh, fw, cf] (NHWC) or
-// fp32 [n, c*s*s, fh, fw] (NCHW), as cuDNN convolves each.
+// x (NCHW or NHWC, any float type) -> x' of type `type`: [n, fh, fw, cf] (d.nhwc) or
+// [n, c*s*s, fh, fw], as cuDNN convolves each.
 void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, cudaStream_t s);
-// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, cf] (16-bit) or [k, c*s*s, fkh, fkw] (fp32), and a
+// w [k, c, kh, kw] fp32 -> w' [k, fkh, fkw, cf] (d.nhwc) or [k, c*s*s, fkh, fkw], and a
 // gradient back (the taps past the filter and the padding channels are dropped).
 void fold_filter(const float* w, void* wf, DType type, const FoldDims& d, int64_t k,
                  cudaStream_t s);

@@ -3,7 +3,8 @@
 // into s x s blocks, with the filter cut the same way:
 //   x'[n, (c, by, bx), Y, X] = x[n, c, s*Y + by - pad, s*X + bx - pad]   (0 outside x)
 //   w'[k, (c, by, bx), ay, ax] = w[k, c, s*ay + by, s*ax + bx]          (0 past the filter)
-// x' and w' are written as cuDNN takes them: 16-bit NHWC and KRSC, or fp32 NCHW and KCRS.
+// x' and w' are written as cuDNN takes them: NHWC and KRSC (16 bits, or fp32 under tf32 in
+// channels-last networks), or fp32 NCHW and KCRS.
 #include "core/error.h"
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
@@ -81,17 +82,6 @@ void launch_filter(float* w, void* wf, bool krsc, const FoldDims& d, int64_t k, 
       w, static_cast<T*>(wf), krsc, d, k, to_folded);
 }
 
-// f(T) for the element type of `type`: fp32, bf16 or fp16.
-template <class F>
-void with_type(DType type, F&& f) {
-  if (type == DType::f32)
-    f(float{});
-  else if (type == DType::bf16)
-    f(__nv_bfloat16{});
-  else
-    f(__half{});
-}
-
 }  // namespace
 
 void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, cudaStream_t s) {
@@ -105,10 +95,10 @@ void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, c
           "cudaMemsetAsync", "fold_input");
   with_type(type, [&](auto t) {
     using T = decltype(t);
-    if (type == DType::f32)
-      fold_input_kernel<T, false><<<grid, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), d);
-    else
+    if (d.nhwc)
       fold_input_kernel<T, true><<<grid, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), d);
+    else
+      fold_input_kernel<T, false><<<grid, kThreads, 0, s>>>(x, x_nhwc, static_cast<T*>(out), d);
   });
   check_launch("fold_input", "");
 }
@@ -116,17 +106,14 @@ void fold_input(FPtr x, bool x_nhwc, void* out, DType type, const FoldDims& d, c
 void fold_filter(const float* w, void* wf, DType type, const FoldDims& d, int64_t k,
                  cudaStream_t s) {
   float* wm = const_cast<float*>(w);  // only read when folding
-  with_type(type,
-            [&](auto t) { launch_filter<decltype(t)>(wm, wf, type != DType::f32, d, k, true, s); });
+  with_type(type, [&](auto t) { launch_filter<decltype(t)>(wm, wf, d.nhwc, d, k, true, s); });
   check_launch("fold_filter", "");
 }
 
 void unfold_filter(const void* wf, float* w, DType type, const FoldDims& d, int64_t k,
                    cudaStream_t s) {
   void* src = const_cast<void*>(wf);  // only read when unfolding
-  with_type(type, [&](auto t) {
-    launch_filter<decltype(t)>(w, src, type != DType::f32, d, k, false, s);
-  });
+  with_type(type, [&](auto t) { launch_filter<decltype(t)>(w, src, d.nhwc, d, k, false, s); });
   check_launch("unfold_filter", "");
 }
 

@@ -100,6 +100,12 @@ void with_type(int type, Fn&& fn) {
     fn(float{});
 }
 
+// fn(T{}) for an element type: fp32, bf16 or fp16.
+template <class Fn>
+void with_type(DType type, Fn&& fn) {
+  with_type(type == DType::bf16 ? 1 : type == DType::f16 ? 2 : 0, fn);
+}
+
 // 16 bytes of a tensor of T (element i of it as a vector of 16 / sizeof(T)), in fp32.
 template <class T>
 constexpr int kPer16 = 16 / sizeof(T);

@@ -16,7 +16,8 @@
 // 16,300 img/s NHWC vs 15,278 NCHW). An activation stored that way (CudaBackend::choose_storage)
 // is used in place; any other (fp32, or NCHW) is cast into the kernel's workspace, transposing as
 // it converts, and the result cast back (adding the bias in the same pass). The fp32 master
-// weights are cast every step.
+// weights are cast every step. tf32 convolves the same way, in fp32, where an operand is stored
+// channels-last (networks with batch norm): the staged path, with fp32 NHWC copies.
 //
 // Thin strided inputs (under 8 channels, stride > 1, ungrouped: AlexNet's conv1 on RGB) are not
 // what tensor cores take; there the forward pass and the filter gradient fold the stride into the
@@ -99,28 +100,30 @@ class ConvKernel : public CudaKernel {
     }
     Precision prec = be_.precision();
     half_ = prec == Precision::bf16 || prec == Precision::fp16;
-    half_type_ = prec == Precision::fp16 ? DType::f16 : DType::bf16;
-    dt_ = !half_ ? CUDNN_DATA_FLOAT
-                 : (prec == Precision::fp16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16);
     layouts(s);
+    staged_ = half_ || x_nhwc_ || y_nhwc_;
+    stage_type_ = !half_ ? DType::f32 : prec == Precision::fp16 ? DType::f16 : DType::bf16;
+    dt_ = stage_type_ == DType::f32   ? CUDNN_DATA_FLOAT
+          : stage_type_ == DType::f16 ? CUDNN_DATA_HALF
+                                      : CUDNN_DATA_BFLOAT16;
     check_storage(s);
     q_ = Problem{x_,       w_,       p_.stride_h, p_.stride_w, p_.pad_h,
                  p_.pad_w, p_.dil_h, p_.dil_w,    p_.groups};
     if (!env_is("MYELIN_CUDA_FOLD", "0") && dir_ != ConvDir::backward_data && p_.groups == 1 &&
         x_[1] < 8 && p_.stride_h == p_.stride_w && p_.stride_h > 1 && p_.dil_h == 1 &&
-        p_.dil_w == 1 && (half_ || x_[1] * p_.stride_h * p_.stride_h % 8 == 0))
+        p_.dil_w == 1 && (staged_ || x_[1] * p_.stride_h * p_.stride_h % 8 == 0))
       fold();
-    if (!env_is("MYELIN_CUDA_SPLIT_GROUPS", "0") && half_ && p_.groups > 1) split();
-    // An operand already stored as cuDNN takes it (16-bit NHWC) is used in place.
-    x_direct_ = !folded_ && (!half_ || (x_nhwc_ && x16_));
-    y_direct_ = !half_ || (y_nhwc_ && y16_);
+    if (!env_is("MYELIN_CUDA_SPLIT_GROUPS", "0") && staged_ && p_.groups > 1) split();
+    // An operand already stored as cuDNN takes it (NHWC of the staged type) is used in place.
+    x_direct_ = !folded_ && (!staged_ || (x_nhwc_ && x_type_ == stage_type_));
+    y_direct_ = !staged_ || (y_nhwc_ && y_type_ == stage_type_);
     describe_tensors(prec == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
     choose_algorithm(prec);
   }
 
   size_t workspace_bytes() const override {
     size_t total = align256(algo_.workspace);
-    if (half_ || folded_) total += align256(bytes(staged_w()));
+    if (staged_ || folded_) total += align256(bytes(staged_w()));
     if (!x_direct_) total += align256(bytes(staged_x()));
     if (!y_direct_) total += align256(bytes(y_));
     if (q_.slices > 1) total += align256(bytes(q_.x)) + align256(slice_bytes_y());
@@ -131,30 +134,30 @@ class ConvKernel : public CudaKernel {
   // Where x and y (or their gradients) live in this direction's inputs and outputs, and how.
   void layouts(const KernelSpec& s) {
     auto nhwc = [&](bool output, int k) { return output ? s.output_nhwc(k) : s.input_nhwc(k); };
-    auto is16 = [&](TensorType t) { return t.dtype != DType::f32; };
     if (dir_ == ConvDir::forward) {
       x_nhwc_ = nhwc(false, 0), y_nhwc_ = nhwc(true, 0);
-      x16_ = is16(s.input(0)), y16_ = is16(s.output(0));
+      x_type_ = s.input(0).dtype, y_type_ = s.output(0).dtype;
     } else if (dir_ == ConvDir::backward_data) {
       y_nhwc_ = nhwc(false, 0), x_nhwc_ = nhwc(true, 0);
-      y16_ = is16(s.input(0)), x16_ = is16(s.output(0));
+      y_type_ = s.input(0).dtype, x_type_ = s.output(0).dtype;
     } else {
       y_nhwc_ = nhwc(false, 0), x_nhwc_ = nhwc(false, 1);
-      y16_ = is16(s.input(0)), x16_ = is16(s.input(1));
+      y_type_ = s.input(0).dtype, x_type_ = s.input(1).dtype;
     }
-    if (!half_ && (x_nhwc_ || y_nhwc_))
-      throw UnsupportedError(where_ + ": NHWC operands need --precision bf16 or fp16");
   }
 
   // The stride-s problem over C channels as a stride-1 one over C*s*s channels (fold.cu).
   void fold() {
     const int64_t s = p_.stride_h, fkh = (w_[2] + s - 1) / s, fkw = (w_[3] + s - 1) / s;
     auto i = [](int64_t v) { return static_cast<int>(v); };
-    // 16-bit tensor cores take channels in multiples of 8: pad the folded ones with zeros.
-    const int64_t c = half_ ? (x_[1] * s * s + 7) / 8 * 8 : x_[1] * s * s;
-    fd_ = FoldDims{
-        x_[0],       x_[1],       i(x_[2]),           i(x_[3]),           i(w_[2]), i(w_[3]), i(s),
-        i(p_.pad_h), i(p_.pad_w), i(y_[2] + fkh - 1), i(y_[3] + fkw - 1), i(fkh),   i(fkw),   i(c)};
+    // 16-bit tensor cores take channels in multiples of 8, tf32 ones of 4: pad the folded ones
+    // with zeros.
+    const int64_t align = half_ ? 8 : staged_ ? 4 : 1;
+    const int64_t c = (x_[1] * s * s + align - 1) / align * align;
+    fd_ =
+        FoldDims{x_[0],  x_[1],       i(x_[2]),    i(x_[3]),           i(w_[2]),           i(w_[3]),
+                 i(s),   i(p_.pad_h), i(p_.pad_w), i(y_[2] + fkh - 1), i(y_[3] + fkw - 1), i(fkh),
+                 i(fkw), i(c),        staged_};
     q_ = Problem{Shape{x_[0], c, fd_.fh, fd_.fw}, Shape{w_[0], c, fkh, fkw}, 1, 1, 0, 0, 1, 1, 1};
     folded_ = true;
   }
@@ -176,10 +179,11 @@ class ConvKernel : public CudaKernel {
   const Shape& staged_w() const { return folded_ ? q_.w : w_; }
 
   // Bytes of a tensor as cuDNN sees it.
-  size_t bytes(const Shape& s) const { return static_cast<size_t>(s.numel()) * (half_ ? 2 : 4); }
+  size_t bytes(const Shape& s) const { return static_cast<size_t>(s.numel()) * element_bytes(); }
+  size_t element_bytes() const { return stage_type_ == DType::f32 ? 4 : 2; }
 
   void describe_tensors(cudnnMathType_t math) {
-    cudnnTensorFormat_t format = half_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    cudnnTensorFormat_t format = staged_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     xd_.set(dt_, q_.x[0], q_.x[1], q_.x[2], q_.x[3], where_, format);
     yd_.set(dt_, y_[0], y_[1] / q_.slices, y_[2], y_[3], where_, format);
     auto i = [](int64_t v) { return static_cast<int>(v); };
@@ -231,7 +235,10 @@ class ConvKernel : public CudaKernel {
   }
 
   // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
-  bool graph_api() const { return q_.slices == 1 && env_is("MYELIN_CUDA_CONV_API", "graph"); }
+  // (16-bit NHWC or fp32 NCHW: conv_graph.h).
+  bool graph_api() const {
+    return q_.slices == 1 && staged_ == half_ && env_is("MYELIN_CUDA_CONV_API", "graph");
+  }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
   // none for this problem: the legacy API decides then.
@@ -343,7 +350,7 @@ class ConvKernel : public CudaKernel {
   // choose_storage).
   void check_storage(const KernelSpec& s) const {
     auto want = [&](TensorType t, bool may_be_16, const char* what) {
-      if (t.dtype == DType::f32 || (may_be_16 && half_ && t.dtype == half_type_)) return;
+      if (t.dtype == DType::f32 || (may_be_16 && half_ && t.dtype == stage_type_)) return;
       throw UnsupportedError(where_ + ": " + what + " is " + dtype_name(t.dtype) +
                              " under --precision " + precision_name(be_.precision()));
     };
@@ -379,8 +386,8 @@ class ConvKernel : public CudaKernel {
     const float* bias = has_bias_ ? in[2].f32() : nullptr;
     WorkspaceCarver carve(ctx.workspace);
     void* ws = carve.take(algo_.workspace);
-    if (!half_ && folded_) return launch_folded32(o, bias, ws, carve);
-    if (!half_) {
+    if (!staged_ && folded_) return launch_folded32(o, bias, ws, carve);
+    if (!staged_) {
       convolve(o.x.p, o.w.p, o.y.p, ws);
       if (bias || relu_) bias_add(o.y, bias, o.y, y_[0], y_[1], y_[2] * y_[3], stream(), relu_);
       return;
@@ -388,7 +395,7 @@ class ConvKernel : public CudaKernel {
     void* w16 = carve.take(bytes(staged_w()));
     void* x16 = x_direct_ ? o.x.p : carve.take(bytes(staged_x()));
     void* y16 = y_direct_ ? o.y.p : carve.take(bytes(y_));
-    // Cast the operands this direction reads, convolve in 16 bits, cast the result back.
+    // Cast the operands this direction reads, convolve the staged copies, cast the result back.
     if (dir_ != ConvDir::backward_data) x_to_half(o.x, x16);
     if (dir_ != ConvDir::backward_filter) w_to_half(o.w, w16);
     if (dir_ != ConvDir::forward) to_half(o.y, y_nhwc_, y16, y_);
@@ -401,7 +408,7 @@ class ConvKernel : public CudaKernel {
     else if (dir_ == ConvDir::backward_data)
       from_half(x16, o.x, x_nhwc_, nullptr, x_);
     else if (folded_)
-      unfold_filter(w16, static_cast<float*>(o.w.p), half_type_, fd_, w_[0], stream());
+      unfold_filter(w16, static_cast<float*>(o.w.p), stage_type_, fd_, w_[0], stream());
     else
       from_half(w16, o.w, false, nullptr, w_);
   }
@@ -424,25 +431,25 @@ class ConvKernel : public CudaKernel {
 
   void x_to_half(FPtr x, void* x16) {
     if (folded_)
-      fold_input(x, x_nhwc_, x16, half_type_, fd_, stream());
+      fold_input(x, x_nhwc_, x16, stage_type_, fd_, stream());
     else
       to_half(x, x_nhwc_, x16, x_);
   }
 
   void w_to_half(FPtr w, void* w16) {
     if (folded_)
-      fold_filter(static_cast<const float*>(w.p), w16, half_type_, fd_, w_[0], stream());
+      fold_filter(static_cast<const float*>(w.p), w16, stage_type_, fd_, w_[0], stream());
     else
       to_half(w, false, w16, w_);
   }
 
-  // t (stored NCHW in any type, or NHWC fp32) into cuDNN's 16-bit NHWC copy t16.
+  // t (stored NCHW in any type, or NHWC fp32) into cuDNN's NHWC copy t16 of the staged type.
   void to_half(FPtr t, bool nhwc, void* t16, const Shape& s) {
     if (t.p == t16) return;  // used in place
     if (nhwc)
-      cast_to_half(static_cast<const float*>(t.p), t16, half_type_, s.numel(), stream());
+      cast_to_half(static_cast<const float*>(t.p), t16, stage_type_, s.numel(), stream());
     else
-      cast_to_half_nhwc(t, t16, half_type_, s[0], s[1], s[1], s[2] * s[3], stream());
+      cast_to_half_nhwc(t, t16, stage_type_, s[0], s[1], s[1], s[2] * s[3], stream());
   }
 
   // The result t16 back into t, plus the bias (per channel) when given, through the ReLU when
@@ -453,17 +460,17 @@ class ConvKernel : public CudaKernel {
     if (t.p == t16) {  // written in place: add the bias there
       if (bias || relu) bias_add(t, bias, t, s[0] * hw, s[1], 1, stream(), relu);
     } else if (nhwc) {
-      cast_from_half(t16, half_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1, stream(),
+      cast_from_half(t16, stage_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1, stream(),
                      relu);
     } else {
-      cast_from_half_nhwc(t16, half_type_, t, bias, s[0], s[1], s[1], hw, stream(), relu);
+      cast_from_half_nhwc(t16, stage_type_, t, bias, s[0], s[1], s[1], hw, stream(), relu);
     }
   }
 
   // One convolution per group: its channels of x and y (NHWC) copied in and out of the packed
   // buffers xg and yg, its filters (KRSC, contiguous) used in place.
   void convolve_groups(void* x, void* w, void* y, void* ws, void* xg, void* yg) {
-    const size_t e = 2, pixels_x = x_.numel() / x_[1], pixels_y = y_.numel() / y_[1];
+    const size_t e = element_bytes(), pixels_x = x_.numel() / x_[1], pixels_y = y_.numel() / y_[1];
     const size_t cx = q_.x[1] * e, cy = q_.w[0] * e;
     auto at = [](void* p, size_t off) { return static_cast<char*>(p) + off; };
     for (int64_t g = 0; g < q_.slices; ++g) {
@@ -513,14 +520,15 @@ class ConvKernel : public CudaKernel {
   Shape x_, w_, y_;
   Problem q_;  // what cuDNN convolves
   bool has_bias_ = false;
-  bool relu_ = false;  // forward: a fused ReLU after the bias
-  bool half_ = false;
-  bool x_nhwc_ = false, y_nhwc_ = false;    // how x and y (or their gradients) are stored
-  bool x16_ = false, y16_ = false;          // ... in 16 bits
+  bool relu_ = false;                     // forward: a fused ReLU after the bias
+  bool half_ = false;                     // --precision bf16 or fp16
+  bool staged_ = false;                   // cuDNN convolves NHWC operands, KRSC filters
+  DType stage_type_ = DType::f32;         // ... of this type
+  bool x_nhwc_ = false, y_nhwc_ = false;  // how x and y (or their gradients) are stored
+  DType x_type_ = DType::f32, y_type_ = DType::f32;
   bool x_direct_ = true, y_direct_ = true;  // ... as cuDNN takes them: used in place
   bool folded_ = false;                     // the stride folded into the channels
   FoldDims fd_{};
-  DType half_type_ = DType::bf16;
   cudnnDataType_t dt_ = CUDNN_DATA_FLOAT;
   TensorDesc xd_, yd_;
   FilterDesc wd_;

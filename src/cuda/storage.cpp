@@ -18,11 +18,15 @@
 // work in NHWC, so an NCHW activation costs a transposing copy on the way in and out of every
 // convolution. Views (flatten) and kernels that state nothing want NCHW.
 //
-// Both under --precision bf16/fp16 only (fp32 and tf32 convolve NCHW fp32 in place); in networks
-// with batch norm too, whose own kernels take 16-bit NHWC (batch_norm.cu). Before those, batch
-// norm ran fp32 NCHW on cuDNN and kept most of a ResNet's activations so. In AlexNet 16-bit
-// channels-last storage is worth 8% at batch 256 (H100). MYELIN_CUDA_BF16_STORAGE=0 and
-// MYELIN_CUDA_LAYOUT=nchw turn either off.
+// Both under --precision bf16/fp16; in networks with batch norm too, whose own kernels take
+// 16-bit NHWC (batch_norm.cu). Before those, batch norm ran fp32 NCHW on cuDNN and kept most of a
+// ResNet's activations so. In AlexNet 16-bit channels-last storage is worth 8% at batch 256
+// (H100). Under tf32 activations stay fp32, and channels-last in networks with batch norm only
+// (the convolutions' staged path then works on fp32 NHWC, ops_conv.cpp): AlexNet ran slower so
+// (b64 12,437 vs 13,202 img/s NCHW), where cuDNN's fp32 NCHW batch norm is what a ResNet would
+// run otherwise. fp32 keeps NCHW (cuDNN's exact fp32 kernels). MYELIN_CUDA_BF16_STORAGE=0 turns
+// 16-bit storage off; MYELIN_CUDA_LAYOUT=nchw channels-last, =nhwc takes it under tf32 in any
+// network.
 #include <optional>
 #include <vector>
 
@@ -67,12 +71,22 @@ void choose_layouts(Graph& g) {
     if (chosen[v]) g.value(static_cast<ValueId>(v)).layout = Layout::nhwc;
 }
 
+bool has_batch_norm(const Graph& g) {
+  for (const Node& n : g.nodes())
+    if (n.op == "batch_norm") return true;
+  return false;
+}
+
 }  // namespace
 
-void plan_storage(Graph& g, Precision p, bool storage16, bool nhwc) {
-  if (p != Precision::bf16 && p != Precision::fp16) return;
+void plan_storage(Graph& g, Precision p, bool storage16, ChannelsLast layout) {
+  const bool half = p == Precision::bf16 || p == Precision::fp16;
+  const bool nhwc = layout == ChannelsLast::always ? p != Precision::fp32
+                    : layout == ChannelsLast::where_it_pays
+                        ? half || (p == Precision::tf32 && has_batch_norm(g))
+                        : false;
   if (nhwc) choose_layouts(g);
-  if (storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
+  if (half && storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
 }
 
 void CudaBackend::fuse(Graph& g) const {
@@ -80,8 +94,10 @@ void CudaBackend::fuse(Graph& g) const {
 }
 
 void CudaBackend::choose_storage(Graph& g) const {
-  plan_storage(g, precision_, !env_is("MYELIN_CUDA_BF16_STORAGE", "0"),
-               !env_is("MYELIN_CUDA_LAYOUT", "nchw"));
+  const ChannelsLast layout = env_is("MYELIN_CUDA_LAYOUT", "nchw")   ? ChannelsLast::never
+                              : env_is("MYELIN_CUDA_LAYOUT", "nhwc") ? ChannelsLast::always
+                                                                     : ChannelsLast::where_it_pays;
+  plan_storage(g, precision_, !env_is("MYELIN_CUDA_BF16_STORAGE", "0"), layout);
 }
 
 }  // namespace myelin::cuda
