@@ -60,8 +60,12 @@ struct Problem {
   int64_t slices = 1;  // run per group, on packed copies of the group's channels of x and y
 };
 
-std::string key_of(ConvDir d, const Problem& q, const Shape& y, Precision prec, size_t limit) {
+// The algorithm cache's key: the problem, its layout (tf32 convolves NCHW or, staged, NHWC: each
+// has its algorithms and workspace sizes), the precision and the workspace limit.
+std::string key_of(ConvDir d, const Problem& q, const Shape& y, bool nhwc, Precision prec,
+                   size_t limit) {
   std::string k = std::string(dir_name(d)) + q.x.str() + q.w.str() + y.str();
+  if (nhwc) k.append("nhwc");
   for (int64_t v :
        {q.stride_h, q.stride_w, q.pad_h, q.pad_w, q.dil_h, q.dil_w, q.groups, q.slices}) {
     k.push_back(',');
@@ -205,7 +209,7 @@ class ConvKernel : public CudaKernel {
   void choose_algorithm(Precision prec) {
     if (graph_api() && choose_graph(prec)) return;
     const bool ranked = heuristic();
-    std::string key = key_of(dir_, q_, y_, prec, be_.options().workspace_limit);
+    std::string key = key_of(dir_, q_, y_, staged_, prec, be_.options().workspace_limit);
     if (ranked) key.append(",heuristic");
     if (const ConvAlgo* a = be_.cached_conv_algo(key)) {
       algo_ = *a;
@@ -245,7 +249,8 @@ class ConvKernel : public CudaKernel {
   bool choose_graph(Precision prec) {
     const size_t limit = search_limit();
     // Keyed by the configured limit, as the legacy choices are: free memory differs between runs.
-    const std::string key = key_of(dir_, q_, y_, prec, be_.options().workspace_limit) + ",graph";
+    const std::string key =
+        key_of(dir_, q_, y_, staged_, prec, be_.options().workspace_limit) + ",graph";
     try {
       graph_ = std::make_unique<ConvGraph>(be_.cudnn(), geometry(), where_);
     } catch (const DeviceError&) {
