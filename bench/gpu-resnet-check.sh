@@ -8,9 +8,13 @@
 #   fmnist  resnet9-fast over seeds 1-3 for each of $FMNIST_EPOCHS epochs (14 and 13), each run
 #           from an empty cuDNN algorithm cache, under $FMNIST_ENV (or the runs of $FMNIST_RUNS,
 #           as scripts/gpu-check.sh takes them; $FMNIST_TIMEOUT seconds for all, 180 default)
+#   long    resnet9-long over seeds 1-3 at $LONG_EPOCHS epochs (70, the recipe's: 35 s a run on an
+#           H100); not in the defaults
 #   profile PyTorch's kernel time by kind and peak memory (torch_resnet50_profile.py), Myelin's
 #           step kernel by kernel under ncu (scripts/ncu-step.py); not in the defaults
-# About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last.
+# About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last. Unless
+# PACK=0, the logs and per-run files end up in $OUT/results.tgz beside summary.txt: a device call
+# brings back only a few files.
 #
 #   STEPS="tests r50 fmnist" BATCHES="128 256" bench/gpu-resnet-check.sh
 # OPS_FILTER and ENGINE_FILTER narrow the tests (gtest filters).
@@ -43,19 +47,30 @@ if has r50; then
     timeout "${R50_TIMEOUT:-420}" bash bench/gpu-resnet50.sh > "$OUT/r50.log" 2>&1
   step "resnet50: rc $?"
 fi
-if has fmnist; then
-  runs=""
-  for e in ${FMNIST_EPOCHS:-14 13}; do  # warm-up over a quarter of the run, as the recipe's
+# "name|model|flags;..." for seeds 1-3 of $1 (a model) at each of $2 (epochs), the warm-up over a
+# quarter of the run as the recipes have it.
+seed_runs() {
+  local runs="" e s
+  for e in $2; do
     for s in 1 2 3; do
-      runs+="e${e}s$s|models/resnet9-fast.yaml|--seed $s --epochs $e --warmup $((e * 117 / 4)) --eval-every 100000;"
+      runs+="$(basename "$1" .yaml)-e${e}s$s|$1|--seed $s --epochs $e --warmup $((e * 117 / 4)) --eval-every 100000;"
     done
   done
-  runs="${FMNIST_RUNS:-${runs%;}}"
+  echo "${runs%;}"
+}
+# Fashion-MNIST runs ($2) into $OUT/$1 within $3 seconds, each from an empty algorithm cache.
+fmnist_runs() {
   # shellcheck disable=SC2086  # FMNIST_ENV is words of ENV=VALUE
   env $FMNIST_ENV STAGES=fmnist BUILD_DIR=/tmp/gpu/bin FMNIST_FRESH_CACHE=1 TORCH_FMNIST= \
-    FMNIST_RUNS="$runs" OUT="$OUT/fmnist" timeout "${FMNIST_TIMEOUT:-180}" bash scripts/gpu-check.sh \
-    > "$OUT/fmnist.log" 2>&1
-  step "fmnist: rc $?"
+    FMNIST_RUNS="$2" OUT="$OUT/$1" timeout "$3" bash scripts/gpu-check.sh > "$OUT/$1.log" 2>&1
+  step "$1: rc $?"
+}
+if has fmnist; then
+  fmnist_runs fmnist "${FMNIST_RUNS:-$(seed_runs models/resnet9-fast.yaml "${FMNIST_EPOCHS:-14 13}")}" \
+    "${FMNIST_TIMEOUT:-180}"
+fi
+if has long; then
+  fmnist_runs long "$(seed_runs models/resnet9-long.yaml "${LONG_EPOCHS:-70}")" "${LONG_TIMEOUT:-300}"
 fi
 if has profile; then  # not in the defaults: about 3 minutes more
   env -u LD_LIBRARY_PATH timeout 200 python3 bench/torch_resnet50_profile.py "${BATCHES%% *}" 5 \
@@ -77,7 +92,12 @@ cat "$OUT/summary.txt"
 sed -n '/==== summary/,$p' "$OUT/r50.log" 2>/dev/null
 grep -h "memory" "$OUT"/r50/torch-*.log 2>/dev/null
 for f in "$OUT"/r50/myelin*.json; do
-  [ -f "$f" ] && echo "$(basename "$f" .json): $(grep -o '"device_memory_mib":[0-9.]*' "$f")"
+  [ -f "$f" ] && echo "$(basename "$f" .json): $(grep -o '"device_memory_mib": *[0-9.]*' "$f")"
 done
-cat "$OUT/fmnist/summary.txt" 2>/dev/null
+cat "$OUT/fmnist/summary.txt" "$OUT/long/summary.txt" 2>/dev/null
 head -12 "$OUT/torch-profile.log" "$OUT/ncu.txt" 2>/dev/null
+if [ "${PACK:-1}" = 1 ]; then
+  (cd "$OUT" && find . -mindepth 1 -maxdepth 1 ! -name summary.txt ! -name results.tgz -print0 |
+    xargs -0 tar -czf results.tgz && find . -mindepth 1 -maxdepth 1 ! -name summary.txt \
+    ! -name results.tgz -exec rm -rf {} +)
+fi
