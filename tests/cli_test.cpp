@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "data/dataset.h"
@@ -130,6 +131,27 @@ TEST_F(Cli, ClassifyNamesTheClassesOfATestImage) {
   }
   EXPECT_LE(sum, 1.0 + 1e-6);
   EXPECT_TRUE(has_truth) << "true class " << truth << " not in " << top.dump();
+}
+
+// Every command's --help, as a terminal of 100 columns shows it: each line fits (the flags' help
+// wraps under its column).
+TEST(CliHelp, EveryCommandsHelpFitsInOneHundredColumns) {
+  Outcome top = myelin("--help");
+  ASSERT_EQ(top.status, 0) << top.output;
+  std::istringstream lines(top.output.substr(top.output.find("commands:")));
+  std::string line;
+  int commands = 0;
+  std::getline(lines, line);
+  while (std::getline(lines, line) && line.starts_with("  ")) {
+    const std::string command = line.substr(2, line.find(' ', 2) - 2);
+    Outcome help = myelin(command + " --help");
+    EXPECT_EQ(help.status, 0) << command;
+    std::istringstream help_lines(help.output);
+    for (std::string l; std::getline(help_lines, l);)
+      EXPECT_LE(l.size(), 100u) << "myelin " << command << " --help: " << l;
+    ++commands;
+  }
+  EXPECT_GE(commands, 10);
 }
 
 TEST(CliTime, JsonHasTheStepAndEveryLayer) {

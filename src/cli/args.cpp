@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/text.h"
@@ -79,6 +80,25 @@ double Args::number(const std::string& name, double dflt) const {
   return v;
 }
 
+std::string wrap_words(const std::string& text, size_t indent) {
+  constexpr size_t kColumns = 100;
+  std::string out, word;
+  size_t column = indent;
+  std::istringstream words(text);
+  while (words >> word) {
+    if (column > indent && column + 1 + word.size() > kColumns) {
+      out.append(1, '\n').append(indent, ' ');
+      column = indent;
+    } else if (column > indent) {
+      out += ' ';
+      ++column;
+    }
+    out += word;
+    column += word.size();
+  }
+  return out;
+}
+
 std::string help_text(const std::string& usage, const std::string& description,
                       const std::vector<Flag>& flags, const std::string& examples) {
   std::string s = "usage: " + usage + "\n\n" + description + "\n\nflags:\n";
@@ -86,9 +106,9 @@ std::string help_text(const std::string& usage, const std::string& description,
   for (const Flag& f : flags) width = std::max(width, f.name.size() + f.value_name.size() + 3);
   for (const Flag& f : flags) {
     std::string left = "--" + f.name + (f.value_name.empty() ? "" : " " + f.value_name);
-    s += "  " + left + std::string(width - left.size() + 2, ' ') + f.help;
-    if (!f.fallback.empty()) s += " [" + f.fallback + "]";
-    s += "\n";
+    std::string help = f.help + (f.fallback.empty() ? "" : " [" + f.fallback + "]");
+    s += "  " + left + std::string(width - left.size() + 2, ' ') + wrap_words(help, width + 4) +
+         "\n";
   }
   if (!examples.empty()) s += "\nexamples:\n" + examples;
   return s;

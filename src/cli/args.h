@@ -10,10 +10,10 @@
 namespace myelin::cli {
 
 struct Flag {
-  std::string name;  // without dashes
+  std::string name;        // without dashes
   std::string value_name;  // "N", "FILE"; empty for a boolean switch
   std::string help;
-  std::string fallback;    // shown in --help; empty for none
+  std::string fallback;  // shown in --help; empty for none
 };
 
 class Args {
@@ -32,7 +32,12 @@ class Args {
   std::vector<std::string> positional_;
 };
 
-// The --help text: usage line, description, flags table, examples.
+// `text` as lines of at most 100 columns, each after the first `indent` spaces in (a word longer
+// than a line stays whole).
+std::string wrap_words(const std::string& text, size_t indent);
+
+// The --help text: usage line, description, flags table (each flag's help wrapped under its
+// column), examples.
 std::string help_text(const std::string& usage, const std::string& description,
                       const std::vector<Flag>& flags, const std::string& examples);
 

@@ -48,9 +48,9 @@ int run_import(const std::vector<std::string>& argv) {
       "and weights that train, test, time and classify take. A final Softmax is dropped (the\n"
       "network ends in its logits). The network takes the dataset's pixel values as they are\n"
       "(0-255) unless --scale/--mean or the model's metadata say otherwise: a model trained on\n"
-      "pixels / 255 needs --scale 0.00392156862745098. `--model MODEL.onnx` imports on the fly.\n"
-      "Ops: " +
-          importable_ops() + ".",
+      "pixels / 255 needs --scale 0.00392156862745098. `--model MODEL.onnx` imports on the "
+      "fly.\n" +
+          wrap_words("Ops: " + importable_ops() + ".", 0),
       import_flags(),
       "  myelin import lenet.onnx --out lenet.yaml --weights lenet.safetensors --scale "
       "0.00392156862745098\n"

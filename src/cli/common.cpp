@@ -8,7 +8,10 @@ namespace myelin::cli {
 std::vector<Flag> device_flags() {
   return {{"device", "DEV", "cpu, cuda or cuda:N", "cpu"},
           {"threads", "T", "CPU threads for kernels", "all cores"},
-          {"precision", "P", "fp32, tf32, bf16 or fp16 (CUDA)", "fp32"}};
+          {"precision", "P",
+           "CUDA arithmetic: fp32; tf32 (fp32 values, tensor-core convolutions and products); "
+           "bf16 or fp16 (16-bit activations, fp32 master weights; fp16 with loss scaling)",
+           "fp32"}};
 }
 
 Device device_from(const Args& a) {
