@@ -103,10 +103,11 @@ class ConvKernel : public CudaKernel {
       y_ = s.input(0).shape, x_ = s.input(1).shape, w_ = s.output(0).shape;
     }
     Precision prec = be_.precision();
-    half_ = prec == Precision::bf16 || prec == Precision::fp16;
+    stage_type_ = prec == Precision::fp16   ? DType::f16
+                  : prec == Precision::bf16 ? DType::bf16
+                                            : DType::f32;
     layouts(s);
-    staged_ = half_ || x_nhwc_ || y_nhwc_;
-    stage_type_ = !half_ ? DType::f32 : prec == Precision::fp16 ? DType::f16 : DType::bf16;
+    staged_ = half() || x_nhwc_ || y_nhwc_;
     dt_ = stage_type_ == DType::f32   ? CUDNN_DATA_FLOAT
           : stage_type_ == DType::f16 ? CUDNN_DATA_HALF
                                       : CUDNN_DATA_BFLOAT16;
@@ -156,7 +157,7 @@ class ConvKernel : public CudaKernel {
     auto i = [](int64_t v) { return static_cast<int>(v); };
     // 16-bit tensor cores take channels in multiples of 8, tf32 ones of 4: pad the folded ones
     // with zeros.
-    const int64_t align = half_ ? 8 : staged_ ? 4 : 1;
+    const int64_t align = half() ? 8 : staged_ ? 4 : 1;
     const int64_t c = (x_[1] * s * s + align - 1) / align * align;
     fd_ =
         FoldDims{x_[0],  x_[1],       i(x_[2]),    i(x_[3]),           i(w_[2]),           i(w_[3]),
@@ -183,8 +184,12 @@ class ConvKernel : public CudaKernel {
   const Shape& staged_w() const { return folded_ ? q_.w : w_; }
 
   // Bytes of a tensor as cuDNN sees it.
-  size_t bytes(const Shape& s) const { return static_cast<size_t>(s.numel()) * element_bytes(); }
-  size_t element_bytes() const { return stage_type_ == DType::f32 ? 4 : 2; }
+  size_t bytes(const Shape& s) const {
+    return static_cast<size_t>(s.numel()) * dtype_size(stage_type_);
+  }
+
+  // --precision bf16 or fp16: cuDNN convolves 16-bit copies (or operands stored so).
+  bool half() const { return stage_type_ != DType::f32; }
 
   void describe_tensors(cudnnMathType_t math) {
     cudnnTensorFormat_t format = staged_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
@@ -241,7 +246,7 @@ class ConvKernel : public CudaKernel {
   // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
   // (16-bit NHWC or fp32 NCHW: conv_graph.h).
   bool graph_api() const {
-    return q_.slices == 1 && staged_ == half_ && env_is("MYELIN_CUDA_CONV_API", "graph");
+    return q_.slices == 1 && staged_ == half() && env_is("MYELIN_CUDA_CONV_API", "graph");
   }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
@@ -292,7 +297,7 @@ class ConvKernel : public CudaKernel {
   bool heuristic() const {
     if (env_is("MYELIN_CUDA_ALGO_SEARCH", "find")) return false;
     if (env_is("MYELIN_CUDA_ALGO_SEARCH", "heuristic")) return true;
-    return half_;
+    return half();
   }
 
   // cuDNN's heuristic ranking, without running anything.
@@ -355,7 +360,7 @@ class ConvKernel : public CudaKernel {
   // choose_storage).
   void check_storage(const KernelSpec& s) const {
     auto want = [&](TensorType t, bool may_be_16, const char* what) {
-      if (t.dtype == DType::f32 || (may_be_16 && half_ && t.dtype == stage_type_)) return;
+      if (t.dtype == DType::f32 || (may_be_16 && half() && t.dtype == stage_type_)) return;
       throw UnsupportedError(where_ + ": " + what + " is " + dtype_name(t.dtype) +
                              " under --precision " + precision_name(be_.precision()));
     };
@@ -475,7 +480,8 @@ class ConvKernel : public CudaKernel {
   // One convolution per group: its channels of x and y (NHWC) copied in and out of the packed
   // buffers xg and yg, its filters (KRSC, contiguous) used in place.
   void convolve_groups(void* x, void* w, void* y, void* ws, void* xg, void* yg) {
-    const size_t e = element_bytes(), pixels_x = x_.numel() / x_[1], pixels_y = y_.numel() / y_[1];
+    const size_t e = dtype_size(stage_type_), pixels_x = x_.numel() / x_[1],
+                 pixels_y = y_.numel() / y_[1];
     const size_t cx = q_.x[1] * e, cy = q_.w[0] * e;
     auto at = [](void* p, size_t off) { return static_cast<char*>(p) + off; };
     for (int64_t g = 0; g < q_.slices; ++g) {
@@ -526,7 +532,6 @@ class ConvKernel : public CudaKernel {
   Problem q_;  // what cuDNN convolves
   bool has_bias_ = false;
   bool relu_ = false;                     // forward: a fused ReLU after the bias
-  bool half_ = false;                     // --precision bf16 or fp16
   bool staged_ = false;                   // cuDNN convolves NHWC operands, KRSC filters
   DType stage_type_ = DType::f32;         // ... of this type
   bool x_nhwc_ = false, y_nhwc_ = false;  // how x and y (or their gradients) are stored

@@ -77,16 +77,28 @@ bool has_batch_norm(const Graph& g) {
   return false;
 }
 
+bool is_half(Precision p) {
+  return p == Precision::bf16 || p == Precision::fp16;
+}
+
+// Whether g's activations may be stored channels-last under p, as `layout` says.
+bool channels_last(const Graph& g, Precision p, ChannelsLast layout) {
+  switch (layout) {
+    case ChannelsLast::never:
+      return false;
+    case ChannelsLast::where_it_pays:
+      return is_half(p) || (p == Precision::tf32 && has_batch_norm(g));
+    case ChannelsLast::always:
+      return p != Precision::fp32;
+  }
+  return false;
+}
+
 }  // namespace
 
 void plan_storage(Graph& g, Precision p, bool storage16, ChannelsLast layout) {
-  const bool half = p == Precision::bf16 || p == Precision::fp16;
-  const bool nhwc = layout == ChannelsLast::always ? p != Precision::fp32
-                    : layout == ChannelsLast::where_it_pays
-                        ? half || (p == Precision::tf32 && has_batch_norm(g))
-                        : false;
-  if (nhwc) choose_layouts(g);
-  if (half && storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
+  if (channels_last(g, p, layout)) choose_layouts(g);
+  if (is_half(p) && storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
 }
 
 void CudaBackend::fuse(Graph& g) const {
