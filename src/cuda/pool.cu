@@ -109,8 +109,9 @@ __device__ __forceinline__ void covering(int i, int k, int s, int p, int out, in
 
 // max_backward by gathering, where every operand is NHWC of one type T and 16 bytes hold V whole
 // channels: a thread per input pixel and V channels sums the dy of each window covering it whose
-// first element equal to y (in scan order) is this one, found by scanning the window's x up to
-// it. No atomics, no fp32 scratch, dx written once; the scans read x through the cache.
+// first element equal to y (in scan order) is this one. Only the lanes where this pixel equals
+// the window's maximum scan the window's x before it, and the scan stops once no lane is left.
+// No atomics, no fp32 scratch, dx written once; the scans read x through the cache.
 template <class T>
 __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restrict__ x,
                                     const T* __restrict__ y, T* __restrict__ dx, PoolDims d) {
@@ -125,31 +126,34 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
     int y0, y1, x0, x1;
     covering(iy, d.kh, d.sh, d.ph, static_cast<int>(d.oh), y0, y1);
     covering(ix, d.kw, d.sw, d.pw, static_cast<int>(d.ow), x0, x1);
-    float g[V];
+    float v[V], g[V];
+    load16<T>(x, x_at(iy, ix), v);
 #pragma unroll
     for (int k = 0; k < V; ++k) g[k] = 0.f;
     for (int oy = y0; oy <= y1; ++oy)
       for (int ox = x0; ox <= x1; ++ox) {
         const int64_t o = (((n * d.oh + oy) * d.ow + ox) * d.c + c0) / V;
-        const Win w = window(d, oy, ox);
         float m[V];
         load16<T>(y, o, m);
-        bool earlier[V];  // a lane's maximum already found before (iy, ix)
+        bool mine[V];  // this pixel is the lane's maximum, and no element before it is
+        bool any = false;
 #pragma unroll
-        for (int k = 0; k < V; ++k) earlier[k] = false;
-        for (int qy = w.h0; qy <= iy; ++qy)
-          for (int qx = w.w0; qx < (qy == iy ? ix : w.w1); ++qx) {
-            float v[V];
-            load16<T>(x, x_at(qy, qx), v);
+        for (int k = 0; k < V; ++k) any |= mine[k] = v[k] == m[k];
+        const Win w = window(d, oy, ox);
+        for (int qy = w.h0; any && qy <= iy; ++qy)
+          for (int qx = w.w0; any && qx < (qy == iy ? ix : w.w1); ++qx) {
+            float e[V];
+            load16<T>(x, x_at(qy, qx), e);
+            any = false;
 #pragma unroll
-            for (int k = 0; k < V; ++k) earlier[k] = earlier[k] || v[k] == m[k];
+            for (int k = 0; k < V; ++k) any |= mine[k] = mine[k] && e[k] != m[k];
           }
-        float v[V], gy[V];
-        load16<T>(x, x_at(iy, ix), v);
+        if (!any) continue;
+        float gy[V];
         load16<T>(dy, o, gy);
 #pragma unroll
         for (int k = 0; k < V; ++k)
-          if (!earlier[k] && v[k] == m[k]) g[k] += gy[k];
+          if (mine[k]) g[k] += gy[k];
       }
     store16<T>(dx, (pixel * d.c + c0) / V, g);
   }
