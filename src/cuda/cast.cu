@@ -13,7 +13,7 @@ namespace myelin::cuda {
 namespace {
 
 template <class H>
-__global__ void to_half_kernel(const float* x, H* y, int64_t n) {
+__global__ void to_staged_kernel(const float* x, H* y, int64_t n) {
   // Four elements per step when aligned: the casts are pure bandwidth.
   int64_t n4 = n / 4;
   const float4* x4 = reinterpret_cast<const float4*>(x);
@@ -28,8 +28,8 @@ __global__ void to_half_kernel(const float* x, H* y, int64_t n) {
 }
 
 template <class H>
-__global__ void from_half_kernel(const H* x, float* y, const float* b, int64_t n, int64_t channels,
-                                 int64_t inner, bool relu) {
+__global__ void from_staged_kernel(const H* x, float* y, const float* b, int64_t n,
+                                   int64_t channels, int64_t inner, bool relu) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     float v = to_float(x[i]);
     if (b) v += b[(i / inner) % channels];
@@ -140,38 +140,39 @@ void from_nhwc(const H* x, FPtr y, const float* b, int64_t n, int64_t c, int64_t
 
 }  // namespace
 
-void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, int64_t c_pad,
-                       int64_t hw, cudaStream_t s) {
-  if (n > 65535) throw DeviceError("cast_to_half_nhwc: more than 65535 images");
-  with_type(half_type,
+void cast_to_staged_nhwc(FPtr x, void* y, DType staged_type, int64_t n, int64_t c, int64_t c_pad,
+                         int64_t hw, cudaStream_t s) {
+  if (n > 65535) throw DeviceError("cast_to_staged_nhwc: more than 65535 images");
+  with_type(staged_type,
             [&](auto t) { to_nhwc(x, static_cast<decltype(t)*>(y), n, c, c_pad, hw, s); });
-  check_launch("cast_to_half_nhwc", "");
+  check_launch("cast_to_staged_nhwc", "");
 }
 
-void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
-                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu) {
-  if (n > 65535) throw DeviceError("cast_from_half_nhwc: more than 65535 images");
-  with_type(half_type, [&](auto t) {
+void cast_from_staged_nhwc(const void* x, DType staged_type, FPtr y, const float* b, int64_t n,
+                           int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu) {
+  if (n > 65535) throw DeviceError("cast_from_staged_nhwc: more than 65535 images");
+  with_type(staged_type, [&](auto t) {
     from_nhwc(static_cast<const decltype(t)*>(x), y, b, n, c, c_pad, hw, s, relu);
   });
-  check_launch("cast_from_half_nhwc", "");
+  check_launch("cast_from_staged_nhwc", "");
 }
 
-void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s) {
-  with_type(half_type, [&](auto t) {
-    to_half_kernel<<<blocks_for((n + 3) / 4), kThreads, 0, s>>>(x, static_cast<decltype(t)*>(y), n);
+void cast_to_staged(const float* x, void* y, DType staged_type, int64_t n, cudaStream_t s) {
+  with_type(staged_type, [&](auto t) {
+    to_staged_kernel<<<blocks_for((n + 3) / 4), kThreads, 0, s>>>(x, static_cast<decltype(t)*>(y),
+                                                                  n);
   });
-  check_launch("to_half_kernel", "");
+  check_launch("to_staged_kernel", "");
 }
 
-void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
-                    int64_t channels, int64_t inner, cudaStream_t s, bool relu) {
+void cast_from_staged(const void* x, DType staged_type, float* y, const float* b, int64_t outer,
+                      int64_t channels, int64_t inner, cudaStream_t s, bool relu) {
   int64_t n = outer * channels * inner;
-  with_type(half_type, [&](auto t) {
-    from_half_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const decltype(t)*>(x), y, b, n,
-                                                        channels, inner, relu);
+  with_type(staged_type, [&](auto t) {
+    from_staged_kernel<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const decltype(t)*>(x), y, b,
+                                                          n, channels, inner, relu);
   });
-  check_launch("from_half_kernel", "");
+  check_launch("from_staged_kernel", "");
 }
 
 }  // namespace myelin::cuda

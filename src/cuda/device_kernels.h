@@ -48,22 +48,22 @@ void dropout(FPtr x, FPtr y, int64_t n, const unsigned long long* step_state, in
              uint32_t threshold, float scale, cudaStream_t s);
 void write_step_state(unsigned long long* state, uint64_t seed, uint64_t step, cudaStream_t s);
 
-// --- cast.cu: fp32 <-> bf16/fp16 for the reduced-precision paths ----------------------------
-// `half_type` is DType::bf16 or DType::f16, or DType::f32 for the same copies and layout changes
-// in fp32 (tf32's channels-last convolutions).
-void cast_to_half(const float* x, void* y, DType half_type, int64_t n, cudaStream_t s);
+// --- cast.cu: fp32 operands to and from the staged copies cuDNN and cuBLASLt compute on ----------
+// `staged_type` is DType::bf16 or DType::f16 (the reduced-precision paths), or DType::f32 for the
+// same copies and layout changes in fp32 (tf32's channels-last convolutions).
+void cast_to_staged(const float* x, void* y, DType staged_type, int64_t n, cudaStream_t s);
 // y = float(x16) (+ b[c] when b is not null, laid out [outer, channels, inner]); max(y, 0) when
 // relu.
-void cast_from_half(const void* x, DType half_type, float* y, const float* b, int64_t outer,
-                    int64_t channels, int64_t inner, cudaStream_t s, bool relu = false);
+void cast_from_staged(const void* x, DType staged_type, float* y, const float* b, int64_t outer,
+                      int64_t channels, int64_t inner, cudaStream_t s, bool relu = false);
 
 // The same with a layout change: x [n, c, hw] fp32 <-> [n, hw, c_pad] 16-bit (NHWC for cuDNN's
 // tensor-core convolutions; filters [K, C, R, S] <-> [K, R, S, C] likewise). Channels
 // [c, c_pad) are written as zeros and skipped on the way back. n <= 65535.
-void cast_to_half_nhwc(FPtr x, void* y, DType half_type, int64_t n, int64_t c, int64_t c_pad,
-                       int64_t hw, cudaStream_t s);
-void cast_from_half_nhwc(const void* x, DType half_type, FPtr y, const float* b, int64_t n,
-                         int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu = false);
+void cast_to_staged_nhwc(FPtr x, void* y, DType staged_type, int64_t n, int64_t c, int64_t c_pad,
+                         int64_t hw, cudaStream_t s);
+void cast_from_staged_nhwc(const void* x, DType staged_type, FPtr y, const float* b, int64_t n,
+                           int64_t c, int64_t c_pad, int64_t hw, cudaStream_t s, bool relu = false);
 
 // --- fold.cu: stride folding (space-to-depth) for thin strided convolutions -----------------
 struct FoldDims {

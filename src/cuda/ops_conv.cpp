@@ -457,9 +457,9 @@ class ConvKernel : public CudaKernel {
   void to_half(FPtr t, bool nhwc, void* t16, const Shape& s) {
     if (t.p == t16) return;  // used in place
     if (nhwc)
-      cast_to_half(static_cast<const float*>(t.p), t16, stage_type_, s.numel(), stream());
+      cast_to_staged(static_cast<const float*>(t.p), t16, stage_type_, s.numel(), stream());
     else
-      cast_to_half_nhwc(t, t16, stage_type_, s[0], s[1], s[1], s[2] * s[3], stream());
+      cast_to_staged_nhwc(t, t16, stage_type_, s[0], s[1], s[1], s[2] * s[3], stream());
   }
 
   // The result t16 back into t, plus the bias (per channel) when given, through the ReLU when
@@ -470,10 +470,10 @@ class ConvKernel : public CudaKernel {
     if (t.p == t16) {  // written in place: add the bias there
       if (bias || relu) bias_add(t, bias, t, s[0] * hw, s[1], 1, stream(), relu);
     } else if (nhwc) {
-      cast_from_half(t16, stage_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1, stream(),
-                     relu);
+      cast_from_staged(t16, stage_type_, static_cast<float*>(t.p), bias, s[0] * hw, s[1], 1,
+                       stream(), relu);
     } else {
-      cast_from_half_nhwc(t16, stage_type_, t, bias, s[0], s[1], s[1], hw, stream(), relu);
+      cast_from_staged_nhwc(t16, stage_type_, t, bias, s[0], s[1], s[1], hw, stream(), relu);
     }
   }
 

@@ -132,19 +132,19 @@ class MatmulKernel : public CudaKernel {
     const void* b16 = in[1].data();
     if (a_elems_) {
       void* a16 = carve.take(a_elems_ * 2);
-      cast_to_half(in[0].f32(), a16, half_type_, a_elems_, stream());
+      cast_to_staged(in[0].f32(), a16, half_type_, a_elems_, stream());
       a = a16;
     }
     if (b_elems_) {
       void* bb = carve.take(b_elems_ * 2);
-      cast_to_half(in[1].f32(), bb, half_type_, b_elems_, stream());
+      cast_to_staged(in[1].f32(), bb, half_type_, b_elems_, stream());
       b16 = bb;
     }
     if (bias_in_epilogue_) {
       const void* b = in[2].data();
       if (bias16_) {
         void* b16 = carve.take(static_cast<size_t>(n_) * 2);
-        cast_to_half(in[2].f32(), b16, half_type_, n_, stream());
+        cast_to_staged(in[2].f32(), b16, half_type_, n_, stream());
         b = b16;
       }
       MYELIN_CHECK(
@@ -158,7 +158,7 @@ class MatmulKernel : public CudaKernel {
     if (bias_ && !bias_in_epilogue_)
       bias_add(product, in[2].f32(), fptr(out[0]), m_, n_, 1, stream());
     else if (d32_)
-      cast_to_half(static_cast<const float*>(d), out[0].data(), half_type_, m_ * n_, stream());
+      cast_to_staged(static_cast<const float*>(d), out[0].data(), half_type_, m_ * n_, stream());
   }
 
   bool bias_ = false, bias_in_epilogue_ = false;

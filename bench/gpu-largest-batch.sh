@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The largest ResNet-50 training batch that fits on this GPU, Myelin beside PyTorch, measured:
+# Myelin by a binary search over `myelin time --batch N` (a batch fits when its steps run; one
+# that fails for any reason but memory stops the search), PyTorch torch.compile by a run at each
+# of $PEER_BATCHES (channels_last and bf16 autocast, or $PEER_MODE), since each batch compiles
+# anew (about a minute). Programs as for gpu-resnet50.sh: MYELIN_BIN and MYELIN_LIB.
+#
+#   PRECISION=bf16 LO=1024 HI=2048 PEER_BATCHES="1536 1664 1792" bench/gpu-largest-batch.sh
+#
+# LO must fit and HI must not (they are checked); the search stops at a step of $STEP images.
+# Results in $OUT/summary.txt, one line per probe and the answer last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu-largest-batch-out}"
+PRECISION="${PRECISION:-bf16}"
+LO="${LO:-256}"
+HI="${HI:-4096}"
+STEP="${STEP:-32}"
+PEER_MODE="${PEER_MODE:-${PRECISION}clcompile}"
+PEER_BATCHES="${PEER_BATCHES-}"
+mkdir -p "$OUT"
+summary="$OUT/summary.txt"
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+myelin="${MYELIN_BIN:-build-gpu/myelin}"
+[ -n "${MYELIN_LIB:-}" ] && export LD_LIBRARY_PATH="$MYELIN_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# Exit status 0: fits; 1: out of memory; 2: failed otherwise.
+myelin_fits() {
+  local log="$OUT/myelin-b$1"
+  if timeout 240 "$myelin" time --model models/resnet50.yaml --device cuda --precision \
+    "$PRECISION" --batch "$1" --iterations 2 --json > "$log.json" 2> "$log.err"; then
+    note "myelin batch $1: fits, $(grep -o '"device_memory_mib": *[0-9]*' "$log.json")"
+    return 0
+  fi
+  if grep -qi "out of memory\|cudaErrorMemoryAllocation" "$log.err"; then
+    note "myelin batch $1: out of memory"
+    return 1
+  fi
+  note "myelin batch $1: failed: $(tail -1 "$log.err")"
+  return 2
+}
+
+lo=$LO hi=$HI
+myelin_fits "$lo"
+[ $? -eq 0 ] || { note "myelin: LO=$lo does not fit; nothing to search"; exit 1; }
+myelin_fits "$hi"
+rc=$?
+if [ $rc -eq 0 ]; then
+  note "myelin: HI=$hi fits too; the largest batch is above it"
+  lo=$hi
+elif [ $rc -eq 2 ]; then
+  exit 1
+fi
+while [ $((hi - lo)) -gt "$STEP" ] && [ "$lo" -lt "$hi" ]; do
+  mid=$(((lo + hi) / 2 / 8 * 8))
+  myelin_fits "$mid"
+  case $? in
+    0) lo=$mid ;;
+    1) hi=$mid ;;
+    *) break ;;
+  esac
+done
+note "myelin $PRECISION: largest batch found $lo (fails at $hi)"
+
+for b in $PEER_BATCHES; do
+  log="$OUT/torch-b$b.log"
+  env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout 300 python3 bench/torch_resnet50_bench.py \
+    "$PEER_MODE" "$b" > "$log" 2>&1
+  if grep -q "img/s" "$log"; then
+    note "torch $PEER_MODE batch $b: fits, $(grep memory: "$log" | sed 's/.*memory: //')"
+  elif grep -qi "out of memory" "$log"; then
+    note "torch $PEER_MODE batch $b: out of memory"
+  else
+    note "torch $PEER_MODE batch $b: failed: $(tail -1 "$log")"
+  fi
+done
