@@ -29,17 +29,17 @@ void set_desc(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name,
   set(d, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v, where);
 }
 
-// Strides of a logical [N, C, H, W] tensor stored NHWC (filters: [K, C, R, S] stored KRSC) for
-// 16-bit types, NCHW (KCRS) for fp32.
-std::array<int64_t, 4> strides_of(const std::array<int64_t, 4>& d, cudnnDataType_t type) {
-  if (type == CUDNN_DATA_FLOAT) return {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
+// Strides of a logical [N, C, H, W] tensor stored NHWC (filters: [K, C, R, S] stored KRSC) or
+// NCHW (KCRS).
+std::array<int64_t, 4> strides_of(const std::array<int64_t, 4>& d, bool nhwc) {
+  if (!nhwc) return {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
   return {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
 }
 
 std::unique_ptr<BackendDesc> tensor(const std::array<int64_t, 4>& dims, int64_t uid,
-                                    cudnnDataType_t type, const std::string& where) {
+                                    cudnnDataType_t type, bool nhwc, const std::string& where) {
   auto t = std::make_unique<BackendDesc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-  const std::array<int64_t, 4> strides = strides_of(dims, type);
+  const std::array<int64_t, 4> strides = strides_of(dims, nhwc);
   const int64_t alignment = 16;
   set(t->get(), CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type, where);
   set(t->get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data(), where);
@@ -151,9 +151,9 @@ BackendDesc::~BackendDesc() {
 
 ConvGraph::ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where)
     : h_(h), where_(std::move(where)), tensor_cores_(g.tensor_cores || g.type != CUDNN_DATA_FLOAT) {
-  tensors_.push_back(tensor(g.x, uid_x, g.type, where_));
-  tensors_.push_back(tensor(g.w, uid_w, g.type, where_));
-  tensors_.push_back(tensor(g.y, uid_y, g.type, where_));
+  tensors_.push_back(tensor(g.x, uid_x, g.type, g.nhwc, where_));
+  tensors_.push_back(tensor(g.w, uid_w, g.type, g.nhwc, where_));
+  tensors_.push_back(tensor(g.y, uid_y, g.type, g.nhwc, where_));
   conv_ = convolution(g, where_);
 
   const OpAttrs a = op_attrs(g.dir);

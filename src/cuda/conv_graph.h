@@ -2,8 +2,8 @@
 // configurations cuDNN's heuristics offer for the problem, each one timed on the device, the
 // fastest kept as an execution plan. The legacy API (ops_conv.cpp) reaches only the engines behind
 // its eight algorithm numbers; PyTorch's cudnn.benchmark searches these configurations instead.
-// Operands 16-bit NHWC (KRSC filters) or fp32 NCHW (KCRS), fp32 accumulation; exact fp32 takes
-// only engines that compute in fp32 (no tensor cores, which round inputs to tf32).
+// Operands NHWC (KRSC filters) in any type, or fp32 NCHW (KCRS); fp32 accumulation; exact fp32
+// takes only engines that compute in fp32 (no tensor cores, which round inputs to tf32).
 #pragma once
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
@@ -23,6 +23,7 @@ struct ConvGeometry {
   ConvDir dir = ConvDir::forward;
   cudnnDataType_t type = CUDNN_DATA_BFLOAT16;  // CUDNN_DATA_HALF; CUDNN_DATA_FLOAT (NCHW)
   bool tensor_cores = true;                    // fp32: may round inputs to tf32
+  bool nhwc = true;                            // false: NCHW (KCRS filters), fp32 only
   std::array<int64_t, 4> x{}, w{}, y{};        // [N, C, H, W], [K, C, R, S], [N, K, P, Q]
   std::array<int64_t, 2> stride{1, 1}, pad{0, 0}, dilation{1, 1};
 };

@@ -243,10 +243,10 @@ class ConvKernel : public CudaKernel {
     return std::min(be_.options().workspace_limit, be_.free_memory() / 2);
   }
 
-  // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph).
-  // (16-bit NHWC or fp32 NCHW: conv_graph.h).
+  // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph): staged NHWC
+  // operands in any type, or fp32 NCHW (conv_graph.h).
   bool graph_api() const {
-    return q_.slices == 1 && staged_ == half() && env_is("MYELIN_CUDA_CONV_API", "graph");
+    return q_.slices == 1 && (staged_ || !half()) && env_is("MYELIN_CUDA_CONV_API", "graph");
   }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
@@ -284,6 +284,7 @@ class ConvKernel : public CudaKernel {
     g.dir = dir_;
     g.type = dt_;
     g.tensor_cores = be_.precision() != Precision::fp32;
+    g.nhwc = staged_;
     g.x = {q_.x[0], q_.x[1], q_.x[2], q_.x[3]};
     g.w = {q_.w[0], q_.w[1], q_.w[2], q_.w[3]};
     g.y = {y_[0], y_[1], y_[2], y_[3]};
