@@ -8,8 +8,8 @@
 #   fmnist  resnet9-fast over seeds 1-3 for each of $FMNIST_EPOCHS epochs (14 and 13), each run
 #           from an empty cuDNN algorithm cache, under $FMNIST_ENV (or the runs of $FMNIST_RUNS,
 #           as scripts/gpu-check.sh takes them; $FMNIST_TIMEOUT seconds for all, 180 default)
-#   long    resnet9-long over seeds 1-3 at $LONG_EPOCHS epochs (70, the recipe's: 35 s a run on an
-#           H100); not in the defaults
+#   long    each of $LONG_MODELS (models/resnet9-long.yaml) over seeds 1-3 at $LONG_EPOCHS epochs
+#           (70, the recipe's: 35 s a run on an H100); not in the defaults
 #   profile PyTorch's kernel time by kind and peak memory (torch_resnet50_profile.py), Myelin's
 #           step kernel by kernel under ncu (scripts/ncu-step.py); not in the defaults
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last. Unless
@@ -70,7 +70,11 @@ if has fmnist; then
     "${FMNIST_TIMEOUT:-180}"
 fi
 if has long; then
-  fmnist_runs long "$(seed_runs models/resnet9-long.yaml "${LONG_EPOCHS:-70}")" "${LONG_TIMEOUT:-300}"
+  runs=""
+  for m in ${LONG_MODELS:-models/resnet9-long.yaml}; do
+    runs+="$(seed_runs "$m" "${LONG_EPOCHS:-70}");"
+  done
+  fmnist_runs long "${runs%;}" "${LONG_TIMEOUT:-300}"
 fi
 if has profile; then  # not in the defaults: about 3 minutes more
   env -u LD_LIBRARY_PATH timeout 200 python3 bench/torch_resnet50_profile.py "${BATCHES%% *}" 5 \
