@@ -37,9 +37,10 @@ if has tests; then
   timeout 150 /tmp/gpu/bin/ops_cuda_test \
     --gtest_filter="${OPS_FILTER:-*batch_norm*:*add*:*relu*:*conv*:ConvGraph*}" > "$OUT/ops.log" 2>&1
   step "ops_cuda_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/ops.log" | tr '\n' ' ')"
-  timeout 120 /tmp/gpu/bin/cuda_engine_test --gtest_filter="${ENGINE_FILTER:-*}" > "$OUT/engine.log" 2>&1
+  timeout "${ENGINE_TIMEOUT:-240}" stdbuf -oL /tmp/gpu/bin/cuda_engine_test \
+    --gtest_filter="${ENGINE_FILTER:-*}" > "$OUT/engine.log" 2>&1
   step "cuda_engine_test: rc $?, $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/engine.log" | tr '\n' ' ')"
-  grep "graph API direction" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
+  grep -E "graph API direction|genstats:" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
 fi
 if has r50; then
   MYELIN_BIN=/tmp/gpu/bin/myelin BATCHES="$BATCHES" PRECISIONS="${PRECISIONS:-bf16}" \

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 
 #include "core/autodiff.h"
@@ -825,5 +826,77 @@ TEST(CudaConvGraph, TunedPlansMatchTheConvolutionInDouble) {
     std::printf("graph API direction %d: candidate %d of %d, %.4f ms, worst error %.3g of %.3g\n",
                 static_cast<int>(dir), graph.selected(), graph.candidates(), ms, worst, largest);
   }
+  cudnnDestroy(h);
+}
+
+// Batch norm's statistics from the convolution that feeds it (cuDNN's GenStats node after a
+// forward convolution, ConvGeometry::gen_stats), on a ResNet-50 layer1 3x3 convolution at batch
+// 32: the per-channel sums match the output's, and the fused plan's time is printed beside the
+// plain convolution's (what fusing batch norm's statistics pass would cost or save). Skipped where
+// cuDNN offers no engine for the pair.
+TEST(CudaConvGraph, StatisticsFromTheForwardConvolution) {
+  REQUIRE_GPU();
+  ConvCase g;
+  g.n = 32, g.c = 64, g.h = 56, g.w = 56, g.k = 64, g.stride = 1;
+  const size_t nx = g.n * g.h * g.w * g.c, nw = g.k * g.r * g.s * g.c,
+               ny = g.n * g.p() * g.q() * g.k;
+  std::vector<uint16_t> x = eighths(nx, 1), w = eighths(nw, 2);
+  cudnnHandle_t h;
+  ASSERT_EQ(cudnnCreate(&h), CUDNN_STATUS_SUCCESS);
+  const size_t ws_bytes = size_t{256} << 20;
+  DeviceBuffer dx(nx * 2), dw(nw * 2), dy(ny * 2), ws(ws_bytes), sums(2 * g.k * sizeof(float));
+  ASSERT_EQ(cudaMemcpy(dx.p, x.data(), nx * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(dw.p, w.data(), nw * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  cuda::ConvGeometry geo;
+  geo.x = {g.n, g.c, g.h, g.w};
+  geo.w = {g.k, g.c, g.r, g.s};
+  geo.y = {g.n, g.k, g.p(), g.q()};
+  geo.pad = {g.pad, g.pad};
+  cuda::ConvGraph plain(h, geo, "plain convolution");
+  float plain_ms = 0;
+  ASSERT_GE(plain.tune(nullptr, dx.p, dw.p, dy.p, ws.p, ws_bytes, &plain_ms), 0);
+
+  geo.gen_stats = true;
+  std::unique_ptr<cuda::ConvGraph> fused;
+  try {
+    fused = std::make_unique<cuda::ConvGraph>(h, geo, "convolution with statistics");
+  } catch (const DeviceError& e) {
+    cudnnDestroy(h);
+    GTEST_SKIP() << "cuDNN takes no convolution with GenStats here: " << e.what();
+  }
+  int compiled = 0;
+  for (int i = 0; i < fused->candidates(); ++i) compiled += fused->runtime_compiled(i);
+  float* sum = static_cast<float*>(sums.p);
+  float fused_ms = 0;
+  const int best = fused->tune(nullptr, dx.p, dw.p, dy.p, ws.p, ws_bytes, &fused_ms, sum, sum + g.k,
+                               /*runtime_compiled=*/true);
+  std::printf(
+      "genstats: %d candidates (%d compiled at run time), chosen %d (%s), %.4f ms; "
+      "plain convolution %.4f ms (candidate %d of %d)\n",
+      fused->candidates(), compiled, best,
+      best >= 0 && fused->runtime_compiled(best) ? "compiled at run time" : "precompiled", fused_ms,
+      plain_ms, plain.selected(), plain.candidates());
+  if (best < 0) {
+    cudnnDestroy(h);
+    GTEST_SKIP() << "none of cuDNN's " << fused->candidates()
+                 << " configurations for a convolution with GenStats runs here";
+  }
+  ASSERT_EQ(cudaMemset(sums.p, 0xff, 2 * g.k * sizeof(float)), cudaSuccess);  // NaNs
+  fused->execute(dx.p, dw.p, dy.p, ws.p, sum, sum + g.k);
+  std::vector<uint16_t> y(ny);
+  std::vector<float> got(2 * g.k);
+  ASSERT_EQ(cudaMemcpy(y.data(), dy.p, ny * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(got.data(), sums.p, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  std::vector<double> want(2 * g.k), scale(2 * g.k);
+  for (size_t i = 0; i < ny; ++i) {
+    const size_t ch = i % g.k;
+    const double v = from_bf16(y[i]);
+    want[ch] += v, want[g.k + ch] += v * v;
+    scale[ch] += std::abs(v), scale[g.k + ch] += v * v;
+  }
+  // The node may sum the fp32 accumulators before the output is rounded to bf16 (2^-9 relative).
+  for (int64_t ch = 0; ch < 2 * g.k; ++ch)
+    EXPECT_NEAR(got[ch], want[ch], scale[ch] / 256 + 1e-3)
+        << (ch < g.k ? "sum" : "sum of squares") << " of channel " << ch % g.k;
   cudnnDestroy(h);
 }

@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/error.h"
 #include "cuda/cuda_check.h"
 
 namespace myelin::cuda {
 
 namespace {
 
-enum Uid : int64_t { uid_x = 1, uid_w = 2, uid_y = 3 };
+enum Uid : int64_t { uid_x = 1, uid_w = 2, uid_y = 3, uid_sum = 4, uid_sqsum = 5 };
 
 // Candidates timed per convolution: cuDNN's ranking puts the fast ones first, and each one timed
 // costs a plan (milliseconds) and a few runs.
@@ -102,6 +103,22 @@ OpAttrs op_attrs(ConvDir d) {
           CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY};
 }
 
+// The GenStats node: per-channel sum and sum of squares of `y` into `sum` and `sqsum`.
+std::unique_ptr<BackendDesc> gen_stats(const BackendDesc& y, const BackendDesc& sum,
+                                       const BackendDesc& sqsum, const std::string& where) {
+  auto op = std::make_unique<BackendDesc>(CUDNN_BACKEND_OPERATION_GEN_STATS_DESCRIPTOR);
+  const cudnnGenStatsMode_t mode = CUDNN_GENSTATS_SUM_SQSUM;
+  const cudnnDataType_t precision = CUDNN_DATA_FLOAT;
+  set(op->get(), CUDNN_ATTR_OPERATION_GENSTATS_MODE, CUDNN_TYPE_GENSTATS_MODE, 1, &mode, where);
+  set(op->get(), CUDNN_ATTR_OPERATION_GENSTATS_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &precision,
+      where);
+  set_desc(op->get(), CUDNN_ATTR_OPERATION_GENSTATS_XDESC, y, where);
+  set_desc(op->get(), CUDNN_ATTR_OPERATION_GENSTATS_SUMDESC, sum, where);
+  set_desc(op->get(), CUDNN_ATTR_OPERATION_GENSTATS_SQSUMDESC, sqsum, where);
+  MYELIN_CHECK(cudnnBackendFinalize(op->get()), where);
+  return op;
+}
+
 // What the engine behind an engine configuration says of itself.
 class EngineNotes {
  public:
@@ -150,10 +167,20 @@ BackendDesc::~BackendDesc() {
 }
 
 ConvGraph::ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where)
-    : h_(h), where_(std::move(where)), tensor_cores_(g.tensor_cores || g.type != CUDNN_DATA_FLOAT) {
+    : h_(h),
+      where_(std::move(where)),
+      tensor_cores_(g.tensor_cores || g.type != CUDNN_DATA_FLOAT),
+      stats_(g.gen_stats) {
+  if (stats_ && g.dir != ConvDir::forward)
+    throw DeviceError(where_ + ": statistics come from forward convolutions only");
   tensors_.push_back(tensor(g.x, uid_x, g.type, g.nhwc, where_));
   tensors_.push_back(tensor(g.w, uid_w, g.type, g.nhwc, where_));
   tensors_.push_back(tensor(g.y, uid_y, g.type, g.nhwc, where_));
+  if (stats_) {
+    const std::array<int64_t, 4> per_channel{1, g.y[1], 1, 1};
+    tensors_.push_back(tensor(per_channel, uid_sum, CUDNN_DATA_FLOAT, g.nhwc, where_));
+    tensors_.push_back(tensor(per_channel, uid_sqsum, CUDNN_DATA_FLOAT, g.nhwc, where_));
+  }
   conv_ = convolution(g, where_);
 
   const OpAttrs a = op_attrs(g.dir);
@@ -167,8 +194,14 @@ ConvGraph::ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where)
   set_desc(op_->get(), a.y, *tensors_[2], where_);
   MYELIN_CHECK(cudnnBackendFinalize(op_->get()), where_);
 
+  std::vector<cudnnBackendDescriptor_t> ops{op_->get()};
+  if (stats_) {
+    stats_op_ = gen_stats(*tensors_[2], *tensors_[3], *tensors_[4], where_);
+    ops.push_back(stats_op_->get());
+  }
   graph_ = std::make_unique<BackendDesc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-  set_desc(graph_->get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, *op_, where_);
+  set(graph_->get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+      static_cast<int64_t>(ops.size()), ops.data(), where_);
   set(graph_->get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h_, where_);
   MYELIN_CHECK(cudnnBackendFinalize(graph_->get()), where_);
 
@@ -192,11 +225,17 @@ ConvGraph::ConvGraph(cudnnHandle_t h, const ConvGeometry& g, std::string where)
   configs_.resize(static_cast<size_t>(count));
 }
 
-bool ConvGraph::select(int i, size_t workspace_limit) {
+bool ConvGraph::runtime_compiled(int i) const {
+  return EngineNotes(configs_[i]->get(), where_).compiles_at_run_time();
+}
+
+bool ConvGraph::select(int i, size_t workspace_limit, bool runtime_compiled) {
   if (i < 0 || i >= candidates()) return false;
   cudnnBackendDescriptor_t config = configs_[i]->get();
   const EngineNotes notes(config, where_);
-  if (notes.compiles_at_run_time() || (!tensor_cores_ && notes.uses_tensor_cores())) return false;
+  if ((!runtime_compiled && notes.compiles_at_run_time()) ||
+      (!tensor_cores_ && notes.uses_tensor_cores()))
+    return false;
   auto plan = std::make_unique<BackendDesc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
   set(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h_, where_);
   set(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
@@ -213,12 +252,13 @@ bool ConvGraph::select(int i, size_t workspace_limit) {
   return true;
 }
 
-void ConvGraph::execute(void* x, void* w, void* y, void* ws) const {
+void ConvGraph::execute(void* x, void* w, void* y, void* ws, float* sum, float* sqsum) const {
   BackendDesc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  const int64_t uids[] = {uid_x, uid_w, uid_y};
-  void* pointers[] = {x, w, y};
-  set(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids, where_);
-  set(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers, where_);
+  const int64_t uids[] = {uid_x, uid_w, uid_y, uid_sum, uid_sqsum};
+  void* pointers[] = {x, w, y, sum, sqsum};
+  const int64_t n = stats_ ? 5 : 3;
+  set(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids, where_);
+  set(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, pointers, where_);
   set(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws, where_);
   MYELIN_CHECK(cudnnBackendFinalize(pack.get()), where_);
   MYELIN_CHECK(cudnnBackendExecute(h_, plan_->get(), pack.get()), where_);
@@ -238,7 +278,7 @@ struct TimingEvent {
 }  // namespace
 
 int ConvGraph::tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t workspace_limit,
-                    float* best_ms) {
+                    float* best_ms, float* sum, float* sqsum, bool runtime_compiled) {
   const TimingEvent start_event(where_), stop_event(where_);
   cudaEvent_t start = start_event.e, stop = stop_event.e;
   int best = -1;
@@ -246,10 +286,10 @@ int ConvGraph::tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t 
   const int runs = 3;
   for (int i = 0; i < std::min(candidates(), max_tuned); ++i) {
     try {
-      if (!select(i, workspace_limit)) continue;
-      execute(x, w, y, ws);  // warm-up: the first run loads the kernel
+      if (!select(i, workspace_limit, runtime_compiled)) continue;
+      execute(x, w, y, ws, sum, sqsum);  // warm-up: the first run loads the kernel
       MYELIN_CHECK(cudaEventRecord(start, s), where_);
-      for (int r = 0; r < runs; ++r) execute(x, w, y, ws);
+      for (int r = 0; r < runs; ++r) execute(x, w, y, ws, sum, sqsum);
       MYELIN_CHECK(cudaEventRecord(stop, s), where_);
       MYELIN_CHECK(cudaEventSynchronize(stop), where_);
     } catch (const std::exception&) {
@@ -262,7 +302,7 @@ int ConvGraph::tune(cudaStream_t s, void* x, void* w, void* y, void* ws, size_t 
     if (best < 0 || ms < best_time) best = i, best_time = ms;
   }
   if (best >= 0) {
-    select(best, workspace_limit);
+    select(best, workspace_limit, runtime_compiled);
     if (best_ms) *best_ms = best_time;
   }
   return best;
