@@ -181,6 +181,7 @@ TEST(CliErrors, BadInputExitsNonZeroWithAMessageNamingIt) {
       {"train --model lenet --data /no/such/dir --out " + (d / "o"), "/no/such/dir"},
       {"test --model lenet --weights " + (d / "junk.safetensors"), "junk.safetensors"},
       {"train --model lenet --lr abc --out " + (d / "o"), "--lr"},
+      {"time --model lenet --conv-search fastest", "--conv-search must be auto, heuristic"},
       {"trian", "train"},
   };
   for (const Case& c : cases) {

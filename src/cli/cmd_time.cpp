@@ -25,6 +25,7 @@ const std::vector<Flag>& time_flags() {
         {"seed", "S", "seed for weights and inputs", "1"},
         {"json", "", "print one JSON object instead of a table", ""}};
     for (const Flag& d : device_flags()) v.push_back(d);
+    v.push_back(conv_search_flag());
     return v;
   }();
   return f;
@@ -158,6 +159,7 @@ int run_time(const std::vector<std::string>& argv) {
   SessionOptions o;
   o.device = device_from(a);
   o.backend = backend_from(a);
+  o.backend.conv_search = conv_search_from(a);
   o.batch = batch;
   o.seed = static_cast<uint64_t>(a.integer("seed", 1));
   o.eval = false;

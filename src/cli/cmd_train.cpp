@@ -63,6 +63,7 @@ const std::vector<Flag>& train_flags() {
          ""}};
     for (const Flag& d : data_flags()) v.push_back(d);
     for (const Flag& d : device_flags()) v.push_back(d);
+    v.push_back(conv_search_flag());
     return v;
   }();
   return f;
@@ -119,6 +120,7 @@ TrainOptions train_options(const Args& a) {
   BackendOptions b = backend_from(a);
   o.threads = b.threads;
   o.precision = b.precision;
+  o.conv_search = conv_search_from(a);
   o.loader_threads = static_cast<int>(a.integer("loader-threads", 2));
   o.seed = static_cast<uint64_t>(a.integer("seed", 1));
   o.out_dir = a.str("out");

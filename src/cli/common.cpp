@@ -14,6 +14,21 @@ std::vector<Flag> device_flags() {
            "fp32"}};
 }
 
+Flag conv_search_flag() {
+  return {"conv-search", "MODE",
+          "CUDA: how each convolution's algorithm is chosen: heuristic (cuDNN's ranking, no time "
+          "at start), find (times cuDNN's algorithms), tune (times the graph API's engines: the "
+          "fastest steps, seconds at start, cached on disk), auto (tune for ResNet-50-sized steps)",
+          "auto"};
+}
+
+std::string conv_search_from(const Args& a) {
+  std::string m = a.str("conv-search", "auto");
+  if (m != "auto" && m != "heuristic" && m != "find" && m != "tune")
+    throw UsageError("--conv-search must be auto, heuristic, find or tune, got '" + m + "'");
+  return m;
+}
+
 Device device_from(const Args& a) {
   return Device::parse(a.str("device", "cpu"));
 }

@@ -14,6 +14,10 @@ std::vector<Flag> device_flags();
 Device device_from(const Args& a);
 BackendOptions backend_from(const Args& a);
 
+// --conv-search: how the CUDA engine chooses convolution algorithms (train and time).
+Flag conv_search_flag();
+std::string conv_search_from(const Args& a);
+
 // --size, --resize, --channels, --val-percent: how image folders are read.
 std::vector<Flag> data_flags();
 OpenOptions open_options(const Args& a);

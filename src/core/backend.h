@@ -25,6 +25,11 @@ struct BackendOptions {
   // batch 256 on an H200 ran 12,438 img/s with it and 5,425 with 256 MiB (FFT and Winograd
   // algorithms need more); the CUDA engine also keeps it under half the free device memory.
   size_t workspace_limit = size_t{2} << 30;
+  // How the CUDA engine chooses each convolution's algorithm: "heuristic" (cuDNN's ranking, no
+  // time at start), "find" (times the legacy API's algorithms), "tune" (times the graph API's
+  // engine configurations: the fastest steps, seconds at start for a large network; the choices
+  // are cached on disk), or "auto" (cuda/ops_conv.cpp says which).
+  std::string conv_search = "auto";
 };
 
 class Backend {

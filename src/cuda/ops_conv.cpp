@@ -243,10 +243,22 @@ class ConvKernel : public CudaKernel {
     return std::min(be_.options().workspace_limit, be_.free_memory() / 2);
   }
 
-  // The graph API for convolutions of whole tensors (MYELIN_CUDA_CONV_API=graph): staged NHWC
-  // operands in any type, or fp32 NCHW (conv_graph.h).
+  // How this convolution's algorithm is chosen: BackendOptions::conv_search, or the
+  // environment's MYELIN_CUDA_CONV_API=graph (tune) and MYELIN_CUDA_ALGO_SEARCH=find|heuristic.
+  // "auto": see the top of the file.
+  std::string search_mode() const {
+    if (env_is("MYELIN_CUDA_CONV_API", "graph")) return "tune";
+    if (env_is("MYELIN_CUDA_ALGO_SEARCH", "find")) return "find";
+    if (env_is("MYELIN_CUDA_ALGO_SEARCH", "heuristic")) return "heuristic";
+    const std::string& m = be_.options().conv_search;
+    if (m != "auto") return m;
+    return half() ? "heuristic" : "find";
+  }
+
+  // The graph API ("tune") for convolutions of whole tensors: staged NHWC operands in any type,
+  // or fp32 NCHW (conv_graph.h).
   bool graph_api() const {
-    return q_.slices == 1 && (staged_ || !half()) && env_is("MYELIN_CUDA_CONV_API", "graph");
+    return q_.slices == 1 && (staged_ || !half()) && search_mode() == "tune";
   }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
@@ -294,11 +306,11 @@ class ConvKernel : public CudaKernel {
     return g;
   }
 
-  // Times every algorithm (find) or takes cuDNN's heuristic ranking (see the top of the file).
+  // On the legacy API: cuDNN's heuristic ranking, or timing every algorithm (find). A
+  // convolution the graph API does not take ("tune") ranks in 16 bits and times in fp32.
   bool heuristic() const {
-    if (env_is("MYELIN_CUDA_ALGO_SEARCH", "find")) return false;
-    if (env_is("MYELIN_CUDA_ALGO_SEARCH", "heuristic")) return true;
-    return half();
+    const std::string m = search_mode();
+    return m == "tune" ? half() : m == "heuristic";
   }
 
   // cuDNN's heuristic ranking, without running anything.

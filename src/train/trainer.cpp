@@ -220,6 +220,7 @@ void Trainer::build_session() {
   so.device = Device::parse(device_);
   so.backend.threads = o_.threads;
   so.backend.precision = o_.precision;
+  so.backend.conv_search = o_.conv_search;
   so.batch = recipe_.batch;
   so.eval = false;
   so.seed = seed_;

@@ -51,6 +51,7 @@ struct TrainOptions {
   int threads = 0;  // engine threads (0: all cores)
   int loader_threads = 2;
   std::string precision = "fp32";
+  std::string conv_search = "auto";  // BackendOptions::conv_search
   uint64_t seed = 1;
   std::string out_dir;         // required: metrics.jsonl, checkpoints/, weights.safetensors
   RecipeOverrides overrides;   // epochs/max_iter (iterations), batch, solver, lr, ...

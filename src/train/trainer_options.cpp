@@ -77,6 +77,7 @@ json TrainOptions::to_json() const {
           {"threads", threads},
           {"loader_threads", loader_threads},
           {"precision", precision},
+          {"conv_search", conv_search},
           {"seed", seed},
           {"out_dir", out_dir},
           {"overrides", overrides.to_json()},
