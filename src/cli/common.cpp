@@ -17,8 +17,9 @@ std::vector<Flag> device_flags() {
 Flag conv_search_flag() {
   return {"conv-search", "MODE",
           "CUDA: how each convolution's algorithm is chosen: heuristic (cuDNN's ranking, no time "
-          "at start), find (times cuDNN's algorithms), tune (times the graph API's engines: the "
-          "fastest steps, seconds at start, cached on disk), auto (tune for ResNet-50-sized steps)",
+          "at start), find (times cuDNN's algorithms), tune (times the graph API's engines, as "
+          "PyTorch's cudnn.benchmark does: the fastest steps for long runs, seconds at start, "
+          "cached on disk), auto (heuristic in bf16/fp16, find in fp32/tf32)",
           "auto"};
 }
 

@@ -1,14 +1,15 @@
 // Convolution forward, data gradient and filter gradient on cuDNN (the legacy convolution API,
 // which cuDNN 9 keeps). Each kernel chooses its algorithm once, when the program is compiled, and
 // the backend caches the choice per shape and precision (on disk too), so the forward and
-// backward programs of a session and repeated builds choose once. fp32 and tf32 time every
-// algorithm (cudnnFind*Ex on scratch buffers, under BackendOptions::workspace_limit); bf16 and
-// fp16 take cuDNN's heuristic ranking, which picked as well there and costs no time (H100: AlexNet
-// bf16 b256 23,492 vs 23,507 img/s, Fashion-MNIST ResNet-9 from an empty cache 9.6 s vs 10.0 s of
-// process, same accuracy), where in fp32 it halved AlexNet's speed (5,541 vs 10,640 img/s at b64).
-// MYELIN_CUDA_ALGO_SEARCH=find|heuristic decides instead. MYELIN_CUDA_CONV_API=graph runs
-// convolutions of whole tensors (not split by group) on cuDNN's graph API instead, timing its
-// engine configurations (conv_graph.h); opt-in until it has been measured on a GPU.
+// backward programs of a session and repeated builds choose once. How it chooses is
+// BackendOptions::conv_search (--conv-search). "auto": fp32 and tf32 time every algorithm
+// (cudnnFind*Ex on scratch buffers, under BackendOptions::workspace_limit); bf16 and fp16 take
+// cuDNN's heuristic ranking, which costs no time at start (Fashion-MNIST ResNet-9 from an empty
+// cache 9.6 s vs 10.0 s of process, H100) but on an H200 picked 1x1 kernels five times slower
+// than the best for ResNet-50 at batch 128 (step 35.0 vs 22.1 ms). "tune" runs convolutions of
+// whole tensors (not split by group) on cuDNN's graph API instead, timing its engine
+// configurations (conv_graph.h), as PyTorch's cudnn.benchmark times its candidates.
+// MYELIN_CUDA_ALGO_SEARCH=find|heuristic and MYELIN_CUDA_CONV_API=graph (tune) override it.
 //
 // Precision: fp32 uses FMA math only (no TF32); tf32 allows tensor-op math on fp32 tensors;
 // bf16/fp16 convolve 16-bit NHWC operands (filters KRSC) with fp32 accumulation: cuDNN runs its

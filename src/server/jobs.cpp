@@ -60,6 +60,7 @@ const std::vector<TrainField>& train_fields() {
                                             {"train-limit", Kind::integer},
                                             {"test-limit", Kind::integer},
                                             {"precision", Kind::text},
+                                            {"conv-search", Kind::text},
                                             {"threads", Kind::integer}};
   return f;
 }
