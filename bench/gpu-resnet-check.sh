@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-resnet-check-out}"
 STEPS="${STEPS:-tests r50 fmnist}"
 BATCHES="${BATCHES:-256}"
-VARIANTS="${VARIANTS:-default;unfused|MYELIN_CUDA_BN_FUSE=0;graph|MYELIN_CUDA_CONV_API=graph}"
+VARIANTS="${VARIANTS:-default;heuristic|MYELIN_CUDA_ALGO_SEARCH=heuristic}"
 FMNIST_ENV="${FMNIST_ENV-}"
 mkdir -p "$OUT" /tmp/gpu
 tar -xJf .carry/gpu.tar.xz -C /tmp/gpu && ln -sfn "$PWD/models" /tmp/gpu/models || exit 1

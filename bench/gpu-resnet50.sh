@@ -16,6 +16,9 @@
 #
 # VARIANTS ("label|ENV=VALUE ...;...") times Myelin once per variant with those environment
 # settings (the first is the one compared with the peer; the default runs Myelin as it is).
+# MYELIN_ARGS are `myelin time`'s extra flags: --conv-search tune by default, Myelin's
+# counterpart of the peer's torch.backends.cudnn.benchmark = True (MYELIN_CUDA_ALGO_SEARCH=heuristic
+# as a variant's setting gives the default's cuDNN heuristic instead).
 #
 # torch.compile compiles once per mode, batch and repeat (tens of seconds to a minute each): the
 # defaults (2 batches, 3 peer modes, 1 repeat) are meant to fit one 10-minute call; for more
@@ -31,6 +34,7 @@ PEER_MODES="${PEER_MODES-bf16clcompile,tf32compile,tf32clcompile}"  # empty: Mye
 REPEATS="${REPEATS:-1}"
 ITERS="${ITERS:-30}"
 VARIANTS="${VARIANTS:-default}"
+MYELIN_ARGS="${MYELIN_ARGS---conv-search tune}"
 MODEL=models/resnet50.yaml
 summary="$OUT/summary.txt"
 : > "$summary"
@@ -65,7 +69,7 @@ for r in $(seq "$REPEATS"); do
         log="$OUT/$who-$p-b$b-$r"
         # shellcheck disable=SC2086  # settings are words of ENV=VALUE
         env $settings timeout 300 "$myelin" time --model "$MODEL" --device cuda --precision "$p" \
-          --batch "$b" --iterations "$ITERS" --json > "$log.json" 2> "$log.err" &&
+          --batch "$b" --iterations "$ITERS" $MYELIN_ARGS --json > "$log.json" 2> "$log.err" &&
           python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({'who':sys.argv[3],'precision':sys.argv[2],'batch':d['batch'],'images_per_second':d['images_per_second']}))" \
             "$log.json" "$p" "$who" >> "$OUT/bench.jsonl" || note "$who $p batch $b failed: $(tail -2 "$log.err")"
       done
