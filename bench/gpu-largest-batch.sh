@@ -10,7 +10,7 @@
 # LO must fit and HI must not (they are checked); the search stops at a step of $STEP images.
 # Results in $OUT/summary.txt, one line per probe and the answer last.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-largest-batch-out}"
 PRECISION="${PRECISION:-bf16}"
 LO="${LO:-256}"
@@ -42,8 +42,7 @@ myelin_fits() {
 }
 
 lo=$LO hi=$HI
-myelin_fits "$lo"
-[ $? -eq 0 ] || { note "myelin: LO=$lo does not fit; nothing to search"; exit 1; }
+myelin_fits "$lo" || { note "myelin: LO=$lo does not fit; nothing to search"; exit 1; }
 myelin_fits "$hi"
 rc=$?
 if [ $rc -eq 0 ]; then

@@ -24,7 +24,7 @@
 # defaults (2 batches, 3 peer modes, 1 repeat) are meant to fit one 10-minute call; for more
 # repeats, split the call by BATCHES.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-$PWD/gpu-resnet50-out}"
 mkdir -p "$OUT"
 BUILD="${BUILD_DIR:-build-gpu}"
@@ -86,7 +86,8 @@ done
 # Where Myelin's step goes (the first bf16 run at the first batch, per variant): time per kind of
 # layer (by torchvision's names: *bn*, conv*/*_down, *_sum, relu*, pools, fc), then the slowest.
 : > "$OUT/layers.txt"
-for first in $(ls "$OUT"/myelin*-bf16-b"${BATCHES%% *}"-1.json 2>/dev/null); do
+for first in "$OUT"/myelin*-bf16-b"${BATCHES%% *}"-1.json; do
+  [ -e "$first" ] || continue
   python3 - "$first" >> "$OUT/layers.txt" <<'PY'
 import json, os, re, sys
 d = json.load(open(sys.argv[1]))
