@@ -111,31 +111,28 @@ __device__ __forceinline__ void covering(int i, int k, int s, int p, int out, in
 // channels: a thread per input pixel and V channels sums the dy of each window covering it whose
 // first element equal to y (in scan order) is this one. Only the lanes where this pixel equals
 // the window's maximum scan the window's x before it, and the scan stops once no lane is left.
-// No atomics, no fp32 scratch, dx written once; the scans read x through the cache. Offsets in I
-// (int where they fit: 64-bit division costs tens of instructions).
-template <class T, class I>
+// No atomics, no fp32 scratch, dx written once; the scans read x through the cache.
+template <class T>
 __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restrict__ x,
                                     const T* __restrict__ y, T* __restrict__ dx, PoolDims d) {
   constexpr int V = kPer16<T>;
-  const I C = static_cast<I>(d.c), H = static_cast<I>(d.h), W = static_cast<I>(d.w);
-  const I OH = static_cast<I>(d.oh), OW = static_cast<I>(d.ow);
-  const I cv_count = C / V, total = static_cast<I>(d.n) * H * W * cv_count;
-  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
-    const I c0 = i % cv_count * V, pixel = i / cv_count;
-    const int ix = static_cast<int>(pixel % W), iy = static_cast<int>(pixel / W % H);
-    const I n = pixel / (W * H);
+  const int64_t cv_count = d.c / V, total = d.n * d.h * d.w * cv_count;
+  for (int64_t i = global_index(); i < total; i += grid_stride()) {
+    const int64_t c0 = i % cv_count * V, pixel = i / cv_count;
+    const int ix = static_cast<int>(pixel % d.w), iy = static_cast<int>(pixel / d.w % d.h);
+    const int64_t n = pixel / (d.w * d.h);
     // The 16-byte vectors of x at (qy, qx) and of y and dy at output o, as load16 counts them.
-    auto x_at = [&](int qy, int qx) { return (((n * H + qy) * W + qx) * C + c0) / V; };
+    auto x_at = [&](int qy, int qx) { return (((n * d.h + qy) * d.w + qx) * d.c + c0) / V; };
     int y0, y1, x0, x1;
-    covering(iy, d.kh, d.sh, d.ph, static_cast<int>(OH), y0, y1);
-    covering(ix, d.kw, d.sw, d.pw, static_cast<int>(OW), x0, x1);
+    covering(iy, d.kh, d.sh, d.ph, static_cast<int>(d.oh), y0, y1);
+    covering(ix, d.kw, d.sw, d.pw, static_cast<int>(d.ow), x0, x1);
     float v[V], g[V];
     load16<T>(x, x_at(iy, ix), v);
 #pragma unroll
     for (int k = 0; k < V; ++k) g[k] = 0.f;
     for (int oy = y0; oy <= y1; ++oy)
       for (int ox = x0; ox <= x1; ++ox) {
-        const I o = (((n * OH + oy) * OW + ox) * C + c0) / V;
+        const int64_t o = (((n * d.oh + oy) * d.ow + ox) * d.c + c0) / V;
         float m[V];
         load16<T>(y, o, m);
         bool mine[V];  // this pixel is the lane's maximum, and no element before it is
@@ -158,7 +155,7 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
         for (int k = 0; k < V; ++k)
           if (mine[k]) g[k] += gy[k];
       }
-    store16<T>(dx, (pixel * C + c0) / V, g);
+    store16<T>(dx, (pixel * d.c + c0) / V, g);
   }
 }
 
@@ -233,11 +230,11 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
             "max_pool_backward: gathering needs 16-byte aligned operands of one type");
     with_type(dx.type, [&](auto t) {
       using T = decltype(t);
-      launch_indexed(max_backward_gather<T, int>, max_backward_gather<T, int64_t>, d, n / kPer16<T>,
-                     s, "max_pool_backward", static_cast<const T*>(dy.p),
-                     static_cast<const T*>(x.p), static_cast<const T*>(y.p), static_cast<T*>(dx.p),
-                     d);
+      max_backward_gather<T><<<blocks_for(n / kPer16<T>), kThreads, 0, s>>>(
+          static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
+          static_cast<T*>(dx.p), d);
     });
+    check_launch("max_pool_backward", "");
     return;
   }
   float* acc = dx.type == 0 ? static_cast<float*>(dx.p) : scratch;
