@@ -19,7 +19,8 @@ Flag conv_search_flag() {
           "CUDA: how each convolution's algorithm is chosen: heuristic (cuDNN's ranking, no time "
           "at start), find (times cuDNN's algorithms), tune (times the graph API's engines, as "
           "PyTorch's cudnn.benchmark does: the fastest steps for long runs, seconds at start, "
-          "cached on disk), auto (heuristic in bf16/fp16, find in fp32/tf32)",
+          "cached on disk), auto (a tuned choice where the cache holds one, else heuristic in "
+          "bf16/fp16 and find in fp32/tf32)",
           "auto"};
 }
 

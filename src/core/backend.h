@@ -28,7 +28,8 @@ struct BackendOptions {
   // How the CUDA engine chooses each convolution's algorithm: "heuristic" (cuDNN's ranking, no
   // time at start), "find" (times the legacy API's algorithms), "tune" (times the graph API's
   // engine configurations: the fastest steps, seconds at start for a large network; the choices
-  // are cached on disk), or "auto" (heuristic in 16 bits, find in fp32 and tf32).
+  // are cached on disk), or "auto" (a tuned choice where the cache holds one, else heuristic in
+  // 16 bits and find in fp32 and tf32).
   std::string conv_search = "auto";
 };
 

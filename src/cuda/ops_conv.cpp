@@ -8,7 +8,8 @@
 // cache 9.6 s vs 10.0 s of process, H100) but on an H200 picked 1x1 kernels five times slower
 // than the best for ResNet-50 at batch 128 (step 35.0 vs 22.1 ms). "tune" runs convolutions of
 // whole tensors (not split by group) on cuDNN's graph API instead, timing its engine
-// configurations (conv_graph.h), as PyTorch's cudnn.benchmark times its candidates.
+// configurations (conv_graph.h), as PyTorch's cudnn.benchmark times its candidates; "auto" then
+// takes those tuned choices from the algorithm cache where it holds them, at no cost at start.
 // MYELIN_CUDA_ALGO_SEARCH=find|heuristic and MYELIN_CUDA_CONV_API=graph (tune) override it.
 //
 // Precision: fp32 uses FMA math only (no TF32); tf32 allows tensor-op math on fp32 tensors;
@@ -214,6 +215,7 @@ class ConvKernel : public CudaKernel {
 
   void choose_algorithm(Precision prec) {
     if (graph_api() && choose_graph(prec)) return;
+    if (reuses_tuned(prec) && choose_graph(prec, /*may_tune=*/false)) return;
     const bool ranked = heuristic();
     std::string key = key_of(dir_, q_, y_, staged_, prec, be_.options().workspace_limit);
     if (ranked) key.append(",heuristic");
@@ -244,31 +246,37 @@ class ConvKernel : public CudaKernel {
     return std::min(be_.options().workspace_limit, be_.free_memory() / 2);
   }
 
-  // How this convolution's algorithm is chosen: BackendOptions::conv_search, or the
-  // environment's MYELIN_CUDA_CONV_API=graph (tune) and MYELIN_CUDA_ALGO_SEARCH=find|heuristic.
-  // "auto": see the top of the file.
+  // How this convolution's algorithm is chosen: BackendOptions::conv_search ("auto" included),
+  // or the environment's MYELIN_CUDA_CONV_API=graph (tune) and
+  // MYELIN_CUDA_ALGO_SEARCH=find|heuristic.
   std::string search_mode() const {
     if (env_is("MYELIN_CUDA_CONV_API", "graph")) return "tune";
     if (env_is("MYELIN_CUDA_ALGO_SEARCH", "find")) return "find";
     if (env_is("MYELIN_CUDA_ALGO_SEARCH", "heuristic")) return "heuristic";
-    const std::string& m = be_.options().conv_search;
-    if (m != "auto") return m;
-    return half() ? "heuristic" : "find";
+    return be_.options().conv_search;
   }
 
-  // The graph API ("tune") for convolutions of whole tensors: staged NHWC operands in any type,
-  // or fp32 NCHW (conv_graph.h).
-  bool graph_api() const {
-    return q_.slices == 1 && (staged_ || !half()) && search_mode() == "tune";
+  // Convolutions of whole tensors, staged NHWC in any type or fp32 NCHW, run on the graph API
+  // (conv_graph.h) under "tune".
+  bool graph_takes() const { return q_.slices == 1 && (staged_ || !half()); }
+  bool graph_api() const { return graph_takes() && search_mode() == "tune"; }
+
+  // "auto" takes the tuned choice where the algorithm cache holds one (a --conv-search tune run
+  // of this problem on this machine): tuning once speeds every later run at no cost at start.
+  bool reuses_tuned(Precision prec) const {
+    return graph_takes() && search_mode() == "auto" && be_.cached_conv_algo(graph_key(prec));
+  }
+  std::string graph_key(Precision prec) const {
+    // Keyed by the configured limit, as the legacy choices are: free memory differs between runs.
+    return key_of(dir_, q_, y_, staged_, prec, be_.options().workspace_limit) + ",graph";
   }
 
   // The fastest of the graph API's engine configurations (conv_graph.h), or false where it has
-  // none for this problem: the legacy API decides then.
-  bool choose_graph(Precision prec) {
+  // none for this problem (or, unless may_tune, no cached choice it can take): the legacy API
+  // decides then.
+  bool choose_graph(Precision prec, bool may_tune = true) {
     const size_t limit = search_limit();
-    // Keyed by the configured limit, as the legacy choices are: free memory differs between runs.
-    const std::string key =
-        key_of(dir_, q_, y_, staged_, prec, be_.options().workspace_limit) + ",graph";
+    const std::string key = graph_key(prec);
     try {
       graph_ = std::make_unique<ConvGraph>(be_.cudnn(), geometry(), where_);
     } catch (const DeviceError&) {
@@ -278,6 +286,10 @@ class ConvKernel : public CudaKernel {
     if (cached && graph_->select(cached->algo, limit)) {
       algo_ = *cached;
       return true;
+    }
+    if (!may_tune) {
+      graph_.reset();
+      return false;
     }
     float ms = 0;
     {
@@ -307,11 +319,11 @@ class ConvKernel : public CudaKernel {
     return g;
   }
 
-  // On the legacy API: cuDNN's heuristic ranking, or timing every algorithm (find). A
-  // convolution the graph API does not take ("tune") ranks in 16 bits and times in fp32.
+  // On the legacy API: cuDNN's heuristic ranking, or timing every algorithm (find). "auto", and
+  // a convolution the graph API does not take under "tune", rank in 16 bits and time in fp32.
   bool heuristic() const {
     const std::string m = search_mode();
-    return m == "tune" ? half() : m == "heuristic";
+    return m == "tune" || m == "auto" ? half() : m == "heuristic";
   }
 
   // cuDNN's heuristic ranking, without running anything.
