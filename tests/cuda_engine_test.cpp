@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -24,6 +25,7 @@
 #include "model/network.h"
 #include "ops/fuse.h"
 #include "ops/params.h"
+#include "support/data_files.h"
 #include "support/random_floats.h"
 #include "support/require_gpu.h"
 #include "train/memory.h"
@@ -827,6 +829,40 @@ TEST(CudaConvGraph, TunedPlansMatchTheConvolutionInDouble) {
                 static_cast<int>(dir), graph.selected(), graph.candidates(), ms, worst, largest);
   }
   cudnnDestroy(h);
+}
+
+// --conv-search: a tune program times the graph API's engines and caches its choices (",graph"
+// keys in the algorithm cache's file); an auto program of the same network then takes those
+// choices and adds no heuristic choice of its own, while a heuristic program adds one per problem.
+TEST(CudaConvSearch, AutoTakesTheChoicesATuneRunCached) {
+  REQUIRE_GPU();
+  myelin::testing::TempDir dir;
+  const std::string cache = dir / "algos.tsv";
+  setenv("MYELIN_CUDA_ALGO_CACHE", cache.c_str(), 1);
+  auto count = [&](const std::string& tag) {
+    std::ifstream f(cache);
+    int n = 0;
+    for (std::string line; std::getline(f, line);) n += line.find(tag) != std::string::npos;
+    return n;
+  };
+  Net r = small_alexnet(8);
+  auto compile = [&](const std::string& mode) {
+    BackendOptions o;
+    o.precision = "bf16";
+    o.conv_search = mode;
+    auto backend = make_backend(Device::cuda(0), o);
+    Program p(r.graph, *backend);  // each convolution chooses its algorithm here
+  };
+  compile("tune");
+  const int tuned = count(",graph"), ranked = count(",heuristic");
+  compile("auto");
+  const int ranked_after_auto = count(",heuristic");
+  compile("heuristic");
+  unsetenv("MYELIN_CUDA_ALGO_CACHE");
+  EXPECT_GT(tuned, 0);
+  EXPECT_EQ(count(",graph"), tuned);
+  EXPECT_EQ(ranked_after_auto, ranked) << "auto ranked problems the tune run had timed";
+  EXPECT_EQ(count(",heuristic"), ranked + tuned) << "the heuristic run took tuned choices";
 }
 
 // Batch norm's statistics from the convolution that feeds it (cuDNN's GenStats node after a
