@@ -326,6 +326,32 @@ TEST_P(OpCaseCuda, ReducedPrecision) {
   }
 }
 
+// The max_pool_nhwc/* cases with the vectorized max-pool forward (MYELIN_CUDA_POOL_VEC=1: 16
+// bytes of channels per thread where x and y are NHWC of one type), in every precision.
+TEST(MaxPoolVecCuda, VectorizedForwardMatchesReference) {
+  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  setenv("MYELIN_CUDA_POOL_VEC", "1", 1);
+  int ran = 0;
+  for (const OpCase& c : test::all_cases()) {
+    if (!c.name.starts_with("max_pool_nhwc/")) continue;
+    for (std::string precision : {"fp32", "tf32", "bf16", "fp16"}) {
+      auto tolerance = [&](double fp32_tol) {
+        return precision == "fp32" ? fp32_tol : reduced_tolerance(fp32_tol, precision);
+      };
+      test::CaseResult r = test::run_case(c, Device::cuda(0), precision);
+      print_errors(c, precision + "/vec", r);
+      EXPECT_LT(r.fwd_error, tolerance(c.fwd_tol))
+          << c.name << " " << precision << ": " << r.detail;
+      for (size_t i = 0; i < r.grad_errors.size(); ++i)
+        EXPECT_LT(r.grad_errors[i], tolerance(c.grad_tol))
+            << c.name << " " << precision << " gradient of input " << c.grad_inputs[i];
+    }
+    ++ran;
+  }
+  unsetenv("MYELIN_CUDA_POOL_VEC");
+  EXPECT_GT(ran, 3);
+}
+
 // The batch_norm_nhwc/* cases with 16-bit storage off: batch norm on fp32 NHWC (the own kernels
 // in fp32, 4 channels per 16-byte load), under bf16 convolution precision.
 TEST(BatchNormNhwcCuda, Fp32ChannelsLastMatchesReference) {

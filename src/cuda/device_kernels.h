@@ -97,6 +97,9 @@ struct PoolDims {
   // Max backward: every operand NHWC of one type, c a multiple of the channels in 16 bytes
   // (max_pool_gathers).
   bool gather;
+  // Max forward: x and y NHWC of one type, c a multiple of the channels in 16 bytes; a thread
+  // takes 16 bytes of channels of one output (MYELIN_CUDA_POOL_VEC=1, opt-in until measured).
+  bool vectorized;
 };
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
 // Each dy goes to the first element of its window equal to y (the CPU engine's rule). With

@@ -38,6 +38,7 @@ class PoolKernel : public CudaKernel {
       d_.dy_nhwc = s.input_nhwc(0), d_.dx_nhwc = s.output_nhwc(0);
       if (op == PoolOp::max_backward) d_.x_nhwc = s.input_nhwc(1), d_.y_nhwc = s.input_nhwc(2);
     }
+    if (op == PoolOp::max_forward) d_.vectorized = vectorizes(s);
     if (op != PoolOp::max_backward) return;
     d_.gather = gathers(s);
     // Without gathering, a 16-bit max-pool gradient is accumulated in fp32 scratch first.
@@ -56,6 +57,14 @@ class PoolKernel : public CudaKernel {
     bool ok = d_.x_nhwc && d_.y_nhwc && d_.dx_nhwc && d_.dy_nhwc && d_.c % per16 == 0;
     for (int i = 0; i < 3; ++i) ok = ok && s.input(i).dtype == t;
     return ok && !env_is("MYELIN_CUDA_POOL_GATHER", "0");
+  }
+
+  // Whether max forward takes 16 bytes of channels per thread (PoolDims::vectorized).
+  bool vectorizes(const KernelSpec& s) const {
+    const DType t = s.output(0).dtype;
+    const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t));
+    return d_.x_nhwc && d_.y_nhwc && d_.c % per16 == 0 && s.input(0).dtype == t &&
+           env_is("MYELIN_CUDA_POOL_VEC", "1");
   }
 
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,

@@ -79,6 +79,30 @@ __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
   }
 }
 
+// max_forward where x and y are NHWC of one type T and 16 bytes hold V whole channels: a thread
+// per output pixel and V channels, each window element read as one 16-byte vector.
+template <class T, class I>
+__global__ void max_forward_vec(const T* __restrict__ x, T* __restrict__ y, PoolDims d) {
+  constexpr int V = kPer16<T>;
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
+  const I cv = C / V, total = static_cast<I>(d.n) * OH * OW * cv;
+  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
+    const I c0 = i % cv * V, o = i / cv, n = o / (OW * OH);
+    const Win w = window(d, static_cast<int>(o / OW % OH), static_cast<int>(o % OW));
+    float m[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) m[k] = -INFINITY;
+    for (int iy = w.h0; iy < w.h1; ++iy)
+      for (int ix = w.w0; ix < w.w1; ++ix) {
+        float e[V];
+        load16<T>(x, (((n * H + iy) * W + ix) * C + c0) / V, e);
+#pragma unroll
+        for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], e[k]);
+      }
+    store16<T>(y, i, m);  // y's vector i: output pixel o, channels [c0, c0 + V)
+  }
+}
+
 // Each dy goes to the first element of its window equal to y, compared in y's precision (y may
 // be stored in fewer bits than x), added with atomics into fp32 dx (windows may overlap).
 template <class I>
@@ -216,6 +240,18 @@ void launch_indexed(void (*k32)(Args...), void (*k64)(Args...), const PoolDims& 
 }  // namespace
 
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
+  if (d.vectorized) {
+    if (x.type != y.type || reinterpret_cast<uintptr_t>(x.p) % 16 ||
+        reinterpret_cast<uintptr_t>(y.p) % 16)
+      throw DeviceError("max_pool_forward: vectors need 16-byte aligned operands of one type");
+    with_type(y.type, [&](auto t) {
+      using T = decltype(t);
+      launch_indexed(max_forward_vec<T, int>, max_forward_vec<T, int64_t>, d,
+                     d.n * d.oh * d.ow * d.c / kPer16<T>, s, "max_pool_forward",
+                     static_cast<const T*>(x.p), static_cast<T*>(y.p), d);
+    });
+    return;
+  }
   launch_indexed(max_forward<int>, max_forward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
                  "max_pool_forward", x, y, d);
 }
