@@ -326,11 +326,13 @@ TEST_P(OpCaseCuda, ReducedPrecision) {
   }
 }
 
-// The max_pool_nhwc/* cases with the vectorized max-pool forward (MYELIN_CUDA_POOL_VEC=1: 16
-// bytes of channels per thread where x and y are NHWC of one type), in every precision.
-TEST(MaxPoolVecCuda, VectorizedForwardMatchesReference) {
+// The max_pool_nhwc/* cases with the opt-in max-pool kernels: the vectorized forward
+// (MYELIN_CUDA_POOL_VEC=1: 16 bytes of channels per thread where x and y are NHWC of one type) and
+// the gradient through each window's first maximum (MYELIN_CUDA_POOL_ARGMAX=1), every precision.
+TEST(MaxPoolOptInCuda, VectorizedForwardAndArgmaxGradientMatchReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
   setenv("MYELIN_CUDA_POOL_VEC", "1", 1);
+  setenv("MYELIN_CUDA_POOL_ARGMAX", "1", 1);
   int ran = 0;
   for (const OpCase& c : test::all_cases()) {
     if (!c.name.starts_with("max_pool_nhwc/")) continue;
@@ -339,7 +341,7 @@ TEST(MaxPoolVecCuda, VectorizedForwardMatchesReference) {
         return precision == "fp32" ? fp32_tol : reduced_tolerance(fp32_tol, precision);
       };
       test::CaseResult r = test::run_case(c, Device::cuda(0), precision);
-      print_errors(c, precision + "/vec", r);
+      print_errors(c, precision + "/vec+argmax", r);
       EXPECT_LT(r.fwd_error, tolerance(c.fwd_tol))
           << c.name << " " << precision << ": " << r.detail;
       for (size_t i = 0; i < r.grad_errors.size(); ++i)
@@ -349,6 +351,7 @@ TEST(MaxPoolVecCuda, VectorizedForwardMatchesReference) {
     ++ran;
   }
   unsetenv("MYELIN_CUDA_POOL_VEC");
+  unsetenv("MYELIN_CUDA_POOL_ARGMAX");
   EXPECT_GT(ran, 3);
 }
 

@@ -41,8 +41,12 @@ class PoolKernel : public CudaKernel {
     if (op == PoolOp::max_forward) d_.vectorized = vectorizes(s);
     if (op != PoolOp::max_backward) return;
     d_.gather = gathers(s);
-    // Without gathering, a 16-bit max-pool gradient is accumulated in fp32 scratch first.
-    if (!d_.gather && s.output(0).dtype != DType::f32)
+    d_.argmax = d_.gather && d_.kh * d_.kw < 256 && env_is("MYELIN_CUDA_POOL_ARGMAX", "1");
+    // The windows' maxima (a byte each) for argmax; without gathering, a 16-bit max-pool
+    // gradient is accumulated in fp32 scratch first.
+    if (d_.argmax)
+      scratch_ = static_cast<size_t>(y.numel());
+    else if (!d_.gather && s.output(0).dtype != DType::f32)
       scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
   }
 

@@ -183,6 +183,76 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
   }
 }
 
+// The max-pool gradient in two passes where the operands gather (PoolDims::argmax): each window's
+// first maximum, as its position in the unclipped window (one byte per channel, y's layout), then
+// each input pixel sums the dy of the windows whose byte names it. No scan of x per covering
+// window (gathering scans the elements before a candidate whenever a lane of it equals the
+// window's maximum, most windows with 8 lanes), no atomics.
+template <class T, class I>
+__global__ void max_argmax(const T* __restrict__ x, uint8_t* __restrict__ arg, PoolDims d) {
+  constexpr int V = kPer16<T>;
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
+  const I cv = C / V, total = static_cast<I>(d.n) * OH * OW * cv;
+  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
+    const I c0 = i % cv * V, o = i / cv, n = o / (OW * OH);
+    const int oy = static_cast<int>(o / OW % OH), ox = static_cast<int>(o % OW);
+    const Win w = window(d, oy, ox);
+    const int hs = oy * d.sh - d.ph, ws = ox * d.sw - d.pw;
+    float m[V];
+    uint8_t a[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) m[k] = -INFINITY, a[k] = 0;
+    for (int iy = w.h0; iy < w.h1; ++iy)
+      for (int ix = w.w0; ix < w.w1; ++ix) {
+        float e[V];
+        load16<T>(x, (((n * H + iy) * W + ix) * C + c0) / V, e);
+        const auto pos = static_cast<uint8_t>((iy - hs) * d.kw + (ix - ws));
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays
+      }
+#pragma unroll
+    for (int k = 0; k < V; ++k) arg[o * C + c0 + k] = a[k];
+  }
+}
+
+template <class T, class I>
+__global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __restrict__ arg,
+                                    T* __restrict__ dx, PoolDims d) {
+  constexpr int V = kPer16<T>;
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
+  const I cv = C / V, total = static_cast<I>(d.n) * H * W * cv;
+  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
+    const I c0 = i % cv * V, pixel = i / cv, n = pixel / (W * H);
+    const int ix = static_cast<int>(pixel % W), iy = static_cast<int>(pixel / W % H);
+    int y0, y1, x0, x1;
+    covering(iy, d.kh, d.sh, d.ph, static_cast<int>(OH), y0, y1);
+    covering(ix, d.kw, d.sw, d.pw, static_cast<int>(OW), x0, x1);
+    float g[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) g[k] = 0.f;
+    for (int oy = y0; oy <= y1; ++oy)
+      for (int ox = x0; ox <= x1; ++ox) {
+        const I o = (n * OH + oy) * OW + ox;
+        const auto pos =
+            static_cast<uint8_t>((iy - (oy * d.sh - d.ph)) * d.kw + (ix - (ox * d.sw - d.pw)));
+        uint8_t a[V];
+#pragma unroll
+        for (int k = 0; k < V; ++k) a[k] = arg[o * C + c0 + k];
+        bool any = false;
+#pragma unroll
+        for (int k = 0; k < V; ++k) any |= a[k] == pos;
+        if (!any) continue;
+        float gy[V];
+        load16<T>(dy, (o * C + c0) / V, gy);
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          if (a[k] == pos) g[k] += gy[k];
+      }
+    store16<T>(dx, (pixel * C + c0) / V, g);
+  }
+}
+
 __global__ void store_kernel(const float* x, FPtr y, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) st(y, i, x[i]);
 }
@@ -266,6 +336,16 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
             "max_pool_backward: gathering needs 16-byte aligned operands of one type");
     with_type(dx.type, [&](auto t) {
       using T = decltype(t);
+      if (d.argmax) {  // scratch: n * oh * ow * c bytes
+        auto* arg = reinterpret_cast<uint8_t*>(scratch);
+        launch_indexed(max_argmax<T, int>, max_argmax<T, int64_t>, d,
+                       d.n * d.oh * d.ow * d.c / kPer16<T>, s, "max_pool_backward (argmax)",
+                       static_cast<const T*>(x.p), arg, d);
+        launch_indexed(max_backward_argmax<T, int>, max_backward_argmax<T, int64_t>, d,
+                       n / kPer16<T>, s, "max_pool_backward", static_cast<const T*>(dy.p),
+                       static_cast<const uint8_t*>(arg), static_cast<T*>(dx.p), d);
+        return;
+      }
       max_backward_gather<T><<<blocks_for(n / kPer16<T>), kThreads, 0, s>>>(
           static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
           static_cast<T*>(dx.p), d);
