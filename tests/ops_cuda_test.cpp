@@ -326,22 +326,21 @@ TEST_P(OpCaseCuda, ReducedPrecision) {
   }
 }
 
-// The max_pool_nhwc/* cases with the opt-in max-pool kernels: the vectorized forward
-// (MYELIN_CUDA_POOL_VEC=1: 16 bytes of channels per thread where x and y are NHWC of one type) and
-// the gradient through each window's first maximum (MYELIN_CUDA_POOL_ARGMAX=1), every precision.
-TEST(MaxPoolOptInCuda, VectorizedForwardAndArgmaxGradientMatchReference) {
-  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
-  setenv("MYELIN_CUDA_POOL_VEC", "1", 1);
-  setenv("MYELIN_CUDA_POOL_ARGMAX", "1", 1);
+// Runs the cases whose names start with `prefix` in every precision (fp32 on its own tolerance,
+// the others on reduced_tolerance) under the environment settings `env` ({name, value}, unset
+// afterwards); returns how many cases ran.
+int run_in_every_precision(const std::string& prefix, const std::string& label,
+                           const std::vector<std::pair<const char*, const char*>>& env) {
+  for (auto [name, value] : env) setenv(name, value, 1);
   int ran = 0;
   for (const OpCase& c : test::all_cases()) {
-    if (!c.name.starts_with("max_pool_nhwc/")) continue;
+    if (!c.name.starts_with(prefix)) continue;
     for (std::string precision : {"fp32", "tf32", "bf16", "fp16"}) {
       auto tolerance = [&](double fp32_tol) {
         return precision == "fp32" ? fp32_tol : reduced_tolerance(fp32_tol, precision);
       };
       test::CaseResult r = test::run_case(c, Device::cuda(0), precision);
-      print_errors(c, precision + "/vec+argmax", r);
+      print_errors(c, precision + "/" + label, r);
       EXPECT_LT(r.fwd_error, tolerance(c.fwd_tol))
           << c.name << " " << precision << ": " << r.detail;
       for (size_t i = 0; i < r.grad_errors.size(); ++i)
@@ -350,9 +349,19 @@ TEST(MaxPoolOptInCuda, VectorizedForwardAndArgmaxGradientMatchReference) {
     }
     ++ran;
   }
-  unsetenv("MYELIN_CUDA_POOL_VEC");
-  unsetenv("MYELIN_CUDA_POOL_ARGMAX");
-  EXPECT_GT(ran, 3);
+  for (auto [name, value] : env) unsetenv(name);
+  return ran;
+}
+
+// The max_pool_nhwc/* cases with the opt-in max-pool kernels: the vectorized forward
+// (MYELIN_CUDA_POOL_VEC=1: 16 bytes of channels per thread where x and y are NHWC of one type) and
+// the gradient through each window's first maximum (MYELIN_CUDA_POOL_ARGMAX=1), every precision.
+TEST(MaxPoolOptInCuda, VectorizedForwardAndArgmaxGradientMatchReference) {
+  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  EXPECT_GT(
+      run_in_every_precision("max_pool_nhwc/", "vec+argmax",
+                             {{"MYELIN_CUDA_POOL_VEC", "1"}, {"MYELIN_CUDA_POOL_ARGMAX", "1"}}),
+      3);
 }
 
 // The batch_norm_nhwc/* cases with 16-bit storage off: batch norm on fp32 NHWC (the own kernels
@@ -379,26 +388,7 @@ TEST(BatchNormNhwcCuda, Fp32ChannelsLastMatchesReference) {
 // (fp32 on engines without tensor cores).
 TEST(ConvGraphCuda, ConvolutionsMatchReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
-  setenv("MYELIN_CUDA_CONV_API", "graph", 1);
-  int ran = 0;
-  for (const OpCase& c : test::all_cases()) {
-    if (!c.name.starts_with("conv2d")) continue;
-    for (std::string precision : {"fp32", "tf32", "bf16", "fp16"}) {
-      auto tolerance = [&](double fp32_tol) {
-        return precision == "fp32" ? fp32_tol : reduced_tolerance(fp32_tol, precision);
-      };
-      test::CaseResult r = test::run_case(c, Device::cuda(0), precision);
-      print_errors(c, precision + "/graph", r);
-      EXPECT_LT(r.fwd_error, tolerance(c.fwd_tol))
-          << c.name << " " << precision << ": " << r.detail;
-      for (size_t i = 0; i < r.grad_errors.size(); ++i)
-        EXPECT_LT(r.grad_errors[i], tolerance(c.grad_tol))
-            << c.name << " " << precision << " gradient of input " << c.grad_inputs[i];
-    }
-    ++ran;
-  }
-  unsetenv("MYELIN_CUDA_CONV_API");
-  EXPECT_GT(ran, 5);
+  EXPECT_GT(run_in_every_precision("conv2d", "graph", {{"MYELIN_CUDA_CONV_API", "graph"}}), 5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpCaseCuda, ::testing::ValuesIn(test::all_cases()),

@@ -79,27 +79,38 @@ __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
   }
 }
 
-// max_forward where x and y are NHWC of one type T and 16 bytes hold V whole channels: a thread
-// per output pixel and V channels, each window element read as one 16-byte vector.
+// Each window's maximum where x is NHWC of type T and 16 bytes hold V whole channels: a thread
+// per output pixel and V channels, each window element read as one 16-byte vector. Writes y
+// (max_forward) and, where `arg` is not null, the position of the window's first maximum in the
+// unclipped window, a byte per channel in y's layout (max_backward_argmax).
 template <class T, class I>
-__global__ void max_forward_vec(const T* __restrict__ x, T* __restrict__ y, PoolDims d) {
+__global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
+                               uint8_t* __restrict__ arg, PoolDims d) {
   constexpr int V = kPer16<T>;
   const auto [C, H, W, OH, OW] = sizes<I>(d);
   const I cv = C / V, total = static_cast<I>(d.n) * OH * OW * cv;
   for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
     const I c0 = i % cv * V, o = i / cv, n = o / (OW * OH);
-    const Win w = window(d, static_cast<int>(o / OW % OH), static_cast<int>(o % OW));
+    const int oy = static_cast<int>(o / OW % OH), ox = static_cast<int>(o % OW);
+    const Win w = window(d, oy, ox);
+    const int hs = oy * d.sh - d.ph, ws = ox * d.sw - d.pw;
     float m[V];
+    uint8_t a[V];
 #pragma unroll
-    for (int k = 0; k < V; ++k) m[k] = -INFINITY;
+    for (int k = 0; k < V; ++k) m[k] = -INFINITY, a[k] = 0;
     for (int iy = w.h0; iy < w.h1; ++iy)
       for (int ix = w.w0; ix < w.w1; ++ix) {
         float e[V];
         load16<T>(x, (((n * H + iy) * W + ix) * C + c0) / V, e);
+        const auto pos = static_cast<uint8_t>((iy - hs) * d.kw + (ix - ws));
 #pragma unroll
-        for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], e[k]);
+        for (int k = 0; k < V; ++k)
+          if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays; NaN never wins
       }
-    store16<T>(y, i, m);  // y's vector i: output pixel o, channels [c0, c0 + V)
+    if (y) store16<T>(y, i, m);  // y's vector i: output pixel o, channels [c0, c0 + V)
+    if (arg)
+#pragma unroll
+      for (int k = 0; k < V; ++k) arg[o * C + c0 + k] = a[k];
   }
 }
 
@@ -184,38 +195,10 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
 }
 
 // The max-pool gradient in two passes where the operands gather (PoolDims::argmax): each window's
-// first maximum, as its position in the unclipped window (one byte per channel, y's layout), then
-// each input pixel sums the dy of the windows whose byte names it. No scan of x per covering
-// window (gathering scans the elements before a candidate whenever a lane of it equals the
-// window's maximum, most windows with 8 lanes), no atomics.
-template <class T, class I>
-__global__ void max_argmax(const T* __restrict__ x, uint8_t* __restrict__ arg, PoolDims d) {
-  constexpr int V = kPer16<T>;
-  const auto [C, H, W, OH, OW] = sizes<I>(d);
-  const I cv = C / V, total = static_cast<I>(d.n) * OH * OW * cv;
-  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
-    const I c0 = i % cv * V, o = i / cv, n = o / (OW * OH);
-    const int oy = static_cast<int>(o / OW % OH), ox = static_cast<int>(o % OW);
-    const Win w = window(d, oy, ox);
-    const int hs = oy * d.sh - d.ph, ws = ox * d.sw - d.pw;
-    float m[V];
-    uint8_t a[V];
-#pragma unroll
-    for (int k = 0; k < V; ++k) m[k] = -INFINITY, a[k] = 0;
-    for (int iy = w.h0; iy < w.h1; ++iy)
-      for (int ix = w.w0; ix < w.w1; ++ix) {
-        float e[V];
-        load16<T>(x, (((n * H + iy) * W + ix) * C + c0) / V, e);
-        const auto pos = static_cast<uint8_t>((iy - hs) * d.kw + (ix - ws));
-#pragma unroll
-        for (int k = 0; k < V; ++k)
-          if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays
-      }
-#pragma unroll
-    for (int k = 0; k < V; ++k) arg[o * C + c0 + k] = a[k];
-  }
-}
-
+// first maximum (max_window_vec's `arg`), then each input pixel sums the dy of the windows whose
+// byte names it. No scan of x per covering window (gathering scans the elements before a
+// candidate whenever a lane of it equals the window's maximum, most windows with 8 lanes), no
+// atomics.
 template <class T, class I>
 __global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __restrict__ arg,
                                     T* __restrict__ dx, PoolDims d) {
@@ -316,9 +299,10 @@ void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
       throw DeviceError("max_pool_forward: vectors need 16-byte aligned operands of one type");
     with_type(y.type, [&](auto t) {
       using T = decltype(t);
-      launch_indexed(max_forward_vec<T, int>, max_forward_vec<T, int64_t>, d,
+      launch_indexed(max_window_vec<T, int>, max_window_vec<T, int64_t>, d,
                      d.n * d.oh * d.ow * d.c / kPer16<T>, s, "max_pool_forward",
-                     static_cast<const T*>(x.p), static_cast<T*>(y.p), d);
+                     static_cast<const T*>(x.p), static_cast<T*>(y.p),
+                     static_cast<uint8_t*>(nullptr), d);
     });
     return;
   }
@@ -338,9 +322,9 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
       using T = decltype(t);
       if (d.argmax) {  // scratch: n * oh * ow * c bytes
         auto* arg = reinterpret_cast<uint8_t*>(scratch);
-        launch_indexed(max_argmax<T, int>, max_argmax<T, int64_t>, d,
+        launch_indexed(max_window_vec<T, int>, max_window_vec<T, int64_t>, d,
                        d.n * d.oh * d.ow * d.c / kPer16<T>, s, "max_pool_backward (argmax)",
-                       static_cast<const T*>(x.p), arg, d);
+                       static_cast<const T*>(x.p), static_cast<T*>(nullptr), arg, d);
         launch_indexed(max_backward_argmax<T, int>, max_backward_argmax<T, int64_t>, d,
                        n / kPer16<T>, s, "max_pool_backward", static_cast<const T*>(dy.p),
                        static_cast<const uint8_t*>(arg), static_cast<T*>(dx.p), d);
