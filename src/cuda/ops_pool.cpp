@@ -53,22 +53,25 @@ class PoolKernel : public CudaKernel {
   size_t workspace_bytes() const override { return scratch_; }
 
  private:
+  // Whether the first `inputs` inputs have the output's type and the channels fill whole
+  // 16-byte vectors of it: what the vectorized kernels take (with every operand NHWC).
+  bool whole_vectors(const KernelSpec& s, int inputs) const {
+    const DType t = s.output(0).dtype;
+    bool ok = d_.c % (16 / static_cast<int64_t>(dtype_size(t))) == 0;
+    for (int i = 0; i < inputs; ++i) ok = ok && s.input(i).dtype == t;
+    return ok;
+  }
+
   // Whether the max-pool gradient gathers (PoolDims::gather): (dy, x, y) -> dx all NHWC of one
   // type, whole 16-byte groups of channels; MYELIN_CUDA_POOL_GATHER=0 keeps the atomics.
   bool gathers(const KernelSpec& s) const {
-    const DType t = s.output(0).dtype;
-    const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t));
-    bool ok = d_.x_nhwc && d_.y_nhwc && d_.dx_nhwc && d_.dy_nhwc && d_.c % per16 == 0;
-    for (int i = 0; i < 3; ++i) ok = ok && s.input(i).dtype == t;
-    return ok && !env_is("MYELIN_CUDA_POOL_GATHER", "0");
+    return d_.x_nhwc && d_.y_nhwc && d_.dx_nhwc && d_.dy_nhwc && whole_vectors(s, 3) &&
+           !env_is("MYELIN_CUDA_POOL_GATHER", "0");
   }
 
   // Whether max forward takes 16 bytes of channels per thread (PoolDims::vectorized).
   bool vectorizes(const KernelSpec& s) const {
-    const DType t = s.output(0).dtype;
-    const int64_t per16 = 16 / static_cast<int64_t>(dtype_size(t));
-    return d_.x_nhwc && d_.y_nhwc && d_.c % per16 == 0 && s.input(0).dtype == t &&
-           env_is("MYELIN_CUDA_POOL_VEC", "1");
+    return d_.x_nhwc && d_.y_nhwc && whole_vectors(s, 1) && env_is("MYELIN_CUDA_POOL_VEC", "1");
   }
 
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,

@@ -4,6 +4,9 @@
 // to the first element of its window equal to y: gathering where every operand is NHWC of one
 // type (PoolDims::gather), else by atomics; backward average gathers, so it needs no atomics.
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
 
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
@@ -79,6 +82,12 @@ __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
   }
 }
 
+// Where input row iy, column ix lies in output (oy, ox)'s window, unclipped, counted row by row:
+// what max_window_vec's `arg` records and max_backward_argmax compares.
+__device__ __forceinline__ uint8_t window_pos(const PoolDims& d, int oy, int ox, int iy, int ix) {
+  return static_cast<uint8_t>((iy - (oy * d.sh - d.ph)) * d.kw + (ix - (ox * d.sw - d.pw)));
+}
+
 // Each window's maximum where x is NHWC of type T and 16 bytes hold V whole channels: a thread
 // per output pixel and V channels, each window element read as one 16-byte vector. Writes y
 // (max_forward) and, where `arg` is not null, the position of the window's first maximum in the
@@ -88,12 +97,10 @@ __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
                                uint8_t* __restrict__ arg, PoolDims d) {
   constexpr int V = kPer16<T>;
   const auto [C, H, W, OH, OW] = sizes<I>(d);
-  const I cv = C / V, total = static_cast<I>(d.n) * OH * OW * cv;
+  const I total = static_cast<I>(d.n) * OH * OW * (C / V);
   for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
-    const I c0 = i % cv * V, o = i / cv, n = o / (OW * OH);
-    const int oy = static_cast<int>(o / OW % OH), ox = static_cast<int>(o % OW);
-    const Win w = window(d, oy, ox);
-    const int hs = oy * d.sh - d.ph, ws = ox * d.sw - d.pw;
+    const Pos<I> q = pos_of(i * V, true, C, OH, OW);  // vector i's first element
+    const Win w = window(d, q.y, q.x);
     float m[V];
     uint8_t a[V];
 #pragma unroll
@@ -101,16 +108,16 @@ __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
     for (int iy = w.h0; iy < w.h1; ++iy)
       for (int ix = w.w0; ix < w.w1; ++ix) {
         float e[V];
-        load16<T>(x, (((n * H + iy) * W + ix) * C + c0) / V, e);
-        const auto pos = static_cast<uint8_t>((iy - hs) * d.kw + (ix - ws));
+        load16<T>(x, at(true, q.n, q.c, iy, ix, C, H, W) / V, e);
+        const uint8_t pos = window_pos(d, q.y, q.x, iy, ix);
 #pragma unroll
         for (int k = 0; k < V; ++k)
           if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays; NaN never wins
       }
-    if (y) store16<T>(y, i, m);  // y's vector i: output pixel o, channels [c0, c0 + V)
+    if (y) store16<T>(y, i, m);
     if (arg)
 #pragma unroll
-      for (int k = 0; k < V; ++k) arg[o * C + c0 + k] = a[k];
+      for (int k = 0; k < V; ++k) arg[i * V + k] = a[k];
   }
 }
 
@@ -151,13 +158,13 @@ template <class T>
 __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restrict__ x,
                                     const T* __restrict__ y, T* __restrict__ dx, PoolDims d) {
   constexpr int V = kPer16<T>;
-  const int64_t cv_count = d.c / V, total = d.n * d.h * d.w * cv_count;
+  const int64_t total = d.n * d.h * d.w * (d.c / V);
   for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    const int64_t c0 = i % cv_count * V, pixel = i / cv_count;
-    const int ix = static_cast<int>(pixel % d.w), iy = static_cast<int>(pixel / d.w % d.h);
-    const int64_t n = pixel / (d.w * d.h);
+    const Pos<int64_t> p = pos_of(i * V, true, d.c, d.h, d.w);  // vector i's first element
+    const int64_t n = p.n, c0 = p.c;
+    const int iy = p.y, ix = p.x;
     // The 16-byte vectors of x at (qy, qx) and of y and dy at output o, as load16 counts them.
-    auto x_at = [&](int qy, int qx) { return (((n * d.h + qy) * d.w + qx) * d.c + c0) / V; };
+    auto x_at = [&](int qy, int qx) { return at(true, n, c0, qy, qx, d.c, d.h, d.w) / V; };
     int y0, y1, x0, x1;
     covering(iy, d.kh, d.sh, d.ph, static_cast<int>(d.oh), y0, y1);
     covering(ix, d.kw, d.sw, d.pw, static_cast<int>(d.ow), x0, x1);
@@ -167,7 +174,7 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
     for (int k = 0; k < V; ++k) g[k] = 0.f;
     for (int oy = y0; oy <= y1; ++oy)
       for (int ox = x0; ox <= x1; ++ox) {
-        const int64_t o = (((n * d.oh + oy) * d.ow + ox) * d.c + c0) / V;
+        const int64_t o = at(true, n, c0, oy, ox, d.c, d.oh, d.ow) / V;
         float m[V];
         load16<T>(y, o, m);
         bool mine[V];  // this pixel is the lane's maximum, and no element before it is
@@ -190,7 +197,7 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
         for (int k = 0; k < V; ++k)
           if (mine[k]) g[k] += gy[k];
       }
-    store16<T>(dx, (pixel * d.c + c0) / V, g);
+    store16<T>(dx, i, g);
   }
 }
 
@@ -204,35 +211,33 @@ __global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __r
                                     T* __restrict__ dx, PoolDims d) {
   constexpr int V = kPer16<T>;
   const auto [C, H, W, OH, OW] = sizes<I>(d);
-  const I cv = C / V, total = static_cast<I>(d.n) * H * W * cv;
+  const I total = static_cast<I>(d.n) * H * W * (C / V);
   for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
-    const I c0 = i % cv * V, pixel = i / cv, n = pixel / (W * H);
-    const int ix = static_cast<int>(pixel % W), iy = static_cast<int>(pixel / W % H);
+    const Pos<I> p = pos_of(i * V, true, C, H, W);  // vector i's first element
     int y0, y1, x0, x1;
-    covering(iy, d.kh, d.sh, d.ph, static_cast<int>(OH), y0, y1);
-    covering(ix, d.kw, d.sw, d.pw, static_cast<int>(OW), x0, x1);
+    covering(p.y, d.kh, d.sh, d.ph, static_cast<int>(OH), y0, y1);
+    covering(p.x, d.kw, d.sw, d.pw, static_cast<int>(OW), x0, x1);
     float g[V];
 #pragma unroll
     for (int k = 0; k < V; ++k) g[k] = 0.f;
     for (int oy = y0; oy <= y1; ++oy)
       for (int ox = x0; ox <= x1; ++ox) {
-        const I o = (n * OH + oy) * OW + ox;
-        const auto pos =
-            static_cast<uint8_t>((iy - (oy * d.sh - d.ph)) * d.kw + (ix - (ox * d.sw - d.pw)));
+        const I o = at(true, p.n, p.c, oy, ox, C, OH, OW);  // y's element, arg's byte
+        const uint8_t pos = window_pos(d, oy, ox, p.y, p.x);
         uint8_t a[V];
 #pragma unroll
-        for (int k = 0; k < V; ++k) a[k] = arg[o * C + c0 + k];
+        for (int k = 0; k < V; ++k) a[k] = arg[o + k];
         bool any = false;
 #pragma unroll
         for (int k = 0; k < V; ++k) any |= a[k] == pos;
         if (!any) continue;
         float gy[V];
-        load16<T>(dy, (o * C + c0) / V, gy);
+        load16<T>(dy, o / V, gy);
 #pragma unroll
         for (int k = 0; k < V; ++k)
           if (a[k] == pos) g[k] += gy[k];
       }
-    store16<T>(dx, (pixel * C + c0) / V, g);
+    store16<T>(dx, i, g);
   }
 }
 
@@ -290,13 +295,18 @@ void launch_indexed(void (*k32)(Args...), void (*k64)(Args...), const PoolDims& 
   check_launch(name, "");
 }
 
+// The vectorized kernels' operands: one type, 16-byte aligned.
+void require_vectors(const char* what, std::initializer_list<FPtr> operands) {
+  for (FPtr p : operands)
+    if (p.type != operands.begin()->type || reinterpret_cast<uintptr_t>(p.p) % 16 != 0)
+      throw DeviceError(std::string(what) + ": 16-byte vectors need aligned operands of one type");
+}
+
 }  // namespace
 
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
   if (d.vectorized) {
-    if (x.type != y.type || reinterpret_cast<uintptr_t>(x.p) % 16 ||
-        reinterpret_cast<uintptr_t>(y.p) % 16)
-      throw DeviceError("max_pool_forward: vectors need 16-byte aligned operands of one type");
+    require_vectors("max_pool_forward", {x, y});
     with_type(y.type, [&](auto t) {
       using T = decltype(t);
       launch_indexed(max_window_vec<T, int>, max_window_vec<T, int64_t>, d,
@@ -314,10 +324,7 @@ void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const P
                        cudaStream_t s) {
   int64_t n = d.n * d.c * d.h * d.w;
   if (d.gather) {
-    for (FPtr p : {dy, x, y, dx})
-      if (p.type != dx.type || reinterpret_cast<uintptr_t>(p.p) % 16 != 0)
-        throw DeviceError(
-            "max_pool_backward: gathering needs 16-byte aligned operands of one type");
+    require_vectors("max_pool_backward", {dy, x, y, dx});
     with_type(dx.type, [&](auto t) {
       using T = decltype(t);
       if (d.argmax) {  // scratch: n * oh * ow * c bytes
