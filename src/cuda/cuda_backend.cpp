@@ -42,14 +42,21 @@ const char* precision_name(Precision p) {
   return "?";
 }
 
+bool is_16bit(Precision p) {
+  return p == Precision::bf16 || p == Precision::fp16;
+}
+
+DType half_type(Precision p) {
+  if (p == Precision::bf16) return DType::bf16;
+  return p == Precision::fp16 ? DType::f16 : DType::f32;
+}
+
 std::string op_label(const Node& n) {
   return n.op + " '" + n.name + "'";
 }
 
 CudaBackend::CudaBackend(Device d, const BackendOptions& opts)
-    : device_(d),
-      opts_(opts),
-      precision_(parse_precision(opts.precision)) {
+    : device_(d), opts_(opts), precision_(parse_precision(opts.precision)) {
   std::string where = "creating the CUDA backend on " + d.str();
   int count = 0;
   MYELIN_CHECK(cudaGetDeviceCount(&count), where);

@@ -21,6 +21,9 @@ namespace myelin::cuda {
 enum class Precision { fp32, tf32, bf16, fp16 };
 Precision parse_precision(const std::string& s);  // throws UsageError naming the choices
 const char* precision_name(Precision p);
+// bf16 and fp16 store and compute in 16 bits: half_type names which, f32 for fp32 and tf32.
+bool is_16bit(Precision p);
+DType half_type(Precision p);
 
 // What a convolution's algorithm search chose for one direction and shape.
 struct ConvAlgo {

@@ -105,9 +105,7 @@ class ConvKernel : public CudaKernel {
       y_ = s.input(0).shape, x_ = s.input(1).shape, w_ = s.output(0).shape;
     }
     Precision prec = be_.precision();
-    stage_type_ = prec == Precision::fp16   ? DType::f16
-                  : prec == Precision::bf16 ? DType::bf16
-                                            : DType::f32;
+    stage_type_ = half_type(prec);
     layouts(s);
     staged_ = half() || x_nhwc_ || y_nhwc_;
     dt_ = stage_type_ == DType::f32   ? CUDNN_DATA_FLOAT

@@ -30,8 +30,8 @@ class MatmulKernel : public CudaKernel {
     int64_t m = ta ? ac : ar, n = tb ? br : bc;
     ws_limit_ = std::min(kLtWorkspace, be_.options().workspace_limit);
     Precision prec = be_.precision();
-    if (prec == Precision::bf16 || prec == Precision::fp16) {
-      half_type_ = prec == Precision::bf16 ? DType::bf16 : DType::f16;
+    if (is_16bit(prec)) {
+      half_type_ = half_type(prec);
       if (s.input(0).dtype == DType::f32) a_elems_ = ar * ac;
       if (s.input(1).dtype == DType::f32) b_elems_ = br * bc;
     }

@@ -55,7 +55,7 @@ cudnnRNNMode_t cell_mode(RnnCell c) {
 
 cudnnMathType_t math_type(Precision p) {
   if (p == Precision::fp32) return CUDNN_FMA_MATH;
-  if (p == Precision::bf16 || p == Precision::fp16) {
+  if (is_16bit(p)) {
     const char* e = std::getenv("MYELIN_CUDA_RNN_MATH");
     if (e && std::strcmp(e, "fp16") == 0) return CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
   }

@@ -77,17 +77,13 @@ bool has_batch_norm(const Graph& g) {
   return false;
 }
 
-bool is_half(Precision p) {
-  return p == Precision::bf16 || p == Precision::fp16;
-}
-
 // Whether g's activations may be stored channels-last under p, as `layout` says.
 bool channels_last(const Graph& g, Precision p, ChannelsLast layout) {
   switch (layout) {
     case ChannelsLast::never:
       return false;
     case ChannelsLast::where_it_pays:
-      return is_half(p) || (p == Precision::tf32 && has_batch_norm(g));
+      return is_16bit(p) || (p == Precision::tf32 && has_batch_norm(g));
     case ChannelsLast::always:
       return p != Precision::fp32;
   }
@@ -98,7 +94,7 @@ bool channels_last(const Graph& g, Precision p, ChannelsLast layout) {
 
 void plan_storage(Graph& g, Precision p, bool storage16, ChannelsLast layout) {
   if (channels_last(g, p, layout)) choose_layouts(g);
-  if (is_half(p) && storage16) choose_types(g, p == Precision::fp16 ? DType::f16 : DType::bf16);
+  if (is_16bit(p) && storage16) choose_types(g, half_type(p));
 }
 
 void CudaBackend::fuse(Graph& g) const {
