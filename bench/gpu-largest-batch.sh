@@ -7,7 +7,8 @@
 #
 #   PRECISION=bf16 LO=1024 HI=2048 PEER_BATCHES="1536 1664 1792" bench/gpu-largest-batch.sh
 #
-# LO must fit and HI must not (they are checked); the search stops at a step of $STEP images.
+# LO must fit and HI must not (they are checked); the search stops at a step of $STEP images
+# (16 or more). DEVICE (cuda) may name another device, to try the script out.
 # Results in $OUT/summary.txt, one line per probe and the answer last.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -28,12 +29,12 @@ myelin="${MYELIN_BIN:-build-gpu/myelin}"
 # Exit status 0: fits; 1: out of memory; 2: failed otherwise.
 myelin_fits() {
   local log="$OUT/myelin-b$1"
-  if timeout 240 "$myelin" time --model models/resnet50.yaml --device cuda --precision \
+  if timeout 240 "$myelin" time --model models/resnet50.yaml --device "${DEVICE:-cuda}" --precision \
     "$PRECISION" --batch "$1" --iterations 2 --json > "$log.json" 2> "$log.err"; then
     note "myelin batch $1: fits, $(grep -o '"device_memory_mib": *[0-9]*' "$log.json")"
     return 0
   fi
-  if grep -qi "out of memory\|cudaErrorMemoryAllocation" "$log.err"; then
+  if grep -qiE "out of (host )?memory|cudaErrorMemoryAllocation" "$log.err"; then
     note "myelin batch $1: out of memory"
     return 1
   fi
@@ -41,26 +42,27 @@ myelin_fits() {
   return 2
 }
 
-lo=$LO hi=$HI
-myelin_fits "$lo" || { note "myelin: LO=$lo does not fit; nothing to search"; exit 1; }
-myelin_fits "$hi"
-rc=$?
-if [ $rc -eq 0 ]; then
-  note "myelin: HI=$hi fits too; the largest batch is above it"
-  lo=$hi
-elif [ $rc -eq 2 ]; then
-  exit 1
-fi
-while [ $((hi - lo)) -gt "$STEP" ] && [ "$lo" -lt "$hi" ]; do
-  mid=$(((lo + hi) / 2 / 8 * 8))
-  myelin_fits "$mid"
+# The largest batch between LO (must fit) and HI (must not), to within $STEP images.
+myelin_search() {
+  local lo=$LO hi=$HI mid
+  myelin_fits "$lo" || { note "myelin: LO=$lo does not fit; nothing to search"; return; }
+  myelin_fits "$hi"
   case $? in
-    0) lo=$mid ;;
-    1) hi=$mid ;;
-    *) break ;;
+    0) note "myelin $PRECISION: HI=$hi fits too; the largest batch is above it (raise HI)"; return ;;
+    2) return ;;
   esac
-done
-note "myelin $PRECISION: largest batch found $lo (fails at $hi)"
+  while [ $((hi - lo)) -gt "$STEP" ]; do
+    mid=$(((lo + hi) / 2 / 8 * 8))
+    myelin_fits "$mid"
+    case $? in
+      0) lo=$mid ;;
+      1) hi=$mid ;;
+      *) return ;;
+    esac
+  done
+  note "myelin $PRECISION: largest batch found $lo (fails at $hi)"
+}
+myelin_search
 
 for b in $PEER_BATCHES; do
   log="$OUT/torch-b$b.log"

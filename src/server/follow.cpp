@@ -103,6 +103,7 @@ std::string failure_message(const ExitStatus& status, const std::deque<std::stri
   std::string text;
   for (const std::string& l : tail) text += l + "\n";
   bool oom = text.find("out of memory") != std::string::npos ||
+             text.find("out of host memory") != std::string::npos ||
              text.find("bad_alloc") != std::string::npos ||
              text.find("cudaErrorMemoryAllocation") != std::string::npos;
   std::string head = oom ? "out of memory: the job needed more memory than the device had "

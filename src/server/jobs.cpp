@@ -1,6 +1,7 @@
 #include "server/jobs.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -221,12 +222,14 @@ void check_memory(const NetworkSpec& net, const nlohmann::json& spec, const Syst
   MemoryEstimate m = estimate_training_memory(net, batch, device, precision, eval_batch);
   if (m.total <= available) return;
   int64_t best = largest_batch(net, device, precision, available, eval_batch);
-  auto gib = [](int64_t b) { return std::to_string(static_cast<double>(b) / (1 << 30)) + " GiB"; };
+  auto gib = [](int64_t b) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(b) / (1 << 30));
+    return std::string(text);
+  };
   throw ApiError(400, "this job needs " + gib(m.total) + " at batch " + std::to_string(batch) +
                           " but " + where + " is " + gib(available) +
-                          "; the largest batch that "
-                          "fits is " +
-                          std::to_string(best));
+                          "; the largest batch that fits is " + std::to_string(best));
 }
 
 void write_text(const std::string& path, const std::string& text) {

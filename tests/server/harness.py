@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -94,8 +95,11 @@ def is_png(data):
 class Server:
     """A `myelin serve` child on a free port with its own data dir; a context manager."""
 
-    def __init__(self, tmp, *flags, data_dir=None):
+    def __init__(self, tmp, *flags, data_dir=None, address_space=None):
+        """address_space: a limit in bytes on the server's address space, which its trainers
+        inherit (RLIMIT_AS), so that a test can run a job out of memory on any machine."""
         self.tmp = str(tmp)
+        self.address_space = address_space
         self.data = data_dir or os.path.join(self.tmp, "data")
         self.flags = list(flags)
         self.proc = None
@@ -133,7 +137,7 @@ class Server:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [find_binary(), "serve", "--data-dir", self.data, "--port", str(self.port)] +
-            self.flags, stdout=self.log, stderr=subprocess.STDOUT)
+            self.flags, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.limit)
 
         def up():
             assert self.proc.poll() is None, "myelin serve exited: see " + self.log_path
@@ -145,6 +149,10 @@ class Server:
         with open(os.path.join(self.data, "token")) as f:
             self.token = f.read().strip()
         return self
+
+    def limit(self):
+        if self.address_space:
+            resource.setrlimit(resource.RLIMIT_AS, (self.address_space, self.address_space))
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:

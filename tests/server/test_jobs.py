@@ -5,6 +5,7 @@ each takes seconds on a 2-core machine; the whole file stays within a few minute
 """
 import io
 import json
+import re
 import os
 import shutil
 import signal
@@ -344,6 +345,30 @@ def test_cpu_ranks_train_under_mpirun(srv, fm):
     j = srv.wait_job(job, timeout=120)
     assert j["state"] == "done", (j, srv.request("GET", "/api/v1/jobs/%d/log" % job)[2][-2000:])
     assert j["metrics"]["iter"] == 20
+
+
+def test_a_job_too_big_for_the_machine_is_refused_with_a_batch_that_fits(srv, fm):
+    msg = assert_error(srv, *srv.api("POST", "/api/v1/jobs",
+                                     quick_job(fm, "too big", batch=1048576)), 400)
+    m = re.fullmatch(r"this job needs ([0-9.]+) GiB at batch 1048576 but the server's free "
+                     r"memory is ([0-9.]+) GiB; the largest batch that fits is ([0-9]+)", msg)
+    assert m, msg
+    assert float(m[1]) > float(m[2]) > 0 and 0 < int(m[3]) < 1048576, msg
+    assert "too big" not in [j["name"] for j in srv.ok("GET", "/api/v1/jobs")["jobs"]]
+
+
+def test_a_job_out_of_memory_fails_saying_what_to_do(tmp_path, binary):
+    # The server's estimate passes (it reads the machine's free memory); the trainer, under
+    # the server's 3 GB address space, cannot allocate lenet's 4.6 GB of activations.
+    with Server(tmp_path, "--threads", "8", address_space=3 << 30) as s:
+        fm = s.dataset("fm", "fashion-mnist")["id"]
+        job = s.job(**quick_job(fm, "out of memory", batch=40000, iterations=2))
+        j = s.wait_job(job, timeout=60)
+        assert j["state"] == "failed", j
+        assert j["error"].startswith("out of memory: "), j["error"]
+        assert "try a smaller batch" in j["error"], j["error"]
+        assert re.search(r"out of host memory allocating [0-9]+ bytes", j["error"]), j["error"]
+        assert s.ok("GET", "/api/v1/health")
 
 
 def test_network_with_an_error(srv, fm):
