@@ -1,7 +1,10 @@
 #include "cli/common.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
+
+#include "core/text.h"
 
 namespace myelin::cli {
 
@@ -26,8 +29,9 @@ Flag conv_search_flag() {
 
 std::string conv_search_from(const Args& a) {
   std::string m = a.str("conv-search", "auto");
-  if (m != "auto" && m != "heuristic" && m != "find" && m != "tune")
-    throw UsageError("--conv-search must be auto, heuristic, find or tune, got '" + m + "'");
+  if (std::ranges::find(conv_search_names(), m) == conv_search_names().end())
+    throw UsageError("--conv-search must be " + either_of(conv_search_names()) + ", got '" + m +
+                     "'");
   return m;
 }
 
@@ -39,9 +43,9 @@ BackendOptions backend_from(const Args& a) {
   BackendOptions o;
   o.threads = static_cast<int>(a.integer("threads", 0));
   o.precision = a.str("precision", "fp32");
-  if (o.precision != "fp32" && o.precision != "tf32" && o.precision != "bf16" &&
-      o.precision != "fp16")
-    throw UsageError("--precision must be fp32, tf32, bf16 or fp16, got '" + o.precision + "'");
+  if (std::ranges::find(precision_names(), o.precision) == precision_names().end())
+    throw UsageError("--precision must be " + either_of(precision_names()) + ", got '" +
+                     o.precision + "'");
   if (o.threads < 0) throw UsageError("--threads must be positive");
   return o;
 }

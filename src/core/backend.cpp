@@ -8,6 +8,16 @@
 
 namespace myelin {
 
+const std::vector<std::string>& precision_names() {
+  static const std::vector<std::string> names = {"fp32", "tf32", "bf16", "fp16"};
+  return names;
+}
+
+const std::vector<std::string>& conv_search_names() {
+  static const std::vector<std::string> names = {"auto", "heuristic", "find", "tune"};
+  return names;
+}
+
 namespace {
 
 struct KernelEntry {

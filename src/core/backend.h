@@ -33,6 +33,10 @@ struct BackendOptions {
   std::string conv_search = "auto";
 };
 
+// The values BackendOptions::precision and ::conv_search take, as help texts list them.
+const std::vector<std::string>& precision_names();
+const std::vector<std::string>& conv_search_names();
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -5,6 +5,13 @@
 
 namespace myelin {
 
+std::string either_of(const std::vector<std::string>& options) {
+  std::string list;
+  for (size_t i = 0; i < options.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == options.size() ? " or " : ", ") + options[i];
+  return list;
+}
+
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;

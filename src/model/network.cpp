@@ -174,6 +174,18 @@ std::string spec_origin(const NetworkSpec& spec) {
   return (spec.name.empty() ? std::string("network") : spec.name) + " (C++ builder)";
 }
 
+const std::vector<std::string>& solver_names() {
+  static const std::vector<std::string> names = {"sgd",   "nesterov", "adam",
+                                                 "adamw", "rmsprop",  "adagrad"};
+  return names;
+}
+
+const std::vector<std::string>& lr_policy_names() {
+  static const std::vector<std::string> names = {"fixed", "step", "multistep", "exp",
+                                                 "inv",   "poly", "cosine"};
+  return names;
+}
+
 void check_recipe(const Recipe& r) {
   auto range = [](const char* key, double v, double lo, double hi, bool open_hi = false) {
     if (!(v >= lo && (open_hi ? v < hi : v <= hi)))
@@ -181,15 +193,16 @@ void check_recipe(const Recipe& r) {
                        std::string(key) + " must be in [" + format_number(lo) + ", " +
                            format_number(hi) + (open_hi ? ")" : "]") + ", got " + format_number(v));
   };
-  auto one_of = [](const char* key, const std::string& v, const std::set<std::string>& ok) {
+  auto one_of = [](const char* key, const std::string& v, const std::vector<std::string>& names) {
+    std::set<std::string> ok(names.begin(), names.end());  // listed in sorted order
     if (ok.count(v)) return;
     std::string list;
     for (const std::string& s : ok) list += (list.empty() ? "" : ", ") + s;
     throw FieldError(std::string("train.") + key,
                      std::string(key) + " '" + v + "' is not one of: " + list);
   };
-  one_of("solver", r.solver, {"sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad"});
-  one_of("lr_policy", r.lr_policy, {"fixed", "step", "multistep", "exp", "inv", "poly", "cosine"});
+  one_of("solver", r.solver, solver_names());
+  one_of("lr_policy", r.lr_policy, lr_policy_names());
   range("lr", r.lr, 1e-12, 1e3);
   range("momentum", r.momentum, 0, 1, true);
   range("weight_decay", r.weight_decay, 0, 1);

@@ -77,6 +77,9 @@ struct BuiltNetwork {
 NetworkSpec load_network(const std::string& name_or_path);
 NetworkSpec parse_network(const std::string& text, const std::string& file);
 std::vector<std::string> standard_networks();  // names under models/
+// The values Recipe::solver and Recipe::lr_policy take.
+const std::vector<std::string>& solver_names();
+const std::vector<std::string>& lr_policy_names();
 
 // Builds the forward graph ending in softmax cross-entropy and accuracy (kept). With
 // training=false, dropout is the identity and batch norm uses running statistics.

@@ -6,7 +6,9 @@
 #include <fstream>
 #include <regex>
 
+#include "core/backend.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "model/network.h"
 #include "server/datasets.h"
 #include "server/launcher.h"
@@ -27,6 +29,7 @@ enum class Kind { number, integer, text };
 struct TrainField {
   const char* name;  // as `myelin train` spells the flag
   Kind kind;
+  const std::vector<std::string>* values = nullptr;  // the text values it takes, where fixed
 };
 
 // The request fields passed on to `myelin train` as flags of the same name.
@@ -34,11 +37,11 @@ const std::vector<TrainField>& train_fields() {
   static const std::vector<TrainField> f = {{"epochs", Kind::integer},
                                             {"iterations", Kind::integer},
                                             {"batch", Kind::integer},
-                                            {"solver", Kind::text},
+                                            {"solver", Kind::text, &solver_names()},
                                             {"lr", Kind::number},
                                             {"momentum", Kind::number},
                                             {"weight-decay", Kind::number},
-                                            {"lr-policy", Kind::text},
+                                            {"lr-policy", Kind::text, &lr_policy_names()},
                                             {"gamma", Kind::number},
                                             {"power", Kind::number},
                                             {"step-size", Kind::integer},
@@ -60,8 +63,8 @@ const std::vector<TrainField>& train_fields() {
                                             {"loader-threads", Kind::integer},
                                             {"train-limit", Kind::integer},
                                             {"test-limit", Kind::integer},
-                                            {"precision", Kind::text},
-                                            {"conv-search", Kind::text},
+                                            {"precision", Kind::text, &precision_names()},
+                                            {"conv-search", Kind::text, &conv_search_names()},
                                             {"threads", Kind::integer}};
   return f;
 }
@@ -108,6 +111,9 @@ nlohmann::json normalize(const nlohmann::json& req) {
                                : f->kind == Kind::integer ? "an integer"
                                                           : "a number") +
                               ", got " + value.dump());
+    if (f->values && std::ranges::find(*f->values, value.get<std::string>()) == f->values->end())
+      throw ApiError(400,
+                     "'" + key + "' must be " + either_of(*f->values) + ", got " + value.dump());
     train[f->name] = value;
   }
   spec["train"] = train;

@@ -316,6 +316,12 @@ def test_bad_requests(srv, fm):
     assert "colour" in msg
     msg = assert_error(s, *s.api("POST", "/api/v1/jobs", quick_job(fm, device="cuda:7")), 400)
     assert "GPU" in msg
+    for field, value, expected in [("precision", "fp8", "fp32, tf32, bf16 or fp16"),
+                                   ("solver", "sgdd", "nesterov"),
+                                   ("lr-policy", "linear", "cosine"),
+                                   ("conv-search", "fast", "auto, heuristic, find or tune")]:
+        msg = assert_error(s, *s.api("POST", "/api/v1/jobs", quick_job(fm, **{field: value})), 400)
+        assert value in msg and expected in msg, (field, msg)
     assert_error(s, *s.api("POST", "/api/v1/jobs", quick_job(99999)), 404)
     assert_error(s, *s.api("GET", "/api/v1/jobs", token=None), 401)
     assert_error(s, *s.api("GET", "/api/v1/jobs", token="0" * 48), 401)

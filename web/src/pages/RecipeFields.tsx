@@ -7,6 +7,13 @@ import type { Defaults, JobForm } from "./newJobForm";
 
 const SOLVERS = ["sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad"];
 const PRECISIONS = ["fp32", "tf32", "bf16", "fp16"];
+// `myelin train --conv-search`: how a GPU job picks each convolution's algorithm.
+const CONV_SEARCHES = ["auto", "tune", "find", "heuristic"];
+const CONV_SEARCH_HELP =
+  "How a GPU job picks each convolution's cuDNN algorithm: tune times the engines at start " +
+  "(the fastest steps; seconds, cached for later jobs), find times cuDNN's algorithms, " +
+  "heuristic starts at once, auto takes a cached tuned choice or else the heuristic (16-bit) " +
+  "or find (fp32, tf32)";
 
 export type SetField = <K extends keyof JobForm>(key: K, value: JobForm[K]) => void;
 
@@ -50,14 +57,17 @@ function Choice(props: {
   form: JobForm;
   set: SetField;
   options: { value: string; label: string }[];
+  disabled?: boolean;
+  title?: string;
 }) {
-  const { label, field, form, set, options } = props;
+  const { label, field, form, set, options, disabled, title } = props;
   return (
-    <label>
+    <label title={title}>
       {label}
       <select
         name={field}
         value={String(form[field])}
+        disabled={disabled}
         onChange={(e) => set(field, e.currentTarget.value as never)}
       >
         {options.map((o) => (
@@ -168,6 +178,14 @@ export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize
         <Choice label="Precision" field="precision" options={named(PRECISIONS)} {...field} />
         <Choice label="Device" field="device" options={devices} {...field} />
         <TextField label="GPUs" field="gpus" disabled={!onGpu} placeholder="1" {...field} />
+        <Choice
+          label="Convolutions"
+          field="convSearch"
+          options={named(CONV_SEARCHES)}
+          disabled={!onGpu}
+          title={CONV_SEARCH_HELP}
+          {...field}
+        />
         <TextField
           label={text ? "Train tokens (limit)" : "Train examples (limit)"}
           field="trainLimit"

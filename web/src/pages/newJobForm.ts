@@ -20,6 +20,7 @@ export interface JobForm {
   precision: string;
   device: string;
   gpus: string;
+  convSearch: string; // how a GPU job picks each convolution's algorithm ("auto": myelin's default)
   trainLimit: string;
   testLimit: string;
   weightsFrom: string;
@@ -44,6 +45,7 @@ export const EMPTY_FORM: JobForm = {
   precision: "fp32",
   device: "cpu",
   gpus: "1",
+  convSearch: "auto",
   trainLimit: "",
   testLimit: "",
   weightsFrom: "",
@@ -196,6 +198,7 @@ export function jobBase(form: JobForm, dataset: number, model: string) {
   const base: Record<string, number | string> = { dataset, model, device: form.device };
   if (form.name.trim()) base.name = form.name.trim();
   if (form.device !== "cpu") base.gpus = Number(form.gpus) || 1;
+  if (form.device !== "cpu" && form.convSearch !== "auto") base["conv-search"] = form.convSearch;
   if (form.weightsFrom) base.weights_from = Number(form.weightsFrom);
   return base;
 }
