@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_kernels.h"
 #include "cuda/step_graph.h"
@@ -25,7 +26,7 @@ Precision parse_precision(const std::string& s) {
   if (s == "tf32") return Precision::tf32;
   if (s == "bf16") return Precision::bf16;
   if (s == "fp16") return Precision::fp16;
-  throw UsageError("unknown precision '" + s + "' (expected fp32, tf32, bf16 or fp16)");
+  throw UsageError("unknown precision '" + s + "' (expected " + either_of(precision_names()) + ")");
 }
 
 const char* precision_name(Precision p) {

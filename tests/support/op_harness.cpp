@@ -22,6 +22,7 @@
 #include "core/autodiff.h"
 #include "core/error.h"
 #include "core/executor.h"
+#include "core/text.h"
 
 namespace myelin::test {
 
@@ -508,7 +509,8 @@ double precision_factor(const std::string& precision) {
   if (precision == "tf32") return 30;
   if (precision == "fp16") return 300;
   if (precision == "bf16") return 1000;
-  throw UsageError("unknown precision '" + precision + "' (expected fp32, tf32, bf16 or fp16)");
+  throw UsageError("unknown precision '" + precision + "' (expected " +
+                   either_of(precision_names()) + ")");
 }
 
 std::vector<std::string> case_ops(const OpCase& c) {
