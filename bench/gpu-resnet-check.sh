@@ -12,6 +12,8 @@
 #           (70, the recipe's: 35 s a run on an H100); not in the defaults
 #   profile PyTorch's kernel time by kind and peak memory (torch_resnet50_profile.py), Myelin's
 #           step kernel by kernel under ncu (scripts/ncu-step.py); not in the defaults
+#   l2probe bench/l2_chunk_probe.cu (carried as bin/l2_chunk_probe): whether convolutions run in
+#           batch chunks leave their output in L2 for batch norm's statistics; not in the defaults
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last. Unless
 # PACK=0, the logs and per-run files end up in $OUT/results.tgz beside summary.txt: a device call
 # brings back only a few files.
@@ -76,6 +78,11 @@ if has long; then
     runs+="$(seed_runs "$m" "${LONG_EPOCHS:-70}");"
   done
   fmnist_runs long "${runs%;}" "${LONG_TIMEOUT:-300}"
+fi
+if has l2probe; then  # not in the defaults: about a minute
+  timeout 240 /tmp/gpu/bin/l2_chunk_probe > "$OUT/l2probe.txt" 2>&1
+  step "l2_chunk_probe: rc $?"
+  cat "$OUT/l2probe.txt" >> "$OUT/summary.txt"
 fi
 if has profile; then  # not in the defaults: about 3 minutes more
   env -u LD_LIBRARY_PATH timeout 200 python3 bench/torch_resnet50_profile.py "${BATCHES%% *}" 5 \

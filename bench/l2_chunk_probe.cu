@@ -1,0 +1,245 @@
+// Would batch norm's statistics pass read a convolution's output from L2, not device memory, if
+// the convolution ran in batch chunks with the statistics of each chunk taken right after it?
+// ResNet-50's convolutions in bf16 NHWC at batch 256 (cuDNN, the fastest algorithm cudnnFind
+// reports for the chunk), each chunking of the batch timed as CUDA graphs:
+//   conv      the convolution, chunk by chunk
+//   stats     a per-channel sum and sum of squares over the whole output afterwards (one pass)
+//   together  per chunk: the convolution, then the sums over its output
+// "gain" is conv(whole batch) + stats - together: what chunking would save in the forward pass
+// (positive: worth building). L2 is flushed before every timed replay.
+//
+//   l2_chunk_probe [--iters 20]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  std::fprintf(stderr, "l2_chunk_probe: %s: %s\n", what, cudaGetErrorString(e));
+  std::exit(1);
+}
+
+void check(cudnnStatus_t s, const char* what) {
+  if (s == CUDNN_STATUS_SUCCESS) return;
+  std::fprintf(stderr, "l2_chunk_probe: %s: %s\n", what, cudnnGetErrorString(s));
+  std::exit(1);
+}
+
+struct Layer {
+  const char* name;
+  int c, h, w, k, r, stride, pad;
+  int oh() const { return (h + 2 * pad - r) / stride + 1; }
+  int ow() const { return (w + 2 * pad - r) / stride + 1; }
+};
+
+constexpr int kBatch = 256;
+constexpr int kThreads = 256;
+
+__global__ void fill(__nv_bfloat16* p, size_t n) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x)
+    p[i] = __float2bfloat16(static_cast<float>(i % 17) * 0.0625f - 0.5f);
+}
+
+// Per-channel sums and sums of squares of y = [rows, cols * 8] bf16, 16 bytes a thread (cols
+// divides the block): each block
+// reduces its rows in shared memory and writes its partial sums (the statistics pass's traffic;
+// combining the blocks' partials is a few kilobytes and left out).
+__global__ void channel_sums(const uint4* y, long rows, int cols, float* partial) {
+  extern __shared__ float sums[];  // [2][cols * 8]
+  const int col = threadIdx.x % cols, step = blockDim.x / cols;
+  float s[8] = {}, q[8] = {};
+  for (long r = blockIdx.x * long{step} + threadIdx.x / cols; r < rows;
+       r += long{gridDim.x} * step) {
+    uint4 v = y[r * cols + col];
+    const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+    for (int k = 0; k < 4; ++k) {
+      float2 f = __bfloat1622float2(h[k]);
+      s[2 * k] += f.x, s[2 * k + 1] += f.y;
+      q[2 * k] += f.x * f.x, q[2 * k + 1] += f.y * f.y;
+    }
+  }
+  for (int i = threadIdx.x; i < 2 * cols * 8; i += blockDim.x) sums[i] = 0;
+  __syncthreads();
+  for (int k = 0; k < 8; ++k) {
+    atomicAdd(&sums[col * 8 + k], s[k]);
+    atomicAdd(&sums[cols * 8 + col * 8 + k], q[k]);
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 2 * cols * 8; i += blockDim.x)
+    partial[blockIdx.x * 2L * cols * 8 + i] = sums[i];
+}
+
+struct Probe {
+  cudnnHandle_t dnn;
+  cudaStream_t stream;
+  int blocks;  // of channel_sums: two per multiprocessor
+  void* workspace;
+  size_t workspace_bytes = size_t{1} << 30;
+  float* partial;
+  void* flush;  // written before each timed replay, to empty L2
+  size_t flush_bytes = size_t{256} << 20;
+  int iters = 20;
+};
+
+// The convolution of `chunk` images as cuDNN runs it: descriptors and the fastest algorithm.
+struct ChunkConv {
+  cudnnTensorDescriptor_t x, y;
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t conv;
+  cudnnConvolutionFwdAlgo_t algo;
+  size_t x_bytes, y_bytes;  // one chunk's
+};
+
+ChunkConv make_conv(Probe& p, const Layer& l, int chunk, void* x, void* w, void* y) {
+  ChunkConv c{};
+  check(cudnnCreateTensorDescriptor(&c.x), "x descriptor");
+  check(cudnnCreateTensorDescriptor(&c.y), "y descriptor");
+  check(cudnnCreateFilterDescriptor(&c.w), "w descriptor");
+  check(cudnnCreateConvolutionDescriptor(&c.conv), "conv descriptor");
+  check(
+      cudnnSetTensor4dDescriptor(c.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, chunk, l.c, l.h, l.w),
+      "x shape");
+  check(cudnnSetTensor4dDescriptor(c.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16, chunk, l.k, l.oh(),
+                                   l.ow()),
+        "y shape");
+  check(cudnnSetFilter4dDescriptor(c.w, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC, l.k, l.c, l.r, l.r),
+        "w shape");
+  check(cudnnSetConvolution2dDescriptor(c.conv, l.pad, l.pad, l.stride, l.stride, 1, 1,
+                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+        "conv shape");
+  check(cudnnSetConvolutionMathType(c.conv, CUDNN_TENSOR_OP_MATH), "math type");
+  cudnnConvolutionFwdAlgoPerf_t perf[8];
+  int found = 0;
+  check(cudnnFindConvolutionForwardAlgorithmEx(p.dnn, c.x, x, c.w, w, c.conv, c.y, y, 8, &found,
+                                               perf, p.workspace, p.workspace_bytes),
+        "cudnnFind");
+  c.algo = perf[0].algo;
+  c.x_bytes = size_t{2} * chunk * l.c * l.h * l.w;
+  c.y_bytes = size_t{2} * chunk * l.k * l.oh() * l.ow();
+  return c;
+}
+
+void run_conv(Probe& p, const ChunkConv& c, const char* x, const void* w, char* y) {
+  const float one = 1, zero = 0;
+  check(cudnnConvolutionForward(p.dnn, &one, c.x, x, c.w, w, c.conv, c.algo, p.workspace,
+                                p.workspace_bytes, &zero, c.y, y),
+        "convolution");
+}
+
+void run_sums(Probe& p, const char* y, size_t bytes, int k) {
+  const int cols = k / 8;
+  const long rows = static_cast<long>(bytes / (2 * size_t(k)));
+  channel_sums<<<p.blocks, kThreads, 2 * cols * 8 * sizeof(float), p.stream>>>(
+      reinterpret_cast<const uint4*>(y), rows, cols, p.partial);
+}
+
+// Milliseconds per replay of what `record` launches, captured as one CUDA graph.
+template <class Record>
+double time_graph(Probe& p, Record record) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  check(cudaStreamBeginCapture(p.stream, cudaStreamCaptureModeThreadLocal), "capture");
+  record();
+  check(cudaStreamEndCapture(p.stream, &graph), "end capture");
+  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
+  check(cudaGraphLaunch(exec, p.stream), "warm-up");
+  double total = 0;
+  for (int i = 0; i < p.iters; ++i) {
+    check(cudaMemsetAsync(p.flush, i & 0xff, p.flush_bytes, p.stream), "flush");
+    check(cudaEventRecord(a, p.stream), "record");
+    check(cudaGraphLaunch(exec, p.stream), "replay");
+    check(cudaEventRecord(b, p.stream), "record");
+    check(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    total += ms;
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return total / p.iters;
+}
+
+void probe_layer(Probe& p, const Layer& l) {
+  const size_t xb = size_t{2} * kBatch * l.c * l.h * l.w;
+  const size_t yb = size_t{2} * kBatch * l.k * l.oh() * l.ow();
+  const size_t wb = size_t{2} * l.k * l.c * l.r * l.r;
+  char *x, *y, *w;
+  check(cudaMalloc(&x, xb), "x");
+  check(cudaMalloc(&y, yb), "y");
+  check(cudaMalloc(&w, wb), "w");
+  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(x), xb / 2);
+  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(w), wb / 2);
+  check(cudaStreamSynchronize(p.stream), "fill");
+  std::printf("\n%s: %d -> %d channels, %dx%d, %dx%d stride %d; y %.1f MB at batch %d\n", l.name,
+              l.c, l.k, l.h, l.w, l.r, l.r, l.stride, yb / 1e6, kBatch);
+  std::printf("%6s %9s %10s %9s %9s %11s %8s\n", "chunk", "y MB", "conv ms", "stats ms", "GB/s",
+              "together ms", "gain ms");
+  double whole_conv = 0, whole_stats = 0;
+  for (int chunk : {256, 128, 64, 32, 16, 8}) {
+    ChunkConv c = make_conv(p, l, chunk, x, w, y);
+    const int chunks = kBatch / chunk;
+    double conv = time_graph(p, [&] {
+      for (int i = 0; i < chunks; ++i) run_conv(p, c, x + i * c.x_bytes, w, y + i * c.y_bytes);
+    });
+    double stats = time_graph(p, [&] { run_sums(p, y, yb, l.k); });
+    double together = time_graph(p, [&] {
+      for (int i = 0; i < chunks; ++i) {
+        run_conv(p, c, x + i * c.x_bytes, w, y + i * c.y_bytes);
+        run_sums(p, y + i * c.y_bytes, c.y_bytes, l.k);
+      }
+    });
+    if (chunk == kBatch) whole_conv = conv, whole_stats = stats;
+    std::printf("%6d %9.1f %10.3f %9.3f %9.0f %11.3f %8.3f\n", chunk, c.y_bytes / 1e6, conv, stats,
+                yb / stats / 1e6, together, whole_conv + whole_stats - together);
+    cudnnDestroyTensorDescriptor(c.x);
+    cudnnDestroyTensorDescriptor(c.y);
+    cudnnDestroyFilterDescriptor(c.w);
+    cudnnDestroyConvolutionDescriptor(c.conv);
+  }
+  cudaFree(x);
+  cudaFree(y);
+  cudaFree(w);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Probe p{};
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--iters") == 0) p.iters = std::max(1, std::atoi(argv[i + 1]));
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "device");
+  std::printf("%s: %d multiprocessors, L2 %.0f MB; cuDNN %zu\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize / 1e6, cudnnGetVersion());
+  p.blocks = 2 * prop.multiProcessorCount;
+  check(cudaStreamCreate(&p.stream), "stream");
+  check(cudnnCreate(&p.dnn), "cudnn");
+  check(cudnnSetStream(p.dnn, p.stream), "cudnn stream");
+  check(cudaMalloc(&p.workspace, p.workspace_bytes), "workspace");
+  check(cudaMalloc(&p.flush, p.flush_bytes), "flush buffer");
+  check(cudaMalloc(&p.partial, size_t{2} * 2048 * p.blocks * sizeof(float)), "partials");
+  const Layer layers[] = {
+      {"layer1 3x3", 64, 56, 56, 64, 3, 1, 1},
+      {"layer1 1x1 expand", 64, 56, 56, 256, 1, 1, 0},
+      {"layer2 3x3", 128, 28, 28, 128, 3, 1, 1},
+      {"layer3 1x1 expand", 256, 14, 14, 1024, 1, 1, 0},
+      {"layer4 1x1 expand", 512, 7, 7, 2048, 1, 1, 0},
+  };
+  for (const Layer& l : layers) probe_layer(p, l);
+  return 0;
+}
