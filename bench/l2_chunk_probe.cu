@@ -5,8 +5,10 @@
 //   conv      the convolution, chunk by chunk
 //   stats     a per-channel sum and sum of squares over the whole output afterwards (one pass)
 //   together  per chunk: the convolution, then the sums over its output
-// "gain" is conv(whole batch) + stats - together: what chunking would save in the forward pass
-// (positive: worth building). L2 is flushed before every timed replay.
+// "gain" is conv(whole batch) + stats - together: what chunking would save (positive: worth
+// building). The backward table does the same for the data gradient, whose output batch norm's
+// gradient then reduces together with the layer's input (sum dy, sum dy * x; x stands in for the
+// batch norm's input, of the same size). L2 is flushed before every timed replay.
 //
 //   l2_chunk_probe [--iters 20]
 #include <cuda_bf16.h>
@@ -50,11 +52,11 @@ __global__ void fill(__nv_bfloat16* p, size_t n) {
     p[i] = __float2bfloat16(static_cast<float>(i % 17) * 0.0625f - 0.5f);
 }
 
-// Per-channel sums and sums of squares of y = [rows, cols * 8] bf16, 16 bytes a thread (cols
-// divides the block), four loads in flight: each block reduces its rows in shared memory and
-// writes its partial sums (the statistics pass's traffic; combining the blocks' partials, at most
-// a sixteenth of y, is left out).
-__global__ void channel_sums(const uint4* y, long rows, int cols, float* partial) {
+// Per-channel sums of a = [rows, cols * 8] bf16 and of a * a, or of a * b where b is given (batch
+// norm's gradient), 16 bytes a thread (cols divides the block), four rows in flight: each block
+// reduces its rows in shared memory and writes its partial sums (the pass's traffic; combining the
+// blocks' partials, at most a sixteenth of a, is left out).
+__global__ void channel_sums(const uint4* a, const uint4* b, long rows, int cols, float* partial) {
   extern __shared__ float sums[];  // [2][cols * 8]
   constexpr int kUnroll = 4;       // loads in flight per thread
   const int col = threadIdx.x % cols;
@@ -62,15 +64,20 @@ __global__ void channel_sums(const uint4* y, long rows, int cols, float* partial
   float s[8] = {}, q[8] = {};
   for (long r = blockIdx.x * long(blockDim.x / cols) + threadIdx.x / cols; r < rows;
        r += kUnroll * stride) {
-    uint4 v[kUnroll];
-    for (int u = 0; u < kUnroll; ++u)
-      v[u] = r + u * stride < rows ? y[(r + u * stride) * cols + col] : make_uint4(0, 0, 0, 0);
+    uint4 va[kUnroll], vb[kUnroll];
     for (int u = 0; u < kUnroll; ++u) {
-      const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v[u]);
+      const long i = (r + u * stride) * cols + col;
+      const bool in = r + u * stride < rows;
+      va[u] = in ? a[i] : make_uint4(0, 0, 0, 0);
+      vb[u] = !b ? va[u] : in ? b[i] : make_uint4(0, 0, 0, 0);
+    }
+    for (int u = 0; u < kUnroll; ++u) {
+      const auto* ha = reinterpret_cast<const __nv_bfloat162*>(&va[u]);
+      const auto* hb = reinterpret_cast<const __nv_bfloat162*>(&vb[u]);
       for (int k = 0; k < 4; ++k) {
-        float2 f = __bfloat1622float2(h[k]);
+        float2 f = __bfloat1622float2(ha[k]), g = __bfloat1622float2(hb[k]);
         s[2 * k] += f.x, s[2 * k + 1] += f.y;
-        q[2 * k] += f.x * f.x, q[2 * k + 1] += f.y * f.y;
+        q[2 * k] += f.x * g.x, q[2 * k + 1] += f.y * g.y;
       }
     }
   }
@@ -102,10 +109,12 @@ struct ChunkConv {
   cudnnTensorDescriptor_t x, y;
   cudnnFilterDescriptor_t w;
   cudnnConvolutionDescriptor_t conv;
-  cudnnConvolutionFwdAlgo_t algo;
+  cudnnConvolutionFwdAlgo_t forward;
+  cudnnConvolutionBwdDataAlgo_t data_grad;
   size_t x_bytes, y_bytes;  // one chunk's
 };
 
+// Both directions' algorithms found on x, w and y (dx written over x, dy read from y).
 ChunkConv make_conv(Probe& p, const Layer& l, int chunk, void* x, void* w, void* y) {
   ChunkConv c{};
   check(cudnnCreateTensorDescriptor(&c.x), "x descriptor");
@@ -128,27 +137,40 @@ ChunkConv make_conv(Probe& p, const Layer& l, int chunk, void* x, void* w, void*
   int found = 0;
   check(cudnnFindConvolutionForwardAlgorithmEx(p.dnn, c.x, x, c.w, w, c.conv, c.y, y, 8, &found,
                                                perf, p.workspace, p.workspace_bytes),
-        "cudnnFind");
-  c.algo = perf[0].algo;
+        "cudnnFind (forward)");
+  c.forward = perf[0].algo;
+  cudnnConvolutionBwdDataAlgoPerf_t data_perf[8];
+  check(
+      cudnnFindConvolutionBackwardDataAlgorithmEx(p.dnn, c.w, w, c.y, y, c.conv, c.x, x, 8, &found,
+                                                  data_perf, p.workspace, p.workspace_bytes),
+      "cudnnFind (data gradient)");
+  c.data_grad = data_perf[0].algo;
   c.x_bytes = size_t{2} * chunk * l.c * l.h * l.w;
   c.y_bytes = size_t{2} * chunk * l.k * l.oh() * l.ow();
   return c;
 }
 
-void run_conv(Probe& p, const ChunkConv& c, const char* x, const void* w, char* y) {
+// Forward: y = conv(x). Backward: x = the data gradient of y (dx over x's buffer).
+void run_conv(Probe& p, const ChunkConv& c, bool backward, char* x, const void* w, char* y) {
   const float one = 1, zero = 0;
-  check(cudnnConvolutionForward(p.dnn, &one, c.x, x, c.w, w, c.conv, c.algo, p.workspace,
-                                p.workspace_bytes, &zero, c.y, y),
-        "convolution");
+  if (backward)
+    check(cudnnConvolutionBackwardData(p.dnn, &one, c.w, w, c.y, y, c.conv, c.data_grad,
+                                       p.workspace, p.workspace_bytes, &zero, c.x, x),
+          "data gradient");
+  else
+    check(cudnnConvolutionForward(p.dnn, &one, c.x, x, c.w, w, c.conv, c.forward, p.workspace,
+                                  p.workspace_bytes, &zero, c.y, y),
+          "convolution");
 }
 
-void run_sums(Probe& p, const char* y, size_t bytes, int k) {
+// channel_sums over `bytes` of a (k channels), with b beside it where given.
+void run_sums(Probe& p, const char* a, const char* b, size_t bytes, int k) {
   const int cols = k / 8;
   const long rows = static_cast<long>(bytes / (2 * size_t(k)));
   // Each thread takes 16 rows or more, so the blocks' partial sums stay small beside y.
   const long blocks = std::clamp(rows / (kThreads / cols * 16L), 1L, long{p.blocks});
   channel_sums<<<blocks, kThreads, 2 * cols * 8 * sizeof(float), p.stream>>>(
-      reinterpret_cast<const uint4*>(y), rows, cols, p.partial);
+      reinterpret_cast<const uint4*>(a), reinterpret_cast<const uint4*>(b), rows, cols, p.partial);
 }
 
 // Milliseconds per replay of what `record` launches, captured as one CUDA graph.
@@ -182,43 +204,67 @@ double time_graph(Probe& p, Record record) {
   return total / p.iters;
 }
 
-void probe_layer(Probe& p, const Layer& l) {
+// One table: the layer's convolution (forward) or data gradient (backward) in each chunking.
+// bn_in: batch norm's input beside the data gradient (backward), of x's size.
+void probe_direction(Probe& p, const Layer& l, bool backward, char* x, char* w, char* y,
+                     const char* bn_in) {
   const size_t xb = size_t{2} * kBatch * l.c * l.h * l.w;
   const size_t yb = size_t{2} * kBatch * l.k * l.oh() * l.ow();
-  const size_t wb = size_t{2} * l.k * l.c * l.r * l.r;
-  char *x, *y, *w;
-  check(cudaMalloc(&x, xb), "x");
-  check(cudaMalloc(&y, yb), "y");
-  check(cudaMalloc(&w, wb), "w");
-  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(x), xb / 2);
-  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(w), wb / 2);
-  check(cudaStreamSynchronize(p.stream), "fill");
-  std::printf("\n%s: %d -> %d channels, %dx%d, %dx%d stride %d; y %.1f MB at batch %d\n", l.name,
-              l.c, l.k, l.h, l.w, l.r, l.r, l.stride, yb / 1e6, kBatch);
-  std::printf("%6s %9s %10s %9s %9s %11s %8s\n", "chunk", "y MB", "conv ms", "stats ms", "GB/s",
-              "together ms", "gain ms");
+  // What the pass writes and batch norm then reads: y (k channels), or dx over x (c channels).
+  char* out = backward ? x : y;
+  const size_t out_bytes = backward ? xb : yb;
+  const int channels = backward ? l.c : l.k;
+  const char* beside = backward ? bn_in : nullptr;
+  std::printf("%s %s:\n%6s %9s %10s %9s %9s %11s %8s\n", l.name,
+              backward ? "data gradient, then sum dy and dy * x" : "forward, then sum y and y * y",
+              "chunk", "out MB", "conv ms", "stats ms", "GB/s", "together ms", "gain ms");
   double whole_conv = 0, whole_stats = 0;
   for (int chunk : {256, 128, 64, 32, 16, 8}) {
     ChunkConv c = make_conv(p, l, chunk, x, w, y);
     const int chunks = kBatch / chunk;
+    const size_t out_chunk = backward ? c.x_bytes : c.y_bytes;
     double conv = time_graph(p, [&] {
-      for (int i = 0; i < chunks; ++i) run_conv(p, c, x + i * c.x_bytes, w, y + i * c.y_bytes);
+      for (int i = 0; i < chunks; ++i)
+        run_conv(p, c, backward, x + i * c.x_bytes, w, y + i * c.y_bytes);
     });
-    double stats = time_graph(p, [&] { run_sums(p, y, yb, l.k); });
+    double stats = time_graph(p, [&] { run_sums(p, out, beside, out_bytes, channels); });
     double together = time_graph(p, [&] {
       for (int i = 0; i < chunks; ++i) {
-        run_conv(p, c, x + i * c.x_bytes, w, y + i * c.y_bytes);
-        run_sums(p, y + i * c.y_bytes, c.y_bytes, l.k);
+        run_conv(p, c, backward, x + i * c.x_bytes, w, y + i * c.y_bytes);
+        run_sums(p, out + i * out_chunk, beside ? beside + i * out_chunk : nullptr, out_chunk,
+                 channels);
       }
     });
     if (chunk == kBatch) whole_conv = conv, whole_stats = stats;
-    std::printf("%6d %9.1f %10.3f %9.3f %9.0f %11.3f %8.3f\n", chunk, c.y_bytes / 1e6, conv, stats,
-                yb / stats / 1e6, together, whole_conv + whole_stats - together);
+    std::printf("%6d %9.1f %10.3f %9.3f %9.0f %11.3f %8.3f\n", chunk, out_chunk / 1e6, conv, stats,
+                out_bytes * (beside ? 2 : 1) / stats / 1e6, together,
+                whole_conv + whole_stats - together);
     cudnnDestroyTensorDescriptor(c.x);
     cudnnDestroyTensorDescriptor(c.y);
     cudnnDestroyFilterDescriptor(c.w);
     cudnnDestroyConvolutionDescriptor(c.conv);
   }
+}
+
+void probe_layer(Probe& p, const Layer& l) {
+  const size_t xb = size_t{2} * kBatch * l.c * l.h * l.w;
+  const size_t yb = size_t{2} * kBatch * l.k * l.oh() * l.ow();
+  const size_t wb = size_t{2} * l.k * l.c * l.r * l.r;
+  char *x, *y, *w, *bn_in;
+  check(cudaMalloc(&x, xb), "x");
+  check(cudaMalloc(&bn_in, xb), "batch norm's input");
+  check(cudaMalloc(&y, yb), "y");
+  check(cudaMalloc(&w, wb), "w");
+  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(x), xb / 2);
+  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(y), yb / 2);
+  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(w), wb / 2);
+  fill<<<1024, kThreads, 0, p.stream>>>(reinterpret_cast<__nv_bfloat16*>(bn_in), xb / 2);
+  check(cudaStreamSynchronize(p.stream), "fill");
+  std::printf("\n%s: %d -> %d channels, %dx%d, %dx%d stride %d; x %.1f MB, y %.1f MB at batch %d\n",
+              l.name, l.c, l.k, l.h, l.w, l.r, l.r, l.stride, xb / 1e6, yb / 1e6, kBatch);
+  probe_direction(p, l, false, x, w, y, nullptr);
+  probe_direction(p, l, true, x, w, y, bn_in);
+  cudaFree(bn_in);
   cudaFree(x);
   cudaFree(y);
   cudaFree(w);
