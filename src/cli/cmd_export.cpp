@@ -55,8 +55,7 @@ std::string checked_weights(const Args& a) {
   if (!a.has("weights"))
     throw UsageError("--weights is required (a run directory or .safetensors)");
   if (!a.has("out")) throw UsageError("--out is required (the file to write, e.g. model.onnx)");
-  const std::string format = a.str("format", "onnx");
-  if (format != "onnx") throw UsageError("--format must be onnx, got '" + format + "'");
+  choice_from(a, "format", "onnx", {"onnx"});  // the one format written
   if (!a.positional().empty())
     throw UsageError("unexpected argument '" + a.positional()[0] +
                      "' (flags: --model, --weights, --format, --out)");

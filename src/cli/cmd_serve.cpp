@@ -57,13 +57,11 @@ server::ServeOptions serve_options(const Args& a) {
   o.max_restarts = static_cast<int>(a.integer("max-restarts", o.max_restarts));
   o.resume_interrupted = !a.has("no-auto-resume");
   o.cpu_slots = static_cast<int>(a.integer("cpu-slots", o.cpu_slots));
-  o.scheduler = a.str("scheduler", o.scheduler);
+  o.scheduler = choice_from(a, "scheduler", o.scheduler, {"local", "slurm"});
   o.max_upload_bytes = a.integer("max-upload-mb", 1024) << 20;
   o.threads = static_cast<int>(a.integer("threads", o.threads));
   if (o.port < 1 || o.port > 65535) throw UsageError("--port must be 1..65535");
   if (o.cpu_slots < 1) throw UsageError("--cpu-slots must be at least 1");
-  if (o.scheduler != "local" && o.scheduler != "slurm")
-    throw UsageError("--scheduler must be local or slurm, got '" + o.scheduler + "'");
   if (o.scheduler == "slurm" && server::find_program("sbatch").empty())
     throw UsageError(
         "--scheduler slurm needs Slurm's client commands (sbatch, squeue, scancel) on PATH: "

@@ -27,12 +27,16 @@ Flag conv_search_flag() {
           "auto"};
 }
 
+std::string choice_from(const Args& a, const std::string& flag, const std::string& fallback,
+                        const std::vector<std::string>& names) {
+  std::string v = a.str(flag, fallback);
+  if (std::ranges::find(names, v) == names.end())
+    throw UsageError("--" + flag + " must be " + either_of(names) + ", got '" + v + "'");
+  return v;
+}
+
 std::string conv_search_from(const Args& a) {
-  std::string m = a.str("conv-search", "auto");
-  if (std::ranges::find(conv_search_names(), m) == conv_search_names().end())
-    throw UsageError("--conv-search must be " + either_of(conv_search_names()) + ", got '" + m +
-                     "'");
-  return m;
+  return choice_from(a, "conv-search", "auto", conv_search_names());
 }
 
 Device device_from(const Args& a) {
@@ -42,10 +46,7 @@ Device device_from(const Args& a) {
 BackendOptions backend_from(const Args& a) {
   BackendOptions o;
   o.threads = static_cast<int>(a.integer("threads", 0));
-  o.precision = a.str("precision", "fp32");
-  if (std::ranges::find(precision_names(), o.precision) == precision_names().end())
-    throw UsageError("--precision must be " + either_of(precision_names()) + ", got '" +
-                     o.precision + "'");
+  o.precision = choice_from(a, "precision", "fp32", precision_names());
   if (o.threads < 0) throw UsageError("--threads must be positive");
   return o;
 }
@@ -70,9 +71,7 @@ OpenOptions open_options(const Args& a) {
     }
     if (o.resize_h < 1 || o.resize_w < 1) throw UsageError("--size must be positive");
   }
-  o.resize_mode = a.str("resize", "squash");
-  if (o.resize_mode != "crop" && o.resize_mode != "squash" && o.resize_mode != "fill")
-    throw UsageError("--resize must be crop, squash or fill, got '" + o.resize_mode + "'");
+  o.resize_mode = choice_from(a, "resize", "squash", {"crop", "squash", "fill"});
   o.channels = static_cast<int>(a.integer("channels", 0));
   if (o.channels != 0 && o.channels != 1 && o.channels != 3)
     throw UsageError("--channels must be 1 or 3");

@@ -14,6 +14,11 @@ std::vector<Flag> device_flags();
 Device device_from(const Args& a);
 BackendOptions backend_from(const Args& a);
 
+// --flag's value (`fallback` where not given), which must be one of `names`: a UsageError
+// listing them otherwise.
+std::string choice_from(const Args& a, const std::string& flag, const std::string& fallback,
+                        const std::vector<std::string>& names);
+
 // --conv-search: how the CUDA engine chooses convolution algorithms (train and time).
 Flag conv_search_flag();
 std::string conv_search_from(const Args& a);

@@ -137,7 +137,7 @@ class Server:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [find_binary(), "serve", "--data-dir", self.data, "--port", str(self.port)] +
-            self.flags, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.limit)
+            self.flags, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.limit_address_space)
 
         def up():
             assert self.proc.poll() is None, "myelin serve exited: see " + self.log_path
@@ -150,7 +150,7 @@ class Server:
             self.token = f.read().strip()
         return self
 
-    def limit(self):
+    def limit_address_space(self):
         if self.address_space:
             resource.setrlimit(resource.RLIMIT_AS, (self.address_space, self.address_space))
 
