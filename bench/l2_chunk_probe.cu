@@ -114,8 +114,9 @@ struct ChunkConv {
   size_t x_bytes, y_bytes;  // one chunk's
 };
 
-// Both directions' algorithms found on x, w and y (dx written over x, dy read from y).
-ChunkConv make_conv(Probe& p, const Layer& l, int chunk, void* x, void* w, void* y) {
+// The algorithm of the direction probed, found on x, w and y (backward: dx written over x, dy
+// read from y).
+ChunkConv make_conv(Probe& p, const Layer& l, int chunk, bool backward, void* x, void* w, void* y) {
   ChunkConv c{};
   check(cudnnCreateTensorDescriptor(&c.x), "x descriptor");
   check(cudnnCreateTensorDescriptor(&c.y), "y descriptor");
@@ -133,18 +134,20 @@ ChunkConv make_conv(Probe& p, const Layer& l, int chunk, void* x, void* w, void*
                                         CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
         "conv shape");
   check(cudnnSetConvolutionMathType(c.conv, CUDNN_TENSOR_OP_MATH), "math type");
-  cudnnConvolutionFwdAlgoPerf_t perf[8];
   int found = 0;
-  check(cudnnFindConvolutionForwardAlgorithmEx(p.dnn, c.x, x, c.w, w, c.conv, c.y, y, 8, &found,
-                                               perf, p.workspace, p.workspace_bytes),
-        "cudnnFind (forward)");
-  c.forward = perf[0].algo;
-  cudnnConvolutionBwdDataAlgoPerf_t data_perf[8];
-  check(
-      cudnnFindConvolutionBackwardDataAlgorithmEx(p.dnn, c.w, w, c.y, y, c.conv, c.x, x, 8, &found,
-                                                  data_perf, p.workspace, p.workspace_bytes),
-      "cudnnFind (data gradient)");
-  c.data_grad = data_perf[0].algo;
+  if (backward) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[8];
+    check(cudnnFindConvolutionBackwardDataAlgorithmEx(p.dnn, c.w, w, c.y, y, c.conv, c.x, x, 8,
+                                                      &found, perf, p.workspace, p.workspace_bytes),
+          "cudnnFind (data gradient)");
+    c.data_grad = perf[0].algo;
+  } else {
+    cudnnConvolutionFwdAlgoPerf_t perf[8];
+    check(cudnnFindConvolutionForwardAlgorithmEx(p.dnn, c.x, x, c.w, w, c.conv, c.y, y, 8, &found,
+                                                 perf, p.workspace, p.workspace_bytes),
+          "cudnnFind (forward)");
+    c.forward = perf[0].algo;
+  }
   c.x_bytes = size_t{2} * chunk * l.c * l.h * l.w;
   c.y_bytes = size_t{2} * chunk * l.k * l.oh() * l.ow();
   return c;
@@ -220,7 +223,7 @@ void probe_direction(Probe& p, const Layer& l, bool backward, char* x, char* w, 
               "chunk", "out MB", "conv ms", "stats ms", "GB/s", "together ms", "gain ms");
   double whole_conv = 0, whole_stats = 0;
   for (int chunk : {256, 128, 64, 32, 16, 8}) {
-    ChunkConv c = make_conv(p, l, chunk, x, w, y);
+    ChunkConv c = make_conv(p, l, chunk, backward, x, w, y);
     const int chunks = kBatch / chunk;
     const size_t out_chunk = backward ? c.x_bytes : c.y_bytes;
     double conv = time_graph(p, [&] {
