@@ -9,6 +9,8 @@
 #
 # LO must fit and HI must not (they are checked); the search stops at a step of $STEP images
 # (16 or more). DEVICE (cuda) may name another device, to try the script out.
+# On a card larger than CAP_MIB (81,559: an H100's 80 GB), a PyTorch process holds the difference
+# for the whole search, so both frameworks see what an 80-GB card leaves them (CAP_MIB=0: no cap).
 # Results in $OUT/summary.txt, one line per probe and the answer last.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -24,6 +26,7 @@ summary="$OUT/summary.txt"
 : > "$summary"
 note() { echo "$*" | tee -a "$summary"; }
 myelin="${MYELIN_BIN:-build-gpu/myelin}"
+CAP_MIB="${CAP_MIB:-81559}"
 [ -n "${MYELIN_LIB:-}" ] && export LD_LIBRARY_PATH="$MYELIN_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # Exit status 0: fits; 1: out of memory; 2: failed otherwise.
@@ -62,6 +65,31 @@ myelin_search() {
   done
   note "myelin $PRECISION: largest batch found $lo (fails at $hi)"
 }
+# Holds device memory above CAP_MIB: what the card has in use now stays counted, the holder's own
+# context too, so a process started after it sees the free memory of a CAP_MIB card.
+hold_above_cap() {
+  local total used
+  [ "${DEVICE:-cuda}" = cuda ] && command -v nvidia-smi > /dev/null || return 0
+  total=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+  used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  [ "$CAP_MIB" -gt 0 ] && [ "$total" -gt "$CAP_MIB" ] || return 0
+  env -u LD_LIBRARY_PATH python3 -c "
+import sys, time, torch
+free, _ = torch.cuda.mem_get_info()
+keep = ($CAP_MIB - $used) << 20
+held = torch.empty(free - keep, dtype=torch.uint8, device='cuda')
+print('holding', held.numel() >> 20, 'MiB', flush=True)
+time.sleep(86400)" > "$OUT/hold.log" 2>&1 &
+  holder=$!
+  trap 'kill $holder 2> /dev/null' EXIT
+  until grep -q holding "$OUT/hold.log"; do
+    kill -0 $holder 2> /dev/null || { note "holder failed: $(tail -1 "$OUT/hold.log")"; exit 1; }
+    sleep 1
+  done
+  note "card $total MiB, capped at $CAP_MIB: $(cat "$OUT/hold.log"), free now" \
+    "$(nvidia-smi --query-gpu=memory.free --format=csv,noheader | head -1)"
+}
+hold_above_cap
 myelin_search
 
 for b in $PEER_BATCHES; do
