@@ -98,11 +98,11 @@ struct PoolDims {
   // (max_pool_gathers).
   bool gather;
   // Max forward: x and y NHWC of one type, c a multiple of the channels in 16 bytes; a thread
-  // takes 16 bytes of channels of one output (MYELIN_CUDA_POOL_VEC=1, opt-in until measured).
+  // takes 16 bytes of channels of one output (MYELIN_CUDA_POOL_VEC=0: a thread per element).
   bool vectorized;
   // Max backward, where it gathers and kh * kw < 256: each window's first maximum found once
-  // (a byte per channel in `scratch`), then gathered (MYELIN_CUDA_POOL_ARGMAX=1, opt-in until
-  // measured).
+  // (a byte per channel in `scratch`), then gathered (MYELIN_CUDA_POOL_ARGMAX=0: each covering
+  // window's x rescanned instead).
   bool argmax;
 };
 void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);

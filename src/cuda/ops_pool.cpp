@@ -41,7 +41,7 @@ class PoolKernel : public CudaKernel {
     if (op == PoolOp::max_forward) d_.vectorized = vectorizes(s);
     if (op != PoolOp::max_backward) return;
     d_.gather = gathers(s);
-    d_.argmax = d_.gather && d_.kh * d_.kw < 256 && env_is("MYELIN_CUDA_POOL_ARGMAX", "1");
+    d_.argmax = d_.gather && d_.kh * d_.kw < 256 && !env_is("MYELIN_CUDA_POOL_ARGMAX", "0");
     // The windows' maxima (a byte each) for argmax; without gathering, a 16-bit max-pool
     // gradient is accumulated in fp32 scratch first.
     if (d_.argmax)
@@ -69,9 +69,10 @@ class PoolKernel : public CudaKernel {
            !env_is("MYELIN_CUDA_POOL_GATHER", "0");
   }
 
-  // Whether max forward takes 16 bytes of channels per thread (PoolDims::vectorized).
+  // Whether max forward takes 16 bytes of channels per thread (PoolDims::vectorized);
+  // MYELIN_CUDA_POOL_VEC=0 keeps a thread per element.
   bool vectorizes(const KernelSpec& s) const {
-    return d_.x_nhwc && d_.y_nhwc && whole_vectors(s, 1) && env_is("MYELIN_CUDA_POOL_VEC", "1");
+    return d_.x_nhwc && d_.y_nhwc && whole_vectors(s, 1) && !env_is("MYELIN_CUDA_POOL_VEC", "0");
   }
 
   void launch(const std::vector<Tensor>& in, const std::vector<Tensor>& out,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 
 #include "cuda/device_kernels.h"
 #include "cuda/launch.cuh"
@@ -67,6 +68,31 @@ __device__ __forceinline__ Sizes<I> sizes(const PoolDims& d) {
           static_cast<I>(d.ow)};
 }
 
+// Calls body(i, p) for each 16-byte vector i of an NHWC [n, C, H, W] tensor of T whose 16 bytes
+// hold whole channels, p the position of its first element: a grid-stride loop in index type I.
+template <class T, class I, class Body>
+__device__ __forceinline__ void for_each_vector(int64_t n, I C, I H, I W, Body body) {
+  constexpr int V = kPer16<T>;
+  const I total = static_cast<I>(n) * H * W * (C / V);
+  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride()))
+    body(i, pos_of(i * V, true, C, H, W));
+}
+
+// V bytes (4 or 8) at a V-aligned address, as one load or store.
+template <int V>
+using ByteVec = std::conditional_t<V == 8, uint2, uint32_t>;
+template <int V>
+__device__ __forceinline__ void load_bytes(const uint8_t* p, uint8_t (&b)[V]) {
+  const ByteVec<V> v = *reinterpret_cast<const ByteVec<V>*>(p);
+  memcpy(b, &v, V);
+}
+template <int V>
+__device__ __forceinline__ void store_bytes(uint8_t* p, const uint8_t (&b)[V]) {
+  ByteVec<V> v;
+  memcpy(&v, b, V);
+  *reinterpret_cast<ByteVec<V>*>(p) = v;
+}
+
 template <class I>
 __global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
   const auto [C, H, W, OH, OW] = sizes<I>(d);
@@ -97,9 +123,7 @@ __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
                                uint8_t* __restrict__ arg, PoolDims d) {
   constexpr int V = kPer16<T>;
   const auto [C, H, W, OH, OW] = sizes<I>(d);
-  const I total = static_cast<I>(d.n) * OH * OW * (C / V);
-  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
-    const Pos<I> q = pos_of(i * V, true, C, OH, OW);  // vector i's first element
+  for_each_vector<T>(d.n, C, OH, OW, [&](I i, const Pos<I>& q) {
     const Win w = window(d, q.y, q.x);
     float m[V];
     uint8_t a[V];
@@ -115,10 +139,8 @@ __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
           if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays; NaN never wins
       }
     if (y) store16<T>(y, i, m);
-    if (arg)
-#pragma unroll
-      for (int k = 0; k < V; ++k) arg[i * V + k] = a[k];
-  }
+    if (arg) store_bytes<V>(arg + i * V, a);
+  });
 }
 
 // Each dy goes to the first element of its window equal to y, compared in y's precision (y may
@@ -158,9 +180,7 @@ template <class T>
 __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restrict__ x,
                                     const T* __restrict__ y, T* __restrict__ dx, PoolDims d) {
   constexpr int V = kPer16<T>;
-  const int64_t total = d.n * d.h * d.w * (d.c / V);
-  for (int64_t i = global_index(); i < total; i += grid_stride()) {
-    const Pos<int64_t> p = pos_of(i * V, true, d.c, d.h, d.w);  // vector i's first element
+  for_each_vector<T>(d.n, d.c, d.h, d.w, [&](int64_t i, const Pos<int64_t>& p) {
     const int64_t n = p.n, c0 = p.c;
     const int iy = p.y, ix = p.x;
     // The 16-byte vectors of x at (qy, qx) and of y and dy at output o, as load16 counts them.
@@ -198,7 +218,7 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
           if (mine[k]) g[k] += gy[k];
       }
     store16<T>(dx, i, g);
-  }
+  });
 }
 
 // The max-pool gradient in two passes where the operands gather (PoolDims::argmax): each window's
@@ -211,9 +231,7 @@ __global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __r
                                     T* __restrict__ dx, PoolDims d) {
   constexpr int V = kPer16<T>;
   const auto [C, H, W, OH, OW] = sizes<I>(d);
-  const I total = static_cast<I>(d.n) * H * W * (C / V);
-  for (I i = static_cast<I>(global_index()); i < total; i += static_cast<I>(grid_stride())) {
-    const Pos<I> p = pos_of(i * V, true, C, H, W);  // vector i's first element
+  for_each_vector<T>(d.n, C, H, W, [&](I i, const Pos<I>& p) {
     int y0, y1, x0, x1;
     covering(p.y, d.kh, d.sh, d.ph, static_cast<int>(OH), y0, y1);
     covering(p.x, d.kw, d.sw, d.pw, static_cast<int>(OW), x0, x1);
@@ -225,8 +243,7 @@ __global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __r
         const I o = at(true, p.n, p.c, oy, ox, C, OH, OW);  // y's element, arg's byte
         const uint8_t pos = window_pos(d, oy, ox, p.y, p.x);
         uint8_t a[V];
-#pragma unroll
-        for (int k = 0; k < V; ++k) a[k] = arg[o + k];
+        load_bytes<V>(arg + o, a);
         bool any = false;
 #pragma unroll
         for (int k = 0; k < V; ++k) any |= a[k] == pos;
@@ -238,7 +255,7 @@ __global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __r
           if (a[k] == pos) g[k] += gy[k];
       }
     store16<T>(dx, i, g);
-  }
+  });
 }
 
 __global__ void store_kernel(const float* x, FPtr y, int64_t n) {
