@@ -2,6 +2,7 @@
 // calls this): its layers with output shapes, parameters and FLOPs, or its errors by line.
 #include <regex>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "data/io.h"
 #include "model/network.h"
@@ -107,7 +108,12 @@ void add_network_routes(Router& r, Context& c) {
       j["text"] = std::string(text.begin(), text.end());
       out.push_back(std::move(j));
     }
-    send_json(res, {{"networks", out}});
+    // The values a job's recipe fields take, for forms to offer (a job with another is a 400).
+    nlohmann::json choices = {{"solvers", solver_names()},
+                              {"lr_policies", lr_policy_names()},
+                              {"precisions", precision_names()},
+                              {"conv_searches", conv_search_names()}};
+    send_json(res, {{"networks", out}, {"choices", choices}});
   });
   r.add("POST", "/api/v1/networks/validate", [&c](const Request& req, Response& res, const Call&) {
     send_json(res, check_network(c, json_body(req)));

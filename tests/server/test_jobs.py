@@ -328,6 +328,20 @@ def test_bad_requests(srv, fm):
     assert_error(s, *s.api("GET", "/api/v1/jobs/1/events", token=None), 401)
 
 
+def test_the_recipe_choices_the_server_lists_are_the_ones_it_takes(srv, fm):
+    # The New job form offers what GET /networks lists; a job naming anything else is refused
+    # with a message naming every listed value.
+    choices = srv.ok("GET", "/api/v1/networks")["choices"]
+    assert choices["precisions"] == ["fp32", "tf32", "bf16", "fp16"]
+    assert {"auto", "tune"} <= set(choices["conv_searches"])
+    assert {"sgd", "nesterov", "adam"} <= set(choices["solvers"])
+    assert {"fixed", "step", "cosine"} <= set(choices["lr_policies"])
+    for field, key in [("precision", "precisions"), ("solver", "solvers"),
+                       ("lr-policy", "lr_policies"), ("conv-search", "conv_searches")]:
+        msg = assert_error(srv, *srv.api("POST", "/api/v1/jobs", quick_job(fm, **{field: "x"})), 400)
+        assert all(v in msg for v in choices[key]), (field, msg)
+
+
 def test_resource_requests_the_local_scheduler_refuses(srv, fm):
     def refused(why, **fields):
         msg = assert_error(srv, *srv.api("POST", "/api/v1/jobs", quick_job(fm, **fields)), 400)

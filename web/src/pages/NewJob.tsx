@@ -19,7 +19,7 @@ import { NetworkGraph } from "../components/NetworkGraph";
 import { scheduleProblem } from "../components/learningRate";
 import { Card, ErrorBox, Loading, asApiError, useData } from "../components/ui";
 import { useValidation } from "../components/useValidation";
-import { RecipeFields, type SetField } from "./RecipeFields";
+import { type RecipeChoices, RecipeFields, type SetField } from "./RecipeFields";
 import {
   EMPTY_FORM,
   defaultsOf,
@@ -39,20 +39,22 @@ type StandardNetwork = Network & { text: string };
 interface Choices {
   datasets: Dataset[];
   networks: StandardNetwork[];
+  recipe: RecipeChoices;
   system: SystemSnapshot;
   doneJobs: Job[];
 }
 
 async function loadChoices(): Promise<Choices> {
-  const [datasets, { networks }, system, { jobs }] = await Promise.all([
+  const [datasets, { networks, choices: recipe }, system, { jobs }] = await Promise.all([
     get<Dataset[]>("/datasets"),
-    get<{ networks: StandardNetwork[] }>("/networks"),
+    get<{ networks: StandardNetwork[]; choices: RecipeChoices }>("/networks"),
     get<SystemSnapshot>("/system"),
     get<{ jobs: Job[] }>("/jobs?state=done&limit=1000"),
   ]);
   return {
     datasets: datasets.filter((d) => d.state === "ready"),
     networks,
+    recipe,
     system,
     doneJobs: jobs,
   };
@@ -275,6 +277,7 @@ function NewJobForm({ choices, query }: { choices: Choices; query: URLSearchPara
             form={form}
             set={set}
             defaults={defaults}
+            choices={choices.recipe}
             devices={devicesOf(choices.system)}
             doneJobs={choices.doneJobs}
             sweepSize={sweepSize}

@@ -2,13 +2,17 @@
 // fine-tuning and sweep options. Empty fields keep the network file's value (the placeholder).
 import type { ComponentChildren } from "preact";
 import type { Job } from "../api";
-import { LR_POLICIES } from "../components/learningRate";
 import type { Defaults, JobForm } from "./newJobForm";
 
-const SOLVERS = ["sgd", "nesterov", "adam", "adamw", "rmsprop", "adagrad"];
-const PRECISIONS = ["fp32", "tf32", "bf16", "fp16"];
-// `myelin train --conv-search`: how a GPU job picks each convolution's algorithm.
-const CONV_SEARCHES = ["auto", "tune", "find", "heuristic"];
+/** The values the server takes for a job's recipe fields (GET /networks, `choices`). */
+export interface RecipeChoices {
+  solvers: string[];
+  lr_policies: string[];
+  precisions: string[];
+  /** `myelin train --conv-search`: how a GPU job picks each convolution's algorithm. */
+  conv_searches: string[];
+}
+
 const CONV_SEARCH_HELP =
   "How a GPU job picks each convolution's cuDNN algorithm: tune times the engines at start " +
   "(the fastest steps; seconds, cached for later jobs), find times cuDNN's algorithms, " +
@@ -21,6 +25,7 @@ interface Props {
   form: JobForm;
   set: SetField;
   defaults: Defaults;
+  choices: RecipeChoices;
   devices: { value: string; label: string }[];
   doneJobs: Job[];
   sweepSize: number;
@@ -84,7 +89,12 @@ const withDefault = (values: readonly string[], fallback: string) => [
   ...named(values.filter((v) => v !== fallback)),
 ];
 
-function PolicyFields({ form, set, defaults }: Pick<Props, "form" | "set" | "defaults">) {
+function PolicyFields({
+  form,
+  set,
+  defaults,
+  choices,
+}: Pick<Props, "form" | "set" | "defaults" | "choices">) {
   const policy = form.policy || defaults.policy;
   const field = { form, set };
   return (
@@ -92,7 +102,7 @@ function PolicyFields({ form, set, defaults }: Pick<Props, "form" | "set" | "def
       <Choice
         label="LR policy"
         field="policy"
-        options={withDefault(LR_POLICIES, defaults.policy)}
+        options={withDefault(choices.lr_policies, defaults.policy)}
         {...field}
       />
       {["step", "multistep", "exp", "inv"].includes(policy) && (
@@ -129,7 +139,8 @@ function PolicyFields({ form, set, defaults }: Pick<Props, "form" | "set" | "def
   );
 }
 
-export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize, text }: Props) {
+export function RecipeFields(props: Props) {
+  const { form, set, defaults, choices, devices, doneJobs, sweepSize, text } = props;
   const field = { form, set };
   const onGpu = form.device !== "cpu";
   return (
@@ -138,7 +149,7 @@ export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize
         <Choice
           label="Solver"
           field="solver"
-          options={withDefault(SOLVERS, defaults.solver)}
+          options={withDefault(choices.solvers, defaults.solver)}
           {...field}
         />
         <TextField
@@ -154,7 +165,7 @@ export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize
           placeholder={defaults.weightDecay}
           {...field}
         />
-        <PolicyFields form={form} set={set} defaults={defaults} />
+        <PolicyFields form={form} set={set} defaults={defaults} choices={choices} />
       </div>
       <div class="form-grid">
         <TextField
@@ -175,13 +186,18 @@ export function RecipeFields({ form, set, defaults, devices, doneJobs, sweepSize
           placeholder={form.lengthUnit === "epochs" ? defaults.epochs : ""}
           {...field}
         />
-        <Choice label="Precision" field="precision" options={named(PRECISIONS)} {...field} />
+        <Choice
+          label="Precision"
+          field="precision"
+          options={named(choices.precisions)}
+          {...field}
+        />
         <Choice label="Device" field="device" options={devices} {...field} />
         <TextField label="GPUs" field="gpus" disabled={!onGpu} placeholder="1" {...field} />
         <Choice
           label="Convolutions"
           field="convSearch"
-          options={named(CONV_SEARCHES)}
+          options={named(choices.conv_searches)}
           disabled={!onGpu}
           title={CONV_SEARCH_HELP}
           {...field}
