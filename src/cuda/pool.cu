@@ -78,16 +78,19 @@ __device__ __forceinline__ void for_each_vector(int64_t n, I C, I H, I W, Body b
     body(i, pos_of(i * V, true, C, H, W));
 }
 
-// V bytes (4 or 8) at a V-aligned address, as one load or store.
+// V bytes (4 or 8: a byte per channel of a 16-byte vector of fp32 or 16-bit values) at a
+// V-aligned address, as one load or store.
 template <int V>
 using ByteVec = std::conditional_t<V == 8, uint2, uint32_t>;
 template <int V>
 __device__ __forceinline__ void load_bytes(const uint8_t* p, uint8_t (&b)[V]) {
+  static_assert(V == 4 || V == 8);
   const ByteVec<V> v = *reinterpret_cast<const ByteVec<V>*>(p);
   memcpy(b, &v, V);
 }
 template <int V>
 __device__ __forceinline__ void store_bytes(uint8_t* p, const uint8_t (&b)[V]) {
+  static_assert(V == 4 || V == 8);
   ByteVec<V> v;
   memcpy(&v, b, V);
   *reinterpret_cast<ByteVec<V>*>(p) = v;
