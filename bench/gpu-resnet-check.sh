@@ -14,6 +14,9 @@
 #           step kernel by kernel under ncu (scripts/ncu-step.py); not in the defaults
 #   l2probe bench/l2_chunk_probe.cu (carried as bin/l2_chunk_probe): whether convolutions run in
 #           batch chunks leave their output in L2 for batch norm's statistics; not in the defaults
+#   largest the largest ResNet-50 batch in 80 GB, Myelin beside PyTorch (gpu-largest-batch.sh,
+#           which reads PRECISION, LO, HI, STEP and PEER_BATCHES; $LARGEST_TIMEOUT seconds, 400
+#           default); not in the defaults
 # About 7 minutes on an H100 with the defaults; results and logs in $OUT, a table last. Unless
 # PACK=0, the logs and per-run files end up in $OUT/results.tgz beside summary.txt: a device call
 # brings back only a few files.
@@ -83,6 +86,12 @@ if has l2probe; then  # not in the defaults: about a minute
   timeout 240 /tmp/gpu/bin/l2_chunk_probe > "$OUT/l2probe.txt" 2>&1
   step "l2_chunk_probe: rc $?"
   cat "$OUT/l2probe.txt" >> "$OUT/summary.txt"
+fi
+if has largest; then
+  MYELIN_BIN=/tmp/gpu/bin/myelin OUT="$OUT/largest" timeout "${LARGEST_TIMEOUT:-400}" \
+    bash bench/gpu-largest-batch.sh > "$OUT/largest.log" 2>&1
+  step "largest batch: rc $?"
+  cat "$OUT/largest/summary.txt" >> "$OUT/summary.txt" 2> /dev/null
 fi
 if has profile; then  # not in the defaults: about 3 minutes more
   env -u LD_LIBRARY_PATH timeout 200 python3 bench/torch_resnet50_profile.py "${BATCHES%% *}" 5 \
