@@ -1,16 +1,25 @@
 #include "core/backend.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <tuple>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace myelin {
 
 const std::vector<std::string>& precision_names() {
   static const std::vector<std::string> names = {"fp32", "tf32", "bf16", "fp16"};
   return names;
+}
+
+const std::string& checked_precision(const std::string& name) {
+  const std::vector<std::string>& names = precision_names();
+  if (std::ranges::find(names, name) == names.end())
+    throw UsageError("unknown precision '" + name + "' (expected " + either_of(names) + ")");
+  return name;
 }
 
 const std::vector<std::string>& conv_search_names() {

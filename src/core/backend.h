@@ -36,6 +36,8 @@ struct BackendOptions {
 // The values BackendOptions::precision and ::conv_search take, as help texts list them.
 const std::vector<std::string>& precision_names();
 const std::vector<std::string>& conv_search_names();
+// `name` if it is one of precision_names(); a UsageError naming them otherwise.
+const std::string& checked_precision(const std::string& name);
 
 class Backend {
  public:

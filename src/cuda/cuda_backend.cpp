@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "core/error.h"
-#include "core/text.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_kernels.h"
 #include "cuda/step_graph.h"
@@ -22,11 +21,11 @@ std::string mib(size_t bytes) {
 }  // namespace
 
 Precision parse_precision(const std::string& s) {
+  checked_precision(s);
   if (s == "fp32") return Precision::fp32;
   if (s == "tf32") return Precision::tf32;
   if (s == "bf16") return Precision::bf16;
-  if (s == "fp16") return Precision::fp16;
-  throw UsageError("unknown precision '" + s + "' (expected " + either_of(precision_names()) + ")");
+  return Precision::fp16;
 }
 
 const char* precision_name(Precision p) {

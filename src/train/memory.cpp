@@ -10,7 +10,6 @@
 #include "core/error.h"
 #include "core/op_registry.h"
 #include "core/planner.h"
-#include "core/text.h"
 #include "core/value_choice.h"
 #include "model/layers.h"
 #include "ops/fuse.h"
@@ -165,9 +164,7 @@ std::unique_ptr<Backend> planning_backend(const std::string& device, const std::
 MemoryEstimate estimate_training_memory(const NetworkSpec& spec, int64_t batch,
                                         const std::string& device, const std::string& precision,
                                         int64_t eval_batch) {
-  const std::vector<std::string>& names = precision_names();
-  if (std::ranges::find(names, precision) == names.end())
-    throw UsageError("unknown precision '" + precision + "' (expected " + either_of(names) + ")");
+  checked_precision(precision);
   std::unique_ptr<Backend> cpu = planning_backend(device, precision);
   MemoryEstimate m;
   m.exact = cpu != nullptr;
