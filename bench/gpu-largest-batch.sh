@@ -74,7 +74,7 @@ hold_above_cap() {
   used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
   [ "$CAP_MIB" -gt 0 ] && [ "$total" -gt "$CAP_MIB" ] || return 0
   env -u LD_LIBRARY_PATH python3 -c "
-import sys, time, torch
+import time, torch
 free, _ = torch.cuda.mem_get_info()
 keep = ($CAP_MIB - $used) << 20
 held = torch.empty(free - keep, dtype=torch.uint8, device='cuda')

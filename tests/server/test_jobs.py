@@ -5,8 +5,8 @@ each takes seconds on a 2-core machine; the whole file stays within a few minute
 """
 import io
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
