@@ -685,6 +685,47 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
   }
 }
 
+// ResNet-50 under bf16: pool1's forward records each window's pick (a byte per element of its
+// output) and its gradient reads (dy, picks), so the stem's batch-norm output is read by pool1's
+// forward only and leaves the arena after the forward pass: the training arena shrinks by about
+// that output (16 bits) less the picks (8). MYELIN_CUDA_POOL_ARGMAX=0's graph keeps (dy, x, y).
+TEST(CudaStorage, ResNet50PoolPicksFreeTheStemOutput) {
+  NetworkSpec spec = load_network("resnet50");
+  const int64_t batch = 16;
+  TrainingGraph t = build_training_graph(spec, spec.recipe, batch, default_loss_scale("bf16"));
+  auto planned = [&](bool picks) {
+    Graph g = t.net.graph;
+    fuse_for_cuda(g, true, true, picks);
+    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
+    return g;
+  };
+  const Graph off = planned(false), on = planned(true);
+  int pools = 0;
+  for (const Node& n : on.nodes()) {
+    if (n.op != "max_pool2d_grad") continue;
+    ++pools;
+    ASSERT_EQ(n.inputs.size(), 2u) << "(dy, picks)";
+    const Value& picks = on.value(n.inputs[1]);
+    ASSERT_GE(picks.producer, 0);
+    const Node& pool = on.nodes()[picks.producer];
+    EXPECT_EQ(pool.op, "max_pool2d");
+    ASSERT_EQ(pool.outputs.size(), 2u);
+    EXPECT_EQ(pool.outputs[1], n.inputs[1]);
+    EXPECT_EQ(picks.dtype, DType::u8);
+    EXPECT_EQ(picks.shape.numel(), on.value(pool.outputs[0]).shape.numel());
+    const ValueId x = pool.inputs[0];
+    for (const Node& r : on.nodes())
+      for (ValueId v : r.inputs)
+        if (v == x) EXPECT_EQ(r.op, "max_pool2d") << "pool1's input read by " << r.name;
+  }
+  EXPECT_EQ(pools, 1);
+  const int64_t stem_out = batch * 64 * 112 * 112 * 2, picks = batch * 64 * 56 * 56;
+  const int64_t saved = static_cast<int64_t>(plan_memory(off).arena_bytes) -
+                        static_cast<int64_t>(plan_memory(on).arena_bytes);
+  EXPECT_GE(saved, stem_out - picks - stem_out / 8) << "saved " << saved << " bytes";
+  EXPECT_LE(saved, stem_out);
+}
+
 // The memory estimate (train/memory.h) restates the CUDA engine's fusion and storage rules for
 // builds without it: its training arena must be what the engine's own planning gives. (Not for
 // the small `resnet`: its flatten right after a residual block keeps that block NCHW, and batch

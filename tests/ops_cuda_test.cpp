@@ -353,12 +353,14 @@ int run_in_every_precision(const std::string& prefix, const std::string& label,
   return ran;
 }
 
-// The max_pool_nhwc/* cases on the max-pool kernels the default passes over: one thread per
-// element forward (MYELIN_CUDA_POOL_VEC=0; the default takes 16 bytes of channels per thread) and
-// the gradient gathered by rescanning each window (MYELIN_CUDA_POOL_ARGMAX=0; the default finds
-// each window's first maximum once), every precision.
+// The max_pool_nhwc/* cases on the max-pool kernels the default passes over, every precision. By
+// default the forward takes 16 bytes of channels per thread and records each window's pick, which
+// the gradient gathers by (pass_max_pool_picks). MYELIN_CUDA_POOL_VEC=0: one thread per element
+// forward, recording the picks too; with MYELIN_CUDA_POOL_ARGMAX=0 as well, no picks: the gradient
+// rescans each window of x.
 TEST(MaxPoolFallbackCuda, ScalarForwardAndScanningGradientMatchReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  EXPECT_GT(run_in_every_precision("max_pool_nhwc/", "scalar", {{"MYELIN_CUDA_POOL_VEC", "0"}}), 3);
   EXPECT_GT(
       run_in_every_precision("max_pool_nhwc/", "scalar+scan",
                              {{"MYELIN_CUDA_POOL_VEC", "0"}, {"MYELIN_CUDA_POOL_ARGMAX", "0"}}),

@@ -94,18 +94,17 @@ struct PoolDims {
   int kh, kw, sh, sw, ph, pw;
   bool include_pad;
   bool x_nhwc, y_nhwc, dx_nhwc, dy_nhwc;  // each operand's layout
-  // Max backward: every operand NHWC of one type, c a multiple of the channels in 16 bytes
-  // (max_pool_gathers).
+  // Max backward: dy and dx (and x and y without picks) NHWC of one type, c a multiple of the
+  // channels in 16 bytes: each dx gathers the dy of the windows that pick it (max_pool_gathers).
   bool gather;
   // Max forward: x and y NHWC of one type, c a multiple of the channels in 16 bytes; a thread
   // takes 16 bytes of channels of one output (MYELIN_CUDA_POOL_VEC=0: a thread per element).
   bool vectorized;
-  // Max backward, where it gathers and kh * kw < 256: each window's first maximum found once
-  // (a byte per channel in `scratch`), then gathered (MYELIN_CUDA_POOL_ARGMAX=0: each covering
-  // window's x rescanned instead).
-  bool argmax;
 };
-void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
+// y = each window's maximum; where `picks` is not null, also the position of its first maximum in
+// the unclipped window, row by row, a byte per element of y in NHWC order whatever y's layout
+// (pass_max_pool_picks in ops/fuse.h: windows of fewer than 256 elements).
+void max_pool_forward(FPtr x, FPtr y, uint8_t* picks, const PoolDims& d, cudaStream_t s);
 // Each dy goes to the first element of its window equal to y (the CPU engine's rule). With
 // d.gather, each dx sums the dy of the windows covering it that pick it, scanning their x up to it
 // (channels-last, 16 bytes of channels per thread: ResNet-50's pool1 backward needs no fp32
@@ -115,6 +114,10 @@ void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
 // slower.)
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s);
+// The same from the forward pass's picks: each dy goes to the element its byte names (gathering
+// with d.gather, else by atomics as above), and no window of x is scanned again.
+void max_pool_backward_picks(FPtr dy, const uint8_t* picks, FPtr dx, float* scratch,
+                             const PoolDims& d, cudaStream_t s);
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s);
 void avg_pool_backward(FPtr dy, FPtr dx, const PoolDims& d, cudaStream_t s);
 

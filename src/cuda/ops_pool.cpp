@@ -1,5 +1,6 @@
 // Max and average pooling (own kernels, pool.cu), with the CPU engine's window rules, each operand
-// NCHW or NHWC.
+// NCHW or NHWC. A max pooling with a gradient passes it its picks (pass_max_pool_picks,
+// ops/fuse.h): max_pool2d x -> y, picks and max_pool2d_grad (dy, picks) -> dx.
 #include "core/env.h"
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
@@ -31,22 +32,21 @@ class PoolKernel : public CudaKernel {
                   static_cast<int>(p.pad_h),
                   static_cast<int>(p.pad_w),
                   p.count_include_pad};
-    // Each operand's layout: forward (x) -> y; max backward (dy, x, y) -> dx; average (dy) -> dx.
+    // Each operand's layout: forward (x) -> y [, picks]; max backward (dy, x, y) or (dy, picks)
+    // -> dx; average (dy) -> dx.
+    picks_ = op == PoolOp::max_forward ? s.node.outputs.size() == 2 : s.node.inputs.size() == 2;
     if (forward) {
       d_.x_nhwc = s.input_nhwc(0), d_.y_nhwc = s.output_nhwc(0);
     } else {
       d_.dy_nhwc = s.input_nhwc(0), d_.dx_nhwc = s.output_nhwc(0);
-      if (op == PoolOp::max_backward) d_.x_nhwc = s.input_nhwc(1), d_.y_nhwc = s.input_nhwc(2);
+      if (op == PoolOp::max_backward && !picks_)
+        d_.x_nhwc = s.input_nhwc(1), d_.y_nhwc = s.input_nhwc(2);
     }
     if (op == PoolOp::max_forward) d_.vectorized = vectorizes(s);
     if (op != PoolOp::max_backward) return;
     d_.gather = gathers(s);
-    d_.argmax = d_.gather && d_.kh * d_.kw < 256 && !env_is("MYELIN_CUDA_POOL_ARGMAX", "0");
-    // The windows' maxima (a byte each) for argmax; without gathering, a 16-bit max-pool
-    // gradient is accumulated in fp32 scratch first.
-    if (d_.argmax)
-      scratch_ = static_cast<size_t>(y.numel());
-    else if (!d_.gather && s.output(0).dtype != DType::f32)
+    // Without gathering, a 16-bit max-pool gradient is accumulated in fp32 scratch first.
+    if (!d_.gather && s.output(0).dtype != DType::f32)
       scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
   }
 
@@ -62,11 +62,12 @@ class PoolKernel : public CudaKernel {
     return ok;
   }
 
-  // Whether the max-pool gradient gathers (PoolDims::gather): (dy, x, y) -> dx all NHWC of one
-  // type, whole 16-byte groups of channels; MYELIN_CUDA_POOL_GATHER=0 keeps the atomics.
+  // Whether the max-pool gradient gathers (PoolDims::gather): (dy, x, y) -> dx, or dy -> dx with
+  // picks, all NHWC of one type, whole 16-byte groups of channels; MYELIN_CUDA_POOL_GATHER=0
+  // keeps the atomics.
   bool gathers(const KernelSpec& s) const {
-    return d_.x_nhwc && d_.y_nhwc && d_.dx_nhwc && d_.dy_nhwc && whole_vectors(s, 3) &&
-           !env_is("MYELIN_CUDA_POOL_GATHER", "0");
+    return (picks_ || (d_.x_nhwc && d_.y_nhwc)) && d_.dx_nhwc && d_.dy_nhwc &&
+           whole_vectors(s, picks_ ? 1 : 3) && !env_is("MYELIN_CUDA_POOL_GATHER", "0");
   }
 
   // Whether max forward takes 16 bytes of channels per thread (PoolDims::vectorized);
@@ -79,9 +80,15 @@ class PoolKernel : public CudaKernel {
               const StepContext& ctx) override {
     switch (op_) {
       case PoolOp::max_forward:
-        return max_pool_forward(fptr(in[0]), fptr(out[0]), d_, stream());
-      case PoolOp::max_backward:  // (dy, x, y) -> dx
-        return max_pool_backward(fptr(in[0]), fptr(in[1]), fptr(in[2]), fptr(out[0]),
+        return max_pool_forward(fptr(in[0]), fptr(out[0]),
+                                picks_ ? static_cast<uint8_t*>(out[1].data()) : nullptr, d_,
+                                stream());
+      case PoolOp::max_backward:
+        if (picks_)  // (dy, picks) -> dx
+          return max_pool_backward_picks(fptr(in[0]), static_cast<const uint8_t*>(in[1].data()),
+                                         fptr(out[0]), static_cast<float*>(ctx.workspace), d_,
+                                         stream());
+        return max_pool_backward(fptr(in[0]), fptr(in[1]), fptr(in[2]), fptr(out[0]),  // (dy, x, y)
                                  static_cast<float*>(ctx.workspace), d_, stream());
       case PoolOp::avg_forward:
         return avg_pool_forward(fptr(in[0]), fptr(out[0]), d_, stream());
@@ -91,6 +98,7 @@ class PoolKernel : public CudaKernel {
   }
 
   PoolOp op_;
+  bool picks_ = false;  // the max pooling's picks: its forward writes them, its gradient reads them
   size_t scratch_ = 0;
   PoolDims d_{};
 };

@@ -96,31 +96,41 @@ __device__ __forceinline__ void store_bytes(uint8_t* p, const uint8_t (&b)[V]) {
   *reinterpret_cast<ByteVec<V>*>(p) = v;
 }
 
+// Where input row iy, column ix lies in output (oy, ox)'s window, unclipped, counted row by row:
+// the byte a pick records (max_window_vec, max_forward), and the input pixel a pick names.
+__device__ __forceinline__ uint8_t window_pos(const PoolDims& d, int oy, int ox, int iy, int ix) {
+  return static_cast<uint8_t>((iy - (oy * d.sh - d.ph)) * d.kw + (ix - (ox * d.sw - d.pw)));
+}
+__device__ __forceinline__ void picked_pixel(const PoolDims& d, int oy, int ox, uint8_t pos,
+                                             int& iy, int& ix) {
+  iy = oy * d.sh - d.ph + pos / d.kw;
+  ix = ox * d.sw - d.pw + pos % d.kw;
+}
+
+// A thread per output element: y, and where `picks` is not null the position of the window's
+// first maximum at y's NHWC offset (pass_max_pool_picks).
 template <class I>
-__global__ void max_forward(FPtr x, FPtr y, PoolDims d) {
+__global__ void max_forward(FPtr x, FPtr y, uint8_t* __restrict__ picks, PoolDims d) {
   const auto [C, H, W, OH, OW] = sizes<I>(d);
   const I total = static_cast<I>(d.n) * C * OH * OW;
   for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
     Pos<I> q = pos_of(o, d.y_nhwc, C, OH, OW);
     Win w = window(d, q.y, q.x);
     float m = -INFINITY;
+    uint8_t pick = 0;
     for (int iy = w.h0; iy < w.h1; ++iy)
-      for (int ix = w.w0; ix < w.w1; ++ix)
-        m = fmaxf(m, ld(x, at(d.x_nhwc, q.n, q.c, iy, ix, C, H, W)));
+      for (int ix = w.w0; ix < w.w1; ++ix) {
+        const float e = ld(x, at(d.x_nhwc, q.n, q.c, iy, ix, C, H, W));
+        if (e > m) m = e, pick = window_pos(d, q.y, q.x, iy, ix);  // NaN never wins
+      }
     st(y, o, m);
+    if (picks) picks[at(true, q.n, q.c, q.y, q.x, C, OH, OW)] = pick;
   }
 }
 
-// Where input row iy, column ix lies in output (oy, ox)'s window, unclipped, counted row by row:
-// what max_window_vec's `arg` records and max_backward_argmax compares.
-__device__ __forceinline__ uint8_t window_pos(const PoolDims& d, int oy, int ox, int iy, int ix) {
-  return static_cast<uint8_t>((iy - (oy * d.sh - d.ph)) * d.kw + (ix - (ox * d.sw - d.pw)));
-}
-
-// Each window's maximum where x is NHWC of type T and 16 bytes hold V whole channels: a thread
-// per output pixel and V channels, each window element read as one 16-byte vector. Writes y
-// (max_forward) and, where `arg` is not null, the position of the window's first maximum in the
-// unclipped window, a byte per channel in y's layout (max_backward_argmax).
+// Each window's maximum where x and y are NHWC of type T and 16 bytes hold V whole channels: a
+// thread per output pixel and V channels, each window element read as one 16-byte vector. Writes
+// y and, where `arg` is not null, the window's picks (max_forward's).
 template <class T, class I>
 __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
                                uint8_t* __restrict__ arg, PoolDims d) {
@@ -141,7 +151,7 @@ __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
         for (int k = 0; k < V; ++k)
           if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays; NaN never wins
       }
-    if (y) store16<T>(y, i, m);
+    store16<T>(y, i, m);
     if (arg) store_bytes<V>(arg + i * V, a);
   });
 }
@@ -224,14 +234,13 @@ __global__ void max_backward_gather(const T* __restrict__ dy, const T* __restric
   });
 }
 
-// The max-pool gradient in two passes where the operands gather (PoolDims::argmax): each window's
-// first maximum (max_window_vec's `arg`), then each input pixel sums the dy of the windows whose
-// byte names it. No scan of x per covering window (gathering scans the elements before a
-// candidate whenever a lane of it equals the window's maximum, most windows with 8 lanes), no
-// atomics.
+// The max-pool gradient from the forward pass's picks where dy and dx gather (NHWC of one type T,
+// V whole channels in 16 bytes): each input pixel sums the dy of the covering windows whose byte
+// names it. No scan of x per covering window (gathering scans the elements before a candidate
+// whenever a lane of it equals the window's maximum, most windows with 8 lanes), no atomics.
 template <class T, class I>
-__global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __restrict__ arg,
-                                    T* __restrict__ dx, PoolDims d) {
+__global__ void max_backward_picks_vec(const T* __restrict__ dy, const uint8_t* __restrict__ arg,
+                                       T* __restrict__ dx, PoolDims d) {
   constexpr int V = kPer16<T>;
   const auto [C, H, W, OH, OW] = sizes<I>(d);
   for_each_vector<T>(d.n, C, H, W, [&](I i, const Pos<I>& p) {
@@ -259,6 +268,22 @@ __global__ void max_backward_argmax(const T* __restrict__ dy, const uint8_t* __r
       }
     store16<T>(dx, i, g);
   });
+}
+
+// The max-pool gradient from the picks otherwise: a thread per element of dy adds it to the
+// pixel its window's byte names, with atomics into fp32 dx (windows may overlap).
+template <class I>
+__global__ void max_backward_picks(FPtr dy, const uint8_t* __restrict__ picks, float* dx,
+                                   PoolDims d) {
+  const auto [C, H, W, OH, OW] = sizes<I>(d);
+  const I total = static_cast<I>(d.n) * C * OH * OW;
+  for (I o = static_cast<I>(global_index()); o < total; o += static_cast<I>(grid_stride())) {
+    Pos<I> q = pos_of(o, d.dy_nhwc, C, OH, OW);
+    int iy, ix;
+    picked_pixel(d, q.y, q.x, picks[at(true, q.n, q.c, q.y, q.x, C, OH, OW)], iy, ix);
+    if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;  // a window of NaN picks nothing real
+    atomicAdd(dx + at(d.dx_nhwc, q.n, q.c, iy, ix, C, H, W), ld(dy, o));
+  }
 }
 
 __global__ void store_kernel(const float* x, FPtr y, int64_t n) {
@@ -324,54 +349,74 @@ void require_vectors(const char* what, std::initializer_list<FPtr> operands) {
 
 }  // namespace
 
-void max_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {
+void max_pool_forward(FPtr x, FPtr y, uint8_t* picks, const PoolDims& d, cudaStream_t s) {
   if (d.vectorized) {
     require_vectors("max_pool_forward", {x, y});
     with_type(y.type, [&](auto t) {
       using T = decltype(t);
       launch_indexed(max_window_vec<T, int>, max_window_vec<T, int64_t>, d,
                      d.n * d.oh * d.ow * d.c / kPer16<T>, s, "max_pool_forward",
-                     static_cast<const T*>(x.p), static_cast<T*>(y.p),
-                     static_cast<uint8_t*>(nullptr), d);
+                     static_cast<const T*>(x.p), static_cast<T*>(y.p), picks, d);
     });
     return;
   }
   launch_indexed(max_forward<int>, max_forward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
-                 "max_pool_forward", x, y, d);
+                 "max_pool_forward", x, y, picks, d);
 }
+
+namespace {
+
+// dx = 0, then scatter(acc) adds each dy into fp32: into dx itself, or into `scratch` when dx is
+// 16-bit, then stored.
+template <class Scatter>
+void scatter_into(FPtr dx, float* scratch, const PoolDims& d, cudaStream_t s, Scatter scatter) {
+  const int64_t n = d.n * d.c * d.h * d.w;
+  float* acc = dx.type == 0 ? static_cast<float*>(dx.p) : scratch;
+  MYELIN_CHECK(cudaMemsetAsync(acc, 0, sizeof(float) * n, s), "max_pool_backward");
+  scatter(acc);
+  if (acc != dx.p) {
+    store_kernel<<<blocks_for(n), kThreads, 0, s>>>(acc, dx, n);
+    check_launch("max_pool_backward (store)", "");
+  }
+}
+
+}  // namespace
 
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s) {
-  int64_t n = d.n * d.c * d.h * d.w;
   if (d.gather) {
     require_vectors("max_pool_backward", {dy, x, y, dx});
     with_type(dx.type, [&](auto t) {
       using T = decltype(t);
-      if (d.argmax) {  // scratch: n * oh * ow * c bytes
-        auto* arg = reinterpret_cast<uint8_t*>(scratch);
-        launch_indexed(max_window_vec<T, int>, max_window_vec<T, int64_t>, d,
-                       d.n * d.oh * d.ow * d.c / kPer16<T>, s, "max_pool_backward (argmax)",
-                       static_cast<const T*>(x.p), static_cast<T*>(nullptr), arg, d);
-        launch_indexed(max_backward_argmax<T, int>, max_backward_argmax<T, int64_t>, d,
-                       n / kPer16<T>, s, "max_pool_backward", static_cast<const T*>(dy.p),
-                       static_cast<const uint8_t*>(arg), static_cast<T*>(dx.p), d);
-        return;
-      }
-      max_backward_gather<T><<<blocks_for(n / kPer16<T>), kThreads, 0, s>>>(
+      max_backward_gather<T><<<blocks_for(d.n * d.c * d.h * d.w / kPer16<T>), kThreads, 0, s>>>(
           static_cast<const T*>(dy.p), static_cast<const T*>(x.p), static_cast<const T*>(y.p),
           static_cast<T*>(dx.p), d);
     });
     check_launch("max_pool_backward", "");
     return;
   }
-  float* acc = dx.type == 0 ? static_cast<float*>(dx.p) : scratch;
-  MYELIN_CHECK(cudaMemsetAsync(acc, 0, sizeof(float) * n, s), "max_pool_backward");
-  launch_indexed(max_backward<int>, max_backward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
-                 "max_pool_backward", dy, x, y, acc, d);
-  if (acc != dx.p) {
-    store_kernel<<<blocks_for(n), kThreads, 0, s>>>(acc, dx, n);
-    check_launch("max_pool_backward (store)", "");
+  scatter_into(dx, scratch, d, s, [&](float* acc) {
+    launch_indexed(max_backward<int>, max_backward<int64_t>, d, d.n * d.c * d.oh * d.ow, s,
+                   "max_pool_backward", dy, x, y, acc, d);
+  });
+}
+
+void max_pool_backward_picks(FPtr dy, const uint8_t* picks, FPtr dx, float* scratch,
+                             const PoolDims& d, cudaStream_t s) {
+  if (d.gather) {
+    require_vectors("max_pool_backward", {dy, dx});
+    with_type(dx.type, [&](auto t) {
+      using T = decltype(t);
+      launch_indexed(max_backward_picks_vec<T, int>, max_backward_picks_vec<T, int64_t>, d,
+                     d.n * d.c * d.h * d.w / kPer16<T>, s, "max_pool_backward",
+                     static_cast<const T*>(dy.p), picks, static_cast<T*>(dx.p), d);
+    });
+    return;
   }
+  scatter_into(dx, scratch, d, s, [&](float* acc) {
+    launch_indexed(max_backward_picks<int>, max_backward_picks<int64_t>, d, d.n * d.c * d.oh * d.ow,
+                   s, "max_pool_backward", dy, picks, acc, d);
+  });
 }
 
 void avg_pool_forward(FPtr x, FPtr y, const PoolDims& d, cudaStream_t s) {

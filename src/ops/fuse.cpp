@@ -181,7 +181,27 @@ void fuse_add_relu_grads(Graph& g) {
   g.remove_nodes(fused);
 }
 
-void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads) {
+void pass_max_pool_picks(Graph& g) {
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& grad = g.nodes()[i];
+    if (grad.op != "max_pool2d_grad" || grad.inputs.size() != 3) continue;
+    const ValueId x = grad.inputs[1], y = grad.inputs[2];
+    const int p = g.value(y).producer;
+    if (p < 0) continue;
+    const Node& pool = g.nodes()[p];
+    const PoolParams pp(pool.attrs);
+    if (pool.op != "max_pool2d" || pool.outputs.size() != 1 || pool.outputs[0] != y ||
+        pool.inputs[0] != x || pp.kernel_h * pp.kernel_w >= 256)
+      continue;
+    const ValueId picks =
+        g.activation(pool.name + ".picks", Shape{g.value(y).shape.numel()}, DType::u8);
+    g.node(p).outputs.push_back(picks);
+    g.value(picks).producer = p;
+    g.node(static_cast<int>(i)).inputs = {g.nodes()[i].inputs[0], picks};
+  }
+}
+
+void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads, bool pool_picks) {
   fuse_relus(g, [](const Node& producer, double slope) {
     return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
            slope == 0;
@@ -192,11 +212,13 @@ void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads) {
     fuse_batch_norm_relu_grads(g);
   }
   if (add_relu_grads) fuse_add_relu_grads(g);
+  if (pool_picks) pass_max_pool_picks(g);
 }
 
 void fuse_for_cuda(Graph& g) {
   if (env_is("MYELIN_CUDA_FUSE", "0")) return;
-  fuse_for_cuda(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"), !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"));
+  fuse_for_cuda(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"), !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"),
+                !env_is("MYELIN_CUDA_POOL_ARGMAX", "0"));
 }
 
 }  // namespace myelin

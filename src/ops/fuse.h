@@ -41,14 +41,23 @@ int plain_sum_producer(const Graph& g, const std::vector<std::vector<int>>& read
 // fused (their gradients then read y as their x).
 void fuse_add_relu_grads(Graph& g);
 
+// Each max pooling with a gradient records, in its forward pass, where each window's first maximum
+// lies: a second output "picks", a u8 byte per element of y (its position in the unclipped window,
+// row by row) in y's NHWC order ([n, oh, ow, c]) whatever y's layout, and the gradient becomes
+// max_pool2d_grad(dy, picks). The gradient then reads neither x nor y, so x (in a ResNet the stem's
+// batch-norm output, 1.5 MiB an image in bf16) leaves the arena after the forward pass, and no
+// pass of the backward scans the windows again. Windows of fewer than 256 elements only.
+void pass_max_pool_picks(Graph& g);
+
 // The CUDA engine's fusions (CudaBackend::fuse), here below the engine so that planning in a build
 // without it (train/memory.cpp's estimate) rewrites a graph exactly as the engine does: ReLUs into
 // convolutions, batch norms and adds, ReLU gradients into LRN gradients, with batch_norm the
 // residual adds and ReLU gradients into batch norms, and with add_relu_grads the ReLU gradients
-// of sums into their adds.
-void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads = true);
+// of sums into their adds, and with pool_picks the max poolings' picks passed to their gradients.
+void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads = true, bool pool_picks = true);
 // The same as the engine's settings ask: nothing under MYELIN_CUDA_FUSE=0, no batch-norm fusions
-// under MYELIN_CUDA_BN_FUSE=0, no ReLU gradients in adds under MYELIN_CUDA_ADD_RELU_GRAD=0.
+// under MYELIN_CUDA_BN_FUSE=0, no ReLU gradients in adds under MYELIN_CUDA_ADD_RELU_GRAD=0, no
+// picks under MYELIN_CUDA_POOL_ARGMAX=0 (the gradient scans each window of x again).
 void fuse_for_cuda(Graph& g);
 
 // The gradient of a ReLU fused into a batch norm (post = "relu", no residual) becomes part of that

@@ -60,7 +60,8 @@ MYELIN_REGISTER_OPS {
                                                with_input_shape(g))};
                    },
                .flops = pool_flops(true),
-               .doc = "max pooling: kernel, stride (default kernel), pad, ceil_mode"});
+               .doc = "max pooling: kernel, stride (default kernel), pad, ceil_mode; on CUDA "
+                      "with a gradient also -> picks (pass_max_pool_picks)"});
   register_op({.name = "avg_pool2d",
                .infer = infer_pool,
                .grad =
@@ -71,11 +72,11 @@ MYELIN_REGISTER_OPS {
                .flops = pool_flops(true),
                .doc = "average pooling: kernel, stride, pad, ceil_mode, count_include_pad"});
   register_op({.name = "max_pool2d_grad",
-               .min_inputs = 3,
+               .min_inputs = 2,
                .max_inputs = 3,
                .infer = infer_input_shape,
                .flops = pool_flops(false),
-               .doc = "(dy, x, y) -> dx"});
+               .doc = "(dy, x, y) -> dx; on CUDA also (dy, picks) -> dx (pass_max_pool_picks)"});
   register_op({.name = "avg_pool2d_grad",
                .infer = infer_input_shape,
                .flops = pool_flops(false),
