@@ -539,7 +539,7 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
   // (16-bit operands, NHWC operands) of the batch norm and its gradient: x, y; dy, x, dx.
   auto bn_operands = [&](bool storage16, bool nhwc) {
     Graph g = bn;
-    fuse_for_cuda(g, false);
+    fuse_for_cuda(g, {.batch_norm = false});
     cuda::plan_storage(g, cuda::Precision::bf16, storage16,
                        nhwc ? cuda::ChannelsLast::where_it_pays : cuda::ChannelsLast::never);
     int half = 0, last = 0, operands = 0;
@@ -610,12 +610,12 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
     return Node{};
   };
   Graph unfused = block;
-  fuse_for_cuda(unfused, false);
+  fuse_for_cuda(unfused, {.batch_norm = false});
   EXPECT_EQ(count(unfused, "add"), 2) << "the block's, and the shortcut's gradient sum";
   EXPECT_EQ(count(unfused, "activation_grad"), 2);
 
   Graph g = block;
-  fuse_for_cuda(g, true);
+  fuse_for_cuda(g, {});
   cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
   EXPECT_EQ(count(g, "add"), 1) << g.dump();
   EXPECT_EQ(count(g, "activation_grad"), 1) << "relu2's gradient stays: it feeds the shortcut";
@@ -650,7 +650,7 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
   TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
   auto fused = [&](bool on) {
     Graph g = t.net.graph;
-    fuse_for_cuda(g, true, on);
+    fuse_for_cuda(g, {.add_relu_grads = on, .bn_sum_grads = false});
     cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
     return g;
   };
@@ -685,6 +685,41 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
   }
 }
 
+// ResNet-50 under bf16: each of those 15 sums is the dy of its block's last batch norm, whose
+// gradient takes the add over (batch_norm_sum_grad, where the add was): its reduction pass
+// computes the sum and writes it for the shortcut's gradient. Every operand stays 16-bit NHWC, and
+// every node still comes after the producers of what it reads.
+TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
+  NetworkSpec spec = load_network("resnet50");
+  TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
+  auto planned = [&](bool on) {
+    Graph g = t.net.graph;
+    fuse_for_cuda(g, {.bn_sum_grads = on});
+    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
+    return g;
+  };
+  const Graph off = planned(false), on = planned(true);
+  int sums = 0;
+  for (size_t i = 0; i < on.nodes().size(); ++i) {
+    const Node& n = on.nodes()[i];
+    for (ValueId v : n.inputs) EXPECT_LT(on.value(v).producer, static_cast<int>(i)) << n.name;
+    if (n.op == "add") {
+      EXPECT_NE(n.attrs.s("post", ""), "relu_grad") << n.name;
+    }
+    if (n.op != "batch_norm_sum_grad") continue;
+    ++sums;
+    ASSERT_EQ(n.inputs.size(), 7u);
+    ASSERT_EQ(n.outputs.size(), 4u);
+    for (ValueId v :
+         {n.inputs[0], n.inputs[1], n.inputs[5], n.inputs[6], n.outputs[0], n.outputs[3]}) {
+      EXPECT_EQ(on.value(v).dtype, DType::bf16) << on.value(v).name;
+      EXPECT_EQ(on.value(v).layout, Layout::nhwc) << on.value(v).name;
+    }
+  }
+  EXPECT_EQ(sums, 15);
+  EXPECT_EQ(on.nodes().size() + 15, off.nodes().size());
+}
+
 // ResNet-50 under bf16: pool1's forward records each window's pick (a byte per element of its
 // output) and its gradient reads (dy, picks), so the stem's batch-norm output is read by pool1's
 // forward only and leaves the arena after the forward pass: the training arena shrinks by about
@@ -695,7 +730,7 @@ TEST(CudaStorage, ResNet50PoolPicksFreeTheStemOutput) {
   TrainingGraph t = build_training_graph(spec, spec.recipe, batch, default_loss_scale("bf16"));
   auto planned = [&](bool picks) {
     Graph g = t.net.graph;
-    fuse_for_cuda(g, true, true, picks);
+    fuse_for_cuda(g, {.pool_picks = picks});
     cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
     return g;
   };
@@ -716,7 +751,9 @@ TEST(CudaStorage, ResNet50PoolPicksFreeTheStemOutput) {
     const ValueId x = pool.inputs[0];
     for (const Node& r : on.nodes())
       for (ValueId v : r.inputs)
-        if (v == x) EXPECT_EQ(r.op, "max_pool2d") << "pool1's input read by " << r.name;
+        if (v == x) {
+          EXPECT_EQ(r.op, "max_pool2d") << "pool1's input read by " << r.name;
+        }
   }
   EXPECT_EQ(pools, 1);
   const int64_t stem_out = batch * 64 * 112 * 112 * 2, picks = batch * 64 * 56 * 56;
@@ -741,7 +778,7 @@ TEST(CudaStorage, MemoryEstimateFollowsTheEnginesPlanning) {
         TrainingGraph t =
             build_training_graph(spec, spec.recipe, batch, default_loss_scale(precision));
         Graph g = t.net.graph;
-        fuse_for_cuda(g, bn_fusion);
+        fuse_for_cuda(g, {.batch_norm = bn_fusion});
         cuda::plan_storage(g, cuda::parse_precision(precision), true,
                            cuda::ChannelsLast::where_it_pays);
         setenv("MYELIN_CUDA_BN_FUSE", bn_fusion ? "1" : "0", 1);

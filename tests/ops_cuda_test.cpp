@@ -77,6 +77,8 @@ std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
     y = g.add1("add", name + ".sum", {y, g.add1("avg_pool2d", name + ".res", {in[5]}, one)});
   if (a.i("relu", 0)) y = g.add1("relu", name + ".relu", {y});
   out[0] = g.add1("avg_pool2d", name + ".out", {y}, one);
+  if (a.i("readers", 1) == 2)  // y read twice: its gradient is a sum
+    out.push_back(g.add1("avg_pool2d", name + ".out2", {y}, one));
   return out;
 }
 
@@ -86,7 +88,8 @@ std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
                .max_inputs = 6,
                .expand = expand_pooled_bn,
                .doc = "(test) batch norm between two 1x1 average pools; a sixth input is added "
-                      "to its output, and relu = 1 adds a ReLU"});
+                      "to its output, relu = 1 adds a ReLU, and readers = 2 a second pool of the "
+                      "output (the last output)"});
   return true;
 }();
 
@@ -101,6 +104,7 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
     for (size_t i = 0; i < out[0].size(); ++i) out[0][i] += in[5][i];
   if (a.i("relu", 0))
     for (double& y : out[0]) y = std::max(y, 0.0);
+  if (a.i("readers", 1) == 2) out.push_back(out[0]);
   return out;
 }
 
@@ -150,6 +154,13 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
   add("c24_residual_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0}, relu, true);
   add("c5_residual_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0}, relu, true);
   add("c24_residual_grad", {4, 24, 5, 6}, true, {0, 5}, {0}, {}, true);
+  // A residual block's output read twice (the next block's convolution and its shortcut): the
+  // ReLU's gradient of the two gradients' sum runs in their add, and the add in batch norm's
+  // gradient (batch_norm_sum_grad), which writes the sum for the residual's gradient too.
+  const Attrs twice{{"relu", int64_t{1}}, {"readers", int64_t{2}}};
+  add("c24_residual_relu_sum_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0, 3}, twice, true);
+  add("c5_residual_relu_sum_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0, 3}, twice, true);
+  add("rows8192_residual_relu_sum_grad", {8, 64, 32, 32}, true, {1, 2, 5}, {0, 3}, twice, true);
   add("c24_residual_relu_inference", {4, 24, 5, 6}, false, {}, {}, relu, true);
   add("c24_inference", {4, 24, 5, 6}, false, {}, {});
   add("c24_relu_inference", {4, 24, 5, 6}, false, {}, {},

@@ -291,32 +291,13 @@ struct MaybeMask<V, true> : ReluMask<V> {
   using ReluMask<V>::ReluMask;
 };
 
-// Per channel: sum dy and sum dy * (x - mean) over the block's rows (dy masked by the fused ReLU).
-template <class T, int V, bool Relu>
-__global__ void __launch_bounds__(kBlock)
-    grad_sums_kernel(const T* __restrict__ dy, const T* __restrict__ x, int64_t rows, int64_t c,
-                     const float* __restrict__ gamma, const float* __restrict__ beta,
-                     const float* __restrict__ mean, const float* __restrict__ invstd,
-                     float* __restrict__ part_dy, float* __restrict__ part_dyx) {
+// The block's sums of dy and dy * (x - mean) per channel, each thread's added along threadIdx.y
+// in shared memory, written as the block's partial result (row slice blockIdx.y).
+template <int V>
+__device__ __forceinline__ void write_grad_partials(float (&sdy)[V], float (&sdyx)[V], bool active,
+                                                    int64_t c, int64_t col, float* part_dy,
+                                                    float* part_dyx) {
   __shared__ float s_dy[V][kBlock], s_dyx[V][kBlock];
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const bool active = col < c / V;
-  float sdy[V], sdyx[V], mu[V];
-#pragma unroll
-  for (int i = 0; i < V; ++i) sdy[i] = sdyx[i] = mu[i] = 0.f;
-  if (active) {
-    load_f32(mean, col, mu);
-    const MaybeMask<V, Relu> mask(gamma, beta, mean, invstd, col);
-    const T* p[2] = {dy + col * V, x + col * V};
-    walk_rows<T, V>(p, rows, c, [&](int64_t, float(&v)[2][V]) {
-      mask.apply(v[0], v[1]);
-#pragma unroll
-      for (int i = 0; i < V; ++i) {
-        sdy[i] += v[0][i];
-        sdyx[i] = fmaf(v[0][i], v[1][i] - mu[i], sdyx[i]);
-      }
-    });
-  }
   const int t = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
   for (int i = 0; i < V; ++i) s_dy[i][t] = sdy[i], s_dyx[i][t] = sdyx[i];
@@ -337,6 +318,67 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
     for (int i = 0; i < V; ++i) part_dy[at + i] = sdy[i], part_dyx[at + i] = sdyx[i];
   }
+}
+
+// Per channel: sum dy and sum dy * (x - mean) over the block's rows (dy masked by the fused ReLU).
+template <class T, int V, bool Relu>
+__global__ void __launch_bounds__(kBlock)
+    grad_sums_kernel(const T* __restrict__ dy, const T* __restrict__ x, int64_t rows, int64_t c,
+                     const float* __restrict__ gamma, const float* __restrict__ beta,
+                     const float* __restrict__ mean, const float* __restrict__ invstd,
+                     float* __restrict__ part_dy, float* __restrict__ part_dyx) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = col < c / V;
+  float sdy[V], sdyx[V], mu[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) sdy[i] = sdyx[i] = mu[i] = 0.f;
+  if (active) {
+    load_f32(mean, col, mu);
+    const MaybeMask<V, Relu> mask(gamma, beta, mean, invstd, col);
+    const T* p[2] = {dy + col * V, x + col * V};
+    walk_rows<T, V>(p, rows, c, [&](int64_t, float(&v)[2][V]) {
+      mask.apply(v[0], v[1]);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        sdy[i] += v[0][i];
+        sdyx[i] = fmaf(v[0][i], v[1][i] - mu[i], sdyx[i]);
+      }
+    });
+  }
+  write_grad_partials<V>(sdy, sdyx, active, c, col, part_dy, part_dyx);
+}
+
+// grad_sums_kernel of the gradient of a sum (SumGrad): dy = y > 0 ? a + b : 0 computed per row,
+// stored in T to dy_out as the add it replaces would, and summed as stored.
+template <class T, int V>
+__global__ void __launch_bounds__(kBlock)
+    sum_grad_sums_kernel(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ y,
+                         const T* __restrict__ x, T* __restrict__ dy_out, int64_t rows, int64_t c,
+                         const float* __restrict__ mean, float* __restrict__ part_dy,
+                         float* __restrict__ part_dyx) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = col < c / V;
+  float sdy[V], sdyx[V], mu[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) sdy[i] = sdyx[i] = mu[i] = 0.f;
+  if (active) {
+    load_f32(mean, col, mu);
+    const int64_t off = col * V;
+    const T* p[4] = {a + off, b + off, y + off, x + off};
+    walk_rows<T, V>(p, rows, c, [&](int64_t r, float(&v)[4][V]) {
+      float g[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) g[i] = v[2][i] > 0.f ? v[0][i] + v[1][i] : 0.f;
+      store<T, V>(dy_out + r * c + off, g);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float gi = to_float(from_float<T>(g[i]));
+        sdy[i] += gi;
+        sdyx[i] = fmaf(gi, v[3][i] - mu[i], sdyx[i]);
+      }
+    });
+  }
+  write_grad_partials<V>(sdy, sdyx, active, c, col, part_dy, part_dyx);
 }
 
 // A warp per channel: dbeta, dgamma, and dx = k * dy - kc - kx * (x - mean)'s coefficients.
@@ -461,7 +503,7 @@ void with_flag(bool on, Fn&& fn) {
 // and with the residual; the gradient's: without and with the ReLU mask), found once (outside any
 // graph capture: bn_workspace_bytes asks first).
 struct Residency {
-  int stats, apply[2], sums[2], grad_apply[2];
+  int stats, apply[2], sums[2], sum_grad_sums, grad_apply[2];
 };
 template <class T, int V>
 const Residency& residency() {
@@ -469,6 +511,7 @@ const Residency& residency() {
       resident(stats_kernel<T, V>),
       {resident(apply_kernel<T, V, false>), resident(apply_kernel<T, V, true>)},
       {resident(grad_sums_kernel<T, V, false>), resident(grad_sums_kernel<T, V, true>)},
+      resident(sum_grad_sums_kernel<T, V>),
       {resident(grad_apply_kernel<T, V, false>), resident(grad_apply_kernel<T, V, true>)}};
   return r;
 }
@@ -546,9 +589,14 @@ void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float*
 
 void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta, const float* mean,
                  const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
-                 cudaStream_t s) {
-  if (dy.type != x.type || dx.type != x.type)
-    throw DeviceError("batch_norm_grad: dy, x and dx must share one storage type");
+                 cudaStream_t s, const SumGrad& sum) {
+  const bool of_sum = sum.out.p != nullptr;
+  for (FPtr p : {dy, dx, sum.b, sum.mask, sum.out})
+    if (p.p && p.type != x.type)
+      throw DeviceError(
+          "batch_norm_grad: dy, x and dx (and a sum's operands) must share one "
+          "storage type");
+  if (of_sum && d.relu) throw DeviceError("batch_norm_grad: a sum's gradient with a fused ReLU");
   const int bytes = element_bytes(x.type);
   const int64_t part = max_slices(d) * d.c;
   float* pdy = static_cast<float*>(workspace);
@@ -556,16 +604,29 @@ void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta
   dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
     using T = typename decltype(tag)::type;
     constexpr int V = decltype(v)::value;
-    const auto *dyp = static_cast<const T*>(dy.p), *xp = static_cast<const T*>(x.p);
+    const auto* xp = static_cast<const T*>(x.p);
+    // dy as the elementwise pass reads it: the sum's, written by the sums pass.
+    const auto* dyp = static_cast<const T*>(of_sum ? sum.out.p : dy.p);
     with_flag(d.relu, [&](auto flag) {
       constexpr bool relu = decltype(flag)::value;
-      const Tiles sums = tiles_for(d, bytes, residency<T, V>().sums[relu]);
-      grad_sums_kernel<T, V, relu><<<sums.grid, sums.block, 0, s>>>(dyp, xp, d.rows, d.c, gamma,
-                                                                    beta, mean, invstd, pdy, pdyx);
+      int64_t slices;
+      if (of_sum) {
+        const Tiles sums = tiles_for(d, bytes, residency<T, V>().sum_grad_sums);
+        slices = sums.slices();
+        sum_grad_sums_kernel<T, V><<<sums.grid, sums.block, 0, s>>>(
+            static_cast<const T*>(dy.p), static_cast<const T*>(sum.b.p),
+            static_cast<const T*>(sum.mask.p), xp, static_cast<T*>(sum.out.p), d.rows, d.c, mean,
+            pdy, pdyx);
+      } else {
+        const Tiles sums = tiles_for(d, bytes, residency<T, V>().sums[relu]);
+        slices = sums.slices();
+        grad_sums_kernel<T, V, relu><<<sums.grid, sums.block, 0, s>>>(
+            dyp, xp, d.rows, d.c, gamma, beta, mean, invstd, pdy, pdyx);
+      }
       check_launch("batch_norm_grad sums", "");
       finalize_grad_kernel<<<blocks_for_all(d.c * 32), kThreads, 0, s>>>(
-          pdy, pdyx, static_cast<int>(sums.slices()), d.c, d.rows, gamma, invstd, dgamma, dbeta, k,
-          kc, kx);
+          pdy, pdyx, static_cast<int>(slices), d.c, d.rows, gamma, invstd, dgamma, dbeta, k, kc,
+          kx);
       check_launch("batch_norm_grad (combine)", "");
       const Tiles t = tiles_for(d, bytes, residency<T, V>().grad_apply[relu]);
       grad_apply_kernel<T, V, relu><<<t.grid, t.block, 0, s>>>(

@@ -44,11 +44,18 @@ void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float*
 void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
                       const float* running_mean, const float* running_var, const BnDims& d,
                       void* workspace, cudaStream_t s);
-// (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta; dy, x and dx of one type. beta is read
-// for the ReLU mask only (d.relu).
+// The gradient of a sum as dy (batch_norm_sum_grad): dy = mask > 0 ? dy + b : 0, written to
+// `out`. None where out.p is null.
+struct SumGrad {
+  FPtr b, mask, out;
+};
+// (dy, x, gamma, mean, invstd) -> dx, dgamma, dbeta; dy, x and dx (and the sum's operands) of one
+// type. beta is read for the ReLU mask only (d.relu, which a sum's gradient does not take). With
+// `sum`, dy is its first addend: the reduction pass computes the sum, writes it and sums it, and
+// the elementwise pass reads it back.
 void bn_backward(FPtr dy, FPtr x, FPtr dx, const float* gamma, const float* beta, const float* mean,
                  const float* invstd, float* dgamma, float* dbeta, const BnDims& d, void* workspace,
-                 cudaStream_t s);
+                 cudaStream_t s, const SumGrad& sum = {});
 // The cuDNN path's fused ReLU gradient, fp32 NCHW (x as [n, c, inner]): out = dy where
 // gamma * (x - mean) * invstd + beta > 0, else 0.
 void bn_relu_grad_mask_nchw(const float* dy, const float* x, float* out, int64_t n, int64_t c,

@@ -7,7 +7,9 @@
 // 1/sqrt(var + eps). Fusions (CudaBackend::fuse): a ReLU and a residual add after the forward pass
 // (post = "relu", a sixth input) are applied in the own kernels' elementwise pass, and after
 // cuDNN's call on the cuDNN path; the gradient's fused ReLU (post = "relu_grad") masks dy where
-// the recomputed y is not above 0, in the own kernels' passes, and before cuDNN's call there.
+// the recomputed y is not above 0, in the own kernels' passes, and before cuDNN's call there. The
+// gradient of a sum (batch_norm_sum_grad: dy = y > 0 ? a + b : 0) is computed and written by the
+// own kernels' reduction pass, and by a pass of its own before cuDNN's call.
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // cuDNN 9 marks the legacy API
 
 #include "core/env.h"
@@ -69,12 +71,15 @@ cudnnBatchNormMode_t bn_mode() {
 }
 
 // A batch-norm node's fusions (CudaBackend::fuse, ops/fuse.h): the forward's ReLU and residual
-// (post = "relu", a sixth input), the gradient's ReLU (post = "relu_grad", beta the sixth input).
+// (post = "relu", a sixth input), the gradient's ReLU (post = "relu_grad", beta the sixth input),
+// the gradient of a sum (batch_norm_sum_grad: b and y the sixth and seventh inputs, dy the fourth
+// output).
 struct BnFusion {
-  bool relu, residual;
+  bool relu, residual, sum;
   BnFusion(const KernelSpec& s, bool backward)
       : relu(s.node.attrs.s("post", "") == (backward ? "relu_grad" : "relu")),
-        residual(!backward && s.node.inputs.size() == 6) {}
+        residual(!backward && s.node.inputs.size() == 6),
+        sum(s.node.op == "batch_norm_sum_grad") {}
 };
 
 // x viewed as [N, C, rest, 1]; gamma, beta and statistics as cuDNN's derived [1, C, 1, 1]. The
@@ -106,6 +111,10 @@ class BatchNormKernel : public CudaKernel {
     cudnnHandle_t h = be_.cudnn();
     if (backward_) {  // (dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta
       const void* dy = in[0].data();
+      if (fused_.sum) {  // (a, x, gamma, mean, invstd, b, y) -> dx, dgamma, dbeta, dy
+        add_any(fptr(in[0]), fptr(in[5]), fptr(out[3]), x_.numel(), stream(), false, fptr(in[6]));
+        dy = out[3].data();
+      }
       if (fused_.relu) {
         bn_relu_grad_mask_nchw(in[0].f32(), in[1].f32(), static_cast<float*>(ctx.workspace), x_[0],
                                x_[1], inner_size(x_, 2), in[2].f32(), in[5].f32(), in[3].f32(),
@@ -160,15 +169,18 @@ class BatchNormRowsKernel : public CudaKernel {
     for (int i = backward ? 2 : 1; i < (backward && fused_.relu ? 6 : 5); ++i)
       if (s.input(i).dtype != DType::f32)
         throw UnsupportedError(where_ + ": gamma, beta and the statistics must be f32");
+
     if (!s.input_nhwc(x) && shape.rank() != 2)
       throw UnsupportedError(where_ +
                              ": the CUDA kernels for 16-bit batch norm take channels-last "
                              "(NHWC) or [N, C] activations only");
     const DType t = s.input(x).dtype;
     if (s.output(0).dtype != t || (backward && s.input(0).dtype != t) ||
-        (fused_.residual && s.input(5).dtype != t))
+        (fused_.residual && s.input(5).dtype != t) ||
+        (fused_.sum && (s.input(5).dtype != t || s.input(6).dtype != t || s.output(3).dtype != t)))
       throw UnsupportedError(where_ +
-                             ": x, y (dy, dx) and the residual must share one storage type");
+                             ": x, y (dy, dx), the residual and a sum's operands must share one "
+                             "storage type");
     workspace_ = bn_workspace_bytes(d_, t == DType::bf16 ? 1 : t == DType::f16 ? 2 : 0);
   }
   size_t workspace_bytes() const override { return workspace_; }
@@ -178,8 +190,9 @@ class BatchNormRowsKernel : public CudaKernel {
               const StepContext& ctx) override {
     if (backward_) {  // (dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta
       const float* beta = fused_.relu ? in[5].f32() : nullptr;
+      const SumGrad sum = fused_.sum ? SumGrad{fptr(in[5]), fptr(in[6]), fptr(out[3])} : SumGrad{};
       bn_backward(fptr(in[0]), fptr(in[1]), fptr(out[0]), in[2].f32(), beta, in[3].f32(),
-                  in[4].f32(), out[1].f32(), out[2].f32(), d_, ctx.workspace, stream());
+                  in[4].f32(), out[1].f32(), out[2].f32(), d_, ctx.workspace, stream(), sum);
       return;
     }
     const FPtr res = fused_.residual ? fptr(in[5]) : FPtr{};
@@ -243,6 +256,9 @@ MYELIN_REGISTER_OPS {
                   {.layout = takes_alike({0, 5}, {0}), .half = takes_alike({0, 5}, {0}, rows(0))});
   register_kernel("batch_norm_grad", DeviceKind::cuda, make_batch_norm<true>,
                   {.layout = takes_alike({0, 1}, {0}), .half = takes_alike({0, 1}, {0}, rows(1))});
+  register_kernel("batch_norm_sum_grad", DeviceKind::cuda, make_batch_norm<true>,
+                  {.layout = takes_alike({0, 1, 5, 6}, {0, 3}),
+                   .half = takes_alike({0, 1, 5, 6}, {0, 3}, rows(1))});
 }
 
 }  // namespace myelin::cuda

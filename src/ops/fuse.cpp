@@ -201,24 +201,56 @@ void pass_max_pool_picks(Graph& g) {
   }
 }
 
-void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads, bool pool_picks) {
+void fuse_batch_norm_sum_grads(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the batch-norm gradients now done where their sum was
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& add = g.nodes()[i];
+    if (add.op != "add" || add.inputs.size() != 3 || add.attrs.s("post", "") != "relu_grad")
+      continue;
+    const ValueId dy = add.outputs[0];
+    for (int r : readers[dy]) {
+      const Node& grad = g.nodes()[r];
+      if (grad.op != "batch_norm_grad" || grad.inputs.size() != 5 || grad.attrs.has("post") ||
+          grad.inputs[0] != dy || r < static_cast<int>(i))
+        continue;
+      Node merged = grad;
+      merged.op = "batch_norm_sum_grad";
+      merged.inputs[0] = add.inputs[0];
+      merged.inputs.insert(merged.inputs.end(), {add.inputs[1], add.inputs[2]});
+      merged.outputs.push_back(dy);
+      g.node(static_cast<int>(i)) = std::move(merged);
+      fused.push_back(r);
+      break;
+    }
+  }
+  g.remove_nodes(fused);
+}
+
+CudaFusions cuda_fusions() {
+  return {.batch_norm = !env_is("MYELIN_CUDA_BN_FUSE", "0"),
+          .add_relu_grads = !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"),
+          .bn_sum_grads = !env_is("MYELIN_CUDA_BN_SUM_GRAD", "0"),
+          .pool_picks = !env_is("MYELIN_CUDA_POOL_ARGMAX", "0")};
+}
+
+void fuse_for_cuda(Graph& g, const CudaFusions& f) {
   fuse_relus(g, [](const Node& producer, double slope) {
     return (producer.op == "conv2d" || producer.op == "batch_norm" || producer.op == "add") &&
            slope == 0;
   });
   fuse_relu_grads(g, [](const Node& gradient) { return gradient.op == "lrn_grad"; });
-  if (batch_norm) {
+  if (f.batch_norm) {
     fuse_residual_adds(g);
     fuse_batch_norm_relu_grads(g);
   }
-  if (add_relu_grads) fuse_add_relu_grads(g);
-  if (pool_picks) pass_max_pool_picks(g);
+  if (f.add_relu_grads) fuse_add_relu_grads(g);
+  if (f.add_relu_grads && f.bn_sum_grads) fuse_batch_norm_sum_grads(g);
+  if (f.pool_picks) pass_max_pool_picks(g);
 }
 
 void fuse_for_cuda(Graph& g) {
-  if (env_is("MYELIN_CUDA_FUSE", "0")) return;
-  fuse_for_cuda(g, !env_is("MYELIN_CUDA_BN_FUSE", "0"), !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"),
-                !env_is("MYELIN_CUDA_POOL_ARGMAX", "0"));
+  if (!env_is("MYELIN_CUDA_FUSE", "0")) fuse_for_cuda(g, cuda_fusions());
 }
 
 }  // namespace myelin

@@ -49,15 +49,32 @@ void fuse_add_relu_grads(Graph& g);
 // pass of the backward scans the windows again. Windows of fewer than 256 elements only.
 void pass_max_pool_picks(Graph& g);
 
-// The CUDA engine's fusions (CudaBackend::fuse), here below the engine so that planning in a build
-// without it (train/memory.cpp's estimate) rewrites a graph exactly as the engine does: ReLUs into
-// convolutions, batch norms and adds, ReLU gradients into LRN gradients, with batch_norm the
-// residual adds and ReLU gradients into batch norms, and with add_relu_grads the ReLU gradients
-// of sums into their adds, and with pool_picks the max poolings' picks passed to their gradients.
-void fuse_for_cuda(Graph& g, bool batch_norm, bool add_relu_grads = true, bool pool_picks = true);
-// The same as the engine's settings ask: nothing under MYELIN_CUDA_FUSE=0, no batch-norm fusions
-// under MYELIN_CUDA_BN_FUSE=0, no ReLU gradients in adds under MYELIN_CUDA_ADD_RELU_GRAD=0, no
-// picks under MYELIN_CUDA_POOL_ARGMAX=0 (the gradient scans each window of x again).
+// The gradient of a sum that a batch norm's gradient reads as its dy, where that sum is an add
+// with a ReLU's gradient (fuse_add_relu_grads: add(a, b, y), post relu_grad), becomes part of the
+// batch norm's gradient: batch_norm_sum_grad(a, x, gamma, mean, invstd, b, y) -> dx, dgamma, dbeta,
+// dy, placed where the add was. Its reduction pass computes dy from a, b and y, writes it (the
+// shortcut's gradient reads it too) and sums it, so dy is not read back for the sums: a ResNet
+// block's last batch norm. Run after fuse_add_relu_grads.
+void fuse_batch_norm_sum_grads(Graph& g);
+
+// Which of the CUDA engine's fusions fuse_for_cuda makes (CudaBackend::fuse). Each is on unless
+// its setting turns it off (cuda_fusions()).
+struct CudaFusions {
+  bool batch_norm = true;      // residual adds and ReLU gradients into batch norms
+  bool add_relu_grads = true;  // ReLU gradients of sums into their adds
+  bool bn_sum_grads = true;    // those sums into the batch norms' gradients reading them
+  bool pool_picks = true;      // max poolings' picks passed to their gradients
+};
+// The settings: MYELIN_CUDA_BN_FUSE=0 (no batch-norm fusions), MYELIN_CUDA_ADD_RELU_GRAD=0,
+// MYELIN_CUDA_BN_SUM_GRAD=0, MYELIN_CUDA_POOL_ARGMAX=0 (the max-pool gradient scans each window of
+// x again).
+CudaFusions cuda_fusions();
+
+// The CUDA engine's fusions, here below the engine so that planning in a build without it
+// (train/memory.cpp's estimate) rewrites a graph exactly as the engine does: ReLUs into
+// convolutions, batch norms and adds, ReLU gradients into LRN gradients, and those `f` names.
+void fuse_for_cuda(Graph& g, const CudaFusions& f);
+// fuse_for_cuda(g, cuda_fusions()), and nothing under MYELIN_CUDA_FUSE=0.
 void fuse_for_cuda(Graph& g);
 
 // The gradient of a ReLU fused into a batch norm (post = "relu", no residual) becomes part of that

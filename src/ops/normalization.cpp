@@ -51,6 +51,15 @@ std::vector<TensorType> infer_bn_grad(const Node& n, const std::vector<TensorTyp
   return {in[0], in[2], in[2]};
 }
 
+// batch_norm_sum_grad(a, x, gamma, mean, invstd, b, y) -> dx, dgamma, dbeta, dy: batch_norm_grad
+// of dy = y > 0 ? a + b : 0 (a ReLU's gradient of a sum), which it also writes; a backend's fusion
+// of add(a, b, y) with post relu_grad and the batch-norm gradient reading it (ops/fuse.h).
+std::vector<TensorType> infer_bn_sum_grad(const Node& n, const std::vector<TensorType>& in) {
+  for (int k : {1, 5, 6})
+    expect(in[k].shape == in[0].shape, n, in, "a, x, b and y must have the same shape");
+  return {in[0], in[2], in[2], in[0]};
+}
+
 std::vector<ValueId> grad_bn(GradBuilder& g) {
   const Node& n = g.node();
   if (n.outputs.size() < 3)
@@ -107,6 +116,13 @@ MYELIN_REGISTER_OPS {
                .infer = infer_bn_grad,
                .flops = flops_per_input(9),
                .doc = "(dy, x, gamma, mean, invstd [, beta]) -> dx, dgamma, dbeta"});
+  register_op({.name = "batch_norm_sum_grad",
+               .min_inputs = 7,
+               .max_inputs = 7,
+               .infer = infer_bn_sum_grad,
+               .flops = flops_per_input(11),
+               .doc = "(a, x, gamma, mean, invstd, b, y) -> dx, dgamma, dbeta, dy: batch_norm_grad "
+                      "of dy = y > 0 ? a + b : 0 (a CUDA fusion)"});
 }
 
 }  // namespace myelin

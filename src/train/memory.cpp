@@ -82,10 +82,11 @@ void cuda_rewrite(Graph& g, const std::string& precision) {
   rules.takes = [](const Node& n, bool output, size_t k) {
     if (n.op == "batch_norm") return k == 0 || (!output && k == 5);
     if (n.op == "batch_norm_grad") return k == 0 || (!output && k == 1);
+    if (n.op == "batch_norm_sum_grad") return output ? k == 0 || k == 3 : k <= 1 || k >= 5;
     return op_def(n.op).is_view || cuda_takes_16bit(n.op);
   };
   rules.tied = [](const Node& n) {
-    return n.op == "lrn" || n.op == "lrn_grad" || n.op == "batch_norm" || n.op == "batch_norm_grad";
+    return n.op == "lrn" || n.op == "lrn_grad" || n.op.starts_with("batch_norm");
   };
   rules.eligible = [](const Value& v) {
     return v.kind == ValueKind::activation && v.dtype == DType::f32;
