@@ -723,7 +723,8 @@ TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
 // ResNet-50 under bf16: pool1's forward records each window's pick (a byte per element of its
 // output) and its gradient reads (dy, picks), so the stem's batch-norm output is read by pool1's
 // forward only and leaves the arena after the forward pass: the training arena shrinks by about
-// that output (16 bits) less the picks (8). MYELIN_CUDA_POOL_ARGMAX=0's graph keeps (dy, x, y).
+// that output (16 bits) less the picks (8). The engine's default (without
+// MYELIN_CUDA_POOL_PICKS=1) keeps (dy, x, y).
 TEST(CudaStorage, ResNet50PoolPicksFreeTheStemOutput) {
   NetworkSpec spec = load_network("resnet50");
   const int64_t batch = 16;

@@ -337,15 +337,15 @@ TEST_P(OpCaseCuda, ReducedPrecision) {
   }
 }
 
-// Runs the cases whose names start with `prefix` in every precision (fp32 on its own tolerance,
-// the others on reduced_tolerance) under the environment settings `env` ({name, value}, unset
+// Runs the cases whose names contain `pattern` in every precision (fp32 on its own tolerance, the
+// others on reduced_tolerance) under the environment settings `env` ({name, value}, unset
 // afterwards); returns how many cases ran.
-int run_in_every_precision(const std::string& prefix, const std::string& label,
+int run_in_every_precision(const std::string& pattern, const std::string& label,
                            const std::vector<std::pair<const char*, const char*>>& env) {
   for (auto [name, value] : env) setenv(name, value, 1);
   int ran = 0;
   for (const OpCase& c : test::all_cases()) {
-    if (!c.name.starts_with(prefix)) continue;
+    if (c.name.find(pattern) == std::string::npos) continue;
     for (std::string precision : {"fp32", "tf32", "bf16", "fp16"}) {
       auto tolerance = [&](double fp32_tol) {
         return precision == "fp32" ? fp32_tol : reduced_tolerance(fp32_tol, precision);
@@ -365,17 +365,39 @@ int run_in_every_precision(const std::string& prefix, const std::string& label,
 }
 
 // The max_pool_nhwc/* cases on the max-pool kernels the default passes over, every precision. By
-// default the forward takes 16 bytes of channels per thread and records each window's pick, which
-// the gradient gathers by (pass_max_pool_picks). MYELIN_CUDA_POOL_VEC=0: one thread per element
-// forward, recording the picks too; with MYELIN_CUDA_POOL_ARGMAX=0 as well, no picks: the gradient
-// rescans each window of x.
+// default the forward takes 16 bytes of channels per thread, and the gradient finds each window's
+// pick from x, then gathers by the picks. MYELIN_CUDA_POOL_VEC=0: one thread per element forward;
+// with MYELIN_CUDA_POOL_ARGMAX=0 too, the gradient rescans each window of x instead.
 TEST(MaxPoolFallbackCuda, ScalarForwardAndScanningGradientMatchReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
-  EXPECT_GT(run_in_every_precision("max_pool_nhwc/", "scalar", {{"MYELIN_CUDA_POOL_VEC", "0"}}), 3);
   EXPECT_GT(
       run_in_every_precision("max_pool_nhwc/", "scalar+scan",
                              {{"MYELIN_CUDA_POOL_VEC", "0"}, {"MYELIN_CUDA_POOL_ARGMAX", "0"}}),
       3);
+}
+
+// The max-pool cases with the picks recorded by the forward pass and read by the gradient
+// (MYELIN_CUDA_POOL_PICKS=1, pass_max_pool_picks): the 16-byte forward and the gathering gradient
+// on channels-last operands, one thread per element and atomics on the fp32 NCHW max_pool2d/*
+// cases; then the one-thread-per-element forward beside the gathering gradient (POOL_VEC=0).
+TEST(MaxPoolPicksCuda, PicksFromTheForwardPassMatchReference) {
+  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  EXPECT_GT(run_in_every_precision("max_pool_nhwc/", "picks", {{"MYELIN_CUDA_POOL_PICKS", "1"}}),
+            3);
+  EXPECT_GT(run_in_every_precision("max_pool2d/", "picks", {{"MYELIN_CUDA_POOL_PICKS", "1"}}), 3);
+  EXPECT_GT(
+      run_in_every_precision("max_pool_nhwc/", "picks+scalar",
+                             {{"MYELIN_CUDA_POOL_PICKS", "1"}, {"MYELIN_CUDA_POOL_VEC", "0"}}),
+      3);
+}
+
+// The residual cases whose output is read twice, with the gradient of the sum computed in batch
+// norm's gradient (MYELIN_CUDA_BN_SUM_GRAD=1, batch_norm_sum_grad): cuDNN's fp32 NCHW path after
+// an add of its own under fp32, the own kernels in fp32 NHWC under tf32 and in 16 bits under
+// bf16/fp16 (16 bytes of channels at 24 and 64 channels, one channel at a time at 5).
+TEST(BatchNormSumGradCuda, SumInTheGradientMatchesReference) {
+  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  EXPECT_EQ(run_in_every_precision("_sum_grad", "sum-grad", {{"MYELIN_CUDA_BN_SUM_GRAD", "1"}}), 3);
 }
 
 // The batch_norm_nhwc/* cases with 16-bit storage off: batch norm on fp32 NHWC (the own kernels

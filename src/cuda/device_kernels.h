@@ -100,13 +100,19 @@ struct PoolDims {
   // Max forward: x and y NHWC of one type, c a multiple of the channels in 16 bytes; a thread
   // takes 16 bytes of channels of one output (MYELIN_CUDA_POOL_VEC=0: a thread per element).
   bool vectorized;
+  // Max backward without picks, where it gathers and kh * kw < 256: the picks found first from x
+  // (a byte per element of y in `scratch`), then gathered by as with picks
+  // (MYELIN_CUDA_POOL_ARGMAX=0: each covering window's x rescanned instead).
+  bool argmax;
 };
 // y = each window's maximum; where `picks` is not null, also the position of its first maximum in
 // the unclipped window, row by row, a byte per element of y in NHWC order whatever y's layout
 // (pass_max_pool_picks in ops/fuse.h: windows of fewer than 256 elements).
 void max_pool_forward(FPtr x, FPtr y, uint8_t* picks, const PoolDims& d, cudaStream_t s);
 // Each dy goes to the first element of its window equal to y (the CPU engine's rule). With
-// d.gather, each dx sums the dy of the windows covering it that pick it, scanning their x up to it
+// d.argmax, each window's pick is found from x first (into `scratch`, a byte per element of y),
+// then gathered by as max_pool_backward_picks does. With d.gather otherwise, each dx sums the dy
+// of the windows covering it that pick it, scanning their x up to it
 // (channels-last, 16 bytes of channels per thread: ResNet-50's pool1 backward needs no fp32
 // scratch and no atomics). Otherwise dy is added with atomics into fp32: into dx itself, or into
 // `scratch` (n * c * h * w floats) when dx is 16-bit, then stored. (Gathering in NCHW, each dx

@@ -1,6 +1,7 @@
 // Max and average pooling (own kernels, pool.cu), with the CPU engine's window rules, each operand
-// NCHW or NHWC. A max pooling with a gradient passes it its picks (pass_max_pool_picks,
-// ops/fuse.h): max_pool2d x -> y, picks and max_pool2d_grad (dy, picks) -> dx.
+// NCHW or NHWC. Under MYELIN_CUDA_POOL_PICKS=1 a max pooling with a gradient passes it its picks
+// (pass_max_pool_picks, ops/fuse.h): max_pool2d x -> y, picks and max_pool2d_grad (dy, picks) ->
+// dx.
 #include "core/env.h"
 #include "cuda/device_kernels.h"
 #include "cuda/kernel_util.h"
@@ -45,8 +46,13 @@ class PoolKernel : public CudaKernel {
     if (op == PoolOp::max_forward) d_.vectorized = vectorizes(s);
     if (op != PoolOp::max_backward) return;
     d_.gather = gathers(s);
-    // Without gathering, a 16-bit max-pool gradient is accumulated in fp32 scratch first.
-    if (!d_.gather && s.output(0).dtype != DType::f32)
+    d_.argmax =
+        !picks_ && d_.gather && d_.kh * d_.kw < 256 && !env_is("MYELIN_CUDA_POOL_ARGMAX", "0");
+    // The picks for argmax; without gathering, a 16-bit max-pool gradient is accumulated in fp32
+    // scratch first.
+    if (d_.argmax)
+      scratch_ = static_cast<size_t>(y.numel());
+    else if (!d_.gather && s.output(0).dtype != DType::f32)
       scratch_ = sizeof(float) * static_cast<size_t>(x.numel());
   }
 

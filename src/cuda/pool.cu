@@ -130,7 +130,7 @@ __global__ void max_forward(FPtr x, FPtr y, uint8_t* __restrict__ picks, PoolDim
 
 // Each window's maximum where x and y are NHWC of type T and 16 bytes hold V whole channels: a
 // thread per output pixel and V channels, each window element read as one 16-byte vector. Writes
-// y and, where `arg` is not null, the window's picks (max_forward's).
+// y where it is not null and the window's picks (max_forward's) where `arg` is not null.
 template <class T, class I>
 __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
                                uint8_t* __restrict__ arg, PoolDims d) {
@@ -151,7 +151,7 @@ __global__ void max_window_vec(const T* __restrict__ x, T* __restrict__ y,
         for (int k = 0; k < V; ++k)
           if (e[k] > m[k]) m[k] = e[k], a[k] = pos;  // the first maximum stays; NaN never wins
       }
-    store16<T>(y, i, m);
+    if (y) store16<T>(y, i, m);
     if (arg) store_bytes<V>(arg + i * V, a);
   });
 }
@@ -384,6 +384,13 @@ void scatter_into(FPtr dx, float* scratch, const PoolDims& d, cudaStream_t s, Sc
 
 void max_pool_backward(FPtr dy, FPtr x, FPtr y, FPtr dx, float* scratch, const PoolDims& d,
                        cudaStream_t s) {
+  if (d.argmax) {  // the picks from x into scratch (a byte per element of y), then gathered
+    auto* picks = reinterpret_cast<uint8_t*>(scratch);
+    PoolDims f = d;
+    f.vectorized = true;  // gathering's operands are what the vectorized forward takes
+    max_pool_forward(x, FPtr{nullptr, x.type}, picks, f, s);
+    return max_pool_backward_picks(dy, picks, dx, nullptr, d, s);
+  }
   if (d.gather) {
     require_vectors("max_pool_backward", {dy, x, y, dx});
     with_type(dx.type, [&](auto t) {

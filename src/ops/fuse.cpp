@@ -230,8 +230,8 @@ void fuse_batch_norm_sum_grads(Graph& g) {
 CudaFusions cuda_fusions() {
   return {.batch_norm = !env_is("MYELIN_CUDA_BN_FUSE", "0"),
           .add_relu_grads = !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"),
-          .bn_sum_grads = !env_is("MYELIN_CUDA_BN_SUM_GRAD", "0"),
-          .pool_picks = !env_is("MYELIN_CUDA_POOL_ARGMAX", "0")};
+          .bn_sum_grads = env_is("MYELIN_CUDA_BN_SUM_GRAD", "1"),
+          .pool_picks = env_is("MYELIN_CUDA_POOL_PICKS", "1")};
 }
 
 void fuse_for_cuda(Graph& g, const CudaFusions& f) {

@@ -57,17 +57,16 @@ void pass_max_pool_picks(Graph& g);
 // block's last batch norm. Run after fuse_add_relu_grads.
 void fuse_batch_norm_sum_grads(Graph& g);
 
-// Which of the CUDA engine's fusions fuse_for_cuda makes (CudaBackend::fuse). Each is on unless
-// its setting turns it off (cuda_fusions()).
+// Which of the CUDA engine's fusions fuse_for_cuda makes (CudaBackend::fuse), as cuda_fusions()
+// reads them from the settings: MYELIN_CUDA_BN_FUSE=0 (no batch-norm fusions),
+// MYELIN_CUDA_ADD_RELU_GRAD=0, and the two not yet measured on a GPU, opt-in:
+// MYELIN_CUDA_BN_SUM_GRAD=1 and MYELIN_CUDA_POOL_PICKS=1.
 struct CudaFusions {
   bool batch_norm = true;      // residual adds and ReLU gradients into batch norms
   bool add_relu_grads = true;  // ReLU gradients of sums into their adds
-  bool bn_sum_grads = true;    // those sums into the batch norms' gradients reading them
-  bool pool_picks = true;      // max poolings' picks passed to their gradients
+  bool bn_sum_grads = false;   // those sums into the batch norms' gradients reading them
+  bool pool_picks = false;     // max poolings' picks passed to their gradients
 };
-// The settings: MYELIN_CUDA_BN_FUSE=0 (no batch-norm fusions), MYELIN_CUDA_ADD_RELU_GRAD=0,
-// MYELIN_CUDA_BN_SUM_GRAD=0, MYELIN_CUDA_POOL_ARGMAX=0 (the max-pool gradient scans each window of
-// x again).
 CudaFusions cuda_fusions();
 
 // The CUDA engine's fusions, here below the engine so that planning in a build without it
