@@ -21,6 +21,10 @@ HI="${HI:-4096}"
 STEP="${STEP:-32}"
 PEER_MODE="${PEER_MODE:-${PRECISION}clcompile}"
 PEER_BATCHES="${PEER_BATCHES-}"
+if [ "$STEP" -lt 16 ]; then  # the probes are multiples of 8: a smaller step could loop
+  echo "gpu-largest-batch: STEP must be 16 or more, got $STEP" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : > "$summary"
