@@ -720,6 +720,42 @@ TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
   EXPECT_EQ(on.nodes().size() + 15, off.nodes().size());
 }
 
+// ResNet-50 under bf16: the four projection blocks' ends take their shortcut's batch norm in
+// (fuse_shortcut_batch_norms), whose statistics the shortcut's gradient then reads from them; x,
+// the shortcut's input and y stay 16-bit NHWC, and every node still comes after what it reads.
+TEST(CudaStorage, ResNet50ProjectionShortcutsNormalizeInTheBlocksBatchNorm) {
+  NetworkSpec spec = load_network("resnet50");
+  TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
+  auto planned = [&](bool on) {
+    Graph g = t.net.graph;
+    fuse_for_cuda(g, {.bn_shortcuts = on});
+    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
+    return g;
+  };
+  const Graph off = planned(false), on = planned(true);
+  int merged = 0;
+  for (size_t i = 0; i < on.nodes().size(); ++i) {
+    const Node& n = on.nodes()[i];
+    for (ValueId v : n.inputs) EXPECT_LT(on.value(v).producer, static_cast<int>(i)) << n.name;
+    if (n.op != "batch_norm" || n.inputs.size() != 10) continue;
+    ++merged;
+    ASSERT_EQ(n.outputs.size(), 5u);
+    EXPECT_EQ(n.attrs.s("post", ""), "relu");
+    for (ValueId v : {n.inputs[0], n.inputs[5], n.outputs[0]}) {
+      EXPECT_EQ(on.value(v).dtype, DType::bf16) << on.value(v).name;
+      EXPECT_EQ(on.value(v).layout, Layout::nhwc) << on.value(v).name;
+    }
+    int shortcut_grads = 0;  // the shortcut's gradient reads its statistics from this node
+    for (const Node& r : on.nodes())
+      shortcut_grads += r.op == "batch_norm_grad" && r.inputs[1] == n.inputs[5] &&
+                        r.inputs[3] == n.outputs[3] && r.inputs[4] == n.outputs[4];
+    EXPECT_EQ(shortcut_grads, 1) << n.name;
+  }
+  EXPECT_EQ(merged, 4);
+  EXPECT_EQ(on.nodes().size() + 4, off.nodes().size());
+  EXPECT_LE(plan_memory(on).arena_bytes, plan_memory(off).arena_bytes);
+}
+
 // ResNet-50 under bf16: pool1's forward records each window's pick (a byte per element of its
 // output) and its gradient reads (dy, picks), so the stem's batch-norm output is read by pool1's
 // forward only and leaves the arena after the forward pass: the training arena shrinks by about

@@ -10,16 +10,19 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <numeric>
 #include <random>
 #include <set>
 #include <tuple>
 
+#include "core/autodiff.h"
 #include "core/backend.h"
 #include "core/graph.h"
 #include "core/op_registry.h"
 #include "cuda/cuda_info.h"
+#include "ops/fuse.h"
 #include "ops/params.h"
 #include "support/op_harness.h"
 
@@ -75,6 +78,11 @@ std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
   ValueId y = out[0];
   if (in.size() == 6)  // a residual block's end: the add that the engine fuses into batch norm
     y = g.add1("add", name + ".sum", {y, g.add1("avg_pool2d", name + ".res", {in[5]}, one)});
+  if (in.size() == 10) {  // with a batch-normed shortcut (inputs 5-9), as ResNet-50's projections
+    std::vector<ValueId> s_in(in.begin() + 5, in.end());
+    s_in[0] = g.add1("avg_pool2d", name + ".res", {in[5]}, one);
+    y = g.add1("add", name + ".sum", {y, g.add("batch_norm", name + ".sbn", s_in, bn_attrs)[0]});
+  }
   if (a.i("relu", 0)) y = g.add1("relu", name + ".relu", {y});
   out[0] = g.add1("avg_pool2d", name + ".out", {y}, one);
   if (a.i("readers", 1) == 2)  // y read twice: its gradient is a sum
@@ -85,11 +93,11 @@ std::vector<ValueId> expand_pooled_bn(Graph& g, const std::string& name,
 [[maybe_unused]] const bool pooled_bn_op = [] {
   register_op({.name = "test_pooled_batch_norm",
                .min_inputs = 5,
-               .max_inputs = 6,
+               .max_inputs = 10,
                .expand = expand_pooled_bn,
                .doc = "(test) batch norm between two 1x1 average pools; a sixth input is added "
-                      "to its output, relu = 1 adds a ReLU, and readers = 2 a second pool of the "
-                      "output (the last output)"});
+                      "to its output (with inputs 6-10, batch-normalized first), relu = 1 adds a "
+                      "ReLU, and readers = 2 a second pool of the output (the second output)"});
   return true;
 }();
 
@@ -102,15 +110,21 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
   std::vector<Doubles> out = test::reference_batch_norm(in, a, t, training);
   if (in.size() == 6)
     for (size_t i = 0; i < out[0].size(); ++i) out[0][i] += in[5][i];
+  if (in.size() == 10) {
+    const std::vector<Doubles> s_in(in.begin() + 5, in.end());
+    const Doubles r = test::reference_batch_norm(s_in, a, {t.begin() + 5, t.end()}, training)[0];
+    for (size_t i = 0; i < out[0].size(); ++i) out[0][i] += r[i];
+  }
   if (a.i("relu", 0))
     for (double& y : out[0]) y = std::max(y, 0.0);
-  if (a.i("readers", 1) == 2) out.push_back(out[0]);
+  if (a.i("readers", 1) == 2) out = {out[0], out[0]};  // the op's outputs: y twice
   return out;
 }
 
 [[maybe_unused]] const bool pooled_bn_cases = [] {
+  // residual: 1 a sixth input added, 2 five inputs more, batch-normalized and added.
   auto add = [](const std::string& name, Dims x, bool training, std::vector<int> grads,
-                std::vector<int> checked, Attrs attrs = {}, bool residual = false) {
+                std::vector<int> checked, Attrs attrs = {}, int residual = 0) {
     // With a ReLU, finite differences of gamma and beta move every row of a channel: at 8192 rows
     // some cross the ReLU's kink within a 1e-4 step (0.37% error in gamma's gradient on the CPU and
     // on an H100 alike); a 1e-6 step crosses none and is still far above double's rounding.
@@ -119,6 +133,7 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
     auto f32 = [](Dims d) { return TensorType{Shape(d), DType::f32}; };
     std::vector<TensorType> inputs{f32(x), f32(c), f32(c), f32(c), f32(c)};
     if (residual) inputs.push_back(f32(x));
+    if (residual == 2) inputs.insert(inputs.end(), {f32(c), f32(c), f32(c), f32(c)});
     test::register_case({.name = "batch_norm_nhwc/" + name,
                          .op = "test_pooled_batch_norm",
                          .attrs = attrs,
@@ -135,6 +150,8 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
                          .prepare =
                              [](std::vector<Doubles>& in) {
                                for (double& v : in[4]) v = std::abs(v) + 0.1;
+                               if (in.size() == 10)
+                                 for (double& v : in[9]) v = std::abs(v) + 0.1;
                              }});
   };
   const Attrs relu{{"relu", int64_t{1}}};
@@ -151,17 +168,22 @@ std::vector<Doubles> ref_pooled_bn(const std::vector<Doubles>& in, const Attrs& 
   add("c24_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2}, {0}, relu);
   add("c5_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2}, {0}, relu);
   add("rows8192_relu_grad", {8, 64, 32, 32}, true, {1, 2}, {0}, relu);
-  add("c24_residual_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0}, relu, true);
-  add("c5_residual_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0}, relu, true);
-  add("c24_residual_grad", {4, 24, 5, 6}, true, {0, 5}, {0}, {}, true);
+  add("c24_residual_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0}, relu, 1);
+  add("c5_residual_relu_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0}, relu, 1);
+  add("c24_residual_grad", {4, 24, 5, 6}, true, {0, 5}, {0}, {}, 1);
   // A residual block's output read twice (the next block's convolution and its shortcut): the
   // ReLU's gradient of the two gradients' sum runs in their add, and the add in batch norm's
   // gradient (batch_norm_sum_grad), which writes the sum for the residual's gradient too.
   const Attrs twice{{"relu", int64_t{1}}, {"readers", int64_t{2}}};
-  add("c24_residual_relu_sum_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0, 3}, twice, true);
-  add("c5_residual_relu_sum_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0, 3}, twice, true);
-  add("rows8192_residual_relu_sum_grad", {8, 64, 32, 32}, true, {1, 2, 5}, {0, 3}, twice, true);
-  add("c24_residual_relu_inference", {4, 24, 5, 6}, false, {}, {}, relu, true);
+  add("c24_residual_relu_sum_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5}, {0, 1}, twice, 1);
+  add("c5_residual_relu_sum_grad", {4, 5, 3, 7}, true, {0, 1, 2, 5}, {0, 1}, twice, 1);
+  add("rows8192_residual_relu_sum_grad", {8, 64, 32, 32}, true, {1, 2}, {0, 1}, twice, 1);
+  // A projection block's end: the shortcut's batch norm (inputs 5-9) normalized in the elementwise
+  // pass of the batch norm it is added to (fuse_shortcut_batch_norms), in training only.
+  add("c24_shortcut_bn_relu_grad", {4, 24, 5, 6}, true, {0, 1, 2, 5, 6, 7}, {0}, relu, 2);
+  add("c5_shortcut_bn_relu_grad", {4, 5, 3, 7}, true, {0, 5, 6}, {0}, relu, 2);
+  add("rows8192_shortcut_bn_relu", {8, 64, 32, 32}, true, {}, {}, relu, 2);
+  add("c24_residual_relu_inference", {4, 24, 5, 6}, false, {}, {}, relu, 1);
   add("c24_inference", {4, 24, 5, 6}, false, {}, {});
   add("c24_relu_inference", {4, 24, 5, 6}, false, {}, {},
       Attrs{{"relu", int64_t{1}}, {"eps", 1e-3}});
@@ -395,6 +417,15 @@ TEST(MaxPoolPicksCuda, PicksFromTheForwardPassMatchReference) {
 // norm's gradient (MYELIN_CUDA_BN_SUM_GRAD=1, batch_norm_sum_grad): cuDNN's fp32 NCHW path after
 // an add of its own under fp32, the own kernels in fp32 NHWC under tf32 and in 16 bits under
 // bf16/fp16 (16 bytes of channels at 24 and 64 channels, one channel at a time at 5).
+// The projection blocks' ends with the shortcut's batch norm applied inside the other's
+// (MYELIN_CUDA_BN_SHORTCUT=1): cuDNN's fp32 path blending the two, the own kernels in fp32 NHWC and
+// in 16 bits; outputs (y, both statistics) and gradients.
+TEST(BatchNormShortcutCuda, ShortcutInTheElementwisePassMatchesReference) {
+  if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
+  EXPECT_EQ(run_in_every_precision("_shortcut_bn", "shortcut", {{"MYELIN_CUDA_BN_SHORTCUT", "1"}}),
+            3);
+}
+
 TEST(BatchNormSumGradCuda, SumInTheGradientMatchesReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
   EXPECT_EQ(run_in_every_precision("_sum_grad", "sum-grad", {{"MYELIN_CUDA_BN_SUM_GRAD", "1"}}), 3);
@@ -443,4 +474,56 @@ TEST(CudaCoverage, EveryPrimitiveOpHasACudaKernel) {
       missing += (missing.empty() ? "" : ", ") + name;
   }
   EXPECT_TRUE(missing.empty()) << "ops with no CUDA kernel: " << missing;
+}
+// The cases the opt-in fusions' tests run take those fusions (a graph check: no GPU needed). Each
+// case's graph is built as the harness builds it (its grad inputs parameters, a seed per checked
+// output, differentiated), then fused as the engine would under the flag.
+TEST(FusionCases, OptInCasesTakeTheirFusions) {
+  auto fused = [](const OpCase& c, const CudaFusions& f) {
+    Graph g(c.training);
+    std::vector<ValueId> in, params;
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+      const bool param =
+          std::find(c.grad_inputs.begin(), c.grad_inputs.end(), i) != c.grad_inputs.end();
+      const std::string name = "x" + std::to_string(i);
+      in.push_back(param ? g.param(name, c.inputs[i].shape, Init{})
+                         : g.input(name, c.inputs[i].shape));
+      if (param) params.push_back(in.back());
+    }
+    std::vector<ValueId> out = g.add(c.op, "op", in, c.attrs);
+    std::vector<std::pair<ValueId, ValueId>> seeds;
+    for (size_t k = 0; k < out.size(); ++k) {
+      g.keep(out[k]);
+      const auto& checked = c.checked_outputs;
+      if (checked.empty() || std::find(checked.begin(), checked.end(), k) != checked.end())
+        seeds.push_back({out[k], g.input("dy" + std::to_string(k), g.value(out[k]).shape)});
+    }
+    if (!params.empty()) differentiate(g, seeds, params);
+    fuse_for_cuda(g, f);
+    return g;
+  };
+  auto count = [](const Graph& g, const std::function<bool(const Node&)>& is) {
+    return std::count_if(g.nodes().begin(), g.nodes().end(), is);
+  };
+  int checked = 0;
+  for (const OpCase& c : test::all_cases()) {
+    SCOPED_TRACE(c.name);
+    if (c.name.find("_sum_grad") != std::string::npos) {
+      auto is = [](const Node& n) { return n.op == "batch_norm_sum_grad"; };
+      EXPECT_EQ(count(fused(c, {.bn_sum_grads = true}), is), 1);
+      EXPECT_EQ(count(fused(c, {}), is), 0);
+      ++checked;
+    } else if (c.name.find("_shortcut_bn") != std::string::npos) {
+      auto is = [](const Node& n) { return n.op == "batch_norm" && n.inputs.size() == 10; };
+      EXPECT_EQ(count(fused(c, {.bn_shortcuts = true}), is), 1);
+      EXPECT_EQ(count(fused(c, {}), is), 0);
+      ++checked;
+    } else if (c.name.starts_with("max_pool_nhwc/") || c.name.starts_with("max_pool2d/")) {
+      auto is = [](const Node& n) { return n.op == "max_pool2d_grad" && n.inputs.size() == 2; };
+      EXPECT_EQ(count(fused(c, {.pool_picks = true}), is), 1);
+      EXPECT_EQ(count(fused(c, {}), is), 0);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 3 + 3 + 4 + 9);
 }

@@ -248,28 +248,38 @@ __global__ void inference_coefficients_kernel(const float* gamma, const float* b
   shift[ch] = beta[ch] - running_mean[ch] * sc;
 }
 
-// y = x * scale + shift per channel, plus the residual r where Residual, then max(y, 0) when relu.
-template <class T, int V, bool Residual>
+// How the apply pass takes a residual r: none, as it is, or batch-normalized (a shortcut's batch
+// norm: r * scale2 + shift2).
+enum Res { kNoRes, kRes, kNormRes };
+
+// y = x * scale + shift per channel, plus the residual (Res), then max(y, 0) when relu.
+template <class T, int V, int R>
 __global__ void __launch_bounds__(kBlock)
     apply_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y,
                  int64_t rows, int64_t c, const float* __restrict__ scale,
-                 const float* __restrict__ shift, bool relu) {
+                 const float* __restrict__ shift, const float* __restrict__ res_scale,
+                 const float* __restrict__ res_shift, bool relu) {
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (col >= c / V) return;
-  float a[V], b[V];
+  float a[V], b[V], ra[V], rb[V];
   load_f32(scale, col, a);
   load_f32(shift, col, b);
+  if constexpr (R == kNormRes) {
+    load_f32(res_scale, col, ra);
+    load_f32(res_shift, col, rb);
+  }
   const int64_t off = col * V;
   auto out = [&](int64_t r, auto& v) {
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       v[0][i] = fmaf(v[0][i], a[i], b[i]);
-      if constexpr (Residual) v[0][i] += v[1][i];
+      if constexpr (R == kRes) v[0][i] += v[1][i];
+      if constexpr (R == kNormRes) v[0][i] += fmaf(v[1][i], ra[i], rb[i]);
       if (relu) v[0][i] = fmaxf(v[0][i], 0.f);
     }
     store<T, V>(y + r * c + off, v[0]);
   };
-  if constexpr (Residual) {
+  if constexpr (R != kNoRes) {
     const T* p[2] = {x + off, res + off};
     walk_rows<T, V>(p, rows, c, out);
   } else {
@@ -503,13 +513,14 @@ void with_flag(bool on, Fn&& fn) {
 // and with the residual; the gradient's: without and with the ReLU mask), found once (outside any
 // graph capture: bn_workspace_bytes asks first).
 struct Residency {
-  int stats, apply[2], sums[2], sum_grad_sums, grad_apply[2];
+  int stats, apply[3], sums[2], sum_grad_sums, grad_apply[2];
 };
 template <class T, int V>
 const Residency& residency() {
   static const Residency r{
       resident(stats_kernel<T, V>),
-      {resident(apply_kernel<T, V, false>), resident(apply_kernel<T, V, true>)},
+      {resident(apply_kernel<T, V, kNoRes>), resident(apply_kernel<T, V, kRes>),
+       resident(apply_kernel<T, V, kNormRes>)},
       {resident(grad_sums_kernel<T, V, false>), resident(grad_sums_kernel<T, V, true>)},
       resident(sum_grad_sums_kernel<T, V>),
       {resident(grad_apply_kernel<T, V, false>), resident(grad_apply_kernel<T, V, true>)}};
@@ -525,40 +536,40 @@ int element_bytes(int type) {
   return type == 0 ? 4 : 2;
 }
 
+// The apply pass; with res_scale (and res_shift) the residual is batch-normalized by them.
 void apply(FPtr x, FPtr res, FPtr y, const BnDims& d, const float* scale, const float* shift,
-           cudaStream_t s) {
+           cudaStream_t s, const float* res_scale = nullptr, const float* res_shift = nullptr) {
   if (y.type != x.type || (res.p && res.type != x.type))
     throw DeviceError("batch_norm: x, the residual and y must share one storage type");
   const int bytes = element_bytes(x.type);
+  const int mode = !res.p ? kNoRes : res_scale ? kNormRes : kRes;
   dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
     using T = typename decltype(tag)::type;
     constexpr int V = decltype(v)::value;
-    with_flag(res.p != nullptr, [&](auto flag) {
-      constexpr bool residual = decltype(flag)::value;
-      const Tiles t = tiles_for(d, bytes, residency<T, V>().apply[residual]);
-      apply_kernel<T, V, residual>
-          <<<t.grid, t.block, 0, s>>>(static_cast<const T*>(x.p), static_cast<const T*>(res.p),
-                                      static_cast<T*>(y.p), d.rows, d.c, scale, shift, d.relu);
-    });
+    auto launch = [&](auto kernel) {
+      const Tiles t = tiles_for(d, bytes, residency<T, V>().apply[mode]);
+      kernel<<<t.grid, t.block, 0, s>>>(static_cast<const T*>(x.p), static_cast<const T*>(res.p),
+                                        static_cast<T*>(y.p), d.rows, d.c, scale, shift, res_scale,
+                                        res_shift, d.relu);
+    };
+    if (mode == kNormRes)
+      launch(apply_kernel<T, V, kNormRes>);
+    else if (mode == kRes)
+      launch(apply_kernel<T, V, kRes>);
+    else
+      launch(apply_kernel<T, V, kNoRes>);
   });
   check_launch("batch_norm", "");
 }
 
-}  // namespace
-
-size_t bn_workspace_bytes(const BnDims& d, int type) {
-  dispatch(type, tiles_for(d, element_bytes(type)).v > 1,
-           [](auto tag, auto v) { residency<typename decltype(tag)::type, decltype(v)::value>(); });
-  return static_cast<size_t>(3 * max_slices(d) * d.c + 3 * d.c) * sizeof(float);
-}
-
-void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
-                      float* running_mean, float* running_var, float* save_mean, float* save_invstd,
-                      const BnDims& d, void* workspace, cudaStream_t s) {
+// The batch statistics of x into save_mean and save_invstd (the running ones updated), and
+// y = x * scale + shift's coefficients; `partials` holds 3 * max_slices(d) * d.c floats.
+void batch_statistics(FPtr x, const float* gamma, const float* beta, float* running_mean,
+                      float* running_var, float* save_mean, float* save_invstd, float* scale,
+                      float* shift, const BnDims& d, float* partials, cudaStream_t s) {
   const int bytes = element_bytes(x.type);
   const int64_t part = max_slices(d) * d.c;
-  float* pn = static_cast<float*>(workspace);
-  float *pmean = pn + part, *pm2 = pmean + part, *scale = pm2 + part, *shift = scale + d.c;
+  float *pn = partials, *pmean = pn + part, *pm2 = pmean + part;
   int64_t slices = 0;
   dispatch(x.type, tiles_for(d, bytes).v > 1, [&](auto tag, auto v) {
     using T = typename decltype(tag)::type;
@@ -573,7 +584,30 @@ void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float*
       pn, pmean, pm2, static_cast<int>(slices), d.c, gamma, beta, running_mean, running_var,
       save_mean, save_invstd, scale, shift, d.eps, d.momentum);
   check_launch("batch_norm statistics (combine)", "");
-  apply(x, res, y, d, scale, shift, s);
+}
+
+}  // namespace
+
+size_t bn_workspace_bytes(const BnDims& d, int type) {
+  dispatch(type, tiles_for(d, element_bytes(type)).v > 1,
+           [](auto tag, auto v) { residency<typename decltype(tag)::type, decltype(v)::value>(); });
+  return static_cast<size_t>(3 * max_slices(d) * d.c + 4 * d.c) * sizeof(float);
+}
+
+void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
+                      float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                      const BnDims& d, void* workspace, cudaStream_t s,
+                      const BnShortcut* shortcut) {
+  float* partials = static_cast<float*>(workspace);
+  float *scale = partials + 3 * max_slices(d) * d.c, *shift = scale + d.c;
+  batch_statistics(x, gamma, beta, running_mean, running_var, save_mean, save_invstd, scale, shift,
+                   d, partials, s);
+  if (!shortcut) return apply(x, res, y, d, scale, shift, s);
+  const BnShortcut& b = *shortcut;  // its statistics after x's, in the same partials
+  float *res_scale = shift + d.c, *res_shift = res_scale + d.c;
+  batch_statistics(b.x, b.gamma, b.beta, b.running_mean, b.running_var, b.save_mean, b.save_invstd,
+                   res_scale, res_shift, d, partials, s);
+  apply(x, b.x, y, d, scale, shift, s, res_scale, res_shift);
 }
 
 void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,

@@ -34,12 +34,22 @@ struct BnDims {
 // Call it before the first launch, outside any graph capture: it also queries the device.
 size_t bn_workspace_bytes(const BnDims& d, int type);
 
+// A shortcut's batch norm in training, applied inside the batch norm it is added to: its input,
+// parameters and statistics (x of the other's shape and type).
+struct BnShortcut {
+  FPtr x;
+  const float *gamma, *beta;
+  float *running_mean, *running_var, *save_mean, *save_invstd;
+};
+
 // (x, gamma, beta, running_mean, running_var) -> y, save_mean, save_invstd; the running
 // statistics updated in place. A residual `res` (null res.p: none) of x's shape and type is added
-// before the ReLU.
+// before the ReLU; or with `shortcut` its batch norm's output, computed in the same pass (res is
+// then ignored) after its statistics.
 void bn_forward_train(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
                       float* running_mean, float* running_var, float* save_mean, float* save_invstd,
-                      const BnDims& d, void* workspace, cudaStream_t s);
+                      const BnDims& d, void* workspace, cudaStream_t s,
+                      const BnShortcut* shortcut = nullptr);
 // y from the running statistics.
 void bn_forward_infer(FPtr x, FPtr res, FPtr y, const float* gamma, const float* beta,
                       const float* running_mean, const float* running_var, const BnDims& d,

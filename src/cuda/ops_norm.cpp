@@ -72,13 +72,15 @@ cudnnBatchNormMode_t bn_mode() {
 
 // A batch-norm node's fusions (CudaBackend::fuse, ops/fuse.h): the forward's ReLU and residual
 // (post = "relu", a sixth input), the gradient's ReLU (post = "relu_grad", beta the sixth input),
-// the gradient of a sum (batch_norm_sum_grad: b and y the sixth and seventh inputs, dy the fourth
-// output).
+// a shortcut's batch norm (fuse_shortcut_batch_norms: its five inputs after the five, its
+// statistics the fourth and fifth outputs), the gradient of a sum (batch_norm_sum_grad: b and y the
+// sixth and seventh inputs, dy the fourth output).
 struct BnFusion {
-  bool relu, residual, sum;
+  bool relu, residual, shortcut, sum;
   BnFusion(const KernelSpec& s, bool backward)
       : relu(s.node.attrs.s("post", "") == (backward ? "relu_grad" : "relu")),
         residual(!backward && s.node.inputs.size() == 6),
+        shortcut(!backward && s.node.inputs.size() == 10),
         sum(s.node.op == "batch_norm_sum_grad") {}
 };
 
@@ -129,10 +131,18 @@ class BatchNormKernel : public CudaKernel {
       return;
     }
     if (p_.training) {  // (x, gamma, beta, rmean, rvar [, r]) -> y, mean, invstd
+      // A shortcut's batch norm (inputs 5-9 -> outputs 3, 4) writes y first; x's is added to it.
+      const bool shortcut = fused_.shortcut;
+      if (shortcut)
+        MYELIN_CHECK(cudnnBatchNormalizationForwardTraining(
+                         h, mode_, &one, &zero, xd_, in[5].data(), xd_, out[0].data(), bnd_,
+                         in[6].data(), in[7].data(), 1.0 - p_.momentum, in[8].data(), in[9].data(),
+                         p_.eps, out[3].data(), out[4].data()),
+                     "(shortcut)");
       MYELIN_CHECK(cudnnBatchNormalizationForwardTraining(
-                       h, mode_, &one, &zero, xd_, in[0].data(), xd_, out[0].data(), bnd_,
-                       in[1].data(), in[2].data(), 1.0 - p_.momentum, in[3].data(), in[4].data(),
-                       p_.eps, out[1].data(), out[2].data()),
+                       h, mode_, &one, shortcut ? &one : &zero, xd_, in[0].data(), xd_,
+                       out[0].data(), bnd_, in[1].data(), in[2].data(), 1.0 - p_.momentum,
+                       in[3].data(), in[4].data(), p_.eps, out[1].data(), out[2].data()),
                    "");
     } else {
       MYELIN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
@@ -166,9 +176,14 @@ class BatchNormRowsKernel : public CudaKernel {
     const Shape& shape = s.input(x).shape;
     d_ = BnDims{shape.numel() / shape[1], shape[1], static_cast<float>(p_.eps),
                 static_cast<float>(p_.momentum), fused_.relu};
-    for (int i = backward ? 2 : 1; i < (backward && fused_.relu ? 6 : 5); ++i)
+    std::vector<int> params = backward ? std::vector{2, 3, 4} : std::vector{1, 2, 3, 4};
+    if (backward && fused_.relu) params.push_back(5);  // beta
+    if (fused_.shortcut) params.insert(params.end(), {6, 7, 8, 9});
+    for (int i : params)
       if (s.input(i).dtype != DType::f32)
         throw UnsupportedError(where_ + ": gamma, beta and the statistics must be f32");
+    if (fused_.shortcut && !p_.training)
+      throw UnsupportedError(where_ + ": a shortcut's batch norm is fused in training only");
 
     if (!s.input_nhwc(x) && shape.rank() != 2)
       throw UnsupportedError(where_ +
@@ -176,7 +191,7 @@ class BatchNormRowsKernel : public CudaKernel {
                              "(NHWC) or [N, C] activations only");
     const DType t = s.input(x).dtype;
     if (s.output(0).dtype != t || (backward && s.input(0).dtype != t) ||
-        (fused_.residual && s.input(5).dtype != t) ||
+        ((fused_.residual || fused_.shortcut) && s.input(5).dtype != t) ||
         (fused_.sum && (s.input(5).dtype != t || s.input(6).dtype != t || s.output(3).dtype != t)))
       throw UnsupportedError(where_ +
                              ": x, y (dy, dx), the residual and a sum's operands must share one "
@@ -196,9 +211,15 @@ class BatchNormRowsKernel : public CudaKernel {
       return;
     }
     const FPtr res = fused_.residual ? fptr(in[5]) : FPtr{};
-    if (p_.training)  // (x, gamma, beta, rmean, rvar [, r]) -> y, mean, invstd
+    // (x, gamma, beta, rmean, rvar [, r | shortcut's five]) -> y, mean, invstd [, shortcut's two]
+    const BnShortcut shortcut =
+        fused_.shortcut ? BnShortcut{fptr(in[5]), in[6].f32(),  in[7].f32(), in[8].f32(),
+                                     in[9].f32(), out[3].f32(), out[4].f32()}
+                        : BnShortcut{};
+    if (p_.training)
       bn_forward_train(fptr(in[0]), res, fptr(out[0]), in[1].f32(), in[2].f32(), in[3].f32(),
-                       in[4].f32(), out[1].f32(), out[2].f32(), d_, ctx.workspace, stream());
+                       in[4].f32(), out[1].f32(), out[2].f32(), d_, ctx.workspace, stream(),
+                       fused_.shortcut ? &shortcut : nullptr);
     else
       bn_forward_infer(fptr(in[0]), res, fptr(out[0]), in[1].f32(), in[2].f32(), in[3].f32(),
                        in[4].f32(), d_, ctx.workspace, stream());

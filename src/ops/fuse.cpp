@@ -227,11 +227,37 @@ void fuse_batch_norm_sum_grads(Graph& g) {
   g.remove_nodes(fused);
 }
 
+void fuse_shortcut_batch_norms(Graph& g) {
+  const std::vector<std::vector<int>> readers = readers_of(g);
+  std::vector<int> fused;  // the shortcuts' batch norms now done by the batch norms they feed
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& bn = g.nodes()[i];
+    if (bn.op != "batch_norm" || bn.inputs.size() != 6 || bn.outputs.size() != 3) continue;
+    const ValueId r = bn.inputs[5];
+    const int p = g.value(r).producer;
+    if (p < 0 || g.is_kept(r) || readers[r].size() != 1) continue;
+    const Node& sc = g.nodes()[p];
+    const BatchNormParams a(bn.attrs), b(sc.attrs);
+    if (sc.op != "batch_norm" || sc.inputs.size() != 5 || sc.outputs.size() != 3 ||
+        sc.outputs[0] != r || sc.attrs.has("post") || a.eps != b.eps || a.momentum != b.momentum ||
+        a.training != b.training || !a.training ||
+        g.value(sc.inputs[0]).shape != g.value(bn.inputs[0]).shape)
+      continue;
+    Node& merged = g.node(static_cast<int>(i));
+    merged.inputs.pop_back();
+    merged.inputs.insert(merged.inputs.end(), sc.inputs.begin(), sc.inputs.end());
+    merged.outputs.insert(merged.outputs.end(), sc.outputs.begin() + 1, sc.outputs.end());
+    fused.push_back(p);
+  }
+  g.remove_nodes(fused);
+}
+
 CudaFusions cuda_fusions() {
   return {.batch_norm = !env_is("MYELIN_CUDA_BN_FUSE", "0"),
           .add_relu_grads = !env_is("MYELIN_CUDA_ADD_RELU_GRAD", "0"),
           .bn_sum_grads = env_is("MYELIN_CUDA_BN_SUM_GRAD", "1"),
-          .pool_picks = env_is("MYELIN_CUDA_POOL_PICKS", "1")};
+          .pool_picks = env_is("MYELIN_CUDA_POOL_PICKS", "1"),
+          .bn_shortcuts = env_is("MYELIN_CUDA_BN_SHORTCUT", "1")};
 }
 
 void fuse_for_cuda(Graph& g, const CudaFusions& f) {
@@ -243,6 +269,7 @@ void fuse_for_cuda(Graph& g, const CudaFusions& f) {
   if (f.batch_norm) {
     fuse_residual_adds(g);
     fuse_batch_norm_relu_grads(g);
+    if (f.bn_shortcuts) fuse_shortcut_batch_norms(g);
   }
   if (f.add_relu_grads) fuse_add_relu_grads(g);
   if (f.add_relu_grads && f.bn_sum_grads) fuse_batch_norm_sum_grads(g);

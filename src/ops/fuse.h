@@ -57,15 +57,25 @@ void pass_max_pool_picks(Graph& g);
 // block's last batch norm. Run after fuse_add_relu_grads.
 void fuse_batch_norm_sum_grads(Graph& g);
 
+// A residual block's end whose shortcut is a batch norm of its own (ResNet-50's projection
+// shortcuts): batch_norm(x, gamma, beta, mean, var, r) with r = batch_norm(xs, gammas, betas,
+// means, vars) read by nothing else becomes batch_norm(x, gamma, beta, mean, var, xs, gammas,
+// betas, means, vars) -> y, mean, invstd, mean_s, invstd_s: both in training, with the same
+// settings and shapes. Its elementwise pass normalizes xs as it adds it, so r is neither written
+// nor read back; the shortcut's gradient reads its statistics from the merged node. Run after
+// fuse_residual_adds.
+void fuse_shortcut_batch_norms(Graph& g);
+
 // Which of the CUDA engine's fusions fuse_for_cuda makes (CudaBackend::fuse), as cuda_fusions()
 // reads them from the settings: MYELIN_CUDA_BN_FUSE=0 (no batch-norm fusions),
-// MYELIN_CUDA_ADD_RELU_GRAD=0, and the two not yet measured on a GPU, opt-in:
-// MYELIN_CUDA_BN_SUM_GRAD=1 and MYELIN_CUDA_POOL_PICKS=1.
+// MYELIN_CUDA_ADD_RELU_GRAD=0, and the three not yet measured on a GPU, opt-in:
+// MYELIN_CUDA_BN_SUM_GRAD=1, MYELIN_CUDA_POOL_PICKS=1 and MYELIN_CUDA_BN_SHORTCUT=1.
 struct CudaFusions {
   bool batch_norm = true;      // residual adds and ReLU gradients into batch norms
   bool add_relu_grads = true;  // ReLU gradients of sums into their adds
   bool bn_sum_grads = false;   // those sums into the batch norms' gradients reading them
   bool pool_picks = false;     // max poolings' picks passed to their gradients
+  bool bn_shortcuts = false;   // shortcuts' batch norms into the batch norms they feed
 };
 CudaFusions cuda_fusions();
 
