@@ -640,20 +640,23 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
   }
 }
 
+// ResNet-50's bf16 training graph at `batch`, fused with `f` and its storage planned, as the
+// CUDA engine would (no device needed).
+Graph planned_resnet50(const CudaFusions& f, int64_t batch = 4) {
+  NetworkSpec spec = load_network("resnet50");
+  Graph g = build_training_graph(spec, spec.recipe, batch, default_loss_scale("bf16")).net.graph;
+  fuse_for_cuda(g, f);
+  cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
+  return g;
+}
+
 // ResNet-50 under bf16: each block output's gradient is the sum of two (the next block's first
 // convolution and its shortcut), and the ReLU's gradient at the block's end runs inside that sum
 // (add(a, b, y), post relu_grad), one pass instead of an add and a mask; only the last block's,
 // whose output has one reader (the pooling), stays. Every operand of the fused adds stays 16-bit
 // NHWC. MYELIN_CUDA_ADD_RELU_GRAD=0's graph keeps the ReLU gradients as nodes of their own.
 TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
-  NetworkSpec spec = load_network("resnet50");
-  TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
-  auto fused = [&](bool on) {
-    Graph g = t.net.graph;
-    fuse_for_cuda(g, {.add_relu_grads = on, .bn_sum_grads = false});
-    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
-    return g;
-  };
+  auto fused = [](bool on) { return planned_resnet50({.add_relu_grads = on}); };
   auto masked_adds = [](const Graph& g) {
     std::vector<Node> adds;
     for (const Node& n : g.nodes())
@@ -690,15 +693,7 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
 // computes the sum and writes it for the shortcut's gradient. Every operand stays 16-bit NHWC, and
 // every node still comes after the producers of what it reads.
 TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
-  NetworkSpec spec = load_network("resnet50");
-  TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
-  auto planned = [&](bool on) {
-    Graph g = t.net.graph;
-    fuse_for_cuda(g, {.bn_sum_grads = on});
-    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
-    return g;
-  };
-  const Graph off = planned(false), on = planned(true);
+  const Graph off = planned_resnet50({}), on = planned_resnet50({.bn_sum_grads = true});
   int sums = 0;
   for (size_t i = 0; i < on.nodes().size(); ++i) {
     const Node& n = on.nodes()[i];
@@ -724,15 +719,7 @@ TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
 // (fuse_shortcut_batch_norms), whose statistics the shortcut's gradient then reads from them; x,
 // the shortcut's input and y stay 16-bit NHWC, and every node still comes after what it reads.
 TEST(CudaStorage, ResNet50ProjectionShortcutsNormalizeInTheBlocksBatchNorm) {
-  NetworkSpec spec = load_network("resnet50");
-  TrainingGraph t = build_training_graph(spec, spec.recipe, 4, default_loss_scale("bf16"));
-  auto planned = [&](bool on) {
-    Graph g = t.net.graph;
-    fuse_for_cuda(g, {.bn_shortcuts = on});
-    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
-    return g;
-  };
-  const Graph off = planned(false), on = planned(true);
+  const Graph off = planned_resnet50({}), on = planned_resnet50({.bn_shortcuts = true});
   int merged = 0;
   for (size_t i = 0; i < on.nodes().size(); ++i) {
     const Node& n = on.nodes()[i];
@@ -762,16 +749,8 @@ TEST(CudaStorage, ResNet50ProjectionShortcutsNormalizeInTheBlocksBatchNorm) {
 // that output (16 bits) less the picks (8). The engine's default (without
 // MYELIN_CUDA_POOL_PICKS=1) keeps (dy, x, y).
 TEST(CudaStorage, ResNet50PoolPicksFreeTheStemOutput) {
-  NetworkSpec spec = load_network("resnet50");
   const int64_t batch = 16;
-  TrainingGraph t = build_training_graph(spec, spec.recipe, batch, default_loss_scale("bf16"));
-  auto planned = [&](bool picks) {
-    Graph g = t.net.graph;
-    fuse_for_cuda(g, {.pool_picks = picks});
-    cuda::plan_storage(g, cuda::Precision::bf16, true, cuda::ChannelsLast::where_it_pays);
-    return g;
-  };
-  const Graph off = planned(false), on = planned(true);
+  const Graph off = planned_resnet50({}, batch), on = planned_resnet50({.pool_picks = true}, batch);
   int pools = 0;
   for (const Node& n : on.nodes()) {
     if (n.op != "max_pool2d_grad") continue;
