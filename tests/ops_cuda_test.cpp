@@ -428,7 +428,8 @@ TEST(BatchNormShortcutCuda, ShortcutInTheElementwisePassMatchesReference) {
 
 TEST(BatchNormSumGradCuda, SumInTheGradientMatchesReference) {
   if (std::string why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why;
-  EXPECT_EQ(run_in_every_precision("_sum_grad", "sum-grad", {{"MYELIN_CUDA_BN_SUM_GRAD", "1"}}), 3);
+  EXPECT_EQ(run_in_every_precision("relu_sum_grad", "sum-grad", {{"MYELIN_CUDA_BN_SUM_GRAD", "1"}}),
+            3);
 }
 
 // The batch_norm_nhwc/* cases with 16-bit storage off: batch norm on fp32 NHWC (the own kernels
@@ -508,7 +509,7 @@ TEST(FusionCases, OptInCasesTakeTheirFusions) {
   int checked = 0;
   for (const OpCase& c : test::all_cases()) {
     SCOPED_TRACE(c.name);
-    if (c.name.find("_sum_grad") != std::string::npos) {
+    if (c.name.find("relu_sum_grad") != std::string::npos) {
       auto is = [](const Node& n) { return n.op == "batch_norm_sum_grad"; };
       EXPECT_EQ(count(fused(c, {.bn_sum_grads = true}), is), 1);
       EXPECT_EQ(count(fused(c, {}), is), 0);

@@ -168,6 +168,28 @@ void positive_running_var(Ins& in) {
   for (double& v : in[4]) v = std::abs(v) + 0.1;
 }
 
+// batch_norm_sum_grad(a, x, gamma, mean, invstd, b, y) -> dx, dgamma, dbeta, dy with
+// dy = y > 0 ? a + b : 0 and batch norm's gradient from the given mean and invstd.
+Ins ref_bn_sum_grad(const Ins& in, const Attrs&, const Types& t) {
+  const Shape& s = t[1].shape;
+  const int64_t c = s[1], inner = s.numel() / (s[0] * c), rows = s[0] * inner;
+  auto channel = [&](size_t i) { return int64_t(i) / inner % c; };
+  Doubles dy(in[0].size()), dx(dy.size()), sdy(c, 0.0), sdyx(c, 0.0);
+  for (size_t i = 0; i < dy.size(); ++i) {
+    dy[i] = in[6][i] > 0 ? in[0][i] + in[5][i] : 0;
+    sdy[channel(i)] += dy[i];
+    sdyx[channel(i)] += dy[i] * (in[1][i] - in[3][channel(i)]);
+  }
+  Doubles dgamma(c);
+  for (int64_t k = 0; k < c; ++k) dgamma[k] = sdyx[k] * in[4][k];
+  for (size_t i = 0; i < dx.size(); ++i) {
+    const int64_t k = channel(i);
+    const double xhat = (in[1][i] - in[3][k]) * in[4][k];
+    dx[i] = in[2][k] * in[4][k] * (dy[i] - sdy[k] / rows - xhat * dgamma[k] / rows);
+  }
+  return {dx, dgamma, sdy, dy};
+}
+
 // ---- activations ----
 
 double activate(ActKind k, double alpha, double x) {
@@ -405,6 +427,19 @@ void register_batch_norm() {
   bn("nchw_train_outputs", {4, 3, 2, 3}, true, {}, {});
   bn("nchw_train_grad", {4, 3, 2, 3}, true, {0, 1, 2}, {0});
   bn("nc_train_outputs", {6, 5}, true, {}, {});
+  // The CUDA engine's fusion of a ReLU-masked gradient sum into batch norm's gradient, as an op:
+  // y's values away from 0 (the mask's kink), invstd positive.
+  for (auto [name, x] : {std::pair{"nchw", Dims{4, 3, 2, 3}}, std::pair{"nc", Dims{6, 5}}}) {
+    Dims c{x[1]};
+    register_case({.name = std::string("batch_norm_sum_grad/") + name,
+                   .op = "batch_norm_sum_grad",
+                   .inputs = {f32(x), f32(x), f32(c), f32(c), f32(c), f32(x), f32(x)},
+                   .reference = ref_bn_sum_grad,
+                   .prepare = [](Ins& in) {
+                     for (double& v : in[4]) v = std::abs(v) + 0.1;
+                     for (double& v : in[6]) v = v < 0 ? v - 0.1 : v + 0.1;
+                   }});
+  }
   bn("nc_train_grad", {6, 5}, true, {0, 1, 2}, {0});
   bn("nchw_eps_momentum", {3, 2, 3, 3}, true, {0, 1, 2}, {0},
      Attrs{{"eps", 1e-3}, {"momentum", 0.8}});
