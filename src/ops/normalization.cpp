@@ -22,7 +22,9 @@ std::vector<TensorType> infer_lrn_grad(const Node& n, const std::vector<TensorTy
 // Training: outputs y, the batch mean and 1/sqrt(var + eps) (saved for backward), and updates
 // the running statistics. Inference: y from the running statistics. A sixth input r (like x) is a
 // residual add fused in by a backend (ops/fuse.h): y = batch_norm(x) + r, then the fused ReLU when
-// attrs post = "relu".
+// attrs post = "relu". The CUDA engine's fuse_shortcut_batch_norms also gives a training node the
+// five inputs of the shortcut's batch norm in r's place (and its mean and invstd as the fourth and
+// fifth outputs); its shapes are not inferred again.
 std::vector<TensorType> infer_bn(const Node& n, const std::vector<TensorType>& in) {
   expect(in[0].shape.rank() >= 2, n, in, "input must be [N, C, ...]");
   Shape c{in[0].shape[1]};
@@ -122,7 +124,7 @@ MYELIN_REGISTER_OPS {
                .infer = infer_bn_sum_grad,
                .flops = flops_per_input(11),
                .doc = "(a, x, gamma, mean, invstd, b, y) -> dx, dgamma, dbeta, dy: batch_norm_grad "
-                      "of dy = y > 0 ? a + b : 0 (a CUDA fusion)"});
+                      "of dy = y > 0 ? a + b : 0 (made by the CUDA engine's fusions)"});
 }
 
 }  // namespace myelin
