@@ -572,6 +572,21 @@ TEST(CudaStorage, BatchNormNetworksStore16BitChannelsLast) {
     }
 }
 
+// Each of `values` is stored 16-bit (bf16) channels-last in g.
+void expect_bf16_nhwc(const Graph& g, std::initializer_list<ValueId> values) {
+  for (ValueId v : values) {
+    EXPECT_EQ(g.value(v).dtype, DType::bf16) << g.value(v).name;
+    EXPECT_EQ(g.value(v).layout, Layout::nhwc) << g.value(v).name;
+  }
+}
+
+// Every node of g comes after the producers of what it reads (a rewrite kept the order).
+void expect_producers_first(const Graph& g) {
+  for (size_t i = 0; i < g.nodes().size(); ++i)
+    for (ValueId v : g.nodes()[i].inputs)
+      EXPECT_LT(g.value(v).producer, static_cast<int>(i)) << g.nodes()[i].name;
+}
+
 // A residual block (conv, bn1, ReLU, conv, bn2, + shortcut, ReLU) under bf16: the add and its
 // ReLU run inside bn2's forward (its sixth input the shortcut), bn1's ReLU gradient inside bn1's
 // gradient (post relu_grad, beta its sixth input), and every operand the fusions touch stays
@@ -633,11 +648,8 @@ TEST(CudaStorage, ResidualBlockFusesAddAndReluGradientIntoBatchNorm) {
   const Node grad2 = node(g, "batch_norm_grad", "conv2_bn");
   EXPECT_EQ(grad2.inputs.size(), 5u);
   EXPECT_FALSE(grad2.attrs.has("post"));
-  for (ValueId v : {bn2.inputs[0], bn2.inputs[5], bn2.outputs[0], grad1.inputs[0], grad1.inputs[1],
-                    grad1.outputs[0]}) {
-    EXPECT_EQ(g.value(v).dtype, DType::bf16) << g.value(v).name;
-    EXPECT_EQ(g.value(v).layout, Layout::nhwc) << g.value(v).name;
-  }
+  expect_bf16_nhwc(g, {bn2.inputs[0], bn2.inputs[5], bn2.outputs[0], grad1.inputs[0],
+                       grad1.inputs[1], grad1.outputs[0]});
 }
 
 // ResNet-50's bf16 training graph at `batch`, fused with `f` and its storage planned, as the
@@ -681,10 +693,7 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
                   on.nodes()[on.value(n.inputs[2]).producer].op == "batch_norm",
               true)
         << "the mask is a block's output: " << on.value(n.inputs[2]).name;
-    for (ValueId v : {n.inputs[0], n.inputs[1], n.inputs[2], n.outputs[0]}) {
-      EXPECT_EQ(on.value(v).dtype, DType::bf16) << on.value(v).name;
-      EXPECT_EQ(on.value(v).layout, Layout::nhwc) << on.value(v).name;
-    }
+    expect_bf16_nhwc(on, {n.inputs[0], n.inputs[1], n.inputs[2], n.outputs[0]});
   }
 }
 
@@ -694,10 +703,9 @@ TEST(CudaStorage, ResNet50MasksGradientSumsInTheirAdds) {
 // every node still comes after the producers of what it reads.
 TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
   const Graph off = planned_resnet50({}), on = planned_resnet50({.bn_sum_grads = true});
+  expect_producers_first(on);
   int sums = 0;
-  for (size_t i = 0; i < on.nodes().size(); ++i) {
-    const Node& n = on.nodes()[i];
-    for (ValueId v : n.inputs) EXPECT_LT(on.value(v).producer, static_cast<int>(i)) << n.name;
+  for (const Node& n : on.nodes()) {
     if (n.op == "add") {
       EXPECT_NE(n.attrs.s("post", ""), "relu_grad") << n.name;
     }
@@ -705,11 +713,8 @@ TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
     ++sums;
     ASSERT_EQ(n.inputs.size(), 7u);
     ASSERT_EQ(n.outputs.size(), 4u);
-    for (ValueId v :
-         {n.inputs[0], n.inputs[1], n.inputs[5], n.inputs[6], n.outputs[0], n.outputs[3]}) {
-      EXPECT_EQ(on.value(v).dtype, DType::bf16) << on.value(v).name;
-      EXPECT_EQ(on.value(v).layout, Layout::nhwc) << on.value(v).name;
-    }
+    expect_bf16_nhwc(
+        on, {n.inputs[0], n.inputs[1], n.inputs[5], n.inputs[6], n.outputs[0], n.outputs[3]});
   }
   EXPECT_EQ(sums, 15);
   EXPECT_EQ(on.nodes().size() + 15, off.nodes().size());
@@ -720,18 +725,14 @@ TEST(CudaStorage, ResNet50BlockEndsSumTheirGradientInBatchNorm) {
 // the shortcut's input and y stay 16-bit NHWC, and every node still comes after what it reads.
 TEST(CudaStorage, ResNet50ProjectionShortcutsNormalizeInTheBlocksBatchNorm) {
   const Graph off = planned_resnet50({}), on = planned_resnet50({.bn_shortcuts = true});
+  expect_producers_first(on);
   int merged = 0;
-  for (size_t i = 0; i < on.nodes().size(); ++i) {
-    const Node& n = on.nodes()[i];
-    for (ValueId v : n.inputs) EXPECT_LT(on.value(v).producer, static_cast<int>(i)) << n.name;
+  for (const Node& n : on.nodes()) {
     if (n.op != "batch_norm" || n.inputs.size() != 10) continue;
     ++merged;
     ASSERT_EQ(n.outputs.size(), 5u);
     EXPECT_EQ(n.attrs.s("post", ""), "relu");
-    for (ValueId v : {n.inputs[0], n.inputs[5], n.outputs[0]}) {
-      EXPECT_EQ(on.value(v).dtype, DType::bf16) << on.value(v).name;
-      EXPECT_EQ(on.value(v).layout, Layout::nhwc) << on.value(v).name;
-    }
+    expect_bf16_nhwc(on, {n.inputs[0], n.inputs[5], n.outputs[0]});
     int shortcut_grads = 0;  // the shortcut's gradient reads its statistics from this node
     for (const Node& r : on.nodes())
       shortcut_grads += r.op == "batch_norm_grad" && r.inputs[1] == n.inputs[5] &&

@@ -184,7 +184,6 @@ class BatchNormRowsKernel : public CudaKernel {
         throw UnsupportedError(where_ + ": gamma, beta and the statistics must be f32");
     if (fused_.shortcut && !p_.training)
       throw UnsupportedError(where_ + ": a shortcut's batch norm is fused in training only");
-
     if (!s.input_nhwc(x) && shape.rank() != 2)
       throw UnsupportedError(where_ +
                              ": the CUDA kernels for 16-bit batch norm take channels-last "
